@@ -1,0 +1,394 @@
+//! The warden workload driver: `uniform` (many workers over many resources, acquire then release at once),
+//! `hot` (many workers on one resource, FIFO handoff) and `handoff` (time from a release to the next
+//! waiter's grant). Used by the `warden-bench` binary and by `warden bench`.
+
+use hdrhistogram::Histogram;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use warden::Warden;
+
+/// Which workload to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum Workload {
+    /// `workers` tasks over `keys` resources, acquire then release at once.
+    Uniform,
+    /// `workers` tasks on one resource, waiting allowed; grants must follow FIFO.
+    Hot,
+    /// One holder, one waiter: the time from release to the waiter's grant.
+    Handoff,
+}
+
+impl std::str::FromStr for Workload {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "uniform" => Ok(Workload::Uniform),
+            "hot" => Ok(Workload::Hot),
+            "handoff" => Ok(Workload::Handoff),
+            other => Err(format!("unknown workload `{other}`: use uniform, hot or handoff")),
+        }
+    }
+}
+
+/// Parameters of one run.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Backend URL.
+    pub backend: String,
+    /// The workload.
+    pub workload: Workload,
+    /// Concurrent workers.
+    pub workers: usize,
+    /// Distinct resources (uniform only).
+    pub keys: usize,
+    /// How long to run.
+    pub duration: Duration,
+    /// Lease TTL.
+    pub ttl: Duration,
+}
+
+/// The figures of one run. Serialises to the one-line JSON of `warden bench --json`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Report {
+    /// Always "warden".
+    pub peer: &'static str,
+    /// The workload.
+    pub workload: Workload,
+    /// Workers.
+    pub workers: usize,
+    /// Resources.
+    pub keys: usize,
+    /// Completed acquire+release cycles per second.
+    pub cycles_per_s: f64,
+    /// Acquire latency p50 in microseconds (includes queueing for `hot`).
+    pub acq_p50_us: u64,
+    /// Acquire latency p99.
+    pub acq_p99_us: u64,
+    /// Acquire latency max.
+    pub acq_max_us: u64,
+    /// Failed operations.
+    pub failed: u64,
+    /// For `hot`: grants that overtook a caller that had started more than 1 ms earlier (0 = FIFO held).
+    pub fifo_violations: u64,
+}
+
+/// Parses `10s`, `500ms`, `2m` or a plain number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .map(|i| s.split_at(i))
+        .unwrap_or((s, "s"));
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration like 10s, 500ms or 2m"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" | "" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("`{s}`: unknown unit `{unit}` (use ms, s, m or h)")),
+    };
+    if !secs.is_finite() || !(0.0..=86_400.0).contains(&secs) {
+        return Err(format!("`{s}` is out of range (0..=24h)"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000, 3).expect("static histogram bounds")
+}
+
+/// Runs one workload and reports its figures. `progress` is called about every 200 ms with the fraction done.
+pub async fn run(cfg: &Config, progress: impl Fn(f64) + Send + Sync + 'static) -> anyhow::Result<Report> {
+    let warden = Warden::connect(&cfg.backend).await?;
+    if cfg.workers == 0 || cfg.keys == 0 {
+        anyhow::bail!("--workers and --keys must be at least 1");
+    }
+    match cfg.workload {
+        Workload::Uniform | Workload::Hot => closed_loop(cfg, warden, progress).await,
+        Workload::Handoff => handoff(cfg, warden).await,
+    }
+}
+
+async fn closed_loop(
+    cfg: &Config,
+    warden: Warden,
+    progress: impl Fn(f64) + Send + Sync + 'static,
+) -> anyhow::Result<Report> {
+    let hot = cfg.workload == Workload::Hot;
+    let stop = Arc::new(AtomicBool::new(false));
+    let failed = Arc::new(AtomicU64::new(0));
+    let grants: Arc<Mutex<Vec<(Instant, u64)>>> = Arc::new(Mutex::new(Vec::new()));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..cfg.workers {
+        let warden = warden.clone();
+        let stop = stop.clone();
+        let failed = failed.clone();
+        let grants = grants.clone();
+        let keys = cfg.keys;
+        let ttl = cfg.ttl;
+        tasks.push(tokio::spawn(async move {
+            let mut hist = histogram();
+            let mut cycles = 0u64;
+            let mut i = w;
+            let mut local = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let resource = if hot {
+                    "bench:hot".to_string()
+                } else {
+                    format!("bench:{}", i % keys)
+                };
+                i = i.wrapping_add(7919);
+                let t0 = Instant::now();
+                let r = warden
+                    .lock(resource)
+                    .ttl(ttl)
+                    .wait(Duration::from_secs(10))
+                    .auto_renew(false)
+                    .acquire()
+                    .await;
+                match r {
+                    Ok(mut g) => {
+                        let _ = hist.record(t0.elapsed().as_micros().max(1) as u64);
+                        if hot {
+                            local.push((t0, g.fencing_token()));
+                        }
+                        if g.release().await.is_err() {
+                            failed.fetch_add(1, Ordering::Relaxed);
+                        }
+                        cycles += 1;
+                    }
+                    Err(_) => {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            if hot {
+                grants.lock().map(|mut g| g.extend(local)).ok();
+            }
+            (hist, cycles)
+        }));
+    }
+    let ticker = {
+        let stop = stop.clone();
+        let total = cfg.duration;
+        tokio::spawn(async move {
+            while start.elapsed() < total {
+                tokio::time::sleep(Duration::from_millis(200).min(total)).await;
+                progress((start.elapsed().as_secs_f64() / total.as_secs_f64()).min(1.0));
+            }
+            stop.store(true, Ordering::Relaxed);
+        })
+    };
+    ticker.await?;
+    let mut hist = histogram();
+    let mut cycles = 0;
+    for t in tasks {
+        let (h, c) = t.await?;
+        hist.add(h)?;
+        cycles += c;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let fifo_violations = if hot {
+        fifo_violations(
+            &grants.lock().map(|g| g.clone()).unwrap_or_default(),
+            Duration::from_millis(1),
+        )
+    } else {
+        0
+    };
+    Ok(Report {
+        peer: "warden",
+        workload: cfg.workload,
+        workers: cfg.workers,
+        keys: if hot { 1 } else { cfg.keys },
+        cycles_per_s: cycles as f64 / elapsed,
+        acq_p50_us: hist.value_at_quantile(0.5),
+        acq_p99_us: hist.value_at_quantile(0.99),
+        acq_max_us: hist.max(),
+        failed: failed.load(Ordering::Relaxed),
+        fifo_violations,
+    })
+}
+
+/// Counts FIFO violations among `(call_start, fence)` pairs: a caller that started more than `slack` after
+/// another (so the other was already queued) yet was granted first (lower fence). `slack` covers the
+/// in-flight time of the first attempt.
+pub fn fifo_violations(grants: &[(Instant, u64)], slack: Duration) -> u64 {
+    let mut g = grants.to_vec();
+    g.sort_unstable_by_key(|x| x.0);
+    // suffix_min[i] = the lowest fence among calls that started at or after g[i].
+    let mut suffix_min = vec![u64::MAX; g.len() + 1];
+    for i in (0..g.len()).rev() {
+        suffix_min[i] = suffix_min[i + 1].min(g[i].1);
+    }
+    let mut violations = 0;
+    for (start, fence) in &g {
+        let later = g.partition_point(|x| x.0 <= *start + slack);
+        if suffix_min[later] < *fence {
+            violations += 1;
+        }
+    }
+    violations
+}
+
+async fn handoff(cfg: &Config, warden: Warden) -> anyhow::Result<Report> {
+    let mut hist = histogram();
+    let start = Instant::now();
+    let mut cycles = 0u64;
+    let mut failed = 0u64;
+    let waiter_client = Warden::connect(&cfg.backend).await?;
+    while start.elapsed() < cfg.duration {
+        let mut g = warden
+            .lock("bench:handoff")
+            .ttl(cfg.ttl)
+            .auto_renew(false)
+            .acquire()
+            .await?;
+        let wc = waiter_client.clone();
+        let ttl = cfg.ttl;
+        let (queued_tx, queued_rx) = tokio::sync::oneshot::channel::<()>();
+        let waiter = tokio::spawn(async move {
+            let _ = queued_tx.send(());
+            let r = wc
+                .lock("bench:handoff")
+                .ttl(ttl)
+                .wait(Duration::from_secs(10))
+                .auto_renew(false)
+                .acquire()
+                .await;
+            (Instant::now(), r)
+        });
+        let _ = queued_rx.await;
+        // Let the waiter's first attempt reach the queue.
+        while warden
+            .inspect("bench:handoff")
+            .await
+            .map(|i| i.queue.is_empty())
+            .unwrap_or(false)
+        {
+            tokio::task::yield_now().await;
+        }
+        let released = Instant::now();
+        g.release().await?;
+        let (granted, r) = waiter.await?;
+        match r {
+            Ok(mut g2) => {
+                let _ = hist.record((granted - released).as_micros().max(1) as u64);
+                g2.release().await?;
+                cycles += 1;
+            }
+            Err(_) => failed += 1,
+        }
+    }
+    Ok(Report {
+        peer: "warden",
+        workload: Workload::Handoff,
+        workers: 2,
+        keys: 1,
+        cycles_per_s: cycles as f64 / start.elapsed().as_secs_f64(),
+        acq_p50_us: hist.value_at_quantile(0.5),
+        acq_p99_us: hist.value_at_quantile(0.99),
+        acq_max_us: hist.max(),
+        failed,
+        fifo_violations: 0,
+    })
+}
+
+/// Ceiling figures from `redis-benchmark` against the same Redis, one connection with 50 requests in flight.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Ceiling {
+    /// The command measured.
+    pub command: String,
+    /// Requests per second.
+    pub rps: f64,
+}
+
+/// Runs `redis-benchmark -c 1 -P 50` for the commands of a plain lock cycle (SET NX PX + DEL) and for
+/// warden's acquire script (EVALSHA) on fresh random resources.
+pub fn redis_ceiling(host: &str, port: u16, requests: u64) -> anyhow::Result<Vec<Ceiling>> {
+    let sha = redis_cli(host, port, &["SCRIPT", "LOAD", CEILING_SCRIPT])?
+        .trim()
+        .to_string();
+    let cases: Vec<(String, Vec<String>)> = vec![
+        (
+            "SET key token NX PX 10000".into(),
+            args(&["SET", "ceil:__rand_int__", "token", "NX", "PX", "10000"]),
+        ),
+        ("DEL key".into(), args(&["DEL", "ceil:__rand_int__"])),
+        (
+            "EVALSHA (a Lua SET NX PX)".into(),
+            args(&["EVALSHA", &sha, "1", "ceilx:__rand_int__", "token"]),
+        ),
+    ];
+    let mut out = Vec::new();
+    for (name, cmd) in cases {
+        let o = std::process::Command::new("redis-benchmark")
+            .args([
+                "-h",
+                host,
+                "-p",
+                &port.to_string(),
+                "-c",
+                "1",
+                "-P",
+                "50",
+                "-n",
+                &requests.to_string(),
+                "-r",
+                "1000000",
+                "-q",
+            ])
+            .args(&cmd)
+            .output()
+            .map_err(|e| anyhow::anyhow!("redis-benchmark not runnable ({e}): install redis-tools"))?;
+        let text = String::from_utf8_lossy(&o.stdout).to_string();
+        let rps = text
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .windows(2)
+            .filter(|w| w[1].starts_with("requests"))
+            .filter_map(|w| w[0].parse::<f64>().ok())
+            .next_back()
+            .ok_or_else(|| anyhow::anyhow!("could not read redis-benchmark output: {text}"))?;
+        out.push(Ceiling { command: name, rps });
+    }
+    Ok(out)
+}
+
+/// Resets Redis's command statistics (before a run whose server-side cost is wanted).
+pub fn redis_reset_stats(host: &str, port: u16) -> anyhow::Result<()> {
+    redis_cli(host, port, &["CONFIG", "RESETSTAT"]).map(|_| ())
+}
+
+/// Server-side microseconds per EVALSHA since the last reset, from `INFO commandstats`.
+pub fn redis_evalsha_usec(host: &str, port: u16) -> anyhow::Result<f64> {
+    let info = redis_cli(host, port, &["INFO", "commandstats"])?;
+    info.lines()
+        .find(|l| l.starts_with("cmdstat_evalsha:"))
+        .and_then(|l| l.split("usec_per_call=").nth(1))
+        .and_then(|s| s.split(',').next())
+        .and_then(|n| n.trim().parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("no EVALSHA in INFO commandstats"))
+}
+
+fn redis_cli(host: &str, port: u16, a: &[&str]) -> anyhow::Result<String> {
+    let out = std::process::Command::new("redis-cli")
+        .args(["-h", host, "-p", &port.to_string()])
+        .args(a)
+        .output()
+        .map_err(|e| anyhow::anyhow!("redis-cli not runnable ({e}): install redis-tools"))?;
+    Ok(String::from_utf8_lossy(&out.stdout).to_string())
+}
+
+fn args(a: &[&str]) -> Vec<String> {
+    a.iter().map(|s| s.to_string()).collect()
+}
+
+/// A minimal Lua lock (SET NX PX in a script) to price script overhead in the ceiling.
+const CEILING_SCRIPT: &str = "return redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', 10000)";

@@ -1,0 +1,107 @@
+//! `warden-bench`: runs one workload against a backend and prints its figures (see bench/README.md).
+
+use clap::Parser;
+use std::io::IsTerminal;
+
+#[derive(Parser, Debug)]
+#[command(about = "Benchmark warden: uniform, hot and handoff workloads")]
+struct Args {
+    /// Backend URL (memory://, redis://host:port, ...).
+    #[arg(long, default_value = "memory://")]
+    backend: String,
+    /// uniform | hot | handoff
+    #[arg(long, default_value = "uniform")]
+    workload: warden_bench::Workload,
+    /// Concurrent workers.
+    #[arg(long, default_value_t = 50)]
+    workers: usize,
+    /// Distinct resources (uniform).
+    #[arg(long, default_value_t = 1000)]
+    keys: usize,
+    /// How long to run (10s, 500ms, 2m).
+    #[arg(long, default_value = "10s", value_parser = warden_bench::parse_duration)]
+    duration: std::time::Duration,
+    /// Lease TTL.
+    #[arg(long, default_value = "10s", value_parser = warden_bench::parse_duration)]
+    ttl: std::time::Duration,
+    /// Print one JSON line instead of text.
+    #[arg(long)]
+    json: bool,
+    /// Also measure the redis-benchmark ceiling against host:port.
+    #[arg(long)]
+    ceiling: Option<String>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let a = Args::parse();
+    let cfg = warden_bench::Config {
+        backend: a.backend.clone(),
+        workload: a.workload,
+        workers: a.workers,
+        keys: a.keys,
+        duration: a.duration,
+        ttl: a.ttl,
+    };
+    let ceiling = match &a.ceiling {
+        Some(hp) => {
+            let (host, port) = hp
+                .rsplit_once(':')
+                .ok_or_else(|| anyhow::anyhow!("--ceiling takes host:port"))?;
+            let port: u16 = port.parse()?;
+            warden_bench::redis_reset_stats(host, port)?;
+            Some((host.to_string(), port))
+        }
+        None => None,
+    };
+    let tty = std::io::stderr().is_terminal() && !a.json;
+    let report = warden_bench::run(&cfg, move |f| {
+        if tty {
+            eprint!("\r[{:<40}] {:>3.0}%", "#".repeat((f * 40.0) as usize), f * 100.0);
+        }
+    })
+    .await?;
+    if tty {
+        eprintln!();
+    }
+    if a.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!(
+            "{:<8} {:<28} workers={:<3} keys={:<5} {:>10.0} cycles/s  acquire p50={}us p99={}us max={}us  failed={} fifo_violations={}",
+            format!("{:?}", report.workload).to_lowercase(),
+            a.backend,
+            report.workers,
+            report.keys,
+            report.cycles_per_s,
+            report.acq_p50_us,
+            report.acq_p99_us,
+            report.acq_max_us,
+            report.failed,
+            report.fifo_violations
+        );
+    }
+    if let Some((host, port)) = ceiling {
+        let usec = warden_bench::redis_evalsha_usec(&host, port)?;
+        println!(
+            "server   Redis time per warden script {usec:.1} us -> same-commands ceiling {:.0} cycles/s (2 scripts a cycle); warden reached {:.0}%",
+            1e6 / (2.0 * usec),
+            100.0 * report.cycles_per_s * 2.0 * usec / 1e6
+        );
+        let c = warden_bench::redis_ceiling(&host, port, 500_000)?;
+        for x in &c {
+            println!(
+                "ceiling  redis-benchmark -c 1 -P 50  {:<28} {:>10.0} req/s",
+                x.command, x.rps
+            );
+        }
+        if let (Some(set), Some(del)) = (c.first(), c.get(1)) {
+            let cycle = 1.0 / (1.0 / set.rps + 1.0 / del.rps);
+            println!(
+                "ceiling  plain SET NX PX + DEL lock cycle {cycle:.0} cycles/s; warden reached {:.0}%",
+                100.0 * report.cycles_per_s / cycle
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,212 @@
+//! A real `redis-server` on a free port in a temporary directory, killed on drop.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// A `redis-server` process owned by a test.
+#[derive(Debug)]
+pub struct RedisServer {
+    child: Option<Child>,
+    port: u16,
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+}
+
+/// Finds `name` on PATH.
+pub fn find_binary(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|d| d.join(name)).find(|p| p.is_file())
+}
+
+fn free_port() -> std::io::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+impl RedisServer {
+    /// Starts a server on a free port, persisting nothing unless asked. Panics with a sentence saying what
+    /// to install if `redis-server` is not on PATH (this is test-only code).
+    pub fn start() -> Self {
+        let bin = find_binary("redis-server").unwrap_or_else(|| {
+            panic!("redis-server not found on PATH: install it (Debian: `apt-get install redis-server`) or run scripts/test.sh, which does")
+        });
+        let dir = tempfile::tempdir().expect("create a temp dir for redis-server");
+        let mut s = RedisServer {
+            child: None,
+            port: 0,
+            dir,
+            bin,
+        };
+        for _ in 0..5 {
+            s.port = free_port().expect("find a free port");
+            match s.spawn() {
+                Ok(()) => return s,
+                Err(e) => eprintln!(
+                    "redis-server on port {} failed to start ({e}); trying another port",
+                    s.port
+                ),
+            }
+        }
+        panic!("redis-server did not start after 5 attempts")
+    }
+
+    fn spawn(&mut self) -> Result<(), String> {
+        let mut child = Command::new(&self.bin)
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .args([
+                "--dbfilename",
+                "dump.rdb",
+                "--logfile",
+                "",
+                "--daemonize",
+                "no",
+                "--protected-mode",
+                "no",
+            ])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("spawn {}: {e}", self.bin.display()))?;
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut reader = BufReader::new(stdout);
+            let mut line = String::new();
+            let mut ready = false;
+            while reader.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
+                if !ready && line.contains("Ready to accept connections") {
+                    ready = true;
+                    let _ = tx.send(Ok(()));
+                } else if !ready && (line.contains("Address already in use") || line.contains("# Failed")) {
+                    let _ = tx.send(Err(line.trim().to_string()));
+                }
+                line.clear();
+            }
+            let _ = tx.send(Err("redis-server exited".into()));
+        });
+        match rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(Ok(())) => {
+                self.child = Some(child);
+                Ok(())
+            }
+            Ok(Err(e)) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                Err(e)
+            }
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                Err("not ready within 10 s".into())
+            }
+        }
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `redis://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// The process id, while running.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// SIGKILL, and wait for the process to go.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Kills the server and starts it again on the same port. With `keep_data` the dataset is saved first
+    /// (SAVE) and loaded again; without, the restarted server is empty.
+    pub fn restart(&mut self, keep_data: bool) {
+        if keep_data {
+            self.command(&["SAVE"]).expect("SAVE before restart");
+        }
+        self.kill();
+        if !keep_data {
+            let _ = std::fs::remove_file(self.dir.path().join("dump.rdb"));
+        }
+        let mut last = String::new();
+        for _ in 0..50 {
+            match self.spawn() {
+                Ok(()) => return,
+                Err(e) => last = e, // the port may linger for a moment after SIGKILL
+            }
+        }
+        panic!("redis-server did not restart on port {}: {last}", self.port)
+    }
+
+    /// SIGSTOP: the process stays alive but answers nothing.
+    pub fn pause(&self) {
+        self.signal(libc::SIGSTOP);
+    }
+
+    /// SIGCONT after [`RedisServer::pause`].
+    pub fn resume(&self) {
+        self.signal(libc::SIGCONT);
+    }
+
+    fn signal(&self, sig: libc::c_int) {
+        if let Some(pid) = self.pid() {
+            // SAFETY: kill(2) with a pid we spawned and own; no memory is involved.
+            unsafe {
+                libc::kill(pid as libc::pid_t, sig);
+            }
+        }
+    }
+
+    /// Sends one command over a fresh connection and returns the first line of the reply.
+    pub fn command(&self, args: &[&str]) -> std::io::Result<String> {
+        let mut s = TcpStream::connect(self.addr())?;
+        s.set_read_timeout(Some(Duration::from_secs(10)))?;
+        let mut buf = format!("*{}\r\n", args.len());
+        for a in args {
+            buf.push_str(&format!("${}\r\n{}\r\n", a.len(), a));
+        }
+        s.write_all(buf.as_bytes())?;
+        let mut reply = Vec::new();
+        let mut byte = [0u8; 1];
+        while s.read(&mut byte)? == 1 {
+            reply.push(byte[0]);
+            if reply.ends_with(b"\r\n") {
+                break;
+            }
+        }
+        Ok(String::from_utf8_lossy(&reply).trim_end().to_string())
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.resume();
+        self.kill();
+    }
+}

@@ -1,0 +1,223 @@
+//! Behaviour specific to the single-node Redis backend: interop with foreign `SET NX PX` lock clients,
+//! round trips per operation, and faults (pause, restart with and without data).
+
+use std::time::Duration;
+use tokio::time::Instant;
+use warden::{Error, Warden};
+use warden_testkit::{eventually, RedisServer};
+
+const SEC: Duration = Duration::from_secs(1);
+
+async fn client(server: &RedisServer) -> Warden {
+    Warden::connect(&format!("{}?timeout_ms=300", server.url()))
+        .await
+        .expect("connect")
+}
+
+#[tokio::test]
+async fn foreign_set_nx_holder_excludes_warden_and_vice_versa() {
+    let server = RedisServer::start();
+    let w = client(&server).await;
+    // A node-redlock / redis-py style holder: SET key token NX PX.
+    assert_eq!(
+        server
+            .command(&["SET", "orders:42", "foreign-token", "NX", "PX", "5000"])
+            .unwrap(),
+        "+OK"
+    );
+    assert!(
+        w.lock("orders:42").try_acquire().await.unwrap().is_none(),
+        "warden ignored a foreign holder"
+    );
+    assert!(
+        w.lock("orders:42").shared().try_acquire().await.unwrap().is_none(),
+        "reader beside a foreign holder"
+    );
+    assert!(w.inspect("orders:42").await.unwrap().foreign_holder);
+    // The foreign client releases (compare-and-delete); warden gets it.
+    assert_eq!(server.command(&["DEL", "orders:42"]).unwrap(), ":1");
+    let mut g = w
+        .lock("orders:42")
+        .try_acquire()
+        .await
+        .unwrap()
+        .expect("free after foreign release");
+    // warden's holder: the key holds its token as a plain string with a TTL, and SET NX fails.
+    assert_eq!(server.command(&["GET", "orders:42"]).unwrap(), "$32");
+    assert_eq!(
+        server
+            .command(&["SET", "orders:42", "other", "NX", "PX", "5000"])
+            .unwrap(),
+        "$-1"
+    );
+    let pttl: i64 = server
+        .command(&["PTTL", "orders:42"])
+        .unwrap()
+        .trim_start_matches(':')
+        .parse()
+        .unwrap();
+    assert!(pttl > 0 && pttl <= 30_000);
+    // Readers also occupy the key, so foreign clients are excluded by them too.
+    g.release().await.unwrap();
+    let mut r = w
+        .lock("orders:42")
+        .shared()
+        .try_acquire()
+        .await
+        .unwrap()
+        .expect("reader");
+    assert_eq!(
+        server
+            .command(&["SET", "orders:42", "other", "NX", "PX", "5000"])
+            .unwrap(),
+        "$-1"
+    );
+    r.release().await.unwrap();
+    assert_eq!(server.command(&["EXISTS", "orders:42"]).unwrap(), ":0");
+}
+
+#[tokio::test]
+async fn prefix_namespaces_keys() {
+    let server = RedisServer::start();
+    let w = Warden::connect(&format!("{}?prefix=app:", server.url())).await.unwrap();
+    let mut g = w.lock("job").try_acquire().await.unwrap().unwrap();
+    assert_eq!(server.command(&["EXISTS", "app:job"]).unwrap(), ":1");
+    assert_eq!(server.command(&["EXISTS", "job"]).unwrap(), ":0");
+    g.release().await.unwrap();
+}
+
+fn evalsha_calls(server: &RedisServer) -> u64 {
+    // INFO's first line is the bulk length; read the whole reply through a raw command.
+    let info = redis_info(server);
+    info.lines()
+        .find(|l| l.starts_with("cmdstat_evalsha:"))
+        .and_then(|l| l.split("calls=").nth(1))
+        .and_then(|s| s.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+fn redis_info(server: &RedisServer) -> String {
+    let out = std::process::Command::new("redis-cli")
+        .args(["-p", &server.port().to_string(), "INFO", "commandstats"])
+        .output()
+        .expect("redis-cli (from redis-tools) is needed for this test");
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+#[tokio::test]
+async fn one_round_trip_per_uncontended_acquire_and_release() {
+    let server = RedisServer::start();
+    let w = client(&server).await;
+    // Warm up (the scripts are loaded once at connect).
+    let mut g = w.lock("rt").acquire().await.unwrap();
+    g.release().await.unwrap();
+    assert_eq!(server.command(&["CONFIG", "RESETSTAT"]).unwrap(), "+OK");
+    for _ in 0..10 {
+        let mut g = w.lock("rt").auto_renew(false).acquire().await.unwrap();
+        g.release().await.unwrap();
+    }
+    let info = redis_info(&server);
+    assert_eq!(
+        evalsha_calls(&server),
+        20,
+        "expected exactly one EVALSHA per acquire and per release:\n{info}"
+    );
+    // Commands run inside the scripts are counted too (SET, GET, ...); top-level extras would be these:
+    for cmd in ["cmdstat_eval:", "cmdstat_script", "cmdstat_ping:", "cmdstat_publish"] {
+        assert!(!info.contains(cmd), "unexpected extra round trips ({cmd}):\n{info}");
+    }
+}
+
+#[tokio::test]
+async fn paused_server_gives_backend_unavailable_within_the_timeout() {
+    let server = RedisServer::start();
+    let w = client(&server).await;
+    server.pause();
+    let start = Instant::now();
+    let r = w.lock("p").try_acquire().await;
+    server.resume();
+    assert!(matches!(r, Err(Error::BackendUnavailable { .. })), "{r:?}");
+    assert!(
+        start.elapsed() < Duration::from_millis(800),
+        "took {:?} with a 300 ms timeout",
+        start.elapsed()
+    );
+    // Once it answers again, the client recovers.
+    assert!(
+        eventually(5 * SEC, || async {
+            w.lock("p").try_acquire().await.map(|g| g.is_some()).unwrap_or(false)
+        })
+        .await
+    );
+}
+
+#[tokio::test]
+async fn restart_with_data_keeps_leases_and_waiters_resume() {
+    let mut server = RedisServer::start();
+    let a = client(&server).await;
+    let b = client(&server).await;
+    let mut g = a.lock("r").ttl(10 * SEC).acquire().await.unwrap();
+    let fence = g.fencing_token();
+    server.restart(true);
+    // The lease survived; a new client still sees the holder.
+    let c = client(&server).await;
+    assert!(
+        eventually(5 * SEC, || async {
+            c.inspect("r").await.map(|i| i.holders.len() == 1).unwrap_or(false)
+        })
+        .await
+    );
+    // A waiter on b (whose subscriber reconnects) is woken by the release after the restart.
+    let b2 = b.clone();
+    let waiter = tokio::spawn(async move { b2.lock("r").ttl(SEC).wait(10 * SEC).acquire().await });
+    assert!(
+        eventually(5 * SEC, || async {
+            c.inspect("r").await.map(|i| i.queue.len() == 1).unwrap_or(false)
+        })
+        .await
+    );
+    assert!(eventually(5 * SEC, || async { g.renew(10 * SEC).await.is_ok() }).await);
+    let released = Instant::now();
+    g.release().await.unwrap();
+    let mut g2 = waiter.await.unwrap().expect("waiter granted after restart");
+    assert!(
+        released.elapsed() < Duration::from_millis(100),
+        "waiter woken late: {:?}",
+        released.elapsed()
+    );
+    assert!(g2.fencing_token() > fence);
+    g2.release().await.unwrap();
+}
+
+#[tokio::test]
+async fn key_expired_behind_the_holders_back_is_caught_by_fencing() {
+    let server = RedisServer::start();
+    let a = client(&server).await;
+    let b = client(&server).await;
+    let g = a.lock("stock").ttl(5 * SEC).acquire().await.unwrap();
+    // A forward clock jump on the Redis node, as far as the key is concerned.
+    assert_eq!(server.command(&["PEXPIRE", "stock", "1"]).unwrap(), ":1");
+    let mut g2 = b
+        .lock("stock")
+        .wait(2 * SEC)
+        .acquire()
+        .await
+        .expect("second holder after the key vanished");
+    assert!(g2.fencing_token() > g.fencing_token());
+    // The protected resource keeps the highest fence it saw and rejects older ones.
+    let mut highest = 0u64;
+    let mut fenced_write = |fence: u64| {
+        if fence < highest {
+            return Err("stale fencing token");
+        }
+        highest = fence;
+        Ok(())
+    };
+    assert!(fenced_write(g2.fencing_token()).is_ok());
+    assert_eq!(fenced_write(g.fencing_token()), Err("stale fencing token"));
+    tokio::time::timeout(3 * SEC, g.lost())
+        .await
+        .expect("the first holder learns it lost the lease");
+    g2.release().await.unwrap();
+}

@@ -1,0 +1,89 @@
+//! Backends: where leases live. One module per backend; the lock layer talks to them through [`Backend`].
+//!
+//! Backends never import the primitives built on them (`lock`, `election`): the dependency goes one way.
+
+pub mod memory;
+#[cfg(feature = "redis")]
+pub mod redis;
+
+use crate::error::{Error, Result};
+use crate::types::{AcquireRequest, Attempt, Capabilities, Health, LeaseInfo, Renewal, ResourceInfo, Stats};
+use crate::wake::WakeRouter;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The storage protocol every backend implements. The lock layer builds waiting, renewal, guards and
+/// the lost signal on top of it; a backend only answers single, atomic steps.
+#[async_trait::async_trait]
+pub trait Backend: Send + Sync + 'static {
+    /// Short name: `memory`, `redis`, `redlock`, `http`.
+    fn kind(&self) -> &'static str;
+
+    /// What this backend can promise.
+    fn capabilities(&self) -> Capabilities;
+
+    /// The router that delivers wake-ups for waiters of this process.
+    fn wake_router(&self) -> &Arc<WakeRouter>;
+
+    /// One atomic acquire attempt. If `waiter_id` is given and the lock is not granted, the waiter is
+    /// queued (or its queue lease refreshed); when granted it leaves the queue.
+    async fn attempt(&self, req: &AcquireRequest, waiter_id: Option<&str>) -> Result<Attempt>;
+
+    /// Removes a waiter from the queue of `resource` and wakes whoever may proceed because of it.
+    async fn leave_queue(&self, resource: &str, waiter_id: &str) -> Result<()>;
+
+    /// Releases a lease. `client_id`, when given, must match the holder's.
+    /// Errors: [`Error::NotFound`], [`Error::NotOwner`], [`Error::LeaseLost`] (it had already expired).
+    async fn release(&self, lock_id: &str, client_id: Option<&str>) -> Result<()>;
+
+    /// Extends a lease by `ttl` from now. Errors as for [`Backend::release`].
+    async fn renew(&self, lock_id: &str, ttl: Duration, client_id: Option<&str>) -> Result<Renewal>;
+
+    /// The lease with this lock id, if the backend still knows it.
+    async fn lease(&self, lock_id: &str) -> Result<Option<LeaseInfo>>;
+
+    /// Holders and queue of one resource.
+    async fn inspect(&self, resource: &str) -> Result<ResourceInfo>;
+
+    /// Leases held now by one client id.
+    async fn held(&self, client_id: &str) -> Result<Vec<LeaseInfo>>;
+
+    /// Counters over all leases.
+    async fn stats(&self) -> Result<Stats>;
+
+    /// Reachability and latency of the backend's nodes.
+    async fn health(&self) -> Health;
+}
+
+/// Opens the backend named by `url`:
+/// - `memory://` — in-process store;
+/// - `redis://host:port/db?prefix=app:&timeout_ms=1000` — one Redis node.
+///
+/// ```
+/// # tokio_test_shim::run(async {
+/// let backend = warden::backend::connect("memory://").await.unwrap();
+/// assert_eq!(backend.kind(), "memory");
+/// # });
+/// # mod tokio_test_shim { pub fn run<F: std::future::Future>(f: F) -> F::Output {
+/// #   tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f) } }
+/// ```
+pub async fn connect(url: &str) -> Result<Arc<dyn Backend>> {
+    let scheme = url.split("://").next().unwrap_or_default();
+    if !url.contains("://") {
+        return Err(Error::invalid(
+            "backend",
+            format!(
+                "`{url}` is not a URL; use memory://, redis://host:port, redlock://h1:p,h2:p,h3:p or http://host:port"
+            ),
+        ));
+    }
+    match scheme {
+        "memory" => Ok(Arc::new(memory::MemoryBackend::new())),
+        #[cfg(feature = "redis")]
+        "redis" => Ok(Arc::new(redis::RedisBackend::connect(url).await?)),
+        other => Err(Error::invalid(
+            "backend",
+            format!("unknown scheme `{other}://`; use memory://, redis://host:port, redlock://h1:p,h2:p,h3:p or http://host:port"),
+        )),
+    }
+}

@@ -1,0 +1,91 @@
+-- KEYS: L, F, Q, W, TOK, IDX, STATS, TOP
+-- ARGV: token, kind, ttl_ms, client, waiter_id ('' = do not queue), waiter_lease_ms, max_renewals (-1),
+--       max_hold_ms (0), max_waiters, resource, channel
+-- Returns {1, fence, acquired_ms, expires_ms} | {0, retry_in_ms (-1 = unknown)} | {-1, 'queue_full'}.
+local L, F, Q, W, TOK, IDX, STATS, TOP = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+local tok, kind, ttl, client, me = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5]
+local excl = is_excl(kind)
+local exp = NOW + ttl
+
+local function grant()
+  -- Fence: +1 per grant; a counter lost with the node's data is re-seeded from the server clock (µs), which
+  -- is above every earlier fence as long as grants stayed below one per µs and the clock did not jump back.
+  local fence = redis.call('HINCRBY', F, 'fence', 1)
+  if fence == 1 then
+    fence = tonumber(T[1]) * 1000000 + tonumber(T[2])
+    redis.call('HSET', F, 'fence', string.format('%d', fence))
+  end
+  local fs = string.format('%d', fence)
+  redis.call('HSET', TOK, tok, record({ kind = kind, client = client, acq = NOW, exp = exp, ttl = ttl, fence = fs,
+    renewals = 0, max_renewals = tonumber(ARGV[7]), max_hold = tonumber(ARGV[8]), resource = ARGV[10] }))
+  redis.call('ZADD', IDX, exp, tok)
+  redis.call('HINCRBY', STATS, 'grants:' .. kind, 1)
+  redis.call('HINCRBY', TOP, ARGV[10], 1)
+  return { 1, fs, NOW, exp }
+end
+
+-- Fast path: no queue, exclusive. One SET NX decides.
+local queued = redis.call('EXISTS', Q) == 1
+if excl and not queued then
+  if redis.call('SET', L, tok, 'NX', 'PXAT', exp) then return grant() end
+end
+
+-- Idempotent per token: a retried attempt whose first try was applied gets the same grant back.
+local mine = redis.call('HGET', TOK, tok)
+if mine then
+  local r = parse(mine)
+  local held
+  if excl then held = redis.pcall('GET', L) == tok else held = redis.pcall('ZSCORE', L, tok) end
+  if r and held and type(held) ~= 'table' then return { 1, r.fence, r.acq, r.exp } end
+  return { 0, -1 }
+end
+
+local q = queue_lib(L, Q, W, ARGV[11])
+local head, hw, cleaned = nil, nil, false
+if queued then head, hw, cleaned = q.clean_head() end
+local allowed = true
+if head then
+  if excl then
+    allowed = (head == me)
+  else
+    for _, id in ipairs(redis.call('ZRANGE', Q, 0, -1)) do
+      if id == me then break end
+      local w = q.waiter(id)
+      if w and w.deadline >= NOW and is_excl(w.kind) then allowed = false break end
+    end
+  end
+end
+
+local st = q.lock_state()
+if allowed and (st == 'free' or (st == 'shared' and not excl)) then
+  if excl then
+    redis.call('SET', L, tok, 'PXAT', exp)
+  else
+    redis.call('ZADD', L, exp, tok)
+    local top = redis.call('ZRANGE', L, -1, -1, 'WITHSCORES')
+    redis.call('PEXPIREAT', L, top[2])
+  end
+  if me ~= '' and head then
+    redis.call('ZREM', Q, me)
+    redis.call('HDEL', W, me)
+  end
+  return grant()
+end
+
+if me ~= '' then
+  if not redis.call('ZSCORE', Q, me) then
+    if redis.call('ZCARD', Q) >= tonumber(ARGV[9]) then return { -1, 'queue_full' } end
+    redis.call('ZADD', Q, redis.call('HINCRBY', F, 'qseq', 1), me)
+  end
+  redis.call('HSET', W, me, string.format('%d\n%s\n%s\n%d\n', NOW + tonumber(ARGV[6]), kind, client, ttl))
+end
+if cleaned then q.notify_eligible() end
+
+local retry = -1
+if st == 'held' then
+  retry = redis.call('PTTL', L)
+elseif st == 'shared' and excl then
+  local first = redis.call('ZRANGE', L, 0, 0, 'WITHSCORES')
+  if #first == 2 then retry = tonumber(first[2]) - NOW end
+end
+return { 0, retry }

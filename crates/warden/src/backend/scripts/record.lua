@@ -1,0 +1,17 @@
+-- Lease records live in the global hash TOK (token -> record), the resource name last:
+-- kind \n client \n acquired_ms \n expires_ms \n ttl_ms \n fence \n renewals \n max_renewals(-1) \n max_hold_ms(0) \n resource
+local function parse(rec)
+  local kind, client, acq, exp, ttl, fence, ren, mren, mhold, res = string.match(rec,
+    '^([^\n]*)\n([^\n]*)\n([^\n]*)\n([^\n]*)\n([^\n]*)\n([^\n]*)\n([^\n]*)\n([^\n]*)\n([^\n]*)\n(.*)$')
+  if not kind then return nil end
+  return { kind = kind, client = client, acq = tonumber(acq), exp = tonumber(exp), ttl = tonumber(ttl),
+           fence = fence, renewals = tonumber(ren), max_renewals = tonumber(mren), max_hold = tonumber(mhold),
+           resource = res }
+end
+local function record(r)
+  return string.format('%s\n%s\n%d\n%d\n%d\n%s\n%d\n%d\n%d\n%s', r.kind, r.client, r.acq, r.exp, r.ttl, r.fence,
+    r.renewals, r.max_renewals, r.max_hold, r.resource)
+end
+local function is_excl(kind) return kind == 'exclusive' or kind == 'write' end
+local T = redis.call('TIME')
+local NOW = tonumber(T[1]) * 1000 + math.floor(tonumber(T[2]) / 1000)

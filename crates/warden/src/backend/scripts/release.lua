@@ -1,0 +1,38 @@
+-- KEYS: TOK, IDX, STATS.  ARGV: token, client ('' = any), prefix, channel.
+-- Returns 'ok' | 'not_found' | 'not_owner' | 'lost'.
+local TOK, IDX, STATS = KEYS[1], KEYS[2], KEYS[3]
+local tok, client = ARGV[1], ARGV[2]
+local rec = redis.call('HGET', TOK, tok)
+if not rec then return 'not_found' end
+local r = parse(rec)
+if not r then return redis.error_reply('malformed lease record for ' .. tok) end
+if client ~= '' and client ~= r.client then return 'not_owner' end
+local L, F, Q, W = keys_for(ARGV[3], r.resource)
+local excl = is_excl(r.kind)
+local held
+if excl then
+  held = redis.pcall('GET', L) == tok
+else
+  local s = redis.pcall('ZSCORE', L, tok)
+  held = type(s) == 'string' and tonumber(s) >= NOW
+end
+redis.call('HDEL', TOK, tok)
+redis.call('ZREM', IDX, tok)
+local outcome = 'lost'
+if held then
+  if excl then
+    redis.call('DEL', L)
+  else
+    redis.call('ZREM', L, tok)
+    local top = redis.call('ZRANGE', L, -1, -1, 'WITHSCORES')
+    if #top == 2 then redis.call('PEXPIREAT', L, top[2]) end
+  end
+  redis.call('HINCRBY', STATS, 'released:' .. r.kind, 1)
+  redis.call('HINCRBY', STATS, 'hold_ms', NOW - r.acq)
+  outcome = 'ok'
+else
+  redis.call('HINCRBY', STATS, 'expired:' .. r.kind, 1)
+  redis.call('HINCRBY', STATS, 'hold_ms', math.min(r.exp, NOW) - r.acq)
+end
+if redis.call('EXISTS', Q) == 1 then queue_lib(L, Q, W, ARGV[4]).notify_eligible() end
+return outcome

@@ -1,0 +1,38 @@
+-- KEYS: TOK, IDX.  ARGV: token, ttl_ms, client ('' = any), prefix.
+-- Returns {'ok', expires_ms, renewals, granted_ms} | {'capped', expires_ms} | {'not_found'} | {'not_owner'} | {'lost', resource}.
+local TOK, IDX = KEYS[1], KEYS[2]
+local tok, ttl, client = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local rec = redis.call('HGET', TOK, tok)
+if not rec then return { 'not_found' } end
+local r = parse(rec)
+if not r then return redis.error_reply('malformed lease record for ' .. tok) end
+if client ~= '' and client ~= r.client then return { 'not_owner' } end
+local L = ARGV[4] .. r.resource
+local excl = is_excl(r.kind)
+local held
+if excl then
+  held = redis.pcall('GET', L) == tok
+else
+  local s = redis.pcall('ZSCORE', L, tok)
+  held = type(s) == 'string' and tonumber(s) >= NOW
+end
+if not held then return { 'lost', r.resource } end
+if r.max_renewals >= 0 and r.renewals >= r.max_renewals then return { 'capped', r.exp } end
+local exp = NOW + ttl
+if r.max_hold > 0 then
+  exp = math.min(exp, r.acq + r.max_hold)
+  if exp <= NOW then return { 'capped', r.exp } end
+end
+if excl then
+  redis.call('PEXPIREAT', L, exp)
+else
+  redis.call('ZADD', L, 'XX', exp, tok)
+  local top = redis.call('ZRANGE', L, -1, -1, 'WITHSCORES')
+  redis.call('PEXPIREAT', L, top[2])
+end
+r.exp = exp
+r.ttl = ttl
+r.renewals = r.renewals + 1
+redis.call('HSET', TOK, tok, record(r))
+redis.call('ZADD', IDX, 'XX', exp, tok)
+return { 'ok', exp, r.renewals, exp - NOW }

@@ -1,0 +1,117 @@
+//! The one error type of warden, classified by whether a retry can help.
+
+use std::time::Duration;
+
+/// Everything that can go wrong in warden.
+///
+/// Every variant says whether retrying the same call can help: see [`Error::is_retryable`].
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Error {
+    /// An argument was out of range or malformed. Fix the call; retrying it unchanged cannot help.
+    #[error("invalid argument `{field}`: {reason}")]
+    InvalidArgument {
+        /// The name of the offending field, as the caller spelled it.
+        field: &'static str,
+        /// What was wrong and the allowed range.
+        reason: String,
+    },
+    /// The lock was not acquired before the wait deadline ran out. Retrying later may succeed.
+    #[error("lock `{resource}` not acquired within {waited:?}: it is held by someone else")]
+    Timeout {
+        /// The resource that was asked for.
+        resource: String,
+        /// How long the caller waited.
+        waited: Duration,
+    },
+    /// No lease with this lock id exists (never existed, released, or expired and swept).
+    #[error("no lease with lock id `{lock_id}` (it never existed, was released, or expired)")]
+    NotFound {
+        /// The lock id asked about.
+        lock_id: String,
+    },
+    /// The lease exists but belongs to another client id; nothing was changed.
+    #[error("lease `{lock_id}` is not owned by client `{client_id}`")]
+    NotOwner {
+        /// The lock id asked about.
+        lock_id: String,
+        /// The client id that asked.
+        client_id: String,
+    },
+    /// The lease is no longer held: it expired, or its key was taken away. Acquire again.
+    #[error("lease `{lock_id}` on `{resource}` is no longer held (expired or taken over)")]
+    LeaseLost {
+        /// The lock id of the lost lease.
+        lock_id: String,
+        /// Its resource.
+        resource: String,
+    },
+    /// A configured cap (renewals, total hold time, waiters) was reached.
+    #[error("limit reached: {what}")]
+    LimitExceeded {
+        /// Which limit, in words.
+        what: String,
+    },
+    /// The backend could not be reached or did not answer in time. Retrying later may succeed.
+    #[error("backend unavailable at {address}: {reason}")]
+    BackendUnavailable {
+        /// The address (or URL without secrets) of the backend or node.
+        address: String,
+        /// What happened (refused, timed out, ...).
+        reason: String,
+    },
+    /// A Redlock majority could not be reached. Retrying later may succeed.
+    #[error("quorum unavailable: {reachable} of {total} nodes answered, {needed} needed; unreachable: {unreachable}")]
+    QuorumUnavailable {
+        /// Nodes that answered.
+        reachable: usize,
+        /// All nodes.
+        total: usize,
+        /// The quorum size.
+        needed: usize,
+        /// Comma-separated addresses of the nodes that did not answer.
+        unreachable: String,
+    },
+    /// The backend does not offer this operation; its capabilities say so.
+    #[error("unsupported by the {backend} backend: {what}")]
+    Unsupported {
+        /// The backend kind.
+        backend: &'static str,
+        /// What was asked.
+        what: String,
+    },
+    /// The backend answered something warden does not understand (a bug, or a foreign key of another type).
+    #[error("unexpected backend reply: {0}")]
+    Protocol(String),
+    /// The process is shutting down; the request was not served.
+    #[error("shutting down: {0}")]
+    ShuttingDown(String),
+}
+
+impl Error {
+    /// Whether retrying the same call later can help.
+    ///
+    /// ```
+    /// let e = warden::Error::InvalidArgument { field: "ttl", reason: "must be at least 10ms".into() };
+    /// assert!(!e.is_retryable());
+    /// ```
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            Error::Timeout { .. }
+                | Error::BackendUnavailable { .. }
+                | Error::QuorumUnavailable { .. }
+                | Error::ShuttingDown(_)
+        )
+    }
+
+    pub(crate) fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
+        Error::InvalidArgument {
+            field,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Shorthand for `Result<T, warden::Error>`.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

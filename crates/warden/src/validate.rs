@@ -1,0 +1,123 @@
+//! Input validation shared by the library and the service: every limit lives here, once.
+
+use crate::error::{Error, Result};
+use std::time::Duration;
+
+/// Longest resource name, in bytes.
+pub const MAX_RESOURCE_BYTES: usize = 512;
+/// Longest client id, in bytes.
+pub const MAX_CLIENT_ID_BYTES: usize = 256;
+/// Shortest lease.
+pub const MIN_TTL: Duration = Duration::from_millis(10);
+/// Longest lease (24 hours).
+pub const MAX_TTL: Duration = Duration::from_millis(86_400_000);
+/// Longest wait for a lock (10 minutes).
+pub const MAX_WAIT: Duration = Duration::from_millis(600_000);
+
+/// Checks a resource name: 1..=512 bytes of UTF-8 without control characters.
+pub fn resource(name: &str) -> Result<()> {
+    text("resource", name, MAX_RESOURCE_BYTES)
+}
+
+/// Checks a client id: 1..=256 bytes of UTF-8 without control characters.
+pub fn client_id(id: &str) -> Result<()> {
+    text("clientId", id, MAX_CLIENT_ID_BYTES)
+}
+
+fn text(field: &'static str, s: &str, max: usize) -> Result<()> {
+    if s.is_empty() {
+        return Err(Error::invalid(
+            field,
+            format!("must be 1..={max} bytes, got an empty string"),
+        ));
+    }
+    if s.len() > max {
+        return Err(Error::invalid(
+            field,
+            format!("must be 1..={max} bytes, got {} bytes", s.len()),
+        ));
+    }
+    if let Some(c) = s.chars().find(|c| c.is_control()) {
+        return Err(Error::invalid(
+            field,
+            format!("must not contain control characters, found U+{:04X}", c as u32),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a lease length: 10 ms ..= 24 h.
+pub fn ttl(ttl: Duration) -> Result<()> {
+    if ttl < MIN_TTL || ttl > MAX_TTL {
+        return Err(Error::invalid(
+            "ttl",
+            format!("must be 10..=86400000 ms, got {} ms", ttl.as_millis()),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a wait: 0 ..= 10 min (0 = try once).
+pub fn wait(wait: Duration) -> Result<()> {
+    if wait > MAX_WAIT {
+        return Err(Error::invalid(
+            "waitTimeout",
+            format!("must be 0..=600000 ms, got {} ms", wait.as_millis()),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a lock id's shape: 16..=64 characters of `[0-9a-zA-Z_-]`.
+pub fn lock_id(id: &str) -> Result<()> {
+    if id.len() < 16 || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        return Err(Error::invalid("lockId", "must be 16..=64 characters of [0-9a-zA-Z_-]"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_name_the_field() {
+        assert!(matches!(
+            resource(""),
+            Err(Error::InvalidArgument { field: "resource", .. })
+        ));
+        assert!(resource(&"x".repeat(512)).is_ok());
+        assert!(matches!(
+            resource(&"x".repeat(513)),
+            Err(Error::InvalidArgument { field: "resource", .. })
+        ));
+        assert!(matches!(
+            resource("a\nb"),
+            Err(Error::InvalidArgument { field: "resource", .. })
+        ));
+        assert!(matches!(
+            client_id(&"c".repeat(257)),
+            Err(Error::InvalidArgument { field: "clientId", .. })
+        ));
+        assert!(matches!(
+            ttl(Duration::from_millis(9)),
+            Err(Error::InvalidArgument { field: "ttl", .. })
+        ));
+        assert!(ttl(Duration::from_millis(10)).is_ok());
+        assert!(matches!(
+            ttl(MAX_TTL + Duration::from_millis(1)),
+            Err(Error::InvalidArgument { field: "ttl", .. })
+        ));
+        assert!(wait(Duration::ZERO).is_ok());
+        assert!(matches!(
+            wait(MAX_WAIT + Duration::from_millis(1)),
+            Err(Error::InvalidArgument {
+                field: "waitTimeout",
+                ..
+            })
+        ));
+        assert!(lock_id("0123456789abcdef0123456789abcdef").is_ok());
+        assert!(lock_id("short").is_err());
+        assert!(lock_id("0123456789abcdef0123456789abcde!").is_err());
+    }
+}
