@@ -242,7 +242,12 @@ async fn handoff(cfg: &Config, warden: Warden) -> anyhow::Result<Report> {
     let start = Instant::now();
     let mut cycles = 0u64;
     let mut failed = 0u64;
-    let waiter_client = Warden::connect(&cfg.backend).await?;
+    // A second client of the same store: `memory://` stores are per connect, so share this one there.
+    let waiter_client = if cfg.backend.starts_with("memory:") {
+        warden.clone()
+    } else {
+        Warden::connect(&cfg.backend).await?
+    };
     while start.elapsed() < cfg.duration {
         let mut g = warden
             .lock("bench:handoff")
@@ -266,12 +271,14 @@ async fn handoff(cfg: &Config, warden: Warden) -> anyhow::Result<Report> {
         });
         let _ = queued_rx.await;
         // Let the waiter's first attempt reach the queue.
+        let queued_by = Instant::now() + Duration::from_secs(10);
         while warden
             .inspect("bench:handoff")
             .await
             .map(|i| i.queue.is_empty())
             .unwrap_or(false)
         {
+            anyhow::ensure!(Instant::now() < queued_by, "the waiter never appeared in the queue");
             tokio::task::yield_now().await;
         }
         let released = Instant::now();
