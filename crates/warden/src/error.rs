@@ -17,7 +17,7 @@ pub enum Error {
         reason: String,
     },
     /// The lock was not acquired before the wait deadline ran out. Retrying later may succeed.
-    #[error("lock `{resource}` not acquired within {waited:?}: it is held by someone else")]
+    #[error("lock `{resource}` not acquired within {} ms: it is held by someone else; wait longer or retry later", waited.as_millis())]
     Timeout {
         /// The resource that was asked for.
         resource: String,

@@ -1,0 +1,81 @@
+//! `warden serve`: the lock service over a backend URL.
+
+use anyhow::Context;
+use clap::Args;
+
+/// Arguments of `warden serve`.
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "WARDEN_LISTEN", default_value = "127.0.0.1:7070")]
+    pub listen: String,
+    /// Backend URL: memory://, redis://host:port/db, ...
+    #[arg(long, env = "WARDEN_BACKEND", default_value = "memory://")]
+    pub backend: String,
+    /// Waiters parked at once on this instance, over all resources.
+    #[arg(long, default_value_t = 10_000)]
+    pub max_waiters: usize,
+    /// Waiters parked at once on this instance for one resource.
+    #[arg(long, default_value_t = 1_000)]
+    pub max_waiters_per_resource: usize,
+}
+
+/// Shows a URL without its password.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}://***@{}", &url[..s], &url[at + 1..]),
+        _ => url.to_string(),
+    }
+}
+
+pub async fn serve(a: ServeArgs) -> anyhow::Result<u8> {
+    let shown = redact(&a.backend);
+    let warden = warden::Warden::connect(&a.backend)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot use backend {shown}: {e}"))?;
+    let health = warden.health().await;
+    if matches!(health.status, warden::HealthStatus::Unhealthy) {
+        let why: Vec<String> = health
+            .nodes
+            .iter()
+            .filter(|n| !n.reachable)
+            .map(|n| format!("{} ({})", n.address, n.error.clone().unwrap_or_default()))
+            .collect();
+        anyhow::bail!("backend {shown} is unreachable: {}", why.join(", "));
+    }
+    let listener = tokio::net::TcpListener::bind(&a.listen).await.with_context(|| {
+        format!(
+            "cannot listen on {}: is another server running there? pass --listen",
+            a.listen
+        )
+    })?;
+    let addr = listener.local_addr().context("listener has no local address")?;
+    println!("warden listening on http://{addr} (backend {shown})");
+    let config = warden_server::ServerConfig::default().with_waiter_limits(a.max_waiters, a.max_waiters_per_resource);
+    warden_server::run(listener, warden, config, shutdown_signal())
+        .await
+        .context("server failed")?;
+    Ok(0)
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

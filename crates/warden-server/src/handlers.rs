@@ -1,0 +1,406 @@
+//! The endpoints of shared/API.md. Every extractor's rejection is mapped to the error envelope, so bad input
+//! always answers 4xx with a sentence naming the field, never a bare text body or a 5xx.
+
+use crate::dto::*;
+use crate::error::ApiError;
+use crate::state::AppState;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use std::time::{Duration, Instant, SystemTime};
+use warden::{validate, Renewal};
+
+type ApiResult = Result<Response, ApiError>;
+
+/// Default lease length when `ttl` is absent.
+pub const DEFAULT_TTL_MS: u64 = 30_000;
+/// Default wait when `waitTimeout` is absent.
+pub const DEFAULT_WAIT_MS: u64 = 5_000;
+
+fn parse_body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>, limit: usize) -> Result<T, ApiError> {
+    let bytes = body.map_err(|r| {
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError {
+                status: StatusCode::PAYLOAD_TOO_LARGE,
+                code: "invalid_request",
+                message: format!("request body is larger than the limit of {limit} bytes"),
+            }
+        } else {
+            ApiError::invalid(format!("could not read the request body: {}", r.body_text()))
+        }
+    })?;
+    if bytes.iter().all(|b| b.is_ascii_whitespace()) {
+        return Err(ApiError::invalid("request body is empty: send a JSON object"));
+    }
+    let raw: serde_json::Value =
+        serde_json::from_slice(&bytes).map_err(|e| ApiError::invalid(format!("malformed JSON body: {e}")))?;
+    if !raw.is_object() {
+        return Err(ApiError::invalid("request body must be a JSON object"));
+    }
+    let value: T = serde_path_to_error::deserialize(raw).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." || path == "?" || path.is_empty() {
+            ApiError::invalid(format!("invalid request body: {inner}"))
+        } else {
+            ApiError::invalid(format!("invalid field `{path}`: {inner}"))
+        }
+    })?;
+    Ok(value)
+}
+
+/// An empty lock id is a bad request; any other id that cannot be one of ours is simply unknown (404).
+fn check_lock_id(id: &str) -> Result<(), ApiError> {
+    if id.is_empty() {
+        return Err(ApiError::invalid("`lockId` must not be empty"));
+    }
+    validate::lock_id(id).map_err(|_| ApiError::not_found(id))
+}
+
+fn ok<T: serde::Serialize>(status: StatusCode, data: T) -> Response {
+    (status, Json(serde_json::json!({ "success": true, "data": data }))).into_response()
+}
+
+async fn acquire_impl(state: AppState, body: Result<Bytes, BytesRejection>, fixed: Option<&'static str>) -> ApiResult {
+    let b: AcquireBody = parse_body(body, state.config().max_body_bytes)?;
+    let kind = parse_type(fixed.or(b.lock_type.as_deref()), b.mode.as_deref()).map_err(ApiError::invalid)?;
+    validate::resource(&b.resource)?;
+    validate::client_id(&b.client_id)?;
+    let ttl = Duration::from_millis(b.ttl.unwrap_or(DEFAULT_TTL_MS));
+    validate::ttl(ttl)?;
+    let wait = Duration::from_millis(b.wait_timeout.unwrap_or(DEFAULT_WAIT_MS));
+    validate::wait(wait)?;
+    let _slot = if wait.is_zero() {
+        None
+    } else {
+        Some(state.limits().enter(&b.resource).map_err(ApiError::too_many_waiters)?)
+    };
+    let (type_label, _) = wire_type(kind);
+    let started = Instant::now();
+    let acquire = state
+        .warden()
+        .lock(b.resource.as_str())
+        .kind(kind)
+        .ttl(ttl)
+        .wait(wait)
+        .client_id(b.client_id.as_str())
+        .acquire_lease();
+    // Dropping this future (client disconnected, shutdown) leaves the queue at once: see LockBuilder::acquire.
+    let result = tokio::select! {
+        r = acquire => r,
+        _ = state.shutdown_token().cancelled() => Err(warden::Error::ShuttingDown(
+            "the server is shutting down; retry against another instance".into())),
+    };
+    match result {
+        Ok(lease) => {
+            metrics::counter!("warden_grants_total", "type" => type_label).increment(1);
+            metrics::histogram!("warden_acquire_wait_seconds", "type" => type_label)
+                .record(started.elapsed().as_secs_f64());
+            tracing::debug!(resource = %lease.resource, lock_id = %lease.lock_id, fence = lease.fencing_token,
+                client = %lease.client_id, "grant");
+            Ok(ok(StatusCode::CREATED, Lock::from(&lease)))
+        }
+        Err(e) => {
+            if matches!(e, warden::Error::Timeout { .. }) {
+                metrics::counter!("warden_acquire_timeouts_total", "type" => type_label).increment(1);
+            }
+            Err(e.into())
+        }
+    }
+}
+
+/// Acquire a lease, waiting up to `waitTimeout` in FIFO order.
+#[utoipa::path(post, path = "/api/locks/acquire", tag = "locks", request_body = AcquireBody,
+    responses((status = 201, description = "Granted", body = LockEnvelope),
+              (status = 400, description = "Invalid request", body = ErrorEnvelope),
+              (status = 409, description = "lock_timeout", body = ErrorEnvelope),
+              (status = 429, description = "too_many_waiters", body = ErrorEnvelope),
+              (status = 503, description = "backend_unavailable / shutting_down", body = ErrorEnvelope)))]
+pub async fn acquire(State(state): State<AppState>, body: Result<Bytes, BytesRejection>) -> ApiResult {
+    acquire_impl(state, body, None).await
+}
+
+/// Acquire with `type` fixed to exclusive.
+#[utoipa::path(post, path = "/api/locks/exclusive", tag = "locks", request_body = AcquireBody,
+    responses((status = 201, description = "Granted", body = LockEnvelope),
+              (status = 400, description = "Invalid request", body = ErrorEnvelope),
+              (status = 409, description = "lock_timeout", body = ErrorEnvelope),
+              (status = 503, description = "backend_unavailable", body = ErrorEnvelope)))]
+pub async fn exclusive(State(state): State<AppState>, body: Result<Bytes, BytesRejection>) -> ApiResult {
+    acquire_impl(state, body, Some("exclusive")).await
+}
+
+/// Acquire with `type` fixed to shared.
+#[utoipa::path(post, path = "/api/locks/shared", tag = "locks", request_body = AcquireBody,
+    responses((status = 201, description = "Granted", body = LockEnvelope),
+              (status = 400, description = "Invalid request", body = ErrorEnvelope),
+              (status = 409, description = "lock_timeout", body = ErrorEnvelope),
+              (status = 503, description = "backend_unavailable", body = ErrorEnvelope)))]
+pub async fn shared(State(state): State<AppState>, body: Result<Bytes, BytesRejection>) -> ApiResult {
+    acquire_impl(state, body, Some("shared")).await
+}
+
+/// Acquire with `type` fixed to read-write; `mode` (read | write) is required.
+#[utoipa::path(post, path = "/api/locks/read-write", tag = "locks", request_body = AcquireBody,
+    responses((status = 201, description = "Granted", body = LockEnvelope),
+              (status = 400, description = "Invalid request", body = ErrorEnvelope),
+              (status = 409, description = "lock_timeout", body = ErrorEnvelope),
+              (status = 503, description = "backend_unavailable", body = ErrorEnvelope)))]
+pub async fn read_write(State(state): State<AppState>, body: Result<Bytes, BytesRejection>) -> ApiResult {
+    acquire_impl(state, body, Some("read-write")).await
+}
+
+/// Release a lease (lockId + the clientId it was granted to).
+#[utoipa::path(post, path = "/api/locks/release", tag = "locks", request_body = ReleaseBody,
+    responses((status = 200, description = "Released", body = MessageEnvelope),
+              (status = 400, description = "Invalid request", body = ErrorEnvelope),
+              (status = 404, description = "not_found", body = ErrorEnvelope),
+              (status = 409, description = "not_owner / lease_lost", body = ErrorEnvelope),
+              (status = 503, description = "backend_unavailable", body = ErrorEnvelope)))]
+pub async fn release(State(state): State<AppState>, body: Result<Bytes, BytesRejection>) -> ApiResult {
+    let b: ReleaseBody = parse_body(body, state.config().max_body_bytes)?;
+    check_lock_id(&b.lock_id)?;
+    validate::client_id(&b.client_id)?;
+    state.warden().release(&b.lock_id, Some(&b.client_id)).await?;
+    metrics::counter!("warden_releases_total").increment(1);
+    tracing::debug!(lock_id = %b.lock_id, client = %b.client_id, "release");
+    Ok(Json(serde_json::json!({ "success": true, "message": "Lock released successfully" })).into_response())
+}
+
+/// Renew a lease for `ttl` ms from now (default: its ttl).
+#[utoipa::path(post, path = "/api/locks/renew", tag = "locks", request_body = RenewBody,
+    responses((status = 200, description = "Renewed", body = LockEnvelope),
+              (status = 400, description = "Invalid request", body = ErrorEnvelope),
+              (status = 404, description = "not_found", body = ErrorEnvelope),
+              (status = 409, description = "not_owner / lease_lost / renewal_capped", body = ErrorEnvelope),
+              (status = 503, description = "backend_unavailable", body = ErrorEnvelope)))]
+pub async fn renew(State(state): State<AppState>, body: Result<Bytes, BytesRejection>) -> ApiResult {
+    let b: RenewBody = parse_body(body, state.config().max_body_bytes)?;
+    check_lock_id(&b.lock_id)?;
+    validate::client_id(&b.client_id)?;
+    let ttl = match b.ttl {
+        Some(ms) => {
+            let ttl = Duration::from_millis(ms);
+            validate::ttl(ttl)?;
+            ttl
+        }
+        None => match state.warden().lease(&b.lock_id).await? {
+            Some(l) => l.ttl,
+            None => return Err(ApiError::not_found(&b.lock_id)),
+        },
+    };
+    match state.warden().renew(&b.lock_id, ttl, Some(&b.client_id)).await? {
+        Renewal::Capped { expires_at } => Err(ApiError {
+            status: StatusCode::CONFLICT,
+            code: "renewal_capped",
+            message: format!(
+                "lease `{}` reached its renewal or hold-time cap and was not extended; it still ends at {}: \
+                 release it and acquire again",
+                b.lock_id,
+                rfc3339(expires_at)
+            ),
+        }),
+        _ => {
+            metrics::counter!("warden_renewals_total").increment(1);
+            match state.warden().lease(&b.lock_id).await? {
+                Some(l) => Ok(ok(StatusCode::OK, Lock::from(&l))),
+                None => Err(ApiError::not_found(&b.lock_id)),
+            }
+        }
+    }
+}
+
+/// A lease's state, also shortly after it expired.
+#[utoipa::path(get, path = "/api/locks/{lockId}/status", tag = "locks",
+    params(("lockId" = String, Path, description = "The lease's lock id")),
+    responses((status = 200, description = "The lease", body = LockStatusEnvelope),
+              (status = 404, description = "not_found", body = ErrorEnvelope),
+              (status = 503, description = "backend_unavailable", body = ErrorEnvelope)))]
+pub async fn status(State(state): State<AppState>, path: Result<Path<String>, PathRejection>) -> ApiResult {
+    let Path(id) = path.map_err(|r| ApiError::invalid(format!("invalid lockId in the path: {}", r.body_text())))?;
+    check_lock_id(&id)?;
+    match state.warden().lease(&id).await? {
+        Some(l) => Ok(ok(
+            StatusCode::OK,
+            LockStatus {
+                is_expired: l.expired || l.expires_at <= SystemTime::now(),
+                lock: Lock::from(&l),
+            },
+        )),
+        None => Err(ApiError::not_found(&id)),
+    }
+}
+
+/// Query of `GET /api/locks/held`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HeldQuery {
+    client_id: Option<String>,
+}
+
+/// The leases a client holds now.
+#[utoipa::path(get, path = "/api/locks/held", tag = "locks",
+    params(("clientId" = String, Query, description = "The client id")),
+    responses((status = 200, description = "Held leases", body = LockListEnvelope),
+              (status = 400, description = "Invalid request", body = ErrorEnvelope),
+              (status = 503, description = "backend_unavailable", body = ErrorEnvelope)))]
+pub async fn held(State(state): State<AppState>, q: Result<Query<HeldQuery>, QueryRejection>) -> ApiResult {
+    let Query(q) = q.map_err(|r| ApiError::invalid(format!("invalid query string: {}", r.body_text())))?;
+    let client = q
+        .client_id
+        .ok_or_else(|| ApiError::invalid("query parameter `clientId` is required"))?;
+    validate::client_id(&client)?;
+    let leases = state.warden().held(&client).await?;
+    Ok(ok(StatusCode::OK, leases.iter().map(Lock::from).collect::<Vec<_>>()))
+}
+
+/// Cluster-wide statistics.
+#[utoipa::path(get, path = "/api/locks/stats", tag = "monitoring",
+    responses((status = 200, description = "Statistics", body = StatsEnvelope),
+              (status = 503, description = "backend_unavailable", body = ErrorEnvelope)))]
+pub async fn stats(State(state): State<AppState>) -> ApiResult {
+    let s = state.warden().stats().await?;
+    Ok(ok(StatusCode::OK, StatsDto::from(s)))
+}
+
+/// Backend health: every node, quorum, status.
+#[utoipa::path(get, path = "/api/locks/health", tag = "monitoring",
+    responses((status = 200, description = "Health", body = HealthEnvelope)))]
+pub async fn health(State(state): State<AppState>) -> ApiResult {
+    let h = state.warden().health().await;
+    let status = match h.status {
+        warden::HealthStatus::Healthy => "healthy",
+        warden::HealthStatus::Degraded => "degraded",
+        _ => "unhealthy",
+    };
+    let dto = HealthDto {
+        status: status.into(),
+        backend: h.kind.into(),
+        nodes: h
+            .nodes
+            .into_iter()
+            .map(|n| NodeDto {
+                address: n.address,
+                reachable: n.reachable,
+                latency_ms: n.latency_ms,
+                error: n.error,
+            })
+            .collect(),
+        quorum: h.quorum,
+        waiters: state.limits().total() as u64,
+    };
+    Ok(ok(StatusCode::OK, dto))
+}
+
+/// Query of `GET /api/locks/queue`.
+#[derive(Debug, Deserialize)]
+pub struct QueueQuery {
+    resource: Option<String>,
+}
+
+/// The waiters of a resource, in grant order.
+#[utoipa::path(get, path = "/api/locks/queue", tag = "monitoring",
+    params(("resource" = String, Query, description = "The resource")),
+    responses((status = 200, description = "Queue", body = QueueEnvelope),
+              (status = 400, description = "Invalid request", body = ErrorEnvelope),
+              (status = 503, description = "backend_unavailable", body = ErrorEnvelope)))]
+pub async fn queue(State(state): State<AppState>, q: Result<Query<QueueQuery>, QueryRejection>) -> ApiResult {
+    let Query(q) = q.map_err(|r| ApiError::invalid(format!("invalid query string: {}", r.body_text())))?;
+    let resource = q
+        .resource
+        .ok_or_else(|| ApiError::invalid("query parameter `resource` is required"))?;
+    validate::resource(&resource)?;
+    let info = state.warden().inspect(&resource).await?;
+    let queue: Vec<QueueEntryDto> = info
+        .queue
+        .iter()
+        .map(|w| QueueEntryDto {
+            client_id: w.client_id.clone(),
+            lock_type: wire_type(w.kind).0.into(),
+            ttl: w.ttl.as_millis() as u64,
+        })
+        .collect();
+    Ok(ok(
+        StatusCode::OK,
+        QueueDto {
+            waiting_clients: queue.len() as u64,
+            queue,
+        },
+    ))
+}
+
+/// Liveness for load balancers: 200 when the backend answers, 503 otherwise.
+#[utoipa::path(get, path = "/health", tag = "monitoring",
+    responses((status = 200, description = "Healthy", body = Liveness),
+              (status = 503, description = "Backend unreachable", body = Liveness)))]
+pub async fn liveness(State(state): State<AppState>) -> Response {
+    let timestamp = rfc3339(SystemTime::now());
+    match state.warden().stats().await {
+        Ok(s) => Json(Liveness {
+            status: "healthy".into(),
+            timestamp,
+            active_locks: s.active_locks,
+            total_locks: s.total_locks,
+        })
+        .into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "health check: backend unreachable");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(
+                    serde_json::json!({ "status": "unhealthy", "timestamp": timestamp, "activeLocks": 0,
+                    "totalLocks": 0, "error": e.to_string() }),
+                ),
+            )
+                .into_response()
+        }
+    }
+}
+
+/// Prometheus text format.
+#[utoipa::path(get, path = "/metrics", tag = "monitoring",
+    responses((status = 200, description = "Prometheus text exposition", body = String, content_type = "text/plain")))]
+pub async fn metrics_text(State(state): State<AppState>) -> Response {
+    if let Ok(s) = state.warden().stats().await {
+        metrics::gauge!("warden_active_locks").set(s.active_locks as f64);
+        metrics::gauge!("warden_total_locks").set(s.total_locks as f64);
+        metrics::gauge!("warden_expired_locks").set(s.expired_locks as f64);
+    }
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics().render(),
+    )
+        .into_response()
+}
+
+/// The OpenAPI 3 document of this API.
+#[utoipa::path(get, path = "/openapi.json", tag = "monitoring",
+    responses((status = 200, description = "OpenAPI document", body = Object)))]
+pub async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], crate::openapi::json()).into_response()
+}
+
+/// Unknown paths: the envelope, not an empty 404.
+pub async fn no_route(method: Method, uri: Uri) -> ApiError {
+    let path: String = uri.path().chars().take(200).collect();
+    ApiError {
+        status: StatusCode::NOT_FOUND,
+        code: "not_found",
+        message: format!("no endpoint {method} {path}: see /openapi.json for the API"),
+    }
+}
+
+/// Known path, wrong method.
+pub async fn wrong_method(method: Method, uri: Uri) -> ApiError {
+    let path: String = uri.path().chars().take(200).collect();
+    ApiError {
+        status: StatusCode::METHOD_NOT_ALLOWED,
+        code: "invalid_request",
+        message: format!("{path} does not accept {method}: see /openapi.json for the API"),
+    }
+}

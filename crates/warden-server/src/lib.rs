@@ -1,0 +1,137 @@
+//! # warden-server
+//!
+//! The warden lock service as a library: the REST API of `shared/API.md` over any warden backend. Build the
+//! router with [`router`], or run a whole server on a bound listener with [`run`], which takes a shutdown
+//! future so tests can run servers in-process.
+//!
+//! ```no_run
+//! # async fn demo() -> std::io::Result<()> {
+//! let warden = warden::Warden::connect("memory://").await.expect("memory backend");
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:7070").await?;
+//! warden_server::run(listener, warden, warden_server::ServerConfig::default(), async {
+//!     let _ = tokio::signal::ctrl_c().await;
+//! })
+//! .await
+//! # }
+//! ```
+//!
+//! The server keeps no lock state of its own: queues, leases, fences and statistics live in the backend, so
+//! several instances over one Redis behave as one service.
+
+pub mod dto;
+pub mod error;
+pub mod handlers;
+pub mod limits;
+pub mod metrics;
+pub mod openapi;
+pub mod state;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::Router;
+use std::future::Future;
+use std::time::Duration;
+use tower_http::timeout::TimeoutLayer;
+
+pub use error::ApiError;
+pub use state::AppState;
+
+/// Limits and timeouts of one server instance.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ServerConfig {
+    /// Largest request body accepted (bytes).
+    pub max_body_bytes: usize,
+    /// Waiters parked on this instance at once, over all resources.
+    pub max_waiters: usize,
+    /// Waiters parked on this instance at once for one resource.
+    pub max_waiters_per_resource: usize,
+    /// Deadline of every request that does not wait for a lock.
+    pub request_timeout: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            max_body_bytes: 16 * 1024,
+            max_waiters: 10_000,
+            max_waiters_per_resource: 1_000,
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl ServerConfig {
+    /// Sets the waiter caps (overall, per resource).
+    pub fn with_waiter_limits(mut self, total: usize, per_resource: usize) -> Self {
+        self.max_waiters = total.max(1);
+        self.max_waiters_per_resource = per_resource.max(1);
+        self
+    }
+}
+
+/// The API's router over `state`.
+pub fn router(state: AppState) -> Router {
+    let cfg = state.config().clone();
+    // Acquire may wait up to the longest waitTimeout; everything else gets the short deadline.
+    let waiting_deadline = warden::validate::MAX_WAIT + cfg.request_timeout;
+    let waiting = Router::new()
+        .route("/api/locks/acquire", post(handlers::acquire))
+        .route("/api/locks/exclusive", post(handlers::exclusive))
+        .route("/api/locks/shared", post(handlers::shared))
+        .route("/api/locks/read-write", post(handlers::read_write))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            waiting_deadline,
+        ));
+    let quick = Router::new()
+        .route("/api/locks/release", post(handlers::release))
+        .route("/api/locks/renew", post(handlers::renew))
+        .route("/api/locks/held", get(handlers::held))
+        .route("/api/locks/stats", get(handlers::stats))
+        .route("/api/locks/health", get(handlers::health))
+        .route("/api/locks/queue", get(handlers::queue))
+        .route("/api/locks/{lock_id}/status", get(handlers::status))
+        .route("/health", get(handlers::liveness))
+        .route("/metrics", get(handlers::metrics_text))
+        .route("/openapi.json", get(handlers::openapi))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            cfg.request_timeout,
+        ));
+    waiting
+        .merge(quick)
+        .fallback(handlers::no_route)
+        .method_not_allowed_fallback(handlers::wrong_method)
+        .layer(DefaultBodyLimit::max(cfg.max_body_bytes))
+        .with_state(state)
+}
+
+/// Serves the API on `listener` until `shutdown` completes; then stops accepting, answers parked waiters
+/// with 503 `shutting_down` and finishes in-flight requests.
+pub async fn run<F>(
+    listener: tokio::net::TcpListener,
+    warden: warden::Warden,
+    config: ServerConfig,
+    shutdown: F,
+) -> std::io::Result<()>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    let state = AppState::new(warden, config);
+    let token = state.shutdown_token().clone();
+    let app = router(state);
+    use axum::serve::ListenerExt;
+    let listener = listener.tap_io(|tcp| {
+        // Small JSON answers must not wait for Nagle's algorithm.
+        let _ = tcp.set_nodelay(true);
+    });
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            tracing::info!("shutting down: finishing in-flight requests, answering waiters with 503");
+            token.cancel();
+        })
+        .await
+}

@@ -1,0 +1,65 @@
+//! What every handler shares: the library handle, the limits and the shutdown signal. Nothing here holds
+//! lock state: that lives in the backend, so any number of instances can serve one backend.
+
+use crate::limits::WaiterLimits;
+use crate::ServerConfig;
+use metrics_exporter_prometheus::PrometheusHandle;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+use warden::Warden;
+
+/// Shared state of one server instance.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    warden: Warden,
+    config: ServerConfig,
+    limits: Arc<WaiterLimits>,
+    shutdown: CancellationToken,
+    metrics: PrometheusHandle,
+}
+
+impl AppState {
+    /// State over a connected library handle.
+    pub fn new(warden: Warden, config: ServerConfig) -> Self {
+        let limits = WaiterLimits::new(config.max_waiters, config.max_waiters_per_resource);
+        AppState {
+            inner: Arc::new(Inner {
+                warden,
+                config,
+                limits,
+                shutdown: CancellationToken::new(),
+                metrics: crate::metrics::handle(),
+            }),
+        }
+    }
+
+    /// The library handle.
+    pub fn warden(&self) -> &Warden {
+        &self.inner.warden
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ServerConfig {
+        &self.inner.config
+    }
+
+    /// The waiter caps.
+    pub fn limits(&self) -> &Arc<WaiterLimits> {
+        &self.inner.limits
+    }
+
+    /// Cancelled when shutdown begins; parked waiters then answer 503.
+    pub fn shutdown_token(&self) -> &CancellationToken {
+        &self.inner.shutdown
+    }
+
+    /// The Prometheus handle.
+    pub fn metrics(&self) -> &PrometheusHandle {
+        &self.inner.metrics
+    }
+}

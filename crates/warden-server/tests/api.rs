@@ -1,0 +1,624 @@
+//! Every endpoint and every error code of shared/API.md against an in-process server on the memory backend.
+
+mod common;
+
+use common::*;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use warden::backend::memory::MemoryBackend;
+use warden::Warden;
+use warden_server::ServerConfig;
+
+async fn memory_server() -> (TestServer, Arc<MemoryBackend>) {
+    let backend = Arc::new(MemoryBackend::new());
+    (TestServer::start(Warden::with_backend(backend.clone())).await, backend)
+}
+
+async fn acquire(c: &reqwest::Client, s: &TestServer, resource: &str, client: &str) -> Value {
+    let (st, v) = post(
+        c,
+        &s.url("/api/locks/acquire"),
+        json!({"resource": resource, "clientId": client, "ttl": 30000, "waitTimeout": 0}),
+    )
+    .await;
+    assert_eq!(st, 201, "{v}");
+    v["data"].clone()
+}
+
+#[tokio::test]
+async fn lifecycle_acquire_status_held_renew_release() {
+    let (s, _) = memory_server().await;
+    let c = client();
+    let (st, v) = post(
+        &c,
+        &s.url("/api/locks/acquire"),
+        json!({"resource": "user_123_profile", "type": "exclusive", "ttl": 30000, "waitTimeout": 5000,
+               "clientId": "client_456"}),
+    )
+    .await;
+    assert_eq!(st, 201, "{v}");
+    assert_eq!(v["success"], true);
+    let lock = &v["data"];
+    let id = lock["lockId"].as_str().unwrap().to_string();
+    assert_eq!(id.len(), 32, "128-bit hex lock id");
+    assert_eq!(lock["resource"], "user_123_profile");
+    assert_eq!(lock["type"], "exclusive");
+    assert_eq!(lock["clientId"], "client_456");
+    assert_eq!(lock["ttl"], 30000);
+    assert_eq!(lock["renewalCount"], 0);
+    assert!(lock["fencingToken"].as_u64().unwrap() > 0);
+    let acquired = time::OffsetDateTime::parse(
+        lock["acquiredAt"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    let expires = time::OffsetDateTime::parse(
+        lock["expiresAt"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    assert_eq!((expires - acquired).whole_milliseconds(), 30000);
+    assert!(lock["acquiredAt"].as_str().unwrap().ends_with('Z'));
+
+    let (st, v) = get(&c, &s.url(&format!("/api/locks/{id}/status"))).await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["data"]["lockId"], id.as_str());
+    assert_eq!(v["data"]["isExpired"], false);
+    assert_eq!(v["data"]["fencingToken"], lock["fencingToken"]);
+
+    let (st, v) = get(&c, &s.url("/api/locks/held?clientId=client_456")).await;
+    assert_eq!(st, 200);
+    assert_eq!(v["data"].as_array().unwrap().len(), 1);
+    assert_eq!(v["data"][0]["lockId"], id.as_str());
+    let (_, v) = get(&c, &s.url("/api/locks/held?clientId=nobody")).await;
+    assert_eq!(v["data"], json!([]));
+
+    let (st, v) = post(
+        &c,
+        &s.url("/api/locks/renew"),
+        json!({"lockId": id, "clientId": "client_456", "ttl": 60000}),
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["data"]["renewalCount"], 1);
+    assert_eq!(
+        v["data"]["fencingToken"], lock["fencingToken"],
+        "renewal keeps the fence"
+    );
+    let (st, v) = post(
+        &c,
+        &s.url("/api/locks/renew"),
+        json!({"lockId": id, "clientId": "client_456"}),
+    )
+    .await;
+    assert_eq!(st, 200, "renew without ttl uses the lease's: {v}");
+    assert_eq!(v["data"]["renewalCount"], 2);
+
+    let (st, v) = post(
+        &c,
+        &s.url("/api/locks/release"),
+        json!({"lockId": id, "clientId": "client_456"}),
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v, json!({"success": true, "message": "Lock released successfully"}));
+
+    let (st, v) = get(&c, &s.url(&format!("/api/locks/{id}/status"))).await;
+    assert_error(st, &v, 404, "not_found");
+    let (st, v) = post(
+        &c,
+        &s.url("/api/locks/release"),
+        json!({"lockId": id, "clientId": "client_456"}),
+    )
+    .await;
+    assert_error(st, &v, 404, "not_found");
+    let (st, v) = post(
+        &c,
+        &s.url("/api/locks/renew"),
+        json!({"lockId": id, "clientId": "client_456"}),
+    )
+    .await;
+    assert_error(st, &v, 404, "not_found");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn invalid_requests_name_the_field() {
+    let (s, _) = memory_server().await;
+    let c = client();
+    let acq = s.url("/api/locks/acquire");
+    let cases: Vec<(String, &str)> = vec![
+        ("{".into(), "JSON"),
+        ("[1,2]".into(), "object"),
+        ("".into(), "empty"),
+        (r#"{"clientId":"c"}"#.into(), "resource"),
+        (r#"{"resource":"r"}"#.into(), "clientId"),
+        (r#"{"resource":"r","clientId":"c","ttl":"30s"}"#.into(), "ttl"),
+        (r#"{"resource":"r","clientId":"c","ttl":0}"#.into(), "ttl"),
+        (r#"{"resource":"r","clientId":"c","ttl":86400001}"#.into(), "ttl"),
+        (r#"{"resource":"r","clientId":"c","ttl":-1}"#.into(), "ttl"),
+        (r#"{"resource":"r","clientId":"c","ttl":1.5}"#.into(), "ttl"),
+        (
+            r#"{"resource":"r","clientId":"c","waitTimeout":600001}"#.into(),
+            "waitTimeout",
+        ),
+        (
+            r#"{"resource":"r","clientId":"c","waitTimeout":-5}"#.into(),
+            "waitTimeout",
+        ),
+        (r#"{"resource":"","clientId":"c"}"#.into(), "resource"),
+        (
+            format!(r#"{{"resource":"{}","clientId":"c"}}"#, "x".repeat(513)),
+            "resource",
+        ),
+        (r#"{"resource":"a\u0001b","clientId":"c"}"#.into(), "resource"),
+        (r#"{"resource":"r","clientId":""}"#.into(), "clientId"),
+        (
+            format!(r#"{{"resource":"r","clientId":"{}"}}"#, "c".repeat(257)),
+            "clientId",
+        ),
+        (r#"{"resource":"r","clientId":"c","type":"bogus"}"#.into(), "type"),
+        (r#"{"resource":"r","clientId":"c","type":"read-write"}"#.into(), "mode"),
+        (
+            r#"{"resource":"r","clientId":"c","type":"read-write","mode":"x"}"#.into(),
+            "mode",
+        ),
+        (r#"{"resource":"\ud800","clientId":"c"}"#.into(), "JSON"),
+        (r#"{"resource":"r","clientId":"c"} trailing"#.into(), "trailing"),
+    ];
+    for (body, field) in cases {
+        let (st, v) = post_raw(&c, &acq, body.clone()).await;
+        let msg = assert_error(st, &v, 400, "invalid_request");
+        assert!(
+            msg.contains(field),
+            "body {body:?}: sentence {msg:?} should name {field}"
+        );
+    }
+    // Non-UTF-8 bytes inside a JSON string.
+    let mut raw = br#"{"resource":"ab"#.to_vec();
+    raw.extend_from_slice(&[0xff, 0xfe]);
+    raw.extend_from_slice(br#"","clientId":"c"}"#);
+    let (st, v) = post_raw(&c, &acq, raw).await;
+    assert_error(st, &v, 400, "invalid_request");
+
+    // Oversized body.
+    let big = format!(r#"{{"resource":"r","clientId":"c","pad":"{}"}}"#, "x".repeat(100_000));
+    let (st, v) = post_raw(&c, &acq, big).await;
+    let msg = assert_error(st, &v, 413, "invalid_request");
+    assert!(msg.contains("bytes"), "{msg}");
+
+    // Release / renew / status / held / queue inputs.
+    let (st, v) = post(&c, &s.url("/api/locks/release"), json!({"clientId": "c"})).await;
+    assert!(assert_error(st, &v, 400, "invalid_request").contains("lockId"));
+    let (st, v) = post(&c, &s.url("/api/locks/release"), json!({"lockId": "", "clientId": "c"})).await;
+    assert!(assert_error(st, &v, 400, "invalid_request").contains("lockId"));
+    let (st, v) = post(
+        &c,
+        &s.url("/api/locks/release"),
+        json!({"lockId": "does-not-exist", "clientId": "c"}),
+    )
+    .await;
+    assert_error(st, &v, 404, "not_found");
+    let (st, v) = post(
+        &c,
+        &s.url("/api/locks/renew"),
+        json!({"lockId": "0123456789abcdef0123456789abcdef",
+        "clientId": "c", "ttl": 5}),
+    )
+    .await;
+    assert!(assert_error(st, &v, 400, "invalid_request").contains("ttl"));
+    let (st, v) = get(&c, &s.url("/api/locks/0123456789abcdef0123456789abcdef/status")).await;
+    assert_error(st, &v, 404, "not_found");
+    let (st, v) = get(&c, &s.url("/api/locks/%FF%FE/status")).await;
+    assert_error(st, &v, 400, "invalid_request");
+    let (st, v) = get(&c, &s.url("/api/locks/held")).await;
+    assert!(assert_error(st, &v, 400, "invalid_request").contains("clientId"));
+    let (st, v) = get(&c, &s.url("/api/locks/queue")).await;
+    assert!(assert_error(st, &v, 400, "invalid_request").contains("resource"));
+    let (st, v) = get(&c, &s.url(&format!("/api/locks/queue?resource={}", "r".repeat(600)))).await;
+    assert!(assert_error(st, &v, 400, "invalid_request").contains("resource"));
+    let (st, v) = get(&c, &s.url("/api/nope")).await;
+    assert_error(st, &v, 404, "not_found");
+    let (st, v) = get(&c, &s.url("/api/locks/acquire")).await;
+    assert_error(st, &v, 405, "invalid_request");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn conflicts_timeout_not_owner_and_lease_lost() {
+    let (s, backend) = memory_server().await;
+    let c = client();
+    let held = acquire(&c, &s, "r1", "owner").await;
+    let id = held["lockId"].as_str().unwrap();
+
+    let started = Instant::now();
+    let (st, v) = post(
+        &c,
+        &s.url("/api/locks/acquire"),
+        json!({"resource": "r1", "clientId": "other", "waitTimeout": 200}),
+    )
+    .await;
+    let waited = started.elapsed();
+    assert!(assert_error(st, &v, 409, "lock_timeout").contains("r1"));
+    assert!(
+        waited >= Duration::from_millis(200) && waited < Duration::from_millis(1000),
+        "{waited:?}"
+    );
+
+    // Another client may neither release nor renew; nothing changes.
+    let (st, v) = post(
+        &c,
+        &s.url("/api/locks/release"),
+        json!({"lockId": id, "clientId": "other"}),
+    )
+    .await;
+    assert_error(st, &v, 409, "not_owner");
+    let (st, v) = post(
+        &c,
+        &s.url("/api/locks/renew"),
+        json!({"lockId": id, "clientId": "other", "ttl": 1000}),
+    )
+    .await;
+    assert_error(st, &v, 409, "not_owner");
+    let (st, v) = get(&c, &s.url(&format!("/api/locks/{id}/status"))).await;
+    assert_eq!(st, 200);
+    assert_eq!(v["data"]["renewalCount"], 0);
+    assert_eq!(v["data"]["ttl"], 30000);
+
+    // The lease taken away behind the owner's back: renew says lease_lost.
+    backend.revoke("r1");
+    let (st, v) = post(
+        &c,
+        &s.url("/api/locks/renew"),
+        json!({"lockId": id, "clientId": "owner"}),
+    )
+    .await;
+    assert_error(st, &v, 409, "lease_lost");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn type_shortcuts_and_compatibility() {
+    let (s, _) = memory_server().await;
+    let c = client();
+    let body = |client: &str| json!({"resource": "doc", "clientId": client, "waitTimeout": 0});
+    let (st, a) = post(&c, &s.url("/api/locks/shared"), body("a")).await;
+    assert_eq!(st, 201, "{a}");
+    assert_eq!(a["data"]["type"], "shared");
+    let (st, b) = post(&c, &s.url("/api/locks/shared"), body("b")).await;
+    assert_eq!(st, 201, "shared holders coexist: {b}");
+    assert!(b["data"]["fencingToken"].as_u64() > a["data"]["fencingToken"].as_u64());
+    let (st, v) = post(&c, &s.url("/api/locks/exclusive"), body("c")).await;
+    assert_error(st, &v, 409, "lock_timeout");
+    for v in [&a, &b] {
+        let id = v["data"]["lockId"].as_str().unwrap();
+        let client = v["data"]["clientId"].as_str().unwrap();
+        let (st, _) = post(
+            &c,
+            &s.url("/api/locks/release"),
+            json!({"lockId": id, "clientId": client}),
+        )
+        .await;
+        assert_eq!(st, 200);
+    }
+    let (st, e) = post(
+        &c,
+        &s.url("/api/locks/exclusive"),
+        json!({"resource": "doc", "clientId": "c",
+        "type": "shared", "waitTimeout": 0}),
+    )
+    .await;
+    assert_eq!(st, 201, "{e}");
+    assert_eq!(e["data"]["type"], "exclusive", "the shortcut fixes the type");
+
+    let rw = |client: &str, mode: &str| json!({"resource": "rw", "clientId": client, "mode": mode, "waitTimeout": 0});
+    let (st, r1) = post(&c, &s.url("/api/locks/read-write"), rw("r1", "read")).await;
+    assert_eq!(st, 201, "{r1}");
+    assert_eq!(r1["data"]["type"], "read-write");
+    assert_eq!(r1["data"]["mode"], "read");
+    let (st, _) = post(&c, &s.url("/api/locks/read-write"), rw("r2", "read")).await;
+    assert_eq!(st, 201, "readers coexist");
+    let (st, v) = post(&c, &s.url("/api/locks/read-write"), rw("w", "write")).await;
+    assert_error(st, &v, 409, "lock_timeout");
+    let (st, v) = post(
+        &c,
+        &s.url("/api/locks/read-write"),
+        json!({"resource": "rw", "clientId": "x"}),
+    )
+    .await;
+    assert!(assert_error(st, &v, 400, "invalid_request").contains("mode"));
+    let (st, v) = post(
+        &c,
+        &s.url("/api/locks/acquire"),
+        json!({"resource": "rw", "clientId": "w",
+        "type": "read-write", "mode": "read", "waitTimeout": 0}),
+    )
+    .await;
+    assert_eq!(st, 201, "{v}");
+
+    let (_, stats) = get(&c, &s.url("/api/locks/stats")).await;
+    let d = &stats["data"];
+    assert_eq!(d["totalLocks"], 6, "{d}");
+    assert_eq!(d["activeLocks"], 4, "{d}");
+    assert_eq!(d["lockTypes"], json!({"exclusive": 1, "shared": 0, "read-write": 3}));
+    assert_eq!(d["topResources"][0], json!({"resource": "doc", "locks": 3}));
+    assert_eq!(d["expiredLocks"], 0);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn waiting_is_fifo_and_visible_in_the_queue() {
+    let (s, _) = memory_server().await;
+    let c = client();
+    let first = acquire(&c, &s, "q", "holder").await;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    for i in 0..10 {
+        let (c2, url, tx) = (c.clone(), s.url("/api/locks/acquire"), tx.clone());
+        let kind = if i % 3 == 1 { "shared" } else { "exclusive" };
+        tokio::spawn(async move {
+            let client = format!("w{i}");
+            let (st, v) = post(
+                &c2,
+                &url,
+                json!({"resource": "q", "clientId": client, "type": kind,
+                "waitTimeout": 10000}),
+            )
+            .await;
+            assert_eq!(st, 201, "{v}");
+            let _ = tx.send(v["data"].clone());
+        });
+        wait_queue_len(&c, &s, "q", i + 1).await;
+    }
+    let (st, v) = get(&c, &s.url("/api/locks/queue?resource=q")).await;
+    assert_eq!(st, 200);
+    assert_eq!(v["data"]["waitingClients"], 10);
+    let order: Vec<&str> = v["data"]["queue"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["clientId"].as_str().unwrap())
+        .collect();
+    assert_eq!(order, (0..10).map(|i| format!("w{i}")).collect::<Vec<_>>());
+    assert_eq!(v["data"]["queue"][1]["type"], "shared");
+    assert_eq!(v["data"]["queue"][0]["ttl"], 30000);
+
+    // Release one at a time: grants come in arrival order.
+    let mut current = first;
+    let mut granted = Vec::new();
+    for _ in 0..10 {
+        let (st, _) = post(
+            &c,
+            &s.url("/api/locks/release"),
+            json!({"lockId": current["lockId"],
+            "clientId": current["clientId"]}),
+        )
+        .await;
+        assert_eq!(st, 200);
+        current = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        granted.push(current["clientId"].as_str().unwrap().to_string());
+    }
+    assert_eq!(granted, (0..10).map(|i| format!("w{i}")).collect::<Vec<_>>());
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn client_disconnect_gives_up_its_place() {
+    let (s, _) = memory_server().await;
+    let c = client();
+    let holder = acquire(&c, &s, "d", "holder").await;
+    let (c2, url) = (client(), s.url("/api/locks/acquire"));
+    let ghost = tokio::spawn(async move {
+        post(
+            &c2,
+            &url,
+            json!({"resource": "d", "clientId": "ghost", "waitTimeout": 60000}),
+        )
+        .await
+    });
+    wait_queue_len(&c, &s, "d", 1).await;
+    ghost.abort(); // the client goes away: its connection closes
+    wait_queue_len(&c, &s, "d", 0).await;
+    let (st, _) = post(
+        &c,
+        &s.url("/api/locks/release"),
+        json!({"lockId": holder["lockId"], "clientId": "holder"}),
+    )
+    .await;
+    assert_eq!(st, 200);
+    // Nobody holds it: the ghost neither got it nor blocks the next client.
+    let next = acquire(&c, &s, "d", "next").await;
+    assert_eq!(next["clientId"], "next");
+    let (_, v) = get(&c, &s.url("/api/locks/held?clientId=ghost")).await;
+    assert_eq!(v["data"], json!([]));
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn waiter_caps_answer_429() {
+    let backend = Arc::new(MemoryBackend::new());
+    let s = TestServer::start_with(
+        Warden::with_backend(backend),
+        ServerConfig::default().with_waiter_limits(2, 1),
+    )
+    .await;
+    let c = client();
+    acquire(&c, &s, "cap", "holder").await;
+    acquire(&c, &s, "cap2", "holder").await;
+    let (c2, url) = (c.clone(), s.url("/api/locks/acquire"));
+    let w = tokio::spawn(async move {
+        post(
+            &c2,
+            &url,
+            json!({"resource": "cap", "clientId": "w1", "waitTimeout": 2000}),
+        )
+        .await
+    });
+    wait_queue_len(&c, &s, "cap", 1).await;
+    let (st, v) = post(
+        &c,
+        &s.url("/api/locks/acquire"),
+        json!({"resource": "cap", "clientId": "w2",
+        "waitTimeout": 2000}),
+    )
+    .await;
+    assert!(assert_error(st, &v, 429, "too_many_waiters").contains("per-resource"));
+    // waitTimeout 0 never parks, so it is not capped.
+    let (st, v) = post(
+        &c,
+        &s.url("/api/locks/acquire"),
+        json!({"resource": "cap", "clientId": "w3",
+        "waitTimeout": 0}),
+    )
+    .await;
+    assert_error(st, &v, 409, "lock_timeout");
+    let (c3, url) = (c.clone(), s.url("/api/locks/acquire"));
+    let w2 = tokio::spawn(async move {
+        post(
+            &c3,
+            &url,
+            json!({"resource": "cap2", "clientId": "w4", "waitTimeout": 2000}),
+        )
+        .await
+    });
+    wait_queue_len(&c, &s, "cap2", 1).await;
+    let (st, v) = post(
+        &c,
+        &s.url("/api/locks/acquire"),
+        json!({"resource": "cap3", "clientId": "w5",
+        "waitTimeout": 2000}),
+    )
+    .await;
+    assert!(assert_error(st, &v, 429, "too_many_waiters").contains("limit"));
+    w.abort();
+    w2.abort();
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_answers_waiters_503_and_finishes() {
+    let (s, _) = memory_server().await;
+    let c = client();
+    acquire(&c, &s, "sd", "holder").await;
+    let (c2, url) = (c.clone(), s.url("/api/locks/acquire"));
+    let waiter = tokio::spawn(async move {
+        post(
+            &c2,
+            &url,
+            json!({"resource": "sd", "clientId": "w", "waitTimeout": 60000}),
+        )
+        .await
+    });
+    wait_queue_len(&c, &s, "sd", 1).await;
+    let started = Instant::now();
+    s.stop().await;
+    let (st, v) = waiter.await.unwrap();
+    assert_error(st, &v, 503, "shutting_down");
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn backend_down_is_503_and_health_says_so() {
+    let mut redis = warden_testkit::RedisServer::start();
+    let warden = Warden::connect(&format!("{}?timeout_ms=300", redis.url()))
+        .await
+        .unwrap();
+    let s = TestServer::start(warden).await;
+    let c = client();
+    let (st, v) = get(&c, &s.url("/api/locks/health")).await;
+    assert_eq!(st, 200);
+    assert_eq!(v["data"]["status"], "healthy");
+    assert_eq!(v["data"]["backend"], "redis");
+    assert_eq!(v["data"]["nodes"][0]["reachable"], true);
+    redis.kill();
+    let started = Instant::now();
+    let (st, v) = post(
+        &c,
+        &s.url("/api/locks/acquire"),
+        json!({"resource": "x", "clientId": "c"}),
+    )
+    .await;
+    let msg = assert_error(st, &v, 503, "backend_unavailable");
+    assert!(msg.contains(&redis.addr()) || msg.contains("127.0.0.1"), "{msg}");
+    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    let (st, v) = get(&c, &s.url("/api/locks/health")).await;
+    assert_eq!(st, 200);
+    assert_eq!(v["data"]["status"], "unhealthy");
+    assert_eq!(v["data"]["nodes"][0]["reachable"], false);
+    let (st, v) = get(&c, &s.url("/health")).await;
+    assert_eq!(st, 503);
+    assert_eq!(v["status"], "unhealthy");
+    let (st, v) = get(&c, &s.url("/api/locks/stats")).await;
+    assert_error(st, &v, 503, "backend_unavailable");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn health_metrics_and_openapi() {
+    let (s, _) = memory_server().await;
+    let c = client();
+    acquire(&c, &s, "m", "c").await;
+    let (st, v) = get(&c, &s.url("/health")).await;
+    assert_eq!(st, 200);
+    assert_eq!(v["status"], "healthy");
+    assert_eq!(v["activeLocks"], 1);
+    assert_eq!(v["totalLocks"], 1);
+    assert!(v["timestamp"].as_str().unwrap().ends_with('Z'));
+    let (st, v) = get(&c, &s.url("/api/locks/health")).await;
+    assert_eq!(st, 200);
+    assert_eq!(v["data"]["status"], "healthy");
+    assert_eq!(v["data"]["backend"], "memory");
+
+    let r = c.get(s.url("/metrics")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+    let text = r.text().await.unwrap();
+    for name in [
+        "warden_grants_total",
+        "warden_acquire_wait_seconds_bucket",
+        "warden_active_locks",
+        "warden_waiters",
+    ] {
+        assert!(text.contains(name), "/metrics lacks {name}:\n{text}");
+    }
+
+    let (st, doc) = get(&c, &s.url("/openapi.json")).await;
+    assert_eq!(st, 200);
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let paths = doc["paths"].as_object().unwrap();
+    for p in [
+        "/api/locks/acquire",
+        "/api/locks/release",
+        "/api/locks/renew",
+        "/api/locks/{lockId}/status",
+        "/api/locks/held",
+        "/api/locks/exclusive",
+        "/api/locks/shared",
+        "/api/locks/read-write",
+        "/api/locks/stats",
+        "/api/locks/health",
+        "/api/locks/queue",
+        "/health",
+        "/metrics",
+        "/openapi.json",
+    ] {
+        assert!(paths.contains_key(p), "openapi lacks {p}");
+    }
+    let schemas = doc["components"]["schemas"].as_object().unwrap();
+    for sch in [
+        "AcquireBody",
+        "Lock",
+        "LockStatus",
+        "StatsDto",
+        "HealthDto",
+        "QueueDto",
+        "ErrorEnvelope",
+    ] {
+        assert!(schemas.contains_key(sch), "openapi lacks schema {sch}");
+    }
+    assert!(schemas["Lock"]["properties"].get("fencingToken").is_some());
+    s.stop().await;
+}
