@@ -2,6 +2,8 @@
 //! `hot` (many workers on one resource, FIFO handoff) and `handoff` (time from a release to the next
 //! waiter's grant). Used by the `warden-bench` binary and by `warden bench`.
 
+pub mod http;
+
 use hdrhistogram::Histogram;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -98,7 +100,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
-fn histogram() -> Histogram<u64> {
+pub(crate) fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000, 3).expect("static histogram bounds")
 }
 

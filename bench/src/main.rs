@@ -30,11 +30,42 @@ struct Args {
     /// Also measure the redis-benchmark ceiling against host:port.
     #[arg(long)]
     ceiling: Option<String>,
+    /// Drive the REST API instead: an in-process server over --backend, and a trivial handler as ceiling.
+    #[arg(long)]
+    http: bool,
+    /// Hold this many leases at once in the memory backend and report the memory per lease.
+    #[arg(long)]
+    memory_per_lock: Option<usize>,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let a = Args::parse();
+    if let Some(n) = a.memory_per_lock {
+        let per = warden_bench::http::memory_per_lock(n).await?;
+        println!("memory   {n} leases held at once in memory://: {per:.0} bytes per lease (resident set growth)");
+        return Ok(());
+    }
+    if a.http {
+        let (real, trivial) = warden_bench::http::run_http(&a.backend, a.workers, a.keys, a.duration).await?;
+        for r in [&real, &trivial] {
+            if a.json {
+                println!("{}", serde_json::to_string(r)?);
+            } else {
+                println!(
+                    "http     {:<8} {:<24} workers={:<3} {:>9.0} cycles/s  acquire p50={}us p99={}us max={}us  failed={}",
+                    r.target, r.backend, r.workers, r.cycles_per_s, r.acq_p50_us, r.acq_p99_us, r.acq_max_us, r.failed
+                );
+            }
+        }
+        if !a.json {
+            println!(
+                "http     warden reached {:.0}% of the trivial-handler ceiling",
+                100.0 * real.cycles_per_s / trivial.cycles_per_s.max(1.0)
+            );
+        }
+        return Ok(());
+    }
     let cfg = warden_bench::Config {
         backend: a.backend.clone(),
         workload: a.workload,
