@@ -22,6 +22,10 @@ pub struct AcquireBody {
     pub wait_timeout: Option<u64>,
     /// Who asks: 1..=256 bytes.
     pub client_id: String,
+    /// Most renewals allowed for this lease (an addition; default unlimited).
+    pub max_renewals: Option<u32>,
+    /// Longest total hold time in ms, renewals included (an addition; 10..=86400000, default unlimited).
+    pub max_hold: Option<u64>,
 }
 
 /// Body of `POST /api/locks/release`.
@@ -231,6 +235,42 @@ pub struct HealthDto {
     pub quorum: Option<bool>,
     /// Waiters parked on this instance now.
     pub waiters: u64,
+    /// What the backend promises (an addition).
+    pub capabilities: CapabilitiesDto,
+}
+
+/// What the backend promises.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CapabilitiesDto {
+    /// Shared (read) locks.
+    pub shared: bool,
+    /// `strict` or `best-effort`.
+    pub fifo: String,
+    /// Waiters woken by notifications.
+    pub notifications: bool,
+    /// Fencing tokens strictly increase per resource.
+    pub fencing: bool,
+    /// Fencing tokens keep increasing after the backend lost its data.
+    pub fencing_survives_data_loss: bool,
+    /// Several processes (server instances) can share the backend.
+    pub shared_across_processes: bool,
+}
+
+impl From<warden::Capabilities> for CapabilitiesDto {
+    fn from(c: warden::Capabilities) -> Self {
+        CapabilitiesDto {
+            shared: c.shared,
+            fifo: match c.fifo {
+                warden::FifoGuarantee::Strict => "strict".into(),
+                _ => "best-effort".into(),
+            },
+            notifications: c.notifications,
+            fencing: c.fencing,
+            fencing_survives_data_loss: c.fencing_survives_data_loss,
+            shared_across_processes: c.shared_across_processes,
+        }
+    }
 }
 
 /// `GET /health`.
@@ -256,6 +296,9 @@ pub struct QueueEntryDto {
     /// `exclusive`, `shared` or `read-write`.
     #[serde(rename = "type")]
     pub lock_type: String,
+    /// `read` or `write` for read-write waiters (an addition).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
     /// The ttl it asked for, ms.
     pub ttl: u64,
 }
@@ -268,6 +311,10 @@ pub struct QueueDto {
     pub waiting_clients: u64,
     /// In grant order.
     pub queue: Vec<QueueEntryDto>,
+    /// Who holds the resource now (an addition).
+    pub holders: Vec<Lock>,
+    /// Whether a non-warden client holds the key (e.g. a redis-py `Lock`), an addition.
+    pub foreign_holder: bool,
 }
 
 macro_rules! envelope {

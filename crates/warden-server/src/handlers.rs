@@ -82,14 +82,20 @@ async fn acquire_impl(state: AppState, body: Result<Bytes, BytesRejection>, fixe
     };
     let (type_label, _) = wire_type(kind);
     let started = Instant::now();
-    let acquire = state
+    let mut builder = state
         .warden()
         .lock(b.resource.as_str())
         .kind(kind)
         .ttl(ttl)
         .wait(wait)
-        .client_id(b.client_id.as_str())
-        .acquire_lease();
+        .client_id(b.client_id.as_str());
+    if let Some(n) = b.max_renewals {
+        builder = builder.max_renewals(n);
+    }
+    if let Some(ms) = b.max_hold {
+        builder = builder.max_hold(Duration::from_millis(ms));
+    }
+    let acquire = builder.acquire_lease();
     // Dropping this future (client disconnected, shutdown) leaves the queue at once: see LockBuilder::acquire.
     let result = tokio::select! {
         r = acquire => r,
@@ -293,6 +299,7 @@ pub async fn health(State(state): State<AppState>) -> ApiResult {
             .collect(),
         quorum: h.quorum,
         waiters: state.limits().total() as u64,
+        capabilities: state.warden().capabilities().into(),
     };
     Ok(ok(StatusCode::OK, dto))
 }
@@ -322,6 +329,7 @@ pub async fn queue(State(state): State<AppState>, q: Result<Query<QueueQuery>, Q
         .map(|w| QueueEntryDto {
             client_id: w.client_id.clone(),
             lock_type: wire_type(w.kind).0.into(),
+            mode: wire_type(w.kind).1.map(Into::into),
             ttl: w.ttl.as_millis() as u64,
         })
         .collect();
@@ -330,6 +338,8 @@ pub async fn queue(State(state): State<AppState>, q: Result<Query<QueueQuery>, Q
         QueueDto {
             waiting_clients: queue.len() as u64,
             queue,
+            holders: info.holders.iter().map(Lock::from).collect(),
+            foreign_holder: info.foreign_holder,
         },
     ))
 }

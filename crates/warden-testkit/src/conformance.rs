@@ -354,24 +354,41 @@ pub async fn dead_waiter_does_not_block(h: &dyn Harness) {
     let a = h.client().await;
     let b = h.client().await;
     let mut holder = a.lock("dead").ttl(10 * SEC).acquire().await.expect("holder");
-    // A ghost waiter: queued through the raw backend, never heartbeats again.
-    let mut req = ghost_request("dead");
-    req.waiter_lease = ms(200);
-    let r = a
-        .backend()
-        .attempt(&req, Some("ghost-waiter-0001"))
-        .await
-        .expect("ghost attempt");
-    assert!(matches!(r, warden::Attempt::NotGranted { .. }));
+    let probe = a.clone();
+    let queue_len = |n: usize| {
+        let probe = probe.clone();
+        async move {
+            eventually(5 * SEC, || async {
+                probe.inspect("dead").await.map(|r| r.queue.len() == n).unwrap_or(false)
+            })
+            .await
+        }
+    };
+    let remote_ghost = if a.capabilities().remote_wait {
+        // Waiting happens on a server: a dead waiter is one whose connection closed. Start a wait and
+        // abandon it below, once the live waiter queued behind it.
+        let g = a.clone();
+        let t = tokio::spawn(async move { g.lock("dead").client_id("ghost").wait(30 * SEC).acquire().await });
+        assert!(queue_len(1).await, "ghost never queued");
+        Some(t)
+    } else {
+        // A ghost waiter: queued through the raw backend, never heartbeats again.
+        let mut req = ghost_request("dead");
+        req.waiter_lease = ms(200);
+        let r = a
+            .backend()
+            .attempt(&req, Some("ghost-waiter-0001"))
+            .await
+            .expect("ghost attempt");
+        assert!(matches!(r, warden::Attempt::NotGranted { .. }));
+        None
+    };
     let b2 = b.clone();
     let live = tokio::spawn(async move { b2.lock("dead").ttl(SEC).wait(5 * SEC).acquire().await });
-    let probe = a.clone();
-    assert!(
-        eventually(5 * SEC, || async {
-            probe.inspect("dead").await.map(|r| r.queue.len() == 2).unwrap_or(false)
-        })
-        .await
-    );
+    assert!(queue_len(2).await, "live waiter never queued behind the ghost");
+    if let Some(t) = remote_ghost {
+        t.abort();
+    }
     let released = Instant::now();
     holder.release().await.expect("release");
     let mut g = live

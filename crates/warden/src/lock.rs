@@ -236,7 +236,7 @@ impl LockBuilder<'_> {
         validate::client_id(&client_id)?;
         if let Some(h) = self.max_hold {
             if h < validate::MIN_TTL || h > validate::MAX_TTL {
-                return Err(Error::invalid("max_hold", "must be 10..=86400000 ms"));
+                return Err(Error::invalid("maxHold", "must be 10..=86400000 ms"));
             }
         }
         Ok(AcquireRequest {
@@ -255,8 +255,11 @@ impl LockBuilder<'_> {
     /// Fails with [`Error::Timeout`] when the wait runs out. Cancel-safe: dropping the future leaves the queue
     /// and releases a grant that raced with the cancellation.
     pub async fn acquire(self) -> Result<LockGuard> {
-        let req = self.request()?;
-        let (sent, grant) = wait_for_grant(&self.warden.backend, &req, self.wait).await?;
+        let mut req = self.request()?;
+        let (sent, mut grant) = wait_for_grant(&self.warden.backend, &req, self.wait).await?;
+        if let Some(id) = grant.lock_id.take() {
+            req.lock_id = id;
+        }
         Ok(LockGuard::start(
             self.warden.backend.clone(),
             req,
@@ -281,7 +284,7 @@ impl LockBuilder<'_> {
         let req = self.request()?;
         let (_, g) = wait_for_grant(&self.warden.backend, &req, self.wait).await?;
         Ok(LeaseInfo {
-            lock_id: req.lock_id,
+            lock_id: g.lock_id.unwrap_or(req.lock_id),
             resource: req.resource,
             kind: req.kind,
             client_id: req.client_id,
@@ -369,6 +372,9 @@ async fn wait_for_grant(
     req: &AcquireRequest,
     wait: Duration,
 ) -> Result<(Instant, crate::types::Grant)> {
+    if backend.capabilities().remote_wait {
+        return wait_remotely(backend, req, wait).await;
+    }
     let start = Instant::now();
     let deadline = start + wait;
     let registration = (!wait.is_zero()).then(|| backend.wake_router().register(token::waiter_id()));
@@ -416,6 +422,35 @@ async fn wait_for_grant(
                     return Err(Error::Timeout { resource: req.resource.clone(), waited: start.elapsed() });
                 }
             }
+        }
+    }
+}
+
+/// Acquire through a backend that waits on the far side. Dropping the future drops the request, which gives
+/// up the place in the remote queue. When the grant came after a long wait, the moment it was made is not
+/// known closely enough to bound the lease's validity, so one renewal re-anchors it: its send time is a safe
+/// lower bound for the new lease start.
+async fn wait_remotely(
+    backend: &Arc<dyn Backend>,
+    req: &AcquireRequest,
+    wait: Duration,
+) -> Result<(Instant, crate::types::Grant)> {
+    let sent = Instant::now();
+    let mut grant = backend.acquire_waiting(req, wait).await?;
+    if sent.elapsed() <= req.ttl / 4 {
+        return Ok((sent, grant));
+    }
+    let lock_id = grant.lock_id.clone().unwrap_or_else(|| req.lock_id.clone());
+    let renew_sent = Instant::now();
+    match backend.renew(&lock_id, req.ttl, Some(&req.client_id)).await {
+        Ok(crate::types::Renewal::Renewed { expires_at, .. }) => {
+            grant.expires_at = expires_at;
+            Ok((renew_sent, grant))
+        }
+        Ok(_) => Ok((sent, grant)),
+        Err(e) => {
+            let _ = backend.release(&lock_id, Some(&req.client_id)).await;
+            Err(e)
         }
     }
 }

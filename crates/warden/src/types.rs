@@ -105,7 +105,7 @@ pub enum Attempt {
 }
 
 /// Facts the backend reports about a fresh grant (times are the backend's clock).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Grant {
     /// The fencing token: strictly increasing per resource.
@@ -114,6 +114,9 @@ pub struct Grant {
     pub acquired_at: SystemTime,
     /// When the backend will consider the lease expired.
     pub expires_at: SystemTime,
+    /// The lease id the backend assigned, when it is not the one requested (a warden server names its
+    /// own leases).
+    pub lock_id: Option<String>,
 }
 
 impl Grant {
@@ -123,6 +126,7 @@ impl Grant {
             fencing_token,
             acquired_at,
             expires_at,
+            lock_id: None,
         }
     }
 }
@@ -248,6 +252,10 @@ pub struct Capabilities {
     pub fencing_survives_data_loss: bool,
     /// Several processes can share the backend.
     pub shared_across_processes: bool,
+    /// Waiting happens on the far side (a warden server): the backend implements
+    /// [`crate::Backend::acquire_waiting`], and a waiter that goes away leaves the queue when its connection
+    /// closes rather than by its waiter lease.
+    pub remote_wait: bool,
 }
 
 /// Health of one backend node.

@@ -306,6 +306,7 @@ impl Backend for MemoryBackend {
             fencing: true,
             fencing_survives_data_loss: true,
             shared_across_processes: false,
+            remote_wait: false,
         }
     }
 

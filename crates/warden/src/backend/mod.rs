@@ -2,12 +2,14 @@
 //!
 //! Backends never import the primitives built on them (`lock`, `election`): the dependency goes one way.
 
+#[cfg(feature = "http")]
+pub mod http;
 pub mod memory;
 #[cfg(feature = "redis")]
 pub mod redis;
 
 use crate::error::{Error, Result};
-use crate::types::{AcquireRequest, Attempt, Capabilities, Health, LeaseInfo, Renewal, ResourceInfo, Stats};
+use crate::types::{AcquireRequest, Attempt, Capabilities, Grant, Health, LeaseInfo, Renewal, ResourceInfo, Stats};
 use crate::wake::WakeRouter;
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,6 +30,17 @@ pub trait Backend: Send + Sync + 'static {
     /// One atomic acquire attempt. If `waiter_id` is given and the lock is not granted, the waiter is
     /// queued (or its queue lease refreshed); when granted it leaves the queue.
     async fn attempt(&self, req: &AcquireRequest, waiter_id: Option<&str>) -> Result<Attempt>;
+
+    /// For backends that wait on the far side ([`Capabilities::remote_wait`]): acquires, waiting up to
+    /// `wait` in the remote FIFO queue, in one call. Dropping the future must give up the place in the queue.
+    /// The default says the backend does not wait remotely.
+    async fn acquire_waiting(&self, req: &AcquireRequest, wait: std::time::Duration) -> Result<Grant> {
+        let _ = (req, wait);
+        Err(Error::Unsupported {
+            backend: self.kind(),
+            what: "remote waiting".into(),
+        })
+    }
 
     /// Removes a waiter from the queue of `resource` and wakes whoever may proceed because of it.
     async fn leave_queue(&self, resource: &str, waiter_id: &str) -> Result<()>;
@@ -81,6 +94,8 @@ pub async fn connect(url: &str) -> Result<Arc<dyn Backend>> {
         "memory" => Ok(Arc::new(memory::MemoryBackend::new())),
         #[cfg(feature = "redis")]
         "redis" => Ok(Arc::new(redis::RedisBackend::connect(url).await?)),
+        #[cfg(feature = "http")]
+        "http" | "https" => Ok(Arc::new(http::HttpBackend::connect(url).await?)),
         other => Err(Error::invalid(
             "backend",
             format!("unknown scheme `{other}://`; use memory://, redis://host:port, redlock://h1:p,h2:p,h3:p or http://host:port"),

@@ -488,6 +488,7 @@ impl Backend for RedisBackend {
             fencing: true,
             fencing_survives_data_loss: true,
             shared_across_processes: true,
+            remote_wait: false,
         }
     }
 

@@ -1,0 +1,92 @@
+//! The conformance suite over `http://`: the library as a client of an in-process warden server, which runs
+//! on the memory backend and on a real redis-server.
+
+use std::sync::Mutex;
+use tokio::sync::oneshot;
+use warden::Warden;
+use warden_testkit::harness::{Counter, Harness, MemoryHarness, RedisHarness, TEST_WAITER_LEASE};
+
+type Stopper = (oneshot::Sender<()>, tokio::task::JoinHandle<std::io::Result<()>>);
+
+struct HttpHarness {
+    inner: Box<dyn Harness>,
+    url: String,
+    stop: Mutex<Option<Stopper>>,
+    can_restart: bool,
+}
+
+impl HttpHarness {
+    async fn over(inner: Box<dyn Harness>, can_restart: bool) -> Self {
+        let warden = inner.client().await;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let (tx, rx) = oneshot::channel::<()>();
+        let join = tokio::spawn(warden_server::run(
+            listener,
+            warden,
+            warden_server::ServerConfig::default(),
+            async move {
+                let _ = rx.await;
+            },
+        ));
+        HttpHarness {
+            inner,
+            url,
+            stop: Mutex::new(Some((tx, join))),
+            can_restart,
+        }
+    }
+    async fn memory() -> Self {
+        Self::over(Box::new(MemoryHarness::new()), false).await
+    }
+    async fn redis() -> Self {
+        Self::over(Box::new(RedisHarness::new()), true).await
+    }
+}
+
+#[async_trait::async_trait]
+impl Harness for HttpHarness {
+    async fn client(&self) -> Warden {
+        Warden::connect(&format!("{}?timeout_ms=1000", self.url))
+            .await
+            .expect("connect to the test server")
+            .with_waiter_lease(TEST_WAITER_LEASE)
+            .expect("waiter lease")
+    }
+    async fn revoke(&self, resource: &str) {
+        self.inner.revoke(resource).await
+    }
+    async fn restart_losing_data(&self) -> bool {
+        // The server keeps its connection to the backend; only a backend with an address can restart under it.
+        self.can_restart && self.inner.restart_losing_data().await
+    }
+    async fn kill(&self) -> bool {
+        let stop = self.stop.lock().expect("harness").take();
+        if let Some((tx, join)) = stop {
+            let _ = tx.send(());
+            let _ = join.await;
+        }
+        true
+    }
+    fn unreachable_url(&self) -> Option<String> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .ok()?
+            .local_addr()
+            .ok()?
+            .port();
+        Some(format!("http://127.0.0.1:{port}?timeout_ms=300"))
+    }
+    async fn counter(&self) -> std::sync::Arc<dyn Counter> {
+        self.inner.counter().await
+    }
+}
+
+mod over_memory {
+    use super::HttpHarness;
+    warden_testkit::conformance_tests!(HttpHarness::memory().await);
+}
+
+mod over_redis {
+    use super::HttpHarness;
+    warden_testkit::conformance_tests!(HttpHarness::redis().await);
+}
