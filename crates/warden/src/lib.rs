@@ -28,6 +28,7 @@
 //! protected resource reject a stale holder.
 
 pub mod backend;
+pub mod election;
 pub mod error;
 pub mod lock;
 pub mod token;
@@ -36,6 +37,7 @@ pub mod validate;
 pub mod wake;
 
 pub use backend::Backend;
+pub use election::{Election, LeaderInfo, Leadership};
 pub use error::{Error, Result};
 pub use lock::{LeaseContext, LockBuilder, LockGuard, Warden};
 pub use types::{

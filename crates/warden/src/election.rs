@@ -1,0 +1,228 @@
+//! Leader election on top of the lock: a candidate campaigns by waiting, in FIFO order, for an exclusive
+//! auto-renewed lease on the election's resource; the holder is the leader.
+//!
+//! - `resign()` (or a graceful stop) releases the lease, and the release notification hands leadership to the
+//!   next candidate at once: no polling interval.
+//! - A leader that dies silently stops renewing; the next candidate is woken at its lease's expiry (TTL).
+//! - A leader whose renewal fails learns it through [`Leadership::lost`] before its lease's validity ends,
+//!   and must stop acting as leader; the fencing token of the leadership lets the resources it writes to
+//!   reject a deposed leader.
+//!
+//! ```
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! use std::time::Duration;
+//! let warden = warden::Warden::connect("memory://").await?;
+//! let election = warden.election("queue-consumer").ttl(Duration::from_secs(5));
+//! let leadership = election.campaign("worker-1").await?;
+//! assert_eq!(election.leader().await?.map(|l| l.candidate_id), Some("worker-1".to_string()));
+//! leadership.resign().await?;
+//! assert!(election.leader().await?.is_none());
+//! # Ok::<(), warden::Error>(())
+//! # }).unwrap();
+//! ```
+
+use crate::error::{Error, Result};
+use crate::lock::{LockGuard, Warden};
+use crate::validate;
+use futures::Stream;
+use std::time::{Duration, SystemTime};
+use tokio_util::sync::CancellationToken;
+
+/// The resource an election named `name` locks.
+pub fn election_resource(name: &str) -> String {
+    format!("election:{name}")
+}
+
+/// An election: who leads `name`, and the means to campaign for it.
+#[derive(Debug, Clone)]
+pub struct Election {
+    warden: Warden,
+    name: String,
+    ttl: Duration,
+    observe_every: Duration,
+}
+
+/// Who leads an election now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LeaderInfo {
+    /// The leader's candidate id.
+    pub candidate_id: String,
+    /// The fencing token of its leadership (strictly increases with every new term).
+    pub fencing_token: u64,
+    /// The lease id of the leadership.
+    pub lock_id: String,
+    /// When its current term began.
+    pub since: SystemTime,
+    /// When its lease ends unless renewed.
+    pub expires_at: SystemTime,
+}
+
+impl Warden {
+    /// An election named `name` (default TTL 10 s). See [`Election`].
+    pub fn election(&self, name: impl Into<String>) -> Election {
+        Election {
+            warden: self.clone(),
+            name: name.into(),
+            ttl: Duration::from_secs(10),
+            observe_every: Duration::from_millis(100),
+        }
+    }
+}
+
+impl Election {
+    /// The leadership lease's TTL: how long a leader that died silently keeps the election blocked.
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = ttl;
+        self
+    }
+
+    /// How often [`Election::observe`] looks at the leader (default 100 ms). Observing polls: the backends
+    /// notify waiters, not bystanders. Handing over leadership never polls.
+    pub fn observe_every(mut self, every: Duration) -> Self {
+        self.observe_every = every.max(Duration::from_millis(5));
+        self
+    }
+
+    /// The election's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Waits (without limit) to become leader as `candidate_id`. Candidates are served in arrival order.
+    /// Cancel-safe: dropping the future leaves the queue.
+    pub async fn campaign(&self, candidate_id: &str) -> Result<Leadership> {
+        validate::client_id(candidate_id)?;
+        validate::ttl(self.ttl)?;
+        let resource = election_resource(&self.name);
+        validate::resource(&resource)?;
+        loop {
+            let r = self
+                .warden
+                .lock(resource.as_str())
+                .ttl(self.ttl)
+                .client_id(candidate_id)
+                .wait(validate::MAX_WAIT)
+                .acquire()
+                .await;
+            match r {
+                Ok(guard) => {
+                    tracing::debug!(election = %self.name, candidate = candidate_id, fence = guard.fencing_token(),
+                        "became leader");
+                    return Ok(Leadership {
+                        guard,
+                        name: self.name.clone(),
+                        candidate_id: candidate_id.to_string(),
+                    });
+                }
+                // Still not leader after the longest single wait: keep our place by queueing again.
+                Err(Error::Timeout { .. }) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Tries once to become leader; `Ok(None)` if someone else leads.
+    pub async fn try_campaign(&self, candidate_id: &str) -> Result<Option<Leadership>> {
+        validate::client_id(candidate_id)?;
+        let r = self
+            .warden
+            .lock(election_resource(&self.name))
+            .ttl(self.ttl)
+            .client_id(candidate_id)
+            .try_acquire()
+            .await?;
+        Ok(r.map(|guard| Leadership {
+            guard,
+            name: self.name.clone(),
+            candidate_id: candidate_id.to_string(),
+        }))
+    }
+
+    /// Who leads now, if anyone.
+    pub async fn leader(&self) -> Result<Option<LeaderInfo>> {
+        let info = self.warden.inspect(&election_resource(&self.name)).await?;
+        Ok(info.holders.into_iter().find(|h| !h.expired).map(|h| LeaderInfo {
+            candidate_id: h.client_id,
+            fencing_token: h.fencing_token,
+            lock_id: h.lock_id,
+            since: h.acquired_at,
+            expires_at: h.expires_at,
+        }))
+    }
+
+    /// Every change of leader, starting with the current one (`None` = nobody leads). A new term of the same
+    /// candidate (new fencing token) counts as a change. The stream ends after the first error.
+    pub fn observe(&self) -> impl Stream<Item = Result<Option<LeaderInfo>>> + Send + 'static {
+        let election = self.clone();
+        futures::stream::unfold(
+            (election, None::<Option<u64>>, false),
+            |(election, last, done)| async move {
+                if done {
+                    return None;
+                }
+                let mut first = last.is_none();
+                loop {
+                    if !first {
+                        tokio::time::sleep(election.observe_every).await;
+                    }
+                    first = false;
+                    match election.leader().await {
+                        Ok(now) => {
+                            let key = now.as_ref().map(|l| l.fencing_token);
+                            if last != Some(key) {
+                                return Some((Ok(now), (election, Some(key), false)));
+                            }
+                        }
+                        Err(e) => return Some((Err(e), (election, last, true))),
+                    }
+                }
+            },
+        )
+    }
+}
+
+/// Being the leader. Renews itself; [`Leadership::lost`] fires when leadership can no longer be trusted.
+/// Dropping it resigns in the background; [`Leadership::resign`] resigns and reports the outcome.
+#[derive(Debug)]
+pub struct Leadership {
+    guard: LockGuard,
+    name: String,
+    candidate_id: String,
+}
+
+impl Leadership {
+    /// The election's name.
+    pub fn election(&self) -> &str {
+        &self.name
+    }
+    /// This leader's candidate id.
+    pub fn candidate_id(&self) -> &str {
+        &self.candidate_id
+    }
+    /// The fencing token of this term: hand it to whatever the leader writes to.
+    pub fn fencing_token(&self) -> u64 {
+        self.guard.fencing_token()
+    }
+    /// The lease id of this term.
+    pub fn lock_id(&self) -> &str {
+        self.guard.lock_id()
+    }
+    /// Resolves when leadership can no longer be trusted (renewal refused or not confirmed in time).
+    pub async fn lost(&self) {
+        self.guard.lost().await
+    }
+    /// Whether leadership is already lost.
+    pub fn is_lost(&self) -> bool {
+        self.guard.is_lost()
+    }
+    /// A token cancelled when leadership is lost.
+    pub fn lost_token(&self) -> CancellationToken {
+        self.guard.lost_token()
+    }
+    /// Steps down now; the next candidate takes over at once.
+    pub async fn resign(mut self) -> Result<()> {
+        tracing::debug!(election = %self.name, candidate = %self.candidate_id, "resigning");
+        self.guard.release().await
+    }
+}
