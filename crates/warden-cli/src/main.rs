@@ -1,22 +1,29 @@
-//! The `warden` command. Exit codes: 0 success; 1 error (one line on stderr says what to do); 2 usage error;
-//! 69 backend unavailable; 75 lock not acquired in time (`--skip-if-held` makes that 0); for `run` and
-//! `elect`, otherwise the command's own exit code.
+//! The `warden` command.
+//!
+//! Exit codes: 0 success; 1 failure (one line on stderr says what to do next); 2 usage error; 69 backend
+//! (or warden server) unreachable; 70 the lease or leadership was lost while the command ran; 75 the lock
+//! was not acquired in time (`--skip-if-held` makes that 0); 126 / 127 the command cannot be run / was not
+//! found. `run` and `elect` otherwise exit with the command's own code (128 + signal if a signal ended it).
 
+mod bench_cmd;
+mod child;
+mod common;
+mod elect;
+mod oneshot;
+mod run;
 mod serve;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
-/// Exit code: the backend (or warden server) cannot be reached.
-pub const EXIT_UNAVAILABLE: u8 = 69;
-/// Exit code: the lock was not acquired before the wait ran out.
-pub const EXIT_NOT_ACQUIRED: u8 = 75;
-
 #[derive(Parser, Debug)]
 #[command(
     name = "warden",
     version,
-    about = "Distributed locks: serve the lock service, run commands under a lock"
+    about = "Distributed locks: serve the lock service, run commands under a lock or only while leader",
+    after_help = "Exit codes: 0 ok, 1 failure, 2 usage, 69 backend unreachable, 70 lease lost, 75 lock not \
+                  acquired, 126/127 command not runnable/not found; run/elect: the command's own code.\n\
+                  --backend defaults to $WARDEN_BACKEND, else http://127.0.0.1:7070 (a local `warden serve`)."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -27,6 +34,26 @@ struct Cli {
 enum Command {
     /// Run the lock service (REST API, /metrics, /openapi.json).
     Serve(serve::ServeArgs),
+    /// Run a command while holding a lock; renew while it runs, release when it exits.
+    Run(run::RunArgs),
+    /// Campaign for leadership; run a command only while leader.
+    Elect(elect::ElectArgs),
+    /// Acquire a lease and print its lock id (nothing renews it).
+    Acquire(oneshot::AcquireArgs),
+    /// Release a lease by lock id.
+    Release(oneshot::ReleaseArgs),
+    /// Renew a lease by lock id.
+    Renew(oneshot::RenewArgs),
+    /// Show a lease by lock id.
+    Status(oneshot::StatusArgs),
+    /// List the leases a client holds.
+    Held(oneshot::HeldArgs),
+    /// Show who holds a resource and who waits for it.
+    Queue(oneshot::QueueArgs),
+    /// Show cluster-wide statistics.
+    Stats(oneshot::StatsArgs),
+    /// Benchmark a backend (uniform, hot or handoff workload).
+    Bench(bench_cmd::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -42,19 +69,31 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("warden: cannot start the async runtime: {e}");
-            return ExitCode::from(1);
+            return ExitCode::from(common::EXIT_FAILURE);
         }
     };
     let result = rt.block_on(async {
         match cli.command {
             Command::Serve(a) => serve::serve(a).await,
+            Command::Run(a) => run::run(a).await,
+            Command::Elect(a) => elect::elect(a).await,
+            Command::Acquire(a) => oneshot::acquire(a).await,
+            Command::Release(a) => oneshot::release(a).await,
+            Command::Renew(a) => oneshot::renew(a).await,
+            Command::Status(a) => oneshot::status(a).await,
+            Command::Held(a) => oneshot::held(a).await,
+            Command::Queue(a) => oneshot::queue(a).await,
+            Command::Stats(a) => oneshot::stats(a).await,
+            Command::Bench(a) => bench_cmd::bench(a).await,
         }
     });
+    // Do not wait for background clean-ups (a dropped waiter's queue exit) longer than a moment.
+    rt.shutdown_timeout(std::time::Duration::from_millis(200));
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("warden: {e:#}");
-            ExitCode::from(1)
+            eprintln!("warden: {}", e.message);
+            ExitCode::from(e.code)
         }
     }
 }

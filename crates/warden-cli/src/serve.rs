@@ -28,7 +28,13 @@ pub fn redact(url: &str) -> String {
     }
 }
 
-pub async fn serve(a: ServeArgs) -> anyhow::Result<u8> {
+pub async fn serve(a: ServeArgs) -> crate::common::CliResult<u8> {
+    serve_inner(a)
+        .await
+        .map_err(|e| crate::common::CliError::new(crate::common::EXIT_FAILURE, format!("{e:#}")))
+}
+
+async fn serve_inner(a: ServeArgs) -> anyhow::Result<u8> {
     let shown = redact(&a.backend);
     let warden = warden::Warden::connect(&a.backend)
         .await

@@ -1,0 +1,81 @@
+//! `warden bench`: the bench driver as a command.
+
+use crate::common::*;
+use clap::Args;
+use std::io::IsTerminal;
+use std::time::Duration;
+
+/// Arguments of `warden bench`.
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Backend URL.
+    #[arg(long, env = "WARDEN_BACKEND", default_value = DEFAULT_BACKEND)]
+    pub backend: String,
+    /// uniform | hot | handoff
+    #[arg(long, default_value = "uniform")]
+    pub workload: warden_bench::Workload,
+    /// Concurrent workers.
+    #[arg(long, default_value_t = 50)]
+    pub workers: usize,
+    /// Distinct resources (uniform).
+    #[arg(long, default_value_t = 1000)]
+    pub keys: usize,
+    /// How long to run.
+    #[arg(long, default_value = "10s", value_parser = duration)]
+    pub duration: Duration,
+    /// Lease TTL.
+    #[arg(long, default_value = "10s", value_parser = duration)]
+    pub ttl: Duration,
+    /// Print exactly one JSON line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub async fn bench(a: BenchArgs) -> CliResult<u8> {
+    if a.workers == 0 || a.keys == 0 {
+        return Err(CliError::new(2, "--workers and --keys must be at least 1"));
+    }
+    // Fail fast, with the usual sentence, when the backend is not there.
+    connect(&a.backend).await?;
+    let cfg = warden_bench::Config {
+        backend: a.backend.clone(),
+        workload: a.workload,
+        workers: a.workers,
+        keys: a.keys,
+        duration: a.duration,
+        ttl: a.ttl,
+    };
+    let tty = std::io::stderr().is_terminal() && !a.json;
+    let report = warden_bench::run(&cfg, move |f| {
+        if tty {
+            eprint!("\r[{:<40}] {:>3.0}%", "#".repeat((f * 40.0) as usize), f * 100.0);
+        }
+    })
+    .await
+    .map_err(|e| CliError::new(EXIT_FAILURE, format!("benchmark failed: {e:#}")))?;
+    if tty {
+        eprintln!();
+    }
+    if a.json {
+        let line = serde_json::json!({
+            "peer": "warden", "workers": report.workers, "keys": report.keys,
+            "cycles_per_s": report.cycles_per_s, "acq_p50_us": report.acq_p50_us,
+            "acq_p99_us": report.acq_p99_us, "acq_max_us": report.acq_max_us, "failed": report.failed,
+        });
+        println!("{line}");
+    } else {
+        println!(
+            "{:?} on {}: {} workers, {} keys: {:.0} cycles/s, acquire p50 {} µs, p99 {} µs, max {} µs, {} failed",
+            report.workload,
+            crate::serve::redact(&a.backend),
+            report.workers,
+            report.keys,
+            report.cycles_per_s,
+            report.acq_p50_us,
+            report.acq_p99_us,
+            report.acq_max_us,
+            report.failed
+        );
+    }
+    Ok(0)
+}

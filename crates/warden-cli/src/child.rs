@@ -1,0 +1,95 @@
+//! Running the command of `warden run` / `warden elect`: spawn it, forward signals, stop it with SIGTERM and
+//! then SIGKILL after a grace period, and turn its exit status into ours.
+
+use crate::common::*;
+use std::process::ExitStatus;
+use std::time::Duration;
+use tokio::process::{Child, Command};
+use tokio::signal::unix::{signal, Signal, SignalKind};
+
+/// Starts `argv` with `env` added. On Linux the child is killed if warden itself dies (even by SIGKILL), so
+/// a command never outlives the lease that protected it.
+pub fn spawn(argv: &[String], env: &[(&str, String)]) -> CliResult<Child> {
+    let (prog, args) = argv
+        .split_first()
+        .ok_or_else(|| CliError::new(2, "no command given: put it after `--`, e.g. `-- ./job.sh`"))?;
+    let mut cmd = Command::new(prog);
+    cmd.args(args).kill_on_drop(true);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    #[cfg(target_os = "linux")]
+    // SAFETY: prctl is async-signal-safe and touches only this (child) process.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    cmd.spawn().map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => CliError::new(EXIT_NOT_FOUND, format!("command `{prog}` not found")),
+        std::io::ErrorKind::PermissionDenied => {
+            CliError::new(EXIT_CANNOT_EXEC, format!("command `{prog}` is not executable"))
+        }
+        _ => CliError::new(EXIT_CANNOT_EXEC, format!("cannot start `{prog}`: {e}")),
+    })
+}
+
+/// Sends `sig` to the child, if it still runs.
+pub fn send(child: &Child, sig: i32) {
+    if let Some(pid) = child.id() {
+        // SAFETY: kill(2) with a pid we spawned and still own (not yet reaped).
+        unsafe {
+            libc::kill(pid as i32, sig);
+        }
+    }
+}
+
+/// SIGTERM, then SIGKILL after `grace`; returns the exit status.
+pub async fn terminate(child: &mut Child, grace: Duration) -> Option<ExitStatus> {
+    send(child, libc::SIGTERM);
+    match tokio::time::timeout(grace, child.wait()).await {
+        Ok(r) => r.ok(),
+        Err(_) => {
+            let _ = child.start_kill();
+            child.wait().await.ok()
+        }
+    }
+}
+
+/// Our exit code for the child's status: its code, or 128 + the signal that ended it.
+pub fn exit_code(status: ExitStatus) -> u8 {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(c), _) => c.clamp(0, 255) as u8,
+        (None, Some(s)) => (128 + s).clamp(0, 255) as u8,
+        _ => EXIT_FAILURE,
+    }
+}
+
+/// The signals warden forwards to its command.
+pub struct Signals {
+    int: Signal,
+    term: Signal,
+    hup: Signal,
+}
+
+impl Signals {
+    pub fn new() -> CliResult<Self> {
+        let mk = |k| signal(k).map_err(|e| CliError::new(EXIT_FAILURE, format!("cannot install signal handlers: {e}")));
+        Ok(Signals {
+            int: mk(SignalKind::interrupt())?,
+            term: mk(SignalKind::terminate())?,
+            hup: mk(SignalKind::hangup())?,
+        })
+    }
+
+    /// The next signal received.
+    pub async fn recv(&mut self) -> i32 {
+        tokio::select! {
+            _ = self.int.recv() => libc::SIGINT,
+            _ = self.term.recv() => libc::SIGTERM,
+            _ = self.hup.recv() => libc::SIGHUP,
+        }
+    }
+}

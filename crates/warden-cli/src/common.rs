@@ -1,0 +1,101 @@
+//! What every subcommand shares: connecting, client ids, durations, and errors that say what to do next.
+
+use std::time::Duration;
+use warden::Warden;
+
+/// Exit code: generic failure.
+pub const EXIT_FAILURE: u8 = 1;
+/// Exit code: the backend (or warden server) cannot be reached.
+pub const EXIT_UNAVAILABLE: u8 = 69;
+/// Exit code: the lease (or leadership) was lost while the command ran.
+pub const EXIT_LEASE_LOST: u8 = 70;
+/// Exit code: the lock was not acquired before the wait ran out.
+pub const EXIT_NOT_ACQUIRED: u8 = 75;
+/// Exit code: the command could not be executed.
+pub const EXIT_CANNOT_EXEC: u8 = 126;
+/// Exit code: the command was not found.
+pub const EXIT_NOT_FOUND: u8 = 127;
+
+/// A failure: one line for stderr and the exit code.
+#[derive(Debug)]
+pub struct CliError {
+    pub code: u8,
+    pub message: String,
+}
+
+impl CliError {
+    pub fn new(code: u8, message: impl Into<String>) -> Self {
+        CliError {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+pub type CliResult<T> = Result<T, CliError>;
+
+/// The backend URL every subcommand but `serve` defaults to: the local `warden serve`.
+pub const DEFAULT_BACKEND: &str = "http://127.0.0.1:7070";
+
+/// Explains a library error for a human, with what to do next.
+pub fn explain(backend: &str, e: warden::Error) -> CliError {
+    use warden::Error as E;
+    let shown = crate::serve::redact(backend);
+    match e {
+        E::BackendUnavailable { address, reason } if backend.starts_with("http") => {
+            if address.contains("the server's backend") {
+                CliError::new(
+                    EXIT_UNAVAILABLE,
+                    format!("the warden server at {shown} cannot reach its backend: {reason}"),
+                )
+            } else if reason.contains("no warden server") {
+                CliError::new(
+                    EXIT_UNAVAILABLE,
+                    format!("no warden server at {shown}: start one with `warden serve` or pass --backend redis://host:6379"),
+                )
+            } else {
+                CliError::new(EXIT_UNAVAILABLE, format!("warden server at {shown}: {reason}"))
+            }
+        }
+        E::BackendUnavailable { .. } | E::QuorumUnavailable { .. } => CliError::new(
+            EXIT_UNAVAILABLE,
+            format!("backend {shown} is unavailable: {e}; check that it runs, or pass another --backend"),
+        ),
+        E::InvalidArgument { .. } => CliError::new(2, format!("{e}")),
+        E::NotFound { .. } => CliError::new(EXIT_FAILURE, format!("{e}")),
+        other => CliError::new(EXIT_FAILURE, format!("{other}")),
+    }
+}
+
+/// Connects to `backend`.
+pub async fn connect(backend: &str) -> CliResult<Warden> {
+    Warden::connect(backend).await.map_err(|e| explain(backend, e))
+}
+
+/// This machine's host name (for default client ids).
+pub fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most buf.len() bytes into buf, which we own.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return "localhost".into();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+/// `--ttl 30s`, `--wait 500ms`, ...
+pub fn duration(s: &str) -> Result<Duration, String> {
+    warden_bench::parse_duration(s)
+}
+
+/// Human form of a duration.
+pub fn human(d: Duration) -> String {
+    if d.as_millis() % 1000 == 0 {
+        format!("{}s", d.as_secs())
+    } else if d >= Duration::from_secs(1) {
+        format!("{:.1}s", d.as_secs_f64())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}

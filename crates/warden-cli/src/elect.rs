@@ -1,0 +1,84 @@
+//! `warden elect NAME -- CMD`: run a command only while leader.
+
+use crate::child::{self, Signals};
+use crate::common::*;
+use clap::Args;
+use std::time::Duration;
+
+/// Arguments of `warden elect`.
+#[derive(Args, Debug)]
+pub struct ElectArgs {
+    /// The election's name.
+    pub name: String,
+    /// Leadership lease TTL: a leader that dies silently is replaced after about this long.
+    #[arg(long, default_value = "10s", value_parser = duration)]
+    pub ttl: Duration,
+    /// After SIGTERM to CMD, wait this long before SIGKILL.
+    #[arg(long, default_value = "10s", value_parser = duration)]
+    pub grace: Duration,
+    /// This candidate's id (default: host:pid).
+    #[arg(long, env = "WARDEN_CANDIDATE")]
+    pub candidate: Option<String>,
+    /// Backend URL.
+    #[arg(long, env = "WARDEN_BACKEND", default_value = DEFAULT_BACKEND)]
+    pub backend: String,
+    /// The command and its arguments.
+    #[arg(last = true, required = true, num_args = 1..)]
+    pub cmd: Vec<String>,
+}
+
+pub async fn elect(a: ElectArgs) -> CliResult<u8> {
+    let mut signals = Signals::new()?;
+    let warden = connect(&a.backend).await?;
+    let candidate = a
+        .candidate
+        .clone()
+        .unwrap_or_else(|| format!("{}:{}", hostname(), std::process::id()));
+    let election = warden.election(a.name.as_str()).ttl(a.ttl);
+    let leadership = tokio::select! {
+        r = election.campaign(&candidate) => r.map_err(|e| explain(&a.backend, e))?,
+        sig = signals.recv() => return Ok((128 + sig) as u8),
+    };
+    eprintln!(
+        "warden: `{candidate}` leads `{}` (fencing token {}); starting the command",
+        a.name,
+        leadership.fencing_token()
+    );
+    let env = [
+        ("WARDEN_ELECTION", a.name.clone()),
+        ("WARDEN_CANDIDATE", candidate.clone()),
+        ("WARDEN_LOCK_ID", leadership.lock_id().to_string()),
+        ("WARDEN_FENCING_TOKEN", leadership.fencing_token().to_string()),
+    ];
+    let mut proc = match child::spawn(&a.cmd, &env) {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = leadership.resign().await;
+            return Err(e);
+        }
+    };
+    let status = loop {
+        tokio::select! {
+            s = proc.wait() => break s,
+            _ = leadership.lost() => {
+                eprintln!("warden: leadership of `{}` lost: stopping the command", a.name);
+                let _ = child::terminate(&mut proc, a.grace).await;
+                return Err(CliError::new(EXIT_LEASE_LOST, format!(
+                    "the command was stopped because leadership of `{}` was lost", a.name)));
+            }
+            // Graceful stop: the command gets the signal; when it exits we resign, and the next candidate
+            // takes over at once.
+            sig = signals.recv() => child::send(&proc, sig),
+        }
+    };
+    // Resign first: the next candidate should not wait for our bookkeeping.
+    let resigned = leadership.resign().await;
+    let status = status.map_err(|e| CliError::new(EXIT_FAILURE, format!("lost track of the command: {e}")))?;
+    if let Err(e) = resigned {
+        eprintln!(
+            "warden: resigning from `{}` failed (it ends with the lease's TTL): {e}",
+            a.name
+        );
+    }
+    Ok(child::exit_code(status))
+}

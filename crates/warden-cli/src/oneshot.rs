@@ -1,0 +1,309 @@
+//! One-shot operations: acquire, release, renew, status, held, queue, stats. Human-readable output by
+//! default, JSON (the REST API's shapes) with `--json`.
+
+use crate::common::*;
+use clap::Args;
+use std::time::{Duration, SystemTime};
+use warden::{LeaseInfo, LockKind};
+use warden_server::dto::{rfc3339, Lock, StatsDto};
+
+/// Where to connect and how to print.
+#[derive(Args, Debug)]
+pub struct Conn {
+    /// Backend URL.
+    #[arg(long, env = "WARDEN_BACKEND", default_value = DEFAULT_BACKEND)]
+    pub backend: String,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `warden acquire`.
+#[derive(Args, Debug)]
+pub struct AcquireArgs {
+    /// The resource to lock.
+    pub name: String,
+    /// Lease TTL (nothing renews it: renew or release it yourself).
+    #[arg(long, default_value = "30s", value_parser = duration)]
+    pub ttl: Duration,
+    /// How long to wait (0 = try once).
+    #[arg(long, default_value = "5s", value_parser = duration)]
+    pub wait: Duration,
+    /// Shared (read) instead of exclusive.
+    #[arg(long)]
+    pub shared: bool,
+    /// Client id recorded with the lease (default: host name).
+    #[arg(long, env = "WARDEN_CLIENT_ID")]
+    pub client_id: Option<String>,
+    #[command(flatten)]
+    pub conn: Conn,
+}
+
+/// Arguments of `warden release`.
+#[derive(Args, Debug)]
+pub struct ReleaseArgs {
+    /// The lease's lock id.
+    pub lock_id: String,
+    /// The client id it was granted to (default: host name).
+    #[arg(long, env = "WARDEN_CLIENT_ID")]
+    pub client_id: Option<String>,
+    #[command(flatten)]
+    pub conn: Conn,
+}
+
+/// Arguments of `warden renew`.
+#[derive(Args, Debug)]
+pub struct RenewArgs {
+    /// The lease's lock id.
+    pub lock_id: String,
+    /// New lease length from now.
+    #[arg(long, default_value = "30s", value_parser = duration)]
+    pub ttl: Duration,
+    /// The client id it was granted to (default: host name).
+    #[arg(long, env = "WARDEN_CLIENT_ID")]
+    pub client_id: Option<String>,
+    #[command(flatten)]
+    pub conn: Conn,
+}
+
+/// Arguments of `warden status`.
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    /// The lease's lock id.
+    pub lock_id: String,
+    #[command(flatten)]
+    pub conn: Conn,
+}
+
+/// Arguments of `warden held`.
+#[derive(Args, Debug)]
+pub struct HeldArgs {
+    /// The client id (default: host name).
+    #[arg(long, env = "WARDEN_CLIENT_ID")]
+    pub client_id: Option<String>,
+    #[command(flatten)]
+    pub conn: Conn,
+}
+
+/// Arguments of `warden queue`.
+#[derive(Args, Debug)]
+pub struct QueueArgs {
+    /// The resource.
+    pub name: String,
+    #[command(flatten)]
+    pub conn: Conn,
+}
+
+/// Arguments of `warden stats`.
+#[derive(Args, Debug)]
+pub struct StatsArgs {
+    #[command(flatten)]
+    pub conn: Conn,
+}
+
+fn print_json(v: &impl serde::Serialize) -> CliResult<u8> {
+    let s = serde_json::to_string(v).map_err(|e| CliError::new(EXIT_FAILURE, format!("cannot print JSON: {e}")))?;
+    println!("{s}");
+    Ok(0)
+}
+
+fn describe(l: &LeaseInfo) -> String {
+    let left = l
+        .expires_at
+        .duration_since(SystemTime::now())
+        .map(|d| format!("in {}", human(Duration::from_millis(d.as_millis() as u64))))
+        .unwrap_or_else(|_| "expired".into());
+    format!(
+        "{}  {}  {:<9} client={}  fence={}  expires {} ({left})  renewals={}",
+        l.lock_id,
+        l.resource,
+        l.kind.as_str(),
+        l.client_id,
+        l.fencing_token,
+        rfc3339(l.expires_at),
+        l.renewal_count
+    )
+}
+
+pub async fn acquire(a: AcquireArgs) -> CliResult<u8> {
+    let warden = connect(&a.conn.backend).await?;
+    let client = a.client_id.unwrap_or_else(hostname);
+    let r = warden
+        .lock(a.name.as_str())
+        .kind(if a.shared {
+            LockKind::Shared
+        } else {
+            LockKind::Exclusive
+        })
+        .ttl(a.ttl)
+        .wait(a.wait)
+        .client_id(client.as_str())
+        .acquire_lease()
+        .await;
+    let l = match r {
+        Ok(l) => l,
+        Err(warden::Error::Timeout { .. }) => {
+            return Err(CliError::new(
+                EXIT_NOT_ACQUIRED,
+                format!(
+                    "lock `{}` is held by someone else; not acquired within {}",
+                    a.name,
+                    human(a.wait)
+                ),
+            ))
+        }
+        Err(e) => return Err(explain(&a.conn.backend, e)),
+    };
+    if a.conn.json {
+        return print_json(&Lock::from(&l));
+    }
+    println!("acquired `{}`", l.resource);
+    println!("  lock id:       {}", l.lock_id);
+    println!("  fencing token: {}", l.fencing_token);
+    println!("  expires:       {} (nothing renews it)", rfc3339(l.expires_at));
+    println!("  release with:  warden release {} --client-id {}", l.lock_id, client);
+    Ok(0)
+}
+
+pub async fn release(a: ReleaseArgs) -> CliResult<u8> {
+    let warden = connect(&a.conn.backend).await?;
+    let client = a.client_id.unwrap_or_else(hostname);
+    warden
+        .release(&a.lock_id, Some(&client))
+        .await
+        .map_err(|e| explain(&a.conn.backend, e))?;
+    if a.conn.json {
+        return print_json(&serde_json::json!({"success": true, "message": "Lock released successfully"}));
+    }
+    println!("released {}", a.lock_id);
+    Ok(0)
+}
+
+pub async fn renew(a: RenewArgs) -> CliResult<u8> {
+    let warden = connect(&a.conn.backend).await?;
+    let client = a.client_id.unwrap_or_else(hostname);
+    let r = warden
+        .renew(&a.lock_id, a.ttl, Some(&client))
+        .await
+        .map_err(|e| explain(&a.conn.backend, e))?;
+    match r {
+        warden::Renewal::Renewed { expires_at, .. } => {
+            if a.conn.json {
+                if let Ok(Some(l)) = warden.lease(&a.lock_id).await {
+                    return print_json(&Lock::from(&l));
+                }
+            }
+            println!("renewed {}: expires {}", a.lock_id, rfc3339(expires_at));
+            Ok(0)
+        }
+        _ => Err(CliError::new(
+            EXIT_FAILURE,
+            format!(
+                "lease {} reached its renewal cap and was not extended: release and acquire again",
+                a.lock_id
+            ),
+        )),
+    }
+}
+
+pub async fn status(a: StatusArgs) -> CliResult<u8> {
+    let warden = connect(&a.conn.backend).await?;
+    match warden
+        .lease(&a.lock_id)
+        .await
+        .map_err(|e| explain(&a.conn.backend, e))?
+    {
+        Some(l) => {
+            if a.conn.json {
+                let expired = l.expired || l.expires_at <= SystemTime::now();
+                return print_json(&warden_server::dto::LockStatus {
+                    lock: Lock::from(&l),
+                    is_expired: expired,
+                });
+            }
+            println!("{}", describe(&l));
+            Ok(0)
+        }
+        None => Err(CliError::new(
+            EXIT_FAILURE,
+            format!(
+                "no lease with lock id `{}` (it never existed, was released, or expired)",
+                a.lock_id
+            ),
+        )),
+    }
+}
+
+pub async fn held(a: HeldArgs) -> CliResult<u8> {
+    let warden = connect(&a.conn.backend).await?;
+    let client = a.client_id.unwrap_or_else(hostname);
+    let leases = warden.held(&client).await.map_err(|e| explain(&a.conn.backend, e))?;
+    if a.conn.json {
+        return print_json(&leases.iter().map(Lock::from).collect::<Vec<_>>());
+    }
+    if leases.is_empty() {
+        println!("client `{client}` holds no leases");
+    }
+    for l in &leases {
+        println!("{}", describe(l));
+    }
+    Ok(0)
+}
+
+pub async fn queue(a: QueueArgs) -> CliResult<u8> {
+    let warden = connect(&a.conn.backend).await?;
+    let info = warden.inspect(&a.name).await.map_err(|e| explain(&a.conn.backend, e))?;
+    if a.conn.json {
+        return print_json(&serde_json::json!({
+            "waitingClients": info.queue.len(),
+            "queue": info.queue.iter().map(|w| serde_json::json!({
+                "clientId": w.client_id, "type": warden_server::dto::wire_type(w.kind).0,
+                "ttl": w.ttl.as_millis() as u64})).collect::<Vec<_>>(),
+            "holders": info.holders.iter().map(Lock::from).collect::<Vec<_>>(),
+            "foreignHolder": info.foreign_holder,
+        }));
+    }
+    if info.holders.is_empty() && !info.foreign_holder {
+        println!("`{}` is free", a.name);
+    }
+    for h in &info.holders {
+        println!("held: {}", describe(h));
+    }
+    if info.foreign_holder {
+        println!("held by a non-warden client (a plain SET NX key)");
+    }
+    println!("{} waiting", info.queue.len());
+    for (i, w) in info.queue.iter().enumerate() {
+        println!(
+            "  {:>3}. {}  {}  ttl={}",
+            i + 1,
+            w.client_id,
+            w.kind.as_str(),
+            human(w.ttl)
+        );
+    }
+    Ok(0)
+}
+
+pub async fn stats(a: StatsArgs) -> CliResult<u8> {
+    let warden = connect(&a.conn.backend).await?;
+    let s = warden.stats().await.map_err(|e| explain(&a.conn.backend, e))?;
+    let dto = StatsDto::from(s);
+    if a.conn.json {
+        return print_json(&dto);
+    }
+    println!("grants ever:      {}", dto.total_locks);
+    println!(
+        "held now:         {} (exclusive {}, shared {}, read-write {})",
+        dto.active_locks, dto.lock_types.exclusive, dto.lock_types.shared, dto.lock_types.read_write
+    );
+    println!("ended by expiry:  {}", dto.expired_locks);
+    println!("average hold:     {} ms", dto.average_hold_time);
+    if !dto.top_resources.is_empty() {
+        println!("top resources:");
+        for t in &dto.top_resources {
+            println!("  {:>8}  {}", t.locks, t.resource);
+        }
+    }
+    Ok(0)
+}

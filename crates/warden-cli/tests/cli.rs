@@ -1,0 +1,397 @@
+//! The `warden` binary end to end, against a real redis-server (and an in-process warden server for the
+//! default http:// backend).
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use warden::Warden;
+use warden_testkit::RedisServer;
+
+fn warden_bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_warden"));
+    c.env_remove("WARDEN_BACKEND")
+        .env_remove("WARDEN_CLIENT_ID")
+        .env("RUST_LOG", "warn");
+    c
+}
+
+fn now_ns() -> u128 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos()
+}
+
+#[test]
+fn four_runs_times_fifty_increments_end_at_exactly_200() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let counter = dir.path().join("counter");
+    std::fs::write(&counter, "0").unwrap();
+    // A read-modify-write with a pause in the middle: without the lock, increments get lost.
+    let script = format!(
+        "n=$(cat {c}); sleep 0.001; echo $((n+1)) > {c}.tmp && mv {c}.tmp {c}",
+        c = counter.display()
+    );
+    let workers: Vec<_> = (0..4)
+        .map(|_| {
+            let (url, script) = (redis.url(), script.clone());
+            std::thread::spawn(move || {
+                for _ in 0..50 {
+                    let st = warden_bin()
+                        .args([
+                            "run",
+                            "--lock",
+                            "counter",
+                            "--ttl",
+                            "10s",
+                            "--wait",
+                            "60s",
+                            "--backend",
+                            &url,
+                            "--",
+                        ])
+                        .args(["sh", "-c", &script])
+                        .status()
+                        .expect("spawn warden");
+                    assert!(st.success(), "warden run failed: {st:?}");
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().expect("worker");
+    }
+    assert_eq!(std::fs::read_to_string(&counter).unwrap().trim(), "200");
+}
+
+#[test]
+fn exit_codes_propagate_and_skip_if_held() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let code = |args: &[&str]| {
+        warden_bin()
+            .args(args)
+            .stderr(Stdio::piped())
+            .output()
+            .map(|o| (o.status.code(), String::from_utf8_lossy(&o.stderr).into_owned()))
+            .unwrap()
+    };
+    assert_eq!(
+        code(&["run", "--lock", "e", "--backend", &url, "--", "sh", "-c", "exit 7"]).0,
+        Some(7)
+    );
+    assert_eq!(
+        code(&["run", "--lock", "e", "--backend", &url, "--", "true"]).0,
+        Some(0)
+    );
+    let (c, err) = code(&["run", "--lock", "e", "--backend", &url, "--", "no-such-command-x"]);
+    assert_eq!(c, Some(127));
+    assert!(err.contains("not found"), "{err}");
+
+    // Hold the lock from another client: 75 with a sentence, or 0 with --skip-if-held; CMD does not run.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut guard = rt.block_on(async {
+        let w = Warden::connect(&url).await.unwrap();
+        w.lock("e").ttl(Duration::from_secs(30)).acquire().await.unwrap()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("ran");
+    let touch = format!("touch {}", marker.display());
+    let (c, err) = code(&[
+        "run",
+        "--lock",
+        "e",
+        "--wait",
+        "100ms",
+        "--backend",
+        &url,
+        "--",
+        "sh",
+        "-c",
+        &touch,
+    ]);
+    assert_eq!(c, Some(75));
+    assert!(
+        err.contains("held by someone else") && err.lines().count() == 1,
+        "{err}"
+    );
+    let (c, _) = code(&[
+        "run",
+        "--lock",
+        "e",
+        "--wait",
+        "0",
+        "--skip-if-held",
+        "--backend",
+        &url,
+        "--",
+        "sh",
+        "-c",
+        &touch,
+    ]);
+    assert_eq!(c, Some(0));
+    assert!(!marker.exists(), "the command must not run without the lock");
+    rt.block_on(guard.release()).unwrap();
+
+    // Unreachable default server: one line that says what to do, exit 69.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (c, err) = code(&[
+        "run",
+        "--lock",
+        "e",
+        "--backend",
+        &format!("http://127.0.0.1:{port}"),
+        "--",
+        "true",
+    ]);
+    assert_eq!(c, Some(69));
+    assert!(err.contains("warden serve") && err.lines().count() == 1, "{err}");
+}
+
+#[test]
+fn lease_lost_terminates_the_command() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let started = Instant::now();
+    let child = warden_bin()
+        .args([
+            "run",
+            "--lock",
+            "lost",
+            "--ttl",
+            "900ms",
+            "--grace",
+            "2s",
+            "--backend",
+            &url,
+            "--",
+            "sleep",
+            "30",
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let held = rt.block_on(async {
+        let w = Warden::connect(&url).await.unwrap();
+        warden_testkit::eventually(Duration::from_secs(5), || async {
+            w.inspect("lost").await.map(|i| !i.holders.is_empty()).unwrap_or(false)
+        })
+        .await
+    });
+    assert!(held, "warden run never took the lock");
+    let r = redis.command(&["DEL", "lost"]).unwrap();
+    assert_eq!(r, ":1");
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(70), "{err}");
+    assert!(err.contains("lost"), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+/// A candidate's command: records its start (ns since the epoch) and refuses to start if another runs.
+fn elect_script(dir: &Path, id: &str) -> String {
+    let d = dir.display();
+    format!(
+        "if ! mkdir {d}/running 2>/dev/null; then echo {id} >> {d}/overlap; fi; \
+         echo \"{id} $(date +%s%N)\" >> {d}/starts; \
+         trap 'rmdir {d}/running; exit 0' TERM; \
+         while true; do sleep 0.01; done"
+    )
+}
+
+fn starts(dir: &Path) -> Vec<(String, u128)> {
+    std::fs::read_to_string(dir.join("starts"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let (id, ns) = l.split_once(' ')?;
+            Some((id.to_string(), ns.parse().ok()?))
+        })
+        .collect()
+}
+
+fn wait_for_starts(dir: &Path, n: usize, within: Duration) -> Vec<(String, u128)> {
+    let deadline = Instant::now() + within;
+    loop {
+        let s = starts(dir);
+        if s.len() >= n || Instant::now() > deadline {
+            return s;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+#[test]
+fn elect_runs_one_command_at_a_time_and_hands_over() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let dir = tempfile::tempdir().unwrap();
+    let mut procs: Vec<(String, std::process::Child)> = Vec::new();
+    for i in 0..3 {
+        let id = format!("c{i}");
+        let child = warden_bin()
+            .args([
+                "elect",
+                "queue-consumer",
+                "--ttl",
+                "1s",
+                "--grace",
+                "2s",
+                "--candidate",
+                &id,
+                "--backend",
+                &url,
+            ])
+            .args(["--", "sh", "-c", &elect_script(dir.path(), &id)])
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        procs.push((id, child));
+        if i == 0 {
+            assert_eq!(
+                wait_for_starts(dir.path(), 1, Duration::from_secs(10)).len(),
+                1,
+                "no leader started"
+            );
+        }
+    }
+    let leader_of = |starts: &[(String, u128)]| starts.last().map(|s| s.0.clone()).unwrap();
+    let s = starts(dir.path());
+    assert_eq!(s.len(), 1, "exactly one command runs: {s:?}");
+    assert_eq!(s[0].0, "c0");
+
+    // Graceful stop of the leader: SIGTERM; the next one starts within 50 ms of the leader's exit.
+    let idx = procs.iter().position(|p| p.0 == "c0").unwrap();
+    let (_, mut leader) = procs.remove(idx);
+    unsafe { libc::kill(leader.id() as i32, libc::SIGTERM) };
+    let status = leader.wait().unwrap();
+    let exited_ns = now_ns();
+    assert!(status.success(), "leader exit after SIGTERM: {status:?}");
+    let s = wait_for_starts(dir.path(), 2, Duration::from_secs(5));
+    assert_eq!(s.len(), 2, "no takeover after SIGTERM: {s:?}");
+    let handover_ms = (s[1].1 as f64 - exited_ns as f64) / 1e6;
+    assert!(
+        handover_ms < 50.0,
+        "handover took {handover_ms:.1} ms after the leader's exit"
+    );
+    eprintln!("graceful handover: next command started {handover_ms:.1} ms after the leader exited");
+
+    // Crash of the leader (SIGKILL, its command dies with it): takeover within TTL + margin.
+    let new_leader = leader_of(&s);
+    let idx = procs.iter().position(|p| p.0 == new_leader).unwrap();
+    let (_, mut leader) = procs.remove(idx);
+    let killed_ns = now_ns();
+    leader.kill().unwrap();
+    leader.wait().unwrap();
+    // Its command was killed with it (parent-death signal), so it could not clean up: do it for it.
+    let running = dir.path().join("running");
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while std::fs::remove_dir(&running).is_err() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let s = wait_for_starts(dir.path(), 3, Duration::from_secs(5));
+    assert_eq!(s.len(), 3, "no takeover after SIGKILL: {s:?}");
+    let takeover_ms = (s[2].1 as f64 - killed_ns as f64) / 1e6;
+    assert!(takeover_ms < 1500.0, "takeover took {takeover_ms:.0} ms (ttl 1s)");
+    eprintln!("crash takeover: {takeover_ms:.0} ms after SIGKILL (ttl 1000 ms)");
+
+    assert!(!dir.path().join("overlap").exists(), "two commands ran at once");
+    for (_, mut p) in procs {
+        unsafe { libc::kill(p.id() as i32, libc::SIGTERM) };
+        let _ = p.wait();
+    }
+}
+
+#[test]
+fn one_shot_commands_against_a_warden_server() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (url, stop) = rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let w = Warden::connect("memory://").await.unwrap();
+        tokio::spawn(warden_server::run(
+            listener,
+            w,
+            warden_server::ServerConfig::default(),
+            async move {
+                let _ = rx.await;
+            },
+        ));
+        (url, tx)
+    });
+    let run = |args: &[&str]| {
+        let o = warden_bin().args(args).env("WARDEN_BACKEND", &url).output().unwrap();
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let (c, out, err) = run(&["acquire", "report", "--ttl", "60s", "--client-id", "ops", "--json"]);
+    assert_eq!(c, Some(0), "{err}");
+    let lock: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let id = lock["lockId"].as_str().unwrap().to_string();
+    assert_eq!(lock["resource"], "report");
+    let (c, out, _) = run(&["status", &id, "--json"]);
+    assert_eq!(c, Some(0));
+    assert!(out.contains("\"isExpired\":false"), "{out}");
+    let (c, out, _) = run(&["held", "--client-id", "ops"]);
+    assert_eq!(c, Some(0));
+    assert!(out.contains(&id), "{out}");
+    let (c, out, _) = run(&["queue", "report"]);
+    assert_eq!(c, Some(0));
+    assert!(out.contains("held:") && out.contains("0 waiting"), "{out}");
+    let (c, _, err) = run(&["renew", &id, "--ttl", "30s", "--client-id", "someone-else"]);
+    assert_eq!(c, Some(1));
+    assert!(err.contains("not owned"), "{err}");
+    let (c, out, _) = run(&["renew", &id, "--ttl", "30s", "--client-id", "ops"]);
+    assert_eq!(c, Some(0));
+    assert!(out.contains("renewed"), "{out}");
+    let (c, out, _) = run(&["stats", "--json"]);
+    assert_eq!(c, Some(0));
+    let stats: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(stats["activeLocks"], 1);
+    let (c, _, _) = run(&["release", &id, "--client-id", "ops"]);
+    assert_eq!(c, Some(0));
+    let (c, _, err) = run(&["status", &id]);
+    assert_eq!(c, Some(1));
+    assert!(err.contains("no lease"), "{err}");
+    let (c, out, err) = run(&[
+        "bench",
+        "--workload",
+        "uniform",
+        "--duration",
+        "300ms",
+        "--workers",
+        "4",
+        "--json",
+    ]);
+    assert_eq!(c, Some(0), "{err}");
+    assert_eq!(out.lines().count(), 1);
+    let b: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let keys: Vec<&str> = b.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+    let mut want = vec![
+        "peer",
+        "workers",
+        "keys",
+        "cycles_per_s",
+        "acq_p50_us",
+        "acq_p99_us",
+        "acq_max_us",
+        "failed",
+    ];
+    want.sort();
+    let mut got = keys.clone();
+    got.sort();
+    assert_eq!(got, want);
+    assert!(b["cycles_per_s"].as_f64().unwrap() > 0.0);
+    let _ = stop.send(());
+}
