@@ -198,3 +198,84 @@ impl Harness for RedisHarness {
         Arc::new(RedisCounter::new(&self.url.replace("?timeout_ms=500", ""), "conformance:counter").await)
     }
 }
+
+/// Redlock over N real redis-servers (3 by default).
+pub struct RedlockHarness {
+    /// The nodes (public so tests can kill, pause or restart them).
+    pub nodes: Vec<Mutex<RedisServer>>,
+    url: String,
+}
+
+impl RedlockHarness {
+    /// Starts three fresh redis-servers.
+    pub fn new() -> Self {
+        Self::with_nodes(3)
+    }
+    /// Starts `n` fresh redis-servers.
+    pub fn with_nodes(n: usize) -> Self {
+        let nodes: Vec<RedisServer> = (0..n).map(|_| RedisServer::start()).collect();
+        let hosts: Vec<String> = nodes.iter().map(|s| s.addr()).collect();
+        let url = format!("redlock://{}?timeout_ms=100", hosts.join(","));
+        RedlockHarness {
+            nodes: nodes.into_iter().map(Mutex::new).collect(),
+            url,
+        }
+    }
+    /// The backend URL clients use.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+    /// Runs a command on every node that is up; returns the answers.
+    pub fn on_each(&self, args: &[&str]) -> Vec<Option<String>> {
+        self.nodes
+            .iter()
+            .map(|n| n.lock().expect("node").command(args).ok())
+            .collect()
+    }
+}
+
+impl Default for RedlockHarness {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[async_trait::async_trait]
+impl Harness for RedlockHarness {
+    async fn client(&self) -> Warden {
+        Warden::connect(&self.url)
+            .await
+            .expect("connect to the test redlock nodes")
+            .with_waiter_lease(TEST_WAITER_LEASE)
+            .expect("waiter lease")
+    }
+    async fn revoke(&self, resource: &str) {
+        for r in self.on_each(&["DEL", resource]) {
+            let r = r.expect("DEL on a node");
+            assert!(r.starts_with(':'), "DEL answered {r}");
+        }
+    }
+    async fn restart_losing_data(&self) -> bool {
+        for n in &self.nodes {
+            n.lock().expect("node").restart(false);
+        }
+        true
+    }
+    async fn kill(&self) -> bool {
+        for n in &self.nodes {
+            n.lock().expect("node").kill();
+        }
+        true
+    }
+    fn unreachable_url(&self) -> Option<String> {
+        let ports: Vec<String> = (0..3)
+            .filter_map(|_| std::net::TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok())
+            .map(|a| format!("127.0.0.1:{}", a.port()))
+            .collect();
+        Some(format!("redlock://{}?timeout_ms=100", ports.join(",")))
+    }
+    async fn counter(&self) -> Arc<dyn Counter> {
+        let first = self.nodes[0].lock().expect("node").url();
+        Arc::new(RedisCounter::new(&first, "conformance:counter").await)
+    }
+}

@@ -7,6 +7,8 @@ pub mod http;
 pub mod memory;
 #[cfg(feature = "redis")]
 pub mod redis;
+#[cfg(feature = "redis")]
+pub mod redlock;
 
 use crate::error::{Error, Result};
 use crate::types::{AcquireRequest, Attempt, Capabilities, Grant, Health, LeaseInfo, Renewal, ResourceInfo, Stats};
@@ -94,6 +96,8 @@ pub async fn connect(url: &str) -> Result<Arc<dyn Backend>> {
         "memory" => Ok(Arc::new(memory::MemoryBackend::new())),
         #[cfg(feature = "redis")]
         "redis" => Ok(Arc::new(redis::RedisBackend::connect(url).await?)),
+        #[cfg(feature = "redis")]
+        "redlock" => Ok(Arc::new(redlock::RedlockBackend::connect(url).await?)),
         #[cfg(feature = "http")]
         "http" | "https" => Ok(Arc::new(http::HttpBackend::connect(url).await?)),
         other => Err(Error::invalid(

@@ -22,6 +22,17 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 const RECORD: &str = include_str!("scripts/record.lua");
 const QUEUE: &str = include_str!("scripts/queue.lua");
 
+/// One node's answer to an acquire.
+#[derive(Debug)]
+pub(crate) enum NodeAttempt {
+    Granted(Grant),
+    NotGranted {
+        retry_in: Option<Duration>,
+    },
+    /// Redlock: this node already saw a fence at or above the one asked for.
+    FenceAhead,
+}
+
 /// Most waiters queued on one resource.
 pub const MAX_WAITERS_PER_RESOURCE: usize = 10_000;
 
@@ -31,6 +42,7 @@ struct Scripts {
     renew: Script,
     leave: Script,
     inspect: Script,
+    fence: Script,
 }
 
 impl Scripts {
@@ -42,6 +54,7 @@ impl Scripts {
             renew: Script::new(&format!("{RECORD}\n{}", include_str!("scripts/renew.lua"))),
             leave: with_queue(include_str!("scripts/leave.lua")),
             inspect: with_queue(include_str!("scripts/inspect.lua")),
+            fence: Script::new(include_str!("scripts/fence.lua")),
         }
     }
 }
@@ -248,6 +261,11 @@ impl RedisBackend {
     /// loads the scripts and starts the subscriber. Fails with [`Error::BackendUnavailable`] within the
     /// timeout if the node cannot be reached.
     pub async fn connect(url: &str) -> Result<Self> {
+        Self::connect_with_router(url, Arc::new(WakeRouter::default())).await
+    }
+
+    /// Like [`RedisBackend::connect`], routing wake-ups to `router` (shared by the nodes of a Redlock).
+    pub async fn connect_with_router(url: &str, router: Arc<WakeRouter>) -> Result<Self> {
         let (redis_url, address, opts) = parse_url(url)?;
         let client = redis::Client::open(redis_url.as_str()).map_err(|e| Error::invalid("backend", format!("{e}")))?;
         let cfg = ConnectionManagerConfig::new()
@@ -267,13 +285,13 @@ impl RedisBackend {
             &scripts.renew,
             &scripts.leave,
             &scripts.inspect,
+            &scripts.fence,
         ] {
             s.prepare_invoke()
                 .load_async(&mut c)
                 .await
                 .map_err(|e| map_err(&address, e))?;
         }
-        let router = Arc::new(WakeRouter::default());
         let subscriber = spawn_subscriber(&redis_url, &address, &opts, router.clone()).await?;
         let globals = Globals::new(&opts.prefix);
         let sweeper = spawn_sweeper(conn.clone(), &scripts.inspect, &globals, &opts.prefix);
@@ -305,6 +323,90 @@ impl RedisBackend {
             .map_err(|e| map_err(&self.address, e))
     }
 
+    /// One node's acquire, as Redlock uses it: `fence_t` (grant only if the stored fence is below it, then
+    /// store it) and `queue_score` (the waiter's position, the same on every node).
+    pub(crate) async fn attempt_on_node(
+        &self,
+        req: &AcquireRequest,
+        waiter_id: Option<&str>,
+        fence_t: Option<u64>,
+        queue_score: Option<u64>,
+    ) -> Result<NodeAttempt> {
+        let ttl = req.ttl.as_millis() as i64;
+        let wl = req.waiter_lease.as_millis() as i64;
+        let max_ren = req.max_renewals.map(i64::from).unwrap_or(-1);
+        let max_hold = opt_ms(req.max_hold);
+        let [l, f, q, w] = resource_keys(&self.opts.prefix, &req.resource);
+        let g = &self.globals;
+        let v = self
+            .run(
+                &self.scripts.acquire,
+                &[&l, &f, &q, &w, &g.tok, &g.idx, &g.stats, &g.top],
+                &[
+                    A::S(&req.lock_id),
+                    A::S(req.kind.as_str()),
+                    A::I(ttl),
+                    A::S(&req.client_id),
+                    A::S(waiter_id.unwrap_or("")),
+                    A::I(wl),
+                    A::I(max_ren),
+                    A::I(max_hold),
+                    A::I(MAX_WAITERS_PER_RESOURCE as i64),
+                    A::S(&req.resource),
+                    A::S(&g.channel),
+                    A::S(&fence_t.map(|t| t.to_string()).unwrap_or_default()),
+                    A::S(&queue_score.map(|t| t.to_string()).unwrap_or_default()),
+                ],
+            )
+            .await?;
+        let Value::Array(items) = &v else {
+            return Err(bad("acquire", &v));
+        };
+        match items.first().and_then(as_i64) {
+            Some(1) if items.len() == 4 => {
+                let fence = items.get(1).and_then(as_i64).ok_or_else(|| bad("acquire", &v))? as u64;
+                let acq = items.get(2).and_then(as_i64).ok_or_else(|| bad("acquire", &v))?;
+                let exp = items.get(3).and_then(as_i64).ok_or_else(|| bad("acquire", &v))?;
+                Ok(NodeAttempt::Granted(Grant::new(
+                    fence,
+                    ms_to_system(acq),
+                    ms_to_system(exp),
+                )))
+            }
+            Some(0) => {
+                let retry = items.get(1).and_then(as_i64).unwrap_or(-1);
+                Ok(NodeAttempt::NotGranted {
+                    retry_in: (retry >= 0).then(|| Duration::from_millis(retry as u64)),
+                })
+            }
+            Some(-1) => Err(Error::LimitExceeded {
+                what: format!(
+                    "{MAX_WAITERS_PER_RESOURCE} waiters already queued on `{}`",
+                    req.resource
+                ),
+            }),
+            Some(-2) => Ok(NodeAttempt::FenceAhead),
+            _ => Err(bad("acquire", &v)),
+        }
+    }
+
+    /// Redlock's fence read: the node's stored fence, or its clock in µs if it has none.
+    pub(crate) async fn read_fence(&self, resource: &str) -> Result<u64> {
+        let [_, f, _, _] = resource_keys(&self.opts.prefix, resource);
+        let v = self.run(&self.scripts.fence, &[&f], &[]).await?;
+        as_i64(&v).map(|n| n as u64).ok_or_else(|| bad("fence", &v))
+    }
+
+    /// The node's address.
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    /// The per-request timeout.
+    pub fn timeout(&self) -> Duration {
+        self.opts.timeout
+    }
+
     /// The lock key of `resource` (prefix + name), e.g. to inspect it with other tools.
     pub fn lock_key(&self, resource: &str) -> String {
         format!("{}{}", self.opts.prefix, resource)
@@ -323,7 +425,7 @@ impl RedisBackend {
         }
         let mut conn = self.conn.clone();
         let deadline = tokio::time::Instant::now() + self.opts.timeout;
-        let mut retried = false;
+        let mut backoff = Duration::from_millis(2);
         loop {
             match tokio::time::timeout_at(deadline, inv.invoke_async::<Value>(&mut conn)).await {
                 Err(_) => {
@@ -333,10 +435,16 @@ impl RedisBackend {
                     ));
                 }
                 Ok(Ok(v)) => return Ok(v),
-                // The first command after the node restarted finds the old connection dropped; it was never
-                // executed. The connection manager reconnects on the next call: retry once (scripts are
-                // idempotent per token).
-                Ok(Err(e)) if !retried && (e.is_connection_dropped() || e.is_connection_refusal()) => retried = true,
+                // After the node restarted, the old connection is gone and the command was never executed; the
+                // connection manager reconnects in the background. Retry (scripts are idempotent per token)
+                // with a short backoff, within the same deadline.
+                Ok(Err(e))
+                    if (e.is_connection_dropped() || e.is_connection_refusal())
+                        && tokio::time::Instant::now() + backoff < deadline =>
+                {
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_millis(50));
+                }
                 Ok(Err(e)) => return Err(map_err(&self.address, e)),
             }
         }
@@ -497,58 +605,10 @@ impl Backend for RedisBackend {
     }
 
     async fn attempt(&self, req: &AcquireRequest, waiter_id: Option<&str>) -> Result<Attempt> {
-        let ttl = req.ttl.as_millis() as i64;
-        let wl = req.waiter_lease.as_millis() as i64;
-        let max_ren = req.max_renewals.map(i64::from).unwrap_or(-1);
-        let max_hold = opt_ms(req.max_hold);
-        let [l, f, q, w] = resource_keys(&self.opts.prefix, &req.resource);
-        let g = &self.globals;
-        let v = self
-            .run(
-                &self.scripts.acquire,
-                &[&l, &f, &q, &w, &g.tok, &g.idx, &g.stats, &g.top],
-                &[
-                    A::S(&req.lock_id),
-                    A::S(req.kind.as_str()),
-                    A::I(ttl),
-                    A::S(&req.client_id),
-                    A::S(waiter_id.unwrap_or("")),
-                    A::I(wl),
-                    A::I(max_ren),
-                    A::I(max_hold),
-                    A::I(MAX_WAITERS_PER_RESOURCE as i64),
-                    A::S(&req.resource),
-                    A::S(&g.channel),
-                ],
-            )
-            .await?;
-        let Value::Array(items) = &v else {
-            return Err(bad("acquire", &v));
-        };
-        match items.first().and_then(as_i64) {
-            Some(1) if items.len() == 4 => {
-                let fence = items.get(1).and_then(as_i64).ok_or_else(|| bad("acquire", &v))? as u64;
-                let acq = items.get(2).and_then(as_i64).ok_or_else(|| bad("acquire", &v))?;
-                let exp = items.get(3).and_then(as_i64).ok_or_else(|| bad("acquire", &v))?;
-                Ok(Attempt::Granted(Grant::new(
-                    fence,
-                    ms_to_system(acq),
-                    ms_to_system(exp),
-                )))
-            }
-            Some(0) => {
-                let retry = items.get(1).and_then(as_i64).unwrap_or(-1);
-                Ok(Attempt::NotGranted {
-                    retry_in: (retry >= 0).then(|| Duration::from_millis(retry as u64)),
-                })
-            }
-            Some(-1) => Err(Error::LimitExceeded {
-                what: format!(
-                    "{MAX_WAITERS_PER_RESOURCE} waiters already queued on `{}`",
-                    req.resource
-                ),
-            }),
-            _ => Err(bad("acquire", &v)),
+        match self.attempt_on_node(req, waiter_id, None, None).await? {
+            NodeAttempt::Granted(g) => Ok(Attempt::Granted(g)),
+            NodeAttempt::NotGranted { retry_in } => Ok(Attempt::NotGranted { retry_in }),
+            NodeAttempt::FenceAhead => Err(Error::Protocol("fence conflict without a Redlock fence".into())),
         }
     }
 

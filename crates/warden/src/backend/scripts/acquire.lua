@@ -1,19 +1,35 @@
 -- KEYS: L, F, Q, W, TOK, IDX, STATS, TOP
 -- ARGV: token, kind, ttl_ms, client, waiter_id ('' = do not queue), waiter_lease_ms, max_renewals (-1),
---       max_hold_ms (0), max_waiters, resource, channel
--- Returns {1, fence, acquired_ms, expires_ms} | {0, retry_in_ms (-1 = unknown)} | {-1, 'queue_full'}.
+--       max_hold_ms (0), max_waiters, resource, channel,
+--       fence_t ('' = this node counts; else Redlock: grant only if the stored fence is below it, then store it),
+--       queue_score ('' = arrival order on this node; else the waiter's own score, the same on every node)
+-- Returns {1, fence, acquired_ms, expires_ms} | {0, retry_in_ms (-1 = unknown)} | {-1, 'queue_full'}
+--       | {-2, stored_fence} (Redlock: a grant with a fence >= fence_t already happened on this node).
 local L, F, Q, W, TOK, IDX, STATS, TOP = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local tok, kind, ttl, client, me = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5]
 local excl = is_excl(kind)
 local exp = NOW + ttl
+local fence_t = tonumber(ARGV[12] or '')
+if fence_t then
+  local stored = tonumber(redis.call('HGET', F, 'fence') or '0')
+  if stored >= fence_t and not (stored == fence_t and redis.call('HEXISTS', TOK, tok) == 1) then
+    return { -2, string.format('%d', stored) }
+  end
+end
 
 local function grant()
   -- Fence: +1 per grant; a counter lost with the node's data is re-seeded from the server clock (µs), which
   -- is above every earlier fence as long as grants stayed below one per µs and the clock did not jump back.
-  local fence = redis.call('HINCRBY', F, 'fence', 1)
-  if fence == 1 then
-    fence = tonumber(T[1]) * 1000000 + tonumber(T[2])
+  local fence
+  if fence_t then
+    fence = fence_t
     redis.call('HSET', F, 'fence', string.format('%d', fence))
+  else
+    fence = redis.call('HINCRBY', F, 'fence', 1)
+    if fence == 1 then
+      fence = tonumber(T[1]) * 1000000 + tonumber(T[2])
+      redis.call('HSET', F, 'fence', string.format('%d', fence))
+    end
   end
   local fs = string.format('%d', fence)
   redis.call('HSET', TOK, tok, record({ kind = kind, client = client, acq = NOW, exp = exp, ttl = ttl, fence = fs,
@@ -75,7 +91,8 @@ end
 if me ~= '' then
   if not redis.call('ZSCORE', Q, me) then
     if redis.call('ZCARD', Q) >= tonumber(ARGV[9]) then return { -1, 'queue_full' } end
-    redis.call('ZADD', Q, redis.call('HINCRBY', F, 'qseq', 1), me)
+    local score = tonumber(ARGV[13] or '') or redis.call('HINCRBY', F, 'qseq', 1)
+    redis.call('ZADD', Q, score, me)
   end
   redis.call('HSET', W, me, string.format('%d\n%s\n%s\n%d\n', NOW + tonumber(ARGV[6]), kind, client, ttl))
 end

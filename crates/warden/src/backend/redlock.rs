@@ -1,0 +1,760 @@
+//! `redlock://h1:p1,h2:p2,h3:p3[/db][?timeout_ms=200&prefix=app:]`: the Redlock algorithm over N independent
+//! Redis nodes (N odd, at least 3). Each node runs the single-node scripts; this module adds the quorum.
+//!
+//! - Every request goes to all nodes at once, each with its own timeout (default 200 ms, well below any TTL);
+//!   a call returns as soon as a quorum (floor(N/2)+1) is certain or impossible, never after the slowest node.
+//! - Acquire: read the fence from a majority, T = max + 1; then per node grant only if the lock is free and
+//!   the stored fence is below T, storing T. Any two majorities share a node whose fence only grows, so fencing
+//!   tokens strictly increase; a node that lost its data answers its clock in µs instead of nothing.
+//!   The grant needs a quorum within the validity `ttl - elapsed - drift` (elapsed from before the first
+//!   request); the lock guard's validity deadline is exactly that. On failure every node releases at once.
+//! - Each attempt uses its own token (lock id + attempt number), so a failed attempt's clean-up can never
+//!   release the next attempt's grant.
+//! - Renew must reach a majority, within the remaining validity (the guard checks), or the lease is lost.
+//! - Waiting: a waiter joins every node's queue with the same score (its first attempt's wall-clock time), so
+//!   the nodes agree on the order while clocks and nodes behave; FIFO is therefore best effort, and declared so.
+//!   Every node publishes releases; wake-ups from all of them reach the same local waiters.
+
+use super::redis::{NodeAttempt, RedisBackend};
+use super::Backend;
+use crate::error::{Error, Result};
+use crate::types::{
+    AcquireRequest, Attempt, Capabilities, FifoGuarantee, Grant, Health, HealthStatus, LeaseInfo, NodeHealth, Renewal,
+    ResourceInfo, Stats,
+};
+use crate::wake::WakeRouter;
+use futures::stream::{FuturesUnordered, StreamExt};
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Default per-node timeout.
+const DEFAULT_NODE_TIMEOUT: Duration = Duration::from_millis(200);
+/// After a failed connect, a node is not retried for this long (calls fail fast meanwhile).
+const RECONNECT_BACKOFF: Duration = Duration::from_millis(250);
+/// Most remembered waiter scores / attempt counters before the maps are reset.
+const MAP_CAP: usize = 100_000;
+
+struct Node {
+    url: String,
+    address: String,
+    timeout: Duration,
+    router: Arc<WakeRouter>,
+    backend: Mutex<Option<Arc<RedisBackend>>>,
+    connecting: tokio::sync::Mutex<()>,
+    last_failure: Mutex<Option<Instant>>,
+}
+
+impl Node {
+    fn current(&self) -> Option<Arc<RedisBackend>> {
+        self.backend.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn unavailable(&self, reason: impl Into<String>) -> Error {
+        Error::BackendUnavailable {
+            address: self.address.clone(),
+            reason: reason.into(),
+        }
+    }
+
+    /// The node's connection, connecting on first use (nodes down at start-up join when they come back).
+    async fn get(&self) -> Result<Arc<RedisBackend>> {
+        if let Some(b) = self.current() {
+            return Ok(b);
+        }
+        let _one = self.connecting.lock().await;
+        if let Some(b) = self.current() {
+            return Ok(b);
+        }
+        let recent = self
+            .last_failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some_and(|t| t.elapsed() < RECONNECT_BACKOFF);
+        if recent {
+            return Err(self.unavailable("down (reconnecting)"));
+        }
+        match RedisBackend::connect_with_router(&self.url, self.router.clone()).await {
+            Ok(b) => {
+                let b = Arc::new(b);
+                *self.backend.lock().unwrap_or_else(|p| p.into_inner()) = Some(b.clone());
+                Ok(b)
+            }
+            Err(e) => {
+                *self.last_failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+                Err(e)
+            }
+        }
+    }
+
+    /// Runs `op` on this node within its timeout.
+    async fn call<T, F, Fut>(&self, op: F) -> Result<T>
+    where
+        F: FnOnce(Arc<RedisBackend>) -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let fut = async {
+            let b = self.get().await?;
+            op(b).await
+        };
+        match tokio::time::timeout(self.timeout * 2, fut).await {
+            Ok(r) => r,
+            Err(_) => Err(self.unavailable(format!("no answer within {:?}", self.timeout))),
+        }
+    }
+}
+
+/// Redlock over N independent Redis nodes.
+pub struct RedlockBackend {
+    nodes: Vec<Arc<Node>>,
+    router: Arc<WakeRouter>,
+    /// Waiter id -> queue score (µs since the epoch at its first attempt).
+    scores: Mutex<HashMap<String, u64>>,
+    /// Lock id of an acquire call -> number of attempts so far (each attempt has its own token).
+    attempts: Mutex<HashMap<String, u32>>,
+}
+
+impl std::fmt::Debug for RedlockBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedlockBackend")
+            .field(
+                "nodes",
+                &self.nodes.iter().map(|n| n.address.as_str()).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+fn parse_url(url: &str) -> Result<(Vec<(String, String)>, Duration)> {
+    let rest = url
+        .strip_prefix("redlock://")
+        .ok_or_else(|| Error::invalid("backend", format!("`{url}` is not a redlock:// URL")))?;
+    let (main, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let (hosts, db) = main.split_once('/').unwrap_or((main, ""));
+    let (auth, hosts) = match hosts.rsplit_once('@') {
+        Some((a, h)) => (format!("{a}@"), h),
+        None => (String::new(), hosts),
+    };
+    let mut timeout = DEFAULT_NODE_TIMEOUT;
+    let mut pass_on = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        match k {
+            "timeout_ms" => {
+                let ms: u64 = v
+                    .parse()
+                    .ok()
+                    .filter(|ms| (1..=60_000).contains(ms))
+                    .ok_or_else(|| Error::invalid("timeout_ms", "must be 1..=60000"))?;
+                timeout = Duration::from_millis(ms);
+            }
+            "prefix" => pass_on.push(pair.to_string()),
+            other => {
+                return Err(Error::invalid(
+                    "backend",
+                    format!("unknown option `{other}` in `{url}`; known: timeout_ms, prefix"),
+                ))
+            }
+        }
+    }
+    pass_on.push(format!("timeout_ms={}", timeout.as_millis()));
+    let query = pass_on.join("&");
+    let nodes: Vec<(String, String)> = hosts
+        .split(',')
+        .filter(|h| !h.trim().is_empty())
+        .map(|h| {
+            let h = h.trim();
+            let db = if db.is_empty() { String::new() } else { format!("/{db}") };
+            (format!("redis://{auth}{h}{db}?{query}"), h.to_string())
+        })
+        .collect();
+    if nodes.len() < 3 || nodes.len() % 2 == 0 {
+        return Err(Error::invalid(
+            "backend",
+            format!(
+                "Redlock needs an odd number of nodes, at least 3 (redlock://h1:p1,h2:p2,h3:p3); got {}",
+                nodes.len()
+            ),
+        ));
+    }
+    Ok((nodes, timeout))
+}
+
+fn now_micros() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+impl RedlockBackend {
+    /// Connects to every node in parallel. Succeeds when a quorum answers (the others join when they come
+    /// back); otherwise fails with [`Error::QuorumUnavailable`] naming the unreachable nodes.
+    pub async fn connect(url: &str) -> Result<Self> {
+        let (specs, timeout) = parse_url(url)?;
+        let router = Arc::new(WakeRouter::default());
+        let nodes: Vec<Arc<Node>> = specs
+            .into_iter()
+            .map(|(url, address)| {
+                Arc::new(Node {
+                    url,
+                    address,
+                    timeout,
+                    router: router.clone(),
+                    backend: Mutex::new(None),
+                    connecting: tokio::sync::Mutex::new(()),
+                    last_failure: Mutex::new(None),
+                })
+            })
+            .collect();
+        let backend = RedlockBackend {
+            nodes,
+            router,
+            scores: Mutex::new(HashMap::new()),
+            attempts: Mutex::new(HashMap::new()),
+        };
+        let q = backend.quorum();
+        let results = backend
+            .on_all(|_, b| async move { Ok(b) }, |r| count_ok(r) >= r.len())
+            .await;
+        if count_ok(&results) < q {
+            return Err(backend.quorum_error(&results));
+        }
+        Ok(backend)
+    }
+
+    /// floor(N/2) + 1.
+    pub fn quorum(&self) -> usize {
+        self.nodes.len() / 2 + 1
+    }
+
+    /// The nodes' addresses.
+    pub fn addresses(&self) -> Vec<String> {
+        self.nodes.iter().map(|n| n.address.clone()).collect()
+    }
+
+    /// Runs `op` on every node at once; returns when `enough` says so (or all answered). Unanswered nodes are
+    /// `None` (their requests still run to completion on the node).
+    async fn on_all<T, F, Fut>(&self, op: F, enough: impl Fn(&[Option<Result<T>>]) -> bool) -> Vec<Option<Result<T>>>
+    where
+        F: Fn(usize, Arc<RedisBackend>) -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let mut results: Vec<Option<Result<T>>> = (0..self.nodes.len()).map(|_| None).collect();
+        let mut pending: FuturesUnordered<_> = self
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                let op = &op;
+                async move { (i, n.call(|b| op(i, b)).await) }
+            })
+            .collect();
+        while let Some((i, r)) = pending.next().await {
+            results[i] = Some(r);
+            if enough(&results) {
+                break;
+            }
+        }
+        results
+    }
+
+    fn quorum_error<T>(&self, results: &[Option<Result<T>>]) -> Error {
+        let unreachable: Vec<String> = results
+            .iter()
+            .zip(&self.nodes)
+            .filter(|(r, _)| {
+                matches!(
+                    r,
+                    None | Some(Err(Error::BackendUnavailable { .. })) | Some(Err(Error::Protocol(_)))
+                )
+            })
+            .map(|(_, n)| n.address.clone())
+            .collect();
+        Error::QuorumUnavailable {
+            reachable: self.nodes.len() - unreachable.len(),
+            total: self.nodes.len(),
+            needed: self.quorum(),
+            unreachable: unreachable.join(", "),
+        }
+    }
+
+    fn score_for(&self, waiter: &str) -> u64 {
+        let mut m = self.scores.lock().unwrap_or_else(|p| p.into_inner());
+        if m.len() >= MAP_CAP && !m.contains_key(waiter) {
+            m.clear();
+        }
+        *m.entry(waiter.to_string()).or_insert_with(now_micros)
+    }
+
+    fn forget_waiter(&self, waiter: &str) {
+        self.scores.lock().unwrap_or_else(|p| p.into_inner()).remove(waiter);
+    }
+
+    /// The token of the next attempt of the acquire call `lock_id`.
+    fn next_token(&self, lock_id: &str) -> String {
+        let mut m = self.attempts.lock().unwrap_or_else(|p| p.into_inner());
+        if m.len() >= MAP_CAP && !m.contains_key(lock_id) {
+            m.clear();
+        }
+        let n = m.entry(lock_id.to_string()).or_insert(0);
+        *n += 1;
+        format!("{lock_id}-{n}")
+    }
+
+    /// Releases `token` on every node in the background (a failed attempt's clean-up).
+    fn release_everywhere(&self, token: String) {
+        for n in &self.nodes {
+            let n = n.clone();
+            let token = token.clone();
+            tokio::spawn(async move {
+                let _ = n.call(|b| async move { b.release(&token, None).await }).await;
+            });
+        }
+    }
+}
+
+fn count_ok<T>(r: &[Option<Result<T>>]) -> usize {
+    r.iter().filter(|x| matches!(x, Some(Ok(_)))).count()
+}
+
+fn count_err<T>(r: &[Option<Result<T>>]) -> usize {
+    r.iter().filter(|x| matches!(x, Some(Err(_)))).count()
+}
+
+#[async_trait::async_trait]
+impl Backend for RedlockBackend {
+    fn kind(&self) -> &'static str {
+        "redlock"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            shared: true,
+            fifo: FifoGuarantee::BestEffort,
+            notifications: true,
+            fencing: true,
+            fencing_survives_data_loss: true,
+            shared_across_processes: true,
+            remote_wait: false,
+        }
+    }
+
+    fn wake_router(&self) -> &Arc<WakeRouter> {
+        &self.router
+    }
+
+    async fn attempt(&self, req: &AcquireRequest, waiter_id: Option<&str>) -> Result<Attempt> {
+        let start = Instant::now();
+        let n = self.nodes.len();
+        let q = self.quorum();
+        // Phase 1: the fence, from a majority.
+        let reads = self
+            .on_all(
+                |_, b| {
+                    let res = req.resource.clone();
+                    async move { b.read_fence(&res).await }
+                },
+                |r| count_ok(r) >= q || count_err(r) > n - q,
+            )
+            .await;
+        if count_ok(&reads) < q {
+            return Err(self.quorum_error(&reads));
+        }
+        let t = reads
+            .iter()
+            .filter_map(|r| r.as_ref()?.as_ref().ok())
+            .copied()
+            .max()
+            .unwrap_or(0)
+            + 1;
+        // Phase 2: grant with T on every node.
+        let token = self.next_token(&req.lock_id);
+        let mut node_req = req.clone();
+        node_req.lock_id = token.clone();
+        let score = waiter_id.map(|w| self.score_for(w));
+        let granted = |r: &[Option<Result<NodeAttempt>>]| {
+            r.iter()
+                .filter(|x| matches!(x, Some(Ok(NodeAttempt::Granted(_)))))
+                .count()
+        };
+        let results = self
+            .on_all(
+                |_, b| {
+                    let node_req = &node_req;
+                    async move { b.attempt_on_node(node_req, waiter_id, Some(t), score).await }
+                },
+                |r| {
+                    let answered_no = r.iter().filter(|x| x.is_some()).count() - granted(r);
+                    granted(r) >= q || answered_no > n - q
+                },
+            )
+            .await;
+        let ok = granted(&results);
+        let drift = crate::lock::drift(req.ttl);
+        if ok >= q && start.elapsed() + drift < req.ttl {
+            let grants: Vec<&Grant> = results
+                .iter()
+                .filter_map(|r| match r {
+                    Some(Ok(NodeAttempt::Granted(g))) => Some(g),
+                    _ => None,
+                })
+                .collect();
+            let acquired_at = grants
+                .iter()
+                .map(|g| g.acquired_at)
+                .max()
+                .unwrap_or_else(SystemTime::now);
+            let expires_at = grants
+                .iter()
+                .map(|g| g.expires_at)
+                .min()
+                .unwrap_or_else(SystemTime::now);
+            let mut grant = Grant::new(t, acquired_at, expires_at);
+            grant.lock_id = Some(token);
+            self.attempts
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&req.lock_id);
+            if let Some(w) = waiter_id {
+                self.forget_waiter(w);
+            }
+            return Ok(Attempt::Granted(grant));
+        }
+        // No quorum in time: undo everywhere at once, without waiting for slow nodes.
+        self.release_everywhere(token);
+        if count_err(&results) > n - q {
+            return Err(self.quorum_error(&results));
+        }
+        let retry_in = results
+            .iter()
+            .filter_map(|r| match r {
+                Some(Ok(NodeAttempt::NotGranted { retry_in })) => *retry_in,
+                // A concurrent grant with a higher fence, or a split vote: retry soon, with jitter.
+                Some(Ok(_)) => Some(Duration::from_millis(1 + rand::random::<u64>() % 5)),
+                _ => None,
+            })
+            .min();
+        Ok(Attempt::NotGranted { retry_in })
+    }
+
+    async fn leave_queue(&self, resource: &str, waiter_id: &str) -> Result<()> {
+        self.forget_waiter(waiter_id);
+        let r = self
+            .on_all(
+                |_, b| {
+                    let (res, w) = (resource.to_string(), waiter_id.to_string());
+                    async move { b.leave_queue(&res, &w).await }
+                },
+                |r| count_ok(r) >= self.quorum() || r.iter().all(Option::is_some),
+            )
+            .await;
+        if count_ok(&r) >= self.quorum() {
+            Ok(())
+        } else {
+            Err(self.quorum_error(&r))
+        }
+    }
+
+    async fn release(&self, lock_id: &str, client_id: Option<&str>) -> Result<()> {
+        // The lock id of an acquire call that never returned (cancelled): release its latest attempt.
+        let pending = self.attempts.lock().unwrap_or_else(|p| p.into_inner()).remove(lock_id);
+        let token = match pending {
+            Some(n) => format!("{lock_id}-{n}"),
+            None => lock_id.to_string(),
+        };
+        let q = self.quorum();
+        let r = self
+            .on_all(
+                |_, b| {
+                    let (t, c) = (token.clone(), client_id.map(str::to_string));
+                    async move { b.release(&t, c.as_deref()).await }
+                },
+                // Done once a quorum released; a slow node finishes its release on its own.
+                |r| r.iter().filter(|x| matches!(x, Some(Ok(())))).count() >= q || r.iter().all(Option::is_some),
+            )
+            .await;
+        if r.iter().any(|x| matches!(x, Some(Ok(())))) {
+            return Ok(());
+        }
+        if let Some(e) = r.iter().find_map(|x| match x {
+            Some(Err(e @ Error::NotOwner { .. })) => Some(e.clone()),
+            _ => None,
+        }) {
+            return Err(e);
+        }
+        if r.iter().any(|x| matches!(x, Some(Err(Error::LeaseLost { .. })))) {
+            return Err(Error::LeaseLost {
+                lock_id: lock_id.to_string(),
+                resource: String::new(),
+            });
+        }
+        let answered = r
+            .iter()
+            .filter(|x| matches!(x, Some(Err(Error::NotFound { .. }))))
+            .count();
+        if answered >= q {
+            return Err(Error::NotFound {
+                lock_id: lock_id.to_string(),
+            });
+        }
+        Err(self.quorum_error(&r))
+    }
+
+    async fn renew(&self, lock_id: &str, ttl: Duration, client_id: Option<&str>) -> Result<Renewal> {
+        crate::validate::ttl(ttl)?;
+        let n = self.nodes.len();
+        let q = self.quorum();
+        let renewed = |r: &[Option<Result<Renewal>>]| {
+            r.iter()
+                .filter(|x| matches!(x, Some(Ok(Renewal::Renewed { .. }))))
+                .count()
+        };
+        let r = self
+            .on_all(
+                |_, b| {
+                    let (t, c) = (lock_id.to_string(), client_id.map(str::to_string));
+                    async move { b.renew(&t, ttl, c.as_deref()).await }
+                },
+                |r| {
+                    let no = r.iter().filter(|x| x.is_some()).count() - renewed(r);
+                    renewed(r) >= q || no > n - q
+                },
+            )
+            .await;
+        if renewed(&r) >= q {
+            let mut expires_at = None::<SystemTime>;
+            let mut count = 0;
+            let mut granted = ttl;
+            for x in r.iter().flatten().flatten() {
+                if let Renewal::Renewed {
+                    expires_at: e,
+                    renewal_count,
+                    granted: g,
+                } = x
+                {
+                    expires_at = Some(expires_at.map_or(*e, |m| m.min(*e)));
+                    count = count.max(*renewal_count);
+                    granted = granted.min(*g);
+                }
+            }
+            return Ok(Renewal::Renewed {
+                expires_at: expires_at.unwrap_or_else(SystemTime::now),
+                renewal_count: count,
+                granted,
+            });
+        }
+        let capped: Vec<SystemTime> = r
+            .iter()
+            .filter_map(|x| match x {
+                Some(Ok(Renewal::Capped { expires_at })) => Some(*expires_at),
+                _ => None,
+            })
+            .collect();
+        if capped.len() + renewed(&r) >= q && !capped.is_empty() {
+            return Ok(Renewal::Capped {
+                expires_at: capped.into_iter().min().unwrap_or_else(SystemTime::now),
+            });
+        }
+        if let Some(e) = r.iter().find_map(|x| match x {
+            Some(Err(e @ (Error::NotOwner { .. } | Error::InvalidArgument { .. }))) => Some(e.clone()),
+            _ => None,
+        }) {
+            return Err(e);
+        }
+        if count_err(&r) > n - q
+            && r.iter()
+                .filter(|x| matches!(x, Some(Err(Error::BackendUnavailable { .. }))))
+                .count()
+                > n - q
+        {
+            return Err(self.quorum_error(&r));
+        }
+        let not_found = r
+            .iter()
+            .filter(|x| matches!(x, Some(Err(Error::NotFound { .. }))))
+            .count();
+        if not_found >= q {
+            return Err(Error::NotFound {
+                lock_id: lock_id.to_string(),
+            });
+        }
+        Err(Error::LeaseLost {
+            lock_id: lock_id.to_string(),
+            resource: String::new(),
+        })
+    }
+
+    async fn lease(&self, lock_id: &str) -> Result<Option<LeaseInfo>> {
+        let r = self
+            .on_all(
+                |_, b| {
+                    let t = lock_id.to_string();
+                    async move { b.lease(&t).await }
+                },
+                |r| r.iter().all(Option::is_some),
+            )
+            .await;
+        if count_ok(&r) < self.quorum() {
+            return Err(self.quorum_error(&r));
+        }
+        let found: Vec<&LeaseInfo> = r.iter().filter_map(|x| x.as_ref()?.as_ref().ok()?.as_ref()).collect();
+        let live = found.iter().filter(|l| !l.expired).count();
+        if found.is_empty() {
+            return Ok(None);
+        }
+        let mut info = found[0].clone();
+        info.expires_at = found.iter().map(|l| l.expires_at).min().unwrap_or(info.expires_at);
+        info.expired = live < self.quorum();
+        Ok(Some(info))
+    }
+
+    async fn inspect(&self, resource: &str) -> Result<ResourceInfo> {
+        let q = self.quorum();
+        let r = self
+            .on_all(
+                |_, b| {
+                    let res = resource.to_string();
+                    async move { b.inspect(&res).await }
+                },
+                |r| r.iter().all(Option::is_some),
+            )
+            .await;
+        if count_ok(&r) < q {
+            return Err(self.quorum_error(&r));
+        }
+        let infos: Vec<&ResourceInfo> = r.iter().filter_map(|x| x.as_ref()?.as_ref().ok()).collect();
+        let mut out = ResourceInfo::default();
+        let mut holder_votes: HashMap<&str, (usize, &LeaseInfo)> = HashMap::new();
+        let mut waiter_votes: HashMap<&str, usize> = HashMap::new();
+        let mut foreign = 0;
+        for i in &infos {
+            for h in i.holders.iter().filter(|h| !h.expired) {
+                holder_votes.entry(h.lock_id.as_str()).or_insert((0, h)).0 += 1;
+            }
+            for w in &i.queue {
+                *waiter_votes.entry(w.waiter_id.as_str()).or_insert(0) += 1;
+            }
+            foreign += usize::from(i.foreign_holder);
+        }
+        let mut holders: Vec<LeaseInfo> = holder_votes
+            .into_values()
+            .filter(|(v, _)| *v >= q)
+            .map(|(_, h)| h.clone())
+            .collect();
+        holders.sort_by_key(|h| h.fencing_token);
+        out.holders = holders;
+        out.foreign_holder = foreign >= q;
+        if let Some(first) = infos.iter().max_by_key(|i| i.queue.len()) {
+            out.queue = first
+                .queue
+                .iter()
+                .filter(|w| waiter_votes.get(w.waiter_id.as_str()).copied().unwrap_or(0) >= q)
+                .cloned()
+                .collect();
+        }
+        Ok(out)
+    }
+
+    async fn held(&self, client_id: &str) -> Result<Vec<LeaseInfo>> {
+        crate::validate::client_id(client_id)?;
+        let q = self.quorum();
+        let r = self
+            .on_all(
+                |_, b| {
+                    let c = client_id.to_string();
+                    async move { b.held(&c).await }
+                },
+                |r| r.iter().all(Option::is_some),
+            )
+            .await;
+        if count_ok(&r) < q {
+            return Err(self.quorum_error(&r));
+        }
+        let mut votes: HashMap<String, (usize, LeaseInfo)> = HashMap::new();
+        for list in r.iter().filter_map(|x| x.as_ref()?.as_ref().ok()) {
+            for l in list {
+                votes.entry(l.lock_id.clone()).or_insert((0, l.clone())).0 += 1;
+            }
+        }
+        let mut out: Vec<LeaseInfo> = votes.into_values().filter(|(v, _)| *v >= q).map(|(_, l)| l).collect();
+        out.sort_by(|a, b| a.resource.cmp(&b.resource));
+        Ok(out)
+    }
+
+    async fn stats(&self) -> Result<Stats> {
+        let r = self
+            .on_all(|_, b| async move { b.stats().await }, |r| r.iter().all(Option::is_some))
+            .await;
+        if count_ok(&r) < self.quorum() {
+            return Err(self.quorum_error(&r));
+        }
+        // Every grant is recorded on at least a quorum of nodes: the largest count of any node is the closest
+        // figure for the cluster (exact while all nodes are up).
+        let all: Vec<&Stats> = r.iter().filter_map(|x| x.as_ref()?.as_ref().ok()).collect();
+        let best = all
+            .iter()
+            .max_by_key(|s| s.total_locks)
+            .copied()
+            .cloned()
+            .unwrap_or_default();
+        let mut s = best;
+        s.active_locks = all.iter().map(|x| x.active_locks).max().unwrap_or(0);
+        s.expired_locks = all.iter().map(|x| x.expired_locks).max().unwrap_or(0);
+        Ok(s)
+    }
+
+    async fn health(&self) -> Health {
+        let r = self
+            .on_all(
+                |_, b| async move { Ok(b.health().await) },
+                |r| r.iter().all(Option::is_some),
+            )
+            .await;
+        let mut nodes = Vec::new();
+        for (res, node) in r.into_iter().zip(&self.nodes) {
+            match res {
+                Some(Ok(h)) => nodes.extend(h.nodes),
+                Some(Err(e)) => nodes.push(NodeHealth::new(node.address.clone(), false, None, Some(e.to_string()))),
+                None => nodes.push(NodeHealth::new(
+                    node.address.clone(),
+                    false,
+                    None,
+                    Some("no answer".into()),
+                )),
+            }
+        }
+        let up = nodes.iter().filter(|n| n.reachable).count();
+        let quorum = up >= self.quorum();
+        let status = if up == self.nodes.len() {
+            HealthStatus::Healthy
+        } else if quorum {
+            HealthStatus::Degraded
+        } else {
+            HealthStatus::Unhealthy
+        };
+        Health::new("redlock", status, nodes, Some(quorum))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_lists_odd_nodes() {
+        let (nodes, t) = parse_url("redlock://a:1,b:2,c:3/2?timeout_ms=50&prefix=x:").unwrap();
+        assert_eq!(t, Duration::from_millis(50));
+        assert_eq!(nodes[1].0, "redis://b:2/2?prefix=x:&timeout_ms=50");
+        assert_eq!(nodes[2].1, "c:3");
+        for bad in [
+            "redlock://a:1,b:2",
+            "redlock://a:1",
+            "redlock://a:1,b:2,c:3?x=1",
+            "redis://a:1",
+        ] {
+            assert!(matches!(parse_url(bad), Err(Error::InvalidArgument { .. })), "{bad}");
+        }
+    }
+}
