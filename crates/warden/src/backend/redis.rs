@@ -25,7 +25,8 @@ const QUEUE: &str = include_str!("scripts/queue.lua");
 /// One node's answer to an acquire.
 #[derive(Debug)]
 pub(crate) enum NodeAttempt {
-    Granted(Grant),
+    /// Granted; the flag says whether the waiter is still in this node's queue (Redlock keeps it there).
+    Granted(Grant, bool),
     NotGranted {
         retry_in: Option<Duration>,
     },
@@ -363,15 +364,15 @@ impl RedisBackend {
             return Err(bad("acquire", &v));
         };
         match items.first().and_then(as_i64) {
-            Some(1) if items.len() == 4 => {
+            Some(1) if items.len() >= 4 => {
                 let fence = items.get(1).and_then(as_i64).ok_or_else(|| bad("acquire", &v))? as u64;
                 let acq = items.get(2).and_then(as_i64).ok_or_else(|| bad("acquire", &v))?;
                 let exp = items.get(3).and_then(as_i64).ok_or_else(|| bad("acquire", &v))?;
-                Ok(NodeAttempt::Granted(Grant::new(
-                    fence,
-                    ms_to_system(acq),
-                    ms_to_system(exp),
-                )))
+                let queued = items.get(4).and_then(as_i64) == Some(1);
+                Ok(NodeAttempt::Granted(
+                    Grant::new(fence, ms_to_system(acq), ms_to_system(exp)),
+                    queued,
+                ))
             }
             Some(0) => {
                 let retry = items.get(1).and_then(as_i64).unwrap_or(-1);
@@ -606,7 +607,7 @@ impl Backend for RedisBackend {
 
     async fn attempt(&self, req: &AcquireRequest, waiter_id: Option<&str>) -> Result<Attempt> {
         match self.attempt_on_node(req, waiter_id, None, None).await? {
-            NodeAttempt::Granted(g) => Ok(Attempt::Granted(g)),
+            NodeAttempt::Granted(g, _) => Ok(Attempt::Granted(g)),
             NodeAttempt::NotGranted { retry_in } => Ok(Attempt::NotGranted { retry_in }),
             NodeAttempt::FenceAhead => Err(Error::Protocol("fence conflict without a Redlock fence".into())),
         }

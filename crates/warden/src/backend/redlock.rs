@@ -376,7 +376,7 @@ impl Backend for RedlockBackend {
         let score = waiter_id.map(|w| self.score_for(w));
         let granted = |r: &[Option<Result<NodeAttempt>>]| {
             r.iter()
-                .filter(|x| matches!(x, Some(Ok(NodeAttempt::Granted(_)))))
+                .filter(|x| matches!(x, Some(Ok(NodeAttempt::Granted(..)))))
                 .count()
         };
         let results = self
@@ -397,7 +397,7 @@ impl Backend for RedlockBackend {
             let grants: Vec<&Grant> = results
                 .iter()
                 .filter_map(|r| match r {
-                    Some(Ok(NodeAttempt::Granted(g))) => Some(g),
+                    Some(Ok(NodeAttempt::Granted(g, _))) => Some(g),
                     _ => None,
                 })
                 .collect();
@@ -419,6 +419,17 @@ impl Backend for RedlockBackend {
                 .remove(&req.lock_id);
             if let Some(w) = waiter_id {
                 self.forget_waiter(w);
+                // Nodes that queued us (or did not answer) still list us as a waiter, at the head of their
+                // queue: leave them now, or we would block the next waiter until our waiter lease ran out.
+                for (n, r) in self.nodes.iter().zip(&results) {
+                    if matches!(r, Some(Ok(NodeAttempt::Granted(_, false)))) {
+                        continue;
+                    }
+                    let (n, res, w) = (n.clone(), req.resource.clone(), w.to_string());
+                    tokio::spawn(async move {
+                        let _ = n.call(|b| async move { b.leave_queue(&res, &w).await }).await;
+                    });
+                }
             }
             return Ok(Attempt::Granted(grant));
         }

@@ -37,7 +37,20 @@ local function grant()
   redis.call('ZADD', IDX, exp, tok)
   redis.call('HINCRBY', STATS, 'grants:' .. kind, 1)
   redis.call('HINCRBY', TOP, ARGV[10], 1)
-  return { 1, fs, NOW, exp }
+  local still_queued = 0
+  if me ~= '' and redis.call('ZSCORE', Q, me) then still_queued = 1 end
+  return { 1, fs, NOW, exp, still_queued }
+end
+
+-- Redlock waiters join the queue first, on every node, with the same score, and stay queued when a node
+-- grants them (the client leaves every queue once it holds a quorum): so every node agrees on the head.
+local pinned = fence_t and me ~= ''
+-- (A free lock with an empty queue is granted at once below, without queueing.)
+local free_now = redis.call('EXISTS', Q) == 0 and redis.call('EXISTS', L) == 0
+if pinned and not free_now and not redis.call('ZSCORE', Q, me) then
+  if redis.call('ZCARD', Q) >= tonumber(ARGV[9]) then return { -1, 'queue_full' } end
+  redis.call('ZADD', Q, tonumber(ARGV[13] or '') or redis.call('HINCRBY', F, 'qseq', 1), me)
+  redis.call('HSET', W, me, string.format('%d\n%s\n%s\n%d\n', NOW + tonumber(ARGV[6]), kind, client, ttl))
 end
 
 -- Fast path: no queue, exclusive. One SET NX decides.
@@ -81,7 +94,7 @@ if allowed and (st == 'free' or (st == 'shared' and not excl)) then
     local top = redis.call('ZRANGE', L, -1, -1, 'WITHSCORES')
     redis.call('PEXPIREAT', L, top[2])
   end
-  if me ~= '' and head then
+  if me ~= '' and head and not pinned then
     redis.call('ZREM', Q, me)
     redis.call('HDEL', W, me)
   end
