@@ -10,6 +10,7 @@ local tok, kind, ttl, client, me = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4],
 local excl = is_excl(kind)
 local exp = NOW + ttl
 local fence_t = tonumber(ARGV[12] or '')
+local pinned = fence_t ~= nil and me ~= ''
 if fence_t then
   local stored = tonumber(redis.call('HGET', F, 'fence') or '0')
   if stored >= fence_t and not (stored == fence_t and redis.call('HEXISTS', TOK, tok) == 1) then
@@ -38,16 +39,15 @@ local function grant()
   redis.call('HINCRBY', STATS, 'grants:' .. kind, 1)
   redis.call('HINCRBY', TOP, ARGV[10], 1)
   local still_queued = 0
-  if me ~= '' and redis.call('ZSCORE', Q, me) then still_queued = 1 end
+  if pinned and redis.call('ZSCORE', Q, me) then still_queued = 1 end
   return { 1, fs, NOW, exp, still_queued }
 end
 
 -- Redlock waiters join the queue first, on every node, with the same score, and stay queued when a node
 -- grants them (the client leaves every queue once it holds a quorum): so every node agrees on the head.
-local pinned = fence_t and me ~= ''
 -- (A free lock with an empty queue is granted at once below, without queueing.)
-local free_now = redis.call('EXISTS', Q) == 0 and redis.call('EXISTS', L) == 0
-if pinned and not free_now and not redis.call('ZSCORE', Q, me) then
+if pinned and not (redis.call('EXISTS', Q) == 0 and redis.call('EXISTS', L) == 0)
+    and not redis.call('ZSCORE', Q, me) then
   if redis.call('ZCARD', Q) >= tonumber(ARGV[9]) then return { -1, 'queue_full' } end
   redis.call('ZADD', Q, tonumber(ARGV[13] or '') or redis.call('HINCRBY', F, 'qseq', 1), me)
   redis.call('HSET', W, me, string.format('%d\n%s\n%s\n%d\n', NOW + tonumber(ARGV[6]), kind, client, ttl))
