@@ -1,7 +1,9 @@
 //! # warden
 //!
-//! Distributed locks with leases, owner tokens, renewal, FIFO waiting and fencing tokens, over several
-//! backends chosen by URL: `memory://` (in-process) and `redis://host:port/db` (one Redis node).
+//! Distributed locks and leader election with leases, owner tokens, renewal, FIFO waiting and fencing tokens,
+//! over several backends chosen by URL: `memory://` (in-process), `redis://host:port/db` (one Redis node),
+//! `redlock://h1:p1,h2:p2,h3:p3` (Redlock over N independent Redis nodes) and `http://host:port` (a warden
+//! server). Each backend declares what it guarantees in [`Capabilities`].
 //!
 //! ```
 //! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
