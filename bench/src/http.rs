@@ -1,6 +1,6 @@
-//! The HTTP driver: 50 keep-alive clients doing acquire + release against an in-process warden server, and, in
-//! the same run, the same driver against a trivial handler on the same stack (axum, hyper, reqwest) as the
-//! ceiling. Also the memory-per-lease measurement of the memory backend.
+//! The HTTP driver: 50 keep-alive connections (hyper's HTTP/1.1 client) doing acquire + release against an
+//! in-process warden server, and, in the same run, the same driver against a trivial handler on the same stack
+//! (axum over hyper) as the ceiling. Also the memory-per-lease measurement of the memory backend.
 
 use crate::histogram;
 use rand::Rng;
@@ -73,6 +73,38 @@ fn trivial_router() -> axum::Router {
         )
 }
 
+/// One keep-alive HTTP/1.1 connection (hyper's client connection: no pool, no extra tasks per request).
+struct Conn {
+    sender: hyper::client::conn::http1::SendRequest<http_body_util::Full<hyper::body::Bytes>>,
+    host: String,
+}
+
+impl Conn {
+    async fn open(base: &str) -> anyhow::Result<Self> {
+        let host = base.trim_start_matches("http://").to_string();
+        let stream = tokio::net::TcpStream::connect(&host).await?;
+        stream.set_nodelay(true)?;
+        let (sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(Conn { sender, host })
+    }
+
+    async fn post(&mut self, path: &str, body: String) -> anyhow::Result<(u16, hyper::body::Bytes)> {
+        use http_body_util::BodyExt;
+        self.sender.ready().await?;
+        let req = hyper::Request::post(path)
+            .header(hyper::header::HOST, &self.host)
+            .header(hyper::header::CONTENT_TYPE, "application/json")
+            .body(http_body_util::Full::new(hyper::body::Bytes::from(body)))?;
+        let resp = self.sender.send_request(req).await?;
+        let status = resp.status().as_u16();
+        let bytes = resp.into_body().collect().await?.to_bytes();
+        Ok((status, bytes))
+    }
+}
+
 async fn drive(
     base: &str,
     target: &'static str,
@@ -81,7 +113,6 @@ async fn drive(
     keys: usize,
     duration: Duration,
 ) -> anyhow::Result<HttpReport> {
-    let client = reqwest::Client::builder().pool_max_idle_per_host(workers * 2).build()?;
     let stop = Arc::new(AtomicBool::new(false));
     let cycles = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
@@ -89,51 +120,36 @@ async fn drive(
     let start = Instant::now();
     let mut tasks = Vec::new();
     for w in 0..workers {
-        let (client, stop, cycles, failed, hist) = (
-            client.clone(),
-            stop.clone(),
-            cycles.clone(),
-            failed.clone(),
-            hist.clone(),
-        );
-        let (acq, rel) = (format!("{base}/api/locks/acquire"), format!("{base}/api/locks/release"));
+        let mut conn = Conn::open(base).await?;
+        let (stop, cycles, failed, hist) = (stop.clone(), cycles.clone(), failed.clone(), hist.clone());
         tasks.push(tokio::spawn(async move {
             let mut local = histogram();
             let client_id = format!("bench-{w}");
             while !stop.load(Ordering::Relaxed) {
                 let key = rand::rng().random_range(0..keys);
                 let body = json!({"resource": format!("k{key}"), "clientId": client_id, "ttl": 10000,
-                    "waitTimeout": 0});
+                    "waitTimeout": 0})
+                .to_string();
                 let t0 = Instant::now();
-                let r = client.post(&acq).json(&body).send().await;
-                let ok = match r {
-                    Ok(r) if r.status().as_u16() == 201 => match r.json::<serde_json::Value>().await {
-                        Ok(v) => {
-                            let _ = local.record(t0.elapsed().as_micros().max(1) as u64);
-                            let id = v["data"]["lockId"].as_str().unwrap_or_default().to_string();
-                            let rr = client
-                                .post(&rel)
-                                .json(&json!({"lockId": id, "clientId": client_id}))
-                                .send()
-                                .await;
-                            match rr {
-                                Ok(rr) if rr.status().is_success() => rr.bytes().await.is_ok(),
-                                _ => false,
-                            }
-                        }
-                        Err(_) => false,
-                    },
-                    // 409 on a key another worker holds right now: a contended try, not a failure.
-                    Ok(r) if r.status().as_u16() == 409 => {
-                        let _ = r.bytes().await;
-                        continue;
+                let ok = match conn.post("/api/locks/acquire", body).await {
+                    Ok((201, bytes)) => {
+                        let _ = local.record(t0.elapsed().as_micros().max(1) as u64);
+                        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+                        let id = v["data"]["lockId"].as_str().unwrap_or_default();
+                        let rel = json!({"lockId": id, "clientId": client_id}).to_string();
+                        matches!(conn.post("/api/locks/release", rel).await, Ok((200, _)))
                     }
+                    // 409 on a key another worker holds right now: a contended try, not a failure.
+                    Ok((409, _)) => continue,
                     _ => false,
                 };
                 if ok {
                     cycles.fetch_add(1, Ordering::Relaxed);
                 } else {
                     failed.fetch_add(1, Ordering::Relaxed);
+                    if conn.sender.is_closed() {
+                        break;
+                    }
                 }
             }
             if let Ok(mut h) = hist.lock() {

@@ -37,20 +37,27 @@ fn parse_body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>, limit: u
     if bytes.iter().all(|b| b.is_ascii_whitespace()) {
         return Err(ApiError::invalid("request body is empty: send a JSON object"));
     }
-    let raw: serde_json::Value =
-        serde_json::from_slice(&bytes).map_err(|e| ApiError::invalid(format!("malformed JSON body: {e}")))?;
-    if !raw.is_object() {
-        return Err(ApiError::invalid("request body must be a JSON object"));
+    // Typed parsing in one pass; the first byte tells a non-object apart without building a JSON tree.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(match serde_json::from_slice::<serde::de::IgnoredAny>(&bytes) {
+            Ok(_) => ApiError::invalid("request body must be a JSON object"),
+            Err(e) => ApiError::invalid(format!("malformed JSON body: {e}")),
+        });
     }
-    let value: T = serde_path_to_error::deserialize(raw).map_err(|e| {
+    let mut de = serde_json::Deserializer::from_slice(&bytes);
+    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
-        if path == "." || path == "?" || path.is_empty() {
+        if inner.is_syntax() || inner.is_eof() {
+            ApiError::invalid(format!("malformed JSON body: {inner}"))
+        } else if path == "." || path == "?" || path.is_empty() {
             ApiError::invalid(format!("invalid request body: {inner}"))
         } else {
             ApiError::invalid(format!("invalid field `{path}`: {inner}"))
         }
     })?;
+    de.end()
+        .map_err(|e| ApiError::invalid(format!("malformed JSON body: trailing data after the object ({e})")))?;
     Ok(value)
 }
 
@@ -62,8 +69,22 @@ fn check_lock_id(id: &str) -> Result<(), ApiError> {
     validate::lock_id(id).map_err(|_| ApiError::not_found(id))
 }
 
+/// `{"success": true, "data": ...}`, serialised straight from the typed value.
+#[derive(serde::Serialize)]
+struct Success<'a, T: serde::Serialize> {
+    success: bool,
+    data: &'a T,
+}
+
 fn ok<T: serde::Serialize>(status: StatusCode, data: T) -> Response {
-    (status, Json(serde_json::json!({ "success": true, "data": data }))).into_response()
+    (
+        status,
+        Json(Success {
+            success: true,
+            data: &data,
+        }),
+    )
+        .into_response()
 }
 
 async fn acquire_impl(state: AppState, body: Result<Bytes, BytesRejection>, fixed: Option<&'static str>) -> ApiResult {
