@@ -522,14 +522,19 @@ fn spawn_sweeper(conn: ConnectionManager, inspect: &Script, g: &Globals, prefix:
             let _ = trim_top(&conn, &keys[3]).await;
             loop {
                 let mut c = conn.clone();
-                let swept: redis::RedisResult<i64> = script
+                let swept: redis::RedisResult<Vec<String>> = script
                     .key(&keys[..])
                     .arg(&prefix)
                     .arg("sweep")
                     .arg(1000)
                     .invoke_async(&mut c)
                     .await;
-                if !matches!(swept, Ok(1000)) {
+                let Ok(ended) = swept else { break };
+                for e in &ended {
+                    let (lock_id, resource) = e.split_once(' ').unwrap_or((e.as_str(), ""));
+                    tracing::debug!(resource, lock_id, "lease expired");
+                }
+                if ended.len() < 1000 {
                     break;
                 }
             }

@@ -2,7 +2,7 @@
 --   mode 'resource': arg = resource -> {foreign(0/1), {token, record, held}..., '--', {waiter_id, info}...}
 --   mode 'lease':    arg = token    -> {} | {token, record, held}
 --   mode 'stats':    -> {stats hash as a flat list, '--', active count}  (top resources: HSCAN of TOP)
---   mode 'sweep':    arg = limit -> number of expired leases ended (counted as expiries)
+--   mode 'sweep':    arg = limit -> the expired leases ended (counted as expiries), as 'token resource' strings
 local TOK, IDX, STATS, TOP = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local prefix, mode, arg = ARGV[1], ARGV[2], ARGV[3]
 local out = {}
@@ -24,6 +24,7 @@ end
 -- Ends leases whose expiry passed (as expiries, for the statistics); at most `limit`.
 local function sweep(limit)
   local due = redis.call('ZRANGEBYSCORE', IDX, '-inf', '(' .. NOW, 'LIMIT', 0, limit)
+  local ended = {}
   for _, tok in ipairs(due) do
     local rec = redis.call('HGET', TOK, tok)
     local r = rec and parse(rec)
@@ -31,10 +32,11 @@ local function sweep(limit)
       redis.call('HINCRBY', STATS, 'expired:' .. r.kind, 1)
       redis.call('HINCRBY', STATS, 'hold_ms', r.exp - r.acq)
       redis.call('HDEL', TOK, tok)
+      ended[#ended + 1] = tok .. ' ' .. r.resource
     end
     redis.call('ZREM', IDX, tok)
   end
-  return #due
+  return due, ended
 end
 
 if mode == 'resource' then
@@ -60,9 +62,10 @@ if mode == 'resource' then
 elseif mode == 'lease' then
   push_lease(arg)
 elseif mode == 'sweep' then
-  return sweep(tonumber(arg))
+  local _, ended = sweep(tonumber(arg))
+  return ended
 elseif mode == 'stats' then
-  while sweep(1000) == 1000 do end
+  while #sweep(1000) == 1000 do end
   out = redis.call('HGETALL', STATS)
   out[#out + 1] = '--'
   out[#out + 1] = redis.call('ZCARD', IDX)
