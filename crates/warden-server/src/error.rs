@@ -13,6 +13,8 @@ pub struct ApiError {
     pub code: &'static str,
     /// Human sentence naming the field or condition.
     pub message: String,
+    /// The backend node an unavailability names (for the metrics' `node` label).
+    pub node: Option<String>,
 }
 
 impl ApiError {
@@ -22,6 +24,7 @@ impl ApiError {
             status: StatusCode::BAD_REQUEST,
             code: "invalid_request",
             message: message.into(),
+            node: None,
         }
     }
 
@@ -32,6 +35,7 @@ impl ApiError {
             status: StatusCode::NOT_FOUND,
             code: "not_found",
             message: format!("no lease with lockId `{shown}`: it never existed, was released, or expired"),
+            node: None,
         }
     }
 
@@ -41,6 +45,7 @@ impl ApiError {
             status: StatusCode::TOO_MANY_REQUESTS,
             code: "too_many_waiters",
             message: message.into(),
+            node: None,
         }
     }
 }
@@ -61,10 +66,16 @@ impl From<warden::Error> for ApiError {
             E::ShuttingDown(_) => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
             _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
+        let node = match &e {
+            E::BackendUnavailable { address, .. } => Some(address.clone()),
+            E::QuorumUnavailable { unreachable, .. } => Some(unreachable.clone()),
+            _ => None,
+        };
         ApiError {
             status,
             code,
             message: e.to_string(),
+            node,
         }
     }
 }
@@ -73,7 +84,8 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if self.status.is_server_error() {
             tracing::warn!(code = self.code, error = %self.message, "request failed");
-            metrics::counter!("warden_backend_errors_total", "code" => self.code).increment(1);
+            let node = self.node.clone().unwrap_or_else(|| "-".into());
+            metrics::counter!("warden_backend_errors_total", "code" => self.code, "node" => node).increment(1);
         } else {
             tracing::debug!(code = self.code, error = %self.message, "request refused");
         }

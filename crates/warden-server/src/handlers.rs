@@ -29,6 +29,7 @@ fn parse_body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>, limit: u
                 status: StatusCode::PAYLOAD_TOO_LARGE,
                 code: "invalid_request",
                 message: format!("request body is larger than the limit of {limit} bytes"),
+                node: None,
             }
         } else {
             ApiError::invalid(format!("could not read the request body: {}", r.body_text()))
@@ -130,6 +131,7 @@ async fn acquire_impl(state: AppState, body: Result<Bytes, BytesRejection>, fixe
                 .record(started.elapsed().as_secs_f64());
             tracing::debug!(resource = %lease.resource, lock_id = %lease.lock_id, fence = lease.fencing_token,
                 client = %lease.client_id, "grant");
+            state.note_grant(&lease.lock_id);
             Ok(ok(StatusCode::CREATED, Lock::from(&lease)))
         }
         Err(e) => {
@@ -195,6 +197,9 @@ pub async fn release(State(state): State<AppState>, body: Result<Bytes, BytesRej
     validate::client_id(&b.client_id)?;
     state.warden().release(&b.lock_id, Some(&b.client_id)).await?;
     metrics::counter!("warden_releases_total").increment(1);
+    if let Some(held) = state.take_grant(&b.lock_id) {
+        metrics::histogram!("warden_hold_seconds").record(held.as_secs_f64());
+    }
     tracing::debug!(lock_id = %b.lock_id, client = %b.client_id, "release");
     Ok(Json(serde_json::json!({ "success": true, "message": "Lock released successfully" })).into_response())
 }
@@ -231,6 +236,7 @@ pub async fn renew(State(state): State<AppState>, body: Result<Bytes, BytesRejec
                 b.lock_id,
                 rfc3339(expires_at)
             ),
+            node: None,
         }),
         _ => {
             metrics::counter!("warden_renewals_total").increment(1);
@@ -423,6 +429,7 @@ pub async fn no_route(method: Method, uri: Uri) -> ApiError {
         status: StatusCode::NOT_FOUND,
         code: "not_found",
         message: format!("no endpoint {method} {path}: see /openapi.json for the API"),
+        node: None,
     }
 }
 
@@ -433,5 +440,6 @@ pub async fn wrong_method(method: Method, uri: Uri) -> ApiError {
         status: StatusCode::METHOD_NOT_ALLOWED,
         code: "invalid_request",
         message: format!("{path} does not accept {method}: see /openapi.json for the API"),
+        node: None,
     }
 }

@@ -47,6 +47,10 @@ fn describe() {
         "warden_acquire_wait_seconds",
         "Time from acquire request to grant, by type"
     );
+    metrics::describe_histogram!(
+        "warden_hold_seconds",
+        "Hold time of leases granted and released through this instance"
+    );
     metrics::describe_gauge!("warden_waiters", "Waiters parked on this instance");
     metrics::describe_gauge!("warden_active_locks", "Leases held now (cluster-wide, read at scrape)");
     metrics::describe_gauge!("warden_total_locks", "Grants ever made (cluster-wide, read at scrape)");
@@ -54,5 +58,8 @@ fn describe() {
         "warden_expired_locks",
         "Leases ended by expiry (cluster-wide, read at scrape)"
     );
-    metrics::describe_counter!("warden_backend_errors_total", "Requests answered with a 5xx, by code");
+    metrics::describe_counter!(
+        "warden_backend_errors_total",
+        "Requests answered with a 5xx, by code and node"
+    );
 }

@@ -572,6 +572,14 @@ async fn health_metrics_and_openapi() {
     assert_eq!(v["data"]["status"], "healthy");
     assert_eq!(v["data"]["backend"], "memory");
 
+    let held = acquire(&c, &s, "m2", "c").await;
+    let (st, _) = post(
+        &c,
+        &s.url("/api/locks/release"),
+        json!({"lockId": held["lockId"], "clientId": "c"}),
+    )
+    .await;
+    assert_eq!(st, 200);
     let r = c.get(s.url("/metrics")).send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
