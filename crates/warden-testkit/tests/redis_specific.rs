@@ -221,3 +221,29 @@ async fn key_expired_behind_the_holders_back_is_caught_by_fencing() {
         .expect("the first holder learns it lost the lease");
     g2.release().await.unwrap();
 }
+
+/// Leases nobody releases are ended by the background sweeper (counted as expiries), without any client call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn background_sweeper_ends_abandoned_leases() {
+    let server = warden_testkit::RedisServer::start();
+    let w = warden::Warden::connect(&format!("{}?sweep_ms=50", server.url()))
+        .await
+        .unwrap();
+    for i in 0..5 {
+        let l = w
+            .lock(format!("abandoned:{i}"))
+            .ttl(std::time::Duration::from_millis(30))
+            .acquire_lease()
+            .await
+            .unwrap();
+        assert!(l.fencing_token > 0);
+    }
+    assert_eq!(server.command(&["HLEN", "warden:tok"]).unwrap(), ":5");
+    let swept = warden_testkit::eventually(std::time::Duration::from_secs(5), || async {
+        server.command(&["HLEN", "warden:tok"]).unwrap() == ":0"
+    })
+    .await;
+    assert!(swept, "the sweeper did not end the abandoned leases");
+    let stats = w.stats().await.unwrap();
+    assert_eq!((stats.expired_locks, stats.active_locks), (5, 0));
+}

@@ -72,7 +72,9 @@ pub trait Backend: Send + Sync + 'static {
 
 /// Opens the backend named by `url`:
 /// - `memory://` — in-process store;
-/// - `redis://host:port/db?prefix=app:&timeout_ms=1000` — one Redis node.
+/// - `redis://host:port/db?prefix=app:&timeout_ms=1000&sweep_ms=5000` — one Redis node;
+/// - `redlock://h1:p1,h2:p2,h3:p3/db?timeout_ms=200&prefix=app:` — Redlock over N (odd, >= 3) independent nodes;
+/// - `http://host:port?timeout_ms=5000` — a warden server (`warden serve`).
 ///
 /// ```
 /// # tokio_test_shim::run(async {

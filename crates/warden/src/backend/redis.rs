@@ -65,6 +65,8 @@ impl Scripts {
 struct Options {
     prefix: String,
     timeout: Duration,
+    /// How often the background sweeper ends expired leases (`sweep_ms`, default 5000).
+    sweep_every: Duration,
 }
 
 /// Names of the global keys (lease index and statistics) and the wake-up channel.
@@ -144,6 +146,7 @@ fn parse_url(url: &str) -> Result<(String, String, Options)> {
     let mut opts = Options {
         prefix: String::new(),
         timeout: Duration::from_millis(1000),
+        sweep_every: Duration::from_secs(5),
     };
     let mut passthrough = Vec::new();
     for (k, v) in u.query_pairs() {
@@ -156,6 +159,14 @@ fn parse_url(url: &str) -> Result<(String, String, Options)> {
                     .filter(|ms| (10..=60_000).contains(ms))
                     .ok_or_else(|| Error::invalid("timeout_ms", format!("must be 10..=60000, got `{v}`")))?;
                 opts.timeout = Duration::from_millis(ms);
+            }
+            "sweep_ms" => {
+                let ms: u64 = v
+                    .parse()
+                    .ok()
+                    .filter(|ms| (10..=3_600_000).contains(ms))
+                    .ok_or_else(|| Error::invalid("sweep_ms", format!("must be 10..=3600000, got `{v}`")))?;
+                opts.sweep_every = Duration::from_millis(ms);
             }
             _ => passthrough.push((k.into_owned(), v.into_owned())),
         }
@@ -295,7 +306,7 @@ impl RedisBackend {
         }
         let subscriber = spawn_subscriber(&redis_url, &address, &opts, router.clone()).await?;
         let globals = Globals::new(&opts.prefix);
-        let sweeper = spawn_sweeper(conn.clone(), &scripts.inspect, &globals, &opts.prefix);
+        let sweeper = spawn_sweeper(conn.clone(), &scripts.inspect, &globals, &opts);
         Ok(RedisBackend {
             conn,
             address,
@@ -512,13 +523,19 @@ enum A<'a> {
 
 /// Ends expired leases in the background (every 5 s), so the records of holders that died without releasing
 /// do not pile up between statistics calls. Several processes sweeping at once is harmless.
-fn spawn_sweeper(conn: ConnectionManager, inspect: &Script, g: &Globals, prefix: &str) -> tokio::task::JoinHandle<()> {
+fn spawn_sweeper(
+    conn: ConnectionManager,
+    inspect: &Script,
+    g: &Globals,
+    opts: &Options,
+) -> tokio::task::JoinHandle<()> {
     let script = inspect.clone();
     let keys = [g.tok.clone(), g.idx.clone(), g.stats.clone(), g.top.clone()];
-    let prefix = prefix.to_string();
+    let prefix = opts.prefix.clone();
+    let every = opts.sweep_every;
     tokio::spawn(async move {
         loop {
-            tokio::time::sleep(Duration::from_secs(5)).await;
+            tokio::time::sleep(every).await;
             let _ = trim_top(&conn, &keys[3]).await;
             loop {
                 let mut c = conn.clone();
