@@ -187,13 +187,11 @@ pub async fn renew(a: RenewArgs) -> CliResult<u8> {
         .await
         .map_err(|e| explain(&a.conn.backend, e))?;
     match r {
-        warden::Renewal::Renewed { expires_at, .. } => {
+        warden::Renewal::Renewed { lease, .. } => {
             if a.conn.json {
-                if let Ok(Some(l)) = warden.lease(&a.lock_id).await {
-                    return print_json(&Lock::from(&l));
-                }
+                return print_json(&Lock::from(&lease));
             }
-            println!("renewed {}: expires {}", a.lock_id, rfc3339(expires_at));
+            println!("renewed {}: expires {}", a.lock_id, rfc3339(lease.expires_at));
             Ok(0)
         }
         _ => Err(CliError::new(

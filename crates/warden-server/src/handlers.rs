@@ -215,18 +215,12 @@ pub async fn renew(State(state): State<AppState>, body: Result<Bytes, BytesRejec
     let b: RenewBody = parse_body(body, state.config().max_body_bytes)?;
     check_lock_id(&b.lock_id)?;
     validate::client_id(&b.client_id)?;
-    let ttl = match b.ttl {
-        Some(ms) => {
-            let ttl = Duration::from_millis(ms);
-            validate::ttl(ttl)?;
-            ttl
-        }
-        None => match state.warden().lease(&b.lock_id).await? {
-            Some(l) => l.ttl,
-            None => return Err(ApiError::not_found(&b.lock_id)),
-        },
-    };
+    let ttl = b.ttl.map(Duration::from_millis);
     match state.warden().renew(&b.lock_id, ttl, Some(&b.client_id)).await? {
+        Renewal::Renewed { lease, .. } => {
+            metrics::counter!("warden_renewals_total").increment(1);
+            Ok(ok(StatusCode::OK, Lock::from(&lease)))
+        }
         Renewal::Capped { expires_at } => Err(ApiError {
             status: StatusCode::CONFLICT,
             code: "renewal_capped",
@@ -238,13 +232,13 @@ pub async fn renew(State(state): State<AppState>, body: Result<Bytes, BytesRejec
             ),
             node: None,
         }),
-        _ => {
-            metrics::counter!("warden_renewals_total").increment(1);
-            match state.warden().lease(&b.lock_id).await? {
-                Some(l) => Ok(ok(StatusCode::OK, Lock::from(&l))),
-                None => Err(ApiError::not_found(&b.lock_id)),
-            }
-        }
+        // A future kind of outcome: report it as not extended rather than guess.
+        _ => Err(ApiError {
+            status: StatusCode::CONFLICT,
+            code: "renewal_capped",
+            message: format!("lease `{}` was not extended: release it and acquire again", b.lock_id),
+            node: None,
+        }),
     }
 }
 

@@ -247,3 +247,35 @@ async fn background_sweeper_ends_abandoned_leases() {
     let stats = w.stats().await.unwrap();
     assert_eq!((stats.expired_locks, stats.active_locks), (5, 0));
 }
+
+/// A renewal without a ttl extends by the lease's own ttl and answers the renewed lease, in one script call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renew_answers_the_renewed_lease_in_one_round_trip() {
+    let server = warden_testkit::RedisServer::start();
+    let w = warden::Warden::connect(&server.url()).await.unwrap();
+    let l = w
+        .lock("renew-me")
+        .ttl(std::time::Duration::from_secs(7))
+        .client_id("c")
+        .acquire_lease()
+        .await
+        .unwrap();
+    server.command(&["CONFIG", "RESETSTAT"]).unwrap();
+    match w.renew(&l.lock_id, None, Some("c")).await.unwrap() {
+        warden::Renewal::Renewed { lease, granted } => {
+            assert_eq!(lease.lock_id, l.lock_id);
+            assert_eq!(lease.renewal_count, 1);
+            assert_eq!(lease.ttl, std::time::Duration::from_secs(7));
+            assert_eq!(lease.fencing_token, l.fencing_token);
+            assert!(lease.expires_at >= l.expires_at);
+            assert_eq!(granted, std::time::Duration::from_secs(7));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        evalsha_calls(&server),
+        1,
+        "one EVALSHA per renewal:\n{}",
+        redis_info(&server)
+    );
+}

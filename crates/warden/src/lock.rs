@@ -130,10 +130,18 @@ impl Warden {
         self.backend.release(lock_id, client_id).await
     }
 
-    /// Renews a lease by lock id.
-    pub async fn renew(&self, lock_id: &str, ttl: Duration, client_id: Option<&str>) -> Result<Renewal> {
+    /// Renews a lease by lock id for `ttl` from now (`None`: for the lease's own ttl).
+    pub async fn renew(
+        &self,
+        lock_id: &str,
+        ttl: impl Into<Option<Duration>>,
+        client_id: Option<&str>,
+    ) -> Result<Renewal> {
+        let ttl = ttl.into();
         validate::lock_id(lock_id)?;
-        validate::ttl(ttl)?;
+        if let Some(t) = ttl {
+            validate::ttl(t)?;
+        }
         self.backend.renew(lock_id, ttl, client_id).await
     }
 
@@ -442,9 +450,9 @@ async fn wait_remotely(
     }
     let lock_id = grant.lock_id.clone().unwrap_or_else(|| req.lock_id.clone());
     let renew_sent = Instant::now();
-    match backend.renew(&lock_id, req.ttl, Some(&req.client_id)).await {
-        Ok(crate::types::Renewal::Renewed { expires_at, .. }) => {
-            grant.expires_at = expires_at;
+    match backend.renew(&lock_id, Some(req.ttl), Some(&req.client_id)).await {
+        Ok(crate::types::Renewal::Renewed { lease, .. }) => {
+            grant.expires_at = lease.expires_at;
             Ok((renew_sent, grant))
         }
         Ok(_) => Ok((sent, grant)),
@@ -628,7 +636,11 @@ impl LockGuard {
         }
         let sent = Instant::now();
         let valid_until = self.valid_until();
-        match timeout_at(valid_until, self.shared.backend.renew(self.lock_id(), ttl, None)).await {
+        let renewal = self
+            .shared
+            .backend
+            .renew(self.lock_id(), Some(ttl), Some(&self.shared.req.client_id));
+        match timeout_at(valid_until, renewal).await {
             Err(_) => {
                 self.shared.lost.cancel();
                 Err(self.lost_error())
@@ -691,15 +703,11 @@ impl Drop for LockGuard {
 fn apply_renewal(shared: &GuardShared, sent: Instant, ttl: Duration, r: Renewal) {
     let mut st = shared.state();
     match r {
-        Renewal::Renewed {
-            expires_at,
-            renewal_count,
-            granted,
-        } => {
+        Renewal::Renewed { lease, granted } => {
             st.valid_until = sent + granted.saturating_sub(drift(ttl));
             st.next_renew = sent + granted / 3;
-            st.expires_at = expires_at;
-            st.renewal_count = renewal_count;
+            st.expires_at = lease.expires_at;
+            st.renewal_count = lease.renewal_count;
             st.ttl = ttl;
         }
         Renewal::Capped { expires_at } => {
@@ -729,7 +737,7 @@ async fn watchdog(shared: Arc<GuardShared>, auto_renew: bool) {
         let sent = Instant::now();
         let renewal = tokio::select! {
             _ = shared.stop.cancelled() => return,
-            r = timeout_at(valid_until, shared.backend.renew(&shared.req.lock_id, ttl, None)) => r,
+            r = timeout_at(valid_until, shared.backend.renew(&shared.req.lock_id, Some(ttl), Some(&shared.req.client_id))) => r,
         };
         match renewal {
             Err(_) => {

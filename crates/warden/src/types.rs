@@ -132,16 +132,14 @@ impl Grant {
 }
 
 /// The result of a successful renewal.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum Renewal {
-    /// The lease now ends at `expires_at` (backend clock) after `ttl` more.
+    /// The lease was extended; `lease` is its state after the renewal (new expiry, renewal count, ttl).
     Renewed {
-        /// New expiry.
-        expires_at: SystemTime,
-        /// Renewals so far, this one included.
-        renewal_count: u32,
-        /// The granted extension (may be shorter than asked under a hold-time cap).
+        /// The renewed lease, as the backend now records it.
+        lease: LeaseInfo,
+        /// The granted extension from now (may be shorter than asked under a hold-time cap).
         granted: Duration,
     },
     /// A cap (max renewals or max hold time) forbids extending; the lease still ends at `expires_at`.

@@ -379,25 +379,21 @@ impl Backend for HttpBackend {
         }
     }
 
-    async fn renew(&self, lock_id: &str, ttl: Duration, client_id: Option<&str>) -> Result<Renewal> {
-        crate::validate::ttl(ttl)?;
-        let client = self.client_for(lock_id, client_id).await?;
+    async fn renew(&self, lock_id: &str, ttl: Option<Duration>, client_id: Option<&str>) -> Result<Renewal> {
+        let mut body = json!({"lockId": lock_id, "clientId": self.client_for(lock_id, client_id).await?});
+        if let Some(t) = ttl {
+            crate::validate::ttl(t)?;
+            body["ttl"] = json!(t.as_millis() as u64);
+        }
         let (status, v) = self
-            .call(
-                reqwest::Method::POST,
-                "/api/locks/renew",
-                Some(json!({"lockId": lock_id, "clientId": client, "ttl": ttl.as_millis() as u64})),
-                self.timeout,
-            )
+            .call(reqwest::Method::POST, "/api/locks/renew", Some(body), self.timeout)
             .await?;
         match (status, v["code"].as_str()) {
             (200, _) => {
-                let l = parse_lock(&v["data"])?;
-                Ok(Renewal::Renewed {
-                    expires_at: l.expires_at,
-                    renewal_count: l.renewal_count,
-                    granted: ttl,
-                })
+                let lease = parse_lock(&v["data"])?;
+                // The server's clock wrote expiresAt; the extension asked for is the safe figure here.
+                let granted = ttl.unwrap_or(lease.ttl);
+                Ok(Renewal::Renewed { lease, granted })
             }
             (409, Some("renewal_capped")) => {
                 let expires_at = match self.lease(lock_id).await? {

@@ -613,7 +613,7 @@ impl Backend for MemoryBackend {
         }
     }
 
-    async fn renew(&self, lock_id: &str, ttl: Duration, client_id: Option<&str>) -> Result<Renewal> {
+    async fn renew(&self, lock_id: &str, ttl: Option<Duration>, client_id: Option<&str>) -> Result<Renewal> {
         let now = Instant::now();
         let now_sys = SystemTime::now();
         let mut st = self.lock();
@@ -636,6 +636,7 @@ impl Backend for MemoryBackend {
         if l.max_renewals != u32::MAX && l.renewals >= l.max_renewals {
             return Ok(capped);
         }
+        let ttl = ttl.unwrap_or(Duration::from_millis(u64::from(l.ttl_ms)));
         let mut new_exp = now_us + ttl.as_micros() as u64;
         if l.max_hold_ms > 0 {
             new_exp = new_exp.min(l.acquired + u64::from(l.max_hold_ms) * 1000);
@@ -651,10 +652,12 @@ impl Backend for MemoryBackend {
         l.expires = new_exp;
         l.ttl_ms = ttl.as_millis() as u32;
         l.renewals += 1;
-        let renewals = l.renewals;
+        let lease = st.leases.get(&t).map(|l| st.info(t, l, now, now_sys));
+        let lease = lease.ok_or_else(|| Error::NotFound {
+            lock_id: lock_id.to_string(),
+        })?;
         Ok(Renewal::Renewed {
-            expires_at: to_system(st.instant(new_exp), now, now_sys),
-            renewal_count: renewals,
+            lease,
             granted: Duration::from_micros(new_exp - now_us),
         })
     }

@@ -52,7 +52,8 @@ pub trait Backend: Send + Sync + 'static {
     async fn release(&self, lock_id: &str, client_id: Option<&str>) -> Result<()>;
 
     /// Extends a lease by `ttl` from now. Errors as for [`Backend::release`].
-    async fn renew(&self, lock_id: &str, ttl: Duration, client_id: Option<&str>) -> Result<Renewal>;
+    /// `ttl: None` renews for the lease's own ttl.
+    async fn renew(&self, lock_id: &str, ttl: Option<Duration>, client_id: Option<&str>) -> Result<Renewal>;
 
     /// The lease with this lock id, if the backend still knows it.
     async fn lease(&self, lock_id: &str) -> Result<Option<LeaseInfo>>;

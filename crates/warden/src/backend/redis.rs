@@ -676,8 +676,8 @@ impl Backend for RedisBackend {
         }
     }
 
-    async fn renew(&self, lock_id: &str, ttl: Duration, client_id: Option<&str>) -> Result<Renewal> {
-        let ms = ttl.as_millis() as i64;
+    async fn renew(&self, lock_id: &str, ttl: Option<Duration>, client_id: Option<&str>) -> Result<Renewal> {
+        let ms = ttl.map(|t| t.as_millis() as i64).unwrap_or(0);
         let v = self
             .run(
                 &self.scripts.renew,
@@ -695,11 +695,13 @@ impl Backend for RedisBackend {
         };
         let int = |i: usize| items.get(i).and_then(as_i64).ok_or_else(|| bad("renew", &v));
         match items.first().and_then(as_string).as_deref() {
-            Some("ok") => Ok(Renewal::Renewed {
-                expires_at: ms_to_system(int(1)?),
-                renewal_count: int(2)? as u32,
-                granted: Duration::from_millis(int(3)?.max(0) as u64),
-            }),
+            Some("ok") => {
+                let rec = items.get(1).and_then(as_string).ok_or_else(|| bad("renew", &v))?;
+                Ok(Renewal::Renewed {
+                    lease: parse_record(lock_id.to_string(), &rec, true).ok_or_else(|| bad("renew", &v))?,
+                    granted: Duration::from_millis(int(2)?.max(0) as u64),
+                })
+            }
             Some("capped") => Ok(Renewal::Capped {
                 expires_at: ms_to_system(int(1)?),
             }),

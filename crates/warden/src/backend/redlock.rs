@@ -513,8 +513,10 @@ impl Backend for RedlockBackend {
         Err(self.quorum_error(&r))
     }
 
-    async fn renew(&self, lock_id: &str, ttl: Duration, client_id: Option<&str>) -> Result<Renewal> {
-        crate::validate::ttl(ttl)?;
+    async fn renew(&self, lock_id: &str, ttl: Option<Duration>, client_id: Option<&str>) -> Result<Renewal> {
+        if let Some(t) = ttl {
+            crate::validate::ttl(t)?;
+        }
         let n = self.nodes.len();
         let q = self.quorum();
         let renewed = |r: &[Option<Result<Renewal>>]| {
@@ -524,10 +526,7 @@ impl Backend for RedlockBackend {
         };
         let r = self
             .on_all(
-                |_, b| {
-                    let (t, c) = (lock_id.to_string(), client_id.map(str::to_string));
-                    async move { b.renew(&t, ttl, c.as_deref()).await }
-                },
+                |_, b| async move { b.renew(lock_id, ttl, client_id).await },
                 |r| {
                     let no = r.iter().filter(|x| x.is_some()).count() - renewed(r);
                     renewed(r) >= q || no > n - q
@@ -535,26 +534,22 @@ impl Backend for RedlockBackend {
             )
             .await;
         if renewed(&r) >= q {
-            let mut expires_at = None::<SystemTime>;
-            let mut count = 0;
-            let mut granted = ttl;
-            for x in r.iter().flatten().flatten() {
-                if let Renewal::Renewed {
-                    expires_at: e,
-                    renewal_count,
-                    granted: g,
-                } = x
-                {
-                    expires_at = Some(expires_at.map_or(*e, |m| m.min(*e)));
-                    count = count.max(*renewal_count);
-                    granted = granted.min(*g);
-                }
+            // The lease as the most conservative node sees it: earliest expiry, shortest extension.
+            let renewals: Vec<(&LeaseInfo, Duration)> = r
+                .iter()
+                .flatten()
+                .flatten()
+                .filter_map(|x| match x {
+                    Renewal::Renewed { lease, granted } => Some((lease, *granted)),
+                    _ => None,
+                })
+                .collect();
+            if let Some((first, _)) = renewals.iter().min_by_key(|(l, _)| l.expires_at) {
+                let mut lease = (*first).clone();
+                lease.renewal_count = renewals.iter().map(|(l, _)| l.renewal_count).max().unwrap_or(0);
+                let granted = renewals.iter().map(|(_, g)| *g).min().unwrap_or_default();
+                return Ok(Renewal::Renewed { lease, granted });
             }
-            return Ok(Renewal::Renewed {
-                expires_at: expires_at.unwrap_or_else(SystemTime::now),
-                renewal_count: count,
-                granted,
-            });
         }
         let capped: Vec<SystemTime> = r
             .iter()

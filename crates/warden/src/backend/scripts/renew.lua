@@ -1,5 +1,5 @@
--- KEYS: TOK, IDX.  ARGV: token, ttl_ms, client ('' = any), prefix.
--- Returns {'ok', expires_ms, renewals, granted_ms} | {'capped', expires_ms} | {'not_found'} | {'not_owner'} | {'lost', resource}.
+-- KEYS: TOK, IDX.  ARGV: token, ttl_ms (0 = the lease's own ttl), client ('' = any), prefix.
+-- Returns {'ok', record, granted_ms} | {'capped', expires_ms} | {'not_found'} | {'not_owner'} | {'lost', resource}.
 local TOK, IDX = KEYS[1], KEYS[2]
 local tok, ttl, client = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local rec = redis.call('HGET', TOK, tok)
@@ -18,6 +18,7 @@ else
 end
 if not held then return { 'lost', r.resource } end
 if r.max_renewals >= 0 and r.renewals >= r.max_renewals then return { 'capped', r.exp } end
+if ttl == 0 then ttl = r.ttl end
 local exp = NOW + ttl
 if r.max_hold > 0 then
   exp = math.min(exp, r.acq + r.max_hold)
@@ -33,6 +34,7 @@ end
 r.exp = exp
 r.ttl = ttl
 r.renewals = r.renewals + 1
-redis.call('HSET', TOK, tok, record(r))
+local rec = record(r)
+redis.call('HSET', TOK, tok, rec)
 redis.call('ZADD', IDX, 'XX', exp, tok)
-return { 'ok', exp, r.renewals, exp - NOW }
+return { 'ok', rec, exp - NOW }
