@@ -131,7 +131,6 @@ async fn acquire_impl(state: AppState, body: Result<Bytes, BytesRejection>, fixe
                 .record(started.elapsed().as_secs_f64());
             tracing::debug!(resource = %lease.resource, lock_id = %lease.lock_id, fence = lease.fencing_token,
                 client = %lease.client_id, "grant");
-            state.note_grant(&lease.lock_id);
             Ok(ok(StatusCode::CREATED, Lock::from(&lease)))
         }
         Err(e) => {
@@ -195,9 +194,9 @@ pub async fn release(State(state): State<AppState>, body: Result<Bytes, BytesRej
     let b: ReleaseBody = parse_body(body, state.config().max_body_bytes)?;
     check_lock_id(&b.lock_id)?;
     validate::client_id(&b.client_id)?;
-    state.warden().release(&b.lock_id, Some(&b.client_id)).await?;
+    let released = state.warden().release(&b.lock_id, Some(&b.client_id)).await?;
     metrics::counter!("warden_releases_total").increment(1);
-    if let Some(held) = state.take_grant(&b.lock_id) {
+    if let Some(held) = released.held_for {
         metrics::histogram!("warden_hold_seconds").record(held.as_secs_f64());
     }
     tracing::debug!(lock_id = %b.lock_id, client = %b.client_id, "release");

@@ -49,7 +49,7 @@ fn describe() {
     );
     metrics::describe_histogram!(
         "warden_hold_seconds",
-        "Hold time of leases granted and released through this instance"
+        "Hold time of leases released through this instance (grant to release, from the backend)"
     );
     metrics::describe_gauge!("warden_waiters", "Waiters parked on this instance");
     metrics::describe_gauge!("warden_active_locks", "Leases held now (cluster-wide, read at scrape)");

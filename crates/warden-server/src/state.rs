@@ -4,9 +4,7 @@
 use crate::limits::WaiterLimits;
 use crate::ServerConfig;
 use metrics_exporter_prometheus::PrometheusHandle;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use warden::Warden;
 
@@ -23,12 +21,7 @@ struct Inner {
     limits: Arc<WaiterLimits>,
     shutdown: CancellationToken,
     metrics: PrometheusHandle,
-    /// When this instance granted each lease still held (for the hold-time histogram; bounded).
-    grants: Mutex<HashMap<String, Instant>>,
 }
-
-/// Most grant times remembered for the hold-time histogram; beyond it the oldest view is dropped.
-const GRANTS_CAP: usize = 100_000;
 
 impl AppState {
     /// State over a connected library handle.
@@ -41,7 +34,6 @@ impl AppState {
                 limits,
                 shutdown: CancellationToken::new(),
                 metrics: crate::metrics::handle(),
-                grants: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -64,21 +56,6 @@ impl AppState {
     /// Cancelled when shutdown begins; parked waiters then answer 503.
     pub fn shutdown_token(&self) -> &CancellationToken {
         &self.inner.shutdown
-    }
-
-    /// Remembers when this instance granted `lock_id`.
-    pub fn note_grant(&self, lock_id: &str) {
-        let mut g = self.inner.grants.lock().unwrap_or_else(|p| p.into_inner());
-        if g.len() >= GRANTS_CAP {
-            g.clear();
-        }
-        g.insert(lock_id.to_string(), Instant::now());
-    }
-
-    /// How long ago this instance granted `lock_id`, forgetting it.
-    pub fn take_grant(&self, lock_id: &str) -> Option<std::time::Duration> {
-        let mut g = self.inner.grants.lock().unwrap_or_else(|p| p.into_inner());
-        g.remove(lock_id).map(|t| t.elapsed())
     }
 
     /// The Prometheus handle.

@@ -44,5 +44,5 @@ pub use error::{Error, Result};
 pub use lock::{LeaseContext, LockBuilder, LockGuard, Warden};
 pub use types::{
     AcquireRequest, Attempt, Capabilities, FifoGuarantee, Grant, Health, HealthStatus, LeaseInfo, LockKind, NodeHealth,
-    QueueEntry, Renewal, ResourceInfo, Stats,
+    QueueEntry, Released, Renewal, ResourceInfo, Stats,
 };

@@ -3,7 +3,9 @@
 use crate::backend::{self, Backend};
 use crate::error::{Error, Result};
 use crate::token;
-use crate::types::{AcquireRequest, Attempt, Capabilities, Health, LeaseInfo, LockKind, Renewal, ResourceInfo, Stats};
+use crate::types::{
+    AcquireRequest, Attempt, Capabilities, Health, LeaseInfo, LockKind, Released, Renewal, ResourceInfo, Stats,
+};
 use crate::validate;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -125,7 +127,7 @@ impl Warden {
     }
 
     /// Releases a lease by lock id (for callers that hold only the id, like the service).
-    pub async fn release(&self, lock_id: &str, client_id: Option<&str>) -> Result<()> {
+    pub async fn release(&self, lock_id: &str, client_id: Option<&str>) -> Result<Released> {
         validate::lock_id(lock_id)?;
         self.backend.release(lock_id, client_id).await
     }
@@ -333,6 +335,7 @@ struct CancelCleanup {
     resource: String,
     waiter_id: Option<String>,
     lock_id: String,
+    client_id: String,
     ttl: Duration,
     armed: bool,
 }
@@ -349,6 +352,7 @@ impl Drop for CancelCleanup {
         let resource = std::mem::take(&mut self.resource);
         let mut waiter = self.waiter_id.take();
         let lock_id = std::mem::take(&mut self.lock_id);
+        let client_id = std::mem::take(&mut self.client_id);
         let give_up = Instant::now() + self.ttl;
         rt.spawn(async move {
             // An attempt that failed or was cancelled may still have been applied (a paused node answers
@@ -361,7 +365,7 @@ impl Drop for CancelCleanup {
                         waiter = None;
                     }
                 }
-                let released = !matches!(backend.release(&lock_id, None).await, Err(e) if e.is_retryable());
+                let released = !matches!(backend.release(&lock_id, Some(&client_id)).await, Err(e) if e.is_retryable());
                 if (released && waiter.is_none()) || Instant::now() + backoff >= give_up {
                     return;
                 }
@@ -391,6 +395,7 @@ async fn wait_for_grant(
         resource: req.resource.clone(),
         waiter_id: registration.as_ref().map(|r| r.id().to_string()),
         lock_id: req.lock_id.clone(),
+        client_id: req.client_id.clone(),
         ttl: req.ttl,
         armed: true,
     };
@@ -674,8 +679,13 @@ impl LockGuard {
         }
         self.released = true;
         self.shared.stop.cancel();
-        match self.shared.backend.release(self.lock_id(), None).await {
-            Ok(()) => Ok(()),
+        match self
+            .shared
+            .backend
+            .release(self.lock_id(), Some(&self.shared.req.client_id))
+            .await
+        {
+            Ok(_) => Ok(()),
             Err(Error::NotFound { .. }) | Err(Error::LeaseLost { .. }) => {
                 self.shared.lost.cancel();
                 Err(self.lost_error())
@@ -694,7 +704,10 @@ impl Drop for LockGuard {
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             let shared = self.shared.clone();
             rt.spawn(async move {
-                let _ = shared.backend.release(&shared.req.lock_id, None).await;
+                let _ = shared
+                    .backend
+                    .release(&shared.req.lock_id, Some(&shared.req.client_id))
+                    .await;
             });
         }
     }

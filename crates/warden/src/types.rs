@@ -131,6 +131,21 @@ impl Grant {
     }
 }
 
+/// What a release reports.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Released {
+    /// How long the lease was held (grant to release), when the backend knows it.
+    pub held_for: Option<Duration>,
+}
+
+impl Released {
+    /// A release that held the lease for `held_for`.
+    pub fn after(held_for: Option<Duration>) -> Self {
+        Released { held_for }
+    }
+}
+
 /// The result of a successful renewal.
 #[derive(Debug, Clone)]
 #[non_exhaustive]

@@ -8,18 +8,15 @@ use super::Backend;
 use crate::error::{Error, Result};
 use crate::types::{
     AcquireRequest, Attempt, Capabilities, FifoGuarantee, Grant, Health, HealthStatus, LeaseInfo, LockKind, NodeHealth,
-    QueueEntry, Renewal, ResourceInfo, Stats,
+    QueueEntry, Released, Renewal, ResourceInfo, Stats,
 };
 use crate::wake::WakeRouter;
 use serde_json::{json, Value};
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 /// Default deadline of a request that does not wait for a lock.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Most remembered lock-id → client-id pairs (for releases by id alone); oldest forgotten beyond.
-const OWNER_CAP: usize = 100_000;
 
 /// A warden server reached over HTTP.
 #[derive(Debug)]
@@ -29,7 +26,6 @@ pub struct HttpBackend {
     timeout: Duration,
     caps: Capabilities,
     router: Arc<WakeRouter>,
-    owners: Mutex<HashMap<String, String>>,
 }
 
 impl HttpBackend {
@@ -90,7 +86,6 @@ impl HttpBackend {
                 remote_wait: true,
             },
             router: Arc::new(WakeRouter::default()),
-            owners: Mutex::new(HashMap::new()),
         };
         let (status, v) = backend
             .call(reqwest::Method::GET, "/api/locks/health", None, timeout)
@@ -200,26 +195,6 @@ impl HttpBackend {
         }
     }
 
-    fn remember(&self, lock_id: &str, client_id: &str) {
-        let mut m = self.owners.lock().unwrap_or_else(|p| p.into_inner());
-        if m.len() >= OWNER_CAP {
-            m.clear();
-        }
-        m.insert(lock_id.to_string(), client_id.to_string());
-    }
-
-    fn owner(&self, lock_id: &str) -> Option<String> {
-        self.owners
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(lock_id)
-            .cloned()
-    }
-
-    fn forget(&self, lock_id: &str) {
-        self.owners.lock().unwrap_or_else(|p| p.into_inner()).remove(lock_id);
-    }
-
     async fn acquire_call(&self, req: &AcquireRequest, wait: Duration) -> Result<Option<Grant>> {
         let (lock_type, mode) = match req.kind {
             LockKind::Shared => ("shared", None),
@@ -251,7 +226,6 @@ impl HttpBackend {
         match (status, v["code"].as_str()) {
             (201, _) => {
                 let info = parse_lock(&v["data"])?;
-                self.remember(&info.lock_id, &info.client_id);
                 let mut g = Grant::new(info.fencing_token, info.acquired_at, info.expires_at);
                 g.lock_id = Some(info.lock_id);
                 Ok(Some(g))
@@ -261,12 +235,11 @@ impl HttpBackend {
         }
     }
 
+    /// The API authorises release and renew by lock id *and* client id. Guards always pass theirs; a caller
+    /// holding only a lock id pays one status lookup.
     async fn client_for(&self, lock_id: &str, client_id: Option<&str>) -> Result<String> {
         if let Some(c) = client_id {
             return Ok(c.to_string());
-        }
-        if let Some(c) = self.owner(lock_id) {
-            return Ok(c);
         }
         match self.lease(lock_id).await? {
             Some(l) => Ok(l.client_id),
@@ -359,7 +332,7 @@ impl Backend for HttpBackend {
         Ok(())
     }
 
-    async fn release(&self, lock_id: &str, client_id: Option<&str>) -> Result<()> {
+    async fn release(&self, lock_id: &str, client_id: Option<&str>) -> Result<Released> {
         let client = self.client_for(lock_id, client_id).await?;
         let (status, v) = self
             .call(
@@ -369,11 +342,9 @@ impl Backend for HttpBackend {
                 self.timeout,
             )
             .await?;
-        if status == 200 || v["code"] == "not_found" {
-            self.forget(lock_id);
-        }
         if status == 200 {
-            Ok(())
+            // The API's release answer carries no hold time.
+            Ok(Released::default())
         } else {
             Err(self.error(status, &v))
         }

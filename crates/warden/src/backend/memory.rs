@@ -8,7 +8,7 @@ use super::Backend;
 use crate::error::{Error, Result};
 use crate::types::{
     AcquireRequest, Attempt, Capabilities, FifoGuarantee, Grant, Health, HealthStatus, LeaseInfo, LockKind, NodeHealth,
-    QueueEntry, Renewal, ResourceInfo, Stats,
+    QueueEntry, Released, Renewal, ResourceInfo, Stats,
 };
 use crate::wake::WakeRouter;
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -582,7 +582,7 @@ impl Backend for MemoryBackend {
         Ok(())
     }
 
-    async fn release(&self, lock_id: &str, client_id: Option<&str>) -> Result<()> {
+    async fn release(&self, lock_id: &str, client_id: Option<&str>) -> Result<Released> {
         let now = Instant::now();
         let mut st = self.lock();
         if let Some(t) = parse_token(lock_id) {
@@ -599,10 +599,11 @@ impl Backend for MemoryBackend {
         st.forget_client(&l.client);
         let held = st.resources.get(&l.resource).is_some_and(|r| r.holds(t));
         if held {
+            let held_us = now_us.saturating_sub(l.acquired);
             st.released[kind_index(l.kind)] += 1;
-            st.hold_ms += now_us.saturating_sub(l.acquired) / 1000;
+            st.hold_ms += held_us / 1000;
             st.drop_holder(&l.resource, t, now, &self.router);
-            Ok(())
+            Ok(Released::after(Some(Duration::from_micros(held_us))))
         } else {
             st.expired[kind_index(l.kind)] += 1;
             st.hold_ms += l.expires.min(now_us).saturating_sub(l.acquired) / 1000;

@@ -11,7 +11,9 @@ pub mod redis;
 pub mod redlock;
 
 use crate::error::{Error, Result};
-use crate::types::{AcquireRequest, Attempt, Capabilities, Grant, Health, LeaseInfo, Renewal, ResourceInfo, Stats};
+use crate::types::{
+    AcquireRequest, Attempt, Capabilities, Grant, Health, LeaseInfo, Released, Renewal, ResourceInfo, Stats,
+};
 use crate::wake::WakeRouter;
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,7 +51,7 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Releases a lease. `client_id`, when given, must match the holder's.
     /// Errors: [`Error::NotFound`], [`Error::NotOwner`], [`Error::LeaseLost`] (it had already expired).
-    async fn release(&self, lock_id: &str, client_id: Option<&str>) -> Result<()>;
+    async fn release(&self, lock_id: &str, client_id: Option<&str>) -> Result<Released>;
 
     /// Extends a lease by `ttl` from now. Errors as for [`Backend::release`].
     /// `ttl: None` renews for the lease's own ttl.

@@ -11,7 +11,7 @@ use super::Backend;
 use crate::error::{Error, Result};
 use crate::types::{
     AcquireRequest, Attempt, Capabilities, FifoGuarantee, Grant, Health, HealthStatus, LeaseInfo, LockKind, NodeHealth,
-    QueueEntry, Renewal, ResourceInfo, Stats,
+    QueueEntry, Released, Renewal, ResourceInfo, Stats,
 };
 use crate::wake::WakeRouter;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -646,7 +646,7 @@ impl Backend for RedisBackend {
         .map(|_| ())
     }
 
-    async fn release(&self, lock_id: &str, client_id: Option<&str>) -> Result<()> {
+    async fn release(&self, lock_id: &str, client_id: Option<&str>) -> Result<Released> {
         let v = self
             .run(
                 &self.scripts.release,
@@ -659,8 +659,16 @@ impl Backend for RedisBackend {
                 ],
             )
             .await?;
+        if let Value::Array(items) = &v {
+            if items.first().and_then(as_string).as_deref() == Some("ok") {
+                let held = items
+                    .get(1)
+                    .and_then(as_i64)
+                    .map(|ms| Duration::from_millis(ms.max(0) as u64));
+                return Ok(Released::after(held));
+            }
+        }
         match as_string(&v).as_deref() {
-            Some("ok") => Ok(()),
             Some("not_found") => Err(Error::NotFound {
                 lock_id: lock_id.into(),
             }),

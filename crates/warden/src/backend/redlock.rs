@@ -19,8 +19,8 @@ use super::redis::{NodeAttempt, RedisBackend};
 use super::Backend;
 use crate::error::{Error, Result};
 use crate::types::{
-    AcquireRequest, Attempt, Capabilities, FifoGuarantee, Grant, Health, HealthStatus, LeaseInfo, NodeHealth, Renewal,
-    ResourceInfo, Stats,
+    AcquireRequest, Attempt, Capabilities, FifoGuarantee, Grant, Health, HealthStatus, LeaseInfo, NodeHealth, Released,
+    Renewal, ResourceInfo, Stats,
 };
 use crate::wake::WakeRouter;
 use futures::stream::{FuturesUnordered, StreamExt};
@@ -468,7 +468,7 @@ impl Backend for RedlockBackend {
         }
     }
 
-    async fn release(&self, lock_id: &str, client_id: Option<&str>) -> Result<()> {
+    async fn release(&self, lock_id: &str, client_id: Option<&str>) -> Result<Released> {
         // The lock id of an acquire call that never returned (cancelled): release its latest attempt.
         let pending = self.attempts.lock().unwrap_or_else(|p| p.into_inner()).remove(lock_id);
         let token = match pending {
@@ -483,11 +483,11 @@ impl Backend for RedlockBackend {
                     async move { b.release(&t, c.as_deref()).await }
                 },
                 // Done once a quorum released; a slow node finishes its release on its own.
-                |r| r.iter().filter(|x| matches!(x, Some(Ok(())))).count() >= q || r.iter().all(Option::is_some),
+                |r| count_ok(r) >= q || r.iter().all(Option::is_some),
             )
             .await;
-        if r.iter().any(|x| matches!(x, Some(Ok(())))) {
-            return Ok(());
+        if let Some(released) = r.iter().find_map(|x| x.as_ref()?.as_ref().ok()) {
+            return Ok(*released);
         }
         if let Some(e) = r.iter().find_map(|x| match x {
             Some(Err(e @ Error::NotOwner { .. })) => Some(e.clone()),

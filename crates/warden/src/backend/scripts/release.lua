@@ -1,5 +1,5 @@
 -- KEYS: TOK, IDX, STATS.  ARGV: token, client ('' = any), prefix, channel.
--- Returns 'ok' | 'not_found' | 'not_owner' | 'lost'.
+-- Returns {'ok', held_ms} | 'not_found' | 'not_owner' | 'lost'.
 local TOK, IDX, STATS = KEYS[1], KEYS[2], KEYS[3]
 local tok, client = ARGV[1], ARGV[2]
 local rec = redis.call('HGET', TOK, tok)
@@ -29,7 +29,7 @@ if held then
   end
   redis.call('HINCRBY', STATS, 'released:' .. r.kind, 1)
   redis.call('HINCRBY', STATS, 'hold_ms', NOW - r.acq)
-  outcome = 'ok'
+  outcome = { 'ok', NOW - r.acq }
 else
   redis.call('HINCRBY', STATS, 'expired:' .. r.kind, 1)
   redis.call('HINCRBY', STATS, 'hold_ms', math.min(r.exp, NOW) - r.acq)
