@@ -370,7 +370,7 @@ pub async fn queue(State(state): State<AppState>, q: Result<Query<QueueQuery>, Q
               (status = 503, description = "Backend unreachable", body = Liveness)))]
 pub async fn liveness(State(state): State<AppState>) -> Response {
     let timestamp = rfc3339(SystemTime::now());
-    match state.warden().stats().await {
+    match state.warden().counts().await {
         Ok(s) => Json(Liveness {
             status: "healthy".into(),
             timestamp,
@@ -396,7 +396,7 @@ pub async fn liveness(State(state): State<AppState>) -> Response {
 #[utoipa::path(get, path = "/metrics", tag = "monitoring",
     responses((status = 200, description = "Prometheus text exposition", body = String, content_type = "text/plain")))]
 pub async fn metrics_text(State(state): State<AppState>) -> Response {
-    if let Ok(s) = state.warden().stats().await {
+    if let Ok(s) = state.warden().counts().await {
         metrics::gauge!("warden_active_locks").set(s.active_locks as f64);
         metrics::gauge!("warden_total_locks").set(s.total_locks as f64);
         metrics::gauge!("warden_expired_locks").set(s.expired_locks as f64);

@@ -279,3 +279,26 @@ async fn renew_answers_the_renewed_lease_in_one_round_trip() {
         redis_info(&server)
     );
 }
+
+/// Liveness probes and metric scrapes read the counters without scanning the per-resource grant counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counts_skip_the_top_resources_scan() {
+    let server = warden_testkit::RedisServer::start();
+    let w = warden::Warden::connect(&server.url()).await.unwrap();
+    for i in 0..3 {
+        let mut g = w.lock(format!("c{i}")).acquire().await.unwrap();
+        g.release().await.unwrap();
+    }
+    server.command(&["CONFIG", "RESETSTAT"]).unwrap();
+    let counts = w.counts().await.unwrap();
+    assert_eq!((counts.total_locks, counts.active_locks), (3, 0));
+    assert!(counts.top_resources.is_empty());
+    assert!(
+        !redis_info(&server).contains("cmdstat_hscan"),
+        "{}",
+        redis_info(&server)
+    );
+    let stats = w.stats().await.unwrap();
+    assert_eq!(stats.top_resources.len(), 3);
+    assert!(redis_info(&server).contains("cmdstat_hscan"));
+}

@@ -165,9 +165,14 @@ impl Warden {
         self.backend.held(client_id).await
     }
 
-    /// Counters over all leases of the backend.
+    /// Cluster-wide statistics with the ten most-granted resources.
     pub async fn stats(&self) -> Result<Stats> {
-        self.backend.stats().await
+        self.backend.stats(10).await
+    }
+
+    /// The counters of [`Warden::stats`] without the top resources: cheap enough for liveness probes.
+    pub async fn counts(&self) -> Result<Stats> {
+        self.backend.stats(0).await
     }
 
     /// Reachability of the backend.

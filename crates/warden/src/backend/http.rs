@@ -445,7 +445,7 @@ impl Backend for HttpBackend {
         v["data"].as_array().into_iter().flatten().map(parse_lock).collect()
     }
 
-    async fn stats(&self) -> Result<Stats> {
+    async fn stats(&self, top: usize) -> Result<Stats> {
         let (status, v) = self
             .call(reqwest::Method::GET, "/api/locks/stats", None, self.timeout)
             .await?;
@@ -467,6 +467,7 @@ impl Backend for HttpBackend {
                 .into_iter()
                 .flatten()
                 .map(|t| (t["resource"].as_str().unwrap_or_default().to_string(), n(&t["locks"])))
+                .take(top)
                 .collect(),
         })
     }

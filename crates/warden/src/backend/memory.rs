@@ -723,7 +723,7 @@ impl Backend for MemoryBackend {
         Ok(out)
     }
 
-    async fn stats(&self) -> Result<Stats> {
+    async fn stats(&self, top: usize) -> Result<Stats> {
         let now = Instant::now();
         let mut st = self.lock();
         st.sweep_all(now, &self.router);
@@ -732,9 +732,12 @@ impl Backend for MemoryBackend {
             active[kind_index(l.kind)] += 1;
         }
         let ended: u64 = st.released.iter().sum::<u64>() + st.expired.iter().sum::<u64>();
-        let mut top: Vec<(String, u64)> = st.top.iter().map(|(k, v)| (k.to_string(), *v)).collect();
-        top.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-        top.truncate(10);
+        let mut top_resources: Vec<(String, u64)> = Vec::new();
+        if top > 0 {
+            top_resources = st.top.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+            top_resources.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+            top_resources.truncate(top);
+        }
         Ok(Stats {
             total_locks: st.grants.iter().sum(),
             active_locks: active.iter().sum(),
@@ -743,7 +746,7 @@ impl Backend for MemoryBackend {
             active_exclusive: active[0],
             active_shared: active[1],
             active_read_write: active[2] + active[3],
-            top_resources: top,
+            top_resources,
         })
     }
 
@@ -787,7 +790,7 @@ mod tests {
             let _ = b.release(&crate::token::lock_id(), None).await;
         }
         assert_eq!(b.lease_count(), 0, "untouched expired leases must be reclaimed");
-        let s = b.stats().await.unwrap();
+        let s = b.stats(10).await.unwrap();
         assert_eq!((s.expired_locks, s.active_locks, s.total_locks), (10, 0, 10));
     }
 
@@ -805,6 +808,6 @@ mod tests {
         }
         tokio::time::advance(Duration::from_millis(51)).await;
         assert!(matches!(b.attempt(&second, None).await.unwrap(), Attempt::Granted(_)));
-        assert_eq!(b.stats().await.unwrap().expired_locks, 1);
+        assert_eq!(b.stats(0).await.unwrap().expired_locks, 1);
     }
 }

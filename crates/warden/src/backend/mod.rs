@@ -67,7 +67,9 @@ pub trait Backend: Send + Sync + 'static {
     async fn held(&self, client_id: &str) -> Result<Vec<LeaseInfo>>;
 
     /// Counters over all leases.
-    async fn stats(&self) -> Result<Stats>;
+    /// Counters, and the `top` most-granted resources (0: skip finding them, which on Redis means no scan of
+    /// the per-resource counts: what liveness probes and metric scrapes want).
+    async fn stats(&self, top: usize) -> Result<Stats>;
 
     /// Reachability and latency of the backend's nodes.
     async fn health(&self) -> Health;

@@ -809,7 +809,7 @@ impl Backend for RedisBackend {
         Ok(out)
     }
 
-    async fn stats(&self) -> Result<Stats> {
+    async fn stats(&self, top: usize) -> Result<Stats> {
         let v = self.inspect_script("stats", "").await?;
         let Value::Array(items) = &v else {
             return Err(bad("stats", &v));
@@ -818,9 +818,14 @@ impl Backend for RedisBackend {
         let (Some(hash), Some(active)) = (parts.next(), parts.next()) else {
             return Err(bad("stats", &v));
         };
-        let mut top = self.grant_counts().await?;
-        top.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-        top.truncate(10);
+        let top_resources = if top == 0 {
+            Vec::new()
+        } else {
+            let mut counts = self.grant_counts().await?;
+            counts.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+            counts.truncate(top);
+            counts
+        };
         let mut counters = std::collections::HashMap::new();
         for c in hash.chunks(2) {
             if let [k, val] = c {
@@ -839,7 +844,6 @@ impl Backend for RedisBackend {
         let total: u64 = kinds.iter().map(|k| get(&format!("grants:{k}"))).sum();
         let expired: u64 = kinds.iter().map(|k| get(&format!("expired:{k}"))).sum();
         let released: u64 = kinds.iter().map(|k| get(&format!("released:{k}"))).sum();
-        let top_resources = top;
         Ok(Stats {
             total_locks: total,
             active_locks: active.first().and_then(as_i64).unwrap_or(0).max(0) as u64,

@@ -689,9 +689,12 @@ impl Backend for RedlockBackend {
         Ok(out)
     }
 
-    async fn stats(&self) -> Result<Stats> {
+    async fn stats(&self, top: usize) -> Result<Stats> {
         let r = self
-            .on_all(|_, b| async move { b.stats().await }, |r| r.iter().all(Option::is_some))
+            .on_all(
+                |_, b| async move { b.stats(top).await },
+                |r| r.iter().all(Option::is_some),
+            )
             .await;
         if count_ok(&r) < self.quorum() {
             return Err(self.quorum_error(&r));
