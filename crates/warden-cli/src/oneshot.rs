@@ -213,11 +213,7 @@ pub async fn status(a: StatusArgs) -> CliResult<u8> {
     {
         Some(l) => {
             if a.conn.json {
-                let expired = l.expired || l.expires_at <= SystemTime::now();
-                return print_json(&warden_server::dto::LockStatus {
-                    lock: Lock::from(&l),
-                    is_expired: expired,
-                });
+                return print_json(&warden_server::dto::LockStatus::from(&l));
             }
             println!("{}", describe(&l));
             Ok(0)
@@ -252,14 +248,7 @@ pub async fn queue(a: QueueArgs) -> CliResult<u8> {
     let warden = connect(&a.conn.backend).await?;
     let info = warden.inspect(&a.name).await.map_err(|e| explain(&a.conn.backend, e))?;
     if a.conn.json {
-        return print_json(&serde_json::json!({
-            "waitingClients": info.queue.len(),
-            "queue": info.queue.iter().map(|w| serde_json::json!({
-                "clientId": w.client_id, "type": warden_server::dto::wire_type(w.kind).0,
-                "ttl": w.ttl.as_millis() as u64})).collect::<Vec<_>>(),
-            "holders": info.holders.iter().map(Lock::from).collect::<Vec<_>>(),
-            "foreignHolder": info.foreign_holder,
-        }));
+        return print_json(&warden_server::dto::QueueDto::from(&info));
     }
     if info.holders.is_empty() && !info.foreign_holder {
         println!("`{}` is free", a.name);

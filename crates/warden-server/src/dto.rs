@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use std::time::SystemTime;
 use utoipa::ToSchema;
-use warden::{LeaseInfo, LockKind};
+use warden::LeaseInfo;
 
 /// Body of `POST /api/locks/acquire` and of the type shortcuts.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -89,37 +89,6 @@ pub struct LockStatus {
     pub is_expired: bool,
 }
 
-/// The wire names of a kind: (`type`, `mode`).
-pub fn wire_type(kind: LockKind) -> (&'static str, Option<&'static str>) {
-    match kind {
-        LockKind::Shared => ("shared", None),
-        LockKind::Read => ("read-write", Some("read")),
-        LockKind::Write => ("read-write", Some("write")),
-        _ => ("exclusive", None),
-    }
-}
-
-/// Parses `type` (+ `mode`) into a kind.
-pub fn parse_type(lock_type: Option<&str>, mode: Option<&str>) -> Result<LockKind, String> {
-    match lock_type.unwrap_or("exclusive") {
-        "exclusive" => Ok(LockKind::Exclusive),
-        "shared" => Ok(LockKind::Shared),
-        "read-write" => match mode {
-            Some("read") => Ok(LockKind::Read),
-            Some("write") => Ok(LockKind::Write),
-            Some(other) => Err(format!(
-                "`mode` must be \"read\" or \"write\" for type read-write, got {:?}",
-                other.chars().take(40).collect::<String>()
-            )),
-            None => Err("`mode` is required for type read-write: \"read\" or \"write\"".into()),
-        },
-        other => Err(format!(
-            "`type` must be \"exclusive\", \"shared\" or \"read-write\", got {:?}",
-            other.chars().take(40).collect::<String>()
-        )),
-    }
-}
-
 /// RFC 3339 UTC with milliseconds.
 pub fn rfc3339(t: SystemTime) -> String {
     let dt = time::OffsetDateTime::from(t);
@@ -130,7 +99,7 @@ pub fn rfc3339(t: SystemTime) -> String {
 
 impl From<&LeaseInfo> for Lock {
     fn from(l: &LeaseInfo) -> Self {
-        let (t, mode) = wire_type(l.kind);
+        let (t, mode) = l.kind.to_wire();
         Lock {
             lock_id: l.lock_id.clone(),
             resource: l.resource.clone(),
@@ -142,6 +111,39 @@ impl From<&LeaseInfo> for Lock {
             ttl: l.ttl.as_millis() as u64,
             fencing_token: l.fencing_token,
             renewal_count: l.renewal_count,
+        }
+    }
+}
+
+impl From<&LeaseInfo> for LockStatus {
+    fn from(l: &LeaseInfo) -> Self {
+        LockStatus {
+            is_expired: l.expired || l.expires_at <= SystemTime::now(),
+            lock: Lock::from(l),
+        }
+    }
+}
+
+impl From<&warden::ResourceInfo> for QueueDto {
+    fn from(info: &warden::ResourceInfo) -> Self {
+        let queue: Vec<QueueEntryDto> = info
+            .queue
+            .iter()
+            .map(|w| {
+                let (t, mode) = w.kind.to_wire();
+                QueueEntryDto {
+                    client_id: w.client_id.clone(),
+                    lock_type: t.into(),
+                    mode: mode.map(Into::into),
+                    ttl: w.ttl.as_millis() as u64,
+                }
+            })
+            .collect();
+        QueueDto {
+            waiting_clients: queue.len() as u64,
+            queue,
+            holders: info.holders.iter().map(Lock::from).collect(),
+            foreign_holder: info.foreign_holder,
         }
     }
 }

@@ -13,7 +13,7 @@ use axum::Json;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use std::time::{Duration, Instant, SystemTime};
-use warden::{validate, Renewal};
+use warden::{validate, LockKind, Renewal};
 
 type ApiResult = Result<Response, ApiError>;
 
@@ -90,7 +90,7 @@ fn ok<T: serde::Serialize>(status: StatusCode, data: T) -> Response {
 
 async fn acquire_impl(state: AppState, body: Result<Bytes, BytesRejection>, fixed: Option<&'static str>) -> ApiResult {
     let b: AcquireBody = parse_body(body, state.config().max_body_bytes)?;
-    let kind = parse_type(fixed.or(b.lock_type.as_deref()), b.mode.as_deref()).map_err(ApiError::invalid)?;
+    let kind = LockKind::from_wire(fixed.or(b.lock_type.as_deref()), b.mode.as_deref()).map_err(ApiError::invalid)?;
     validate::resource(&b.resource)?;
     validate::client_id(&b.client_id)?;
     let ttl = Duration::from_millis(b.ttl.unwrap_or(DEFAULT_TTL_MS));
@@ -102,7 +102,7 @@ async fn acquire_impl(state: AppState, body: Result<Bytes, BytesRejection>, fixe
     } else {
         Some(state.limits().enter(&b.resource).map_err(ApiError::too_many_waiters)?)
     };
-    let (type_label, _) = wire_type(kind);
+    let (type_label, _) = kind.to_wire();
     let started = Instant::now();
     let mut builder = state
         .warden()
@@ -251,13 +251,7 @@ pub async fn status(State(state): State<AppState>, path: Result<Path<String>, Pa
     let Path(id) = path.map_err(|r| ApiError::invalid(format!("invalid lockId in the path: {}", r.body_text())))?;
     check_lock_id(&id)?;
     match state.warden().lease(&id).await? {
-        Some(l) => Ok(ok(
-            StatusCode::OK,
-            LockStatus {
-                is_expired: l.expired || l.expires_at <= SystemTime::now(),
-                lock: Lock::from(&l),
-            },
-        )),
+        Some(l) => Ok(ok(StatusCode::OK, LockStatus::from(&l))),
         None => Err(ApiError::not_found(&id)),
     }
 }
@@ -343,25 +337,7 @@ pub async fn queue(State(state): State<AppState>, q: Result<Query<QueueQuery>, Q
         .ok_or_else(|| ApiError::invalid("query parameter `resource` is required"))?;
     validate::resource(&resource)?;
     let info = state.warden().inspect(&resource).await?;
-    let queue: Vec<QueueEntryDto> = info
-        .queue
-        .iter()
-        .map(|w| QueueEntryDto {
-            client_id: w.client_id.clone(),
-            lock_type: wire_type(w.kind).0.into(),
-            mode: wire_type(w.kind).1.map(Into::into),
-            ttl: w.ttl.as_millis() as u64,
-        })
-        .collect();
-    Ok(ok(
-        StatusCode::OK,
-        QueueDto {
-            waiting_clients: queue.len() as u64,
-            queue,
-            holders: info.holders.iter().map(Lock::from).collect(),
-            foreign_holder: info.foreign_holder,
-        },
-    ))
+    Ok(ok(StatusCode::OK, QueueDto::from(&info)))
 }
 
 /// Liveness for load balancers: 200 when the backend answers, 503 otherwise.

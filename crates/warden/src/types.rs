@@ -32,6 +32,46 @@ impl LockKind {
             LockKind::Write => "write",
         }
     }
+    /// The REST API's names for this kind: (`type`, `mode`), e.g. `("read-write", Some("read"))`.
+    ///
+    /// ```
+    /// use warden::LockKind;
+    /// assert_eq!(LockKind::Write.to_wire(), ("read-write", Some("write")));
+    /// assert_eq!(LockKind::from_wire(Some("read-write"), Some("write")), Ok(LockKind::Write));
+    /// assert_eq!(LockKind::from_wire(None, None), Ok(LockKind::Exclusive));
+    /// ```
+    pub fn to_wire(self) -> (&'static str, Option<&'static str>) {
+        match self {
+            LockKind::Exclusive => ("exclusive", None),
+            LockKind::Shared => ("shared", None),
+            LockKind::Read => ("read-write", Some("read")),
+            LockKind::Write => ("read-write", Some("write")),
+        }
+    }
+
+    /// Parses the REST API's `type` (default `exclusive`) and `mode` (required for `read-write`); the error
+    /// is a sentence naming the field.
+    pub fn from_wire(lock_type: Option<&str>, mode: Option<&str>) -> Result<Self, String> {
+        let shown = |s: &str| s.chars().take(40).collect::<String>();
+        match lock_type.unwrap_or("exclusive") {
+            "exclusive" => Ok(LockKind::Exclusive),
+            "shared" => Ok(LockKind::Shared),
+            "read-write" => match mode {
+                Some("read") => Ok(LockKind::Read),
+                Some("write") => Ok(LockKind::Write),
+                Some(other) => Err(format!(
+                    "`mode` must be \"read\" or \"write\" for type read-write, got {:?}",
+                    shown(other)
+                )),
+                None => Err("`mode` is required for type read-write: \"read\" or \"write\"".into()),
+            },
+            other => Err(format!(
+                "`type` must be \"exclusive\", \"shared\" or \"read-write\", got {:?}",
+                shown(other)
+            )),
+        }
+    }
+
     /// Parses [`LockKind::as_str`]'s names.
     pub fn parse(s: &str) -> Option<Self> {
         Some(match s {

@@ -196,12 +196,7 @@ impl HttpBackend {
     }
 
     async fn acquire_call(&self, req: &AcquireRequest, wait: Duration) -> Result<Option<Grant>> {
-        let (lock_type, mode) = match req.kind {
-            LockKind::Shared => ("shared", None),
-            LockKind::Read => ("read-write", Some("read")),
-            LockKind::Write => ("read-write", Some("write")),
-            _ => ("exclusive", None),
-        };
+        let (lock_type, mode) = req.kind.to_wire();
         let mut body = json!({
             "resource": req.resource, "type": lock_type, "ttl": req.ttl.as_millis() as u64,
             "waitTimeout": wait.as_millis() as u64, "clientId": req.client_id,
@@ -263,13 +258,8 @@ fn parse_time(v: &Value) -> Result<SystemTime> {
     Ok(SystemTime::from(t))
 }
 
-fn parse_kind(t: &Value, mode: &Value) -> LockKind {
-    match (t.as_str(), mode.as_str()) {
-        (Some("shared"), _) => LockKind::Shared,
-        (Some("read-write"), Some("read")) => LockKind::Read,
-        (Some("read-write"), _) => LockKind::Write,
-        _ => LockKind::Exclusive,
-    }
+fn parse_kind(t: &Value, mode: &Value) -> Result<LockKind> {
+    LockKind::from_wire(t.as_str(), mode.as_str()).map_err(|e| Error::Protocol(format!("server sent {e}")))
 }
 
 fn parse_lock(v: &Value) -> Result<LeaseInfo> {
@@ -286,7 +276,7 @@ fn parse_lock(v: &Value) -> Result<LeaseInfo> {
     Ok(LeaseInfo {
         lock_id: text("lockId")?,
         resource: text("resource")?,
-        kind: parse_kind(&v["type"], &v["mode"]),
+        kind: parse_kind(&v["type"], &v["mode"])?,
         client_id: text("clientId")?,
         acquired_at: parse_time(&v["acquiredAt"])?,
         expires_at,
@@ -419,7 +409,7 @@ impl Backend for HttpBackend {
                     .map(str::to_string)
                     .unwrap_or_else(|| format!("#{i}")),
                 client_id: w["clientId"].as_str().unwrap_or_default().to_string(),
-                kind: parse_kind(&w["type"], &w["mode"]),
+                kind: parse_kind(&w["type"], &w["mode"])?,
                 ttl: Duration::from_millis(w["ttl"].as_u64().unwrap_or(0)),
             });
         }
