@@ -104,6 +104,20 @@ pub(crate) fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000, 3).expect("static histogram bounds")
 }
 
+/// [`run`] with a progress bar on stderr when `show` (callers pass whether stderr is a terminal).
+pub async fn run_with_progress(cfg: &Config, show: bool) -> anyhow::Result<Report> {
+    let report = run(cfg, move |f| {
+        if show {
+            eprint!("\r[{:<40}] {:>3.0}%", "#".repeat((f * 40.0) as usize), f * 100.0);
+        }
+    })
+    .await;
+    if show {
+        eprintln!();
+    }
+    report
+}
+
 /// Runs one workload and reports its figures. `progress` is called about every 200 ms with the fraction done.
 pub async fn run(cfg: &Config, progress: impl Fn(f64) + Send + Sync + 'static) -> anyhow::Result<Report> {
     let warden = Warden::connect(&cfg.backend).await?;

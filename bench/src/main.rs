@@ -85,16 +85,7 @@ async fn main() -> anyhow::Result<()> {
         }
         None => None,
     };
-    let tty = std::io::stderr().is_terminal() && !a.json;
-    let report = warden_bench::run(&cfg, move |f| {
-        if tty {
-            eprint!("\r[{:<40}] {:>3.0}%", "#".repeat((f * 40.0) as usize), f * 100.0);
-        }
-    })
-    .await?;
-    if tty {
-        eprintln!();
-    }
+    let report = warden_bench::run_with_progress(&cfg, std::io::stderr().is_terminal() && !a.json).await?;
     if a.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {

@@ -45,17 +45,9 @@ pub async fn bench(a: BenchArgs) -> CliResult<u8> {
         duration: a.duration,
         ttl: a.ttl,
     };
-    let tty = std::io::stderr().is_terminal() && !a.json;
-    let report = warden_bench::run(&cfg, move |f| {
-        if tty {
-            eprint!("\r[{:<40}] {:>3.0}%", "#".repeat((f * 40.0) as usize), f * 100.0);
-        }
-    })
-    .await
-    .map_err(|e| CliError::new(EXIT_FAILURE, format!("benchmark failed: {e:#}")))?;
-    if tty {
-        eprintln!();
-    }
+    let report = warden_bench::run_with_progress(&cfg, std::io::stderr().is_terminal() && !a.json)
+        .await
+        .map_err(|e| CliError::new(EXIT_FAILURE, format!("benchmark failed: {e:#}")))?;
     if a.json {
         let line = serde_json::json!({
             "peer": "warden", "workers": report.workers, "keys": report.keys,

@@ -67,6 +67,38 @@ pub fn exit_code(status: ExitStatus) -> u8 {
     }
 }
 
+/// How a supervised command ended.
+pub enum Ended {
+    /// It exited on its own (or after a forwarded signal).
+    Exited(ExitStatus),
+    /// The lease or leadership was lost first; the command was stopped.
+    LeaseLost,
+}
+
+/// Waits for the command to exit, forwarding the signals warden receives. If `lost` resolves first, stops it
+/// (SIGTERM, then SIGKILL after `grace`).
+pub async fn supervise(
+    proc: &mut Child,
+    signals: &mut Signals,
+    lost: impl std::future::Future<Output = ()>,
+    grace: Duration,
+) -> CliResult<Ended> {
+    tokio::pin!(lost);
+    loop {
+        tokio::select! {
+            s = proc.wait() => {
+                let status = s.map_err(|e| CliError::new(EXIT_FAILURE, format!("lost track of the command: {e}")))?;
+                return Ok(Ended::Exited(status));
+            }
+            _ = &mut lost => {
+                let _ = terminate(proc, grace).await;
+                return Ok(Ended::LeaseLost);
+            }
+            sig = signals.recv() => send(proc, sig),
+        }
+    }
+}
+
 /// The signals warden forwards to its command.
 pub struct Signals {
     int: Signal,

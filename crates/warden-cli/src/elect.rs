@@ -57,23 +57,19 @@ pub async fn elect(a: ElectArgs) -> CliResult<u8> {
             return Err(e);
         }
     };
-    let status = loop {
-        tokio::select! {
-            s = proc.wait() => break s,
-            _ = leadership.lost() => {
-                eprintln!("warden: leadership of `{}` lost: stopping the command", a.name);
-                let _ = child::terminate(&mut proc, a.grace).await;
-                return Err(CliError::new(EXIT_LEASE_LOST, format!(
-                    "the command was stopped because leadership of `{}` was lost", a.name)));
-            }
-            // Graceful stop: the command gets the signal; when it exits we resign, and the next candidate
-            // takes over at once.
-            sig = signals.recv() => child::send(&proc, sig),
+    // Graceful stop: the command gets the signal; when it exits we resign, and the next candidate takes over.
+    let ended = child::supervise(&mut proc, &mut signals, leadership.lost(), a.grace).await?;
+    let status = match ended {
+        child::Ended::Exited(status) => status,
+        child::Ended::LeaseLost => {
+            return Err(CliError::new(
+                EXIT_LEASE_LOST,
+                format!("the command was stopped because leadership of `{}` was lost", a.name),
+            ))
         }
     };
     // Resign first: the next candidate should not wait for our bookkeeping.
     let resigned = leadership.resign().await;
-    let status = status.map_err(|e| CliError::new(EXIT_FAILURE, format!("lost track of the command: {e}")))?;
     if let Err(e) = resigned {
         eprintln!(
             "warden: resigning from `{}` failed (it ends with the lease's TTL): {e}",

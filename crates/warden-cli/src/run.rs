@@ -84,23 +84,21 @@ pub async fn run(a: RunArgs) -> CliResult<u8> {
             return Err(e);
         }
     };
-    let status = loop {
-        tokio::select! {
-            s = proc.wait() => break s,
-            _ = guard.lost() => {
-                eprintln!("warden: lease on `{}` lost (renewal refused or not confirmed in time): stopping the command",
-                    a.lock);
-                let _ = child::terminate(&mut proc, a.grace).await;
-                let _ = guard.release().await;
-                return Err(CliError::new(EXIT_LEASE_LOST, format!(
-                    "the command was stopped because the lease on `{}` was lost; its work may be incomplete",
-                    a.lock)));
-            }
-            sig = signals.recv() => child::send(&proc, sig),
+    let ended = child::supervise(&mut proc, &mut signals, guard.lost(), a.grace).await;
+    let released = guard.release().await;
+    let status = match ended? {
+        child::Ended::Exited(status) => status,
+        child::Ended::LeaseLost => {
+            return Err(CliError::new(
+                EXIT_LEASE_LOST,
+                format!(
+                    "the command was stopped because the lease on `{}` was lost (renewal refused or not confirmed \
+                     in time); its work may be incomplete",
+                    a.lock
+                ),
+            ))
         }
     };
-    let released = guard.release().await;
-    let status = status.map_err(|e| CliError::new(EXIT_FAILURE, format!("lost track of the command: {e}")))?;
     if let Err(e) = released {
         eprintln!("warden: the command finished but releasing `{}` failed: {e}", a.lock);
     }
