@@ -69,11 +69,7 @@ impl Harness for HttpHarness {
         true
     }
     fn unreachable_url(&self) -> Option<String> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .ok()?
-            .local_addr()
-            .ok()?
-            .port();
+        let port = warden_testkit::free_port().ok()?;
         Some(format!("http://127.0.0.1:{port}?timeout_ms=300"))
     }
     async fn counter(&self) -> std::sync::Arc<dyn Counter> {

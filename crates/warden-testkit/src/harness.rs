@@ -186,12 +186,7 @@ impl Harness for RedisHarness {
         true
     }
     fn unreachable_url(&self) -> Option<String> {
-        // A port that was free a moment ago: connection refused.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .ok()?
-            .local_addr()
-            .ok()?
-            .port();
+        let port = crate::free_port().ok()?;
         Some(format!("redis://127.0.0.1:{port}?timeout_ms=300"))
     }
     async fn counter(&self) -> Arc<dyn Counter> {
@@ -269,8 +264,8 @@ impl Harness for RedlockHarness {
     }
     fn unreachable_url(&self) -> Option<String> {
         let ports: Vec<String> = (0..3)
-            .filter_map(|_| std::net::TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok())
-            .map(|a| format!("127.0.0.1:{}", a.port()))
+            .filter_map(|_| crate::free_port().ok())
+            .map(|p| format!("127.0.0.1:{p}"))
             .collect();
         Some(format!("redlock://{}?timeout_ms=100", ports.join(",")))
     }

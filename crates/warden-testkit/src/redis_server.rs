@@ -22,7 +22,8 @@ pub fn find_binary(name: &str) -> Option<PathBuf> {
     std::env::split_paths(&path).map(|d| d.join(name)).find(|p| p.is_file())
 }
 
-fn free_port() -> std::io::Result<u16> {
+/// A TCP port on 127.0.0.1 that was free a moment ago (nothing answers there: connection refused).
+pub fn free_port() -> std::io::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
