@@ -535,12 +535,11 @@ impl Backend for MemoryBackend {
                         ),
                     });
                 }
+                // `res` borrows `st.resources` only: the client table is a separate field.
                 let client = match st.clients.get_key_value(req.client_id.as_str()) {
                     Some((k, _)) => k.clone(),
                     None => Arc::from(req.client_id.as_str()),
                 };
-                // Re-borrow: `st.clients` was read above.
-                let res = st.resources.entry(key.clone()).or_default();
                 res.more_mut().queue.push_back(Waiter {
                     id: w.to_string(),
                     client,
@@ -551,10 +550,8 @@ impl Backend for MemoryBackend {
             }
         }
         if cleaned {
-            if let Some(res) = st.resources.get(&key) {
-                let ids = res.eligible(now);
-                self.router.wake(ids.iter().map(String::as_str));
-            }
+            let ids = res.eligible(now);
+            self.router.wake(ids.iter().map(String::as_str));
         }
         let retry_in = blocking
             .iter()

@@ -352,10 +352,7 @@ impl Backend for RedlockBackend {
         // Phase 1: the fence, from a majority.
         let reads = self
             .on_all(
-                |_, b| {
-                    let res = req.resource.clone();
-                    async move { b.read_fence(&res).await }
-                },
+                |_, b| async move { b.read_fence(&req.resource).await },
                 |r| count_ok(r) >= q || count_err(r) > n - q,
             )
             .await;
@@ -454,10 +451,7 @@ impl Backend for RedlockBackend {
         self.forget_waiter(waiter_id);
         let r = self
             .on_all(
-                |_, b| {
-                    let (res, w) = (resource.to_string(), waiter_id.to_string());
-                    async move { b.leave_queue(&res, &w).await }
-                },
+                |_, b| async move { b.leave_queue(resource, waiter_id).await },
                 |r| count_ok(r) >= self.quorum() || r.iter().all(Option::is_some),
             )
             .await;
@@ -479,8 +473,8 @@ impl Backend for RedlockBackend {
         let r = self
             .on_all(
                 |_, b| {
-                    let (t, c) = (token.clone(), client_id.map(str::to_string));
-                    async move { b.release(&t, c.as_deref()).await }
+                    let token = token.as_str();
+                    async move { b.release(token, client_id).await }
                 },
                 // Done once a quorum released; a slow node finishes its release on its own.
                 |r| count_ok(r) >= q || r.iter().all(Option::is_some),
@@ -595,10 +589,7 @@ impl Backend for RedlockBackend {
     async fn lease(&self, lock_id: &str) -> Result<Option<LeaseInfo>> {
         let r = self
             .on_all(
-                |_, b| {
-                    let t = lock_id.to_string();
-                    async move { b.lease(&t).await }
-                },
+                |_, b| async move { b.lease(lock_id).await },
                 |r| r.iter().all(Option::is_some),
             )
             .await;
@@ -620,10 +611,7 @@ impl Backend for RedlockBackend {
         let q = self.quorum();
         let r = self
             .on_all(
-                |_, b| {
-                    let res = resource.to_string();
-                    async move { b.inspect(&res).await }
-                },
+                |_, b| async move { b.inspect(resource).await },
                 |r| r.iter().all(Option::is_some),
             )
             .await;
@@ -668,10 +656,7 @@ impl Backend for RedlockBackend {
         let q = self.quorum();
         let r = self
             .on_all(
-                |_, b| {
-                    let c = client_id.to_string();
-                    async move { b.held(&c).await }
-                },
+                |_, b| async move { b.held(client_id).await },
                 |r| r.iter().all(Option::is_some),
             )
             .await;
