@@ -151,6 +151,15 @@ impl HttpBackend {
         Ok((status, v))
     }
 
+    /// GETs `path` and answers the success envelope's `data`, or the error the failure envelope names.
+    async fn get_data(&self, path: &str) -> Result<Value> {
+        let (status, mut v) = self.call(reqwest::Method::GET, path, None, self.timeout).await?;
+        if status != 200 {
+            return Err(self.error(status, &v));
+        }
+        Ok(v["data"].take())
+    }
+
     /// Maps the failure envelope back to the library's error.
     fn error(&self, status: u16, v: &Value) -> Error {
         let code = v["code"].as_str().unwrap_or_default();
@@ -385,18 +394,7 @@ impl Backend for HttpBackend {
         let url = url::form_urlencoded::Serializer::new(String::new())
             .append_pair("resource", resource)
             .finish();
-        let (status, v) = self
-            .call(
-                reqwest::Method::GET,
-                &format!("/api/locks/queue?{url}"),
-                None,
-                self.timeout,
-            )
-            .await?;
-        if status != 200 {
-            return Err(self.error(status, &v));
-        }
-        let d = &v["data"];
+        let d = &self.get_data(&format!("/api/locks/queue?{url}")).await?;
         let mut info = ResourceInfo::default();
         for h in d["holders"].as_array().into_iter().flatten() {
             info.holders.push(parse_lock(h)?);
@@ -421,28 +419,12 @@ impl Backend for HttpBackend {
         let q = url::form_urlencoded::Serializer::new(String::new())
             .append_pair("clientId", client_id)
             .finish();
-        let (status, v) = self
-            .call(
-                reqwest::Method::GET,
-                &format!("/api/locks/held?{q}"),
-                None,
-                self.timeout,
-            )
-            .await?;
-        if status != 200 {
-            return Err(self.error(status, &v));
-        }
-        v["data"].as_array().into_iter().flatten().map(parse_lock).collect()
+        let data = self.get_data(&format!("/api/locks/held?{q}")).await?;
+        data.as_array().into_iter().flatten().map(parse_lock).collect()
     }
 
     async fn stats(&self, top: usize) -> Result<Stats> {
-        let (status, v) = self
-            .call(reqwest::Method::GET, "/api/locks/stats", None, self.timeout)
-            .await?;
-        if status != 200 {
-            return Err(self.error(status, &v));
-        }
-        let d = &v["data"];
+        let d = &self.get_data("/api/locks/stats").await?;
         let n = |x: &Value| x.as_u64().unwrap_or(0);
         Ok(Stats {
             total_locks: n(&d["totalLocks"]),
