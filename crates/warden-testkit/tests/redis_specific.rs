@@ -302,3 +302,95 @@ async fn counts_skip_the_top_resources_scan() {
     assert_eq!(stats.top_resources.len(), 3);
     assert!(redis_info(&server).contains("cmdstat_hscan"));
 }
+
+/// A release grants the lock to the head of the queue in the same script (direct handoff): the waiter is
+/// granted without a round trip of its own, for min(ttl, waiter lease) at first, and its guard claims the
+/// full ttl with one renewal that does not count against `max_renewals`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn release_hands_the_lock_to_the_queue_head() {
+    let server = RedisServer::start();
+    let a = client(&server).await;
+    let b = client(&server)
+        .await
+        .with_waiter_lease(Duration::from_millis(600))
+        .unwrap();
+    let mut holder = a.lock("hand").ttl(5 * SEC).acquire().await.unwrap();
+    let b2 = b.clone();
+    let waiter = tokio::spawn(async move {
+        b2.lock("hand")
+            .ttl(5 * SEC)
+            .max_renewals(0)
+            .wait(5 * SEC)
+            .acquire()
+            .await
+    });
+    assert!(
+        eventually(5 * SEC, || async {
+            a.inspect("hand").await.map(|r| r.queue.len() == 1).unwrap_or(false)
+        })
+        .await,
+        "the waiter never queued"
+    );
+    assert_eq!(server.command(&["CONFIG", "RESETSTAT"]).unwrap(), "+OK");
+    holder.release().await.unwrap();
+    let g = waiter.await.unwrap().expect("handed the lock");
+    assert_eq!(
+        evalsha_calls(&server),
+        1,
+        "the release alone should grant the waiter:\n{}",
+        redis_info(&server)
+    );
+    assert_eq!(g.fencing_token(), holder.fencing_token() + 1);
+    let lease = |a: Warden, id: String| async move { a.lease(&id).await.unwrap().expect("lease record") };
+    let first = lease(a.clone(), g.lock_id().to_string()).await;
+    let span = first.expires_at.duration_since(first.acquired_at).unwrap();
+    assert!(
+        span <= Duration::from_millis(600),
+        "handed over for {span:?}, not the waiter lease"
+    );
+    assert!(g.remaining() <= Duration::from_millis(600));
+    // The guard claims the full ttl a third into that span, max_renewals(0) notwithstanding.
+    assert!(
+        eventually(2 * SEC, || async { g.remaining() > 4 * SEC }).await,
+        "the handed-over lease was never claimed; remaining {:?}",
+        g.remaining()
+    );
+    let claimed = lease(a.clone(), g.lock_id().to_string()).await;
+    assert!(claimed.expires_at.duration_since(first.acquired_at).unwrap() > 4 * SEC);
+    assert_eq!(claimed.renewal_count, 0);
+    assert!(!g.is_lost());
+}
+
+/// A waiter that leaves the queue just after a release handed it the lock learns so from `leave_queue`
+/// (and the lock layer then releases the lock id); a dead waiter holds it only for its waiter lease.
+#[tokio::test]
+async fn leaving_after_a_handoff_reports_it() {
+    let server = RedisServer::start();
+    let w = client(&server).await;
+    let mut holder = w.lock("late").ttl(5 * SEC).acquire().await.unwrap();
+    let req = warden::AcquireRequest::new(
+        "late",
+        warden::LockKind::Exclusive,
+        5 * SEC,
+        "ghost",
+        &warden::token::lock_id(),
+        Duration::from_millis(300),
+    );
+    let r = w.backend().attempt(&req, Some("ghost-waiter-0002")).await.unwrap();
+    assert!(matches!(r, warden::Attempt::NotGranted { .. }));
+    holder.release().await.unwrap();
+    let info = w.inspect("late").await.unwrap();
+    assert_eq!(info.holders.len(), 1);
+    assert_eq!(info.holders[0].lock_id, req.lock_id, "the head was not handed the lock");
+    let span = info.holders[0]
+        .expires_at
+        .duration_since(info.holders[0].acquired_at)
+        .unwrap();
+    assert!(span <= Duration::from_millis(300), "{span:?}");
+    assert!(!w.backend().leave_queue("late", "ghost-waiter-0002").await.unwrap());
+    // The ghost never claims it: the lock is free again once its waiter lease ran out.
+    let t = Instant::now();
+    let mut g = w.lock("late").wait(2 * SEC).acquire().await.unwrap();
+    assert!(t.elapsed() < SEC, "blocked for {:?}", t.elapsed());
+    g.release().await.unwrap();
+}

@@ -271,7 +271,7 @@ impl LockBuilder<'_> {
     /// and releases a grant that raced with the cancellation.
     pub async fn acquire(self) -> Result<LockGuard> {
         let mut req = self.request()?;
-        let (sent, mut grant) = wait_for_grant(&self.warden.backend, &req, self.wait).await?;
+        let (sent, mut grant) = wait_for_grant(&self.warden.backend, &req, self.wait, false).await?;
         if let Some(id) = grant.lock_id.take() {
             req.lock_id = id;
         }
@@ -297,7 +297,7 @@ impl LockBuilder<'_> {
     /// one-shot commands, which hand the lock id to someone else).
     pub async fn acquire_lease(self) -> Result<LeaseInfo> {
         let req = self.request()?;
-        let (_, g) = wait_for_grant(&self.warden.backend, &req, self.wait).await?;
+        let (_, g) = wait_for_grant(&self.warden.backend, &req, self.wait, true).await?;
         Ok(LeaseInfo {
             lock_id: g.lock_id.unwrap_or(req.lock_id),
             resource: req.resource,
@@ -388,6 +388,7 @@ async fn wait_for_grant(
     backend: &Arc<dyn Backend>,
     req: &AcquireRequest,
     wait: Duration,
+    claim_now: bool,
 ) -> Result<(Instant, crate::types::Grant)> {
     if backend.capabilities().remote_wait {
         return wait_remotely(backend, req, wait).await;
@@ -408,12 +409,17 @@ async fn wait_for_grant(
     loop {
         let sent = Instant::now();
         let outcome = backend.attempt(req, registration.as_ref().map(|r| r.id())).await;
+        // The answer that left this waiter queued: when it was sent, and the backend's clock in it.
+        let queued: Option<(Instant, SystemTime)>;
         let retry_in = match outcome {
             Ok(Attempt::Granted(g)) => {
                 cleanup.armed = false;
                 return Ok((sent, g));
             }
-            Ok(Attempt::NotGranted { retry_in }) => retry_in,
+            Ok(Attempt::NotGranted { retry_in, backend_now }) => {
+                queued = backend_now.map(|t| (sent, t));
+                retry_in
+            }
             // The cleanup (still armed) leaves the queue and releases a grant the failed attempt may have made.
             Err(e) => return Err(e),
         };
@@ -433,13 +439,29 @@ async fn wait_for_grant(
         tokio::select! {
             _ = reg.notified() => {}
             _ = sleep_until(wake_at) => {
-                if Instant::now() >= deadline {
+                if Instant::now() >= deadline && !reg.has_grant() {
                     cleanup.armed = false;
-                    let _ = backend.leave_queue(&req.resource, reg.id()).await;
-                    // A grant cannot race here: attempts only happen in this loop.
+                    if let Ok(false) = backend.leave_queue(&req.resource, reg.id()).await {
+                        // No longer queued: a release may have handed this waiter the lock just now.
+                        let _ = backend.release(&req.lock_id, Some(&req.client_id)).await;
+                    }
                     return Err(Error::Timeout { resource: req.resource.clone(), waited: start.elapsed() });
                 }
             }
+        }
+        if let (Some(g), Some((q_sent, q_now))) = (reg.take_grant(), queued) {
+            // Handed over by a release after the answer that queued us, which the backend dated q_now: the
+            // lease began at least (acquired_at - q_now) after q_sent. Counted at 99% (the stated clock-rate
+            // allowance) less 1 ms for the backend's millisecond clock, so the anchor is never late.
+            let later = g.acquired_at.duration_since(q_now).unwrap_or_default();
+            let anchor = (q_sent + (later * 99 / 100).saturating_sub(Duration::from_millis(1))).min(Instant::now());
+            cleanup.armed = false;
+            // Handed over for less than the ttl (min(ttl, waiter lease)): a guard claims the rest with one
+            // renewal a third into that span (none if released before); a bare lease claims it now.
+            if claim_now && g.remaining.is_some_and(|r| r < req.ttl) {
+                return reanchor(backend, req, anchor, g).await;
+            }
+            return Ok((anchor, g));
         }
     }
 }
@@ -454,18 +476,31 @@ async fn wait_remotely(
     wait: Duration,
 ) -> Result<(Instant, crate::types::Grant)> {
     let sent = Instant::now();
-    let mut grant = backend.acquire_waiting(req, wait).await?;
+    let grant = backend.acquire_waiting(req, wait).await?;
     if sent.elapsed() <= req.ttl / 4 {
         return Ok((sent, grant));
     }
+    reanchor(backend, req, sent, grant).await
+}
+
+/// Renews a fresh grant for its full ttl, so its validity is measured from the renewal's send time (a safe
+/// lower bound for the renewed lease's start). If a cap refuses, the grant keeps `anchor`; if the renewal
+/// fails, the grant is released and the error returned.
+async fn reanchor(
+    backend: &Arc<dyn Backend>,
+    req: &AcquireRequest,
+    anchor: Instant,
+    mut grant: crate::types::Grant,
+) -> Result<(Instant, crate::types::Grant)> {
     let lock_id = grant.lock_id.clone().unwrap_or_else(|| req.lock_id.clone());
     let renew_sent = Instant::now();
     match backend.renew(&lock_id, Some(req.ttl), Some(&req.client_id)).await {
-        Ok(crate::types::Renewal::Renewed { lease, .. }) => {
+        Ok(crate::types::Renewal::Renewed { lease, granted }) => {
             grant.expires_at = lease.expires_at;
+            grant.remaining = Some(granted);
             Ok((renew_sent, grant))
         }
-        Ok(_) => Ok((sent, grant)),
+        Ok(_) => Ok((anchor, grant)),
         Err(e) => {
             let _ = backend.release(&lock_id, Some(&req.client_id)).await;
             Err(e)
@@ -502,6 +537,8 @@ struct LeaseState {
     renewal_count: u32,
     ttl: Duration,
     capped: bool,
+    /// The lease was handed over for less than its ttl: one renewal claims the rest, even without auto-renew.
+    claim: bool,
 }
 
 struct GuardShared {
@@ -547,25 +584,29 @@ impl LockGuard {
         auto_renew: bool,
     ) -> Self {
         let ttl = req.ttl;
-        let valid_until = sent + ttl.saturating_sub(drift(ttl));
+        // A lease found granted earlier, or handed over for less than the ttl, had only `remaining` left at
+        // `sent`; the drift allowance is taken over that span.
+        let left = grant.remaining.unwrap_or(ttl).min(ttl);
+        let valid_until = sent + left.saturating_sub(drift(left));
         let shared = Arc::new(GuardShared {
             backend,
             fencing_token: grant.fencing_token,
             acquired_at: grant.acquired_at,
             state: Mutex::new(LeaseState {
                 valid_until,
-                next_renew: sent + ttl / 3,
+                next_renew: sent + left / 3,
                 expires_at: grant.expires_at,
                 renewal_count: 0,
                 ttl,
                 capped: false,
+                claim: left < ttl,
             }),
             req,
             lost: CancellationToken::new(),
             stop: CancellationToken::new(),
             changed: Notify::new(),
         });
-        if sent + ttl.saturating_sub(drift(ttl)) <= Instant::now() {
+        if valid_until <= Instant::now() {
             shared.lost.cancel();
         } else {
             tokio::spawn(watchdog(shared.clone(), auto_renew));
@@ -727,6 +768,7 @@ fn apply_renewal(shared: &GuardShared, sent: Instant, ttl: Duration, r: Renewal)
             st.expires_at = lease.expires_at;
             st.renewal_count = lease.renewal_count;
             st.ttl = ttl;
+            st.claim = false;
         }
         Renewal::Capped { expires_at } => {
             st.expires_at = expires_at;
@@ -738,11 +780,11 @@ fn apply_renewal(shared: &GuardShared, sent: Instant, ttl: Duration, r: Renewal)
 /// Renews the lease about every ttl/3 and fires the lost signal when validity cannot be confirmed.
 async fn watchdog(shared: Arc<GuardShared>, auto_renew: bool) {
     loop {
-        let (valid_until, next_renew, ttl, capped) = {
+        let (valid_until, next_renew, ttl, capped, claim) = {
             let st = shared.state();
-            (st.valid_until, st.next_renew, st.ttl, st.capped)
+            (st.valid_until, st.next_renew, st.ttl, st.capped, st.claim)
         };
-        let renew_at = (auto_renew && !capped).then_some(next_renew);
+        let renew_at = ((auto_renew || claim) && !capped).then_some(next_renew);
         tokio::select! {
             _ = shared.stop.cancelled() => return,
             _ = sleep_until(valid_until) => {

@@ -141,6 +141,9 @@ pub enum Attempt {
     NotGranted {
         /// Time until the blocking lease expires, if known.
         retry_in: Option<Duration>,
+        /// The backend's clock when it answered, from backends that hand a released lock to the head of the
+        /// queue: a grant that arrives later with a notification is dated from this answer.
+        backend_now: Option<SystemTime>,
     },
 }
 
@@ -157,6 +160,9 @@ pub struct Grant {
     /// The lease id the backend assigned, when it is not the one requested (a warden server names its
     /// own leases).
     pub lock_id: Option<String>,
+    /// Set when the attempt found the lease granted earlier (a retried attempt, or a lock handed to this
+    /// waiter by a release): the time the lease had left then. Validity is measured from it, not from the ttl.
+    pub(crate) remaining: Option<std::time::Duration>,
 }
 
 impl Grant {
@@ -167,6 +173,7 @@ impl Grant {
             acquired_at,
             expires_at,
             lock_id: None,
+            remaining: None,
         }
     }
 }

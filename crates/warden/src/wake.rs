@@ -2,7 +2,10 @@
 //!
 //! A waiter registers its id *before* its first queued attempt, so a notification published after the
 //! backend queued it always finds it (tokio's `Notify` keeps one permit if nobody is waiting yet).
+//! A notification may carry a grant: a backend that hands the lock to the head of the queue when it is
+//! released tells the waiter what it was granted, so the waiter needs no round trip of its own.
 
+use crate::types::Grant;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
@@ -10,7 +13,13 @@ use tokio::sync::Notify;
 /// Map from waiter id to the waiter's wake-up handle.
 #[derive(Debug, Default)]
 pub struct WakeRouter {
-    waiters: Mutex<HashMap<String, Arc<Notify>>>,
+    waiters: Mutex<HashMap<String, Arc<Slot>>>,
+}
+
+#[derive(Debug, Default)]
+struct Slot {
+    notify: Notify,
+    grant: Mutex<Option<Grant>>,
 }
 
 /// A registered waiter; deregisters on drop.
@@ -18,7 +27,7 @@ pub struct WakeRouter {
 pub struct Registration {
     router: Arc<WakeRouter>,
     id: String,
-    notify: Arc<Notify>,
+    slot: Arc<Slot>,
 }
 
 impl Registration {
@@ -28,7 +37,15 @@ impl Registration {
     }
     /// Resolves when a notification for this waiter arrived (or arrived since the last call).
     pub async fn notified(&self) {
-        self.notify.notified().await
+        self.slot.notify.notified().await
+    }
+    /// True if a notification delivered a grant not taken yet.
+    pub fn has_grant(&self) -> bool {
+        self.slot.grant.lock().map(|g| g.is_some()).unwrap_or(false)
+    }
+    /// The grant a notification delivered (a lock handed over on release), if any; taken once.
+    pub fn take_grant(&self) -> Option<Grant> {
+        self.slot.grant.lock().ok()?.take()
     }
 }
 
@@ -43,14 +60,14 @@ impl Drop for Registration {
 impl WakeRouter {
     /// Registers a waiter under `id`.
     pub fn register(self: &Arc<Self>, id: String) -> Registration {
-        let notify = Arc::new(Notify::new());
+        let slot = Arc::new(Slot::default());
         if let Ok(mut m) = self.waiters.lock() {
-            m.insert(id.clone(), notify.clone());
+            m.insert(id.clone(), slot.clone());
         }
         Registration {
             router: self.clone(),
             id,
-            notify,
+            slot,
         }
     }
 
@@ -58,9 +75,21 @@ impl WakeRouter {
     pub fn wake<'a>(&self, ids: impl IntoIterator<Item = &'a str>) {
         if let Ok(m) = self.waiters.lock() {
             for id in ids {
-                if let Some(n) = m.get(id) {
-                    n.notify_one();
+                if let Some(s) = m.get(id) {
+                    s.notify.notify_one();
                 }
+            }
+        }
+    }
+
+    /// Tells a waiter of this process that the lock was handed to it (unknown ids are ignored).
+    pub fn grant(&self, id: &str, grant: Grant) {
+        if let Ok(m) = self.waiters.lock() {
+            if let Some(s) = m.get(id) {
+                if let Ok(mut g) = s.grant.lock() {
+                    *g = Some(grant);
+                }
+                s.notify.notify_one();
             }
         }
     }
@@ -68,8 +97,8 @@ impl WakeRouter {
     /// Wakes every local waiter (after a notification channel was interrupted, messages may be lost).
     pub fn wake_all(&self) {
         if let Ok(m) = self.waiters.lock() {
-            for n in m.values() {
-                n.notify_one();
+            for s in m.values() {
+                s.notify.notify_one();
             }
         }
     }

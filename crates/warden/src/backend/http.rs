@@ -314,7 +314,10 @@ impl Backend for HttpBackend {
     async fn attempt(&self, req: &AcquireRequest, _waiter_id: Option<&str>) -> Result<Attempt> {
         Ok(match self.acquire_call(req, Duration::ZERO).await? {
             Some(g) => Attempt::Granted(g),
-            None => Attempt::NotGranted { retry_in: None },
+            None => Attempt::NotGranted {
+                retry_in: None,
+                backend_now: None,
+            },
         })
     }
 
@@ -326,9 +329,9 @@ impl Backend for HttpBackend {
         })
     }
 
-    async fn leave_queue(&self, _resource: &str, _waiter_id: &str) -> Result<()> {
+    async fn leave_queue(&self, _resource: &str, _waiter_id: &str) -> Result<bool> {
         // The server leaves the queue when the waiting request's connection closes.
-        Ok(())
+        Ok(true)
     }
 
     async fn release(&self, lock_id: &str, client_id: Option<&str>) -> Result<Released> {

@@ -558,10 +558,13 @@ impl Backend for MemoryBackend {
             .filter_map(|t| st.leases.get(t))
             .map(|l| st.instant(l.expires).saturating_duration_since(now))
             .min();
-        Ok(Attempt::NotGranted { retry_in })
+        Ok(Attempt::NotGranted {
+            retry_in,
+            backend_now: None,
+        })
     }
 
-    async fn leave_queue(&self, resource: &str, waiter_id: &str) -> Result<()> {
+    async fn leave_queue(&self, resource: &str, waiter_id: &str) -> Result<bool> {
         let now = Instant::now();
         let mut st = self.lock();
         if let Some(res) = st.resources.get_mut(resource) {
@@ -576,7 +579,8 @@ impl Backend for MemoryBackend {
                 st.resources.remove(resource);
             }
         }
-        Ok(())
+        // No handoff here: a waiter is only ever granted by its own attempt.
+        Ok(true)
     }
 
     async fn release(&self, lock_id: &str, client_id: Option<&str>) -> Result<Released> {
@@ -800,7 +804,7 @@ mod tests {
         ));
         let second = req("x", 50);
         match b.attempt(&second, None).await.unwrap() {
-            Attempt::NotGranted { retry_in } => assert_eq!(retry_in, Some(Duration::from_millis(50))),
+            Attempt::NotGranted { retry_in, .. } => assert_eq!(retry_in, Some(Duration::from_millis(50))),
             other => panic!("{other:?}"),
         }
         tokio::time::advance(Duration::from_millis(51)).await;

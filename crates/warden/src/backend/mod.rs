@@ -47,7 +47,9 @@ pub trait Backend: Send + Sync + 'static {
     }
 
     /// Removes a waiter from the queue of `resource` and wakes whoever may proceed because of it.
-    async fn leave_queue(&self, resource: &str, waiter_id: &str) -> Result<()>;
+    /// `Ok(false)`: the waiter was no longer queued, and a backend that hands the lock to the head of its
+    /// queue on release may have granted it meanwhile; the caller then releases its lock id.
+    async fn leave_queue(&self, resource: &str, waiter_id: &str) -> Result<bool>;
 
     /// Releases a lease. `client_id`, when given, must match the holder's.
     /// Errors: [`Error::NotFound`], [`Error::NotOwner`], [`Error::LeaseLost`] (it had already expired).

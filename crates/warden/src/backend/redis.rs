@@ -28,6 +28,7 @@ pub(crate) enum NodeAttempt {
     /// Granted; the flag says whether the waiter is still in this node's queue (Redlock keeps it there).
     Granted(Grant, bool),
     NotGranted {
+        backend_now: Option<SystemTime>,
         retry_in: Option<Duration>,
     },
     /// Redlock: this node already saw a fence at or above the one asked for.
@@ -115,6 +116,9 @@ pub struct RedisBackend {
     globals: Globals,
     scripts: Scripts,
     router: Arc<WakeRouter>,
+    /// A release grants the lock to the queue's head in the same script (off for Redlock's nodes, where a
+    /// grant needs a quorum and a fence agreed over it).
+    handoff: bool,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -248,7 +252,8 @@ fn parse_record(token: String, rec: &str, held: bool) -> Option<LeaseInfo> {
         expires_at: ms_to_system(f[3].parse().ok()?),
         ttl: Duration::from_millis(f[4].parse().ok()?),
         fencing_token: f[5].parse().ok()?,
-        renewal_count: f[6].parse().ok()?,
+        // -1: a provisional handoff not renewed yet.
+        renewal_count: f[6].parse::<i64>().ok()?.clamp(0, u32::MAX as i64) as u32,
         resource: f[9].to_string(),
         expired: !held,
     })
@@ -276,8 +281,18 @@ impl RedisBackend {
         Self::connect_with_router(url, Arc::new(WakeRouter::default())).await
     }
 
-    /// Like [`RedisBackend::connect`], routing wake-ups to `router` (shared by the nodes of a Redlock).
+    /// Like [`RedisBackend::connect`], routing wake-ups to `router`.
     pub async fn connect_with_router(url: &str, router: Arc<WakeRouter>) -> Result<Self> {
+        Self::connect_inner(url, router, true).await
+    }
+
+    /// One node of a Redlock: wake-ups go to the Redlock's shared router, and a release only wakes the
+    /// queue's head (the Redlock client takes the lock on a quorum itself).
+    pub(crate) async fn connect_redlock_node(url: &str, router: Arc<WakeRouter>) -> Result<Self> {
+        Self::connect_inner(url, router, false).await
+    }
+
+    async fn connect_inner(url: &str, router: Arc<WakeRouter>, handoff: bool) -> Result<Self> {
         let (redis_url, address, opts) = parse_url(url)?;
         let client = redis::Client::open(redis_url.as_str()).map_err(|e| Error::invalid("backend", format!("{e}")))?;
         let cfg = ConnectionManagerConfig::new()
@@ -314,6 +329,7 @@ impl RedisBackend {
             globals,
             scripts,
             router,
+            handoff,
             tasks: vec![subscriber, sweeper],
         })
     }
@@ -380,14 +396,18 @@ impl RedisBackend {
                 let acq = items.get(2).and_then(as_i64).ok_or_else(|| bad("acquire", &v))?;
                 let exp = items.get(3).and_then(as_i64).ok_or_else(|| bad("acquire", &v))?;
                 let queued = items.get(4).and_then(as_i64) == Some(1);
-                Ok(NodeAttempt::Granted(
-                    Grant::new(fence, ms_to_system(acq), ms_to_system(exp)),
-                    queued,
-                ))
+                let mut grant = Grant::new(fence, ms_to_system(acq), ms_to_system(exp));
+                grant.remaining = items
+                    .get(5)
+                    .and_then(as_i64)
+                    .filter(|ms| *ms >= 0)
+                    .map(|ms| Duration::from_millis(ms as u64));
+                Ok(NodeAttempt::Granted(grant, queued))
             }
             Some(0) => {
                 let retry = items.get(1).and_then(as_i64).unwrap_or(-1);
                 Ok(NodeAttempt::NotGranted {
+                    backend_now: items.get(2).and_then(as_i64).map(ms_to_system),
                     retry_in: (retry >= 0).then(|| Duration::from_millis(retry as u64)),
                 })
             }
@@ -493,7 +513,7 @@ async fn spawn_subscriber(
             match push.kind {
                 PushKind::Message => {
                     if let Some(payload) = push.data.get(1).and_then(as_string) {
-                        router.wake(payload.split(' '));
+                        route(&router, &payload);
                     }
                 }
                 PushKind::Disconnection => {
@@ -513,6 +533,24 @@ async fn spawn_subscriber(
             }
         }
     }))
+}
+
+/// Delivers one release notification: space-separated waiter ids to wake, each either bare or, when the
+/// release handed the lock over, `waiter_id:fence:acquired_ms:expires_ms`.
+fn route(router: &WakeRouter, payload: &str) {
+    for item in payload.split(' ') {
+        let mut f = item.split(':');
+        let id = f.next().unwrap_or_default();
+        let nums: Vec<i64> = f.filter_map(|x| x.parse().ok()).collect();
+        match nums[..] {
+            [fence, acq, exp] if fence >= 0 && exp >= acq => {
+                let mut g = Grant::new(fence as u64, ms_to_system(acq), ms_to_system(exp));
+                g.remaining = Some(Duration::from_millis((exp - acq) as u64));
+                router.grant(id, g)
+            }
+            _ => router.wake([id]),
+        }
+    }
 }
 
 /// A script argument.
@@ -630,12 +668,15 @@ impl Backend for RedisBackend {
     async fn attempt(&self, req: &AcquireRequest, waiter_id: Option<&str>) -> Result<Attempt> {
         match self.attempt_on_node(req, waiter_id, None, None).await? {
             NodeAttempt::Granted(g, _) => Ok(Attempt::Granted(g)),
-            NodeAttempt::NotGranted { retry_in } => Ok(Attempt::NotGranted { retry_in }),
+            NodeAttempt::NotGranted { retry_in, backend_now } => Ok(Attempt::NotGranted {
+                retry_in,
+                backend_now: backend_now.filter(|_| self.handoff),
+            }),
             NodeAttempt::FenceAhead => Err(Error::Protocol("fence conflict without a Redlock fence".into())),
         }
     }
 
-    async fn leave_queue(&self, resource: &str, waiter_id: &str) -> Result<()> {
+    async fn leave_queue(&self, resource: &str, waiter_id: &str) -> Result<bool> {
         let [l, f, q, w] = resource_keys(&self.opts.prefix, resource);
         self.run(
             &self.scripts.leave,
@@ -643,19 +684,25 @@ impl Backend for RedisBackend {
             &[A::S(waiter_id), A::S(&self.globals.channel)],
         )
         .await
-        .map(|_| ())
+        .map(|v| !self.handoff || as_i64(&v) != Some(0))
     }
 
     async fn release(&self, lock_id: &str, client_id: Option<&str>) -> Result<Released> {
         let v = self
             .run(
                 &self.scripts.release,
-                &[&self.globals.tok, &self.globals.idx, &self.globals.stats],
+                &[
+                    &self.globals.tok,
+                    &self.globals.idx,
+                    &self.globals.stats,
+                    &self.globals.top,
+                ],
                 &[
                     A::S(lock_id),
                     A::S(client_id.unwrap_or("")),
                     A::S(&self.opts.prefix),
                     A::S(&self.globals.channel),
+                    A::S(if self.handoff { "1" } else { "" }),
                 ],
             )
             .await?;

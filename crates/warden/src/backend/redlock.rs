@@ -75,7 +75,7 @@ impl Node {
         if recent {
             return Err(self.unavailable("down (reconnecting)"));
         }
-        match RedisBackend::connect_with_router(&self.url, self.router.clone()).await {
+        match RedisBackend::connect_redlock_node(&self.url, self.router.clone()).await {
             Ok(b) => {
                 let b = Arc::new(b);
                 *self.backend.lock().unwrap_or_else(|p| p.into_inner()) = Some(b.clone());
@@ -438,16 +438,19 @@ impl Backend for RedlockBackend {
         let retry_in = results
             .iter()
             .filter_map(|r| match r {
-                Some(Ok(NodeAttempt::NotGranted { retry_in })) => *retry_in,
+                Some(Ok(NodeAttempt::NotGranted { retry_in, .. })) => *retry_in,
                 // A concurrent grant with a higher fence, or a split vote: retry soon, with jitter.
                 Some(Ok(_)) => Some(Duration::from_millis(1 + rand::random::<u64>() % 5)),
                 _ => None,
             })
             .min();
-        Ok(Attempt::NotGranted { retry_in })
+        Ok(Attempt::NotGranted {
+            retry_in,
+            backend_now: None,
+        })
     }
 
-    async fn leave_queue(&self, resource: &str, waiter_id: &str) -> Result<()> {
+    async fn leave_queue(&self, resource: &str, waiter_id: &str) -> Result<bool> {
         self.forget_waiter(waiter_id);
         let r = self
             .on_all(
@@ -456,7 +459,8 @@ impl Backend for RedlockBackend {
             )
             .await;
         if count_ok(&r) >= self.quorum() {
-            Ok(())
+            // The nodes only wake their heads: a grant always comes from this client's own attempt.
+            Ok(true)
         } else {
             Err(self.quorum_error(&r))
         }

@@ -3,7 +3,8 @@
 --       max_hold_ms (0), max_waiters, resource, channel,
 --       fence_t ('' = this node counts; else Redlock: grant only if the stored fence is below it, then store it),
 --       queue_score ('' = arrival order on this node; else the waiter's own score, the same on every node)
--- Returns {1, fence, acquired_ms, expires_ms} | {0, retry_in_ms (-1 = unknown)} | {-1, 'queue_full'}
+-- Returns {1, fence, acquired_ms, expires_ms, still_queued (Redlock), earlier (-1: granted by this call; else the ms the
+--       lease had left when this call found it granted earlier)} | {0, retry_in_ms (-1 = unknown), now_ms} | {-1, 'queue_full'}
 --       | {-2, stored_fence} (Redlock: a grant with a fence >= fence_t already happened on this node).
 local L, F, Q, W, TOK, IDX, STATS, TOP = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local tok, kind, ttl, client, me = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5]
@@ -18,29 +19,16 @@ if fence_t then
   end
 end
 
+local K = { F = F, TOK = TOK, IDX = IDX, STATS = STATS, TOP = TOP, resource = ARGV[10] }
 local function grant()
-  -- Fence: +1 per grant; a counter lost with the node's data is re-seeded from the server clock (µs), which
-  -- is above every earlier fence as long as grants stayed below one per µs and the clock did not jump back.
-  local fence
-  if fence_t then
-    fence = fence_t
-    redis.call('HSET', F, 'fence', string.format('%d', fence))
-  else
-    fence = redis.call('HINCRBY', F, 'fence', 1)
-    if fence == 1 then
-      fence = tonumber(T[1]) * 1000000 + tonumber(T[2])
-      redis.call('HSET', F, 'fence', string.format('%d', fence))
-    end
-  end
-  local fs = string.format('%d', fence)
-  redis.call('HSET', TOK, tok, record({ kind = kind, client = client, acq = NOW, exp = exp, ttl = ttl, fence = fs,
-    renewals = 0, max_renewals = tonumber(ARGV[7]), max_hold = tonumber(ARGV[8]), resource = ARGV[10] }))
-  redis.call('ZADD', IDX, exp, tok)
-  redis.call('HINCRBY', STATS, 'grants:' .. kind, 1)
-  redis.call('HINCRBY', TOP, ARGV[10], 1)
+  local fs = record_grant(K, tok, kind, client, ttl, exp, tonumber(ARGV[7]), tonumber(ARGV[8]), ARGV[10], fence_t)
   local still_queued = 0
   if pinned and redis.call('ZSCORE', Q, me) then still_queued = 1 end
-  return { 1, fs, NOW, exp, still_queued }
+  return { 1, fs, NOW, exp, still_queued, -1 }
+end
+local function winfo()
+  return waiter_info(NOW + tonumber(ARGV[6]), kind, client, ttl, tok, tonumber(ARGV[7]), tonumber(ARGV[8]),
+    tonumber(ARGV[6]))
 end
 
 -- Redlock waiters join the queue first, on every node, with the same score, and stay queued when a node
@@ -50,7 +38,7 @@ if pinned and not (redis.call('EXISTS', Q) == 0 and redis.call('EXISTS', L) == 0
     and not redis.call('ZSCORE', Q, me) then
   if redis.call('ZCARD', Q) >= tonumber(ARGV[9]) then return { -1, 'queue_full' } end
   redis.call('ZADD', Q, tonumber(ARGV[13] or '') or redis.call('HINCRBY', F, 'qseq', 1), me)
-  redis.call('HSET', W, me, string.format('%d\n%s\n%s\n%d\n', NOW + tonumber(ARGV[6]), kind, client, ttl))
+  redis.call('HSET', W, me, winfo())
 end
 
 -- Fast path: no queue, exclusive. One SET NX decides.
@@ -59,14 +47,15 @@ if excl and not queued then
   if redis.call('SET', L, tok, 'NX', 'PXAT', exp) then return grant() end
 end
 
--- Idempotent per token: a retried attempt whose first try was applied gets the same grant back.
+-- Idempotent per token: a retried attempt whose first try was applied, or a waiter the lock was handed to
+-- (a release grants the head directly) gets the same grant back, flagged as made earlier.
 local mine = redis.call('HGET', TOK, tok)
 if mine then
   local r = parse(mine)
   local held
   if excl then held = redis.pcall('GET', L) == tok else held = redis.pcall('ZSCORE', L, tok) end
-  if r and held and type(held) ~= 'table' then return { 1, r.fence, r.acq, r.exp } end
-  return { 0, -1 }
+  if r and held and type(held) ~= 'table' then return { 1, r.fence, r.acq, r.exp, 0, r.exp - NOW } end
+  return { 0, -1, NOW }
 end
 
 local q = queue_lib(L, Q, W, ARGV[11])
@@ -107,7 +96,7 @@ if me ~= '' then
     local score = tonumber(ARGV[13] or '') or redis.call('HINCRBY', F, 'qseq', 1)
     redis.call('ZADD', Q, score, me)
   end
-  redis.call('HSET', W, me, string.format('%d\n%s\n%s\n%d\n', NOW + tonumber(ARGV[6]), kind, client, ttl))
+  redis.call('HSET', W, me, winfo())
 end
 if cleaned then q.notify_eligible() end
 
@@ -118,4 +107,4 @@ elseif st == 'shared' and excl then
   local first = redis.call('ZRANGE', L, 0, 0, 'WITHSCORES')
   if #first == 2 then retry = tonumber(first[2]) - NOW end
 end
-return { 0, retry }
+return { 0, retry, NOW }

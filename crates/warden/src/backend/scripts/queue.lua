@@ -1,12 +1,51 @@
 -- The queue library: built only on the paths that touch a queue (closures cost time on every call).
--- Q: sorted set waiter_id -> arrival seq. W: hash waiter_id -> "deadline_ms\nkind\nclient\nttl_ms\n".
+-- Q: sorted set waiter_id -> arrival seq. W: hash waiter_id ->
+-- "deadline_ms\nkind\nclient\nttl_ms\ntoken\nmax_renewals\nmax_hold_ms\nwaiter_lease_ms\n" (the tail is what a
+-- direct handoff needs).
+local function waiter_info(deadline, kind, client, ttl, tok, max_ren, max_hold, wl)
+  return string.format('%d\n%s\n%s\n%d\n%s\n%d\n%d\n%d\n', deadline, kind, client, ttl, tok, max_ren, max_hold,
+    wl)
+end
+
+-- Records a grant of `tok`: the fence (+1 per grant; a counter lost with the node's data is re-seeded from the
+-- server clock in µs, above every earlier fence while grants stayed below one per µs and the clock did not jump
+-- back; Redlock passes fence_t instead), the lease record, the expiry index and the statistics.
+-- A provisional grant (handed to a waiter for less than its ttl) starts at renewals = -1: its first renewal,
+-- which claims the full ttl, is not counted against max_renewals.
+local function record_grant(K, tok, kind, client, ttl, exp, max_ren, max_hold, resource, fence_t)
+  local fence
+  if fence_t then
+    fence = fence_t
+    redis.call('HSET', K.F, 'fence', string.format('%d', fence))
+  else
+    fence = redis.call('HINCRBY', K.F, 'fence', 1)
+    if fence == 1 then
+      fence = tonumber(T[1]) * 1000000 + tonumber(T[2])
+      redis.call('HSET', K.F, 'fence', string.format('%d', fence))
+    end
+  end
+  local fs = string.format('%d', fence)
+  redis.call('HSET', K.TOK, tok, record({ kind = kind, client = client, acq = NOW, exp = exp, ttl = ttl, fence = fs,
+    renewals = (exp - NOW < ttl) and -1 or 0, max_renewals = max_ren, max_hold = max_hold, resource = resource }))
+  redis.call('ZADD', K.IDX, exp, tok)
+  redis.call('HINCRBY', K.STATS, 'grants:' .. kind, 1)
+  redis.call('HINCRBY', K.TOP, resource, 1)
+  return fs
+end
+
 local function queue_lib(L, Q, W, CHAN)
   local q = {}
   function q.waiter(id)
     local info = redis.call('HGET', W, id)
     if not info then return nil end
-    local dl, kind, client, ttl = string.match(info, '^(%d+)\n([^\n]*)\n([^\n]*)\n(%d+)')
-    return { deadline = tonumber(dl), kind = kind, client = client, ttl = tonumber(ttl) }
+    local dl, kind, client, ttl, tok, mren, mhold, wl =
+      string.match(info, '^(%d+)\n([^\n]*)\n([^\n]*)\n(%d+)\n([^\n]*)\n(-?%d+)\n(%d+)\n(%d+)\n')
+    if not dl then
+      dl, kind, client, ttl = string.match(info, '^(%d+)\n([^\n]*)\n([^\n]*)\n(%d+)')
+    end
+    if tok == '' then tok = nil end
+    return { deadline = tonumber(dl), kind = kind, client = client, ttl = tonumber(ttl), tok = tok,
+             max_renewals = tonumber(mren), max_hold = tonumber(mhold), wl = tonumber(wl) }
   end
   -- Drops expired waiters at the head. Returns the live head (id, waiter) or nil, and whether any was dropped.
   function q.clean_head()
@@ -52,6 +91,56 @@ local function queue_lib(L, Q, W, CHAN)
       end
     end
     if #ids > 0 then redis.call('PUBLISH', CHAN, table.concat(ids, ' ')) end
+  end
+  -- Direct handoff (after a release): grants the lock to the waiters that may take it now, in the same step,
+  -- and publishes 'waiter_id:fence:acquired_ms:expires_ms' for each, so the next holder needs no round trip of
+  -- its own. Waiters queued without a token (or a lock still held by someone else) get a plain wake-up.
+  -- The handed lease lasts min(ttl, waiter lease): a waiter that died while queued blocks the lock no longer
+  -- than it would have blocked the queue; a live one claims its full ttl with its first renewal.
+  -- K: the resource's and the global keys (F, TOK, IDX, STATS, TOP) and its name.
+  function q.handoff(K)
+    local head, hw = q.clean_head()
+    if not head then return end
+    local st = q.lock_state()
+    if st == 'held' then return end
+    if is_excl(hw.kind) then
+      if st ~= 'free' then return end
+      if not hw.tok then
+        redis.call('PUBLISH', CHAN, head)
+        return
+      end
+      local exp = NOW + math.min(hw.ttl, hw.wl)
+      redis.call('SET', L, hw.tok, 'PXAT', exp)
+      redis.call('ZREM', Q, head)
+      redis.call('HDEL', W, head)
+      local fs = record_grant(K, hw.tok, hw.kind, hw.client, hw.ttl, exp, hw.max_renewals, hw.max_hold, K.resource)
+      redis.call('PUBLISH', CHAN, string.format('%s:%s:%d:%d', head, fs, NOW, exp))
+      return
+    end
+    -- The run of shared waiters at the head (dead ones skipped) is granted together.
+    local msgs, top = {}, 0
+    for _, id in ipairs(redis.call('ZRANGE', Q, 0, 999)) do
+      local w = q.waiter(id)
+      if w and w.deadline >= NOW then
+        if is_excl(w.kind) then break end
+        if w.tok then
+          local exp = NOW + math.min(w.ttl, w.wl)
+          redis.call('ZADD', L, exp, w.tok)
+          if exp > top then top = exp end
+          redis.call('ZREM', Q, id)
+          redis.call('HDEL', W, id)
+          local fs = record_grant(K, w.tok, w.kind, w.client, w.ttl, exp, w.max_renewals, w.max_hold, K.resource)
+          msgs[#msgs + 1] = string.format('%s:%s:%d:%d', id, fs, NOW, exp)
+        else
+          msgs[#msgs + 1] = id
+        end
+      end
+    end
+    if top > 0 then
+      local cur = redis.call('ZRANGE', L, -1, -1, 'WITHSCORES')
+      redis.call('PEXPIREAT', L, math.max(top, tonumber(cur[2] or '0')))
+    end
+    if #msgs > 0 then redis.call('PUBLISH', CHAN, table.concat(msgs, ' ')) end
   end
   return q
 end

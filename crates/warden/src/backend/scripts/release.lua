@@ -1,6 +1,7 @@
--- KEYS: TOK, IDX, STATS.  ARGV: token, client ('' = any), prefix, channel.
+-- KEYS: TOK, IDX, STATS, TOP.  ARGV: token, client ('' = any), prefix, channel,
+--       handoff ('1': grant the lock to the queue's head in this step; '' (Redlock): only wake it).
 -- Returns {'ok', held_ms} | 'not_found' | 'not_owner' | 'lost'.
-local TOK, IDX, STATS = KEYS[1], KEYS[2], KEYS[3]
+local TOK, IDX, STATS, TOP = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local tok, client = ARGV[1], ARGV[2]
 local rec = redis.call('HGET', TOK, tok)
 if not rec then return 'not_found' end
@@ -34,5 +35,12 @@ else
   redis.call('HINCRBY', STATS, 'expired:' .. r.kind, 1)
   redis.call('HINCRBY', STATS, 'hold_ms', math.min(r.exp, NOW) - r.acq)
 end
-if redis.call('EXISTS', Q) == 1 then queue_lib(L, Q, W, ARGV[4]).notify_eligible() end
+if redis.call('EXISTS', Q) == 1 then
+  local q = queue_lib(L, Q, W, ARGV[4])
+  if ARGV[5] == '1' then
+    q.handoff({ F = F, TOK = TOK, IDX = IDX, STATS = STATS, TOP = TOP, resource = r.resource })
+  else
+    q.notify_eligible()
+  end
+end
 return outcome
