@@ -266,3 +266,59 @@ async fn waiters_are_served_in_arrival_order_while_nodes_are_healthy() {
     }
     assert_eq!(*order.lock().unwrap(), (0..8).collect::<Vec<_>>());
 }
+
+fn evalsha_calls(h: &RedlockHarness) -> u64 {
+    h.nodes
+        .iter()
+        .map(|n| {
+            let port = n.lock().unwrap().port();
+            let out = std::process::Command::new("redis-cli")
+                .args(["-p", &port.to_string(), "INFO", "commandstats"])
+                .output()
+                .expect("redis-cli (from redis-tools) is needed for this test");
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .find(|l| l.starts_with("cmdstat_evalsha:"))
+                .and_then(|l| l.split("calls=").nth(1))
+                .and_then(|s| s.split(',').next())
+                .and_then(|n| n.parse::<u64>().ok())
+                .unwrap_or(0)
+        })
+        .sum()
+}
+
+/// A client remembers the fence of its last grant of a resource and offers the next grant above it without
+/// reading the fence first (one round: one script per node); a hint gone stale through another client's
+/// grant falls back to reading the fence, and tokens still strictly increase.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fence_hint_skips_the_read_and_recovers_when_stale() {
+    let h = RedlockHarness::with_nodes(3);
+    let a = h.client().await;
+    let b = h.client().await;
+    let mut g = a.lock("hint").try_acquire().await.unwrap().expect("free");
+    let mut last = g.fencing_token();
+    g.release().await.unwrap();
+    for n in &h.nodes {
+        n.lock().unwrap().command(&["CONFIG", "RESETSTAT"]).unwrap();
+    }
+    let mut g = a.lock("hint").try_acquire().await.unwrap().expect("free");
+    assert_eq!(
+        evalsha_calls(&h),
+        3,
+        "a repeated grant should need one script per node, no fence read"
+    );
+    assert!(g.fencing_token() > last);
+    last = g.fencing_token();
+    g.release().await.unwrap();
+    for round in 0..6 {
+        let w = if round % 2 == 0 { &b } else { &a };
+        let mut g = w.lock("hint").try_acquire().await.unwrap().expect("free");
+        assert!(
+            g.fencing_token() > last,
+            "round {round}: {} after {last}",
+            g.fencing_token()
+        );
+        last = g.fencing_token();
+        g.release().await.unwrap();
+    }
+}

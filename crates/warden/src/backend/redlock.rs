@@ -113,7 +113,18 @@ pub struct RedlockBackend {
     scores: Mutex<HashMap<String, u64>>,
     /// Lock id of an acquire call -> number of attempts so far (each attempt has its own token).
     attempts: Mutex<HashMap<String, u32>>,
+    /// Resource -> the fence of this process's last grant of it. When known, an attempt offers T = hint + 1
+    /// and skips the fence read; a node that saw a higher fence since (another process's grant) refuses, and
+    /// the attempt falls back to reading the fence. Safety never depends on how T is chosen: a node grants
+    /// only above its stored fence, and any two majorities share a node.
+    fence_hints: Mutex<HashMap<String, u64>>,
 }
+
+/// An attempt offered a fence below a node's stored one: its hint was stale.
+struct FenceStale;
+
+/// Most resources whose last fence a Redlock client remembers (the map is cleared when full).
+const MAX_FENCE_HINTS: usize = 100_000;
 
 impl std::fmt::Debug for RedlockBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -213,6 +224,7 @@ impl RedlockBackend {
             router,
             scores: Mutex::new(HashMap::new()),
             attempts: Mutex::new(HashMap::new()),
+            fence_hints: Mutex::new(HashMap::new()),
         };
         let q = backend.quorum();
         let results = backend
@@ -303,69 +315,24 @@ impl RedlockBackend {
         format!("{lock_id}-{n}")
     }
 
-    /// Releases `token` on every node in the background (a failed attempt's clean-up).
-    fn release_everywhere(&self, token: String) {
-        for n in &self.nodes {
-            let n = n.clone();
-            let token = token.clone();
-            tokio::spawn(async move {
-                let _ = n.call(|b| async move { b.release(&token, None).await }).await;
-            });
-        }
-    }
-}
-
-fn count_ok<T>(r: &[Option<Result<T>>]) -> usize {
-    r.iter().filter(|x| matches!(x, Some(Ok(_)))).count()
-}
-
-fn count_err<T>(r: &[Option<Result<T>>]) -> usize {
-    r.iter().filter(|x| matches!(x, Some(Err(_)))).count()
-}
-
-#[async_trait::async_trait]
-impl Backend for RedlockBackend {
-    fn kind(&self) -> &'static str {
-        "redlock"
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            shared: true,
-            fifo: FifoGuarantee::BestEffort,
-            notifications: true,
-            fencing: true,
-            fencing_survives_data_loss: true,
-            shared_across_processes: true,
-            remote_wait: false,
-        }
-    }
-
-    fn wake_router(&self) -> &Arc<WakeRouter> {
-        &self.router
-    }
-
-    async fn attempt(&self, req: &AcquireRequest, waiter_id: Option<&str>) -> Result<Attempt> {
+    /// One Redlock attempt: T = hint + 1 if given, else max(fence read from a majority) + 1; then the grant
+    /// with T on every node. `Err(FenceStale)`: the hint was below a node's fence (nothing is held).
+    async fn attempt_with(
+        &self,
+        req: &AcquireRequest,
+        waiter_id: Option<&str>,
+        hint: Option<u64>,
+    ) -> std::result::Result<Result<Attempt>, FenceStale> {
         let start = Instant::now();
         let n = self.nodes.len();
         let q = self.quorum();
-        // Phase 1: the fence, from a majority.
-        let reads = self
-            .on_all(
-                |_, b| async move { b.read_fence(&req.resource).await },
-                |r| count_ok(r) >= q || count_err(r) > n - q,
-            )
-            .await;
-        if count_ok(&reads) < q {
-            return Err(self.quorum_error(&reads));
-        }
-        let t = reads
-            .iter()
-            .filter_map(|r| r.as_ref()?.as_ref().ok())
-            .copied()
-            .max()
-            .unwrap_or(0)
-            + 1;
+        let t = match hint {
+            Some(h) => h + 1,
+            None => match self.read_quorum_fence(&req.resource).await {
+                Ok(max) => max + 1,
+                Err(e) => return Ok(Err(e)),
+            },
+        };
         // Phase 2: grant with T on every node.
         let token = self.next_token(&req.lock_id);
         let mut node_req = req.clone();
@@ -428,12 +395,17 @@ impl Backend for RedlockBackend {
                     });
                 }
             }
-            return Ok(Attempt::Granted(grant));
+            self.remember_fence(&req.resource, t);
+            return Ok(Ok(Attempt::Granted(grant)));
         }
         // No quorum in time: undo everywhere at once, without waiting for slow nodes.
         self.release_everywhere(token);
+        if hint.is_some() && results.iter().any(|r| matches!(r, Some(Ok(NodeAttempt::FenceAhead)))) {
+            self.forget_fence(&req.resource);
+            return Err(FenceStale);
+        }
         if count_err(&results) > n - q {
-            return Err(self.quorum_error(&results));
+            return Ok(Err(self.quorum_error(&results)));
         }
         let retry_in = results
             .iter()
@@ -444,10 +416,112 @@ impl Backend for RedlockBackend {
                 _ => None,
             })
             .min();
-        Ok(Attempt::NotGranted {
+        Ok(Ok(Attempt::NotGranted {
             retry_in,
             backend_now: None,
-        })
+        }))
+    }
+
+    /// Phase 1: the highest fence a majority of nodes answers.
+    async fn read_quorum_fence(&self, resource: &str) -> Result<u64> {
+        let n = self.nodes.len();
+        let q = self.quorum();
+        let reads = self
+            .on_all(
+                |_, b| async move { b.read_fence(resource).await },
+                |r| count_ok(r) >= q || count_err(r) > n - q,
+            )
+            .await;
+        if count_ok(&reads) < q {
+            return Err(self.quorum_error(&reads));
+        }
+        Ok(reads
+            .iter()
+            .filter_map(|r| r.as_ref()?.as_ref().ok())
+            .copied()
+            .max()
+            .unwrap_or(0))
+    }
+
+    fn fence_hint(&self, resource: &str) -> Option<u64> {
+        self.fence_hints
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(resource)
+            .copied()
+    }
+
+    fn remember_fence(&self, resource: &str, fence: u64) {
+        let mut m = self.fence_hints.lock().unwrap_or_else(|p| p.into_inner());
+        if m.len() >= MAX_FENCE_HINTS && !m.contains_key(resource) {
+            m.clear();
+        }
+        let e = m.entry(resource.to_string()).or_insert(fence);
+        *e = (*e).max(fence);
+    }
+
+    fn forget_fence(&self, resource: &str) {
+        self.fence_hints
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(resource);
+    }
+
+    /// Releases `token` on every node in the background (a failed attempt's clean-up).
+    fn release_everywhere(&self, token: String) {
+        for n in &self.nodes {
+            let n = n.clone();
+            let token = token.clone();
+            tokio::spawn(async move {
+                let _ = n.call(|b| async move { b.release(&token, None).await }).await;
+            });
+        }
+    }
+}
+
+fn count_ok<T>(r: &[Option<Result<T>>]) -> usize {
+    r.iter().filter(|x| matches!(x, Some(Ok(_)))).count()
+}
+
+fn count_err<T>(r: &[Option<Result<T>>]) -> usize {
+    r.iter().filter(|x| matches!(x, Some(Err(_)))).count()
+}
+
+#[async_trait::async_trait]
+impl Backend for RedlockBackend {
+    fn kind(&self) -> &'static str {
+        "redlock"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            shared: true,
+            fifo: FifoGuarantee::BestEffort,
+            notifications: true,
+            fencing: true,
+            fencing_survives_data_loss: true,
+            shared_across_processes: true,
+            remote_wait: false,
+        }
+    }
+
+    fn wake_router(&self) -> &Arc<WakeRouter> {
+        &self.router
+    }
+
+    async fn attempt(&self, req: &AcquireRequest, waiter_id: Option<&str>) -> Result<Attempt> {
+        let hint = self.fence_hint(&req.resource);
+        match self.attempt_with(req, waiter_id, hint).await {
+            Ok(r) => r,
+            // The hint was stale (another process granted the resource since): read the fence instead.
+            Err(FenceStale) => match self.attempt_with(req, waiter_id, None).await {
+                Ok(r) => r,
+                Err(FenceStale) => Ok(Attempt::NotGranted {
+                    retry_in: Some(Duration::from_millis(1 + rand::random::<u64>() % 5)),
+                    backend_now: None,
+                }),
+            },
+        }
     }
 
     async fn leave_queue(&self, resource: &str, waiter_id: &str) -> Result<bool> {
