@@ -394,3 +394,54 @@ async fn leaving_after_a_handoff_reports_it() {
     assert!(t.elapsed() < SEC, "blocked for {:?}", t.elapsed());
     g.release().await.unwrap();
 }
+
+/// A release hands a shared lock to the whole run of readers at the head of the queue at once, and stops at
+/// the first writer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn release_hands_a_shared_lock_to_the_run_of_readers() {
+    let server = RedisServer::start();
+    let a = client(&server).await;
+    let mut holder = a.lock("rw").ttl(5 * SEC).acquire().await.unwrap();
+    let mut tasks = Vec::new();
+    for (i, shared) in [true, true, false].into_iter().enumerate() {
+        // A waiter lease above the ttl: handed leases are whole, so no claim renewal adds a script call.
+        let w = client(&server).await.with_waiter_lease(10 * SEC).unwrap();
+        tasks.push(tokio::spawn(async move {
+            let b = w.lock("rw").ttl(5 * SEC).wait(5 * SEC);
+            if shared { b.shared() } else { b.exclusive() }.acquire().await
+        }));
+        let queued = i + 1;
+        assert!(
+            eventually(5 * SEC, || async {
+                a.inspect("rw").await.map(|r| r.queue.len() == queued).unwrap_or(false)
+            })
+            .await,
+            "waiter {i} never queued"
+        );
+    }
+    assert_eq!(server.command(&["CONFIG", "RESETSTAT"]).unwrap(), "+OK");
+    holder.release().await.unwrap();
+    let writer = tasks.pop().unwrap();
+    let mut readers = Vec::new();
+    for t in tasks {
+        readers.push(t.await.unwrap().expect("reader handed the lock"));
+    }
+    assert_eq!(
+        evalsha_calls(&server),
+        1,
+        "the release alone should grant both readers:\n{}",
+        redis_info(&server)
+    );
+    let info = a.inspect("rw").await.unwrap();
+    assert_eq!(info.holders.len(), 2);
+    assert_eq!(info.queue.len(), 1, "the writer stays queued");
+    let mut tokens: Vec<u64> = readers.iter().map(|g| g.fencing_token()).collect();
+    tokens.sort();
+    assert_eq!(tokens, vec![holder.fencing_token() + 1, holder.fencing_token() + 2]);
+    for mut r in readers {
+        r.release().await.unwrap();
+    }
+    let mut w = writer.await.unwrap().expect("writer after the readers");
+    assert_eq!(w.fencing_token(), holder.fencing_token() + 3);
+    w.release().await.unwrap();
+}

@@ -436,20 +436,24 @@ async fn wait_for_grant(
             // Wake when the blocking lease ends (+1 ms: expiry is strict), even without a notification.
             wake_at = wake_at.min(now + r + Duration::from_millis(1));
         }
-        tokio::select! {
-            _ = reg.notified() => {}
-            _ = sleep_until(wake_at) => {
-                if Instant::now() >= deadline && !reg.has_grant() {
-                    cleanup.armed = false;
-                    if let Ok(false) = backend.leave_queue(&req.resource, reg.id()).await {
-                        // No longer queued: a release may have handed this waiter the lock just now.
-                        let _ = backend.release(&req.lock_id, Some(&req.client_id)).await;
-                    }
-                    return Err(Error::Timeout { resource: req.resource.clone(), waited: start.elapsed() });
-                }
+        let timer_fired = tokio::select! {
+            _ = reg.notified() => false,
+            _ = sleep_until(wake_at) => true,
+        };
+        // A grant handed over with a notification wins over a deadline that passed meanwhile.
+        let handed = reg.take_grant();
+        if timer_fired && handed.is_none() && Instant::now() >= deadline {
+            cleanup.armed = false;
+            if let Ok(false) = backend.leave_queue(&req.resource, reg.id()).await {
+                // No longer queued: a release may have handed this waiter the lock just now.
+                let _ = backend.release(&req.lock_id, Some(&req.client_id)).await;
             }
+            return Err(Error::Timeout {
+                resource: req.resource.clone(),
+                waited: start.elapsed(),
+            });
         }
-        if let (Some(g), Some((q_sent, q_now))) = (reg.take_grant(), queued) {
+        if let (Some(g), Some((q_sent, q_now))) = (handed, queued) {
             // Handed over by a release after the answer that queued us, which the backend dated q_now: the
             // lease began at least (acquired_at - q_now) after q_sent. Counted at 99% (the stated clock-rate
             // allowance) less 1 ms for the backend's millisecond clock, so the anchor is never late.

@@ -39,10 +39,6 @@ impl Registration {
     pub async fn notified(&self) {
         self.slot.notify.notified().await
     }
-    /// True if a notification delivered a grant not taken yet.
-    pub fn has_grant(&self) -> bool {
-        self.slot.grant.lock().map(|g| g.is_some()).unwrap_or(false)
-    }
     /// The grant a notification delivered (a lock handed over on release), if any; taken once.
     pub fn take_grant(&self) -> Option<Grant> {
         self.slot.grant.lock().ok()?.take()

@@ -21,7 +21,7 @@ end
 
 local K = { F = F, TOK = TOK, IDX = IDX, STATS = STATS, TOP = TOP, resource = ARGV[10] }
 local function grant()
-  local fs = record_grant(K, tok, kind, client, ttl, exp, tonumber(ARGV[7]), tonumber(ARGV[8]), ARGV[10], fence_t)
+  local fs = record_grant(K, tok, kind, client, ttl, exp, tonumber(ARGV[7]), tonumber(ARGV[8]), fence_t)
   local still_queued = 0
   if pinned and redis.call('ZSCORE', Q, me) then still_queued = 1 end
   return { 1, fs, NOW, exp, still_queued, -1 }

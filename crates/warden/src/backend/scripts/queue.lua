@@ -12,7 +12,7 @@ end
 -- back; Redlock passes fence_t instead), the lease record, the expiry index and the statistics.
 -- A provisional grant (handed to a waiter for less than its ttl) starts at renewals = -1: its first renewal,
 -- which claims the full ttl, is not counted against max_renewals.
-local function record_grant(K, tok, kind, client, ttl, exp, max_ren, max_hold, resource, fence_t)
+local function record_grant(K, tok, kind, client, ttl, exp, max_ren, max_hold, fence_t)
   local fence
   if fence_t then
     fence = fence_t
@@ -26,10 +26,10 @@ local function record_grant(K, tok, kind, client, ttl, exp, max_ren, max_hold, r
   end
   local fs = string.format('%d', fence)
   redis.call('HSET', K.TOK, tok, record({ kind = kind, client = client, acq = NOW, exp = exp, ttl = ttl, fence = fs,
-    renewals = (exp - NOW < ttl) and -1 or 0, max_renewals = max_ren, max_hold = max_hold, resource = resource }))
+    renewals = (exp - NOW < ttl) and -1 or 0, max_renewals = max_ren, max_hold = max_hold, resource = K.resource }))
   redis.call('ZADD', K.IDX, exp, tok)
   redis.call('HINCRBY', K.STATS, 'grants:' .. kind, 1)
-  redis.call('HINCRBY', K.TOP, resource, 1)
+  redis.call('HINCRBY', K.TOP, K.resource, 1)
   return fs
 end
 
@@ -71,74 +71,48 @@ local function queue_lib(L, Q, W, CHAN)
     end
     return 'held'
   end
-  -- Publishes the waiters that may proceed now: the exclusive head of a free lock, or the run of shared
-  -- waiters at the head of a free or shared lock.
-  function q.notify_eligible()
+  -- Lets the waiters that may proceed now do so: the exclusive head of a free lock, or the run of shared
+  -- waiters at the head of a free or shared lock (dead ones skipped).
+  -- Without K they are woken (their own attempt takes the lock). With K (the resource's and the global keys
+  -- F, TOK, IDX, STATS, TOP and its name; a release passes them) the lock is handed to them in this step
+  -- (direct handoff), published as 'waiter_id:fence:acquired_ms:expires_ms', so the next holder needs no round
+  -- trip of its own. A handed lease lasts min(ttl, waiter lease): a waiter that died while queued blocks the
+  -- lock no longer than it would have blocked the queue; a live one claims its ttl with its first renewal.
+  -- Waiters queued without a token get a plain wake-up.
+  function q.notify_eligible(K)
+    local function proceed(id, w)
+      if not (K and w.tok) then return id end
+      local exp = NOW + math.min(w.ttl, w.wl)
+      if is_excl(w.kind) then
+        redis.call('SET', L, w.tok, 'PXAT', exp)
+      else
+        redis.call('ZADD', L, exp, w.tok)
+      end
+      redis.call('ZREM', Q, id)
+      redis.call('HDEL', W, id)
+      local fs = record_grant(K, w.tok, w.kind, w.client, w.ttl, exp, w.max_renewals, w.max_hold)
+      return string.format('%s:%s:%d:%d', id, fs, NOW, exp)
+    end
     local head, hw = q.clean_head()
     if not head then return end
     local st = q.lock_state()
     if st == 'held' then return end
     if is_excl(hw.kind) then
-      if st == 'free' then redis.call('PUBLISH', CHAN, head) end
+      if st == 'free' then redis.call('PUBLISH', CHAN, proceed(head, hw)) end
       return
     end
-    local ids = {}
+    local msgs, handed = {}, false
     for _, id in ipairs(redis.call('ZRANGE', Q, 0, 999)) do
       local w = q.waiter(id)
       if w and w.deadline >= NOW then
         if is_excl(w.kind) then break end
-        ids[#ids + 1] = id
+        if K and w.tok then handed = true end
+        msgs[#msgs + 1] = proceed(id, w)
       end
     end
-    if #ids > 0 then redis.call('PUBLISH', CHAN, table.concat(ids, ' ')) end
-  end
-  -- Direct handoff (after a release): grants the lock to the waiters that may take it now, in the same step,
-  -- and publishes 'waiter_id:fence:acquired_ms:expires_ms' for each, so the next holder needs no round trip of
-  -- its own. Waiters queued without a token (or a lock still held by someone else) get a plain wake-up.
-  -- The handed lease lasts min(ttl, waiter lease): a waiter that died while queued blocks the lock no longer
-  -- than it would have blocked the queue; a live one claims its full ttl with its first renewal.
-  -- K: the resource's and the global keys (F, TOK, IDX, STATS, TOP) and its name.
-  function q.handoff(K)
-    local head, hw = q.clean_head()
-    if not head then return end
-    local st = q.lock_state()
-    if st == 'held' then return end
-    if is_excl(hw.kind) then
-      if st ~= 'free' then return end
-      if not hw.tok then
-        redis.call('PUBLISH', CHAN, head)
-        return
-      end
-      local exp = NOW + math.min(hw.ttl, hw.wl)
-      redis.call('SET', L, hw.tok, 'PXAT', exp)
-      redis.call('ZREM', Q, head)
-      redis.call('HDEL', W, head)
-      local fs = record_grant(K, hw.tok, hw.kind, hw.client, hw.ttl, exp, hw.max_renewals, hw.max_hold, K.resource)
-      redis.call('PUBLISH', CHAN, string.format('%s:%s:%d:%d', head, fs, NOW, exp))
-      return
-    end
-    -- The run of shared waiters at the head (dead ones skipped) is granted together.
-    local msgs, top = {}, 0
-    for _, id in ipairs(redis.call('ZRANGE', Q, 0, 999)) do
-      local w = q.waiter(id)
-      if w and w.deadline >= NOW then
-        if is_excl(w.kind) then break end
-        if w.tok then
-          local exp = NOW + math.min(w.ttl, w.wl)
-          redis.call('ZADD', L, exp, w.tok)
-          if exp > top then top = exp end
-          redis.call('ZREM', Q, id)
-          redis.call('HDEL', W, id)
-          local fs = record_grant(K, w.tok, w.kind, w.client, w.ttl, exp, w.max_renewals, w.max_hold, K.resource)
-          msgs[#msgs + 1] = string.format('%s:%s:%d:%d', id, fs, NOW, exp)
-        else
-          msgs[#msgs + 1] = id
-        end
-      end
-    end
-    if top > 0 then
-      local cur = redis.call('ZRANGE', L, -1, -1, 'WITHSCORES')
-      redis.call('PEXPIREAT', L, math.max(top, tonumber(cur[2] or '0')))
+    if handed then
+      local top = redis.call('ZRANGE', L, -1, -1, 'WITHSCORES')
+      redis.call('PEXPIREAT', L, top[2])
     end
     if #msgs > 0 then redis.call('PUBLISH', CHAN, table.concat(msgs, ' ')) end
   end

@@ -36,11 +36,8 @@ else
   redis.call('HINCRBY', STATS, 'hold_ms', math.min(r.exp, NOW) - r.acq)
 end
 if redis.call('EXISTS', Q) == 1 then
-  local q = queue_lib(L, Q, W, ARGV[4])
-  if ARGV[5] == '1' then
-    q.handoff({ F = F, TOK = TOK, IDX = IDX, STATS = STATS, TOP = TOP, resource = r.resource })
-  else
-    q.notify_eligible()
-  end
+  -- Direct handoff unless Redlock (there a grant needs a quorum and a fence agreed over it: only wake).
+  local K = ARGV[5] == '1' and { F = F, TOK = TOK, IDX = IDX, STATS = STATS, TOP = TOP, resource = r.resource } or nil
+  queue_lib(L, Q, W, ARGV[4]).notify_eligible(K)
 end
 return outcome
