@@ -84,6 +84,20 @@ pub fn hostname() -> String {
     String::from_utf8_lossy(&buf[..end]).into_owned()
 }
 
+/// The default client id of a supervising command (`run`, `elect`): `host:pid`.
+pub fn host_pid() -> String {
+    format!("{}:{}", hostname(), std::process::id())
+}
+
+/// The lock kind a `--shared` flag asks for.
+pub fn kind(shared: bool) -> warden::LockKind {
+    if shared {
+        warden::LockKind::Shared
+    } else {
+        warden::LockKind::Exclusive
+    }
+}
+
 /// `--ttl 30s`, `--wait 500ms`, ...
 pub fn duration(s: &str) -> Result<Duration, String> {
     warden_bench::parse_duration(s)

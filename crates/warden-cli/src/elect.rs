@@ -30,10 +30,7 @@ pub struct ElectArgs {
 pub async fn elect(a: ElectArgs) -> CliResult<u8> {
     let mut signals = Signals::new()?;
     let warden = connect(&a.backend).await?;
-    let candidate = a
-        .candidate
-        .clone()
-        .unwrap_or_else(|| format!("{}:{}", hostname(), std::process::id()));
+    let candidate = a.candidate.clone().unwrap_or_else(host_pid);
     let election = warden.election(a.name.as_str()).ttl(a.ttl);
     let leadership = tokio::select! {
         r = election.campaign(&candidate) => r.map_err(|e| explain(&a.backend, e))?,

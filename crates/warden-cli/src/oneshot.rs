@@ -4,7 +4,7 @@
 use crate::common::*;
 use clap::Args;
 use std::time::{Duration, SystemTime};
-use warden::{LeaseInfo, LockKind};
+use warden::LeaseInfo;
 use warden_server::dto::{rfc3339, Lock, StatsDto};
 
 /// Where to connect and how to print.
@@ -130,11 +130,7 @@ pub async fn acquire(a: AcquireArgs) -> CliResult<u8> {
     let client = a.client_id.unwrap_or_else(hostname);
     let r = warden
         .lock(a.name.as_str())
-        .kind(if a.shared {
-            LockKind::Shared
-        } else {
-            LockKind::Exclusive
-        })
+        .kind(kind(a.shared))
         .ttl(a.ttl)
         .wait(a.wait)
         .client_id(client.as_str())

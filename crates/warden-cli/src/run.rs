@@ -4,7 +4,6 @@ use crate::child::{self, Signals};
 use crate::common::*;
 use clap::Args;
 use std::time::Duration;
-use warden::LockKind;
 
 /// Arguments of `warden run`.
 #[derive(Args, Debug)]
@@ -41,17 +40,10 @@ pub struct RunArgs {
 pub async fn run(a: RunArgs) -> CliResult<u8> {
     let mut signals = Signals::new()?;
     let warden = connect(&a.backend).await?;
-    let client = a
-        .client_id
-        .clone()
-        .unwrap_or_else(|| format!("{}:{}", hostname(), std::process::id()));
+    let client = a.client_id.clone().unwrap_or_else(host_pid);
     let acquire = warden
         .lock(a.lock.as_str())
-        .kind(if a.shared {
-            LockKind::Shared
-        } else {
-            LockKind::Exclusive
-        })
+        .kind(kind(a.shared))
         .ttl(a.ttl)
         .wait(a.wait)
         .client_id(client)

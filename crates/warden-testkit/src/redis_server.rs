@@ -184,6 +184,28 @@ impl RedisServer {
         }
     }
 
+    /// `INFO commandstats`, whole (through `redis-cli`: [`RedisServer::command`] reads one line).
+    pub fn commandstats(&self) -> String {
+        let out = std::process::Command::new("redis-cli")
+            .args(["-p", &self.port().to_string(), "INFO", "commandstats"])
+            .output()
+            .expect("redis-cli (from redis-tools) is needed for this test");
+        String::from_utf8_lossy(&out.stdout).to_string()
+    }
+
+    /// How often the server ran `cmd` (lower case) since start or `CONFIG RESETSTAT`, counting commands run
+    /// inside scripts too.
+    pub fn command_calls(&self, cmd: &str) -> u64 {
+        let prefix = format!("cmdstat_{cmd}:");
+        self.commandstats()
+            .lines()
+            .find(|l| l.starts_with(&prefix))
+            .and_then(|l| l.split("calls=").nth(1))
+            .and_then(|s| s.split(',').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    }
+
     /// Sends one command over a fresh connection and returns the first line of the reply.
     pub fn command(&self, args: &[&str]) -> std::io::Result<String> {
         let mut s = TcpStream::connect(self.addr())?;

@@ -86,25 +86,6 @@ async fn prefix_namespaces_keys() {
     g.release().await.unwrap();
 }
 
-fn evalsha_calls(server: &RedisServer) -> u64 {
-    // INFO's first line is the bulk length; read the whole reply through a raw command.
-    let info = redis_info(server);
-    info.lines()
-        .find(|l| l.starts_with("cmdstat_evalsha:"))
-        .and_then(|l| l.split("calls=").nth(1))
-        .and_then(|s| s.split(',').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
-}
-
-fn redis_info(server: &RedisServer) -> String {
-    let out = std::process::Command::new("redis-cli")
-        .args(["-p", &server.port().to_string(), "INFO", "commandstats"])
-        .output()
-        .expect("redis-cli (from redis-tools) is needed for this test");
-    String::from_utf8_lossy(&out.stdout).to_string()
-}
-
 #[tokio::test]
 async fn one_round_trip_per_uncontended_acquire_and_release() {
     let server = RedisServer::start();
@@ -117,9 +98,9 @@ async fn one_round_trip_per_uncontended_acquire_and_release() {
         let mut g = w.lock("rt").auto_renew(false).acquire().await.unwrap();
         g.release().await.unwrap();
     }
-    let info = redis_info(&server);
+    let info = server.commandstats();
     assert_eq!(
-        evalsha_calls(&server),
+        server.command_calls("evalsha"),
         20,
         "expected exactly one EVALSHA per acquire and per release:\n{info}"
     );
@@ -273,10 +254,10 @@ async fn renew_answers_the_renewed_lease_in_one_round_trip() {
         other => panic!("{other:?}"),
     }
     assert_eq!(
-        evalsha_calls(&server),
+        server.command_calls("evalsha"),
         1,
         "one EVALSHA per renewal:\n{}",
-        redis_info(&server)
+        server.commandstats()
     );
 }
 
@@ -294,13 +275,13 @@ async fn counts_skip_the_top_resources_scan() {
     assert_eq!((counts.total_locks, counts.active_locks), (3, 0));
     assert!(counts.top_resources.is_empty());
     assert!(
-        !redis_info(&server).contains("cmdstat_hscan"),
+        !server.commandstats().contains("cmdstat_hscan"),
         "{}",
-        redis_info(&server)
+        server.commandstats()
     );
     let stats = w.stats().await.unwrap();
     assert_eq!(stats.top_resources.len(), 3);
-    assert!(redis_info(&server).contains("cmdstat_hscan"));
+    assert!(server.commandstats().contains("cmdstat_hscan"));
 }
 
 /// A release grants the lock to the head of the queue in the same script (direct handoff): the waiter is
@@ -335,10 +316,10 @@ async fn release_hands_the_lock_to_the_queue_head() {
     holder.release().await.unwrap();
     let g = waiter.await.unwrap().expect("handed the lock");
     assert_eq!(
-        evalsha_calls(&server),
+        server.command_calls("evalsha"),
         1,
         "the release alone should grant the waiter:\n{}",
-        redis_info(&server)
+        server.commandstats()
     );
     assert_eq!(g.fencing_token(), holder.fencing_token() + 1);
     let lease = |a: Warden, id: String| async move { a.lease(&id).await.unwrap().expect("lease record") };
@@ -427,10 +408,10 @@ async fn release_hands_a_shared_lock_to_the_run_of_readers() {
         readers.push(t.await.unwrap().expect("reader handed the lock"));
     }
     assert_eq!(
-        evalsha_calls(&server),
+        server.command_calls("evalsha"),
         1,
         "the release alone should grant both readers:\n{}",
-        redis_info(&server)
+        server.commandstats()
     );
     let info = a.inspect("rw").await.unwrap();
     assert_eq!(info.holders.len(), 2);

@@ -268,23 +268,7 @@ async fn waiters_are_served_in_arrival_order_while_nodes_are_healthy() {
 }
 
 fn evalsha_calls(h: &RedlockHarness) -> u64 {
-    h.nodes
-        .iter()
-        .map(|n| {
-            let port = n.lock().unwrap().port();
-            let out = std::process::Command::new("redis-cli")
-                .args(["-p", &port.to_string(), "INFO", "commandstats"])
-                .output()
-                .expect("redis-cli (from redis-tools) is needed for this test");
-            String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .find(|l| l.starts_with("cmdstat_evalsha:"))
-                .and_then(|l| l.split("calls=").nth(1))
-                .and_then(|s| s.split(',').next())
-                .and_then(|n| n.parse::<u64>().ok())
-                .unwrap_or(0)
-        })
-        .sum()
+    h.nodes.iter().map(|n| n.lock().unwrap().command_calls("evalsha")).sum()
 }
 
 /// A client remembers the fence of its last grant of a resource and offers the next grant above it without

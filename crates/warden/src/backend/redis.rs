@@ -35,6 +35,17 @@ pub(crate) enum NodeAttempt {
     FenceAhead,
 }
 
+/// What one Redis node promises (Redlock promises the same, with best-effort FIFO).
+pub(crate) const CAPABILITIES: Capabilities = Capabilities {
+    shared: true,
+    fifo: FifoGuarantee::Strict,
+    notifications: true,
+    fencing: true,
+    fencing_survives_data_loss: true,
+    shared_across_processes: true,
+    remote_wait: false,
+};
+
 /// Most waiters queued on one resource.
 pub const MAX_WAITERS_PER_RESOURCE: usize = 10_000;
 
@@ -539,13 +550,15 @@ async fn spawn_subscriber(
 /// release handed the lock over, `waiter_id:fence:acquired_ms:expires_ms`.
 fn route(router: &WakeRouter, payload: &str) {
     for item in payload.split(' ') {
-        let mut f = item.split(':');
-        let id = f.next().unwrap_or_default();
-        let nums: Vec<i64> = f.filter_map(|x| x.parse().ok()).collect();
-        match nums[..] {
-            [fence, acq, exp] if fence >= 0 && exp >= acq => {
-                let mut g = Grant::new(fence as u64, ms_to_system(acq), ms_to_system(exp));
-                g.remaining = Some(Duration::from_millis((exp - acq) as u64));
+        let Some((id, grant)) = item.split_once(':') else {
+            router.wake([item]);
+            continue;
+        };
+        let mut f = grant.splitn(3, ':').map(|x| x.parse::<u64>().ok());
+        match (f.next().flatten(), f.next().flatten(), f.next().flatten()) {
+            (Some(fence), Some(acq), Some(exp)) if exp >= acq => {
+                let mut g = Grant::new(fence, ms_to_system(acq as i64), ms_to_system(exp as i64));
+                g.remaining = Some(Duration::from_millis(exp - acq));
                 router.grant(id, g)
             }
             _ => router.wake([id]),
@@ -650,15 +663,7 @@ impl Backend for RedisBackend {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            shared: true,
-            fifo: FifoGuarantee::Strict,
-            notifications: true,
-            fencing: true,
-            fencing_survives_data_loss: true,
-            shared_across_processes: true,
-            remote_wait: false,
-        }
+        CAPABILITIES
     }
 
     fn wake_router(&self) -> &Arc<WakeRouter> {
@@ -668,10 +673,7 @@ impl Backend for RedisBackend {
     async fn attempt(&self, req: &AcquireRequest, waiter_id: Option<&str>) -> Result<Attempt> {
         match self.attempt_on_node(req, waiter_id, None, None).await? {
             NodeAttempt::Granted(g, _) => Ok(Attempt::Granted(g)),
-            NodeAttempt::NotGranted { retry_in, backend_now } => Ok(Attempt::NotGranted {
-                retry_in,
-                backend_now: backend_now.filter(|_| self.handoff),
-            }),
+            NodeAttempt::NotGranted { retry_in, backend_now } => Ok(Attempt::NotGranted { retry_in, backend_now }),
             NodeAttempt::FenceAhead => Err(Error::Protocol("fence conflict without a Redlock fence".into())),
         }
     }

@@ -120,8 +120,13 @@ pub struct RedlockBackend {
     fence_hints: Mutex<HashMap<String, u64>>,
 }
 
-/// An attempt offered a fence below a node's stored one: its hint was stale.
-struct FenceStale;
+/// How one Redlock round ended.
+enum Round {
+    Done(Attempt),
+    /// No quorum, and a node had already seen a fence at or above the one offered (the answer, should the
+    /// fence have been read for this round).
+    FenceStale(Attempt),
+}
 
 /// Most resources whose last fence a Redlock client remembers (the map is cleared when full).
 const MAX_FENCE_HINTS: usize = 100_000;
@@ -315,24 +320,12 @@ impl RedlockBackend {
         format!("{lock_id}-{n}")
     }
 
-    /// One Redlock attempt: T = hint + 1 if given, else max(fence read from a majority) + 1; then the grant
-    /// with T on every node. `Err(FenceStale)`: the hint was below a node's fence (nothing is held).
-    async fn attempt_with(
-        &self,
-        req: &AcquireRequest,
-        waiter_id: Option<&str>,
-        hint: Option<u64>,
-    ) -> std::result::Result<Result<Attempt>, FenceStale> {
+    /// One Redlock round: the grant with fence T on every node. `Round::FenceStale`: no quorum, and a node
+    /// had already seen a fence at or above T (nothing is held).
+    async fn round(&self, req: &AcquireRequest, waiter_id: Option<&str>, t: u64) -> Result<Round> {
         let start = Instant::now();
         let n = self.nodes.len();
         let q = self.quorum();
-        let t = match hint {
-            Some(h) => h + 1,
-            None => match self.read_quorum_fence(&req.resource).await {
-                Ok(max) => max + 1,
-                Err(e) => return Ok(Err(e)),
-            },
-        };
         // Phase 2: grant with T on every node.
         let token = self.next_token(&req.lock_id);
         let mut node_req = req.clone();
@@ -396,16 +389,12 @@ impl RedlockBackend {
                 }
             }
             self.remember_fence(&req.resource, t);
-            return Ok(Ok(Attempt::Granted(grant)));
+            return Ok(Round::Done(Attempt::Granted(grant)));
         }
         // No quorum in time: undo everywhere at once, without waiting for slow nodes.
         self.release_everywhere(token);
-        if hint.is_some() && results.iter().any(|r| matches!(r, Some(Ok(NodeAttempt::FenceAhead)))) {
-            self.forget_fence(&req.resource);
-            return Err(FenceStale);
-        }
         if count_err(&results) > n - q {
-            return Ok(Err(self.quorum_error(&results)));
+            return Err(self.quorum_error(&results));
         }
         let retry_in = results
             .iter()
@@ -416,10 +405,14 @@ impl RedlockBackend {
                 _ => None,
             })
             .min();
-        Ok(Ok(Attempt::NotGranted {
+        let not_granted = Attempt::NotGranted {
             retry_in,
             backend_now: None,
-        }))
+        };
+        if results.iter().any(|r| matches!(r, Some(Ok(NodeAttempt::FenceAhead)))) {
+            return Ok(Round::FenceStale(not_granted));
+        }
+        Ok(Round::Done(not_granted))
     }
 
     /// Phase 1: the highest fence a majority of nodes answers.
@@ -494,14 +487,10 @@ impl Backend for RedlockBackend {
     }
 
     fn capabilities(&self) -> Capabilities {
+        // Every node orders waiters by the same score, but that order holds only while clocks behave.
         Capabilities {
-            shared: true,
             fifo: FifoGuarantee::BestEffort,
-            notifications: true,
-            fencing: true,
-            fencing_survives_data_loss: true,
-            shared_across_processes: true,
-            remote_wait: false,
+            ..super::redis::CAPABILITIES
         }
     }
 
@@ -510,17 +499,17 @@ impl Backend for RedlockBackend {
     }
 
     async fn attempt(&self, req: &AcquireRequest, waiter_id: Option<&str>) -> Result<Attempt> {
-        let hint = self.fence_hint(&req.resource);
-        match self.attempt_with(req, waiter_id, hint).await {
-            Ok(r) => r,
-            // The hint was stale (another process granted the resource since): read the fence instead.
-            Err(FenceStale) => match self.attempt_with(req, waiter_id, None).await {
-                Ok(r) => r,
-                Err(FenceStale) => Ok(Attempt::NotGranted {
-                    retry_in: Some(Duration::from_millis(1 + rand::random::<u64>() % 5)),
-                    backend_now: None,
-                }),
-            },
+        if let Some(hint) = self.fence_hint(&req.resource) {
+            match self.round(req, waiter_id, hint + 1).await? {
+                Round::Done(a) => return Ok(a),
+                // Another process granted the resource since: read the fence instead.
+                Round::FenceStale(_) => self.forget_fence(&req.resource),
+            }
+        }
+        let t = self.read_quorum_fence(&req.resource).await? + 1;
+        match self.round(req, waiter_id, t).await? {
+            // A concurrent grant with a higher fence: the answer says retry soon, with jitter.
+            Round::Done(a) | Round::FenceStale(a) => Ok(a),
         }
     }
 
