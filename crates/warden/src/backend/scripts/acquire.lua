@@ -7,9 +7,11 @@
 --       lease had left when this call found it granted earlier)} | {0, retry_in_ms (-1 = unknown), now_ms} | {-1, 'queue_full'}
 --       | {-2, stored_fence} (Redlock: a grant with a fence >= fence_t already happened on this node).
 local L, F, Q, W, TOK, IDX, STATS, TOP = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
-local tok, kind, ttl, client, me = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5]
+local tok, kind, ttls, client, me = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local ttl = tonumber(ttls)
 local excl = is_excl(kind)
 local exp = NOW + ttl
+local exps = ms(exp)
 local fence_t = tonumber(ARGV[12] or '')
 local pinned = fence_t ~= nil and me ~= ''
 if fence_t then
@@ -19,9 +21,9 @@ if fence_t then
   end
 end
 
-local K = { F = F, TOK = TOK, IDX = IDX, STATS = STATS, TOP = TOP, resource = ARGV[10] }
 local function grant()
-  local fs = record_grant(K, tok, kind, client, ttl, exp, tonumber(ARGV[7]), tonumber(ARGV[8]), fence_t)
+  local K = { F = F, TOK = TOK, IDX = IDX, STATS = STATS, TOP = TOP, resource = ARGV[10] }
+  local fs = record_grant(K, tok, kind, client, ttls, exps, false, ARGV[7], ARGV[8], fence_t)
   local still_queued = 0
   if pinned and redis.call('ZSCORE', Q, me) then still_queued = 1 end
   return { 1, fs, NOW, exp, still_queued, -1 }
@@ -44,7 +46,7 @@ end
 -- Fast path: no queue, exclusive. One SET NX decides.
 local queued = redis.call('EXISTS', Q) == 1
 if excl and not queued then
-  if redis.call('SET', L, tok, 'NX', 'PXAT', exp) then return grant() end
+  if redis.call('SET', L, tok, 'NX', 'PXAT', exps) then return grant() end
 end
 
 -- Idempotent per token: a retried attempt whose first try was applied, or a waiter the lock was handed to
@@ -77,9 +79,9 @@ end
 local st = q.lock_state()
 if allowed and (st == 'free' or (st == 'shared' and not excl)) then
   if excl then
-    redis.call('SET', L, tok, 'PXAT', exp)
+    redis.call('SET', L, tok, 'PXAT', exps)
   else
-    redis.call('ZADD', L, exp, tok)
+    redis.call('ZADD', L, exps, tok)
     local top = redis.call('ZRANGE', L, -1, -1, 'WITHSCORES')
     redis.call('PEXPIREAT', L, top[2])
   end

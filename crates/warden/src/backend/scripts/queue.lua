@@ -10,26 +10,29 @@ end
 -- Records a grant of `tok`: the fence (+1 per grant; a counter lost with the node's data is re-seeded from the
 -- server clock in µs, above every earlier fence while grants stayed below one per µs and the clock did not jump
 -- back; Redlock passes fence_t instead), the lease record, the expiry index and the statistics.
+-- ttls, exps, mrens, mholds: the ttl, expiry, max renewals and max hold as decimal strings (see ms()).
 -- A provisional grant (handed to a waiter for less than its ttl) starts at renewals = -1: its first renewal,
 -- which claims the full ttl, is not counted against max_renewals.
-local function record_grant(K, tok, kind, client, ttl, exp, max_ren, max_hold, fence_t)
-  local fence
+local function record_grant(K, tok, kind, client, ttls, exps, provisional, mrens, mholds, fence_t)
+  local fs
   if fence_t then
-    fence = fence_t
-    redis.call('HSET', K.F, 'fence', string.format('%d', fence))
+    fs = ms(fence_t)
+    redis.call('HSET', K.F, 'fence', fs)
   else
-    fence = redis.call('HINCRBY', K.F, 'fence', 1)
+    local fence = redis.call('HINCRBY', K.F, 'fence', '1')
     if fence == 1 then
       fence = tonumber(T[1]) * 1000000 + tonumber(T[2])
-      redis.call('HSET', K.F, 'fence', string.format('%d', fence))
+      fs = ms(fence)
+      redis.call('HSET', K.F, 'fence', fs)
+    else
+      fs = ms(fence)
     end
   end
-  local fs = string.format('%d', fence)
-  redis.call('HSET', K.TOK, tok, record({ kind = kind, client = client, acq = NOW, exp = exp, ttl = ttl, fence = fs,
-    renewals = (exp - NOW < ttl) and -1 or 0, max_renewals = max_ren, max_hold = max_hold, resource = K.resource }))
-  redis.call('ZADD', K.IDX, exp, tok)
-  redis.call('HINCRBY', K.STATS, 'grants:' .. kind, 1)
-  redis.call('HINCRBY', K.TOP, K.resource, 1)
+  redis.call('HSET', K.TOK, tok, kind .. '\n' .. client .. '\n' .. ms(NOW) .. '\n' .. exps .. '\n' .. ttls .. '\n' .. fs
+    .. (provisional and '\n-1\n' or '\n0\n') .. mrens .. '\n' .. mholds .. '\n' .. K.resource)
+  redis.call('ZADD', K.IDX, exps, tok)
+  redis.call('HINCRBY', K.STATS, 'grants:' .. kind, '1')
+  redis.call('HINCRBY', K.TOP, K.resource, '1')
   return fs
 end
 
@@ -44,8 +47,8 @@ local function queue_lib(L, Q, W, CHAN)
       dl, kind, client, ttl = string.match(info, '^(%d+)\n([^\n]*)\n([^\n]*)\n(%d+)')
     end
     if tok == '' then tok = nil end
-    return { deadline = tonumber(dl), kind = kind, client = client, ttl = tonumber(ttl), tok = tok,
-             max_renewals = tonumber(mren), max_hold = tonumber(mhold), wl = tonumber(wl) }
+    return { deadline = tonumber(dl), kind = kind, client = client, ttl = tonumber(ttl), tok = tok, ttls = ttl,
+             mrens = mren, mholds = mhold, wl = tonumber(wl) }
   end
   -- Drops expired waiters at the head. Returns the live head (id, waiter) or nil, and whether any was dropped.
   function q.clean_head()
@@ -83,14 +86,15 @@ local function queue_lib(L, Q, W, CHAN)
     local function proceed(id, w)
       if not (K and w.tok) then return id end
       local exp = NOW + math.min(w.ttl, w.wl)
+      local exps = ms(exp)
       if is_excl(w.kind) then
-        redis.call('SET', L, w.tok, 'PXAT', exp)
+        redis.call('SET', L, w.tok, 'PXAT', exps)
       else
-        redis.call('ZADD', L, exp, w.tok)
+        redis.call('ZADD', L, exps, w.tok)
       end
       redis.call('ZREM', Q, id)
       redis.call('HDEL', W, id)
-      local fs = record_grant(K, w.tok, w.kind, w.client, w.ttl, exp, w.max_renewals, w.max_hold)
+      local fs = record_grant(K, w.tok, w.kind, w.client, w.ttls, exps, exp - NOW < w.ttl, w.mrens, w.mholds)
       return string.format('%s:%s:%d:%d', id, fs, NOW, exp)
     end
     local head, hw = q.clean_head()

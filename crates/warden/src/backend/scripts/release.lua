@@ -5,11 +5,11 @@ local TOK, IDX, STATS, TOP = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local tok, client = ARGV[1], ARGV[2]
 local rec = redis.call('HGET', TOK, tok)
 if not rec then return 'not_found' end
-local r = parse(rec)
-if not r then return redis.error_reply('malformed lease record for ' .. tok) end
-if client ~= '' and client ~= r.client then return 'not_owner' end
-local L, F, Q, W = keys_for(ARGV[3], r.resource)
-local excl = is_excl(r.kind)
+local kind, owner, acq, exp, resource = parse_brief(rec)
+if not kind then return redis.error_reply('malformed lease record for ' .. tok) end
+if client ~= '' and client ~= owner then return 'not_owner' end
+local L, F, Q, W = keys_for(ARGV[3], resource)
+local excl = is_excl(kind)
 local held
 if excl then
   held = redis.pcall('GET', L) == tok
@@ -28,16 +28,16 @@ if held then
     local top = redis.call('ZRANGE', L, -1, -1, 'WITHSCORES')
     if #top == 2 then redis.call('PEXPIREAT', L, top[2]) end
   end
-  redis.call('HINCRBY', STATS, 'released:' .. r.kind, 1)
-  redis.call('HINCRBY', STATS, 'hold_ms', NOW - r.acq)
-  outcome = { 'ok', NOW - r.acq }
+  redis.call('HINCRBY', STATS, 'released:' .. kind, '1')
+  redis.call('HINCRBY', STATS, 'hold_ms', ms(NOW - acq))
+  outcome = { 'ok', NOW - acq }
 else
-  redis.call('HINCRBY', STATS, 'expired:' .. r.kind, 1)
-  redis.call('HINCRBY', STATS, 'hold_ms', math.min(r.exp, NOW) - r.acq)
+  redis.call('HINCRBY', STATS, 'expired:' .. kind, '1')
+  redis.call('HINCRBY', STATS, 'hold_ms', ms(math.min(exp, NOW) - acq))
 end
 if redis.call('EXISTS', Q) == 1 then
   -- Direct handoff unless Redlock (there a grant needs a quorum and a fence agreed over it: only wake).
-  local K = ARGV[5] == '1' and { F = F, TOK = TOK, IDX = IDX, STATS = STATS, TOP = TOP, resource = r.resource } or nil
+  local K = ARGV[5] == '1' and { F = F, TOK = TOK, IDX = IDX, STATS = STATS, TOP = TOP, resource = resource } or nil
   queue_lib(L, Q, W, ARGV[4]).notify_eligible(K)
 end
 return outcome
