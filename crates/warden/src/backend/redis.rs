@@ -1,11 +1,12 @@
 //! `redis://`: one Redis node. Every operation is one Lua script (EVALSHA; loaded once, reloaded by
 //! redis-rs after a `NOSCRIPT`), so an uncontended acquire, a release and a renew are one round trip each.
 //!
-//! Layout (see `scripts/record.lua` and `scripts/queue.lua`): the exclusive lock key is the resource name itself (plus an optional
-//! prefix) holding the token as a plain string with a PX expiry, so `SET key token NX PX` clients
-//! (node-redlock, redis-py `Lock`) exclude us and are excluded. Shared holders use the same key as a sorted
-//! set of tokens. Fence counter, queue and waiter leases sit in helper keys of the same cluster hash slot; the
-//! lease records (by token), the expiry index and the statistics are global keys (so no Redis Cluster yet).
+//! Layout (see `scripts/record.lua` and `scripts/queue.lua`): the exclusive lock key is the resource name
+//! itself (plus an optional prefix) holding the token as a plain string with a PX expiry, so
+//! `SET key token NX PX` clients (node-redlock, redis-py `Lock`) exclude us and are excluded. Shared holders
+//! use the same key as a sorted set of tokens. Fence counter, queue and waiter leases sit in helper keys of the
+//! same cluster hash slot; the lease records (by token), the expiry index and the statistics are global keys
+//! (so no Redis Cluster yet).
 //! Wake-ups travel on one pub/sub channel, read by one subscriber connection per backend instance.
 
 use super::Backend;
