@@ -1,7 +1,17 @@
 //! `warden-bench`: runs one workload against a backend and prints its figures (see bench/README.md).
 
 use clap::Parser;
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
+
+/// `println!` that ends the process quietly when stdout is gone (`warden-bench … | head -1`) instead of
+/// panicking on the broken pipe.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        if writeln!(std::io::stdout(), $($arg)*).is_err() {
+            std::process::exit(0);
+        }
+    };
+}
 
 #[derive(Parser, Debug)]
 #[command(about = "Benchmark warden: uniform, hot and handoff workloads")]
@@ -43,23 +53,23 @@ async fn main() -> anyhow::Result<()> {
     let a = Args::parse();
     if let Some(n) = a.memory_per_lock {
         let per = warden_bench::http::memory_per_lock(n).await?;
-        println!("memory   {n} leases held at once in memory://: {per:.0} bytes per lease (resident set growth)");
+        out!("memory   {n} leases held at once in memory://: {per:.0} bytes per lease (resident set growth)");
         return Ok(());
     }
     if a.http {
         let (real, trivial) = warden_bench::http::run_http(&a.backend, a.workers, a.keys, a.duration).await?;
         for r in [&real, &trivial] {
             if a.json {
-                println!("{}", serde_json::to_string(r)?);
+                out!("{}", serde_json::to_string(r)?);
             } else {
-                println!(
+                out!(
                     "http     {:<8} {:<24} workers={:<3} {:>9.0} cycles/s  acquire p50={}us p99={}us max={}us  failed={}",
                     r.target, r.backend, r.workers, r.cycles_per_s, r.acq_p50_us, r.acq_p99_us, r.acq_max_us, r.failed
                 );
             }
         }
         if !a.json {
-            println!(
+            out!(
                 "http     warden reached {:.0}% of the trivial-handler ceiling",
                 100.0 * real.cycles_per_s / trivial.cycles_per_s.max(1.0)
             );
@@ -87,9 +97,9 @@ async fn main() -> anyhow::Result<()> {
     };
     let report = warden_bench::run_with_progress(&cfg, std::io::stderr().is_terminal() && !a.json).await?;
     if a.json {
-        println!("{}", serde_json::to_string(&report)?);
+        out!("{}", serde_json::to_string(&report)?);
     } else {
-        println!(
+        out!(
             "{:<8} {:<28} workers={:<3} keys={:<5} {:>10.0} cycles/s  acquire p50={}us p99={}us max={}us  failed={} fifo_violations={}",
             format!("{:?}", report.workload).to_lowercase(),
             a.backend,
@@ -105,21 +115,22 @@ async fn main() -> anyhow::Result<()> {
     }
     if let Some((host, port)) = ceiling {
         let usec = warden_bench::redis_evalsha_usec(&host, port)?;
-        println!(
+        out!(
             "server   Redis time per warden script {usec:.1} us -> same-commands ceiling {:.0} cycles/s (2 scripts a cycle); warden reached {:.0}%",
             1e6 / (2.0 * usec),
             100.0 * report.cycles_per_s * 2.0 * usec / 1e6
         );
         let c = warden_bench::redis_ceiling(&host, port, 500_000)?;
         for x in &c {
-            println!(
+            out!(
                 "ceiling  redis-benchmark -c 1 -P 50  {:<28} {:>10.0} req/s",
-                x.command, x.rps
+                x.command,
+                x.rps
             );
         }
         if let (Some(set), Some(del)) = (c.first(), c.get(1)) {
             let cycle = 1.0 / (1.0 / set.rps + 1.0 / del.rps);
-            println!(
+            out!(
                 "ceiling  plain SET NX PX + DEL lock cycle {cycle:.0} cycles/s; warden reached {:.0}%",
                 100.0 * report.cycles_per_s / cycle
             );
