@@ -29,8 +29,8 @@ local function sweep(limit)
     local rec = redis.call('HGET', TOK, tok)
     local r = rec and parse(rec)
     if r then
-      redis.call('HINCRBY', STATS, 'expired:' .. r.kind, 1)
-      redis.call('HINCRBY', STATS, 'hold_ms', r.exp - r.acq)
+      redis.call('HINCRBY', STATS, 'expired:' .. r.kind, '1')
+      redis.call('HINCRBY', STATS, 'hold_ms', ms(r.exp - r.acq))
       redis.call('HDEL', TOK, tok)
       ended[#ended + 1] = tok .. ' ' .. r.resource
     end

@@ -24,10 +24,11 @@ if r.max_hold > 0 then
   exp = math.min(exp, r.acq + r.max_hold)
   if exp <= NOW then return { 'capped', r.exp } end
 end
+local exps = ms(exp)
 if excl then
-  redis.call('PEXPIREAT', L, exp)
+  redis.call('PEXPIREAT', L, exps)
 else
-  redis.call('ZADD', L, 'XX', exp, tok)
+  redis.call('ZADD', L, 'XX', exps, tok)
   local top = redis.call('ZRANGE', L, -1, -1, 'WITHSCORES')
   redis.call('PEXPIREAT', L, top[2])
 end
@@ -36,5 +37,5 @@ r.ttl = ttl
 r.renewals = r.renewals + 1
 local rec = record(r)
 redis.call('HSET', TOK, tok, rec)
-redis.call('ZADD', IDX, 'XX', exp, tok)
+redis.call('ZADD', IDX, 'XX', exps, tok)
 return { 'ok', rec, exp - NOW }
