@@ -3,6 +3,8 @@
 # the network and the client taken out: both scripts' bodies run in one EVALSHA, driven by redis-benchmark
 # (one connection, 50 in flight, 1000 resources), read from INFO commandstats. Compare variants of the scripts
 # in the same minute: this VM's speed drifts by tens of percent over minutes.
+# Then the latency redis-benchmark itself gets for these commands with 25 cycles (50 scripts' work) in flight on
+# one connection: the floor under warden's acquire latency at 50 workers, with no client library at all.
 #
 #   bench/scripts/lua-cycle.sh [SCRIPTS_DIR]      (default: crates/warden/src/backend/scripts)
 #   PORT=7390 (a redis-server of your own: `redis-server --port 7390 --save "" --appendonly no --daemonize yes`)
@@ -34,3 +36,5 @@ for i in 1 2 3 4 5 6; do
   redis-cli -p "$P" info commandstats | grep evalsha | sed 's/.*usec_per_call=\([0-9.]*\).*/\1/'
 done | sort -n | head -3 | tr '\n' ' ' | sed 's/^/cycle server time, best 3 of 6 (us): /'
 echo
+redis-benchmark -p "$P" -c 1 -P 25 -n 300000 -r 1000 evalsha "$sha" 0 res__rand_int__ 2>&1 | tr '\r' '\n' |
+  grep -A4 'latency summary' | tail -2 | sed 's/^/25 cycles in flight, latency (ms): /'
