@@ -18,6 +18,13 @@ pub struct ServeArgs {
     /// Waiters parked at once on this instance for one resource.
     #[arg(long, default_value_t = 1_000)]
     pub max_waiters_per_resource: usize,
+    /// Connections served at once; more wait in the listen backlog.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_connections: u64,
+    /// Milliseconds a connection may take to send a request head, or sit idle between requests, before it
+    /// is closed.
+    #[arg(long, default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    pub header_timeout_ms: u64,
 }
 
 /// Shows a URL without its password.
@@ -57,7 +64,12 @@ async fn serve_inner(a: ServeArgs) -> anyhow::Result<u8> {
     })?;
     let addr = listener.local_addr().context("listener has no local address")?;
     println!("warden listening on http://{addr} (backend {shown})");
-    let config = warden_server::ServerConfig::default().with_waiter_limits(a.max_waiters, a.max_waiters_per_resource);
+    let config = warden_server::ServerConfig::default()
+        .with_waiter_limits(a.max_waiters, a.max_waiters_per_resource)
+        .with_connection_limits(
+            usize::try_from(a.max_connections).unwrap_or(usize::MAX),
+            std::time::Duration::from_millis(a.header_timeout_ms),
+        );
     warden_server::run(listener, warden, config, shutdown_signal())
         .await
         .context("server failed")?;

@@ -24,6 +24,7 @@ pub mod handlers;
 pub mod limits;
 pub mod metrics;
 pub mod openapi;
+mod serve;
 pub mod state;
 
 use axum::extract::DefaultBodyLimit;
@@ -49,6 +50,12 @@ pub struct ServerConfig {
     pub max_waiters_per_resource: usize,
     /// Deadline of every request that does not wait for a lock.
     pub request_timeout: Duration,
+    /// Connections served at once; further ones wait in the listen backlog until one closes.
+    pub max_connections: usize,
+    /// How long a connection may take to start a request and to send its head, and how long a keep-alive
+    /// connection may sit idle between requests, before it is closed: slow or silent clients cannot hold
+    /// connections.
+    pub header_read_timeout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -58,6 +65,8 @@ impl Default for ServerConfig {
             max_waiters: 10_000,
             max_waiters_per_resource: 1_000,
             request_timeout: Duration::from_secs(30),
+            max_connections: 10_000,
+            header_read_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -67,6 +76,14 @@ impl ServerConfig {
     pub fn with_waiter_limits(mut self, total: usize, per_resource: usize) -> Self {
         self.max_waiters = total.max(1);
         self.max_waiters_per_resource = per_resource.max(1);
+        self
+    }
+
+    /// Sets the connection cap and the deadline for a request head or keep-alive idleness (at least 1 and
+    /// 1 ms).
+    pub fn with_connection_limits(mut self, max_connections: usize, header_read_timeout: Duration) -> Self {
+        self.max_connections = max_connections.max(1);
+        self.header_read_timeout = header_read_timeout.max(Duration::from_millis(1));
         self
     }
 }
@@ -109,7 +126,8 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// Serves the API on `listener` until `shutdown` completes; then stops accepting, answers parked waiters
-/// with 503 `shutting_down` and finishes in-flight requests.
+/// with 503 `shutting_down` and finishes in-flight requests. Connections are capped and given deadlines (see
+/// [`ServerConfig::max_connections`] and [`ServerConfig::header_read_timeout`]). HTTP/1.1.
 pub async fn run<F>(
     listener: tokio::net::TcpListener,
     warden: warden::Warden,
@@ -119,19 +137,7 @@ pub async fn run<F>(
 where
     F: Future<Output = ()> + Send + 'static,
 {
-    let state = AppState::new(warden, config);
+    let state = AppState::new(warden, config.clone());
     let token = state.shutdown_token().clone();
-    let app = router(state);
-    use axum::serve::ListenerExt;
-    let listener = listener.tap_io(|tcp| {
-        // Small JSON answers must not wait for Nagle's algorithm.
-        let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            tracing::info!("shutting down: finishing in-flight requests, answering waiters with 503");
-            token.cancel();
-        })
-        .await
+    serve::serve(listener, router(state), &config, token, shutdown).await
 }

@@ -1,0 +1,100 @@
+//! The accept loop: bounded connections, a deadline on every request head and on keep-alive idleness, and
+//! graceful shutdown.
+//!
+//! Written here rather than taken from `axum::serve` because axum 0.8's loop installs no timer in hyper (so
+//! hyper's header-read timeout never fires) and caps nothing: a client that connects and sends nothing, or
+//! dribbles a request head, would hold its connection and task forever. hyper and hyper-util do the protocol
+//! work; this file only decides when a connection is accepted and when it is given up.
+
+use crate::ServerConfig;
+use axum::body::Body;
+use axum::extract::Request;
+use axum::Router;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+/// Serves `app` on `listener` until `shutdown` completes, then cancels `stopping`, stops accepting, lets every
+/// connection finish its in-flight request and returns once all are closed.
+///
+/// - At most `config.max_connections` connections are served at once; further ones wait in the listen
+///   backlog until one closes.
+/// - A connection must start its first request within `config.header_read_timeout`, send each request head
+///   within it, and may sit idle between requests no longer than it; otherwise it is closed.
+pub(crate) async fn serve<F>(
+    listener: TcpListener,
+    app: Router,
+    config: &ServerConfig,
+    stopping: CancellationToken,
+    shutdown: F,
+) -> std::io::Result<()>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    let head_deadline = config.header_read_timeout;
+    let slots = Arc::new(Semaphore::new(config.max_connections.max(1)));
+    let graceful = GracefulShutdown::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(head_deadline)
+        .keep_alive(true);
+    let service = TowerToHyperService::new(app.map_request(|r: Request<Incoming>| r.map(Body::new)));
+    tokio::pin!(shutdown);
+    loop {
+        let slot = tokio::select! {
+            biased;
+            _ = &mut shutdown => break,
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break, // the semaphore is never closed
+            },
+        };
+        let tcp = tokio::select! {
+            biased;
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, _peer)) => tcp,
+                Err(e) => {
+                    // Out of file descriptors and the like: the listener itself is fine; back off a little
+                    // instead of spinning on the error.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        // Small JSON answers must not wait for Nagle's algorithm.
+        let _ = tcp.set_nodelay(true);
+        let (http, service, watcher, stopping) = (http.clone(), service.clone(), graceful.watcher(), stopping.clone());
+        tokio::spawn(async move {
+            let _slot = slot;
+            // hyper's head timer starts only once the first byte arrived: a connection that sends nothing is
+            // given up here.
+            tokio::select! {
+                ready = tokio::time::timeout(head_deadline, tcp.readable()) => {
+                    if !matches!(ready, Ok(Ok(()))) {
+                        return;
+                    }
+                }
+                _ = stopping.cancelled() => return,
+            }
+            let conn = http.serve_connection(TokioIo::new(tcp), service);
+            if let Err(e) = watcher.watch(conn).await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    tracing::info!("shutting down: finishing in-flight requests, answering waiters with 503");
+    stopping.cancel();
+    graceful.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,133 @@
+//! Connection limits of `warden_server::run`: silent, slow and idle connections are given up at the head
+//! deadline, and connections beyond the cap wait for a free slot.
+
+mod common;
+
+use common::TestServer;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use warden::Warden;
+use warden_server::ServerConfig;
+
+const HEALTH: &[u8] = b"GET /health HTTP/1.1\r\nHost: warden\r\n\r\n";
+
+async fn server(max_connections: usize, head_deadline: Duration) -> TestServer {
+    let warden = Warden::connect("memory://").await.expect("memory backend");
+    let config = ServerConfig::default().with_connection_limits(max_connections, head_deadline);
+    TestServer::start_with(warden, config).await
+}
+
+async fn connect(s: &TestServer) -> TcpStream {
+    let addr = s.base.trim_start_matches("http://");
+    TcpStream::connect(addr).await.expect("connect")
+}
+
+/// Reads until the server closes the connection (EOF or reset); returns how long that took and what came.
+async fn until_closed(tcp: &mut TcpStream, limit: Duration) -> (Duration, Vec<u8>) {
+    let started = Instant::now();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout_at((started + limit).into(), tcp.read(&mut buf)).await {
+            Err(_) => panic!("the server kept the connection open for {limit:?}"),
+            Ok(Ok(0)) | Ok(Err(_)) => return (started.elapsed(), got),
+            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+/// Reads one whole `/health` answer (headers and a Content-Length body).
+async fn read_answer(tcp: &mut TcpStream) -> String {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = tcp.read(&mut buf).await.expect("read");
+        assert!(n > 0, "closed before the answer: {:?}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&got).to_string();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let len = text[..end]
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().to_string())
+                })
+                .and_then(|v| v.parse::<usize>().ok())
+                .expect("content-length");
+            if got.len() >= end + 4 + len {
+                return text;
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_silent_connection_is_closed_at_the_head_deadline() {
+    let s = server(100, Duration::from_millis(300)).await;
+    let mut tcp = connect(&s).await;
+    let (took, got) = until_closed(&mut tcp, Duration::from_secs(5)).await;
+    assert!(got.is_empty(), "nothing was asked, nothing is answered");
+    assert!(
+        took >= Duration::from_millis(250),
+        "closed after {took:?}, before the deadline"
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_dribbled_request_head_is_cut_off() {
+    let s = server(100, Duration::from_millis(300)).await;
+    let mut tcp = connect(&s).await;
+    tcp.write_all(b"POST /api/locks/acquire HTTP/1.1\r\nHost: warden\r\n")
+        .await
+        .expect("write");
+    let (took, _) = until_closed(&mut tcp, Duration::from_secs(5)).await;
+    assert!(
+        took >= Duration::from_millis(250),
+        "closed after {took:?}, before the deadline"
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed() {
+    let s = server(100, Duration::from_millis(300)).await;
+    let mut tcp = connect(&s).await;
+    tcp.write_all(HEALTH).await.expect("write");
+    let answer = read_answer(&mut tcp).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    // Still usable right away: keep-alive works.
+    tcp.write_all(HEALTH).await.expect("write");
+    assert!(read_answer(&mut tcp).await.starts_with("HTTP/1.1 200"));
+    let (took, got) = until_closed(&mut tcp, Duration::from_secs(5)).await;
+    assert!(
+        took >= Duration::from_millis(250),
+        "idle connection closed after {took:?}"
+    );
+    assert!(got.is_empty() || String::from_utf8_lossy(&got).starts_with("HTTP/1.1 408"));
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn connections_beyond_the_cap_wait_for_a_free_slot() {
+    let s = server(1, Duration::from_secs(10)).await;
+    let mut first = connect(&s).await;
+    first.write_all(HEALTH).await.expect("write");
+    assert!(read_answer(&mut first).await.starts_with("HTTP/1.1 200"));
+    // The only slot is taken by `first` (kept alive): the second connection is not served...
+    let mut second = connect(&s).await;
+    second.write_all(HEALTH).await.expect("write");
+    let mut buf = [0u8; 16];
+    let early = tokio::time::timeout(Duration::from_millis(300), second.read(&mut buf)).await;
+    assert!(early.is_err(), "served beyond the cap: {early:?}");
+    // ...until `first` goes away.
+    drop(first);
+    let answer = tokio::time::timeout(Duration::from_secs(5), read_answer(&mut second))
+        .await
+        .expect("the freed slot serves the waiting connection");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    drop(second);
+    s.stop().await;
+}
