@@ -20,8 +20,8 @@ local function parse_brief(rec)
   if not kind then return nil end
   return kind, client, tonumber(acq), tonumber(exp), res
 end
--- Integers go to redis.call and into records as strings formatted here: Lua's own number-to-string conversion
--- ('%.14g') costs the server about three times as much.
+-- Integers go to redis.call and into records as strings formatted here: a Lua number handed to redis.call (or
+-- tostring) is converted as a float, at about three times the cost.
 local function ms(n) return string.format('%d', n) end
 local function is_excl(kind) return kind == 'exclusive' or kind == 'write' end
 local T = redis.call('TIME')
