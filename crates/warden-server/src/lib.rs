@@ -137,7 +137,8 @@ pub async fn run<F>(
 where
     F: Future<Output = ()> + Send + 'static,
 {
-    let state = AppState::new(warden, config.clone());
+    let limits = (config.max_connections, config.header_read_timeout);
+    let state = AppState::new(warden, config);
     let token = state.shutdown_token().clone();
-    serve::serve(listener, router(state), &config, token, shutdown).await
+    serve::serve(listener, router(state), limits, token, shutdown).await
 }

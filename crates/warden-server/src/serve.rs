@@ -4,8 +4,9 @@
 //! Written here rather than taken from `axum::serve` because axum 0.8's loop installs no timer in hyper (so
 //! hyper's header-read timeout never fires) and caps nothing: a client that connects and sends nothing, or
 //! dribbles a request head, would hold its connection and task forever. hyper and hyper-util do the protocol
-//! work; this file only decides when a connection is accepted and when it is given up.
+//! work and keep the deadline (given a timer); this file only decides when a connection is accepted.
 
+#[cfg(doc)]
 use crate::ServerConfig;
 use axum::body::Body;
 use axum::extract::Request;
@@ -25,22 +26,24 @@ use tower::ServiceExt;
 /// Serves `app` on `listener` until `shutdown` completes, then cancels `stopping`, stops accepting, lets every
 /// connection finish its in-flight request and returns once all are closed.
 ///
-/// - At most `config.max_connections` connections are served at once; further ones wait in the listen
-///   backlog until one closes.
-/// - A connection must start its first request within `config.header_read_timeout`, send each request head
-///   within it, and may sit idle between requests no longer than it; otherwise it is closed.
+/// `limits` = ([`ServerConfig::max_connections`], [`ServerConfig::header_read_timeout`]):
+/// - at most that many connections are served at once; further ones wait in the listen backlog until one
+///   closes;
+/// - a connection must send each request head (the first one too) within the deadline, and may sit idle
+///   between requests no longer than it; otherwise it is closed.
 pub(crate) async fn serve<F>(
     listener: TcpListener,
     app: Router,
-    config: &ServerConfig,
+    limits: (usize, Duration),
     stopping: CancellationToken,
     shutdown: F,
 ) -> std::io::Result<()>
 where
     F: Future<Output = ()> + Send + 'static,
 {
-    let head_deadline = config.header_read_timeout;
-    let slots = Arc::new(Semaphore::new(config.max_connections.max(1)));
+    let (max_connections, head_deadline) = limits;
+    // The fields are public, so they may hold anything: a semaphore refuses more than MAX_PERMITS (it panics).
+    let slots = Arc::new(Semaphore::new(max_connections.clamp(1, Semaphore::MAX_PERMITS)));
     let graceful = GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
@@ -73,19 +76,11 @@ where
         };
         // Small JSON answers must not wait for Nagle's algorithm.
         let _ = tcp.set_nodelay(true);
-        let (http, service, watcher, stopping) = (http.clone(), service.clone(), graceful.watcher(), stopping.clone());
+        let (http, service, watcher) = (http.clone(), service.clone(), graceful.watcher());
         tokio::spawn(async move {
             let _slot = slot;
-            // hyper's head timer starts only once the first byte arrived: a connection that sends nothing is
-            // given up here.
-            tokio::select! {
-                ready = tokio::time::timeout(head_deadline, tcp.readable()) => {
-                    if !matches!(ready, Ok(Ok(()))) {
-                        return;
-                    }
-                }
-                _ = stopping.cancelled() => return,
-            }
+            // hyper's head timer also runs before the first request: a connection that never sends a byte is
+            // closed at the deadline too.
             let conn = http.serve_connection(TokioIo::new(tcp), service);
             if let Err(e) = watcher.watch(conn).await {
                 tracing::debug!(error = %e, "connection ended with an error");
