@@ -28,8 +28,8 @@ local function record_grant(K, tok, kind, client, ttls, exps, provisional, mrens
       fs = ms(fence)
     end
   end
-  redis.call('HSET', K.TOK, tok, kind .. '\n' .. client .. '\n' .. ms(NOW) .. '\n' .. exps .. '\n' .. ttls .. '\n' .. fs
-    .. (provisional and '\n-1\n' or '\n0\n') .. mrens .. '\n' .. mholds .. '\n' .. K.resource)
+  redis.call('HSET', K.TOK, tok, record(kind, client, ms(NOW), exps, ttls, fs, provisional and '-1' or '0', mrens,
+    mholds, K.resource))
   redis.call('ZADD', K.IDX, exps, tok)
   redis.call('HINCRBY', K.STATS, 'grants:' .. kind, '1')
   redis.call('HINCRBY', K.TOP, K.resource, '1')

@@ -32,10 +32,8 @@ else
   local top = redis.call('ZRANGE', L, -1, -1, 'WITHSCORES')
   redis.call('PEXPIREAT', L, top[2])
 end
-r.exp = exp
-r.ttl = ttl
-r.renewals = r.renewals + 1
-local rec = record(r)
+local rec = record(r.kind, r.client, ms(r.acq), exps, ms(ttl), r.fence, ms(r.renewals + 1), ms(r.max_renewals),
+  ms(r.max_hold), r.resource)
 redis.call('HSET', TOK, tok, rec)
 redis.call('ZADD', IDX, 'XX', exps, tok)
 return { 'ok', rec, exp - NOW }
