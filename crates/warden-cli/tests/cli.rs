@@ -132,13 +132,13 @@ fn exit_codes_propagate_and_skip_if_held() {
     rt.block_on(guard.release()).unwrap();
 
     // Unreachable default server: one line that says what to do, exit 69.
-    let port = warden_testkit::free_port().unwrap();
+    let addr = warden_testkit::refused_addr().unwrap();
     let (c, err) = code(&[
         "run",
         "--lock",
         "e",
         "--backend",
-        &format!("http://127.0.0.1:{port}"),
+        &format!("http://{addr}"),
         "--",
         "true",
     ]);

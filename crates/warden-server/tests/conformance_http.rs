@@ -69,8 +69,8 @@ impl Harness for HttpHarness {
         true
     }
     fn unreachable_url(&self) -> Option<String> {
-        let port = warden_testkit::free_port().ok()?;
-        Some(format!("http://127.0.0.1:{port}?timeout_ms=300"))
+        let addr = warden_testkit::refused_addr().ok()?;
+        Some(format!("http://{addr}?timeout_ms=300"))
     }
     async fn counter(&self) -> std::sync::Arc<dyn Counter> {
         self.inner.counter().await

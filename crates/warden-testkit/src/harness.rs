@@ -186,8 +186,8 @@ impl Harness for RedisHarness {
         true
     }
     fn unreachable_url(&self) -> Option<String> {
-        let port = crate::free_port().ok()?;
-        Some(format!("redis://127.0.0.1:{port}?timeout_ms=300"))
+        let addr = crate::refused_addr().ok()?;
+        Some(format!("redis://{addr}?timeout_ms=300"))
     }
     async fn counter(&self) -> Arc<dyn Counter> {
         Arc::new(RedisCounter::new(&self.url.replace("?timeout_ms=500", ""), "conformance:counter").await)
@@ -263,11 +263,8 @@ impl Harness for RedlockHarness {
         true
     }
     fn unreachable_url(&self) -> Option<String> {
-        let ports: Vec<String> = (0..3)
-            .filter_map(|_| crate::free_port().ok())
-            .map(|p| format!("127.0.0.1:{p}"))
-            .collect();
-        Some(format!("redlock://{}?timeout_ms=100", ports.join(",")))
+        let addrs: Vec<String> = (0..3).filter_map(|_| crate::refused_addr().ok()).collect();
+        Some(format!("redlock://{}?timeout_ms=100", addrs.join(",")))
     }
     async fn counter(&self) -> Arc<dyn Counter> {
         let first = self.nodes[0].lock().expect("node").url();

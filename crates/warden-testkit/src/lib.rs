@@ -6,7 +6,7 @@ pub mod conformance;
 pub mod harness;
 pub mod redis_server;
 
-pub use redis_server::{free_port, RedisServer};
+pub use redis_server::{free_port, refused_addr, RedisServer};
 
 use std::future::Future;
 use std::time::Duration;

@@ -27,6 +27,18 @@ pub fn free_port() -> std::io::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
+/// An address on 127.0.0.1 where connections are refused for the rest of the test process. A socket bound
+/// there without listening holds the port: a port that is merely free (see [`free_port`]) can be handed to
+/// the next server a test running in parallel starts, and then it answers.
+pub fn refused_addr() -> std::io::Result<String> {
+    static HELD: std::sync::Mutex<Vec<tokio::net::TcpSocket>> = std::sync::Mutex::new(Vec::new());
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind(([127, 0, 0, 1], 0).into())?;
+    let addr = socket.local_addr()?;
+    HELD.lock().unwrap_or_else(|e| e.into_inner()).push(socket);
+    Ok(addr.to_string())
+}
+
 impl RedisServer {
     /// Starts a server on a free port, persisting nothing unless asked. Panics with a sentence saying what
     /// to install if `redis-server` is not on PATH (this is test-only code).
