@@ -373,7 +373,7 @@ pub async fn dead_waiter_does_not_block(h: &dyn Harness) {
         Some(t)
     } else {
         // A ghost waiter: queued through the raw backend, never heartbeats again.
-        let mut req = ghost_request("dead");
+        let mut req = ghost_request(a.backend().as_ref(), "dead");
         req.waiter_lease = ms(200);
         let r = a
             .backend()
@@ -407,20 +407,14 @@ pub async fn dead_waiter_does_not_block(h: &dyn Harness) {
     g.release().await.expect("release");
 }
 
-fn ghost_request(resource: &str) -> warden::AcquireRequest {
+fn ghost_request(backend: &dyn warden::Backend, resource: &str) -> warden::AcquireRequest {
     // Built through the public builder path's types: a plain exclusive request with a fresh token.
-    let mut r = warden_request(resource);
-    r.client_id = "ghost".into();
-    r
-}
-
-fn warden_request(resource: &str) -> warden::AcquireRequest {
     warden::AcquireRequest::new(
         resource,
         LockKind::Exclusive,
         SEC,
-        "suite",
-        &warden::token::lock_id(),
+        "ghost",
+        &backend.new_lock_id(resource),
         ms(300),
     )
 }

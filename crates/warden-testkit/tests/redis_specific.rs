@@ -43,7 +43,7 @@ async fn foreign_set_nx_holder_excludes_warden_and_vice_versa() {
         .unwrap()
         .expect("free after foreign release");
     // warden's holder: the key holds its token as a plain string with a TTL, and SET NX fails.
-    assert_eq!(server.command(&["GET", "orders:42"]).unwrap(), "$32");
+    assert_eq!(server.command(&["GET", "orders:42"]).unwrap(), "$35");
     assert_eq!(
         server
             .command(&["SET", "orders:42", "other", "NX", "PX", "5000"])
@@ -203,30 +203,54 @@ async fn key_expired_behind_the_holders_back_is_caught_by_fencing() {
     g2.release().await.unwrap();
 }
 
-/// Leases nobody releases are ended by the background sweeper (counted as expiries), without any client call.
+/// Leases nobody releases are found by the background sweep and counted as expiries (without any client
+/// call), and their records are dropped `retain_ms` later: nothing of them stays behind.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn background_sweeper_ends_abandoned_leases() {
+async fn background_sweep_counts_and_drops_abandoned_leases() {
+    use warden::backend::redis::keys::tag_for;
     let server = warden_testkit::RedisServer::start();
-    let w = warden::Warden::connect(&format!("{}?sweep_ms=50", server.url()))
+    let w = warden::Warden::connect(&format!("{}?sweep_ms=10&retain_ms=200", server.url()))
         .await
         .unwrap();
-    for i in 0..5 {
+    let names: Vec<String> = (0..5).map(|i| format!("abandoned:{i}")).collect();
+    for n in &names {
         let l = w
-            .lock(format!("abandoned:{i}"))
-            .ttl(std::time::Duration::from_millis(30))
+            .lock(n.as_str())
+            .ttl(Duration::from_millis(30))
             .acquire_lease()
             .await
             .unwrap();
         assert!(l.fencing_token > 0);
     }
-    assert_eq!(server.command(&["HLEN", "warden:tok"]).unwrap(), ":5");
-    let swept = warden_testkit::eventually(std::time::Duration::from_secs(5), || async {
-        server.command(&["HLEN", "warden:tok"]).unwrap() == ":0"
+    let records = || {
+        names
+            .iter()
+            .map(|n| {
+                let h = format!("{{{}}}\x01h", tag_for(n));
+                server
+                    .command(&["HLEN", &h])
+                    .unwrap()
+                    .trim_start_matches(':')
+                    .parse::<u64>()
+                    .unwrap()
+            })
+            .sum::<u64>()
+    };
+    assert_eq!(records(), 5);
+    let counted = eventually(5 * SEC, || async {
+        server
+            .command(&["HGET", "\x01warden:stats:", "expired:exclusive"])
+            .unwrap()
+            == "$1"
     })
     .await;
-    assert!(swept, "the sweeper did not end the abandoned leases");
+    assert!(counted, "the sweep did not count the abandoned leases");
+    assert!(
+        eventually(5 * SEC, || async { records() == 0 }).await,
+        "records stayed behind"
+    );
     let stats = w.stats().await.unwrap();
-    assert_eq!((stats.expired_locks, stats.active_locks), (5, 0));
+    assert_eq!((stats.expired_locks, stats.active_locks, stats.total_locks), (5, 0, 5));
 }
 
 /// A renewal without a ttl extends by the lease's own ttl and answers the renewed lease, in one script call.
@@ -354,7 +378,7 @@ async fn leaving_after_a_handoff_reports_it() {
         warden::LockKind::Exclusive,
         5 * SEC,
         "ghost",
-        &warden::token::lock_id(),
+        &w.backend().new_lock_id("late"),
         Duration::from_millis(300),
     );
     let r = w.backend().attempt(&req, Some("ghost-waiter-0002")).await.unwrap();

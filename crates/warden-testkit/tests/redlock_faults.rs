@@ -201,9 +201,11 @@ async fn failed_acquire_leaves_no_stray_keys() {
     for _ in 0..5 {
         assert!(w.lock("split").try_acquire().await.unwrap().is_none());
     }
+    // The lease records of the resource's slot.
+    let records = format!("{{{}}}\x01h", warden::backend::redis::keys::tag_for("split"));
     let clean = warden_testkit::eventually(2 * SEC, || async {
         let third = h.nodes[2].lock().unwrap().command(&["EXISTS", "split"]).unwrap();
-        let leases = h.nodes[2].lock().unwrap().command(&["HLEN", "warden:tok"]).unwrap();
+        let leases = h.nodes[2].lock().unwrap().command(&["HLEN", &records]).unwrap();
         third == ":0" && leases == ":0"
     })
     .await;
@@ -219,7 +221,7 @@ async fn failed_acquire_leaves_no_stray_keys() {
     let r = w.lock("split").wait(Duration::from_millis(200)).acquire().await;
     assert!(matches!(r, Err(Error::Timeout { .. })), "{r:?}");
     let clean = warden_testkit::eventually(2 * SEC, || async {
-        h.on_each(&["HLEN", "warden:tok"])
+        h.on_each(&["HLEN", &records])
             .iter()
             .all(|r| r.as_deref() == Some(":0"))
             && h.nodes[2].lock().unwrap().command(&["EXISTS", "split"]).unwrap() == ":0"

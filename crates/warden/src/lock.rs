@@ -259,7 +259,7 @@ impl LockBuilder<'_> {
             kind: self.kind,
             ttl: self.ttl,
             client_id,
-            lock_id: token::lock_id(),
+            lock_id: self.warden.backend.new_lock_id(&self.resource),
             max_renewals: self.max_renewals,
             max_hold: self.max_hold,
             waiter_lease: self.warden.waiter_lease,

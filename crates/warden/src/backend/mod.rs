@@ -31,6 +31,13 @@ pub trait Backend: Send + Sync + 'static {
     /// The router that delivers wake-ups for waiters of this process.
     fn wake_router(&self) -> &Arc<WakeRouter>;
 
+    /// A fresh lock id (secret, at least 122 random bits) for a lease on `resource`. A backend may fold into it
+    /// what it needs to find the lease's keys (Redis: the resource's hash-slot tag).
+    fn new_lock_id(&self, resource: &str) -> String {
+        let _ = resource;
+        crate::token::lock_id()
+    }
+
     /// One atomic acquire attempt. If `waiter_id` is given and the lock is not granted, the waiter is
     /// queued (or its queue lease refreshed); when granted it leaves the queue.
     async fn attempt(&self, req: &AcquireRequest, waiter_id: Option<&str>) -> Result<Attempt>;

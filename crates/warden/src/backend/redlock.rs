@@ -118,6 +118,8 @@ pub struct RedlockBackend {
     /// the attempt falls back to reading the fence. Safety never depends on how T is chosen: a node grants
     /// only above its stored fence, and any two majorities share a node.
     fence_hints: Mutex<HashMap<String, u64>>,
+    /// Prepended to every key (the nodes' `prefix`): lock ids carry the slot tag of `prefix + resource`.
+    prefix: String,
 }
 
 /// How one Redlock round ended.
@@ -165,11 +167,13 @@ fn parse_url(url: &str) -> Result<(Vec<(String, String)>, Duration)> {
                     .ok_or_else(|| Error::invalid("timeout_ms", "must be 1..=60000"))?;
                 timeout = Duration::from_millis(ms);
             }
-            "prefix" => pass_on.push(pair.to_string()),
+            "prefix" | "retain_ms" | "sweep_ms" | "inflight" => pass_on.push(pair.to_string()),
             other => {
                 return Err(Error::invalid(
                     "backend",
-                    format!("unknown option `{other}` in `{url}`; known: timeout_ms, prefix"),
+                    format!(
+                        "unknown option `{other}` in `{url}`; known: timeout_ms, prefix, retain_ms, sweep_ms, inflight"
+                    ),
                 ))
             }
         }
@@ -210,6 +214,10 @@ impl RedlockBackend {
     pub async fn connect(url: &str) -> Result<Self> {
         let (specs, timeout) = parse_url(url)?;
         let router = Arc::new(WakeRouter::default());
+        let prefix = match specs.first() {
+            Some((url, _)) => super::redis::options::parse_url(url)?.2.prefix,
+            None => String::new(),
+        };
         let nodes: Vec<Arc<Node>> = specs
             .into_iter()
             .map(|(url, address)| {
@@ -230,6 +238,7 @@ impl RedlockBackend {
             scores: Mutex::new(HashMap::new()),
             attempts: Mutex::new(HashMap::new()),
             fence_hints: Mutex::new(HashMap::new()),
+            prefix,
         };
         let q = backend.quorum();
         let results = backend
@@ -496,6 +505,10 @@ impl Backend for RedlockBackend {
 
     fn wake_router(&self) -> &Arc<WakeRouter> {
         &self.router
+    }
+
+    fn new_lock_id(&self, resource: &str) -> String {
+        super::redis::keys::new_lock_id(&format!("{}{resource}", self.prefix))
     }
 
     async fn attempt(&self, req: &AcquireRequest, waiter_id: Option<&str>) -> Result<Attempt> {

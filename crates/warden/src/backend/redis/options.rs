@@ -1,0 +1,116 @@
+//! The `redis://` URL: what redis-rs reads, warden's own options, and an address safe to print.
+
+use crate::error::{Error, Result};
+use std::time::Duration;
+
+/// Options read from the `redis://` URL's query string (the rest goes to redis-rs).
+#[derive(Debug, Clone)]
+pub(crate) struct Options {
+    /// Prepended to every lock key and internal key (`prefix`, default none).
+    pub prefix: String,
+    /// Bound on every call to the node (`timeout_ms`, default 1000).
+    pub timeout: Duration,
+    /// How often the background sweep visits a share of the slots to count expired leases (`sweep_ms`,
+    /// default 1000; every slot is visited once per 16 sweeps).
+    pub sweep_every: Duration,
+    /// How long fence counters and lease records outlive the last lease of a resource (`retain_ms`, default
+    /// 60000). After that a resource leaves nothing behind; its next fence is re-seeded from the server clock.
+    pub retain: Duration,
+    /// Script calls in flight at once on the connection; operations that arrive meanwhile go out together in
+    /// the next call (`inflight`, default 3).
+    pub inflight: usize,
+}
+
+fn ranged(name: &'static str, v: &str, range: std::ops::RangeInclusive<u64>) -> Result<u64> {
+    v.parse()
+        .ok()
+        .filter(|n| range.contains(n))
+        .ok_or_else(|| Error::invalid(name, format!("must be {}..={}, got `{v}`", range.start(), range.end())))
+}
+
+/// Splits a `redis://` URL into what redis-rs reads, warden's own options and a printable address without
+/// credentials.
+pub(crate) fn parse_url(url: &str) -> Result<(String, String, Options)> {
+    let mut u =
+        url::Url::parse(url).map_err(|e| Error::invalid("backend", format!("`{url}` is not a valid URL: {e}")))?;
+    if u.host_str().is_none_or(|h| h.is_empty()) {
+        return Err(Error::invalid(
+            "backend",
+            format!("`{}` names no host; use redis://host:port/db", redact(&u)),
+        ));
+    }
+    let mut opts = Options {
+        prefix: String::new(),
+        timeout: Duration::from_millis(1000),
+        sweep_every: Duration::from_secs(1),
+        retain: Duration::from_secs(60),
+        inflight: 3,
+    };
+    let mut passthrough = Vec::new();
+    for (k, v) in u.query_pairs() {
+        match &*k {
+            "prefix" => {
+                if v.chars().any(char::is_control) || v.len() > 128 {
+                    return Err(Error::invalid(
+                        "prefix",
+                        "must be at most 128 bytes without control characters",
+                    ));
+                }
+                opts.prefix = v.into_owned()
+            }
+            "timeout_ms" => opts.timeout = Duration::from_millis(ranged("timeout_ms", &v, 10..=60_000)?),
+            "sweep_ms" => opts.sweep_every = Duration::from_millis(ranged("sweep_ms", &v, 10..=3_600_000)?),
+            "retain_ms" => opts.retain = Duration::from_millis(ranged("retain_ms", &v, 100..=86_400_000)?),
+            "inflight" => opts.inflight = ranged("inflight", &v, 1..=64)? as usize,
+            _ => passthrough.push((k.into_owned(), v.into_owned())),
+        }
+    }
+    if passthrough.is_empty() {
+        u.set_query(None);
+    } else {
+        u.query_pairs_mut().clear().extend_pairs(passthrough);
+    }
+    Ok((u.to_string(), redact(&u), opts))
+}
+
+/// `redis://host:port/db`, without user, password or query.
+fn redact(u: &url::Url) -> String {
+    format!(
+        "redis://{}:{}{}",
+        u.host_str().unwrap_or_default(),
+        u.port().unwrap_or(6379),
+        if u.path().len() > 1 { u.path() } else { "" }
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_options_are_split_off() {
+        let (u, addr, o) = parse_url("redis://127.0.0.1:7000/2?prefix=app:&timeout_ms=250&retain_ms=500").unwrap();
+        assert_eq!(u, "redis://127.0.0.1:7000/2");
+        assert_eq!(addr, "redis://127.0.0.1:7000/2");
+        assert_eq!(o.prefix, "app:");
+        assert_eq!(o.timeout, Duration::from_millis(250));
+        assert_eq!(o.retain, Duration::from_millis(500));
+        assert!(matches!(
+            parse_url("redis://h:1?timeout_ms=5"),
+            Err(Error::InvalidArgument {
+                field: "timeout_ms",
+                ..
+            })
+        ));
+        assert!(matches!(
+            parse_url("redis://h:1?prefix=a%01b"),
+            Err(Error::InvalidArgument { field: "prefix", .. })
+        ));
+        assert!(matches!(
+            parse_url("redis://"),
+            Err(Error::InvalidArgument { field: "backend", .. })
+        ));
+        let (_, addr, _) = parse_url("redis://user:secret@10.0.0.1:6380").unwrap();
+        assert!(!addr.contains("secret"));
+    }
+}

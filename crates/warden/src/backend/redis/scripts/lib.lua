@@ -1,0 +1,97 @@
+-- Shared by every script. ARGV[1..5]: prefix, channel, handoff ('1' = a release grants the queue's head in the
+-- same step; '' (Redlock's nodes) = only wake it), retain_ms (how long a fence counter lives, and how long the
+-- record of an expired lease is kept), max_waiters (per resource).
+--
+-- Keys of a resource (see keys.rs): the lock key L = prefix .. resource; every other key starts with
+-- '{tag}\1', the tag being the three characters that lead every lock id of the resource (their slot is L's
+-- slot) and \1 a byte no resource name may hold:
+--   '{tag}\1f' .. L        fence counter (string), expires retain_ms after it was seeded
+--   '{tag}\1q' .. L        queue: sorted set waiter_id -> arrival order
+--   '{tag}\1w' .. L        waiters: hash waiter_id -> waiter_info()
+--   '{tag}\1h' .. prefix   the slot's leases: hash token -> record(); a record whose lease expired unreleased
+--                          is marked '!' by the sweep (counted once) and dropped retain_ms later
+local PREFIX, CHAN, HANDOFF, RETAINS = ARGV[1], ARGV[2], ARGV[3] == '1', ARGV[4]
+local RETAIN, MAX_WAITERS = tonumber(RETAINS), tonumber(ARGV[5])
+local T = redis.call('TIME')
+local NOW = tonumber(T[1]) * 1000 + math.floor(tonumber(T[2]) / 1000)
+-- Integers go to redis.call and into records as strings formatted here: a Lua number handed to redis.call (or
+-- tostring) is converted as a float, at about three times the cost.
+local function ms(n) return string.format('%d', n) end
+local NOWS = ms(NOW)
+local function is_excl(kind) return kind == 'exclusive' or kind == 'write' end
+-- Kinds as the low two bits of a release's integer reply.
+local KIND_BITS = { exclusive = 0, shared = 1, read = 2, write = 3 }
+
+-- '{tag}\1' for a tag, and the slot's lease hash of a token.
+local function base(tag) return '{' .. tag .. '}\1' end
+local function hkey(tok) return '{' .. string.sub(tok, 1, 3) .. '}\1h' .. PREFIX end
+local function res_keys(tag, resource)
+  local L = PREFIX .. resource
+  local b = base(tag)
+  return L, b .. 'f' .. L, b .. 'q' .. L, b .. 'w' .. L
+end
+
+-- A lease record, the resource name last:
+-- kind \n client \n acquired_ms \n expires_ms \n ttl_ms \n fence \n renewals \n max_renewals(-1) \n max_hold_ms(0) \n resource
+-- Written by concatenation of ready strings (a quarter of what string.format with %d's costs).
+local function record(kind, client, acq, exp, ttl, fence, renewals, max_renewals, max_hold, resource)
+  return kind .. '\n' .. client .. '\n' .. acq .. '\n' .. exp .. '\n' .. ttl .. '\n' .. fence .. '\n' .. renewals
+    .. '\n' .. max_renewals .. '\n' .. max_hold .. '\n' .. resource
+end
+local function parse(rec)
+  local kind, client, acq, exp, ttl, fence, ren, mren, mhold, res = string.match(rec,
+    '^([^\n]*)\n([^\n]*)\n([^\n]*)\n([^\n]*)\n([^\n]*)\n([^\n]*)\n([^\n]*)\n([^\n]*)\n([^\n]*)\n(.*)$')
+  if not kind then return nil end
+  return { kind = kind, client = client, acq = tonumber(acq), exp = tonumber(exp), ttl = tonumber(ttl),
+           fence = fence, renewals = tonumber(ren), max_renewals = tonumber(mren), max_hold = tonumber(mhold),
+           resource = res }
+end
+-- The fields a release needs (kind, client, acquired, expires, resource): fewer captures than parse().
+local function parse_brief(rec)
+  local kind, client, acq, exp, res = string.match(rec,
+    '^([^\n]*)\n([^\n]*)\n(%d+)\n(%d+)\n[^\n]*\n[^\n]*\n[^\n]*\n[^\n]*\n[^\n]*\n(.*)$')
+  if not kind then return nil end
+  return kind, client, tonumber(acq), tonumber(exp), res
+end
+
+-- An exclusive holder's lock key holds its token, followed by '+' once a waiter may be queued behind it: a
+-- release that finds the bare token needs no look at the queue. (Only warden's own values are marked; a
+-- `SET NX` client's value is never touched.)
+local function holds(L, tok, excl)
+  if excl then
+    local v = redis.pcall('GET', L)
+    return v == tok or v == tok .. '+'
+  end
+  local s = redis.pcall('ZSCORE', L, tok)
+  return type(s) == 'string' and tonumber(s) >= NOW
+end
+-- The value an exclusive grant of `tok` writes: marked when waiters remain queued.
+local function held_value(tok, Q)
+  if redis.call('EXISTS', Q) == 1 then return tok .. '+' end
+  return tok
+end
+
+-- Records a grant of `tok` on a resource (its fence key F): the fence and the lease record in the slot's lease
+-- hash. The fence is +1 per grant. A counter lives retain_ms from its seeding; a new one (expired, never made,
+-- or lost with the node's data) is seeded from the server clock in µs, which is above every fence the old one
+-- handed out unless the clock stepped back by about retain_ms since the old one was seeded (a node grants
+-- fewer than one lease per µs, so a counter never runs ahead of the clock). Redlock passes fence_t, agreed over
+-- a quorum, instead. A provisional grant (handed to a waiter for less than its ttl) starts at renewals = -1:
+-- its first renewal, which claims the full ttl, is not counted against max_renewals. Returns the fence as a
+-- string and as a number.
+local function record_grant(F, tok, kind, client, ttls, exps, provisional, mrens, mholds, resource, fence_t)
+  local fence = fence_t
+  if fence then
+    redis.call('SET', F, ms(fence), 'PX', RETAINS)
+  else
+    fence = redis.call('INCR', F)
+    if fence == 1 then
+      fence = tonumber(T[1]) * 1000000 + tonumber(T[2])
+      redis.call('SET', F, ms(fence), 'PX', RETAINS)
+    end
+  end
+  local fs = ms(fence)
+  redis.call('HSET', hkey(tok), tok, record(kind, client, NOWS, exps, ttls, fs, provisional and '-1' or '0', mrens,
+    mholds, resource))
+  return fs, fence
+end
