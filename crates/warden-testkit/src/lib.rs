@@ -4,6 +4,7 @@
 pub mod checker;
 pub mod conformance;
 pub mod harness;
+pub mod monitor;
 pub mod redis_server;
 
 pub use redis_server::{free_port, refused_addr, RedisServer};

@@ -14,6 +14,7 @@ pub struct RedisServer {
     port: u16,
     dir: tempfile::TempDir,
     bin: PathBuf,
+    extra: Vec<String>,
 }
 
 /// Finds `name` on PATH.
@@ -43,6 +44,11 @@ impl RedisServer {
     /// Starts a server on a free port, persisting nothing unless asked. Panics with a sentence saying what
     /// to install if `redis-server` is not on PATH (this is test-only code).
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Like [`RedisServer::start`], with extra `redis-server` arguments (e.g. `--cluster-enabled yes`).
+    pub fn start_with(extra: &[&str]) -> Self {
         let bin = find_binary("redis-server").unwrap_or_else(|| {
             panic!("redis-server not found on PATH: install it (Debian: `apt-get install redis-server`) or run scripts/test.sh, which does")
         });
@@ -52,6 +58,7 @@ impl RedisServer {
             port: 0,
             dir,
             bin,
+            extra: extra.iter().map(|a| a.to_string()).collect(),
         };
         for _ in 0..5 {
             s.port = free_port().expect("find a free port");
@@ -90,6 +97,7 @@ impl RedisServer {
             ])
             .arg("--dir")
             .arg(self.dir.path())
+            .args(&self.extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()

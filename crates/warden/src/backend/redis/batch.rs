@@ -8,6 +8,7 @@
 //! redis-rs pipelines commands but has no way to merge several script invocations into one: that is the
 //! part written here.
 
+use super::counters::Counters;
 use super::{map_err, unavailable};
 use crate::error::{Error, Result};
 use redis::aio::ConnectionManager;
@@ -31,6 +32,7 @@ struct Ctx {
     header: Vec<String>,
     address: String,
     timeout: Duration,
+    counters: Arc<Counters>,
 }
 
 /// The queue of one node's pending operations.
@@ -56,6 +58,7 @@ impl Batcher {
         address: String,
         timeout: Duration,
         inflight: usize,
+        counters: Arc<Counters>,
     ) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         let ctx = Arc::new(Ctx {
@@ -64,6 +67,7 @@ impl Batcher {
             header,
             address: address.clone(),
             timeout,
+            counters,
         });
         let task = tokio::spawn(collect(rx, Arc::new(Semaphore::new(inflight.max(1))), ctx));
         Batcher {
@@ -137,6 +141,9 @@ impl Ctx {
                     _ => 0,
                 };
                 for (j, v) in jobs.into_iter().zip(items) {
+                    // Counted here, whether or not the caller still waits (Redlock stops listening to a node
+                    // once a quorum answered; the node's grant happened all the same).
+                    self.counters.tally(&j.args, &v);
                     let _ = j.reply.send(Ok((now, v)));
                 }
             }

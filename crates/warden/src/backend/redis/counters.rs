@@ -95,6 +95,43 @@ impl Counters {
         })
     }
 
+    /// Counts what one batched operation did, from its arguments (see `scripts/batch.lua`) and its reply.
+    pub(crate) fn tally(&self, args: &[String], reply: &redis::Value) {
+        use redis::Value;
+        let bytes = |v: Option<&Value>| match v {
+            Some(Value::BulkString(b)) => b.clone(),
+            _ => Vec::new(),
+        };
+        let int = |v: Option<&Value>| match v {
+            Some(Value::Int(n)) => *n,
+            _ => 0,
+        };
+        match (args.first().map(String::as_str), reply) {
+            (Some("A"), Value::Int(_)) => self.granted(args[2].as_bytes(), &args[9]),
+            (Some("A"), Value::Array(items)) if int(items.first()) == 1 && int(items.get(5)) == -1 => {
+                self.granted(args[2].as_bytes(), &args[9])
+            }
+            (Some("R"), Value::Int(n)) => self.released(KINDS[(*n & 3) as usize].as_bytes(), n >> 2),
+            (Some("R"), Value::Array(items)) => {
+                let (kind, held) = (bytes(items.get(2)), int(items.get(1)));
+                let resource = String::from_utf8_lossy(&bytes(items.get(3))).into_owned();
+                let handed_from = if bytes(items.first()) == b"ok" {
+                    self.released(&kind, held);
+                    4
+                } else {
+                    if int(items.get(4)) == 1 {
+                        self.expired(&kind, held);
+                    }
+                    5
+                };
+                for k in items.get(handed_from..).unwrap_or_default() {
+                    self.granted(&bytes(Some(k)), &resource);
+                }
+            }
+            _ => {}
+        }
+    }
+
     /// Adds the pending counts to the shared hash `stats` (and grants per resource to `top`) in one pipeline.
     /// On failure they stay pending for the next flush: nothing is lost while the process lives.
     pub(crate) async fn flush(&self, conn: &ConnectionManager, stats: &str, top: &str, timeout: Duration) -> bool {

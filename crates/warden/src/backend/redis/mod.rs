@@ -100,7 +100,6 @@ pub struct RedisBackend {
     inspect: Script,
     /// The scripts' common ARGV head: prefix, channel, handoff, retain_ms, max_waiters.
     header: Vec<String>,
-    counters: Arc<Counters>,
     keeper: Arc<Housekeeper>,
     router: Arc<WakeRouter>,
     /// A release grants the lock to the queue's head in the same script (off for Redlock's nodes, where a
@@ -202,6 +201,7 @@ impl RedisBackend {
         ];
         let subscriber =
             subscriber::spawn_subscriber(&redis_url, &address, &opts, &names.channel, router.clone()).await?;
+        let counters = Arc::new(Counters::default());
         let batcher = batch::Batcher::start(
             conn.clone(),
             batch,
@@ -209,8 +209,8 @@ impl RedisBackend {
             address.clone(),
             opts.timeout,
             opts.inflight,
+            counters.clone(),
         );
-        let counters = Arc::new(Counters::default());
         let keeper = Arc::new(Housekeeper {
             conn: conn.clone(),
             inspect: inspect.clone(),
@@ -229,7 +229,6 @@ impl RedisBackend {
             batcher,
             inspect,
             header,
-            counters,
             keeper,
             router,
             handoff,
@@ -362,7 +361,6 @@ impl RedisBackend {
         if let Value::Int(fence) = v {
             // Granted by this call, at the batch's clock, for the ttl asked.
             let acquired = ms_to_system(now);
-            self.counters.granted(req.kind.as_str().as_bytes(), &req.resource);
             return Ok(NodeAttempt::Granted(
                 Grant::new(fence as u64, acquired, acquired + req.ttl),
                 false,
@@ -381,9 +379,6 @@ impl RedisBackend {
                     .and_then(as_i64)
                     .filter(|ms| *ms >= 0)
                     .map(|ms| Duration::from_millis(ms as u64));
-                if grant.remaining.is_none() {
-                    self.counters.granted(req.kind.as_str().as_bytes(), &req.resource);
-                }
                 Ok(NodeAttempt::Granted(grant, queued))
             }
             Some(0) => {
@@ -509,11 +504,12 @@ async fn hscan_counts(
     }
 }
 
-/// Keeps the per-resource grant counters bounded: past 20,000 resources, forget all but the 10,000 busiest.
+/// Keeps the per-resource grant counters bounded: past 10,000 resources, forget all but the 10,000 busiest
+/// (once per full sweep pass).
 async fn trim_top(conn: &ConnectionManager, key: &str) -> redis::RedisResult<()> {
     let mut c = conn.clone();
     let len: u64 = redis::cmd("HLEN").arg(key).query_async(&mut c).await?;
-    if len <= 20_000 {
+    if len <= 10_000 {
         return Ok(());
     }
     let mut counts = hscan_counts(conn, key, Duration::from_secs(10)).await?;
@@ -590,10 +586,7 @@ impl Backend for RedisBackend {
         let items = match &v {
             Value::Int(n) => {
                 // Released, nothing handed over: held_ms * 4 + the kind's bits.
-                let kind = counters::KINDS[(*n & 3) as usize];
-                let held = n >> 2;
-                self.counters.released(kind.as_bytes(), held);
-                return Ok(Released::after(Some(Duration::from_millis(held.max(0) as u64))));
+                return Ok(Released::after(Some(Duration::from_millis((n >> 2).max(0) as u64))));
             }
             Value::Array(items) => items.as_slice(),
             _ if is_str(&v, "not_found") => return Err(not_found(lock_id)),
@@ -601,21 +594,8 @@ impl Backend for RedisBackend {
             _ => return Err(bad("release", &v)),
         };
         let held = items.get(1).and_then(as_i64).unwrap_or(0);
-        let kind = kind_name(items.get(2));
         let resource = items.get(3).and_then(as_string).unwrap_or_default();
         let ok = items.first().is_some_and(|x| is_str(x, "ok"));
-        let handed_from = if ok {
-            self.counters.released(kind, held);
-            4
-        } else {
-            if items.get(4).and_then(as_i64) == Some(1) {
-                self.counters.expired(kind, held);
-            }
-            5
-        };
-        for k in items.get(handed_from..).unwrap_or_default() {
-            self.counters.granted(kind_name(Some(k)), &resource);
-        }
         if ok {
             return Ok(Released::after(Some(Duration::from_millis(held.max(0) as u64))));
         }
