@@ -389,12 +389,12 @@ pub fn redis_reset_stats(host: &str, port: u16) -> anyhow::Result<()> {
     redis_cli(host, port, &["CONFIG", "RESETSTAT"]).map(|_| ())
 }
 
-/// Server-side microseconds per EVALSHA since the last reset, from `INFO commandstats`.
+/// Server-side microseconds spent in EVALSHA since the last reset, from `INFO commandstats`.
 pub fn redis_evalsha_usec(host: &str, port: u16) -> anyhow::Result<f64> {
     let info = redis_cli(host, port, &["INFO", "commandstats"])?;
     info.lines()
         .find(|l| l.starts_with("cmdstat_evalsha:"))
-        .and_then(|l| l.split("usec_per_call=").nth(1))
+        .and_then(|l| l.split(",usec=").nth(1))
         .and_then(|s| s.split(',').next())
         .and_then(|n| n.trim().parse().ok())
         .ok_or_else(|| anyhow::anyhow!("no EVALSHA in INFO commandstats"))
