@@ -1,10 +1,11 @@
 //! Group commit: the lease operations of one process on one node share script calls.
 //!
-//! An operation is queued to one task; that task keeps at most `inflight` script calls on the connection at
-//! once and sends everything that arrived while they were in flight as the next call (no timer: a lone
-//! operation goes out at once). Each operation keeps its own reply and its own error; the script runs them in
-//! order, each in its own protected call. A call costs Redis a fixed price (EVALSHA lookup, the Lua call,
-//! `TIME`, the reply) that is paid once per batch instead of once per operation.
+//! At most `inflight` script calls are on the connection at once. An operation that finds a place free is sent
+//! at once, together with whatever else is waiting; one that finds every place taken waits in the queue, and the
+//! call that finishes next takes the whole queue with it (no timer: a lone operation never waits). Each
+//! operation keeps its own reply and its own error; the script runs them in order, each in its own protected
+//! call. A call costs Redis a fixed price (EVALSHA lookup, the Lua call, `TIME`, the reply) that is paid once
+//! per batch instead of once per operation.
 //! redis-rs pipelines commands but has no way to merge several script invocations into one: that is the
 //! part written here.
 
@@ -13,9 +14,9 @@ use super::{map_err, unavailable};
 use crate::error::{Error, Result};
 use redis::aio::ConnectionManager;
 use redis::{Script, Value};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{oneshot, Semaphore};
 
 /// Most operations in one script call.
 const MAX_OPS: usize = 128;
@@ -33,24 +34,19 @@ struct Ctx {
     address: String,
     timeout: Duration,
     counters: Arc<Counters>,
+    /// Operations waiting for a free place.
+    queue: Mutex<Vec<Job>>,
+    /// Free places for script calls in flight.
+    slots: Arc<Semaphore>,
 }
 
 /// The queue of one node's pending operations.
 pub(crate) struct Batcher {
-    tx: mpsc::UnboundedSender<Job>,
-    timeout: Duration,
-    address: String,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Batcher {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+    ctx: Arc<Ctx>,
 }
 
 impl Batcher {
-    /// Starts the batching task. `header` is the scripts' common ARGV head (see `scripts/lib.lua`).
+    /// Starts batching. `header` is the scripts' common ARGV head (see `scripts/lib.lua`).
     pub(crate) fn start(
         conn: ConnectionManager,
         script: Script,
@@ -60,21 +56,17 @@ impl Batcher {
         inflight: usize,
         counters: Arc<Counters>,
     ) -> Self {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let ctx = Arc::new(Ctx {
-            conn,
-            script,
-            header,
-            address: address.clone(),
-            timeout,
-            counters,
-        });
-        let task = tokio::spawn(collect(rx, Arc::new(Semaphore::new(inflight.max(1))), ctx));
         Batcher {
-            tx,
-            timeout,
-            address,
-            task,
+            ctx: Arc::new(Ctx {
+                conn,
+                script,
+                header,
+                address,
+                timeout,
+                counters,
+                queue: Mutex::new(Vec::new()),
+                slots: Arc::new(Semaphore::new(inflight.max(1))),
+            }),
         }
     }
 
@@ -82,52 +74,58 @@ impl Batcher {
     /// operation's own reply. Bounded by the node's timeout from the moment it is queued.
     pub(crate) async fn call(&self, args: Vec<String>) -> Result<(i64, Value)> {
         let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Job { args, reply })
-            .map_err(|_| unavailable(&self.address, "the connection task has stopped"))?;
-        match tokio::time::timeout(self.timeout, rx).await {
+        self.ctx.lock_queue().push(Job { args, reply });
+        Ctx::pump(&self.ctx);
+        let ctx = &self.ctx;
+        match tokio::time::timeout(ctx.timeout, rx).await {
             Ok(Ok(r)) => r,
-            Ok(Err(_)) => Err(unavailable(&self.address, "the connection task has stopped")),
-            Err(_) => Err(unavailable(
-                &self.address,
-                format!("no answer within {:?}", self.timeout),
-            )),
+            Ok(Err(_)) => Err(unavailable(&ctx.address, "the connection task has stopped")),
+            Err(_) => Err(unavailable(&ctx.address, format!("no answer within {:?}", ctx.timeout))),
         }
-    }
-}
-
-async fn collect(mut rx: mpsc::UnboundedReceiver<Job>, slots: Arc<Semaphore>, ctx: Arc<Ctx>) {
-    loop {
-        // Wait for a free place first: whatever arrives meanwhile joins the next call.
-        let Ok(permit) = slots.clone().acquire_owned().await else {
-            return;
-        };
-        let Some(first) = rx.recv().await else {
-            return;
-        };
-        // Let the tasks the last reply woke run first: their next operations join this call.
-        tokio::task::yield_now().await;
-        let mut jobs = vec![first];
-        while jobs.len() < MAX_OPS {
-            match rx.try_recv() {
-                Ok(j) => jobs.push(j),
-                Err(_) => break,
-            }
-        }
-        // A caller that gave up (timeout, cancellation) gets nothing sent on its behalf.
-        jobs.retain(|j| !j.reply.is_closed());
-        if jobs.is_empty() {
-            continue;
-        }
-        let ctx = ctx.clone();
-        tokio::spawn(async move {
-            ctx.send(jobs).await;
-            drop(permit);
-        });
     }
 }
 
 impl Ctx {
+    fn lock_queue(&self) -> std::sync::MutexGuard<'_, Vec<Job>> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes up to MAX_OPS waiting operations whose callers still listen (a caller that gave up gets nothing
+    /// sent on its behalf).
+    fn take(&self) -> Vec<Job> {
+        let mut q = self.lock_queue();
+        q.retain(|j| !j.reply.is_closed());
+        let n = q.len().min(MAX_OPS);
+        q.drain(..n).collect()
+    }
+
+    /// If a place is free and operations wait, sends them in a task of their own, which keeps sending what
+    /// queued meanwhile until the queue is empty.
+    fn pump(ctx: &Arc<Ctx>) {
+        let Ok(permit) = ctx.slots.clone().try_acquire_owned() else {
+            return;
+        };
+        let jobs = ctx.take();
+        if jobs.is_empty() {
+            return;
+        }
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            let mut jobs = jobs;
+            loop {
+                ctx.send(jobs).await;
+                jobs = ctx.take();
+                if jobs.is_empty() {
+                    break;
+                }
+            }
+            drop(permit);
+            // An operation queued after the last look, while every place was taken, would wait for the next
+            // caller: look once more now that a place is free.
+            Ctx::pump(&ctx);
+        });
+    }
+
     async fn send(&self, jobs: Vec<Job>) {
         let mut cmd = redis::cmd("EVALSHA");
         cmd.arg(self.script.get_hash()).arg(0).arg(&self.header);
