@@ -22,6 +22,7 @@ use tokio::sync::{oneshot, Semaphore};
 const MAX_OPS: usize = 128;
 
 struct Job {
+    id: u64,
     args: Vec<String>,
     reply: oneshot::Sender<Result<(i64, Value)>>,
 }
@@ -38,6 +39,7 @@ struct Ctx {
     queue: Mutex<Vec<Job>>,
     /// Free places for script calls in flight.
     slots: Arc<Semaphore>,
+    next_id: std::sync::atomic::AtomicU64,
 }
 
 /// The queue of one node's pending operations.
@@ -66,6 +68,7 @@ impl Batcher {
                 counters,
                 queue: Mutex::new(Vec::new()),
                 slots: Arc::new(Semaphore::new(inflight.max(1))),
+                next_id: std::sync::atomic::AtomicU64::new(0),
             }),
         }
     }
@@ -73,14 +76,68 @@ impl Batcher {
     /// Runs one operation (an opcode and its arguments) and returns the server's clock (ms) at the call and the
     /// operation's own reply. Bounded by the node's timeout from the moment it is queued.
     pub(crate) async fn call(&self, args: Vec<String>) -> Result<(i64, Value)> {
-        let (reply, rx) = oneshot::channel();
-        self.ctx.lock_queue().push(Job { args, reply });
-        Ctx::pump(&self.ctx);
+        let (reply, mut rx) = oneshot::channel();
         let ctx = &self.ctx;
-        match tokio::time::timeout(ctx.timeout, rx).await {
+        let id = ctx.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        ctx.lock_queue().push(Job { id, args, reply });
+        if let Ok(permit) = ctx.slots.clone().try_acquire_owned() {
+            let jobs = ctx.take();
+            // Alone: send from this future, no task hop. Dropped midway, it loses only its own reply, and the
+            // place it held is handed on (see Place).
+            let place = Place {
+                ctx: ctx.clone(),
+                permit: Some(permit),
+            };
+            if jobs.len() == 1 && jobs[0].id == id {
+                ctx.send(jobs).await;
+                place.hand_on();
+            } else if !jobs.is_empty() {
+                place.send_in_task(jobs);
+            }
+        }
+        match tokio::time::timeout(ctx.timeout, &mut rx).await {
             Ok(Ok(r)) => r,
             Ok(Err(_)) => Err(unavailable(&ctx.address, "the connection task has stopped")),
             Err(_) => Err(unavailable(&ctx.address, format!("no answer within {:?}", ctx.timeout))),
+        }
+    }
+}
+
+/// A place for one script call in flight. When it is given up (also by a dropped future), whatever queued
+/// meanwhile is sent: no operation waits for a caller that will not come.
+struct Place {
+    ctx: Arc<Ctx>,
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl Place {
+    /// Sends `jobs`, then what queued meanwhile, until the queue is empty, in a task of its own.
+    fn send_in_task(self, jobs: Vec<Job>) {
+        tokio::spawn(async move {
+            let mut jobs = jobs;
+            while !jobs.is_empty() {
+                self.ctx.send(jobs).await;
+                jobs = self.ctx.take();
+            }
+            drop(self);
+        });
+    }
+
+    /// Done with this place: sends what queued meanwhile (in a task), or frees the place.
+    fn hand_on(self) {
+        let jobs = self.ctx.take();
+        if !jobs.is_empty() {
+            self.send_in_task(jobs);
+        }
+    }
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        drop(self.permit.take());
+        // An operation queued while every place was taken waits for the call that finishes next: this one.
+        if !self.ctx.lock_queue().is_empty() {
+            Ctx::pump(&self.ctx);
         }
     }
 }
@@ -99,31 +156,19 @@ impl Ctx {
         q.drain(..n).collect()
     }
 
-    /// If a place is free and operations wait, sends them in a task of their own, which keeps sending what
-    /// queued meanwhile until the queue is empty.
+    /// If a place is free and operations wait, sends them in a task of their own.
     fn pump(ctx: &Arc<Ctx>) {
         let Ok(permit) = ctx.slots.clone().try_acquire_owned() else {
             return;
         };
         let jobs = ctx.take();
-        if jobs.is_empty() {
-            return;
+        let place = Place {
+            ctx: ctx.clone(),
+            permit: Some(permit),
+        };
+        if !jobs.is_empty() {
+            place.send_in_task(jobs);
         }
-        let ctx = ctx.clone();
-        tokio::spawn(async move {
-            let mut jobs = jobs;
-            loop {
-                ctx.send(jobs).await;
-                jobs = ctx.take();
-                if jobs.is_empty() {
-                    break;
-                }
-            }
-            drop(permit);
-            // An operation queued after the last look, while every place was taken, would wait for the next
-            // caller: look once more now that a place is free.
-            Ctx::pump(&ctx);
-        });
     }
 
     async fn send(&self, jobs: Vec<Job>) {

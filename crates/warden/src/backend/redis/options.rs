@@ -17,7 +17,7 @@ pub(crate) struct Options {
     /// 60000). After that a resource leaves nothing behind; its next fence is re-seeded from the server clock.
     pub retain: Duration,
     /// Script calls in flight at once on the connection; operations that arrive meanwhile go out together in
-    /// the next call (`inflight`, default 3).
+    /// the next call (`inflight`, default 2).
     pub inflight: usize,
 }
 
@@ -44,7 +44,7 @@ pub(crate) fn parse_url(url: &str) -> Result<(String, String, Options)> {
         timeout: Duration::from_millis(1000),
         sweep_every: Duration::from_secs(1),
         retain: Duration::from_secs(60),
-        inflight: 3,
+        inflight: 2,
     };
     let mut passthrough = Vec::new();
     for (k, v) in u.query_pairs() {
