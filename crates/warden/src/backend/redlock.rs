@@ -764,18 +764,32 @@ impl Backend for RedlockBackend {
         if count_ok(&r) < self.quorum() {
             return Err(self.quorum_error(&r));
         }
-        // Every grant is recorded on at least a quorum of nodes: the largest count of any node is the closest
-        // figure for the cluster (exact while all nodes are up).
+        // Every grant, release and expiry is recorded on at least a quorum of nodes (a call returns once a
+        // quorum confirmed; the rest may still be on their way): each figure is the one a majority of nodes
+        // has reached, the value that stays once every node answered.
         let all: Vec<&Stats> = r.iter().filter_map(|x| x.as_ref()?.as_ref().ok()).collect();
-        let best = all
+        let q = self.quorum();
+        let majority = |f: fn(&Stats) -> u64| {
+            let mut v: Vec<u64> = all.iter().map(|s| f(s)).collect();
+            v.sort_unstable();
+            v.get(v.len().saturating_sub(q)).copied().unwrap_or(0)
+        };
+        let top = all
             .iter()
             .max_by_key(|s| s.total_locks)
-            .copied()
-            .cloned()
+            .map(|s| s.top_resources.clone())
             .unwrap_or_default();
-        let mut s = best;
-        s.active_locks = all.iter().map(|x| x.active_locks).max().unwrap_or(0);
-        s.expired_locks = all.iter().map(|x| x.expired_locks).max().unwrap_or(0);
+        let mut s = Stats {
+            total_locks: majority(|s| s.total_locks),
+            active_locks: majority(|s| s.active_locks),
+            expired_locks: majority(|s| s.expired_locks),
+            average_hold_time_ms: majority(|s| s.average_hold_time_ms),
+            active_exclusive: majority(|s| s.active_exclusive),
+            active_shared: majority(|s| s.active_shared),
+            active_read_write: majority(|s| s.active_read_write),
+            ..Stats::default()
+        };
+        s.top_resources = top;
         Ok(s)
     }
 

@@ -14,12 +14,30 @@ use super::{map_err, unavailable};
 use crate::error::{Error, Result};
 use redis::aio::ConnectionManager;
 use redis::{Script, Value};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::Duration;
 use tokio::sync::{oneshot, Semaphore};
 
 /// Most operations in one script call.
 const MAX_OPS: usize = 128;
+
+/// A script call handed to the connection.
+type Call = Pin<Box<dyn Future<Output = redis::RedisResult<Value>> + Send>>;
+
+/// A call's reply, if its first poll already had it.
+enum First {
+    Done(redis::RedisResult<Value>),
+    Sent(Call),
+}
+
+/// Operations submitted together as one call.
+struct Batch {
+    jobs: Vec<Job>,
+    first: First,
+}
 
 struct Job {
     id: u64,
@@ -40,6 +58,25 @@ struct Ctx {
     /// Free places for script calls in flight.
     slots: Arc<Semaphore>,
     next_id: std::sync::atomic::AtomicU64,
+    /// Send operations whose caller stopped listening too (Redlock's nodes: a quorum answered, but every
+    /// node should see the same attempts, so that its counts and queue agree with the others).
+    send_abandoned: bool,
+}
+
+/// How a node's operations are batched.
+pub(crate) struct Config {
+    /// The batch script (`scripts/batch.lua` after its libraries).
+    pub script: Script,
+    /// The scripts' common ARGV head (see `scripts/lib.lua`).
+    pub header: Vec<String>,
+    /// The node, for errors.
+    pub address: String,
+    /// Bound on each operation, from the moment it is queued.
+    pub timeout: Duration,
+    /// Script calls in flight at once.
+    pub inflight: usize,
+    /// Send operations whose caller stopped listening too (Redlock's nodes).
+    pub send_abandoned: bool,
 }
 
 /// The queue of one node's pending operations.
@@ -48,27 +85,20 @@ pub(crate) struct Batcher {
 }
 
 impl Batcher {
-    /// Starts batching. `header` is the scripts' common ARGV head (see `scripts/lib.lua`).
-    pub(crate) fn start(
-        conn: ConnectionManager,
-        script: Script,
-        header: Vec<String>,
-        address: String,
-        timeout: Duration,
-        inflight: usize,
-        counters: Arc<Counters>,
-    ) -> Self {
+    /// Starts batching on `conn`, counting into `counters`.
+    pub(crate) fn start(conn: ConnectionManager, counters: Arc<Counters>, cfg: Config) -> Self {
         Batcher {
             ctx: Arc::new(Ctx {
                 conn,
-                script,
-                header,
-                address,
-                timeout,
+                script: cfg.script,
+                header: cfg.header,
+                address: cfg.address,
+                timeout: cfg.timeout,
                 counters,
                 queue: Mutex::new(Vec::new()),
-                slots: Arc::new(Semaphore::new(inflight.max(1))),
+                slots: Arc::new(Semaphore::new(cfg.inflight.max(1))),
                 next_id: std::sync::atomic::AtomicU64::new(0),
+                send_abandoned: cfg.send_abandoned,
             }),
         }
     }
@@ -81,24 +111,65 @@ impl Batcher {
         let id = ctx.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         ctx.lock_queue().push(Job { id, args, reply });
         if let Ok(permit) = ctx.slots.clone().try_acquire_owned() {
-            let jobs = ctx.take();
-            // Alone: send from this future, no task hop. Dropped midway, it loses only its own reply, and the
-            // place it held is handed on (see Place).
             let place = Place {
                 ctx: ctx.clone(),
                 permit: Some(permit),
             };
-            if jobs.len() == 1 && jobs[0].id == id {
-                ctx.send(jobs).await;
-                place.hand_on();
-            } else if !jobs.is_empty() {
-                place.send_in_task(jobs);
+            match ctx.submit().await {
+                // Alone: finish from this future, no task hop. Dropped midway, it loses only its own reply,
+                // and the place it held is handed on (see Place).
+                Some(batch) if batch.jobs.len() == 1 && batch.jobs[0].id == id => {
+                    Inline {
+                        ctx: ctx.clone(),
+                        batch: Some(batch),
+                    }
+                    .finish()
+                    .await;
+                    place.keep_sending();
+                }
+                Some(batch) => place.finish_in_task(Some(batch)),
+                None => {}
             }
         }
         match tokio::time::timeout(ctx.timeout, &mut rx).await {
             Ok(Ok(r)) => r,
             Ok(Err(_)) => Err(unavailable(&ctx.address, "the connection task has stopped")),
             Err(_) => Err(unavailable(&ctx.address, format!("no answer within {:?}", ctx.timeout))),
+        }
+    }
+}
+
+/// A batch finished from its caller's own future. If that future is dropped while the call is in flight, the
+/// batch is finished in a task: the operation happened on the server, so its reply is still read and counted.
+struct Inline {
+    ctx: Arc<Ctx>,
+    batch: Option<Batch>,
+}
+
+impl Inline {
+    async fn finish(mut self) {
+        let deadline = tokio::time::Instant::now() + self.ctx.timeout;
+        let answered = match self.batch.as_mut().map(|b| &mut b.first) {
+            Some(First::Sent(call)) => Some(tokio::time::timeout_at(deadline, call).await),
+            _ => None,
+        };
+        let Some(batch) = self.batch.take() else {
+            return;
+        };
+        let first = match (answered, batch.first) {
+            (Some(a), _) => a,
+            (None, First::Done(r)) => Ok(r),
+            (None, First::Sent(_)) => return,
+        };
+        self.ctx.conclude(batch.jobs, first).await
+    }
+}
+
+impl Drop for Inline {
+    fn drop(&mut self) {
+        if let Some(b) = self.batch.take() {
+            let ctx = self.ctx.clone();
+            tokio::spawn(async move { ctx.finish(b).await });
         }
     }
 }
@@ -111,23 +182,24 @@ struct Place {
 }
 
 impl Place {
-    /// Sends `jobs`, then what queued meanwhile, until the queue is empty, in a task of its own.
-    fn send_in_task(self, jobs: Vec<Job>) {
+    /// Finishes `first`, then submits and finishes what queued meanwhile until the queue is empty, in a task of
+    /// its own.
+    fn finish_in_task(self, first: Option<Batch>) {
         tokio::spawn(async move {
-            let mut jobs = jobs;
-            while !jobs.is_empty() {
-                self.ctx.send(jobs).await;
-                jobs = self.ctx.take();
+            if let Some(b) = first {
+                self.ctx.finish(b).await;
+            }
+            while let Some(b) = self.ctx.submit().await {
+                self.ctx.finish(b).await;
             }
             drop(self);
         });
     }
 
-    /// Done with this place: sends what queued meanwhile (in a task), or frees the place.
-    fn hand_on(self) {
-        let jobs = self.ctx.take();
-        if !jobs.is_empty() {
-            self.send_in_task(jobs);
+    /// Done with its own call: sends what queued meanwhile (in a task), or frees the place.
+    fn keep_sending(self) {
+        if !self.ctx.lock_queue().is_empty() {
+            self.finish_in_task(None);
         }
     }
 }
@@ -147,37 +219,96 @@ impl Ctx {
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Takes up to MAX_OPS waiting operations whose callers still listen (a caller that gave up gets nothing
-    /// sent on its behalf).
-    fn take(&self) -> Vec<Job> {
-        let mut q = self.lock_queue();
-        q.retain(|j| !j.reply.is_closed());
-        let n = q.len().min(MAX_OPS);
-        q.drain(..n).collect()
-    }
-
     /// If a place is free and operations wait, sends them in a task of their own.
     fn pump(ctx: &Arc<Ctx>) {
         let Ok(permit) = ctx.slots.clone().try_acquire_owned() else {
             return;
         };
-        let jobs = ctx.take();
-        let place = Place {
+        Place {
             ctx: ctx.clone(),
             permit: Some(permit),
-        };
-        if !jobs.is_empty() {
-            place.send_in_task(jobs);
         }
+        .finish_in_task(None);
     }
 
-    async fn send(&self, jobs: Vec<Job>) {
+    fn command(&self, jobs: &[Job]) -> redis::Cmd {
         let mut cmd = redis::cmd("EVALSHA");
         cmd.arg(self.script.get_hash()).arg(0).arg(&self.header);
-        for j in &jobs {
+        for j in jobs {
             cmd.arg(&j.args);
         }
-        match self.query(&cmd).await {
+        cmd
+    }
+
+    /// Takes the waiting operations and submits them as one call while holding the queue's lock, so calls
+    /// reach the connection in the order their operations were queued (FIFO across the calls in flight).
+    /// The first poll of redis-rs's request hands the command to its connection.
+    async fn submit(&self) -> Option<Batch> {
+        std::future::poll_fn(|cx| {
+            let jobs = {
+                let mut q = self.lock_queue();
+                if !self.send_abandoned {
+                    q.retain(|j| !j.reply.is_closed());
+                }
+                let n = q.len().min(MAX_OPS);
+                if n == 0 {
+                    return Poll::Ready(None);
+                }
+                let jobs: Vec<Job> = q.drain(..n).collect();
+                let cmd = self.command(&jobs);
+                let mut conn = self.conn.clone();
+                let mut call: Call = Box::pin(async move { cmd.query_async::<Value>(&mut conn).await });
+                let first = match call.as_mut().poll(cx) {
+                    Poll::Ready(r) => First::Done(r),
+                    Poll::Pending => First::Sent(call),
+                };
+                (jobs, first)
+            };
+            Poll::Ready(Some(Batch {
+                jobs: jobs.0,
+                first: jobs.1,
+            }))
+        })
+        .await
+    }
+
+    /// Waits for a submitted call's reply (retrying after a dropped connection or a lost script, see
+    /// `query`) and hands every operation its own.
+    async fn finish(&self, batch: Batch) {
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let first = match batch.first {
+            First::Done(r) => Ok(r),
+            First::Sent(call) => tokio::time::timeout_at(deadline, call).await,
+        };
+        self.conclude(batch.jobs, first).await
+    }
+
+    /// Hands out a call's first answer, retrying after a dropped connection or a lost script.
+    async fn conclude(
+        &self,
+        jobs: Vec<Job>,
+        first: std::result::Result<redis::RedisResult<Value>, tokio::time::error::Elapsed>,
+    ) {
+        let result = match first {
+            Err(_) => Err(unavailable(
+                &self.address,
+                format!("no answer within {:?}", self.timeout),
+            )),
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e))
+                if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)
+                    || e.is_connection_dropped()
+                    || e.is_connection_refusal() =>
+            {
+                self.query(&self.command(&jobs)).await
+            }
+            Ok(Err(e)) => Err(map_err(&self.address, e)),
+        };
+        self.deliver(jobs, result);
+    }
+
+    fn deliver(&self, jobs: Vec<Job>, result: Result<Value>) {
+        match result {
             Ok(Value::Array(mut items)) if items.len() == jobs.len() + 1 => {
                 let now = match items.remove(0) {
                     Value::Int(ms) => ms,

@@ -204,12 +204,15 @@ impl RedisBackend {
         let counters = Arc::new(Counters::default());
         let batcher = batch::Batcher::start(
             conn.clone(),
-            batch,
-            header.clone(),
-            address.clone(),
-            opts.timeout,
-            opts.inflight,
             counters.clone(),
+            batch::Config {
+                script: batch,
+                header: header.clone(),
+                address: address.clone(),
+                timeout: opts.timeout,
+                inflight: opts.inflight,
+                send_abandoned: !handoff,
+            },
         );
         let keeper = Arc::new(Housekeeper {
             conn: conn.clone(),
