@@ -114,6 +114,7 @@ impl Batcher {
             let place = Place {
                 ctx: ctx.clone(),
                 permit: Some(permit),
+                used: true,
             };
             match ctx.submit().await {
                 // Alone: finish from this future, no task hop. Dropped midway, it loses only its own reply,
@@ -179,6 +180,9 @@ impl Drop for Inline {
 struct Place {
     ctx: Arc<Ctx>,
     permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// Whether the place was used. One dropped unused (its task never ran: the runtime is shutting down)
+    /// does not pump again, or a shutdown would recurse without end.
+    used: bool,
 }
 
 impl Place {
@@ -186,13 +190,16 @@ impl Place {
     /// its own.
     fn finish_in_task(self, first: Option<Batch>) {
         tokio::spawn(async move {
+            let mut this = self;
+            this.used = true;
+            let me = &this;
             if let Some(b) = first {
-                self.ctx.finish(b).await;
+                me.ctx.finish(b).await;
             }
-            while let Some(b) = self.ctx.submit().await {
-                self.ctx.finish(b).await;
+            while let Some(b) = me.ctx.submit().await {
+                me.ctx.finish(b).await;
             }
-            drop(self);
+            drop(this);
         });
     }
 
@@ -208,7 +215,7 @@ impl Drop for Place {
     fn drop(&mut self) {
         drop(self.permit.take());
         // An operation queued while every place was taken waits for the call that finishes next: this one.
-        if !self.ctx.lock_queue().is_empty() {
+        if self.used && !self.ctx.lock_queue().is_empty() {
             Ctx::pump(&self.ctx);
         }
     }
@@ -227,6 +234,7 @@ impl Ctx {
         Place {
             ctx: ctx.clone(),
             permit: Some(permit),
+            used: false,
         }
         .finish_in_task(None);
     }

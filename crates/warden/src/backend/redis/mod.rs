@@ -290,10 +290,46 @@ impl RedisBackend {
     /// Sweeps every slot; returns the number of live leases.
     async fn sweep_all(&self) -> Result<u64> {
         let mut active = 0;
-        for chunk in all_tags().chunks(SWEEP_CHUNK as usize) {
+        for chunk in self.slots_with_leases().await?.chunks(SWEEP_CHUNK as usize) {
             active += self.keeper.sweep(chunk).await?;
         }
         Ok(active)
+    }
+
+    /// The tags of the slots that hold lease records now, found with `SCAN … MATCH` (incremental, in C): far
+    /// cheaper than a script look at all 16,384 slots when few are in use.
+    async fn slots_with_leases(&self) -> Result<Vec<&'static str>> {
+        let mut pattern = String::from("{???}\x01h");
+        for c in self.opts.prefix.chars() {
+            if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+                pattern.push('\\');
+            }
+            pattern.push(c);
+        }
+        let mut conn = self.conn.clone();
+        let mut cursor: u64 = 0;
+        let mut tags = std::collections::BTreeSet::new();
+        loop {
+            let mut cmd = redis::cmd("SCAN");
+            cmd.arg(cursor).arg("MATCH").arg(&pattern).arg("COUNT").arg(1000);
+            let (next, found): (u64, Vec<Vec<u8>>) =
+                tokio::time::timeout(self.opts.timeout, cmd.query_async(&mut conn))
+                    .await
+                    .map_err(|_| unavailable(&self.address, "SCAN timed out"))?
+                    .map_err(|e| map_err(&self.address, e))?;
+            for key in found {
+                if let Some(t) = key.get(1..1 + keys::TAG_LEN) {
+                    let tag = keys::tag_of_slot(keys::slot(t));
+                    if tag.as_bytes() == t {
+                        tags.insert(tag);
+                    }
+                }
+            }
+            cursor = next;
+            if cursor == 0 {
+                return Ok(tags.into_iter().collect());
+            }
+        }
     }
 
     async fn flush(&self) -> bool {
@@ -704,9 +740,9 @@ impl Backend for RedisBackend {
     }
 
     async fn held(&self, client_id: &str) -> Result<Vec<LeaseInfo>> {
-        // No per-client index on the lock path: read the slots' expiry indexes (a rare, operator's view).
+        // No per-client index on the lock path: read the lease records of the slots in use (an operator's view).
         let mut out = Vec::new();
-        for chunk in all_tags().chunks(SWEEP_CHUNK as usize) {
+        for chunk in self.slots_with_leases().await?.chunks(SWEEP_CHUNK as usize) {
             let mut args = vec!["held", client_id];
             args.extend_from_slice(chunk);
             let v = self.view(&args).await?;
