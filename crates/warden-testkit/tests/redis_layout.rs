@@ -312,8 +312,7 @@ async fn statistics_of_a_killed_process_lose_at_most_its_last_second() {
         let n: u64 = lines.next().unwrap().unwrap().parse().unwrap();
         progress.push((Instant::now(), n));
     }
-    // SAFETY-free: a plain signal to our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+    child.kill().unwrap(); // SIGKILL
     let killed = Instant::now();
     child.wait().unwrap();
     let last = progress.last().unwrap().1;

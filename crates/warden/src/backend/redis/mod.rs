@@ -507,12 +507,10 @@ impl Housekeeper {
 /// are still respected (a lock key that exists is never granted over), but their records, queues and
 /// statistics are not read.
 async fn warn_on_v1_data(conn: &mut ConnectionManager, address: &str, opts: &Options) {
+    // A hash: a lock on a resource of that name is a string or a sorted set.
     let old = format!("{}warden:tok", opts.prefix);
-    let found: redis::RedisResult<i64> =
-        tokio::time::timeout(opts.timeout, redis::cmd("EXISTS").arg(&old).query_async(conn))
-            .await
-            .unwrap_or(Ok(0));
-    if matches!(found, Ok(1)) {
+    let ty = tokio::time::timeout(opts.timeout, redis::cmd("TYPE").arg(&old).query_async::<String>(conn)).await;
+    if matches!(ty, Ok(Ok(t)) if t == "hash") {
         tracing::warn!(
             address,
             "this Redis holds lease records of an older warden layout; their locks are respected until they \
