@@ -3,11 +3,11 @@
 //! Every key of a lock lies in the hash slot of its lock key (see [`keys`]): the lock key itself is the
 //! resource name (plus an optional prefix) holding the token with a PX expiry, so `SET key token NX PX`
 //! clients (node-redlock, redis-py `Lock`) exclude us and are excluded; shared holders use the same key as a
-//! sorted set of tokens. The fence counter, queue, waiter leases, lease records and the slot's expiry index
-//! are internal keys in the same slot, found from the lock id's tag. Records and fence counters expire on
-//! their own (`retain_ms` after the lease), so a resource that is neither held nor waited on leaves nothing
+//! sorted set of tokens. The fence counter, queue, waiter leases and the slot's lease records are internal
+//! keys in the same slot, found from the lock id's tag. A fence counter lives `retain_ms` from its seeding and
+//! a released lease's record goes with it, so a resource that is neither held nor waited on leaves nothing
 //! behind. Statistics are counted in each process and added to one shared hash once a second (see
-//! `counters`); expired leases are counted by a sweep of the slots' expiry indexes.
+//! `counters`); leases that expired unreleased are found by a sweep of the lease records (`housekeeping`).
 //!
 //! Operations go out as one script call each, or several together when they arrive while a call is in
 //! flight (group commit, see `batch`): an uncontended acquire, a release and a renew are one round trip.
@@ -15,6 +15,7 @@
 
 mod batch;
 mod counters;
+mod housekeeping;
 pub mod keys;
 pub(crate) mod options;
 mod reply;
@@ -28,6 +29,7 @@ use crate::types::{
 };
 use crate::wake::WakeRouter;
 use counters::Counters;
+use housekeeping::{hscan_counts, Housekeeper, SWEEP_CHUNK};
 use options::{parse_url, Options};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Script, Value};
@@ -41,9 +43,6 @@ const QUEUE: &str = include_str!("scripts/queue.lua");
 const OPS: &str = include_str!("scripts/ops.lua");
 const BATCH: &str = include_str!("scripts/batch.lua");
 const INSPECT: &str = include_str!("scripts/inspect.lua");
-
-/// Slots visited per sweep call (16 calls cover every slot).
-const SWEEP_CHUNK: u16 = 1024;
 
 /// One node's answer to an acquire.
 #[derive(Debug)]
@@ -97,9 +96,6 @@ pub struct RedisBackend {
     opts: Options,
     names: Names,
     batcher: batch::Batcher,
-    inspect: Script,
-    /// The scripts' common ARGV head: prefix, channel, handoff, retain_ms, max_waiters.
-    header: Vec<String>,
     keeper: Arc<Housekeeper>,
     router: Arc<WakeRouter>,
     /// A release grants the lock to the queue's head in the same script (off for Redlock's nodes, where a
@@ -142,7 +138,7 @@ pub(crate) fn map_err(address: &str, e: redis::RedisError) -> Error {
     }
 }
 
-fn kind_name(v: Option<&Value>) -> &[u8] {
+pub(crate) fn kind_name(v: Option<&Value>) -> &[u8] {
     match v {
         Some(Value::BulkString(b)) => b,
         _ => b"",
@@ -230,14 +226,12 @@ impl RedisBackend {
             opts,
             names,
             batcher,
-            inspect,
-            header,
             keeper,
             router,
             handoff,
             tasks: vec![subscriber],
         };
-        let housekeeping = backend.spawn_housekeeping();
+        let housekeeping = housekeeping::spawn(backend.keeper.clone(), backend.opts.sweep_every);
         backend.tasks.push(housekeeping);
         Ok(backend)
     }
@@ -263,18 +257,9 @@ impl RedisBackend {
 
     /// Runs a view script (`scripts/inspect.lua`) with `args` after the common head.
     async fn view(&self, args: &[&str]) -> Result<Value> {
-        let mut inv = self.inspect.prepare_invoke();
-        for a in self.header.iter().map(String::as_str).chain(args.iter().copied()) {
-            inv.arg(a);
-        }
-        let mut conn = self.conn.clone();
-        tokio::time::timeout(self.opts.timeout, inv.invoke_async::<Value>(&mut conn))
-            .await
-            .map_err(|_| unavailable(&self.address, format!("no answer within {:?}", self.opts.timeout)))?
-            .map_err(|e| map_err(&self.address, e))
+        self.keeper.view(args).await
     }
 
-    /// One batched operation; an operation's own failure comes back as `{'error', message}`.
     /// Also returns the server's clock (ms) at the batch.
     async fn op(&self, args: Vec<String>) -> Result<(i64, Value)> {
         let (now, v) = self.batcher.call(args).await?;
@@ -334,34 +319,6 @@ impl RedisBackend {
 
     async fn flush(&self) -> bool {
         self.keeper.flush().await
-    }
-
-    /// Once a second: add this process's counts to the shared statistics; every `sweep_ms`: sweep the next
-    /// sixteenth of the slots (a full pass every 16 sweeps) and keep the per-resource counts bounded.
-    fn spawn_housekeeping(&self) -> tokio::task::JoinHandle<()> {
-        let me = self.keeper.clone();
-        let every = self.opts.sweep_every;
-        tokio::spawn(async move {
-            let start = tokio::time::Instant::now();
-            let mut flush = tokio::time::interval_at(start + Duration::from_secs(1), Duration::from_secs(1));
-            let mut sweep = tokio::time::interval_at(start + every, every);
-            let mut next_chunk = 0usize;
-            loop {
-                tokio::select! {
-                    _ = flush.tick() => {
-                        me.flush().await;
-                    }
-                    _ = sweep.tick() => {
-                        let chunks: Vec<&[&str]> = all_tags().chunks(SWEEP_CHUNK as usize).collect();
-                        let _ = me.sweep(chunks[next_chunk % chunks.len()]).await;
-                        next_chunk += 1;
-                        if next_chunk % chunks.len() == 0 {
-                            let _ = trim_top(&me.conn, &me.top).await;
-                        }
-                    }
-                }
-            }
-        })
     }
 
     /// One node's acquire, as Redlock uses it: `fence_t` (grant only if the stored fence is below it, then
@@ -448,61 +405,6 @@ impl RedisBackend {
     }
 }
 
-/// The slot tags of every slot, in slot order.
-fn all_tags() -> &'static [&'static str] {
-    static TAGS: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
-    TAGS.get_or_init(|| (0..keys::SLOTS).map(keys::tag_of_slot).collect())
-}
-
-/// What the background task needs of the backend.
-struct Housekeeper {
-    conn: ConnectionManager,
-    inspect: Script,
-    header: Vec<String>,
-    counters: Arc<Counters>,
-    stats: String,
-    top: String,
-    address: String,
-    timeout: Duration,
-}
-
-impl Housekeeper {
-    /// Counts leases whose expiry passed in the slots `tags` (as expiries) and returns how many are live there.
-    async fn sweep(&self, tags: &[&str]) -> Result<u64> {
-        let mut inv = self.inspect.prepare_invoke();
-        for a in self
-            .header
-            .iter()
-            .map(String::as_str)
-            .chain(["sweep"])
-            .chain(tags.iter().copied())
-        {
-            inv.arg(a);
-        }
-        let mut conn = self.conn.clone();
-        let v = tokio::time::timeout(self.timeout, inv.invoke_async::<Value>(&mut conn))
-            .await
-            .map_err(|_| unavailable(&self.address, format!("no answer within {:?}", self.timeout)))?
-            .map_err(|e| map_err(&self.address, e))?;
-        let Value::Array(items) = &v else {
-            return Err(bad("sweep", &v));
-        };
-        for e in items.get(1..).unwrap_or_default().chunks(3) {
-            if let [kind, held, res] = e {
-                self.counters.expired(kind_name(Some(kind)), as_i64(held).unwrap_or(0));
-                tracing::debug!(resource = as_string(res).unwrap_or_default(), "lease expired");
-            }
-        }
-        Ok(items.first().and_then(as_i64).unwrap_or(0).max(0) as u64)
-    }
-
-    async fn flush(&self) -> bool {
-        self.counters
-            .flush(&self.conn, &self.stats, &self.top, self.timeout)
-            .await
-    }
-}
-
 /// Says so when the node holds a warden 0.x layout (its lease records in `warden:tok`): those leases' lock keys
 /// are still respected (a lock key that exists is never granted over), but their records, queues and
 /// statistics are not read.
@@ -517,49 +419,6 @@ async fn warn_on_v1_data(conn: &mut ConnectionManager, address: &str, opts: &Opt
              expire, but stop the older processes before relying on queues and statistics (see the README)"
         );
     }
-}
-
-async fn hscan_counts(
-    conn: &ConnectionManager,
-    key: &str,
-    timeout: Duration,
-) -> redis::RedisResult<Vec<(String, u64)>> {
-    let mut conn = conn.clone();
-    let mut cursor: u64 = 0;
-    let mut out = Vec::new();
-    loop {
-        let mut cmd = redis::cmd("HSCAN");
-        cmd.arg(key).arg(cursor).arg("COUNT").arg(1000);
-        let (next, items): (u64, Vec<(String, u64)>) = tokio::time::timeout(timeout, cmd.query_async(&mut conn))
-            .await
-            .map_err(|_| redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut)))??;
-        out.extend(items);
-        cursor = next;
-        if cursor == 0 {
-            return Ok(out);
-        }
-    }
-}
-
-/// Keeps the per-resource grant counters bounded: past 10,000 resources, forget all but the 10,000 busiest
-/// (once per full sweep pass).
-async fn trim_top(conn: &ConnectionManager, key: &str) -> redis::RedisResult<()> {
-    let mut c = conn.clone();
-    let len: u64 = redis::cmd("HLEN").arg(key).query_async(&mut c).await?;
-    if len <= 10_000 {
-        return Ok(());
-    }
-    let mut counts = hscan_counts(conn, key, Duration::from_secs(10)).await?;
-    counts.sort_by_key(|c| std::cmp::Reverse(c.1));
-    for chunk in counts[10_000..].chunks(500) {
-        let mut cmd = redis::cmd("HDEL");
-        cmd.arg(key);
-        for (k, _) in chunk {
-            cmd.arg(k);
-        }
-        let _: i64 = cmd.query_async(&mut c).await?;
-    }
-    Ok(())
 }
 
 fn not_found(lock_id: &str) -> Error {
