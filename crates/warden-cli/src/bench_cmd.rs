@@ -53,11 +53,12 @@ pub async fn bench(a: BenchArgs) -> CliResult<u8> {
             "peer": "warden", "workers": report.workers, "keys": report.keys,
             "cycles_per_s": report.cycles_per_s, "acq_p50_us": report.acq_p50_us,
             "acq_p99_us": report.acq_p99_us, "acq_max_us": report.acq_max_us, "failed": report.failed,
+            "fifo_violations": report.fifo_violations,
         });
         println!("{line}");
     } else {
         println!(
-            "{:?} on {}: {} workers, {} keys: {:.0} cycles/s, acquire p50 {} µs, p99 {} µs, max {} µs, {} failed",
+            "{:?} on {}: {} workers, {} keys: {:.0} cycles/s, acquire p50 {} µs, p99 {} µs, max {} µs, {} failed, {} FIFO violations",
             report.workload,
             crate::serve::redact(&a.backend),
             report.workers,
@@ -66,7 +67,8 @@ pub async fn bench(a: BenchArgs) -> CliResult<u8> {
             report.acq_p50_us,
             report.acq_p99_us,
             report.acq_max_us,
-            report.failed
+            report.failed,
+            report.fifo_violations
         );
     }
     Ok(0)

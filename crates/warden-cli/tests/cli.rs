@@ -396,6 +396,7 @@ fn one_shot_commands_against_a_warden_server() {
         "acq_p99_us",
         "acq_max_us",
         "failed",
+        "fifo_violations",
     ];
     want.sort();
     let mut got = keys.clone();
