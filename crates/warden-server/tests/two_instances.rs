@@ -129,20 +129,16 @@ async fn fifo_across_instances_and_one_view_of_state() {
     assert_eq!(order, (0..10).map(|i| format!("w{i}")).collect::<Vec<_>>());
 
     // Each instance adds its counts to the shared statistics at least once a second: both agree within that.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
-    loop {
+    let settled = warden_testkit::eventually(Duration::from_secs(3), || async {
         let (_, va) = get(&c, &a.url("/api/locks/stats")).await;
         let (_, vb) = get(&c, &b.url("/api/locks/stats")).await;
-        let settled = va == vb && va["data"]["totalLocks"] == 11 && va["data"]["activeLocks"] == 1;
-        if settled {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "statistics did not settle: {va} vs {vb}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        va == vb && va["data"]["totalLocks"] == 11 && va["data"]["activeLocks"] == 1
+    })
+    .await;
+    assert!(
+        settled,
+        "statistics did not settle on 11 grants, 1 active, the same on both instances"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

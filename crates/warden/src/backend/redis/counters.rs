@@ -97,11 +97,8 @@ impl Counters {
 
     /// Counts what one batched operation did, from its arguments (see `scripts/batch.lua`) and its reply.
     pub(crate) fn tally(&self, args: &[String], reply: &redis::Value) {
+        use super::reply::bulk;
         use redis::Value;
-        let bytes = |v: Option<&Value>| match v {
-            Some(Value::BulkString(b)) => b.clone(),
-            _ => Vec::new(),
-        };
         let int = |v: Option<&Value>| match v {
             Some(Value::Int(n)) => *n,
             _ => 0,
@@ -113,19 +110,19 @@ impl Counters {
             }
             (Some("R"), Value::Int(n)) => self.released(KINDS[(*n & 3) as usize].as_bytes(), n >> 2),
             (Some("R"), Value::Array(items)) => {
-                let (kind, held) = (bytes(items.get(2)), int(items.get(1)));
-                let resource = String::from_utf8_lossy(&bytes(items.get(3))).into_owned();
-                let handed_from = if bytes(items.first()) == b"ok" {
-                    self.released(&kind, held);
+                let (kind, held) = (bulk(items.get(2)), int(items.get(1)));
+                let resource = String::from_utf8_lossy(bulk(items.get(3)));
+                let handed_from = if bulk(items.first()) == b"ok" {
+                    self.released(kind, held);
                     4
                 } else {
                     if int(items.get(4)) == 1 {
-                        self.expired(&kind, held);
+                        self.expired(kind, held);
                     }
                     5
                 };
                 for k in items.get(handed_from..).unwrap_or_default() {
-                    self.granted(&bytes(Some(k)), &resource);
+                    self.granted(bulk(Some(k)), &resource);
                 }
             }
             _ => {}

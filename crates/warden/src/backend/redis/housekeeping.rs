@@ -3,8 +3,8 @@
 
 use super::counters::Counters;
 use super::keys;
-use super::reply::{as_i64, as_string, bad};
-use super::{kind_name, map_err, unavailable};
+use super::reply::{as_i64, as_string, bad, bulk};
+use super::{map_err, unavailable};
 use crate::error::Result;
 use redis::aio::ConnectionManager;
 use redis::{Script, Value};
@@ -82,7 +82,7 @@ impl Housekeeper {
         };
         for e in items.get(1..).unwrap_or_default().chunks(3) {
             if let [kind, held, res] = e {
-                self.counters.expired(kind_name(Some(kind)), as_i64(held).unwrap_or(0));
+                self.counters.expired(bulk(Some(kind)), as_i64(held).unwrap_or(0));
                 tracing::debug!(resource = as_string(res).unwrap_or_default(), "lease expired");
             }
         }

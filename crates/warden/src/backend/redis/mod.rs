@@ -138,13 +138,6 @@ pub(crate) fn map_err(address: &str, e: redis::RedisError) -> Error {
     }
 }
 
-pub(crate) fn kind_name(v: Option<&Value>) -> &[u8] {
-    match v {
-        Some(Value::BulkString(b)) => b,
-        _ => b"",
-    }
-}
-
 impl RedisBackend {
     /// Connects to the Redis node at `url` (`redis://[user:pass@]host:port[/db][?prefix=app:&timeout_ms=1000]`),
     /// loads the scripts and starts the subscriber. Fails with [`Error::BackendUnavailable`] within the

@@ -29,6 +29,14 @@ pub(crate) fn as_string(v: &Value) -> Option<String> {
     }
 }
 
+/// The bytes of a bulk string, or none.
+pub(crate) fn bulk(v: Option<&Value>) -> &[u8] {
+    match v {
+        Some(Value::BulkString(b)) => b,
+        _ => b"",
+    }
+}
+
 /// Whether `v` is the string `s`, without allocating.
 pub(crate) fn is_str(v: &Value, s: &str) -> bool {
     match v {
