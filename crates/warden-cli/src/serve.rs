@@ -25,6 +25,9 @@ pub struct ServeArgs {
     /// is closed.
     #[arg(long, default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
     pub header_timeout_ms: u64,
+    /// Milliseconds a request body may take to arrive after its head; slower ones get 408 and are closed.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    pub body_timeout_ms: u64,
 }
 
 /// Shows a URL without its password.
@@ -69,7 +72,8 @@ async fn serve_inner(a: ServeArgs) -> anyhow::Result<u8> {
         .with_connection_limits(
             usize::try_from(a.max_connections).unwrap_or(usize::MAX),
             std::time::Duration::from_millis(a.header_timeout_ms),
-        );
+        )
+        .with_body_read_timeout(std::time::Duration::from_millis(a.body_timeout_ms));
     warden_server::run(listener, warden, config, shutdown_signal())
         .await
         .context("server failed")?;

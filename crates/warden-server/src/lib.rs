@@ -18,6 +18,7 @@
 //! The server keeps no lock state of its own: queues, leases, fences and statistics live in the backend, so
 //! several instances over one Redis behave as one service.
 
+pub mod body;
 pub mod dto;
 pub mod error;
 pub mod handlers;
@@ -56,6 +57,9 @@ pub struct ServerConfig {
     /// connection may sit idle between requests, before it is closed: slow or silent clients cannot hold
     /// connections.
     pub header_read_timeout: Duration,
+    /// How long a request body may take to arrive once its head is in; a slower one is answered 408
+    /// `request_timeout` and its connection closed.
+    pub body_read_timeout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -67,6 +71,7 @@ impl Default for ServerConfig {
             request_timeout: Duration::from_secs(30),
             max_connections: 10_000,
             header_read_timeout: Duration::from_secs(30),
+            body_read_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -84,6 +89,12 @@ impl ServerConfig {
     pub fn with_connection_limits(mut self, max_connections: usize, header_read_timeout: Duration) -> Self {
         self.max_connections = max_connections.max(1);
         self.header_read_timeout = header_read_timeout.max(Duration::from_millis(1));
+        self
+    }
+
+    /// Sets the deadline for a request body to arrive (at least 1 ms).
+    pub fn with_body_read_timeout(mut self, deadline: Duration) -> Self {
+        self.body_read_timeout = deadline.max(Duration::from_millis(1));
         self
     }
 }
@@ -122,6 +133,13 @@ pub fn router(state: AppState) -> Router {
         .fallback(handlers::no_route)
         .method_not_allowed_fallback(handlers::wrong_method)
         .layer(DefaultBodyLimit::max(cfg.max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(
+            body::BodyLimits {
+                max_bytes: cfg.max_body_bytes,
+                deadline: cfg.body_read_timeout,
+            },
+            body::read_body,
+        ))
         .with_state(state)
 }
 

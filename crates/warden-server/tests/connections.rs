@@ -130,3 +130,104 @@ async fn connections_beyond_the_cap_wait_for_a_free_slot() {
     drop(second);
     s.stop().await;
 }
+
+#[tokio::test]
+async fn slow_bodies_are_cut_off_and_cannot_exhaust_the_connection_cap() {
+    const CAP: usize = 4;
+    let warden = Warden::connect("memory://").await.expect("memory backend");
+    let config = ServerConfig::default()
+        .with_connection_limits(CAP, Duration::from_secs(10))
+        .with_body_read_timeout(DEADLINE);
+    let s = TestServer::start_with(warden, config).await;
+    // CAP clients each announce a 1000-byte body and send one byte every 50 ms: the whole cap is taken.
+    let mut slow = Vec::new();
+    for _ in 0..CAP {
+        let mut tcp = connect(&s).await;
+        let head = "POST /api/locks/acquire HTTP/1.1\r\nHost: warden\r\nContent-Type: application/json\r\n\
+                    Content-Length: 1000\r\n\r\n{";
+        tcp.write_all(head.as_bytes()).await.expect("write");
+        slow.push(tcp);
+    }
+    let started = Instant::now();
+    let feeders: Vec<_> = slow
+        .into_iter()
+        .map(|tcp| {
+            tokio::spawn(async move {
+                let (mut rd, mut wr) = tcp.into_split();
+                let feed = async {
+                    loop {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        if wr.write_all(b" ").await.is_err() {
+                            return;
+                        }
+                    }
+                };
+                let mut got = Vec::new();
+                let read = async {
+                    let mut buf = [0u8; 4096];
+                    loop {
+                        match rd.read(&mut buf).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => got.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                };
+                tokio::select! {
+                    _ = feed => {}
+                    _ = read => {}
+                }
+                (started.elapsed(), String::from_utf8_lossy(&got).to_string())
+            })
+        })
+        .collect();
+    // A well-behaved client queued behind them is served once the slow ones are cut off.
+    let mut good = connect(&s).await;
+    good.write_all(HEALTH).await.expect("write");
+    let answer = tokio::time::timeout(Duration::from_secs(5), read_answer(&mut good))
+        .await
+        .expect("a normal request is served although slow clients filled the cap");
+    let waited = started.elapsed();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        waited < DEADLINE + Duration::from_millis(700),
+        "the normal request waited {waited:?}, the body deadline is {DEADLINE:?}"
+    );
+    for f in feeders {
+        let (took, got) = f.await.expect("slow client task");
+        assert!(got.starts_with("HTTP/1.1 408"), "slow body answer: {got:?}");
+        assert!(got.contains("request_timeout"), "{got}");
+        assert!(
+            took >= DEADLINE - Duration::from_millis(50) && took < DEADLINE + Duration::from_millis(700),
+            "slow body cut off after {took:?}, deadline {DEADLINE:?}"
+        );
+    }
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn an_oversized_content_length_is_refused_before_the_body() {
+    let s = server(100, Duration::from_secs(10)).await;
+    let mut tcp = connect(&s).await;
+    let head = "POST /api/locks/acquire HTTP/1.1\r\nHost: warden\r\nContent-Type: application/json\r\n\
+                Content-Length: 10000000\r\n\r\n{";
+    tcp.write_all(head.as_bytes()).await.expect("write");
+    let started = Instant::now();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout(Duration::from_secs(3), tcp.read(&mut buf)).await {
+            Err(_) => panic!("no answer within 3 s: {:?}", String::from_utf8_lossy(&got)),
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+    assert!(text.contains("16384 bytes"), "{text}");
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "took {:?}",
+        started.elapsed()
+    );
+    s.stop().await;
+}
