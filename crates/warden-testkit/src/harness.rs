@@ -198,6 +198,8 @@ impl Harness for RedisHarness {
 pub struct RedlockHarness {
     /// The nodes (public so tests can kill, pause or restart them).
     pub nodes: Vec<Mutex<RedisServer>>,
+    /// With [`RedlockHarness::behind_proxies`], one fault-injecting proxy per node (clients connect to these).
+    pub proxies: Vec<crate::proxy::Proxy>,
     url: String,
 }
 
@@ -213,6 +215,19 @@ impl RedlockHarness {
         let url = format!("redlock://{}?timeout_ms=100", hosts.join(","));
         RedlockHarness {
             nodes: nodes.into_iter().map(Mutex::new).collect(),
+            proxies: Vec::new(),
+            url,
+        }
+    }
+    /// Starts `n` fresh redis-servers, each behind its own [`crate::proxy::Proxy`]; the URL names the proxies.
+    pub fn behind_proxies(n: usize) -> Self {
+        let nodes: Vec<RedisServer> = (0..n).map(|_| RedisServer::start()).collect();
+        let proxies: Vec<crate::proxy::Proxy> = nodes.iter().map(|s| crate::proxy::Proxy::start(&s.addr())).collect();
+        let hosts: Vec<String> = proxies.iter().map(|p| p.addr()).collect();
+        let url = format!("redlock://{}?timeout_ms=100", hosts.join(","));
+        RedlockHarness {
+            nodes: nodes.into_iter().map(Mutex::new).collect(),
+            proxies,
             url,
         }
     }

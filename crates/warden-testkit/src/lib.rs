@@ -5,6 +5,7 @@ pub mod checker;
 pub mod conformance;
 pub mod harness;
 pub mod monitor;
+pub mod proxy;
 pub mod redis_server;
 
 pub use redis_server::{free_port, refused_addr, RedisServer};

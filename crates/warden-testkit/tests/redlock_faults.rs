@@ -308,3 +308,87 @@ async fn fence_hint_skips_the_read_and_recovers_when_stale() {
         g.release().await.unwrap();
     }
 }
+
+/// `EXISTS key` on node `i` (through no proxy): 1 or 0.
+fn exists(h: &RedlockHarness, i: usize, key: &str) -> String {
+    h.nodes[i].lock().unwrap().command(&["EXISTS", key]).expect("EXISTS")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_reaches_a_node_that_was_unreachable_when_it_was_asked() {
+    let h = RedlockHarness::behind_proxies(3);
+    let w = h.client().await;
+    let mut g = w
+        .lock("handed-back")
+        .ttl(20 * SEC)
+        .try_acquire()
+        .await
+        .unwrap()
+        .expect("free");
+    for i in 0..3 {
+        assert_eq!(exists(&h, i, "handed-back"), ":1", "granted on node {i}");
+    }
+    // Node 2's link goes down just before the release: a quorum still releases...
+    h.proxies[2].refuse();
+    g.release().await.expect("released on a quorum");
+    assert_eq!(exists(&h, 0, "handed-back"), ":0");
+    assert_eq!(exists(&h, 1, "handed-back"), ":0");
+    assert_eq!(
+        exists(&h, 2, "handed-back"),
+        ":1",
+        "node 2 cannot have been reached yet"
+    );
+    // ...and node 2 is released as soon as it can be reached again, long before the 20 s lease would end.
+    // (The outage lasts longer than every per-call timeout and connection retry, so only a release that keeps
+    // trying gets through.)
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    h.proxies[2].pass(Duration::ZERO);
+    let started = Instant::now();
+    let gone = warden_testkit::eventually(3 * SEC, || async { exists(&h, 2, "handed-back") == ":0" }).await;
+    assert!(
+        gone,
+        "node 2 still holds the released lock {:?} after it came back",
+        started.elapsed()
+    );
+    // Then node 0 dies: the resource is free on the two that are left, at once.
+    h.nodes[0].lock().unwrap().kill();
+    let g = w.lock("handed-back").ttl(5 * SEC).try_acquire().await.unwrap();
+    assert!(
+        g.is_some(),
+        "the resource stayed blocked although its holder released it"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_release_reaches_every_node_under_a_slow_minority() {
+    // One node answers 20 ms late: every call returns on the two fast nodes, and the slow node's share of
+    // each release must still arrive: 10 workers, 30 cycles each, on 10 resources.
+    let h = RedlockHarness::behind_proxies(3);
+    let w = h.client().await;
+    h.proxies[2].pass(Duration::from_millis(20));
+    let mut tasks = Vec::new();
+    for k in 0..10 {
+        let w = w.clone();
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..30 {
+                let mut g = w
+                    .lock(format!("cycle:{k}"))
+                    .ttl(30 * SEC)
+                    .wait(10 * SEC)
+                    .acquire()
+                    .await
+                    .expect("acquire");
+                g.release().await.expect("release");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("worker");
+    }
+    let left = warden_testkit::eventually(3 * SEC, || async {
+        (0..10).all(|k| exists(&h, 2, &format!("cycle:{k}")) == ":0")
+    })
+    .await;
+    let keys: Vec<String> = (0..10).map(|k| exists(&h, 2, &format!("cycle:{k}"))).collect();
+    assert!(left, "released locks left behind on the slow node: {keys:?}");
+}

@@ -606,7 +606,11 @@ impl Backend for RedisBackend {
     }
 
     async fn stats(&self, top: usize) -> Result<Stats> {
-        self.flush().await;
+        // A node that cannot take the pending counts now will not answer the reads either: one timeout, not
+        // one per step.
+        if !self.flush().await {
+            return Err(unavailable(&self.address, "statistics could not be written"));
+        }
         let active = self.sweep_all().await?;
         if !self.flush().await {
             return Err(unavailable(&self.address, "statistics could not be written"));

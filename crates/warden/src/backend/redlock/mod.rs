@@ -15,6 +15,8 @@
 //!   the nodes agree on the order while clocks and nodes behave; FIFO is therefore best effort, and declared so.
 //!   Every node publishes releases; wake-ups from all of them reach the same local waiters.
 
+mod node;
+
 use super::redis::{NodeAttempt, RedisBackend};
 use super::Backend;
 use crate::error::{Error, Result};
@@ -23,7 +25,7 @@ use crate::types::{
     Renewal, ResourceInfo, Stats,
 };
 use crate::wake::WakeRouter;
-use futures::stream::{FuturesUnordered, StreamExt};
+use node::Node;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -31,79 +33,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Default per-node timeout.
 const DEFAULT_NODE_TIMEOUT: Duration = Duration::from_millis(200);
-/// After a failed connect, a node is not retried for this long (calls fail fast meanwhile).
-const RECONNECT_BACKOFF: Duration = Duration::from_millis(250);
 /// Most remembered waiter scores / attempt counters before the maps are reset.
 const MAP_CAP: usize = 100_000;
-
-struct Node {
-    url: String,
-    address: String,
-    timeout: Duration,
-    router: Arc<WakeRouter>,
-    backend: Mutex<Option<Arc<RedisBackend>>>,
-    connecting: tokio::sync::Mutex<()>,
-    last_failure: Mutex<Option<Instant>>,
-}
-
-impl Node {
-    fn current(&self) -> Option<Arc<RedisBackend>> {
-        self.backend.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    fn unavailable(&self, reason: impl Into<String>) -> Error {
-        Error::BackendUnavailable {
-            address: self.address.clone(),
-            reason: reason.into(),
-        }
-    }
-
-    /// The node's connection, connecting on first use (nodes down at start-up join when they come back).
-    async fn get(&self) -> Result<Arc<RedisBackend>> {
-        if let Some(b) = self.current() {
-            return Ok(b);
-        }
-        let _one = self.connecting.lock().await;
-        if let Some(b) = self.current() {
-            return Ok(b);
-        }
-        let recent = self
-            .last_failure
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_some_and(|t| t.elapsed() < RECONNECT_BACKOFF);
-        if recent {
-            return Err(self.unavailable("down (reconnecting)"));
-        }
-        match RedisBackend::connect_redlock_node(&self.url, self.router.clone()).await {
-            Ok(b) => {
-                let b = Arc::new(b);
-                *self.backend.lock().unwrap_or_else(|p| p.into_inner()) = Some(b.clone());
-                Ok(b)
-            }
-            Err(e) => {
-                *self.last_failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
-                Err(e)
-            }
-        }
-    }
-
-    /// Runs `op` on this node within its timeout.
-    async fn call<T, F, Fut>(&self, op: F) -> Result<T>
-    where
-        F: FnOnce(Arc<RedisBackend>) -> Fut,
-        Fut: Future<Output = Result<T>>,
-    {
-        let fut = async {
-            let b = self.get().await?;
-            op(b).await
-        };
-        match tokio::time::timeout(self.timeout * 2, fut).await {
-            Ok(r) => r,
-            Err(_) => Err(self.unavailable(format!("no answer within {:?}", self.timeout))),
-        }
-    }
-}
 
 /// Redlock over N independent Redis nodes.
 pub struct RedlockBackend {
@@ -120,7 +51,13 @@ pub struct RedlockBackend {
     fence_hints: Mutex<HashMap<String, u64>>,
     /// Prepended to every key (the nodes' `prefix`): lock ids carry the slot tag of `prefix + resource`.
     prefix: String,
+    /// Lease token -> end of its validity on this client's clock: how long a release is retried on a node
+    /// that cannot be reached (after that the node's key expires by itself).
+    lease_ends: Mutex<HashMap<String, Instant>>,
 }
+
+/// How long a release of a lease this client did not grant or renew is retried on an unreachable node.
+const UNKNOWN_LEASE_RETRY: Duration = Duration::from_secs(30);
 
 /// How one Redlock round ended.
 enum Round {
@@ -239,6 +176,7 @@ impl RedlockBackend {
             attempts: Mutex::new(HashMap::new()),
             fence_hints: Mutex::new(HashMap::new()),
             prefix,
+            lease_ends: Mutex::new(HashMap::new()),
         };
         let q = backend.quorum();
         let results = backend
@@ -260,24 +198,46 @@ impl RedlockBackend {
         self.nodes.iter().map(|n| n.address.clone()).collect()
     }
 
-    /// Runs `op` on every node at once; returns when `enough` says so (or all answered). Unanswered nodes are
-    /// `None` (their requests still run to completion on the node).
+    /// Runs `op` on every node at once, each in its own task; returns when `enough` says so (or all
+    /// answered). Unanswered nodes are `None`: their calls still run to completion, independently of the
+    /// caller and of each other (a call is never dropped half-way because a quorum answered first).
     async fn on_all<T, F, Fut>(&self, op: F, enough: impl Fn(&[Option<Result<T>>]) -> bool) -> Vec<Option<Result<T>>>
     where
-        F: Fn(usize, Arc<RedisBackend>) -> Fut,
-        Fut: Future<Output = Result<T>>,
+        F: Fn(usize, Arc<RedisBackend>) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = Result<T>> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.on_all_nodes(
+            move |i, n| {
+                let op = op.clone();
+                async move { n.call(|b| op(i, b)).await }
+            },
+            enough,
+        )
+        .await
+    }
+
+    /// [`RedlockBackend::on_all`] with the node itself handed to `op` (which bounds its own calls).
+    async fn on_all_nodes<T, F, Fut>(
+        &self,
+        op: F,
+        enough: impl Fn(&[Option<Result<T>>]) -> bool,
+    ) -> Vec<Option<Result<T>>>
+    where
+        F: Fn(usize, Arc<Node>) -> Fut,
+        Fut: Future<Output = Result<T>> + Send + 'static,
+        T: Send + 'static,
     {
         let mut results: Vec<Option<Result<T>>> = (0..self.nodes.len()).map(|_| None).collect();
-        let mut pending: FuturesUnordered<_> = self
-            .nodes
-            .iter()
-            .enumerate()
-            .map(|(i, n)| {
-                let op = &op;
-                async move { (i, n.call(|b| op(i, b)).await) }
-            })
-            .collect();
-        while let Some((i, r)) = pending.next().await {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        for (i, n) in self.nodes.iter().enumerate() {
+            let (call, tx) = (op(i, n.clone()), tx.clone());
+            tokio::spawn(async move {
+                let _ = tx.send((i, call.await));
+            });
+        }
+        drop(tx);
+        while let Some((i, r)) = rx.recv().await {
             results[i] = Some(r);
             if enough(&results) {
                 break;
@@ -345,11 +305,13 @@ impl RedlockBackend {
                 .filter(|x| matches!(x, Some(Ok(NodeAttempt::Granted(..)))))
                 .count()
         };
+        let node_req = Arc::new(node_req);
+        let waiter: Option<Arc<str>> = waiter_id.map(Arc::from);
         let results = self
             .on_all(
-                |_, b| {
-                    let node_req = &node_req;
-                    async move { b.attempt_on_node(node_req, waiter_id, Some(t), score).await }
+                move |_, b| {
+                    let (node_req, waiter) = (node_req.clone(), waiter.clone());
+                    async move { b.attempt_on_node(&node_req, waiter.as_deref(), Some(t), score).await }
                 },
                 |r| {
                     let answered_no = r.iter().filter(|x| x.is_some()).count() - granted(r);
@@ -377,6 +339,7 @@ impl RedlockBackend {
                 .map(|g| g.expires_at)
                 .min()
                 .unwrap_or_else(SystemTime::now);
+            self.remember_lease(&token, start + req.ttl);
             let mut grant = Grant::new(t, acquired_at, expires_at);
             grant.lock_id = Some(token);
             self.attempts
@@ -401,7 +364,7 @@ impl RedlockBackend {
             return Ok(Round::Done(Attempt::Granted(grant)));
         }
         // No quorum in time: undo everywhere at once, without waiting for slow nodes.
-        self.release_everywhere(token);
+        self.release_everywhere(token, req.ttl);
         if count_err(&results) > n - q {
             return Err(self.quorum_error(&results));
         }
@@ -430,7 +393,13 @@ impl RedlockBackend {
         let q = self.quorum();
         let reads = self
             .on_all(
-                |_, b| async move { b.read_fence(resource).await },
+                {
+                    let resource: Arc<str> = Arc::from(resource);
+                    move |_, b| {
+                        let resource = resource.clone();
+                        async move { b.read_fence(&resource).await }
+                    }
+                },
                 |r| count_ok(r) >= q || count_err(r) > n - q,
             )
             .await;
@@ -469,15 +438,32 @@ impl RedlockBackend {
             .remove(resource);
     }
 
-    /// Releases `token` on every node in the background (a failed attempt's clean-up).
-    fn release_everywhere(&self, token: String) {
+    /// Releases `token` on every node in the background (a failed attempt's clean-up), retrying on nodes
+    /// that cannot be reached until the attempt's lease would have ended.
+    fn release_everywhere(&self, token: String, ttl: Duration) {
+        let (token, deadline): (Arc<str>, Instant) = (Arc::from(token), Instant::now() + ttl);
         for n in &self.nodes {
-            let n = n.clone();
-            let token = token.clone();
-            tokio::spawn(async move {
-                let _ = n.call(|b| async move { b.release(&token, None).await }).await;
-            });
+            tokio::spawn(n.clone().release(token.clone(), None, deadline));
         }
+    }
+
+    /// Notes that the lease `token` is valid until `until` on this client's clock.
+    fn remember_lease(&self, token: &str, until: Instant) {
+        let mut m = self.lease_ends.lock().unwrap_or_else(|p| p.into_inner());
+        if m.len() >= MAP_CAP && !m.contains_key(token) {
+            m.clear();
+        }
+        m.insert(token.to_string(), until);
+    }
+
+    /// Until when a release of `token` is worth retrying: the lease's end if this client granted or renewed
+    /// it, else [`UNKNOWN_LEASE_RETRY`] from now.
+    fn lease_end(&self, token: &str) -> Instant {
+        self.lease_ends
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(token)
+            .unwrap_or_else(|| Instant::now() + UNKNOWN_LEASE_RETRY)
     }
 }
 
@@ -530,7 +516,13 @@ impl Backend for RedlockBackend {
         self.forget_waiter(waiter_id);
         let r = self
             .on_all(
-                |_, b| async move { b.leave_queue(resource, waiter_id).await },
+                {
+                    let (resource, waiter): (Arc<str>, Arc<str>) = (Arc::from(resource), Arc::from(waiter_id));
+                    move |_, b| {
+                        let (resource, waiter) = (resource.clone(), waiter.clone());
+                        async move { b.leave_queue(&resource, &waiter).await }
+                    }
+                },
                 |r| count_ok(r) >= self.quorum() || r.iter().all(Option::is_some),
             )
             .await;
@@ -550,13 +542,13 @@ impl Backend for RedlockBackend {
             None => lock_id.to_string(),
         };
         let q = self.quorum();
+        let deadline = self.lease_end(&token);
+        let (token, client): (Arc<str>, Option<Arc<str>>) = (Arc::from(token), client_id.map(Arc::from));
         let r = self
-            .on_all(
-                |_, b| {
-                    let token = token.as_str();
-                    async move { b.release(token, client_id).await }
-                },
-                // Done once a quorum released; a slow node finishes its release on its own.
+            .on_all_nodes(
+                move |_, n| n.release(token.clone(), client.clone(), deadline),
+                // Done once a quorum released; every other node's release still runs to its end, retried
+                // while the node is unreachable (see `Node::release`).
                 |r| count_ok(r) >= q || r.iter().all(Option::is_some),
             )
             .await;
@@ -593,6 +585,7 @@ impl Backend for RedlockBackend {
         }
         let n = self.nodes.len();
         let q = self.quorum();
+        let renew_sent = Instant::now();
         let renewed = |r: &[Option<Result<Renewal>>]| {
             r.iter()
                 .filter(|x| matches!(x, Some(Ok(Renewal::Renewed { .. }))))
@@ -600,7 +593,14 @@ impl Backend for RedlockBackend {
         };
         let r = self
             .on_all(
-                |_, b| async move { b.renew(lock_id, ttl, client_id).await },
+                {
+                    let lock_id: Arc<str> = Arc::from(lock_id);
+                    let client: Option<Arc<str>> = client_id.map(Arc::from);
+                    move |_, b| {
+                        let (lock_id, client) = (lock_id.clone(), client.clone());
+                        async move { b.renew(&lock_id, ttl, client.as_deref()).await }
+                    }
+                },
                 |r| {
                     let no = r.iter().filter(|x| x.is_some()).count() - renewed(r);
                     renewed(r) >= q || no > n - q
@@ -622,6 +622,7 @@ impl Backend for RedlockBackend {
                 let mut lease = (*first).clone();
                 lease.renewal_count = renewals.iter().map(|(l, _)| l.renewal_count).max().unwrap_or(0);
                 let granted = renewals.iter().map(|(_, g)| *g).min().unwrap_or_default();
+                self.remember_lease(lock_id, renew_sent + granted);
                 return Ok(Renewal::Renewed { lease, granted });
             }
         }
@@ -669,7 +670,13 @@ impl Backend for RedlockBackend {
     async fn lease(&self, lock_id: &str) -> Result<Option<LeaseInfo>> {
         let r = self
             .on_all(
-                |_, b| async move { b.lease(lock_id).await },
+                {
+                    let lock_id: Arc<str> = Arc::from(lock_id);
+                    move |_, b| {
+                        let lock_id = lock_id.clone();
+                        async move { b.lease(&lock_id).await }
+                    }
+                },
                 |r| r.iter().all(Option::is_some),
             )
             .await;
@@ -691,7 +698,13 @@ impl Backend for RedlockBackend {
         let q = self.quorum();
         let r = self
             .on_all(
-                |_, b| async move { b.inspect(resource).await },
+                {
+                    let resource: Arc<str> = Arc::from(resource);
+                    move |_, b| {
+                        let resource = resource.clone();
+                        async move { b.inspect(&resource).await }
+                    }
+                },
                 |r| r.iter().all(Option::is_some),
             )
             .await;
@@ -736,7 +749,13 @@ impl Backend for RedlockBackend {
         let q = self.quorum();
         let r = self
             .on_all(
-                |_, b| async move { b.held(client_id).await },
+                {
+                    let client: Arc<str> = Arc::from(client_id);
+                    move |_, b| {
+                        let client = client.clone();
+                        async move { b.held(&client).await }
+                    }
+                },
                 |r| r.iter().all(Option::is_some),
             )
             .await;
@@ -757,7 +776,7 @@ impl Backend for RedlockBackend {
     async fn stats(&self, top: usize) -> Result<Stats> {
         let r = self
             .on_all(
-                |_, b| async move { b.stats(top).await },
+                move |_, b| async move { b.stats(top).await },
                 |r| r.iter().all(Option::is_some),
             )
             .await;
