@@ -15,4 +15,6 @@ fi
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
-cargo test --workspace --locked
+cargo test --workspace --locked -- --skip chaos_
+# The chaos suite (faults injected under load), one scenario at a time, each printing its figure.
+cargo test --workspace --locked -- chaos_ --test-threads=1 --nocapture

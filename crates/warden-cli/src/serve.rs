@@ -28,6 +28,10 @@ pub struct ServeArgs {
     /// Milliseconds a request body may take to arrive after its head; slower ones get 408 and are closed.
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
     pub body_timeout_ms: u64,
+    /// Milliseconds a parked waiter's place in a queue lasts without a heartbeat (renewed every third of
+    /// it): after this instance dies, its waiters stop blocking queues on other instances within it.
+    #[arg(long, default_value_t = 3_000, value_parser = clap::value_parser!(u64).range(30..=60_000))]
+    pub waiter_lease_ms: u64,
 }
 
 /// Shows a URL without its password.
@@ -48,6 +52,7 @@ async fn serve_inner(a: ServeArgs) -> anyhow::Result<u8> {
     let shown = redact(&a.backend);
     let warden = warden::Warden::connect(&a.backend)
         .await
+        .and_then(|w| w.with_waiter_lease(std::time::Duration::from_millis(a.waiter_lease_ms)))
         .map_err(|e| anyhow::anyhow!("cannot use backend {shown}: {e}"))?;
     let health = warden.health().await;
     if matches!(health.status, warden::HealthStatus::Unhealthy) {

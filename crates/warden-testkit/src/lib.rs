@@ -1,6 +1,7 @@
 //! Test-only helpers for warden: real `redis-server` processes on free ports ([`RedisServer`]), the
 //! conformance suite every backend runs ([`conformance`]), harnesses per backend ([`harness`]) and checkers.
 
+pub mod chaos;
 pub mod checker;
 pub mod conformance;
 pub mod harness;

@@ -740,9 +740,49 @@ impl LockGuard {
                 self.shared.lost.cancel();
                 Err(self.lost_error())
             }
-            Err(e) => Err(e),
+            Err(e) => {
+                if e.is_retryable() {
+                    spawn_release_retries(self.shared.clone(), RETRY_PAUSE);
+                }
+                Err(e)
+            }
         }
     }
+}
+
+/// First pause before a release the backend could not take is tried again; it doubles up to 1 s.
+const RETRY_PAUSE: Duration = Duration::from_millis(20);
+
+/// Releases in the background, first after `pause`, retrying while the backend cannot be reached, until
+/// the lease would have ended anyway: a holder that let go is never what keeps a recovered backend's lock
+/// blocked for the rest of the lease.
+fn spawn_release_retries(shared: Arc<GuardShared>, first_pause: Duration) {
+    let Ok(rt) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    let left = {
+        let st = shared.state();
+        st.expires_at.duration_since(SystemTime::now()).unwrap_or_default()
+    };
+    let until = Instant::now() + left;
+    rt.spawn(async move {
+        let mut pause = first_pause;
+        loop {
+            if Instant::now() + pause >= until {
+                return;
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).clamp(RETRY_PAUSE, Duration::from_secs(1));
+            match shared
+                .backend
+                .release(&shared.req.lock_id, Some(&shared.req.client_id))
+                .await
+            {
+                Err(e) if e.is_retryable() => tracing::debug!(error = %e, "release failed, retrying"),
+                _ => return,
+            }
+        }
+    });
 }
 
 impl Drop for LockGuard {
@@ -751,15 +791,7 @@ impl Drop for LockGuard {
         if self.released {
             return;
         }
-        if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            let shared = self.shared.clone();
-            rt.spawn(async move {
-                let _ = shared
-                    .backend
-                    .release(&shared.req.lock_id, Some(&shared.req.client_id))
-                    .await;
-            });
-        }
+        spawn_release_retries(self.shared.clone(), Duration::ZERO);
     }
 }
 
