@@ -200,3 +200,146 @@ async fn chaos_redlock_minority_and_majority_faults_under_load() {
     let g = w.lock("chaos:redlock").wait(Duration::from_secs(5)).acquire().await;
     assert!(g.is_ok(), "the resource did not come free after the faults: {g:?}");
 }
+
+/// Nanoseconds on CLOCK_MONOTONIC (shared by every process on the machine).
+fn mono_ns() -> u128 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes into the timespec we own.
+    unsafe {
+        libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts);
+    }
+    ts.tv_sec as u128 * 1_000_000_000 + ts.tv_nsec as u128
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_client_processes_stopped_while_they_hold_the_lock() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    use warden_testkit::checker::{Hold, HoldLog};
+    const PROCS: usize = 3;
+    let scale = scale();
+    let backend = RedisServer::start();
+    let store = RedisServer::start();
+    let mut children = Vec::new();
+    let mut readers = Vec::new();
+    for _ in 0..PROCS {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_fenced_client"))
+            .args([backend.url(), store.url()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn fenced_client");
+        let out = child.stdout.take().expect("stdout");
+        readers.push(std::thread::spawn(move || {
+            BufReader::new(out)
+                .lines()
+                .map_while(Result::ok)
+                .collect::<Vec<String>>()
+        }));
+        children.push(child);
+    }
+    // Stop one process after another for longer than the 300 ms lease, often while it holds the lock.
+    let pids: Vec<i32> = children.iter().map(|c| c.id() as i32).collect();
+    let stops = tokio::task::spawn_blocking(move || {
+        let until = std::time::Instant::now() + scale.duration;
+        let mut n = 0;
+        while std::time::Instant::now() < until {
+            let pid = pids[n % pids.len()];
+            // SAFETY: kill(2) on a child we spawned and still own.
+            unsafe { libc::kill(pid, libc::SIGSTOP) };
+            wait(Duration::from_millis(450));
+            // SAFETY: as above.
+            unsafe { libc::kill(pid, libc::SIGCONT) };
+            wait(Duration::from_millis(100));
+            n += 1;
+        }
+        n
+    })
+    .await
+    .expect("fault thread");
+    for c in &mut children {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    let (i0, n0) = (Instant::now(), mono_ns());
+    let at = |ns: u128| {
+        if ns >= n0 {
+            i0 + Duration::from_nanos((ns - n0) as u64)
+        } else {
+            i0 - Duration::from_nanos((n0 - ns) as u64)
+        }
+    };
+    let log = HoldLog::default();
+    let mut accepted_lines = 0;
+    let mut owner = std::collections::HashMap::new();
+    for (proc_no, r) in readers.into_iter().enumerate() {
+        for line in r.join().expect("reader") {
+            let f: Vec<u128> = line.split(' ').filter_map(|x| x.parse().ok()).collect();
+            let [start, end, fence, ok] = f[..] else {
+                continue; // a line cut by the kill
+            };
+            accepted_lines += usize::from(ok == 1);
+            owner.insert(fence as u64, proc_no);
+            if end > start {
+                log.record(Hold {
+                    start: at(start),
+                    end: at(end),
+                    fence: fence as u64,
+                    exclusive: true,
+                });
+            }
+        }
+    }
+    let summary = log.check().unwrap_or_else(|e| {
+        let mut all = log.holds();
+        all.sort_by_key(|h| h.fence);
+        let t0 = all.iter().map(|h| h.start).min().unwrap_or(i0);
+        let dump: Vec<String> = all
+            .iter()
+            .map(|h| {
+                format!(
+                    "{} p{:?} {:?}..{:?}",
+                    h.fence,
+                    owner.get(&h.fence),
+                    h.start - t0,
+                    h.end - t0
+                )
+            })
+            .collect();
+        panic!("client processes: {e}\n{}", dump.join("\n"))
+    });
+    let list = std::process::Command::new("redis-cli")
+        .args([
+            "-p",
+            &store.port().to_string(),
+            "LRANGE",
+            "chaos:store:accepted",
+            "0",
+            "-1",
+        ])
+        .output()
+        .expect("redis-cli");
+    let tokens: Vec<u64> = String::from_utf8_lossy(&list.stdout)
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect();
+    assert!(
+        tokens.windows(2).all(|w| w[0] <= w[1]),
+        "the store accepted a stale write: {tokens:?}"
+    );
+    let refused = std::process::Command::new("redis-cli")
+        .args(["-p", &store.port().to_string(), "GET", "chaos:store:refused"])
+        .output()
+        .expect("redis-cli");
+    let refused: u64 = String::from_utf8_lossy(&refused.stdout).trim().parse().unwrap_or(0);
+    println!(
+        "{PROCS} client processes, {stops} SIGSTOPs of 450 ms (lease 300 ms): {} holds checked, {} writes accepted \
+         ({accepted_lines} reported), stale writes refused: {refused}",
+        summary.holds,
+        tokens.len()
+    );
+    assert!(
+        summary.holds > 10 && tokens.len() >= accepted_lines,
+        "too little happened"
+    );
+}

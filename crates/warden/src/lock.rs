@@ -457,7 +457,13 @@ async fn wait_for_grant(
             // Handed over by a release after the answer that queued us, which the backend dated q_now: the
             // lease began at least (acquired_at - q_now) after q_sent. Counted at 99% (the stated clock-rate
             // allowance) less 1 ms for the backend's millisecond clock, so the anchor is never late.
-            let later = g.acquired_at.duration_since(q_now).unwrap_or_default();
+            let Ok(later) = g.acquired_at.duration_since(q_now) else {
+                // Handed over *before* that answer, which said this waiter did not hold the lock: the grant
+                // has ended already (its notification was read late, e.g. after this process was stopped).
+                // Trusting it would anchor a dead lease at q_sent; keep waiting instead.
+                tracing::debug!(resource = %req.resource, "ignoring a handover older than the last queue answer");
+                continue;
+            };
             let anchor = (q_sent + (later * 99 / 100).saturating_sub(Duration::from_millis(1))).min(Instant::now());
             cleanup.armed = false;
             // Handed over for less than the ttl (min(ttl, waiter lease)): a guard claims the rest with one

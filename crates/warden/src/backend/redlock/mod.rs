@@ -17,6 +17,8 @@
 
 mod node;
 
+use futures::stream::{FuturesUnordered, StreamExt};
+
 use super::redis::{NodeAttempt, RedisBackend};
 use super::Backend;
 use crate::error::{Error, Result};
@@ -198,9 +200,10 @@ impl RedlockBackend {
         self.nodes.iter().map(|n| n.address.clone()).collect()
     }
 
-    /// Runs `op` on every node at once, each in its own task; returns when `enough` says so (or all
-    /// answered). Unanswered nodes are `None`: their calls still run to completion, independently of the
-    /// caller and of each other (a call is never dropped half-way because a quorum answered first).
+    /// Runs `op` on every node at once; returns when `enough` says so (or all answered). Unanswered nodes are
+    /// `None`: their calls are handed to a background task that runs them to completion, so a call is never
+    /// dropped half-way because a quorum answered first (one task per call that had nodes left, not one per
+    /// node: the common case costs no spawn at all when every node answered).
     async fn on_all<T, F, Fut>(&self, op: F, enough: impl Fn(&[Option<Result<T>>]) -> bool) -> Vec<Option<Result<T>>>
     where
         F: Fn(usize, Arc<RedisBackend>) -> Fut + Clone + Send + Sync + 'static,
@@ -229,19 +232,23 @@ impl RedlockBackend {
         T: Send + 'static,
     {
         let mut results: Vec<Option<Result<T>>> = (0..self.nodes.len()).map(|_| None).collect();
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-        for (i, n) in self.nodes.iter().enumerate() {
-            let (call, tx) = (op(i, n.clone()), tx.clone());
-            tokio::spawn(async move {
-                let _ = tx.send((i, call.await));
-            });
-        }
-        drop(tx);
-        while let Some((i, r)) = rx.recv().await {
+        let mut pending: FuturesUnordered<_> = self
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                let call = op(i, n.clone());
+                async move { (i, call.await) }
+            })
+            .collect();
+        while let Some((i, r)) = pending.next().await {
             results[i] = Some(r);
             if enough(&results) {
                 break;
             }
+        }
+        if !pending.is_empty() {
+            tokio::spawn(async move { while pending.next().await.is_some() {} });
         }
         results
     }
