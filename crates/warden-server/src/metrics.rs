@@ -62,4 +62,12 @@ fn describe() {
         "warden_backend_errors_total",
         "Requests answered with a 5xx, by code and node"
     );
+    metrics::describe_counter!(
+        "warden_redlock_release_failures_total",
+        "Redlock releases that could not reach a node before the lease ended (the node frees it by expiry), by node"
+    );
+    metrics::describe_counter!(
+        "warden_slow_bodies_total",
+        "Requests whose body did not arrive within the body deadline (answered 408, connection closed)"
+    );
 }
