@@ -14,6 +14,6 @@ set +e
 cargo test --release --workspace --locked -- chaos_ --test-threads=1 --nocapture >"$log" 2>&1
 status=$?
 set -e
-grep -E '(grants in|waiters,|clients filling|instance killed)|panicked|FAILED' "$log" || true
+grep -E '(grants in|waiters,|clients filling|client processes|instance killed)|panicked|FAILED' "$log" || true
 echo "soak: $(( $(date +%s) - start ))s, exit ${status} (full output: $log)"
 exit "${status}"

@@ -108,16 +108,17 @@ async fn chaos_slow_silent_and_idle_clients_at_the_connection_cap() {
     let s = TestServer::start_with(warden, config).await;
     let addr = s.base.trim_start_matches("http://").to_string();
     let mut hogs = Vec::new();
-    // A third silent, a third dribbling a request head, a third dribbling a body: the cap is full.
+    // Silent, idle after one request (keep-alive), dribbling a request head, dribbling a body: the cap is full.
     for i in 0..CAP {
         let mut tcp = TcpStream::connect(&addr).await.expect("connect");
-        let what: &[u8] = match i % 3 {
+        let what: &[u8] = match i % 4 {
             0 => b"",
-            1 => b"POST /api/locks/acquire HTTP/1.1\r\nHost: w",
+            1 => b"GET /health HTTP/1.1\r\nHost: w\r\n\r\n",
+            2 => b"POST /api/locks/acquire HTTP/1.1\r\nHost: w",
             _ => b"POST /api/locks/acquire HTTP/1.1\r\nHost: w\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n{",
         };
         tcp.write_all(what).await.expect("write");
-        let silent = i % 3 == 0;
+        let silent = i % 4 < 2;
         hogs.push(tokio::spawn(async move {
             let (mut rd, mut wr) = tcp.into_split();
             let mut buf = [0u8; 1024];
@@ -155,7 +156,7 @@ async fn chaos_slow_silent_and_idle_clients_at_the_connection_cap() {
         served += 1;
     }
     println!(
-        "{CAP} slow/silent clients filling a {CAP}-connection cap: {served} normal requests served, worst wait {:.0} ms (deadline {} ms)",
+        "{CAP} silent, idle and dribbling clients filling a {CAP}-connection cap: {served} normal requests served, worst wait {:.0} ms (deadline {} ms)",
         worst.as_secs_f64() * 1000.0,
         deadline.as_millis()
     );

@@ -454,3 +454,50 @@ async fn release_hands_a_shared_lock_to_the_run_of_readers() {
     assert_eq!(w.fencing_token(), holder.fencing_token() + 3);
     w.release().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_next_waiter_wakes_when_a_handed_over_lease_runs_out() {
+    // A holds with a long lease; B and then C queue behind it, so C's own timer points at A's expiry (or its
+    // heartbeat, a second away). A releases early and the lock is handed to B, which then stalls without
+    // renewing: C must be granted when B's lease ends, not at its next heartbeat.
+    let server = RedisServer::start();
+    let w = client(&server).await;
+    let mut a = w.lock("relay").ttl(10 * SEC).acquire().await.expect("A");
+    let (wb, wc) = (w.clone(), w.clone());
+    let b = tokio::spawn(async move {
+        wb.lock("relay")
+            .ttl(Duration::from_millis(300))
+            .wait(10 * SEC)
+            .auto_renew(false)
+            .acquire()
+            .await
+    });
+    assert!(
+        eventually(5 * SEC, || async {
+            w.inspect("relay").await.is_ok_and(|i| i.queue.len() == 1)
+        })
+        .await
+    );
+    let c = tokio::spawn(async move {
+        let g = wc.lock("relay").ttl(5 * SEC).wait(10 * SEC).acquire().await;
+        (Instant::now(), g)
+    });
+    assert!(
+        eventually(5 * SEC, || async {
+            w.inspect("relay").await.is_ok_and(|i| i.queue.len() == 2)
+        })
+        .await
+    );
+    a.release().await.expect("A releases");
+    let handed = Instant::now();
+    let gb = b.await.expect("task").expect("B is handed the lock");
+    let (at, gc) = c.await.expect("task");
+    let gc = gc.expect("C gets the lock after B's lease ends");
+    let after = at - handed;
+    assert!(gc.fencing_token() > gb.fencing_token());
+    assert!(
+        after >= Duration::from_millis(290) && after < Duration::from_millis(450),
+        "C was granted {after:?} after the handover; B's lease lasted 300 ms"
+    );
+    drop(gb);
+}

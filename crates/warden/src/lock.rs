@@ -436,9 +436,17 @@ async fn wait_for_grant(
             // Wake when the blocking lease ends (+1 ms: expiry is strict), even without a notification.
             wake_at = wake_at.min(now + r + Duration::from_millis(1));
         }
-        let timer_fired = tokio::select! {
-            _ = reg.notified() => false,
-            _ = sleep_until(wake_at) => true,
+        let timer_fired = loop {
+            tokio::select! {
+                _ = reg.notified() => break false,
+                _ = reg.retimed() => {
+                    // The lock went to the waiter ahead: wake when its lease ends, unless earlier anyway.
+                    if let Some(at) = reg.take_blocked_until() {
+                        wake_at = wake_at.min(at.max(Instant::now()));
+                    }
+                }
+                _ = sleep_until(wake_at) => break true,
+            }
         };
         // A grant handed over with a notification wins over a deadline that passed meanwhile.
         let handed = reg.take_grant();

@@ -9,6 +9,7 @@ use crate::types::Grant;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
+use tokio::time::Instant;
 
 /// Map from waiter id to the waiter's wake-up handle.
 #[derive(Debug, Default)]
@@ -20,6 +21,10 @@ pub struct WakeRouter {
 struct Slot {
     notify: Notify,
     grant: Mutex<Option<Grant>>,
+    /// When the lease now blocking this waiter ends, if the backend said so after the waiter's last attempt
+    /// (a release handed the lock to the waiter ahead of it): the waiter re-times its sleep, no round trip.
+    blocked_until: Mutex<Option<Instant>>,
+    retimed: Notify,
 }
 
 /// A registered waiter; deregisters on drop.
@@ -42,6 +47,14 @@ impl Registration {
     /// The grant a notification delivered (a lock handed over on release), if any; taken once.
     pub fn take_grant(&self) -> Option<Grant> {
         self.slot.grant.lock().ok()?.take()
+    }
+    /// Resolves when the backend told this waiter when the lease blocking it ends ([`Registration::take_blocked_until`]).
+    pub async fn retimed(&self) {
+        self.slot.retimed.notified().await
+    }
+    /// When the lease blocking this waiter ends, if a notification said so since the last call; taken once.
+    pub fn take_blocked_until(&self) -> Option<Instant> {
+        self.slot.blocked_until.lock().ok()?.take()
     }
 }
 
@@ -86,6 +99,18 @@ impl WakeRouter {
                     *g = Some(grant);
                 }
                 s.notify.notify_one();
+            }
+        }
+    }
+
+    /// Tells a waiter of this process when the lease now blocking it ends (unknown ids are ignored).
+    pub fn blocked_until(&self, id: &str, at: Instant) {
+        if let Ok(m) = self.waiters.lock() {
+            if let Some(s) = m.get(id) {
+                if let Ok(mut b) = s.blocked_until.lock() {
+                    *b = Some(b.map_or(at, |old| old.min(at)));
+                }
+                s.retimed.notify_one();
             }
         }
     }

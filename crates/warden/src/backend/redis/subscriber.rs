@@ -65,9 +65,17 @@ pub(crate) async fn spawn_subscriber(
 }
 
 /// Delivers one release notification: space-separated waiter ids to wake, each either bare or, when the
-/// release handed the lock over, `waiter_id:fence:acquired_ms:expires_ms`.
+/// release handed the lock over, `waiter_id:fence:acquired_ms:expires_ms`; after a handover,
+/// `waiter_id@ms` tells the next waiter in line that the lease just handed over ends in `ms`.
 fn route(router: &WakeRouter, payload: &str) {
     for item in payload.split(' ') {
+        if let Some((id, ms)) = item.split_once('@') {
+            if let Ok(ms) = ms.parse::<u64>() {
+                // +1 ms: expiry is strict, and the server's clock counts whole milliseconds.
+                router.blocked_until(id, tokio::time::Instant::now() + Duration::from_millis(ms + 1));
+            }
+            continue;
+        }
         let Some((id, grant)) = item.split_once(':') else {
             router.wake([item]);
             continue;

@@ -80,7 +80,16 @@ local function queue_lib(L, Q, W)
     local st = q.lock_state()
     if st == 'held' then return kinds end
     if is_excl(hw.kind) then
-      if st == 'free' then redis.call('PUBLISH', CHAN, proceed(head, hw)) end
+      if st == 'free' then
+        local msg = proceed(head, hw)
+        if #kinds > 0 then
+          -- Handed over: tell the next in line when this lease ends, so it wakes then (its own timer may
+          -- still point at an earlier holder's expiry).
+          local nxt = redis.call('ZRANGE', Q, 0, 0)[1]
+          if nxt then msg = msg .. ' ' .. nxt .. '@' .. math.min(hw.ttl, hw.wl) end
+        end
+        redis.call('PUBLISH', CHAN, msg)
+      end
       return kinds
     end
     local msgs = {}
