@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The chaos suite, long and wide: every scenario under load for WARDEN_CHAOS_SECS seconds (default 150) with
-# WARDEN_CHAOS_CLIENTS clients (default 32), built in release mode. About 11 minutes with the defaults.
+# WARDEN_CHAOS_CLIENTS clients (default 32), built in release mode. About 21 minutes with the defaults.
 # Each scenario prints its figure line; the history checker and the fenced store fail the run on any
 # overlap, repeated or decreasing token, or accepted stale write.
 set -euo pipefail
