@@ -10,6 +10,11 @@ use warden::Warden;
 use warden_testkit::harness::RedlockHarness;
 use warden_testkit::RedisServer;
 
+/// The body of a GET, as text.
+async fn text(c: &reqwest::Client, url: &str) -> String {
+    c.get(url).send().await.expect("GET").text().await.expect("body")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_release_that_never_reached_a_node_is_counted_in_metrics() {
     let h = RedlockHarness::behind_proxies(3);
@@ -38,29 +43,12 @@ async fn a_release_that_never_reached_a_node_is_counted_in_metrics() {
     let metrics = s.url("/metrics");
     let seen = warden_testkit::eventually(Duration::from_secs(5), || {
         let (c, metrics, line) = (c.clone(), metrics.clone(), line.clone());
-        async move {
-            let text = c
-                .get(&metrics)
-                .send()
-                .await
-                .expect("metrics")
-                .text()
-                .await
-                .expect("text");
-            text.lines().any(|l| l == line)
-        }
+        async move { text(&c, &metrics).await.lines().any(|l| l == line) }
     })
     .await;
     assert!(seen, "/metrics never showed `{line}`");
     // Only the unreachable node is counted.
-    let text = c
-        .get(&metrics)
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let text = text(&c, &metrics).await;
     let counted = text
         .lines()
         .filter(|l| l.starts_with("warden_redlock_release_failures_total"))
