@@ -325,9 +325,12 @@ async fn a_release_reaches_a_node_that_was_unreachable_when_it_was_asked() {
         .await
         .unwrap()
         .expect("free");
-    for i in 0..3 {
-        assert_eq!(exists(&h, i, "handed-back"), ":1", "granted on node {i}");
-    }
+    // The grant returns on a quorum; the last node's grant completes in the background.
+    let everywhere = warden_testkit::eventually(3 * SEC, || async {
+        (0..3).all(|i| exists(&h, i, "handed-back") == ":1")
+    })
+    .await;
+    assert!(everywhere, "not granted on every node");
     // Node 2's link goes down just before the release: a quorum still releases...
     h.proxies[2].refuse();
     g.release().await.expect("released on a quorum");
