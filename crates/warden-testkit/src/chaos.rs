@@ -75,6 +75,8 @@ pub struct Tally {
     pub stalled: AtomicU64,
     /// Releases answered `lease_lost` / `not_found` (the lease had ended).
     pub lost: AtomicU64,
+    /// Releases that could not reach the backend (the guard retries them in the background).
+    pub unreached: AtomicU64,
 }
 
 impl Tally {
@@ -146,7 +148,7 @@ pub async fn client(
         match g.release().await {
             Ok(()) => {}
             Err(Error::LeaseLost { .. } | Error::NotFound { .. }) => Tally::add(&tally.lost),
-            Err(_) => Tally::add(&tally.lost),
+            Err(_) => Tally::add(&tally.unreached),
         }
     }
 }
@@ -173,7 +175,7 @@ pub struct Run {
 }
 
 impl Run {
-    /// Starts `scale.clients` clients (each its own [`Warden`] from `connect`) on `load`.
+    /// Starts one contending client per [`Warden`] in `clients` on `load`.
     pub fn start(clients: Vec<Warden>, load: &Workload) -> Self {
         let (log, store, tally) = (
             Arc::new(HoldLog::default()),
@@ -249,11 +251,12 @@ impl Run {
         assert_eq!(self.store.value() as usize, written);
         format!(
             "{name}: {grants} grants in {:.1} s, {holds} holds checked, {} writes accepted, {} stale writes \
-             refused, {stalled} holders stalled past their lease, {lost} releases of ended leases, {failed} \
-             failed acquires",
+             refused, {stalled} holders stalled past their lease, {lost} releases of ended leases, {} releases \
+             that could not reach the backend, {failed} failed acquires",
             self.started.elapsed().as_secs_f64(),
             self.store.value(),
             self.store.refused(),
+            self.tally.unreached.load(Ordering::Relaxed),
         )
     }
 }
