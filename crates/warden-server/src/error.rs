@@ -87,7 +87,8 @@ impl IntoResponse for ApiError {
             let node = self.node.clone().unwrap_or_else(|| "-".into());
             metrics::counter!("warden_backend_errors_total", "code" => self.code, "node" => node).increment(1);
         } else {
-            tracing::debug!(code = self.code, error = %self.message, "request refused");
+            // Not the sentence: it may quote the caller's lock id, which no log may show.
+            tracing::debug!(code = self.code, status = self.status.as_u16(), "request refused");
         }
         let body = serde_json::json!({ "success": false, "error": self.message, "code": self.code });
         (self.status, Json(body)).into_response()

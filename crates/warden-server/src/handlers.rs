@@ -129,8 +129,8 @@ async fn acquire_impl(state: AppState, body: Result<Bytes, BytesRejection>, fixe
             metrics::counter!("warden_grants_total", "type" => type_label).increment(1);
             metrics::histogram!("warden_acquire_wait_seconds", "type" => type_label)
                 .record(started.elapsed().as_secs_f64());
-            tracing::debug!(resource = %lease.resource, lock_id = %lease.lock_id, fence = lease.fencing_token,
-                client = %lease.client_id, "grant");
+            // Never the lock id: it is the owner's secret (logs are read by others).
+            tracing::debug!(resource = %lease.resource, fence = lease.fencing_token, client = %lease.client_id, "grant");
             Ok(ok(StatusCode::CREATED, Lock::from(&lease)))
         }
         Err(e) => {
@@ -199,7 +199,7 @@ pub async fn release(State(state): State<AppState>, body: Result<Bytes, BytesRej
     if let Some(held) = released.held_for {
         metrics::histogram!("warden_hold_seconds").record(held.as_secs_f64());
     }
-    tracing::debug!(lock_id = %b.lock_id, client = %b.client_id, "release");
+    tracing::debug!(client = %b.client_id, "release");
     Ok(Json(serde_json::json!({ "success": true, "message": "Lock released successfully" })).into_response())
 }
 

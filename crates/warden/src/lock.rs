@@ -863,7 +863,14 @@ async fn watchdog(shared: Arc<GuardShared>, auto_renew: bool) {
                 tracing::debug!(resource = %shared.req.resource, error = %e, "renewal failed, retrying");
             }
             Ok(Err(e)) => {
-                tracing::warn!(resource = %shared.req.resource, error = %e, "renewal refused; lease lost");
+                // Not the error's sentence: it names the lock id, which no log may show.
+                let why = match e {
+                    Error::NotFound { .. } => "not found",
+                    Error::NotOwner { .. } => "not owner",
+                    Error::LeaseLost { .. } => "taken over or expired",
+                    _ => "refused",
+                };
+                tracing::warn!(resource = %shared.req.resource, why, "renewal refused; lease lost");
                 shared.lost.cancel();
                 return;
             }

@@ -266,8 +266,7 @@ impl State {
         };
         self.expired[kind_index(l.kind)] += 1;
         self.hold_ms += (l.expires - l.acquired) / 1000;
-        tracing::debug!(resource = %l.resource, lock_id = %fmt_token(t), client = %l.client, fence = l.fence,
-            "lease expired");
+        tracing::debug!(resource = %l.resource, client = %l.client, fence = l.fence, "lease expired");
         self.forget_client(&l.client);
         self.drop_holder(&l.resource, t, now, router);
         true
