@@ -400,13 +400,7 @@ impl RedlockBackend {
         let q = self.quorum();
         let reads = self
             .on_all(
-                {
-                    let resource: Arc<str> = Arc::from(resource);
-                    move |_, b| {
-                        let resource = resource.clone();
-                        async move { b.read_fence(&resource).await }
-                    }
-                },
+                with_arg(resource, |b, resource| async move { b.read_fence(&resource).await }),
                 |r| count_ok(r) >= q || count_err(r) > n - q,
             )
             .await;
@@ -472,6 +466,19 @@ impl RedlockBackend {
             .remove(token)
             .unwrap_or_else(|| Instant::now() + UNKNOWN_LEASE_RETRY)
     }
+}
+
+/// An `on_all` operation taking one string argument, shared by every node's call (the calls outlive the
+/// caller's borrow: see `on_all`).
+fn with_arg<T, Fut>(
+    arg: &str,
+    op: impl Fn(Arc<RedisBackend>, Arc<str>) -> Fut + Clone + Send + Sync + 'static,
+) -> impl Fn(usize, Arc<RedisBackend>) -> Fut + Clone + Send + Sync + 'static
+where
+    Fut: Future<Output = Result<T>> + Send + 'static,
+{
+    let arg: Arc<str> = Arc::from(arg);
+    move |_, b| op(b, arg.clone())
 }
 
 fn count_ok<T>(r: &[Option<Result<T>>]) -> usize {
@@ -677,13 +684,7 @@ impl Backend for RedlockBackend {
     async fn lease(&self, lock_id: &str) -> Result<Option<LeaseInfo>> {
         let r = self
             .on_all(
-                {
-                    let lock_id: Arc<str> = Arc::from(lock_id);
-                    move |_, b| {
-                        let lock_id = lock_id.clone();
-                        async move { b.lease(&lock_id).await }
-                    }
-                },
+                with_arg(lock_id, |b, lock_id| async move { b.lease(&lock_id).await }),
                 |r| r.iter().all(Option::is_some),
             )
             .await;
@@ -705,13 +706,7 @@ impl Backend for RedlockBackend {
         let q = self.quorum();
         let r = self
             .on_all(
-                {
-                    let resource: Arc<str> = Arc::from(resource);
-                    move |_, b| {
-                        let resource = resource.clone();
-                        async move { b.inspect(&resource).await }
-                    }
-                },
+                with_arg(resource, |b, resource| async move { b.inspect(&resource).await }),
                 |r| r.iter().all(Option::is_some),
             )
             .await;
@@ -756,13 +751,7 @@ impl Backend for RedlockBackend {
         let q = self.quorum();
         let r = self
             .on_all(
-                {
-                    let client: Arc<str> = Arc::from(client_id);
-                    move |_, b| {
-                        let client = client.clone();
-                        async move { b.held(&client).await }
-                    }
-                },
+                with_arg(client_id, |b, client| async move { b.held(&client).await }),
                 |r| r.iter().all(Option::is_some),
             )
             .await;
