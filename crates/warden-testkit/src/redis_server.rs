@@ -165,11 +165,16 @@ impl RedisServer {
         }
     }
 
-    /// Kills the server and starts it again on the same port. With `keep_data` the dataset is saved first
-    /// (SAVE) and loaded again; without, the restarted server is empty.
+    /// Stops the server and starts it again on the same port. With `keep_data` it shuts down saving its
+    /// dataset (`SHUTDOWN SAVE`: no write can fall between the save and the exit) and loads it again; without,
+    /// it is killed (SIGKILL) and the restarted server is empty.
     pub fn restart(&mut self, keep_data: bool) {
         if keep_data {
-            self.command(&["SAVE"]).expect("SAVE before restart");
+            // The reply never comes (the server exits): only the write matters.
+            let _ = self.command(&["SHUTDOWN", "SAVE"]);
+            if let Some(c) = self.child.as_mut() {
+                let _ = c.wait();
+            }
         }
         self.kill();
         if !keep_data {
