@@ -32,3 +32,14 @@ where
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
 }
+
+/// Nanoseconds on CLOCK_MONOTONIC: the clock every process on the machine shares, so holds recorded by
+/// different processes can be checked against each other.
+pub fn mono_ns() -> u128 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes into the timespec we own.
+    unsafe {
+        libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts);
+    }
+    ts.tv_sec as u128 * 1_000_000_000 + ts.tv_nsec as u128
+}

@@ -46,14 +46,10 @@ async fn under_load(
         .await
         .expect("fault thread");
     // Long enough for a lease resurrected by a restart (1 s in these workloads) to run out.
-    wait_async((window / 4).max(Duration::from_millis(2500))).await;
+    tokio::time::sleep((window / 4).max(Duration::from_millis(2500))).await;
     let run = run.stop().await;
     let recovery = run.first_grant_after(healed);
     (run, recovery)
-}
-
-async fn wait_async(d: Duration) {
-    tokio::time::sleep(d).await;
 }
 
 /// Sleeps on the fault thread: faults are timed, not synchronised with the clients.
@@ -216,16 +212,6 @@ async fn chaos_redlock_minority_and_majority_faults_under_load() {
     assert!(g.is_ok(), "the resource did not come free after the faults: {g:?}");
 }
 
-/// Nanoseconds on CLOCK_MONOTONIC (shared by every process on the machine).
-fn mono_ns() -> u128 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: clock_gettime writes into the timespec we own.
-    unsafe {
-        libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts);
-    }
-    ts.tv_sec as u128 * 1_000_000_000 + ts.tv_nsec as u128
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaos_client_processes_stopped_while_they_hold_the_lock() {
     use std::io::{BufRead, BufReader};
@@ -276,7 +262,7 @@ async fn chaos_client_processes_stopped_while_they_hold_the_lock() {
         let _ = c.kill();
         let _ = c.wait();
     }
-    let (i0, n0) = (Instant::now(), mono_ns());
+    let (i0, n0) = (Instant::now(), warden_testkit::mono_ns());
     let at = |ns: u128| {
         if ns >= n0 {
             i0 + Duration::from_nanos((ns - n0) as u64)

@@ -16,16 +16,6 @@ redis.call('SET', KEYS[1], ARGV[1])
 redis.call('RPUSH', KEYS[2], ARGV[1])
 return 1";
 
-/// Nanoseconds on CLOCK_MONOTONIC, the clock every process on the machine shares.
-fn mono_ns() -> u128 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: clock_gettime writes into the timespec we own.
-    unsafe {
-        libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts);
-    }
-    ts.tv_sec as u128 * 1_000_000_000 + ts.tv_nsec as u128
-}
-
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -56,7 +46,7 @@ async fn main() {
     };
     let script = redis::Script::new(STORE);
     // Instant -> shared clock: the offset between the two, taken once.
-    let (i0, n0) = (Instant::now(), mono_ns());
+    let (i0, n0) = (Instant::now(), warden_testkit::mono_ns());
     let ns = |t: Instant| n0 + t.saturating_duration_since(i0).as_nanos();
     let mut out = std::io::stdout();
     loop {
