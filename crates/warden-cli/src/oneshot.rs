@@ -115,7 +115,12 @@ fn describe(l: &LeaseInfo) -> String {
         .unwrap_or_else(|_| "expired".into());
     format!(
         "{}  {}  {:<9} client={}  fence={}  expires {} ({left})  renewals={}",
-        l.lock_id,
+        // A warden server withholds lock ids from this view; then the handle names the lease.
+        if l.lock_id.is_empty() {
+            &l.lease_handle
+        } else {
+            &l.lock_id
+        },
         l.resource,
         l.kind.as_str(),
         l.client_id,
@@ -151,7 +156,7 @@ pub async fn acquire(a: AcquireArgs) -> CliResult<u8> {
         Err(e) => return Err(explain(&a.conn.backend, e)),
     };
     if a.conn.json {
-        return print_json(&Lock::from(&l));
+        return print_json(&Lock::owned(&l));
     }
     println!("acquired `{}`", l.resource);
     println!("  lock id:       {}", l.lock_id);
@@ -185,7 +190,7 @@ pub async fn renew(a: RenewArgs) -> CliResult<u8> {
     match r {
         warden::Renewal::Renewed { lease, .. } => {
             if a.conn.json {
-                return print_json(&Lock::from(&lease));
+                return print_json(&Lock::owned(&lease));
             }
             println!("renewed {}: expires {}", a.lock_id, rfc3339(lease.expires_at));
             Ok(0)
@@ -209,7 +214,7 @@ pub async fn status(a: StatusArgs) -> CliResult<u8> {
     {
         Some(l) => {
             if a.conn.json {
-                return print_json(&warden_server::dto::LockStatus::from(&l));
+                return print_json(&warden_server::dto::LockStatus::owned(&l));
             }
             println!("{}", describe(&l));
             Ok(0)
@@ -229,7 +234,7 @@ pub async fn held(a: HeldArgs) -> CliResult<u8> {
     let client = a.client_id.unwrap_or_else(hostname);
     let leases = warden.held(&client).await.map_err(|e| explain(&a.conn.backend, e))?;
     if a.conn.json {
-        return print_json(&leases.iter().map(Lock::from).collect::<Vec<_>>());
+        return print_json(&leases.iter().map(Lock::owned).collect::<Vec<_>>());
     }
     if leases.is_empty() {
         println!("client `{client}` holds no leases");

@@ -354,7 +354,8 @@ fn one_shot_commands_against_a_warden_server() {
     assert!(out.contains("\"isExpired\":false"), "{out}");
     let (c, out, _) = run(&["held", "--client-id", "ops"]);
     assert_eq!(c, Some(0));
-    assert!(out.contains(&id), "{out}");
+    // The server names the lease by its handle: the lock id stays with the one acquire that made it.
+    assert!(out.contains(&warden::lease_handle(&id)) && !out.contains(&id), "{out}");
     let (c, out, _) = run(&["queue", "report"]);
     assert_eq!(c, Some(0));
     assert!(out.contains("held:") && out.contains("0 waiting"), "{out}");

@@ -54,8 +54,13 @@ pub struct RenewBody {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct Lock {
-    /// Unguessable lease id; with clientId it authorises release and renew.
-    pub lock_id: String,
+    /// Unguessable lease id; with clientId it authorises release and renew. The owner's secret: present only in
+    /// the answers to its owner's acquire, renew and status, absent from every other view.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock_id: Option<String>,
+    /// Non-secret handle of the lease (`lh_` + 16 hex): shown in every view, authorises nothing but an admin's
+    /// force-release (an addition).
+    pub lease_handle: String,
     /// The locked resource.
     pub resource: String,
     /// `exclusive`, `shared` or `read-write`.
@@ -97,11 +102,21 @@ pub fn rfc3339(t: SystemTime) -> String {
         .unwrap_or_else(|_| "1970-01-01T00:00:00Z".into())
 }
 
-impl From<&LeaseInfo> for Lock {
-    fn from(l: &LeaseInfo) -> Self {
+impl Lock {
+    /// The lease as its owner sees it: with its lock id.
+    pub fn owned(l: &LeaseInfo) -> Self {
+        Lock {
+            lock_id: (!l.lock_id.is_empty()).then(|| l.lock_id.clone()),
+            ..Lock::seen(l)
+        }
+    }
+
+    /// The lease as anyone else sees it: by its handle, without the lock id.
+    pub fn seen(l: &LeaseInfo) -> Self {
         let (t, mode) = l.kind.to_wire();
         Lock {
-            lock_id: l.lock_id.clone(),
+            lock_id: None,
+            lease_handle: l.lease_handle.clone(),
             resource: l.resource.clone(),
             lock_type: t.into(),
             mode: mode.map(Into::into),
@@ -115,11 +130,12 @@ impl From<&LeaseInfo> for Lock {
     }
 }
 
-impl From<&LeaseInfo> for LockStatus {
-    fn from(l: &LeaseInfo) -> Self {
+impl LockStatus {
+    /// The status answered to whoever presented the lock id.
+    pub fn owned(l: &LeaseInfo) -> Self {
         LockStatus {
             is_expired: l.expired || l.expires_at <= SystemTime::now(),
-            lock: Lock::from(l),
+            lock: Lock::owned(l),
         }
     }
 }
@@ -142,7 +158,7 @@ impl From<&warden::ResourceInfo> for QueueDto {
         QueueDto {
             waiting_clients: queue.len() as u64,
             queue,
-            holders: info.holders.iter().map(Lock::from).collect(),
+            holders: info.holders.iter().map(Lock::seen).collect(),
             foreign_holder: info.foreign_holder,
         }
     }

@@ -131,7 +131,7 @@ async fn acquire_impl(state: AppState, body: Result<Bytes, BytesRejection>, fixe
                 .record(started.elapsed().as_secs_f64());
             // Never the lock id: it is the owner's secret (logs are read by others).
             tracing::debug!(resource = %lease.resource, fence = lease.fencing_token, client = %lease.client_id, "grant");
-            Ok(ok(StatusCode::CREATED, Lock::from(&lease)))
+            Ok(ok(StatusCode::CREATED, Lock::owned(&lease)))
         }
         Err(e) => {
             if matches!(e, warden::Error::Timeout { .. }) {
@@ -218,7 +218,7 @@ pub async fn renew(State(state): State<AppState>, body: Result<Bytes, BytesRejec
     match state.warden().renew(&b.lock_id, ttl, Some(&b.client_id)).await? {
         Renewal::Renewed { lease, .. } => {
             metrics::counter!("warden_renewals_total").increment(1);
-            Ok(ok(StatusCode::OK, Lock::from(&lease)))
+            Ok(ok(StatusCode::OK, Lock::owned(&lease)))
         }
         Renewal::Capped { expires_at } => Err(ApiError {
             status: StatusCode::CONFLICT,
@@ -251,7 +251,7 @@ pub async fn status(State(state): State<AppState>, path: Result<Path<String>, Pa
     let Path(id) = path.map_err(|r| ApiError::invalid(format!("invalid lockId in the path: {}", r.body_text())))?;
     check_lock_id(&id)?;
     match state.warden().lease(&id).await? {
-        Some(l) => Ok(ok(StatusCode::OK, LockStatus::from(&l))),
+        Some(l) => Ok(ok(StatusCode::OK, LockStatus::owned(&l))),
         None => Err(ApiError::not_found(&id)),
     }
 }
@@ -276,7 +276,8 @@ pub async fn held(State(state): State<AppState>, q: Result<Query<HeldQuery>, Que
         .ok_or_else(|| ApiError::invalid("query parameter `clientId` is required"))?;
     validate::client_id(&client)?;
     let leases = state.warden().held(&client).await?;
-    Ok(ok(StatusCode::OK, leases.iter().map(Lock::from).collect::<Vec<_>>()))
+    // Without authentication nothing tells the owner from a stranger who knows a client id: leases by handle.
+    Ok(ok(StatusCode::OK, leases.iter().map(Lock::seen).collect::<Vec<_>>()))
 }
 
 /// Cluster-wide statistics.

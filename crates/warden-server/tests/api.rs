@@ -70,7 +70,10 @@ async fn lifecycle_acquire_status_held_renew_release() {
     let (st, v) = get(&c, &s.url("/api/locks/held?clientId=client_456")).await;
     assert_eq!(st, 200);
     assert_eq!(v["data"].as_array().unwrap().len(), 1);
-    assert_eq!(v["data"][0]["lockId"], id.as_str());
+    // Whoever asks by client id sees the lease by its handle, never its lock id.
+    assert_eq!(v["data"][0]["leaseHandle"], warden::lease_handle(&id).as_str());
+    assert_eq!(v["data"][0].get("lockId"), None, "held shows the lock id: {v}");
+    assert_eq!(lock["leaseHandle"], warden::lease_handle(&id).as_str());
     let (_, v) = get(&c, &s.url("/api/locks/held?clientId=nobody")).await;
     assert_eq!(v["data"], json!([]));
 

@@ -188,7 +188,7 @@ pub async fn wrong_token_refused(h: &dyn Harness) {
     ));
     let info = a.inspect("wt").await.expect("inspect");
     assert_eq!(info.holders.len(), 1, "a refused release changed the holder");
-    assert_eq!(info.holders[0].lock_id, g.lock_id());
+    assert_eq!(info.holders[0].lease_handle, warden::lease_handle(g.lock_id()));
     assert!(a.lock("wt").try_acquire().await.expect("try").is_none());
     g.release().await.expect("release");
     g.release().await.expect("second release is a no-op");
@@ -599,8 +599,13 @@ pub async fn inspection_and_stats(h: &dyn Harness) {
     assert_eq!(info.holders.len(), 1);
     let l = &info.holders[0];
     assert_eq!(
-        (l.lock_id.as_str(), l.client_id.as_str(), l.fencing_token, l.kind),
-        (g1.lock_id(), "inspector", g1.fencing_token(), LockKind::Exclusive)
+        (l.lease_handle.clone(), l.client_id.as_str(), l.fencing_token, l.kind),
+        (
+            warden::lease_handle(g1.lock_id()),
+            "inspector",
+            g1.fencing_token(),
+            LockKind::Exclusive
+        )
     );
     assert!(!l.expired);
     let lease = a.lease(g2.lock_id()).await.expect("lease").expect("known");

@@ -50,8 +50,8 @@ pub struct LeaderInfo {
     pub candidate_id: String,
     /// The fencing token of its leadership (strictly increases with every new term).
     pub fencing_token: u64,
-    /// The lease id of the leadership.
-    pub lock_id: String,
+    /// The non-secret handle of the leadership's lease (its lock id is the leader's secret).
+    pub lease_handle: String,
     /// When its current term began.
     pub since: SystemTime,
     /// When its lease ends unless renewed.
@@ -145,7 +145,7 @@ impl Election {
         Ok(info.holders.into_iter().find(|h| !h.expired).map(|h| LeaderInfo {
             candidate_id: h.client_id,
             fencing_token: h.fencing_token,
-            lock_id: h.lock_id,
+            lease_handle: h.lease_handle,
             since: h.acquired_at,
             expires_at: h.expires_at,
         }))

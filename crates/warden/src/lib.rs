@@ -42,6 +42,7 @@ pub use backend::Backend;
 pub use election::{Election, LeaderInfo, Leadership};
 pub use error::{Error, Result};
 pub use lock::{LeaseContext, LockBuilder, LockGuard, Warden};
+pub use token::lease_handle;
 pub use types::{
     AcquireRequest, Attempt, Capabilities, FifoGuarantee, Grant, Health, HealthStatus, LeaseInfo, LockKind, NodeHealth,
     QueueEntry, Released, Renewal, ResourceInfo, Stats,

@@ -298,8 +298,10 @@ impl LockBuilder<'_> {
     pub async fn acquire_lease(self) -> Result<LeaseInfo> {
         let req = self.request()?;
         let (_, g) = wait_for_grant(&self.warden.backend, &req, self.wait, true).await?;
+        let lock_id = g.lock_id.unwrap_or(req.lock_id);
         Ok(LeaseInfo {
-            lock_id: g.lock_id.unwrap_or(req.lock_id),
+            lease_handle: crate::lease_handle(&lock_id),
+            lock_id,
             resource: req.resource,
             kind: req.kind,
             client_id: req.client_id,

@@ -25,3 +25,25 @@ fn hex(bytes: &[u8]) -> String {
     }
     s
 }
+
+/// The non-secret handle of a lease: `lh_` and the first 64 bits of the SHA-256 of its lock id, in hex.
+///
+/// Views that show someone else's lease (queues, held lists, events, logs) show this instead of the lock id:
+/// it tells leases apart and names one for an admin's force-release, but cannot be turned back into the lock
+/// id (that has at least 122 random bits) and authorises nothing. Every process computes the same handle.
+///
+/// ```
+/// let h = warden::lease_handle("0123456789abcdef0123456789abcdef");
+/// assert!(h.starts_with("lh_") && h.len() == 19);
+/// assert_eq!(h, warden::lease_handle("0123456789abcdef0123456789abcdef"));
+/// ```
+pub fn lease_handle(lock_id: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(lock_id.as_bytes());
+    format!("lh_{}", hex(&digest[..8]))
+}
+
+/// Whether `s` has the shape of a lease handle.
+pub fn is_lease_handle(s: &str) -> bool {
+    s.len() == 19 && s.starts_with("lh_") && s[3..].bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}

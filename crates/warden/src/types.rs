@@ -215,8 +215,12 @@ pub enum Renewal {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub struct LeaseInfo {
-    /// The lease's secret token.
+    /// The lease's secret token. Empty when the lease was read through a view that withholds it: a warden
+    /// server shows another client's lease by its [`lease_handle`](Self::lease_handle) only.
     pub lock_id: String,
+    /// The lease's non-secret handle ([`crate::lease_handle`] of its lock id): what views, events and logs
+    /// show, and what an admin's force-release may name.
+    pub lease_handle: String,
     /// The resource.
     pub resource: String,
     /// The kind.

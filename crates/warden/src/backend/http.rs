@@ -285,8 +285,16 @@ fn parse_lock(v: &Value) -> Result<LeaseInfo> {
             .ok_or_else(|| Error::Protocol(format!("lease without `{k}`: {v}")))
     };
     let expires_at = parse_time(&v["expiresAt"])?;
+    // Another client's lease comes without its lock id (the server withholds it), by its handle only.
+    let lock_id = v["lockId"].as_str().unwrap_or_default().to_string();
+    let lease_handle = match v["leaseHandle"].as_str() {
+        Some(h) => h.to_string(),
+        None if !lock_id.is_empty() => crate::lease_handle(&lock_id),
+        None => return Err(Error::Protocol(format!("lease without `lockId` or `leaseHandle`: {v}"))),
+    };
     Ok(LeaseInfo {
-        lock_id: text("lockId")?,
+        lock_id,
+        lease_handle,
         resource: text("resource")?,
         kind: parse_kind(&v["type"], &v["mode"])?,
         client_id: text("clientId")?,

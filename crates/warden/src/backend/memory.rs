@@ -362,8 +362,10 @@ impl State {
     fn info(&self, t: Tok, l: &Lease, now: Instant, now_sys: SystemTime) -> LeaseInfo {
         let held = self.resources.get(&l.resource).is_some_and(|r| r.holds(t));
         let expires = self.instant(l.expires);
+        let lock_id = fmt_token(t);
         LeaseInfo {
-            lock_id: fmt_token(t),
+            lease_handle: crate::lease_handle(&lock_id),
+            lock_id,
             resource: l.resource.to_string(),
             kind: l.kind,
             client_id: l.client.to_string(),

@@ -58,6 +58,7 @@ pub(crate) fn parse_record(token: String, rec: &str, held: bool) -> Option<Lease
         return None;
     }
     Some(LeaseInfo {
+        lease_handle: crate::lease_handle(&token),
         lock_id: token,
         kind: LockKind::parse(f[0])?,
         client_id: f[1].to_string(),

@@ -1,5 +1,6 @@
-//! Lock ids are their owners' secrets: the server's log output, at every level, never shows one, whatever
-//! happens to the lease (granted, renewed, refused, handed over, expired, released, unknown).
+//! Lock ids are their owners' secrets: the server's log output, at every level, and every view anyone else can
+//! read (held, queue, stats, health, metrics) never show one, whatever happens to the lease (granted, renewed,
+//! refused, handed over, expired, released, unknown).
 
 mod common;
 
@@ -31,10 +32,28 @@ impl Captured {
     }
 }
 
-/// Every kind of lease event through the API; returns the lock ids it saw.
-async fn exercise(s: &TestServer) -> Vec<String> {
+/// The body of every view that is not its owner's own answer, read while leases are live.
+async fn views(c: &reqwest::Client, s: &TestServer, seen: &mut Vec<String>) {
+    for path in [
+        "/api/locks/held?clientId=a",
+        "/api/locks/held?clientId=b",
+        "/api/locks/queue?resource=secret",
+        "/api/locks/stats",
+        "/api/locks/health",
+        "/health",
+        "/metrics",
+    ] {
+        let r = c.get(s.url(path)).send().await.expect("view answers");
+        assert_eq!(r.status(), 200, "{path}");
+        seen.push(format!("{path}: {}", r.text().await.expect("view body")));
+    }
+}
+
+/// Every kind of lease event through the API; returns the lock ids it saw and the views it read.
+async fn exercise(s: &TestServer) -> (Vec<String>, Vec<String>) {
     let c = client();
     let mut ids = Vec::new();
+    let mut seen = Vec::new();
     let acquire = s.url("/api/locks/acquire");
     let (st, v) = post(
         &c,
@@ -56,6 +75,7 @@ async fn exercise(s: &TestServer) -> Vec<String> {
         .await
     });
     wait_queue_len(&c, s, "secret", 1).await;
+    views(&c, s, &mut seen).await;
     let (st, v) = post(&c, &s.url("/api/locks/renew"), json!({"lockId": a, "clientId": "a"})).await;
     assert_eq!(st, 200, "{v}");
     let (st, _) = get(&c, &s.url(&format!("/api/locks/{a}/status"))).await;
@@ -80,6 +100,7 @@ async fn exercise(s: &TestServer) -> Vec<String> {
     assert_eq!(st, 201, "{v}");
     let b = v["data"]["lockId"].as_str().expect("lockId").to_string();
     ids.push(b.clone());
+    views(&c, s, &mut seen).await;
     // b's lease runs out unreleased; renewing it afterwards is refused.
     let status = s.url(&format!("/api/locks/{b}/status"));
     let ended = warden_testkit::eventually(Duration::from_secs(3), || async {
@@ -92,11 +113,11 @@ async fn exercise(s: &TestServer) -> Vec<String> {
     assert!(st == 404 || st == 409, "{st}");
     let (st, _) = get(&c, &s.url("/api/locks/stats")).await;
     assert_eq!(st, 200);
-    ids
+    (ids, seen)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn no_lock_id_reaches_the_log() {
+async fn no_lock_id_reaches_a_log_or_a_stranger() {
     let logs = Captured::default();
     let writer = logs.clone();
     tracing_subscriber::fmt()
@@ -105,10 +126,12 @@ async fn no_lock_id_reaches_the_log() {
         .with_ansi(false)
         .init();
     let redis = RedisServer::start();
-    let mut ids = Vec::new();
+    let (mut ids, mut seen) = (Vec::new(), Vec::new());
     for backend in ["memory://".to_string(), format!("{}?timeout_ms=1000", redis.url())] {
         let s = TestServer::start(Warden::connect(&backend).await.expect("connect")).await;
-        ids.extend(exercise(&s).await);
+        let (i, v) = exercise(&s).await;
+        ids.extend(i);
+        seen.extend(v);
         s.stop().await;
     }
     let text = logs.text();
@@ -117,7 +140,19 @@ async fn no_lock_id_reaches_the_log() {
         text.matches("grant").count() >= 4,
         "the log capture saw nothing:\n{text}"
     );
+    // The views name the leases, by handle.
+    let held_view = seen
+        .iter()
+        .find(|v| v.starts_with("/api/locks/held?clientId=a"))
+        .expect("held view");
+    assert!(held_view.contains(&warden::lease_handle(&ids[0])), "{held_view}");
     for id in &ids {
+        for view in &seen {
+            assert!(
+                !view.contains(&id[id.len() - 16..]),
+                "lock id {id} appears in a view: {view}"
+            );
+        }
         assert!(!text.contains(id.as_str()), "lock id {id} appears in the log:\n{text}");
         // Nor any long piece of it.
         assert!(
