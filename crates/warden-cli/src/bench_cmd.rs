@@ -38,7 +38,7 @@ pub async fn bench(a: BenchArgs) -> CliResult<u8> {
     // Fail fast, with the usual sentence, when the backend is not there.
     connect(&a.backend).await?;
     let cfg = warden_bench::Config {
-        backend: a.backend.clone(),
+        backend: crate::common::with_token(&a.backend),
         workload: a.workload,
         workers: a.workers,
         keys: a.keys,

@@ -62,14 +62,44 @@ pub fn explain(backend: &str, e: warden::Error) -> CliError {
             format!("backend {shown} is unavailable: {e}; check that it runs, or pass another --backend"),
         ),
         E::InvalidArgument { .. } => CliError::new(2, format!("{e}")),
+        E::Unauthorized { reason, .. } => CliError::new(
+            EXIT_FAILURE,
+            format!("warden server at {shown} refused the request: {reason}"),
+        ),
+        E::Forbidden { reason, .. } => CliError::new(EXIT_FAILURE, format!("warden server at {shown}: {reason}")),
         E::NotFound { .. } => CliError::new(EXIT_FAILURE, format!("{e}")),
         other => CliError::new(EXIT_FAILURE, format!("{other}")),
     }
 }
 
-/// Connects to `backend`.
+static TOKEN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// The API key from `--token` / `WARDEN_TOKEN`, for every connection to a warden server.
+pub fn set_token(token: String) {
+    let _ = TOKEN.set(token);
+}
+
+/// `backend` with the API key as the URL's password, when it is a warden server's URL without one.
+pub fn with_token(backend: &str) -> String {
+    let Some(token) = TOKEN.get() else {
+        return backend.to_string();
+    };
+    match url::Url::parse(backend) {
+        Ok(mut u) if matches!(u.scheme(), "http" | "https") && u.password().is_none() && u.username().is_empty() => {
+            if u.set_password(Some(token)).is_ok() {
+                return u.to_string();
+            }
+            backend.to_string()
+        }
+        _ => backend.to_string(),
+    }
+}
+
+/// Connects to `backend` (with the API key, if one was given).
 pub async fn connect(backend: &str) -> CliResult<Warden> {
-    Warden::connect(backend).await.map_err(|e| explain(backend, e))
+    Warden::connect(&with_token(backend))
+        .await
+        .map_err(|e| explain(backend, e))
 }
 
 /// This machine's host name (for default client ids).

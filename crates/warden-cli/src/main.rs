@@ -9,6 +9,7 @@ mod bench_cmd;
 mod child;
 mod common;
 mod elect;
+mod keygen;
 mod oneshot;
 mod run;
 mod serve;
@@ -26,6 +27,9 @@ use std::process::ExitCode;
                   --backend defaults to $WARDEN_BACKEND, else http://127.0.0.1:7070 (a local `warden serve`)."
 )]
 struct Cli {
+    /// API key for a warden server that requires one (sent as a bearer token, never printed).
+    #[arg(long, global = true, env = "WARDEN_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -54,10 +58,15 @@ enum Command {
     Stats(oneshot::StatsArgs),
     /// Benchmark a backend (uniform, hot or handoff workload).
     Bench(bench_cmd::BenchArgs),
+    /// Make a new API key and print it with the entry for `warden serve --auth-file`.
+    Keygen(keygen::KeygenArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(t) = cli.token.filter(|t| !t.is_empty()) {
+        common::set_token(t);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -85,6 +94,7 @@ fn main() -> ExitCode {
             Command::Queue(a) => oneshot::queue(a).await,
             Command::Stats(a) => oneshot::stats(a).await,
             Command::Bench(a) => bench_cmd::bench(a).await,
+            Command::Keygen(a) => keygen::keygen(a),
         }
     });
     // Do not wait for background clean-ups (a dropped waiter's queue exit) longer than a moment.

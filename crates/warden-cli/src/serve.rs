@@ -32,6 +32,14 @@ pub struct ServeArgs {
     /// it): after this instance dies, its waiters stop blocking queues on other instances within it.
     #[arg(long, default_value_t = 3_000, value_parser = clap::value_parser!(u64).range(30..=60_000))]
     pub waiter_lease_ms: u64,
+    /// API keys (TOML, see `warden keygen`): every request but /health and /openapi.json then needs
+    /// `Authorization: Bearer <key>`. Reloaded on SIGHUP; held locks are kept.
+    #[arg(long, env = "WARDEN_AUTH_FILE")]
+    pub auth_file: Option<std::path::PathBuf>,
+    /// Serve without an auth file on an address other than loopback: anyone who reaches it can take,
+    /// release and inspect every lock.
+    #[arg(long)]
+    pub insecure_no_auth: bool,
 }
 
 /// Shows a URL without its password.
@@ -71,7 +79,22 @@ async fn serve_inner(a: ServeArgs) -> anyhow::Result<u8> {
         )
     })?;
     let addr = listener.local_addr().context("listener has no local address")?;
-    println!("warden listening on http://{addr} (backend {shown})");
+    let auth = match &a.auth_file {
+        Some(path) => {
+            let auth = warden_server::auth::Auth::load(path)?;
+            if auth.is_empty() {
+                tracing::warn!("the auth file lists no key: every request but /health will be refused");
+            }
+            Some(std::sync::Arc::new(auth))
+        }
+        None if !addr.ip().is_loopback() && !a.insecure_no_auth => anyhow::bail!(
+            "refusing to listen on {addr} without authentication: anyone who reaches it could release every \
+             lock; pass --auth-file (see `warden keygen`), listen on 127.0.0.1, or pass --insecure-no-auth"
+        ),
+        None => None,
+    };
+    let mode = if auth.is_some() { "API keys required" } else { "no auth" };
+    println!("warden listening on http://{addr} (backend {shown}; {mode})");
     let config = warden_server::ServerConfig::default()
         .with_waiter_limits(a.max_waiters, a.max_waiters_per_resource)
         .with_connection_limits(
@@ -79,10 +102,37 @@ async fn serve_inner(a: ServeArgs) -> anyhow::Result<u8> {
             std::time::Duration::from_millis(a.header_timeout_ms),
         )
         .with_body_read_timeout(std::time::Duration::from_millis(a.body_timeout_ms));
+    let config = match auth {
+        Some(auth) => {
+            reload_on_hangup(auth.clone());
+            config.with_auth(auth)
+        }
+        None => config,
+    };
     warden_server::run(listener, warden, config, shutdown_signal())
         .await
         .context("server failed")?;
     Ok(0)
+}
+
+/// Reads the auth file again on every SIGHUP; a bad file keeps the keys in force.
+fn reload_on_hangup(auth: std::sync::Arc<warden_server::auth::Auth>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP: the auth file will not be reloaded");
+            return;
+        };
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                match auth.reload() {
+                    Ok(n) => tracing::info!(keys = n, "auth file reloaded"),
+                    Err(e) => tracing::error!(error = %e, "auth file not reloaded; the previous keys stay in force"),
+                }
+            }
+        });
+    }
 }
 
 async fn shutdown_signal() {

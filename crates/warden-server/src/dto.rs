@@ -374,3 +374,26 @@ pub struct ErrorEnvelope {
     /// too_many_waiters, request_timeout, backend_unavailable, shutting_down.
     pub code: String,
 }
+
+/// Body of `POST /api/locks/force-release` (an addition; role admin).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ForceReleaseBody {
+    /// The resource whose leases end.
+    pub resource: String,
+    /// Only this lease (one of several shared holders); default: every holder.
+    pub lease_handle: Option<String>,
+    /// Why (1..=512 bytes): kept in the audit trail.
+    pub reason: String,
+}
+
+/// What a force-release ended.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ForceReleased {
+    /// The leases ended, by handle.
+    pub released: Vec<Lock>,
+    /// The reason given.
+    pub reason: String,
+}
+envelope!(ForceReleasedEnvelope, ForceReleased, "`{success, data: ForceReleased}`");

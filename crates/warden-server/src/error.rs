@@ -64,6 +64,8 @@ impl From<warden::Error> for ApiError {
                 (StatusCode::SERVICE_UNAVAILABLE, "backend_unavailable")
             }
             E::ShuttingDown(_) => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
+            // This server's own backend is a warden server that refused this server's key.
+            E::Unauthorized { .. } | E::Forbidden { .. } => (StatusCode::SERVICE_UNAVAILABLE, "backend_unavailable"),
             _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
         let node = match &e {

@@ -1,6 +1,7 @@
 //! The endpoints of shared/API.md. Every extractor's rejection is mapped to the error envelope, so bad input
 //! always answers 4xx with a sentence naming the field, never a bare text body or a 5xx.
 
+use crate::caller::Caller;
 use crate::dto::*;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -13,7 +14,7 @@ use axum::Json;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use std::time::{Duration, Instant, SystemTime};
-use warden::{validate, LockKind, Renewal};
+use warden::{validate, LeaseInfo, LockKind, Renewal};
 
 type ApiResult = Result<Response, ApiError>;
 
@@ -22,7 +23,10 @@ pub const DEFAULT_TTL_MS: u64 = 30_000;
 /// Default wait when `waitTimeout` is absent.
 pub const DEFAULT_WAIT_MS: u64 = 5_000;
 
-fn parse_body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>, limit: usize) -> Result<T, ApiError> {
+pub(crate) fn parse_body<T: DeserializeOwned>(
+    body: Result<Bytes, BytesRejection>,
+    limit: usize,
+) -> Result<T, ApiError> {
     let bytes = body.map_err(|r| {
         if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError {
@@ -77,7 +81,7 @@ struct Success<'a, T: serde::Serialize> {
     data: &'a T,
 }
 
-fn ok<T: serde::Serialize>(status: StatusCode, data: T) -> Response {
+pub(crate) fn ok<T: serde::Serialize>(status: StatusCode, data: T) -> Response {
     (
         status,
         Json(Success {
@@ -88,11 +92,24 @@ fn ok<T: serde::Serialize>(status: StatusCode, data: T) -> Response {
         .into_response()
 }
 
-async fn acquire_impl(state: AppState, body: Result<Bytes, BytesRejection>, fixed: Option<&'static str>) -> ApiResult {
+/// A lease as its owner sees it: with its lock id, and its client id as the owner sent it.
+fn own(caller: &Caller, l: &LeaseInfo) -> Lock {
+    let mut lock = Lock::owned(l);
+    lock.client_id = caller.unbind(&l.client_id).to_string();
+    lock
+}
+
+async fn acquire_impl(
+    state: AppState,
+    caller: Caller,
+    body: Result<Bytes, BytesRejection>,
+    fixed: Option<&'static str>,
+) -> ApiResult {
     let b: AcquireBody = parse_body(body, state.config().max_body_bytes)?;
     let kind = LockKind::from_wire(fixed.or(b.lock_type.as_deref()), b.mode.as_deref()).map_err(ApiError::invalid)?;
     validate::resource(&b.resource)?;
-    validate::client_id(&b.client_id)?;
+    let client_id = caller.bind(&b.client_id)?;
+    caller.may_lock(&b.resource)?;
     let ttl = Duration::from_millis(b.ttl.unwrap_or(DEFAULT_TTL_MS));
     validate::ttl(ttl)?;
     let wait = Duration::from_millis(b.wait_timeout.unwrap_or(DEFAULT_WAIT_MS));
@@ -110,7 +127,7 @@ async fn acquire_impl(state: AppState, body: Result<Bytes, BytesRejection>, fixe
         .kind(kind)
         .ttl(ttl)
         .wait(wait)
-        .client_id(b.client_id.as_str());
+        .client_id(client_id.as_str());
     if let Some(n) = b.max_renewals {
         builder = builder.max_renewals(n);
     }
@@ -131,7 +148,7 @@ async fn acquire_impl(state: AppState, body: Result<Bytes, BytesRejection>, fixe
                 .record(started.elapsed().as_secs_f64());
             // Never the lock id: it is the owner's secret (logs are read by others).
             tracing::debug!(resource = %lease.resource, fence = lease.fencing_token, client = %lease.client_id, "grant");
-            Ok(ok(StatusCode::CREATED, Lock::owned(&lease)))
+            Ok(ok(StatusCode::CREATED, own(&caller, &lease)))
         }
         Err(e) => {
             if matches!(e, warden::Error::Timeout { .. }) {
@@ -149,8 +166,8 @@ async fn acquire_impl(state: AppState, body: Result<Bytes, BytesRejection>, fixe
               (status = 409, description = "lock_timeout", body = ErrorEnvelope),
               (status = 429, description = "too_many_waiters", body = ErrorEnvelope),
               (status = 503, description = "backend_unavailable / shutting_down", body = ErrorEnvelope)))]
-pub async fn acquire(State(state): State<AppState>, body: Result<Bytes, BytesRejection>) -> ApiResult {
-    acquire_impl(state, body, None).await
+pub async fn acquire(State(state): State<AppState>, caller: Caller, body: Result<Bytes, BytesRejection>) -> ApiResult {
+    acquire_impl(state, caller, body, None).await
 }
 
 /// Acquire with `type` fixed to exclusive.
@@ -159,8 +176,12 @@ pub async fn acquire(State(state): State<AppState>, body: Result<Bytes, BytesRej
               (status = 400, description = "Invalid request", body = ErrorEnvelope),
               (status = 409, description = "lock_timeout", body = ErrorEnvelope),
               (status = 503, description = "backend_unavailable", body = ErrorEnvelope)))]
-pub async fn exclusive(State(state): State<AppState>, body: Result<Bytes, BytesRejection>) -> ApiResult {
-    acquire_impl(state, body, Some("exclusive")).await
+pub async fn exclusive(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    acquire_impl(state, caller, body, Some("exclusive")).await
 }
 
 /// Acquire with `type` fixed to shared.
@@ -169,8 +190,8 @@ pub async fn exclusive(State(state): State<AppState>, body: Result<Bytes, BytesR
               (status = 400, description = "Invalid request", body = ErrorEnvelope),
               (status = 409, description = "lock_timeout", body = ErrorEnvelope),
               (status = 503, description = "backend_unavailable", body = ErrorEnvelope)))]
-pub async fn shared(State(state): State<AppState>, body: Result<Bytes, BytesRejection>) -> ApiResult {
-    acquire_impl(state, body, Some("shared")).await
+pub async fn shared(State(state): State<AppState>, caller: Caller, body: Result<Bytes, BytesRejection>) -> ApiResult {
+    acquire_impl(state, caller, body, Some("shared")).await
 }
 
 /// Acquire with `type` fixed to read-write; `mode` (read | write) is required.
@@ -179,8 +200,12 @@ pub async fn shared(State(state): State<AppState>, body: Result<Bytes, BytesReje
               (status = 400, description = "Invalid request", body = ErrorEnvelope),
               (status = 409, description = "lock_timeout", body = ErrorEnvelope),
               (status = 503, description = "backend_unavailable", body = ErrorEnvelope)))]
-pub async fn read_write(State(state): State<AppState>, body: Result<Bytes, BytesRejection>) -> ApiResult {
-    acquire_impl(state, body, Some("read-write")).await
+pub async fn read_write(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    acquire_impl(state, caller, body, Some("read-write")).await
 }
 
 /// Release a lease (lockId + the clientId it was granted to).
@@ -190,11 +215,12 @@ pub async fn read_write(State(state): State<AppState>, body: Result<Bytes, Bytes
               (status = 404, description = "not_found", body = ErrorEnvelope),
               (status = 409, description = "not_owner / lease_lost", body = ErrorEnvelope),
               (status = 503, description = "backend_unavailable", body = ErrorEnvelope)))]
-pub async fn release(State(state): State<AppState>, body: Result<Bytes, BytesRejection>) -> ApiResult {
+pub async fn release(State(state): State<AppState>, caller: Caller, body: Result<Bytes, BytesRejection>) -> ApiResult {
     let b: ReleaseBody = parse_body(body, state.config().max_body_bytes)?;
     check_lock_id(&b.lock_id)?;
-    validate::client_id(&b.client_id)?;
-    let released = state.warden().release(&b.lock_id, Some(&b.client_id)).await?;
+    let client_id = caller.bind(&b.client_id)?;
+    caller.may_hold()?;
+    let released = state.warden().release(&b.lock_id, Some(&client_id)).await?;
     metrics::counter!("warden_releases_total").increment(1);
     if let Some(held) = released.held_for {
         metrics::histogram!("warden_hold_seconds").record(held.as_secs_f64());
@@ -210,15 +236,16 @@ pub async fn release(State(state): State<AppState>, body: Result<Bytes, BytesRej
               (status = 404, description = "not_found", body = ErrorEnvelope),
               (status = 409, description = "not_owner / lease_lost / renewal_capped", body = ErrorEnvelope),
               (status = 503, description = "backend_unavailable", body = ErrorEnvelope)))]
-pub async fn renew(State(state): State<AppState>, body: Result<Bytes, BytesRejection>) -> ApiResult {
+pub async fn renew(State(state): State<AppState>, caller: Caller, body: Result<Bytes, BytesRejection>) -> ApiResult {
     let b: RenewBody = parse_body(body, state.config().max_body_bytes)?;
     check_lock_id(&b.lock_id)?;
-    validate::client_id(&b.client_id)?;
+    let client_id = caller.bind(&b.client_id)?;
+    caller.may_hold()?;
     let ttl = b.ttl.map(Duration::from_millis);
-    match state.warden().renew(&b.lock_id, ttl, Some(&b.client_id)).await? {
+    match state.warden().renew(&b.lock_id, ttl, Some(&client_id)).await? {
         Renewal::Renewed { lease, .. } => {
             metrics::counter!("warden_renewals_total").increment(1);
-            Ok(ok(StatusCode::OK, Lock::owned(&lease)))
+            Ok(ok(StatusCode::OK, own(&caller, &lease)))
         }
         Renewal::Capped { expires_at } => Err(ApiError {
             status: StatusCode::CONFLICT,
@@ -247,12 +274,21 @@ pub async fn renew(State(state): State<AppState>, body: Result<Bytes, BytesRejec
     responses((status = 200, description = "The lease", body = LockStatusEnvelope),
               (status = 404, description = "not_found", body = ErrorEnvelope),
               (status = 503, description = "backend_unavailable", body = ErrorEnvelope)))]
-pub async fn status(State(state): State<AppState>, path: Result<Path<String>, PathRejection>) -> ApiResult {
+pub async fn status(
+    State(state): State<AppState>,
+    caller: Caller,
+    path: Result<Path<String>, PathRejection>,
+) -> ApiResult {
     let Path(id) = path.map_err(|r| ApiError::invalid(format!("invalid lockId in the path: {}", r.body_text())))?;
     check_lock_id(&id)?;
     match state.warden().lease(&id).await? {
-        Some(l) => Ok(ok(StatusCode::OK, LockStatus::owned(&l))),
-        None => Err(ApiError::not_found(&id)),
+        // Another tenant's lease is as unknown to a client as one that never existed.
+        Some(l) if caller.sees_all() || caller.owns_client(&l.client_id) => {
+            let mut status = LockStatus::owned(&l);
+            status.lock.client_id = caller.unbind(&l.client_id).to_string();
+            Ok(ok(StatusCode::OK, status))
+        }
+        _ => Err(ApiError::not_found(&id)),
     }
 }
 
@@ -269,22 +305,35 @@ pub struct HeldQuery {
     responses((status = 200, description = "Held leases", body = LockListEnvelope),
               (status = 400, description = "Invalid request", body = ErrorEnvelope),
               (status = 503, description = "backend_unavailable", body = ErrorEnvelope)))]
-pub async fn held(State(state): State<AppState>, q: Result<Query<HeldQuery>, QueryRejection>) -> ApiResult {
+pub async fn held(
+    State(state): State<AppState>,
+    caller: Caller,
+    q: Result<Query<HeldQuery>, QueryRejection>,
+) -> ApiResult {
     let Query(q) = q.map_err(|r| ApiError::invalid(format!("invalid query string: {}", r.body_text())))?;
     let client = q
         .client_id
         .ok_or_else(|| ApiError::invalid("query parameter `clientId` is required"))?;
     validate::client_id(&client)?;
-    let leases = state.warden().held(&client).await?;
-    // Without authentication nothing tells the owner from a stranger who knows a client id: leases by handle.
-    Ok(ok(StatusCode::OK, leases.iter().map(Lock::seen).collect::<Vec<_>>()))
+    if caller.sees_all() {
+        // Nothing tells an owner from anyone else who knows a client id: leases by handle.
+        let leases = state.warden().held(&client).await?;
+        return Ok(ok(StatusCode::OK, leases.iter().map(Lock::seen).collect::<Vec<_>>()));
+    }
+    // A principal's own clients: its own leases, with their lock ids.
+    let leases = state.warden().held(&caller.bind(&client)?).await?;
+    Ok(ok(
+        StatusCode::OK,
+        leases.iter().map(|l| own(&caller, l)).collect::<Vec<_>>(),
+    ))
 }
 
 /// Cluster-wide statistics.
 #[utoipa::path(get, path = "/api/locks/stats", tag = "monitoring",
     responses((status = 200, description = "Statistics", body = StatsEnvelope),
               (status = 503, description = "backend_unavailable", body = ErrorEnvelope)))]
-pub async fn stats(State(state): State<AppState>) -> ApiResult {
+pub async fn stats(State(state): State<AppState>, caller: Caller) -> ApiResult {
+    caller.may_observe()?;
     let s = state.warden().stats().await?;
     Ok(ok(StatusCode::OK, StatsDto::from(s)))
 }
@@ -331,12 +380,17 @@ pub struct QueueQuery {
     responses((status = 200, description = "Queue", body = QueueEnvelope),
               (status = 400, description = "Invalid request", body = ErrorEnvelope),
               (status = 503, description = "backend_unavailable", body = ErrorEnvelope)))]
-pub async fn queue(State(state): State<AppState>, q: Result<Query<QueueQuery>, QueryRejection>) -> ApiResult {
+pub async fn queue(
+    State(state): State<AppState>,
+    caller: Caller,
+    q: Result<Query<QueueQuery>, QueryRejection>,
+) -> ApiResult {
     let Query(q) = q.map_err(|r| ApiError::invalid(format!("invalid query string: {}", r.body_text())))?;
     let resource = q
         .resource
         .ok_or_else(|| ApiError::invalid("query parameter `resource` is required"))?;
     validate::resource(&resource)?;
+    caller.may_inspect(&resource)?;
     let info = state.warden().inspect(&resource).await?;
     Ok(ok(StatusCode::OK, QueueDto::from(&info)))
 }
@@ -372,7 +426,10 @@ pub async fn liveness(State(state): State<AppState>) -> Response {
 /// Prometheus text format.
 #[utoipa::path(get, path = "/metrics", tag = "monitoring",
     responses((status = 200, description = "Prometheus text exposition", body = String, content_type = "text/plain")))]
-pub async fn metrics_text(State(state): State<AppState>) -> Response {
+pub async fn metrics_text(State(state): State<AppState>, caller: Caller) -> Response {
+    if let Err(e) = caller.may_observe() {
+        return e.into_response();
+    }
     if let Ok(s) = state.warden().counts().await {
         metrics::gauge!("warden_active_locks").set(s.active_locks as f64);
         metrics::gauge!("warden_total_locks").set(s.total_locks as f64);

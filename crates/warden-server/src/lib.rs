@@ -18,7 +18,10 @@
 //! The server keeps no lock state of its own: queues, leases, fences and statistics live in the backend, so
 //! several instances over one Redis behave as one service.
 
+pub mod admin;
+pub mod auth;
 pub mod body;
+pub mod caller;
 pub mod dto;
 pub mod error;
 pub mod handlers;
@@ -33,6 +36,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::Router;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 use tower_http::timeout::TimeoutLayer;
 
@@ -60,6 +64,8 @@ pub struct ServerConfig {
     /// How long a request body may take to arrive once its head is in; a slower one is answered 408
     /// `request_timeout` and its connection closed.
     pub body_read_timeout: Duration,
+    /// API keys; `None`: every caller may do everything (see [`ServerConfig::with_auth`]).
+    pub auth: Option<Arc<auth::Auth>>,
 }
 
 impl Default for ServerConfig {
@@ -72,6 +78,7 @@ impl Default for ServerConfig {
             max_connections: 10_000,
             header_read_timeout: Duration::from_secs(30),
             body_read_timeout: Duration::from_secs(10),
+            auth: None,
         }
     }
 }
@@ -89,6 +96,13 @@ impl ServerConfig {
     pub fn with_connection_limits(mut self, max_connections: usize, header_read_timeout: Duration) -> Self {
         self.max_connections = max_connections.max(1);
         self.header_read_timeout = header_read_timeout.max(Duration::from_millis(1));
+        self
+    }
+
+    /// Requires an API key on every request but `/health` and `/openapi.json` (see [`auth`] and [`caller`]).
+    /// Keep the `Arc` to [`auth::Auth::reload`] the keys while serving.
+    pub fn with_auth(mut self, auth: Arc<auth::Auth>) -> Self {
+        self.auth = Some(auth);
         self
     }
 
@@ -116,6 +130,7 @@ pub fn router(state: AppState) -> Router {
     let quick = Router::new()
         .route("/api/locks/release", post(handlers::release))
         .route("/api/locks/renew", post(handlers::renew))
+        .route("/api/locks/force-release", post(admin::force_release))
         .route("/api/locks/held", get(handlers::held))
         .route("/api/locks/stats", get(handlers::stats))
         .route("/api/locks/health", get(handlers::health))
@@ -139,6 +154,11 @@ pub fn router(state: AppState) -> Router {
                 deadline: cfg.body_read_timeout,
             },
             body::read_body,
+        ))
+        // Outermost: a caller without a valid key is refused before its body is read.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            caller::authenticate,
         ))
         .with_state(state)
 }

@@ -25,7 +25,8 @@ use utoipa::OpenApi;
         crate::handlers::queue,
         crate::handlers::liveness,
         crate::handlers::metrics_text,
-        crate::handlers::openapi
+        crate::handlers::openapi,
+        crate::admin::force_release
     ),
     components(schemas(
         AcquireBody,
@@ -48,7 +49,10 @@ use utoipa::OpenApi;
         HealthEnvelope,
         QueueEnvelope,
         MessageEnvelope,
-        ErrorEnvelope
+        ErrorEnvelope,
+        ForceReleaseBody,
+        ForceReleased,
+        ForceReleasedEnvelope
     ))
 )]
 pub struct ApiDoc;

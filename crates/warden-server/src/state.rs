@@ -58,6 +58,11 @@ impl AppState {
         &self.inner.shutdown
     }
 
+    /// The API keys, when the server requires them.
+    pub fn auth(&self) -> Option<&Arc<crate::auth::Auth>> {
+        self.inner.config.auth.as_ref()
+    }
+
     /// The Prometheus handle.
     pub fn metrics(&self) -> &PrometheusHandle {
         &self.inner.metrics

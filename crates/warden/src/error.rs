@@ -86,6 +86,22 @@ pub enum Error {
     /// The process is shutting down; the request was not served.
     #[error("shutting down: {0}")]
     ShuttingDown(String),
+    /// The server wants a valid API key (none was given, or it is unknown there).
+    #[error("not authenticated by {address}: {reason}")]
+    Unauthorized {
+        /// The server.
+        address: String,
+        /// What the server said.
+        reason: String,
+    },
+    /// The API key is valid but its principal may not do this (namespace or role).
+    #[error("forbidden by {address}: {reason}")]
+    Forbidden {
+        /// The server.
+        address: String,
+        /// What the server said.
+        reason: String,
+    },
 }
 
 impl Error {

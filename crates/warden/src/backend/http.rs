@@ -18,31 +18,58 @@ use std::time::{Duration, Instant, SystemTime};
 /// Default deadline of a request that does not wait for a lock.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A warden server reached over HTTP.
-#[derive(Debug)]
+/// A warden server reached over HTTP or HTTPS.
 pub struct HttpBackend {
     base: String,
+    /// The API key, sent as a bearer token; never shown.
+    token: Option<String>,
     client: reqwest::Client,
     timeout: Duration,
     caps: Capabilities,
     router: Arc<WakeRouter>,
 }
 
+impl std::fmt::Debug for HttpBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the API key.
+        f.debug_struct("HttpBackend")
+            .field("base", &self.base)
+            .field("token", &self.token.as_ref().map(|_| "***"))
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
 impl HttpBackend {
-    /// Connects to `http://host:port[?timeout_ms=N]` and reads the server's capabilities.
+    /// Connects to `http[s]://[:KEY@]host:port[?timeout_ms=N&ca=/path/ca.pem]` and reads the server's
+    /// capabilities. `KEY` (the URL's password, or its user name when there is no password) is the API key,
+    /// sent as a bearer token; `ca` adds a PEM certificate authority to the system's for `https://` (a private
+    /// CA). Error messages show the server as `scheme://host:port`, never the key.
     pub async fn connect(url: &str) -> Result<Self> {
-        let parsed = url::Url::parse(url).map_err(|e| Error::invalid("backend", format!("`{url}`: {e}")))?;
-        if parsed.scheme() == "https" {
-            return Err(Error::Unsupported {
-                backend: "http",
-                what: "https:// (this build has no TLS; put the server behind a local proxy or use http://)".into(),
-            });
-        }
+        let parsed = url::Url::parse(url).map_err(|_| {
+            Error::invalid(
+                "backend",
+                "not a valid http:// or https:// URL (its text is not repeated here: it may hold a key)",
+            )
+        })?;
+        let tls = parsed.scheme() == "https";
         let host = parsed
             .host_str()
-            .ok_or_else(|| Error::invalid("backend", format!("`{url}` has no host")))?;
+            .ok_or_else(|| Error::invalid("backend", "the http(s):// URL has no host"))?;
         let port = parsed.port_or_known_default().unwrap_or(7070);
+        let token = match (parsed.username(), parsed.password()) {
+            (_, Some(p)) if !p.is_empty() => Some(p.to_string()),
+            (u, _) if !u.is_empty() => Some(u.to_string()),
+            _ => None,
+        }
+        .map(|t| {
+            url::form_urlencoded::parse(format!("t={t}").as_bytes())
+                .next()
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or(t)
+        });
         let mut timeout = DEFAULT_TIMEOUT;
+        let mut ca: Option<String> = None;
         for (k, v) in parsed.query_pairs() {
             match k.as_ref() {
                 "timeout_ms" => {
@@ -53,17 +80,29 @@ impl HttpBackend {
                         .ok_or_else(|| Error::invalid("timeout_ms", "must be 1..=600000"))?;
                     timeout = Duration::from_millis(ms);
                 }
+                "ca" => ca = Some(v.into_owned()),
                 other => {
                     return Err(Error::invalid(
                         "backend",
-                        format!("unknown option `{other}` in `{url}`; known: timeout_ms"),
+                        format!("unknown option `{other}` in the http(s):// URL; known: timeout_ms, ca"),
                     ))
                 }
             }
         }
         let path = parsed.path().trim_end_matches('/');
-        let base = format!("http://{host}:{port}{path}");
-        let client = reqwest::Client::builder()
+        let scheme = if tls { "https" } else { "http" };
+        let base = format!("{scheme}://{host}:{port}{path}");
+        let mut builder = reqwest::Client::builder();
+        if let Some(ca) = ca {
+            if !tls {
+                return Err(Error::invalid("ca", "a CA is for https:// URLs"));
+            }
+            let pem = std::fs::read(&ca).map_err(|e| Error::invalid("ca", format!("cannot read `{ca}`: {e}")))?;
+            let cert = reqwest::Certificate::from_pem(&pem)
+                .map_err(|e| Error::invalid("ca", format!("`{ca}` is not a PEM certificate: {e}")))?;
+            builder = builder.add_root_certificate(cert);
+        }
+        let client = builder
             .connect_timeout(timeout)
             .pool_max_idle_per_host(256)
             // A warden server closes a connection idle for 30 s (its default `--header-timeout-ms`): drop
@@ -77,6 +116,7 @@ impl HttpBackend {
             })?;
         let mut backend = HttpBackend {
             base,
+            token,
             client,
             timeout,
             caps: Capabilities {
@@ -117,6 +157,9 @@ impl HttpBackend {
     fn unavailable(&self, e: reqwest::Error, timeout: Duration) -> Error {
         let reason = if e.is_timeout() {
             format!("no answer within {} ms", timeout.as_millis())
+        } else if e.is_connect() && self.base.starts_with("https:") {
+            // The causes name what failed (refused connection, unknown CA, wrong name, not TLS at all).
+            format!("cannot connect over TLS: {}", causes(&e))
         } else if e.is_connect() {
             "no warden server answers there: start one with `warden serve` or pass another --backend".into()
         } else {
@@ -139,6 +182,9 @@ impl HttpBackend {
             .client
             .request(method, format!("{}{}", self.base, path))
             .timeout(timeout);
+        if let Some(t) = &self.token {
+            rb = rb.bearer_auth(t);
+        }
         if let Some(b) = body {
             rb = rb.json(&b);
         }
@@ -203,6 +249,14 @@ impl HttpBackend {
                 reason: msg,
             },
             "shutting_down" => Error::ShuttingDown(msg),
+            "unauthorized" => Error::Unauthorized {
+                address: self.base.clone(),
+                reason: msg,
+            },
+            "forbidden" => Error::Forbidden {
+                address: self.base.clone(),
+                reason: msg,
+            },
             _ => Error::Protocol(format!("{} answered {status} {code}: {msg}", self.base)),
         }
     }
@@ -255,6 +309,18 @@ impl HttpBackend {
             }),
         }
     }
+}
+
+/// An error and its causes, joined: reqwest's own text stops at "error sending request".
+fn causes(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(s) = next {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        next = s.source();
+    }
+    out
 }
 
 fn between_backticks(s: &str) -> String {
