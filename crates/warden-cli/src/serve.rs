@@ -40,6 +40,15 @@ pub struct ServeArgs {
     /// release and inspect every lock.
     #[arg(long)]
     pub insecure_no_auth: bool,
+    /// Serve HTTPS: the certificate chain (PEM, leaf first). Needs --tls-key.
+    #[arg(long, env = "WARDEN_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long, env = "WARDEN_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
+    /// Require client certificates signed by this CA (PEM): mutual TLS.
+    #[arg(long, env = "WARDEN_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<std::path::PathBuf>,
 }
 
 /// Shows a URL without its password.
@@ -87,14 +96,29 @@ async fn serve_inner(a: ServeArgs) -> anyhow::Result<u8> {
             }
             Some(std::sync::Arc::new(auth))
         }
-        None if !addr.ip().is_loopback() && !a.insecure_no_auth => anyhow::bail!(
+        // Client certificates authenticate too.
+        None if !addr.ip().is_loopback() && !a.insecure_no_auth && a.tls_client_ca.is_none() => anyhow::bail!(
             "refusing to listen on {addr} without authentication: anyone who reaches it could release every \
              lock; pass --auth-file (see `warden keygen`), listen on 127.0.0.1, or pass --insecure-no-auth"
         ),
         None => None,
     };
-    let mode = if auth.is_some() { "API keys required" } else { "no auth" };
-    println!("warden listening on http://{addr} (backend {shown}; {mode})");
+    let tls = match (&a.tls_cert, &a.tls_key) {
+        (Some(cert), Some(key)) => Some(warden_server::tls::server_config(
+            cert,
+            key,
+            a.tls_client_ca.as_deref(),
+        )?),
+        _ => None,
+    };
+    let mode = match (&auth, &a.tls_client_ca) {
+        (Some(_), Some(_)) => "API keys and client certificates required",
+        (Some(_), None) => "API keys required",
+        (None, Some(_)) => "client certificates required",
+        (None, None) => "no auth",
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    println!("warden listening on {scheme}://{addr} (backend {shown}; {mode})");
     let config = warden_server::ServerConfig::default()
         .with_waiter_limits(a.max_waiters, a.max_waiters_per_resource)
         .with_connection_limits(
@@ -102,6 +126,10 @@ async fn serve_inner(a: ServeArgs) -> anyhow::Result<u8> {
             std::time::Duration::from_millis(a.header_timeout_ms),
         )
         .with_body_read_timeout(std::time::Duration::from_millis(a.body_timeout_ms));
+    let config = match tls {
+        Some(tls) => config.with_tls(tls),
+        None => config,
+    };
     let config = match auth {
         Some(auth) => {
             reload_on_hangup(auth.clone());

@@ -30,6 +30,7 @@ pub mod metrics;
 pub mod openapi;
 mod serve;
 pub mod state;
+pub mod tls;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
@@ -66,6 +67,8 @@ pub struct ServerConfig {
     pub body_read_timeout: Duration,
     /// API keys; `None`: every caller may do everything (see [`ServerConfig::with_auth`]).
     pub auth: Option<Arc<auth::Auth>>,
+    /// TLS on every connection (see [`tls::server_config`]); `None`: plain HTTP.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Default for ServerConfig {
@@ -79,6 +82,7 @@ impl Default for ServerConfig {
             header_read_timeout: Duration::from_secs(30),
             body_read_timeout: Duration::from_secs(10),
             auth: None,
+            tls: None,
         }
     }
 }
@@ -103,6 +107,12 @@ impl ServerConfig {
     /// Keep the `Arc` to [`auth::Auth::reload`] the keys while serving.
     pub fn with_auth(mut self, auth: Arc<auth::Auth>) -> Self {
         self.auth = Some(auth);
+        self
+    }
+
+    /// Serves HTTPS only (see [`tls::server_config`]).
+    pub fn with_tls(mut self, tls: Arc<rustls::ServerConfig>) -> Self {
+        self.tls = Some(tls);
         self
     }
 
@@ -176,7 +186,8 @@ where
     F: Future<Output = ()> + Send + 'static,
 {
     let limits = (config.max_connections, config.header_read_timeout);
+    let tls = config.tls.clone().map(tokio_rustls::TlsAcceptor::from);
     let state = AppState::new(warden, config);
     let token = state.shutdown_token().clone();
-    serve::serve(listener, router(state), limits, token, shutdown).await
+    serve::serve(listener, router(state), limits, tls, token, shutdown).await
 }

@@ -18,8 +18,12 @@ use hyper_util::service::TowerToHyperService;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
+use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
@@ -35,6 +39,7 @@ pub(crate) async fn serve<F>(
     listener: TcpListener,
     app: Router,
     limits: (usize, Duration),
+    tls: Option<TlsAcceptor>,
     stopping: CancellationToken,
     shutdown: F,
 ) -> std::io::Result<()>
@@ -77,12 +82,23 @@ where
         // Small JSON answers must not wait for Nagle's algorithm.
         let _ = tcp.set_nodelay(true);
         let (http, service, watcher) = (http.clone(), service.clone(), graceful.watcher());
+        let tls = tls.clone();
         tokio::spawn(async move {
             let _slot = slot;
             // hyper's head timer also runs before the first request: a connection that never sends a byte is
             // closed at the deadline too.
-            let conn = http.serve_connection(TokioIo::new(tcp), service);
-            if let Err(e) = watcher.watch(conn).await {
+            let result = match tls {
+                None => watcher.watch(http.serve_connection(TokioIo::new(tcp), service)).await,
+                Some(acceptor) => match handshake(tcp, &acceptor, head_deadline).await {
+                    Some(stream) => {
+                        watcher
+                            .watch(http.serve_connection(TokioIo::new(stream), service))
+                            .await
+                    }
+                    None => return,
+                },
+            };
+            if let Err(e) = result {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
         });
@@ -92,4 +108,40 @@ where
     stopping.cancel();
     graceful.shutdown().await;
     Ok(())
+}
+
+/// A TLS handshake within `deadline`. A client speaking plain HTTP to the TLS port is answered with a 400 that
+/// says so (a TLS client's first byte is 0x16, a handshake record; an HTTP request starts with a letter).
+async fn handshake(tcp: TcpStream, acceptor: &TlsAcceptor, deadline: Duration) -> Option<TlsStream<TcpStream>> {
+    let mut first = [0u8; 1];
+    match tokio::time::timeout(deadline, tcp.peek(&mut first)).await {
+        Ok(Ok(1)) if first[0].is_ascii_alphabetic() => {
+            plain_http_refused(tcp).await;
+            return None;
+        }
+        Ok(Ok(1)) => {}
+        _ => return None,
+    }
+    match tokio::time::timeout(deadline, acceptor.accept(tcp)).await {
+        Ok(Ok(stream)) => Some(stream),
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "TLS handshake failed");
+            None
+        }
+        Err(_) => None,
+    }
+}
+
+async fn plain_http_refused(mut tcp: TcpStream) {
+    // Read the request first: closing with unread bytes would reset the connection before the answer arrives.
+    let mut head = [0u8; 8192];
+    let _ = tokio::time::timeout(Duration::from_millis(100), tcp.read(&mut head)).await;
+    const BODY: &str =
+        r#"{"success":false,"error":"this port speaks HTTPS: use an https:// URL","code":"invalid_request"}"#;
+    let answer = format!(
+        "HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{BODY}",
+        BODY.len()
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(1), tcp.write_all(answer.as_bytes())).await;
+    let _ = tcp.shutdown().await;
 }
