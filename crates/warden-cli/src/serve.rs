@@ -49,6 +49,10 @@ pub struct ServeArgs {
     /// Require client certificates signed by this CA (PEM): mutual TLS.
     #[arg(long, env = "WARDEN_TLS_CLIENT_CA", requires = "tls_cert")]
     pub tls_client_ca: Option<std::path::PathBuf>,
+    /// Append the audit trail (grants, releases, refused renewals, expiries, force-releases, refused
+    /// requests) as JSON lines to this file; `-` for stdout. Live readers: GET /api/events.
+    #[arg(long, env = "WARDEN_AUDIT_LOG")]
+    pub audit_log: Option<String>,
 }
 
 /// Shows a URL without its password.
@@ -126,6 +130,18 @@ async fn serve_inner(a: ServeArgs) -> anyhow::Result<u8> {
             std::time::Duration::from_millis(a.header_timeout_ms),
         )
         .with_body_read_timeout(std::time::Duration::from_millis(a.body_timeout_ms));
+    let config = match a.audit_log.as_deref() {
+        None => config,
+        Some(target) => {
+            let log = match target {
+                "-" => warden_server::audit::AuditLog::Stdout,
+                path => warden_server::audit::AuditLog::File(path.into()),
+            };
+            let audit = warden_server::audit::Audit::start(&log)
+                .with_context(|| format!("cannot open the audit log {target}"))?;
+            config.with_audit(std::sync::Arc::new(audit))
+        }
+    };
     let config = match tls {
         Some(tls) => config.with_tls(tls),
         None => config,

@@ -58,7 +58,15 @@ pub async fn force_release(
             ));
         }
         match state.warden().release(&holder.lock_id, None).await {
-            Ok(_) => released.push(Lock::seen(holder)),
+            Ok(_) => {
+                state.expiry().forget(&holder.lock_id);
+                state.audit().emit(
+                    crate::audit::Event::new("force_release", caller.name())
+                        .lease(holder)
+                        .detail(b.reason.clone()),
+                );
+                released.push(Lock::seen(holder));
+            }
             // Released or expired meanwhile: nothing left to end.
             Err(warden::Error::NotFound { .. } | warden::Error::LeaseLost { .. }) => {}
             Err(e) => return Err(e.into()),

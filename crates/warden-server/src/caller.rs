@@ -6,6 +6,7 @@
 //! `principal/clientId`, so one tenant cannot release, renew or list another's leases even with a leaked lock
 //! id, and strips the prefix again in the answers to that principal.
 
+use crate::audit::Event;
 use crate::auth::{Principal, Role};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -43,17 +44,38 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
                 .map(str::trim);
             match key.map(|k| (k, auth.principal(k))) {
                 Some((_, Some(p))) => Caller::Key(p),
-                Some((_, None)) => return refuse(StatusCode::UNAUTHORIZED, "unknown_key", None, &req),
-                None => return refuse(StatusCode::UNAUTHORIZED, "missing_key", None, &req),
+                Some((_, None)) => return refuse(&state, "unknown_key", &req),
+                None => return refuse(&state, "missing_key", &req),
             }
         }
     };
+    let principal = caller.name().to_string();
     req.extensions_mut().insert(caller);
-    next.run(req).await
+    let path = req.uri().path().to_string();
+    let response = next.run(req).await;
+    if response.status() == StatusCode::FORBIDDEN {
+        // Counted and logged where it was refused; the trail gets it here, where the state is.
+        state.audit().emit(
+            Event::new("auth_failure", &principal)
+                .outcome("forbidden")
+                .detail(short(&path)),
+        );
+    }
+    response
 }
 
-fn refuse(status: StatusCode, reason: &'static str, principal: Option<&str>, req: &Request) -> Response {
-    auth_failure(reason, principal, req.uri().path());
+fn short(path: &str) -> String {
+    path.chars().take(100).collect()
+}
+
+fn refuse(state: &AppState, reason: &'static str, req: &Request) -> Response {
+    auth_failure(reason, None, req.uri().path());
+    state.audit().emit(
+        Event::new("auth_failure", "-")
+            .outcome(reason)
+            .detail(short(req.uri().path())),
+    );
+    let status = StatusCode::UNAUTHORIZED;
     let message = match reason {
         "missing_key" => "this server requires an API key: send `Authorization: Bearer <key>` (the CLI and the \
                           http backend take it from WARDEN_TOKEN or --token)"

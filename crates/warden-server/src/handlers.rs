@@ -1,6 +1,7 @@
 //! The endpoints of shared/API.md. Every extractor's rejection is mapped to the error envelope, so bad input
 //! always answers 4xx with a sentence naming the field, never a bare text body or a 5xx.
 
+use crate::audit::Event;
 use crate::caller::Caller;
 use crate::dto::*;
 use crate::error::ApiError;
@@ -148,6 +149,10 @@ async fn acquire_impl(
                 .record(started.elapsed().as_secs_f64());
             // Never the lock id: it is the owner's secret (logs are read by others).
             tracing::debug!(resource = %lease.resource, fence = lease.fencing_token, client = %lease.client_id, "grant");
+            if state.audit().active() {
+                state.audit().emit(Event::new("grant", caller.name()).lease(&lease));
+                state.expiry().watch(&lease);
+            }
             Ok(ok(StatusCode::CREATED, own(&caller, &lease)))
         }
         Err(e) => {
@@ -220,7 +225,25 @@ pub async fn release(State(state): State<AppState>, caller: Caller, body: Result
     check_lock_id(&b.lock_id)?;
     let client_id = caller.bind(&b.client_id)?;
     caller.may_hold()?;
-    let released = state.warden().release(&b.lock_id, Some(&client_id)).await?;
+    // What the trail says of the lease: as watched since its grant, else as the backend has it now.
+    let known = if state.audit().active() {
+        match state.expiry().peek(&b.lock_id) {
+            Some(l) => Some(l),
+            None => state.warden().lease(&b.lock_id).await.ok().flatten(),
+        }
+    } else {
+        None
+    };
+    let released = state.warden().release(&b.lock_id, Some(&client_id)).await;
+    if let Some(l) = &known {
+        let event = Event::new("release", caller.name()).lease(l);
+        state.audit().emit(match &released {
+            Ok(_) => event,
+            Err(e) => event.outcome(ApiError::from(e.clone()).code),
+        });
+    }
+    let released = released?;
+    state.expiry().forget(&b.lock_id);
     metrics::counter!("warden_releases_total").increment(1);
     if let Some(held) = released.held_for {
         metrics::histogram!("warden_hold_seconds").record(held.as_secs_f64());
@@ -242,9 +265,28 @@ pub async fn renew(State(state): State<AppState>, caller: Caller, body: Result<B
     let client_id = caller.bind(&b.client_id)?;
     caller.may_hold()?;
     let ttl = b.ttl.map(Duration::from_millis);
-    match state.warden().renew(&b.lock_id, ttl, Some(&client_id)).await? {
+    let renewed = state.warden().renew(&b.lock_id, ttl, Some(&client_id)).await;
+    if state.audit().active() {
+        let refusal = match &renewed {
+            Ok(Renewal::Renewed { .. }) => None,
+            Ok(_) => Some("renewal_capped"),
+            Err(e) => Some(ApiError::from(e.clone()).code),
+        };
+        if let Some(code) = refusal {
+            let event = Event::new("renew_refused", caller.name()).outcome(code);
+            let event = match state.warden().lease(&b.lock_id).await {
+                Ok(Some(l)) => event.lease(&l),
+                _ => event,
+            };
+            state.audit().emit(event);
+        }
+    }
+    match renewed? {
         Renewal::Renewed { lease, .. } => {
             metrics::counter!("warden_renewals_total").increment(1);
+            if state.audit().active() {
+                state.expiry().watch(&lease);
+            }
             Ok(ok(StatusCode::OK, own(&caller, &lease)))
         }
         Renewal::Capped { expires_at } => Err(ApiError {

@@ -19,11 +19,14 @@
 //! several instances over one Redis behave as one service.
 
 pub mod admin;
+pub mod audit;
 pub mod auth;
 pub mod body;
 pub mod caller;
 pub mod dto;
 pub mod error;
+pub mod events;
+pub mod expiry;
 pub mod handlers;
 pub mod limits;
 pub mod metrics;
@@ -69,6 +72,8 @@ pub struct ServerConfig {
     pub auth: Option<Arc<auth::Auth>>,
     /// TLS on every connection (see [`tls::server_config`]); `None`: plain HTTP.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// The audit trail; `None`: live `GET /api/events` readers only (see [`ServerConfig::with_audit`]).
+    pub audit: Option<Arc<audit::Audit>>,
 }
 
 impl Default for ServerConfig {
@@ -83,6 +88,7 @@ impl Default for ServerConfig {
             body_read_timeout: Duration::from_secs(10),
             auth: None,
             tls: None,
+            audit: None,
         }
     }
 }
@@ -107,6 +113,12 @@ impl ServerConfig {
     /// Keep the `Arc` to [`auth::Auth::reload`] the keys while serving.
     pub fn with_auth(mut self, auth: Arc<auth::Auth>) -> Self {
         self.auth = Some(auth);
+        self
+    }
+
+    /// Writes the audit trail through `audit` (see [`audit::Audit::start`]).
+    pub fn with_audit(mut self, audit: Arc<audit::Audit>) -> Self {
+        self.audit = Some(audit);
         self
     }
 
@@ -153,8 +165,11 @@ pub fn router(state: AppState) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             cfg.request_timeout,
         ));
+    // Streams live as long as their reader; they end at shutdown.
+    let streams = Router::new().route("/api/events", get(events::events));
     waiting
         .merge(quick)
+        .merge(streams)
         .fallback(handlers::no_route)
         .method_not_allowed_fallback(handlers::wrong_method)
         .layer(DefaultBodyLimit::max(cfg.max_body_bytes))

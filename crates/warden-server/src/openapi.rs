@@ -26,7 +26,8 @@ use utoipa::OpenApi;
         crate::handlers::liveness,
         crate::handlers::metrics_text,
         crate::handlers::openapi,
-        crate::admin::force_release
+        crate::admin::force_release,
+        crate::events::events
     ),
     components(schemas(
         AcquireBody,
