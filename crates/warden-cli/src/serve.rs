@@ -53,6 +53,12 @@ pub struct ServeArgs {
     /// requests) as JSON lines to this file; `-` for stdout. Live readers: GET /api/events.
     #[arg(long, env = "WARDEN_AUDIT_LOG")]
     pub audit_log: Option<String>,
+    /// Requests per second each principal (API key) may make on average; more get 429 with Retry-After.
+    #[arg(long, requires = "auth_file", value_parser = clap::value_parser!(u32).range(1..))]
+    pub rate_limit: Option<u32>,
+    /// Requests a principal may make at once above its rate (default: one second's worth).
+    #[arg(long, requires = "rate_limit", value_parser = clap::value_parser!(u32).range(1..))]
+    pub rate_burst: Option<u32>,
 }
 
 /// Shows a URL without its password.
@@ -130,6 +136,10 @@ async fn serve_inner(a: ServeArgs) -> anyhow::Result<u8> {
             std::time::Duration::from_millis(a.header_timeout_ms),
         )
         .with_body_read_timeout(std::time::Duration::from_millis(a.body_timeout_ms));
+    let config = match a.rate_limit {
+        Some(rate) => config.with_rate_limit(rate, a.rate_burst.unwrap_or(rate)),
+        None => config,
+    };
     let config = match a.audit_log.as_deref() {
         None => config,
         Some(target) => {

@@ -49,6 +49,11 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
             }
         }
     };
+    if let (Caller::Key(p), Some(limit)) = (&caller, &state.config().rate_limit) {
+        if let Err(wait) = limit.take(&p.name) {
+            return rate_limited(&state, &p.name, wait, &req);
+        }
+    }
     let principal = caller.name().to_string();
     req.extensions_mut().insert(caller);
     let path = req.uri().path().to_string();
@@ -62,6 +67,30 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
         );
     }
     response
+}
+
+fn rate_limited(state: &AppState, principal: &str, wait: std::time::Duration, req: &Request) -> Response {
+    metrics::counter!("warden_rate_limited_total").increment(1);
+    state.audit().emit(
+        Event::new("auth_failure", principal)
+            .outcome("rate_limited")
+            .detail(short(req.uri().path())),
+    );
+    let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+    let mut r = ApiError {
+        status: StatusCode::TOO_MANY_REQUESTS,
+        code: "rate_limited",
+        message: format!(
+            "principal `{principal}` is over its request rate; retry in {} ms",
+            wait.as_millis().max(1)
+        ),
+        node: None,
+    }
+    .into_response();
+    if let Ok(v) = axum::http::HeaderValue::from_str(&secs.to_string()) {
+        r.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    r
 }
 
 fn short(path: &str) -> String {

@@ -371,7 +371,8 @@ pub struct ErrorEnvelope {
     /// A sentence naming what was wrong.
     pub error: String,
     /// Machine code: invalid_request, not_found, lock_timeout, not_owner, lease_lost, renewal_capped,
-    /// too_many_waiters, request_timeout, backend_unavailable, shutting_down.
+    /// too_many_waiters, request_timeout, backend_unavailable, shutting_down, unauthorized, forbidden,
+    /// rate_limited.
     pub code: String,
 }
 

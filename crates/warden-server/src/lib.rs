@@ -31,6 +31,7 @@ pub mod handlers;
 pub mod limits;
 pub mod metrics;
 pub mod openapi;
+pub mod ratelimit;
 mod serve;
 pub mod state;
 pub mod tls;
@@ -74,6 +75,8 @@ pub struct ServerConfig {
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// The audit trail; `None`: live `GET /api/events` readers only (see [`ServerConfig::with_audit`]).
     pub audit: Option<Arc<audit::Audit>>,
+    /// Requests per principal (with auth); `None`: unlimited.
+    pub rate_limit: Option<Arc<ratelimit::RateLimit>>,
 }
 
 impl Default for ServerConfig {
@@ -89,6 +92,7 @@ impl Default for ServerConfig {
             auth: None,
             tls: None,
             audit: None,
+            rate_limit: None,
         }
     }
 }
@@ -119,6 +123,12 @@ impl ServerConfig {
     /// Writes the audit trail through `audit` (see [`audit::Audit::start`]).
     pub fn with_audit(mut self, audit: Arc<audit::Audit>) -> Self {
         self.audit = Some(audit);
+        self
+    }
+
+    /// Limits each principal to `per_second` requests per second, `burst` at once (429 with `Retry-After`).
+    pub fn with_rate_limit(mut self, per_second: u32, burst: u32) -> Self {
+        self.rate_limit = Some(Arc::new(ratelimit::RateLimit::new(per_second, burst)));
         self
     }
 

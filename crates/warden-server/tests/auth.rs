@@ -273,3 +273,31 @@ async fn reloading_the_keys_revokes_one_and_keeps_every_lock() {
         "the reload dropped a lock"
     );
 }
+
+#[tokio::test]
+async fn a_principal_over_its_rate_gets_429_with_retry_after_and_others_do_not() {
+    let (f, k, _) = auth_file();
+    let auth = Arc::new(Auth::load(f.path()).expect("auth file"));
+    let w = Warden::connect("memory://").await.expect("memory");
+    let config = ServerConfig::default().with_auth(auth).with_rate_limit(2, 3);
+    let s = TestServer::start_with(w, config).await;
+    let c = client();
+    let health = s.url("/api/locks/health");
+    for i in 0..3 {
+        assert_eq!(
+            call(&c, &health, Some(&k.orders), None).await.0,
+            200,
+            "request {i} of the burst"
+        );
+    }
+    let r = c.get(&health).bearer_auth(&k.orders).send().await.expect("request");
+    assert_eq!(r.status(), 429);
+    assert_eq!(r.headers().get("retry-after").and_then(|v| v.to_str().ok()), Some("1"));
+    let v: Value = r.json().await.expect("envelope");
+    assert!(assert_error(429, &v, 429, "rate_limited").contains("orders"));
+    assert_eq!(
+        call(&c, &health, Some(&k.billing), None).await.0,
+        200,
+        "another principal was limited"
+    );
+}

@@ -243,7 +243,7 @@ impl HttpBackend {
                 lock_id: between_backticks(&msg),
                 resource: String::new(),
             },
-            "too_many_waiters" => Error::LimitExceeded { what: msg },
+            "too_many_waiters" | "rate_limited" => Error::LimitExceeded { what: msg },
             "backend_unavailable" => Error::BackendUnavailable {
                 address: format!("{} (the server's backend)", self.base),
                 reason: msg,
