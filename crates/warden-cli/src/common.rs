@@ -42,20 +42,13 @@ pub fn explain(backend: &str, e: warden::Error) -> CliError {
     use warden::Error as E;
     let shown = crate::serve::redact(backend);
     match e {
-        E::BackendUnavailable { address, reason } if backend.starts_with("http") => {
-            if address.contains("the server's backend") {
-                CliError::new(
-                    EXIT_UNAVAILABLE,
-                    format!("the warden server at {shown} cannot reach its backend: {reason}"),
-                )
-            } else if reason.contains("no warden server") {
-                CliError::new(
-                    EXIT_UNAVAILABLE,
-                    format!("no warden server at {shown}: start one with `warden serve` or pass --backend redis://host:6379"),
-                )
-            } else {
-                CliError::new(EXIT_UNAVAILABLE, format!("warden server at {shown}: {reason}"))
-            }
+        E::ServerBackendUnavailable { reason, .. } => CliError::new(
+            EXIT_UNAVAILABLE,
+            format!("the warden server at {shown} cannot reach its backend: {reason}"),
+        ),
+        // The reason says what failed and what to do (start `warden serve`, check the CA, ...).
+        E::BackendUnavailable { reason, .. } if backend.starts_with("http") => {
+            CliError::new(EXIT_UNAVAILABLE, format!("warden server at {shown}: {reason}"))
         }
         E::BackendUnavailable { .. } | E::QuorumUnavailable { .. } => CliError::new(
             EXIT_UNAVAILABLE,

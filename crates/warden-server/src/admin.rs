@@ -1,7 +1,7 @@
 //! What only an admin may do: end someone else's lease.
 
 use crate::caller::Caller;
-use crate::dto::{ErrorEnvelope, ForceReleaseBody, ForceReleased, ForceReleasedEnvelope, Lock};
+use crate::dto::{ErrorBody, ForceReleaseBody, ForceReleased, ForceReleasedEnvelope, Lock};
 use crate::error::ApiError;
 use crate::handlers::{ok, parse_body};
 use crate::state::AppState;
@@ -11,6 +11,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use warden::validate;
+use warden::wire::ErrorCode;
 
 /// Longest force-release reason, bytes.
 pub const MAX_REASON_BYTES: usize = 512;
@@ -20,11 +21,11 @@ pub const MAX_REASON_BYTES: usize = 512;
 /// has not noticed yet is refused by anything that checks the token.
 #[utoipa::path(post, path = "/api/locks/force-release", tag = "admin", request_body = ForceReleaseBody,
     responses((status = 200, description = "Ended", body = ForceReleasedEnvelope),
-              (status = 400, description = "Invalid request", body = ErrorEnvelope),
-              (status = 401, description = "unauthorized", body = ErrorEnvelope),
-              (status = 403, description = "forbidden: role admin needed", body = ErrorEnvelope),
-              (status = 404, description = "not_found: no live lease matches", body = ErrorEnvelope),
-              (status = 503, description = "backend_unavailable", body = ErrorEnvelope)))]
+              (status = 400, description = "Invalid request", body = ErrorBody),
+              (status = 401, description = "unauthorized", body = ErrorBody),
+              (status = 403, description = "forbidden: role admin needed", body = ErrorBody),
+              (status = 404, description = "not_found: no live lease matches", body = ErrorBody),
+              (status = 503, description = "backend_unavailable", body = ErrorBody)))]
 pub async fn force_release(
     State(state): State<AppState>,
     caller: Caller,
@@ -79,9 +80,10 @@ pub async fn force_release(
         };
         return Err(ApiError {
             status: StatusCode::NOT_FOUND,
-            code: "not_found",
+            code: ErrorCode::NotFound,
             message: format!("no live {what}: it was released, expired, or never held"),
             node: None,
+            field: None,
         });
     }
     metrics::counter!("warden_force_releases_total").increment(released.len() as u64);

@@ -11,6 +11,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use std::time::Duration;
+use warden::wire::ErrorCode;
 
 /// The limits [`read_body`] applies.
 #[derive(Debug, Clone, Copy)]
@@ -32,9 +33,10 @@ fn closing(e: ApiError) -> Response {
 fn too_large(limit: usize) -> Response {
     closing(ApiError {
         status: StatusCode::PAYLOAD_TOO_LARGE,
-        code: "invalid_request",
+        code: ErrorCode::InvalidRequest,
         message: format!("request body is larger than the limit of {limit} bytes"),
         node: None,
+        field: None,
     })
 }
 
@@ -69,12 +71,13 @@ pub async fn read_body(State(limits): State<BodyLimits>, req: Request, next: Nex
             metrics::counter!("warden_slow_bodies_total").increment(1);
             closing(ApiError {
                 status: StatusCode::REQUEST_TIMEOUT,
-                code: "request_timeout",
+                code: ErrorCode::RequestTimeout,
                 message: format!(
                     "the request body did not arrive within {} ms; send it in one go",
                     limits.deadline.as_millis()
                 ),
                 node: None,
+                field: None,
             })
         }
     }

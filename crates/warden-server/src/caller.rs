@@ -16,6 +16,7 @@ use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
+use warden::wire::ErrorCode;
 
 /// The caller of one request.
 #[derive(Debug, Clone)]
@@ -79,12 +80,13 @@ fn rate_limited(state: &AppState, principal: &str, wait: std::time::Duration, re
     let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
     let mut r = ApiError {
         status: StatusCode::TOO_MANY_REQUESTS,
-        code: "rate_limited",
+        code: ErrorCode::RateLimited,
         message: format!(
             "principal `{principal}` is over its request rate; retry in {} ms",
             wait.as_millis().max(1)
         ),
         node: None,
+        field: None,
     }
     .into_response();
     if let Ok(v) = axum::http::HeaderValue::from_str(&secs.to_string()) {
@@ -113,9 +115,10 @@ fn refuse(state: &AppState, reason: &'static str, req: &Request) -> Response {
     };
     ApiError {
         status,
-        code: "unauthorized",
+        code: ErrorCode::Unauthorized,
         message,
         node: None,
+        field: None,
     }
     .into_response()
 }
@@ -134,9 +137,10 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
         // The middleware runs on every route; a route without it would be a bug, refused rather than open.
         parts.extensions.get::<Caller>().cloned().ok_or_else(|| ApiError {
             status: StatusCode::UNAUTHORIZED,
-            code: "unauthorized",
+            code: ErrorCode::Unauthorized,
             message: "this request was not authenticated".into(),
             node: None,
+            field: None,
         })
     }
 }
@@ -154,9 +158,10 @@ impl Caller {
         auth_failure("forbidden", Some(self.name()), "-");
         ApiError {
             status: StatusCode::FORBIDDEN,
-            code: "forbidden",
+            code: ErrorCode::Forbidden,
             message: what,
             node: None,
+            field: None,
         }
     }
 

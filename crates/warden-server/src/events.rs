@@ -44,7 +44,7 @@ impl Drop for Reader {
 #[utoipa::path(get, path = "/api/events", tag = "monitoring",
     params(("prefix" = Option<String>, Query, description = "Only events on resources starting with this")),
     responses((status = 200, description = "text/event-stream of audit events", body = String, content_type = "text/event-stream"),
-              (status = 401, description = "unauthorized", body = crate::dto::ErrorEnvelope)))]
+              (status = 401, description = "unauthorized", body = crate::dto::ErrorBody)))]
 pub async fn events(
     State(state): State<AppState>,
     caller: Caller,

@@ -15,6 +15,7 @@ use axum::Json;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use std::time::{Duration, Instant, SystemTime};
+use warden::wire::ErrorCode;
 use warden::{validate, LeaseInfo, LockKind, Renewal};
 
 type ApiResult = Result<Response, ApiError>;
@@ -32,9 +33,10 @@ pub(crate) fn parse_body<T: DeserializeOwned>(
         if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError {
                 status: StatusCode::PAYLOAD_TOO_LARGE,
-                code: "invalid_request",
+                code: ErrorCode::InvalidRequest,
                 message: format!("request body is larger than the limit of {limit} bytes"),
                 node: None,
+                field: None,
             }
         } else {
             ApiError::invalid(format!("could not read the request body: {}", r.body_text()))
@@ -59,7 +61,12 @@ pub(crate) fn parse_body<T: DeserializeOwned>(
         } else if path == "." || path == "?" || path.is_empty() {
             ApiError::invalid(format!("invalid request body: {inner}"))
         } else {
-            ApiError::invalid(format!("invalid field `{path}`: {inner}"))
+            // A top-level field's name is data the client can act on; a nested path stays in the sentence.
+            let message = format!("invalid field `{path}`: {inner}");
+            match path.contains(['.', '[']) {
+                false => ApiError::invalid_field(&path, message),
+                true => ApiError::invalid(message),
+            }
         }
     })?;
     de.end()
@@ -107,7 +114,16 @@ async fn acquire_impl(
     fixed: Option<&'static str>,
 ) -> ApiResult {
     let b: AcquireBody = parse_body(body, state.config().max_body_bytes)?;
-    let kind = LockKind::from_wire(fixed.or(b.lock_type.as_deref()), b.mode.as_deref()).map_err(ApiError::invalid)?;
+    let lock_type = fixed.or(b.lock_type.as_deref());
+    let kind = LockKind::from_wire(lock_type, b.mode.as_deref()).map_err(|e| {
+        // A read-write lock's problem is its mode; any other, its type.
+        let field = if lock_type == Some("read-write") {
+            "mode"
+        } else {
+            "type"
+        };
+        ApiError::invalid_field(field, e)
+    })?;
     validate::resource(&b.resource)?;
     let client_id = caller.bind(&b.client_id)?;
     caller.may_lock(&b.resource)?;
@@ -167,10 +183,10 @@ async fn acquire_impl(
 /// Acquire a lease, waiting up to `waitTimeout` in FIFO order.
 #[utoipa::path(post, path = "/api/locks/acquire", tag = "locks", request_body = AcquireBody,
     responses((status = 201, description = "Granted", body = LockEnvelope),
-              (status = 400, description = "Invalid request", body = ErrorEnvelope),
-              (status = 409, description = "lock_timeout", body = ErrorEnvelope),
-              (status = 429, description = "too_many_waiters", body = ErrorEnvelope),
-              (status = 503, description = "backend_unavailable / shutting_down", body = ErrorEnvelope)))]
+              (status = 400, description = "Invalid request", body = ErrorBody),
+              (status = 409, description = "lock_timeout", body = ErrorBody),
+              (status = 429, description = "too_many_waiters", body = ErrorBody),
+              (status = 503, description = "backend_unavailable / shutting_down", body = ErrorBody)))]
 pub async fn acquire(State(state): State<AppState>, caller: Caller, body: Result<Bytes, BytesRejection>) -> ApiResult {
     acquire_impl(state, caller, body, None).await
 }
@@ -178,9 +194,9 @@ pub async fn acquire(State(state): State<AppState>, caller: Caller, body: Result
 /// Acquire with `type` fixed to exclusive.
 #[utoipa::path(post, path = "/api/locks/exclusive", tag = "locks", request_body = AcquireBody,
     responses((status = 201, description = "Granted", body = LockEnvelope),
-              (status = 400, description = "Invalid request", body = ErrorEnvelope),
-              (status = 409, description = "lock_timeout", body = ErrorEnvelope),
-              (status = 503, description = "backend_unavailable", body = ErrorEnvelope)))]
+              (status = 400, description = "Invalid request", body = ErrorBody),
+              (status = 409, description = "lock_timeout", body = ErrorBody),
+              (status = 503, description = "backend_unavailable", body = ErrorBody)))]
 pub async fn exclusive(
     State(state): State<AppState>,
     caller: Caller,
@@ -192,9 +208,9 @@ pub async fn exclusive(
 /// Acquire with `type` fixed to shared.
 #[utoipa::path(post, path = "/api/locks/shared", tag = "locks", request_body = AcquireBody,
     responses((status = 201, description = "Granted", body = LockEnvelope),
-              (status = 400, description = "Invalid request", body = ErrorEnvelope),
-              (status = 409, description = "lock_timeout", body = ErrorEnvelope),
-              (status = 503, description = "backend_unavailable", body = ErrorEnvelope)))]
+              (status = 400, description = "Invalid request", body = ErrorBody),
+              (status = 409, description = "lock_timeout", body = ErrorBody),
+              (status = 503, description = "backend_unavailable", body = ErrorBody)))]
 pub async fn shared(State(state): State<AppState>, caller: Caller, body: Result<Bytes, BytesRejection>) -> ApiResult {
     acquire_impl(state, caller, body, Some("shared")).await
 }
@@ -202,9 +218,9 @@ pub async fn shared(State(state): State<AppState>, caller: Caller, body: Result<
 /// Acquire with `type` fixed to read-write; `mode` (read | write) is required.
 #[utoipa::path(post, path = "/api/locks/read-write", tag = "locks", request_body = AcquireBody,
     responses((status = 201, description = "Granted", body = LockEnvelope),
-              (status = 400, description = "Invalid request", body = ErrorEnvelope),
-              (status = 409, description = "lock_timeout", body = ErrorEnvelope),
-              (status = 503, description = "backend_unavailable", body = ErrorEnvelope)))]
+              (status = 400, description = "Invalid request", body = ErrorBody),
+              (status = 409, description = "lock_timeout", body = ErrorBody),
+              (status = 503, description = "backend_unavailable", body = ErrorBody)))]
 pub async fn read_write(
     State(state): State<AppState>,
     caller: Caller,
@@ -216,10 +232,10 @@ pub async fn read_write(
 /// Release a lease (lockId + the clientId it was granted to).
 #[utoipa::path(post, path = "/api/locks/release", tag = "locks", request_body = ReleaseBody,
     responses((status = 200, description = "Released", body = MessageEnvelope),
-              (status = 400, description = "Invalid request", body = ErrorEnvelope),
-              (status = 404, description = "not_found", body = ErrorEnvelope),
-              (status = 409, description = "not_owner / lease_lost", body = ErrorEnvelope),
-              (status = 503, description = "backend_unavailable", body = ErrorEnvelope)))]
+              (status = 400, description = "Invalid request", body = ErrorBody),
+              (status = 404, description = "not_found", body = ErrorBody),
+              (status = 409, description = "not_owner / lease_lost", body = ErrorBody),
+              (status = 503, description = "backend_unavailable", body = ErrorBody)))]
 pub async fn release(State(state): State<AppState>, caller: Caller, body: Result<Bytes, BytesRejection>) -> ApiResult {
     let b: ReleaseBody = parse_body(body, state.config().max_body_bytes)?;
     check_lock_id(&b.lock_id)?;
@@ -239,7 +255,7 @@ pub async fn release(State(state): State<AppState>, caller: Caller, body: Result
         let event = Event::new("release", caller.name()).lease(l);
         state.audit().emit(match &released {
             Ok(_) => event,
-            Err(e) => event.outcome(ApiError::from(e.clone()).code),
+            Err(e) => event.outcome(ApiError::from(e.clone()).code.as_str()),
         });
     }
     let released = released?;
@@ -255,10 +271,10 @@ pub async fn release(State(state): State<AppState>, caller: Caller, body: Result
 /// Renew a lease for `ttl` ms from now (default: its ttl).
 #[utoipa::path(post, path = "/api/locks/renew", tag = "locks", request_body = RenewBody,
     responses((status = 200, description = "Renewed", body = LockEnvelope),
-              (status = 400, description = "Invalid request", body = ErrorEnvelope),
-              (status = 404, description = "not_found", body = ErrorEnvelope),
-              (status = 409, description = "not_owner / lease_lost / renewal_capped", body = ErrorEnvelope),
-              (status = 503, description = "backend_unavailable", body = ErrorEnvelope)))]
+              (status = 400, description = "Invalid request", body = ErrorBody),
+              (status = 404, description = "not_found", body = ErrorBody),
+              (status = 409, description = "not_owner / lease_lost / renewal_capped", body = ErrorBody),
+              (status = 503, description = "backend_unavailable", body = ErrorBody)))]
 pub async fn renew(State(state): State<AppState>, caller: Caller, body: Result<Bytes, BytesRejection>) -> ApiResult {
     let b: RenewBody = parse_body(body, state.config().max_body_bytes)?;
     check_lock_id(&b.lock_id)?;
@@ -270,7 +286,7 @@ pub async fn renew(State(state): State<AppState>, caller: Caller, body: Result<B
         let refusal = match &renewed {
             Ok(Renewal::Renewed { .. }) => None,
             Ok(_) => Some("renewal_capped"),
-            Err(e) => Some(ApiError::from(e.clone()).code),
+            Err(e) => Some(ApiError::from(e.clone()).code.as_str()),
         };
         if let Some(code) = refusal {
             let event = Event::new("renew_refused", caller.name()).outcome(code);
@@ -291,7 +307,7 @@ pub async fn renew(State(state): State<AppState>, caller: Caller, body: Result<B
         }
         Renewal::Capped { expires_at } => Err(ApiError {
             status: StatusCode::CONFLICT,
-            code: "renewal_capped",
+            code: ErrorCode::RenewalCapped,
             message: format!(
                 "lease `{}` reached its renewal or hold-time cap and was not extended; it still ends at {}: \
                  release it and acquire again",
@@ -299,13 +315,15 @@ pub async fn renew(State(state): State<AppState>, caller: Caller, body: Result<B
                 rfc3339(expires_at)
             ),
             node: None,
+            field: None,
         }),
         // A future kind of outcome: report it as not extended rather than guess.
         _ => Err(ApiError {
             status: StatusCode::CONFLICT,
-            code: "renewal_capped",
+            code: ErrorCode::RenewalCapped,
             message: format!("lease `{}` was not extended: release it and acquire again", b.lock_id),
             node: None,
+            field: None,
         }),
     }
 }
@@ -314,8 +332,8 @@ pub async fn renew(State(state): State<AppState>, caller: Caller, body: Result<B
 #[utoipa::path(get, path = "/api/locks/{lockId}/status", tag = "locks",
     params(("lockId" = String, Path, description = "The lease's lock id")),
     responses((status = 200, description = "The lease", body = LockStatusEnvelope),
-              (status = 404, description = "not_found", body = ErrorEnvelope),
-              (status = 503, description = "backend_unavailable", body = ErrorEnvelope)))]
+              (status = 404, description = "not_found", body = ErrorBody),
+              (status = 503, description = "backend_unavailable", body = ErrorBody)))]
 pub async fn status(
     State(state): State<AppState>,
     caller: Caller,
@@ -345,8 +363,8 @@ pub struct HeldQuery {
 #[utoipa::path(get, path = "/api/locks/held", tag = "locks",
     params(("clientId" = String, Query, description = "The client id")),
     responses((status = 200, description = "Held leases", body = LockListEnvelope),
-              (status = 400, description = "Invalid request", body = ErrorEnvelope),
-              (status = 503, description = "backend_unavailable", body = ErrorEnvelope)))]
+              (status = 400, description = "Invalid request", body = ErrorBody),
+              (status = 503, description = "backend_unavailable", body = ErrorBody)))]
 pub async fn held(
     State(state): State<AppState>,
     caller: Caller,
@@ -355,7 +373,7 @@ pub async fn held(
     let Query(q) = q.map_err(|r| ApiError::invalid(format!("invalid query string: {}", r.body_text())))?;
     let client = q
         .client_id
-        .ok_or_else(|| ApiError::invalid("query parameter `clientId` is required"))?;
+        .ok_or_else(|| ApiError::invalid_field("clientId", "query parameter `clientId` is required"))?;
     validate::client_id(&client)?;
     if caller.sees_all() {
         // Nothing tells an owner from anyone else who knows a client id: leases by handle.
@@ -373,7 +391,7 @@ pub async fn held(
 /// Cluster-wide statistics.
 #[utoipa::path(get, path = "/api/locks/stats", tag = "monitoring",
     responses((status = 200, description = "Statistics", body = StatsEnvelope),
-              (status = 503, description = "backend_unavailable", body = ErrorEnvelope)))]
+              (status = 503, description = "backend_unavailable", body = ErrorBody)))]
 pub async fn stats(State(state): State<AppState>, caller: Caller) -> ApiResult {
     caller.may_observe()?;
     let s = state.warden().stats().await?;
@@ -420,8 +438,8 @@ pub struct QueueQuery {
 #[utoipa::path(get, path = "/api/locks/queue", tag = "monitoring",
     params(("resource" = String, Query, description = "The resource")),
     responses((status = 200, description = "Queue", body = QueueEnvelope),
-              (status = 400, description = "Invalid request", body = ErrorEnvelope),
-              (status = 503, description = "backend_unavailable", body = ErrorEnvelope)))]
+              (status = 400, description = "Invalid request", body = ErrorBody),
+              (status = 503, description = "backend_unavailable", body = ErrorBody)))]
 pub async fn queue(
     State(state): State<AppState>,
     caller: Caller,
@@ -430,7 +448,7 @@ pub async fn queue(
     let Query(q) = q.map_err(|r| ApiError::invalid(format!("invalid query string: {}", r.body_text())))?;
     let resource = q
         .resource
-        .ok_or_else(|| ApiError::invalid("query parameter `resource` is required"))?;
+        .ok_or_else(|| ApiError::invalid_field("resource", "query parameter `resource` is required"))?;
     validate::resource(&resource)?;
     caller.may_inspect(&resource)?;
     let info = state.warden().inspect(&resource).await?;
@@ -472,6 +490,7 @@ pub async fn metrics_text(State(state): State<AppState>, caller: Caller) -> Resp
     if let Err(e) = caller.may_observe() {
         return e.into_response();
     }
+    metrics::gauge!("warden_waiters").set(state.limits().total() as f64);
     if let Ok(s) = state.warden().counts().await {
         metrics::gauge!("warden_active_locks").set(s.active_locks as f64);
         metrics::gauge!("warden_total_locks").set(s.total_locks as f64);
@@ -496,9 +515,10 @@ pub async fn no_route(method: Method, uri: Uri) -> ApiError {
     let path: String = uri.path().chars().take(200).collect();
     ApiError {
         status: StatusCode::NOT_FOUND,
-        code: "not_found",
+        code: ErrorCode::NotFound,
         message: format!("no endpoint {method} {path}: see /openapi.json for the API"),
         node: None,
+        field: None,
     }
 }
 
@@ -507,8 +527,9 @@ pub async fn wrong_method(method: Method, uri: Uri) -> ApiError {
     let path: String = uri.path().chars().take(200).collect();
     ApiError {
         status: StatusCode::METHOD_NOT_ALLOWED,
-        code: "invalid_request",
+        code: ErrorCode::InvalidRequest,
         message: format!("{path} does not accept {method}: see /openapi.json for the API"),
         node: None,
+        field: None,
     }
 }

@@ -50,7 +50,7 @@ use utoipa::OpenApi;
         HealthEnvelope,
         QueueEnvelope,
         MessageEnvelope,
-        ErrorEnvelope,
+        ErrorBody,
         ForceReleaseBody,
         ForceReleased,
         ForceReleasedEnvelope

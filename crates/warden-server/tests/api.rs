@@ -170,6 +170,7 @@ async fn invalid_requests_name_the_field() {
         (r#"{"resource":"\ud800","clientId":"c"}"#.into(), "JSON"),
         (r#"{"resource":"r","clientId":"c"} trailing"#.into(), "trailing"),
     ];
+    let mut as_data = 0;
     for (body, field) in cases {
         let (st, v) = post_raw(&c, &acq, body.clone()).await;
         let msg = assert_error(st, &v, 400, "invalid_request");
@@ -177,7 +178,13 @@ async fn invalid_requests_name_the_field() {
             msg.contains(field),
             "body {body:?}: sentence {msg:?} should name {field}"
         );
+        // The field is also data, for clients that act on it (all but syntax errors and missing fields).
+        if let Some(f) = v.get("field") {
+            assert_eq!(f, field, "body {body:?}");
+            as_data += 1;
+        }
     }
+    assert!(as_data >= 15, "only {as_data} answers named their field as data");
     // Non-UTF-8 bytes inside a JSON string.
     let mut raw = br#"{"resource":"ab"#.to_vec();
     raw.extend_from_slice(&[0xff, 0xfe]);
@@ -615,6 +622,8 @@ async fn health_metrics_and_openapi() {
         "/health",
         "/metrics",
         "/openapi.json",
+        "/api/locks/force-release",
+        "/api/events",
     ] {
         assert!(paths.contains_key(p), "openapi lacks {p}");
     }
@@ -626,7 +635,8 @@ async fn health_metrics_and_openapi() {
         "StatsDto",
         "HealthDto",
         "QueueDto",
-        "ErrorEnvelope",
+        "ErrorBody",
+        "ForceReleaseBody",
     ] {
         assert!(schemas.contains_key(sch), "openapi lacks schema {sch}");
     }

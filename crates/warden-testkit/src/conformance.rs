@@ -546,7 +546,9 @@ pub async fn backend_down(h: &dyn Harness) {
         assert!(
             matches!(
                 r,
-                Err(Error::BackendUnavailable { .. } | Error::QuorumUnavailable { .. })
+                Err(Error::BackendUnavailable { .. }
+                    | Error::ServerBackendUnavailable { .. }
+                    | Error::QuorumUnavailable { .. })
             ),
             "{r:?}"
         );
@@ -569,7 +571,9 @@ pub async fn backend_down(h: &dyn Harness) {
     assert!(
         matches!(
             r,
-            Err(Error::BackendUnavailable { .. } | Error::QuorumUnavailable { .. })
+            Err(Error::BackendUnavailable { .. }
+                | Error::ServerBackendUnavailable { .. }
+                | Error::QuorumUnavailable { .. })
         ),
         "{r:?}"
     );

@@ -86,6 +86,14 @@ pub enum Error {
     /// The process is shutting down; the request was not served.
     #[error("shutting down: {0}")]
     ShuttingDown(String),
+    /// A warden server answered, but it cannot reach its own backend (the `http://` backend reports this).
+    #[error("the warden server at {server} cannot reach its backend: {reason}")]
+    ServerBackendUnavailable {
+        /// The warden server.
+        server: String,
+        /// What the server said.
+        reason: String,
+    },
     /// The server wants a valid API key (none was given, or it is unknown there).
     #[error("not authenticated by {address}: {reason}")]
     Unauthorized {
@@ -116,6 +124,7 @@ impl Error {
             self,
             Error::Timeout { .. }
                 | Error::BackendUnavailable { .. }
+                | Error::ServerBackendUnavailable { .. }
                 | Error::QuorumUnavailable { .. }
                 | Error::ShuttingDown(_)
         )

@@ -37,6 +37,8 @@ pub mod token;
 pub mod types;
 pub mod validate;
 pub mod wake;
+#[cfg(feature = "http")]
+pub mod wire;
 
 pub use backend::Backend;
 pub use election::{Election, LeaderInfo, Leadership};

@@ -7,11 +7,14 @@
 use super::Backend;
 use crate::error::{Error, Result};
 use crate::types::{
-    AcquireRequest, Attempt, Capabilities, FifoGuarantee, Grant, Health, HealthStatus, LeaseInfo, LockKind, NodeHealth,
-    QueueEntry, Released, Renewal, ResourceInfo, Stats,
+    AcquireRequest, Attempt, Capabilities, FifoGuarantee, Grant, Health, HealthStatus, LeaseInfo, NodeHealth, Released,
+    Renewal, ResourceInfo, Stats,
 };
 use crate::wake::WakeRouter;
-use serde_json::{json, Value};
+use crate::wire::{
+    AcquireBody, ErrorBody, ErrorCode, HealthDto, Lock, LockStatus, QueueDto, ReleaseBody, RenewBody, StatsDto, Success,
+};
+use serde::de::DeserializeOwned;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -130,22 +133,21 @@ impl HttpBackend {
             },
             router: Arc::new(WakeRouter::default()),
         };
-        let (status, v) = backend
+        let (status, bytes) = backend
             .call(reqwest::Method::GET, "/api/locks/health", None, timeout)
             .await?;
         if status != 200 {
-            return Err(backend.error(status, &v));
+            return Err(backend.failure(status, &bytes, None));
         }
-        let c = &v["data"]["capabilities"];
-        if c.is_object() {
-            backend.caps.shared = c["shared"].as_bool().unwrap_or(true);
-            backend.caps.fifo = if c["fifo"] == "best-effort" {
-                FifoGuarantee::BestEffort
-            } else {
-                FifoGuarantee::Strict
-            };
-            backend.caps.fencing_survives_data_loss = c["fencingSurvivesDataLoss"].as_bool().unwrap_or(false);
-        }
+        let health: HealthDto = backend.data(&bytes)?;
+        let c = health.capabilities;
+        backend.caps.shared = c.shared;
+        backend.caps.fifo = if c.fifo == "best-effort" {
+            FifoGuarantee::BestEffort
+        } else {
+            FifoGuarantee::Strict
+        };
+        backend.caps.fencing_survives_data_loss = c.fencing_survives_data_loss;
         Ok(backend)
     }
 
@@ -171,13 +173,14 @@ impl HttpBackend {
         }
     }
 
+    /// Sends one request; answers the status and the body.
     async fn call(
         &self,
         method: reqwest::Method,
         path: &str,
-        body: Option<Value>,
+        body: Option<Vec<u8>>,
         timeout: Duration,
-    ) -> Result<(u16, Value)> {
+    ) -> Result<(u16, bytes::Bytes)> {
         let mut rb = self
             .client
             .request(method, format!("{}{}", self.base, path))
@@ -186,113 +189,113 @@ impl HttpBackend {
             rb = rb.bearer_auth(t);
         }
         if let Some(b) = body {
-            rb = rb.json(&b);
+            rb = rb.header(reqwest::header::CONTENT_TYPE, "application/json").body(b);
         }
         let resp = rb.send().await.map_err(|e| self.unavailable(e, timeout))?;
         let status = resp.status().as_u16();
         let bytes = resp.bytes().await.map_err(|e| self.unavailable(e, timeout))?;
-        let v: Value = serde_json::from_slice(&bytes).map_err(|_| {
-            Error::Protocol(format!(
-                "{} answered {status} with a body that is not JSON: is it a warden server?",
-                self.base
-            ))
-        })?;
-        Ok((status, v))
+        Ok((status, bytes))
+    }
+
+    /// The success envelope's `data`.
+    fn data<T: DeserializeOwned>(&self, bytes: &[u8]) -> Result<T> {
+        serde_json::from_slice::<Success<T>>(bytes)
+            .map(|s| s.data)
+            .map_err(|e| Error::Protocol(format!("{} sent an answer this client cannot read: {e}", self.base)))
+    }
+
+    /// The lease in a success envelope.
+    fn lease_data(&self, bytes: &[u8], expired: Option<bool>) -> Result<LeaseInfo> {
+        let lock: Lock = self.data(bytes)?;
+        lock.to_lease(expired)
+            .map_err(|e| Error::Protocol(format!("{} sent a lease this client cannot read: {e}", self.base)))
     }
 
     /// GETs `path` and answers the success envelope's `data`, or the error the failure envelope names.
-    async fn get_data(&self, path: &str) -> Result<Value> {
-        let (status, mut v) = self.call(reqwest::Method::GET, path, None, self.timeout).await?;
+    async fn get_data<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        let (status, bytes) = self.call(reqwest::Method::GET, path, None, self.timeout).await?;
         if status != 200 {
-            return Err(self.error(status, &v));
+            return Err(self.failure(status, &bytes, None));
         }
-        Ok(v["data"].take())
+        self.data(&bytes)
     }
 
-    /// Maps the failure envelope back to the library's error.
-    fn error(&self, status: u16, v: &Value) -> Error {
-        let code = v["code"].as_str().unwrap_or_default();
-        let msg = v["error"].as_str().unwrap_or_default().to_string();
-        match code {
-            "invalid_request" => {
-                const FIELDS: &[&str] = &[
-                    "waitTimeout",
-                    "clientId",
-                    "lockId",
-                    "resource",
-                    "maxHold",
-                    "ttl",
-                    "type",
-                    "mode",
-                ];
-                let field = FIELDS
-                    .iter()
-                    .find(|f| msg.contains(&format!("`{f}`")))
-                    .copied()
-                    .unwrap_or("request");
-                Error::InvalidArgument { field, reason: msg }
-            }
-            "not_found" => Error::NotFound {
-                lock_id: between_backticks(&msg),
+    /// The library's error for a failure envelope; `lock_id` is the lease the request named.
+    fn failure(&self, status: u16, bytes: &[u8], lock_id: Option<&str>) -> Error {
+        match serde_json::from_slice::<ErrorBody>(bytes) {
+            Ok(body) => self.error(status, body, lock_id),
+            Err(_) => Error::Protocol(format!(
+                "{} answered {status} with a body that is not a warden error: is it a warden server?",
+                self.base
+            )),
+        }
+    }
+
+    /// Maps the failure envelope back to the library's error, by its code and field.
+    fn error(&self, status: u16, body: ErrorBody, lock_id: Option<&str>) -> Error {
+        let id = || lock_id.unwrap_or_default().to_string();
+        match body.code {
+            ErrorCode::InvalidRequest => Error::InvalidArgument {
+                field: known_field(body.field.as_deref()),
+                reason: body.error,
             },
-            "not_owner" => Error::NotOwner {
-                lock_id: between_backticks(&msg),
+            ErrorCode::NotFound => Error::NotFound { lock_id: id() },
+            ErrorCode::NotOwner => Error::NotOwner {
+                lock_id: id(),
                 client_id: String::new(),
             },
-            "lease_lost" => Error::LeaseLost {
-                lock_id: between_backticks(&msg),
+            ErrorCode::LeaseLost => Error::LeaseLost {
+                lock_id: id(),
                 resource: String::new(),
             },
-            "too_many_waiters" | "rate_limited" => Error::LimitExceeded { what: msg },
-            "backend_unavailable" => Error::BackendUnavailable {
-                address: format!("{} (the server's backend)", self.base),
-                reason: msg,
+            ErrorCode::TooManyWaiters | ErrorCode::RateLimited => Error::LimitExceeded { what: body.error },
+            ErrorCode::BackendUnavailable => Error::ServerBackendUnavailable {
+                server: self.base.clone(),
+                reason: body.error,
             },
-            "shutting_down" => Error::ShuttingDown(msg),
-            "unauthorized" => Error::Unauthorized {
+            ErrorCode::ShuttingDown => Error::ShuttingDown(body.error),
+            ErrorCode::Unauthorized => Error::Unauthorized {
                 address: self.base.clone(),
-                reason: msg,
+                reason: body.error,
             },
-            "forbidden" => Error::Forbidden {
+            ErrorCode::Forbidden => Error::Forbidden {
                 address: self.base.clone(),
-                reason: msg,
+                reason: body.error,
             },
-            _ => Error::Protocol(format!("{} answered {status} {code}: {msg}", self.base)),
+            code => Error::Protocol(format!("{} answered {status} {code}: {}", self.base, body.error)),
         }
     }
 
     async fn acquire_call(&self, req: &AcquireRequest, wait: Duration) -> Result<Option<Grant>> {
         let (lock_type, mode) = req.kind.to_wire();
-        let mut body = json!({
-            "resource": req.resource, "type": lock_type, "ttl": req.ttl.as_millis() as u64,
-            "waitTimeout": wait.as_millis() as u64, "clientId": req.client_id,
-        });
-        if let Some(m) = mode {
-            body["mode"] = json!(m);
-        }
-        if let Some(n) = req.max_renewals {
-            body["maxRenewals"] = json!(n);
-        }
-        if let Some(h) = req.max_hold {
-            body["maxHold"] = json!(h.as_millis() as u64);
-        }
-        let (status, v) = self
+        let body = AcquireBody {
+            resource: req.resource.clone(),
+            lock_type: Some(lock_type.into()),
+            mode: mode.map(Into::into),
+            ttl: Some(req.ttl.as_millis() as u64),
+            wait_timeout: Some(wait.as_millis() as u64),
+            client_id: req.client_id.clone(),
+            max_renewals: req.max_renewals,
+            max_hold: req.max_hold.map(|h| h.as_millis() as u64),
+        };
+        let (status, bytes) = self
             .call(
                 reqwest::Method::POST,
                 "/api/locks/acquire",
-                Some(body),
+                Some(to_json(&body)?),
                 wait + self.timeout,
             )
             .await?;
-        match (status, v["code"].as_str()) {
-            (201, _) => {
-                let info = parse_lock(&v["data"])?;
-                let mut g = Grant::new(info.fencing_token, info.acquired_at, info.expires_at);
-                g.lock_id = Some(info.lock_id);
-                Ok(Some(g))
-            }
-            (409, Some("lock_timeout")) => Ok(None),
-            _ => Err(self.error(status, &v)),
+        if status == 201 {
+            let info = self.lease_data(&bytes, Some(false))?;
+            let mut g = Grant::new(info.fencing_token, info.acquired_at, info.expires_at);
+            g.lock_id = Some(info.lock_id);
+            return Ok(Some(g));
+        }
+        match serde_json::from_slice::<ErrorBody>(&bytes) {
+            Ok(b) if b.code == ErrorCode::LockTimeout => Ok(None),
+            Ok(b) => Err(self.error(status, b, None)),
+            Err(_) => Err(self.failure(status, &bytes, None)),
         }
     }
 
@@ -311,6 +314,31 @@ impl HttpBackend {
     }
 }
 
+/// The library's name for a request field the server named (anything else is the request as a whole).
+fn known_field(field: Option<&str>) -> &'static str {
+    const FIELDS: &[&str] = &[
+        "waitTimeout",
+        "clientId",
+        "lockId",
+        "resource",
+        "maxHold",
+        "maxRenewals",
+        "ttl",
+        "type",
+        "mode",
+        "reason",
+        "leaseHandle",
+    ];
+    field
+        .and_then(|f| FIELDS.iter().find(|k| **k == f))
+        .copied()
+        .unwrap_or("request")
+}
+
+fn to_json(body: &impl serde::Serialize) -> Result<Vec<u8>> {
+    serde_json::to_vec(body).map_err(|e| Error::Protocol(format!("cannot encode a request: {e}")))
+}
+
 /// An error and its causes, joined: reqwest's own text stops at "error sending request".
 fn causes(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
@@ -321,56 +349,6 @@ fn causes(e: &dyn std::error::Error) -> String {
         next = s.source();
     }
     out
-}
-
-fn between_backticks(s: &str) -> String {
-    s.split('`').nth(1).unwrap_or_default().to_string()
-}
-
-fn parse_time(v: &Value) -> Result<SystemTime> {
-    let s = v
-        .as_str()
-        .ok_or_else(|| Error::Protocol(format!("expected an RFC 3339 time, got {v}")))?;
-    let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
-        .map_err(|e| Error::Protocol(format!("bad time `{s}`: {e}")))?;
-    Ok(SystemTime::from(t))
-}
-
-fn parse_kind(t: &Value, mode: &Value) -> Result<LockKind> {
-    LockKind::from_wire(t.as_str(), mode.as_str()).map_err(|e| Error::Protocol(format!("server sent {e}")))
-}
-
-fn parse_lock(v: &Value) -> Result<LeaseInfo> {
-    let text = |k: &str| {
-        v[k].as_str()
-            .map(str::to_string)
-            .ok_or_else(|| Error::Protocol(format!("lease without `{k}`: {v}")))
-    };
-    let num = |k: &str| {
-        v[k].as_u64()
-            .ok_or_else(|| Error::Protocol(format!("lease without `{k}`: {v}")))
-    };
-    let expires_at = parse_time(&v["expiresAt"])?;
-    // Another client's lease comes without its lock id (the server withholds it), by its handle only.
-    let lock_id = v["lockId"].as_str().unwrap_or_default().to_string();
-    let lease_handle = match v["leaseHandle"].as_str() {
-        Some(h) => h.to_string(),
-        None if !lock_id.is_empty() => crate::lease_handle(&lock_id),
-        None => return Err(Error::Protocol(format!("lease without `lockId` or `leaseHandle`: {v}"))),
-    };
-    Ok(LeaseInfo {
-        lock_id,
-        lease_handle,
-        resource: text("resource")?,
-        kind: parse_kind(&v["type"], &v["mode"])?,
-        client_id: text("clientId")?,
-        acquired_at: parse_time(&v["acquiredAt"])?,
-        expires_at,
-        ttl: Duration::from_millis(num("ttl")?),
-        fencing_token: num("fencingToken")?,
-        renewal_count: num("renewalCount")? as u32,
-        expired: v["isExpired"].as_bool().unwrap_or(expires_at <= SystemTime::now()),
-    })
 }
 
 #[async_trait::async_trait]
@@ -412,12 +390,15 @@ impl Backend for HttpBackend {
     }
 
     async fn release(&self, lock_id: &str, client_id: Option<&str>) -> Result<Released> {
-        let client = self.client_for(lock_id, client_id).await?;
-        let (status, v) = self
+        let body = ReleaseBody {
+            lock_id: lock_id.to_string(),
+            client_id: self.client_for(lock_id, client_id).await?,
+        };
+        let (status, bytes) = self
             .call(
                 reqwest::Method::POST,
                 "/api/locks/release",
-                Some(json!({"lockId": lock_id, "clientId": client})),
+                Some(to_json(&body)?),
                 self.timeout,
             )
             .await?;
@@ -425,34 +406,42 @@ impl Backend for HttpBackend {
             // The API's release answer carries no hold time.
             Ok(Released::default())
         } else {
-            Err(self.error(status, &v))
+            Err(self.failure(status, &bytes, Some(lock_id)))
         }
     }
 
     async fn renew(&self, lock_id: &str, ttl: Option<Duration>, client_id: Option<&str>) -> Result<Renewal> {
-        let mut body = json!({"lockId": lock_id, "clientId": self.client_for(lock_id, client_id).await?});
         if let Some(t) = ttl {
             crate::validate::ttl(t)?;
-            body["ttl"] = json!(t.as_millis() as u64);
         }
-        let (status, v) = self
-            .call(reqwest::Method::POST, "/api/locks/renew", Some(body), self.timeout)
+        let body = RenewBody {
+            lock_id: lock_id.to_string(),
+            client_id: self.client_for(lock_id, client_id).await?,
+            ttl: ttl.map(|t| t.as_millis() as u64),
+        };
+        let (status, bytes) = self
+            .call(
+                reqwest::Method::POST,
+                "/api/locks/renew",
+                Some(to_json(&body)?),
+                self.timeout,
+            )
             .await?;
-        match (status, v["code"].as_str()) {
-            (200, _) => {
-                let lease = parse_lock(&v["data"])?;
-                // The server's clock wrote expiresAt; the extension asked for is the safe figure here.
-                let granted = ttl.unwrap_or(lease.ttl);
-                Ok(Renewal::Renewed { lease, granted })
-            }
-            (409, Some("renewal_capped")) => {
+        if status == 200 {
+            let lease = self.lease_data(&bytes, Some(false))?;
+            // The server's clock wrote expiresAt; the extension asked for is the safe figure here.
+            let granted = ttl.unwrap_or(lease.ttl);
+            return Ok(Renewal::Renewed { lease, granted });
+        }
+        match serde_json::from_slice::<ErrorBody>(&bytes) {
+            Ok(b) if b.code == ErrorCode::RenewalCapped => {
                 let expires_at = match self.lease(lock_id).await? {
                     Some(l) => l.expires_at,
                     None => SystemTime::now(),
                 };
                 Ok(Renewal::Capped { expires_at })
             }
-            _ => Err(self.error(status, &v)),
+            _ => Err(self.failure(status, &bytes, Some(lock_id))),
         }
     }
 
@@ -461,11 +450,18 @@ impl Backend for HttpBackend {
             return Ok(None);
         }
         let path = format!("/api/locks/{lock_id}/status");
-        let (status, v) = self.call(reqwest::Method::GET, &path, None, self.timeout).await?;
+        let (status, bytes) = self.call(reqwest::Method::GET, &path, None, self.timeout).await?;
         match status {
-            200 => Ok(Some(parse_lock(&v["data"])?)),
+            200 => {
+                let st: LockStatus = self.data(&bytes)?;
+                let lease = st
+                    .lock
+                    .to_lease(Some(st.is_expired))
+                    .map_err(|e| Error::Protocol(format!("{} sent a lease this client cannot read: {e}", self.base)))?;
+                Ok(Some(lease))
+            }
             404 => Ok(None),
-            _ => Err(self.error(status, &v)),
+            _ => Err(self.failure(status, &bytes, Some(lock_id))),
         }
     }
 
@@ -474,24 +470,9 @@ impl Backend for HttpBackend {
         let url = url::form_urlencoded::Serializer::new(String::new())
             .append_pair("resource", resource)
             .finish();
-        let d = &self.get_data(&format!("/api/locks/queue?{url}")).await?;
-        let mut info = ResourceInfo::default();
-        for h in d["holders"].as_array().into_iter().flatten() {
-            info.holders.push(parse_lock(h)?);
-        }
-        info.foreign_holder = d["foreignHolder"].as_bool().unwrap_or(false);
-        for (i, w) in d["queue"].as_array().into_iter().flatten().enumerate() {
-            info.queue.push(QueueEntry {
-                waiter_id: w["waiterId"]
-                    .as_str()
-                    .map(str::to_string)
-                    .unwrap_or_else(|| format!("#{i}")),
-                client_id: w["clientId"].as_str().unwrap_or_default().to_string(),
-                kind: parse_kind(&w["type"], &w["mode"])?,
-                ttl: Duration::from_millis(w["ttl"].as_u64().unwrap_or(0)),
-            });
-        }
-        Ok(info)
+        let q: QueueDto = self.get_data(&format!("/api/locks/queue?{url}")).await?;
+        q.to_resource_info()
+            .map_err(|e| Error::Protocol(format!("{} sent a queue this client cannot read: {e}", self.base)))
     }
 
     async fn held(&self, client_id: &str) -> Result<Vec<LeaseInfo>> {
@@ -499,73 +480,54 @@ impl Backend for HttpBackend {
         let q = url::form_urlencoded::Serializer::new(String::new())
             .append_pair("clientId", client_id)
             .finish();
-        let data = self.get_data(&format!("/api/locks/held?{q}")).await?;
-        data.as_array().into_iter().flatten().map(parse_lock).collect()
+        let locks: Vec<Lock> = self.get_data(&format!("/api/locks/held?{q}")).await?;
+        locks
+            .iter()
+            .map(|l| l.to_lease(None))
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|e| Error::Protocol(format!("{} sent a lease this client cannot read: {e}", self.base)))
     }
 
     async fn stats(&self, top: usize) -> Result<Stats> {
-        let d = &self.get_data("/api/locks/stats").await?;
-        let n = |x: &Value| x.as_u64().unwrap_or(0);
-        Ok(Stats {
-            total_locks: n(&d["totalLocks"]),
-            active_locks: n(&d["activeLocks"]),
-            expired_locks: n(&d["expiredLocks"]),
-            average_hold_time_ms: n(&d["averageHoldTime"]),
-            active_exclusive: n(&d["lockTypes"]["exclusive"]),
-            active_shared: n(&d["lockTypes"]["shared"]),
-            active_read_write: n(&d["lockTypes"]["read-write"]),
-            top_resources: d["topResources"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|t| (t["resource"].as_str().unwrap_or_default().to_string(), n(&t["locks"])))
-                .take(top)
-                .collect(),
-        })
+        let d: StatsDto = self.get_data("/api/locks/stats").await?;
+        let mut stats = Stats::from(d);
+        stats.top_resources.truncate(top);
+        Ok(stats)
     }
 
     async fn health(&self) -> Health {
         let started = Instant::now();
-        match self
+        let answer = self
             .call(reqwest::Method::GET, "/api/locks/health", None, self.timeout)
-            .await
-        {
-            Ok((200, v)) => {
+            .await;
+        let failed = |reason: String, reachable: bool| {
+            Health::new(
+                "http",
+                HealthStatus::Unhealthy,
+                vec![NodeHealth::new(self.base.clone(), reachable, None, Some(reason))],
+                None,
+            )
+        };
+        match answer {
+            Ok((200, bytes)) => {
                 let latency = started.elapsed().as_secs_f64() * 1000.0;
-                let d = &v["data"];
-                let status = match d["status"].as_str() {
-                    Some("healthy") => HealthStatus::Healthy,
-                    Some("degraded") => HealthStatus::Degraded,
+                let d: HealthDto = match self.data(&bytes) {
+                    Ok(d) => d,
+                    Err(e) => return failed(e.to_string(), true),
+                };
+                let status = match d.status.as_str() {
+                    "healthy" => HealthStatus::Healthy,
+                    "degraded" => HealthStatus::Degraded,
                     _ => HealthStatus::Unhealthy,
                 };
                 let mut nodes = vec![NodeHealth::new(self.base.clone(), true, Some(latency), None)];
-                for n in d["nodes"].as_array().into_iter().flatten() {
-                    nodes.push(NodeHealth::new(
-                        n["address"].as_str().unwrap_or_default().to_string(),
-                        n["reachable"].as_bool().unwrap_or(false),
-                        n["latencyMs"].as_f64(),
-                        n["error"].as_str().map(str::to_string),
-                    ));
+                for n in d.nodes {
+                    nodes.push(NodeHealth::new(n.address, n.reachable, n.latency_ms, n.error));
                 }
-                Health::new("http", status, nodes, d["quorum"].as_bool())
+                Health::new("http", status, nodes, d.quorum)
             }
-            Ok((status, v)) => Health::new(
-                "http",
-                HealthStatus::Unhealthy,
-                vec![NodeHealth::new(
-                    self.base.clone(),
-                    true,
-                    None,
-                    Some(self.error(status, &v).to_string()),
-                )],
-                None,
-            ),
-            Err(e) => Health::new(
-                "http",
-                HealthStatus::Unhealthy,
-                vec![NodeHealth::new(self.base.clone(), false, None, Some(e.to_string()))],
-                None,
-            ),
+            Ok((status, bytes)) => failed(self.failure(status, &bytes, None).to_string(), true),
+            Err(e) => failed(e.to_string(), false),
         }
     }
 }
