@@ -139,4 +139,19 @@ async fn a_server_that_asks_for_client_certificates_refuses_clients_without_one(
         .expect("client");
     let r = known.get(&url).send().await.expect("a known client certificate");
     assert_eq!(r.status(), 200);
+
+    // The library's http backend presents one from `identity=`.
+    let ca = tls.ca.write(tls.dir.path(), "ca.pem");
+    let (cert, key) = clients.issue(&["library"], ExtendedKeyUsagePurpose::ClientAuth);
+    let id = tls.dir.path().join("client.pem");
+    std::fs::write(&id, format!("{cert}{key}")).expect("write identity");
+    let w = Warden::connect(&format!("{}?ca={}&identity={}", https(&s), ca.display(), id.display()))
+        .await
+        .expect("connect with a client certificate");
+    let g = w.lock("mtls:job").try_acquire().await.expect("acquire").expect("free");
+    assert!(g.fencing_token() > 0);
+    let e = Warden::connect(&format!("{}?ca={}", https(&s), ca.display()))
+        .await
+        .expect_err("connected without a client certificate");
+    assert!(matches!(e, warden::Error::BackendUnavailable { .. }), "{e:?}");
 }

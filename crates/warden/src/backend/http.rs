@@ -44,10 +44,11 @@ impl std::fmt::Debug for HttpBackend {
 }
 
 impl HttpBackend {
-    /// Connects to `http[s]://[:KEY@]host:port[?timeout_ms=N&ca=/path/ca.pem]` and reads the server's
-    /// capabilities. `KEY` (the URL's password, or its user name when there is no password) is the API key,
-    /// sent as a bearer token; `ca` adds a PEM certificate authority to the system's for `https://` (a private
-    /// CA). Error messages show the server as `scheme://host:port`, never the key.
+    /// Connects to `http[s]://[:KEY@]host:port[?timeout_ms=N&ca=/path/ca.pem&identity=/path/client.pem]` and
+    /// reads the server's capabilities. `KEY` (the URL's password, or its user name when there is no password) is
+    /// the API key, sent as a bearer token; `ca` adds a PEM certificate authority to the system's for
+    /// `https://` (a private CA); `identity` is a PEM file with a client certificate and its key, for servers
+    /// that require one. Error messages show the server as `scheme://host:port`, never the key.
     pub async fn connect(url: &str) -> Result<Self> {
         let parsed = url::Url::parse(url).map_err(|_| {
             Error::invalid(
@@ -73,6 +74,7 @@ impl HttpBackend {
         });
         let mut timeout = DEFAULT_TIMEOUT;
         let mut ca: Option<String> = None;
+        let mut identity: Option<String> = None;
         for (k, v) in parsed.query_pairs() {
             match k.as_ref() {
                 "timeout_ms" => {
@@ -84,10 +86,11 @@ impl HttpBackend {
                     timeout = Duration::from_millis(ms);
                 }
                 "ca" => ca = Some(v.into_owned()),
+                "identity" => identity = Some(v.into_owned()),
                 other => {
                     return Err(Error::invalid(
                         "backend",
-                        format!("unknown option `{other}` in the http(s):// URL; known: timeout_ms, ca"),
+                        format!("unknown option `{other}` in the http(s):// URL; known: timeout_ms, ca, identity"),
                     ))
                 }
             }
@@ -104,6 +107,20 @@ impl HttpBackend {
             let cert = reqwest::Certificate::from_pem(&pem)
                 .map_err(|e| Error::invalid("ca", format!("`{ca}` is not a PEM certificate: {e}")))?;
             builder = builder.add_root_certificate(cert);
+        }
+        if let Some(path) = identity {
+            if !tls {
+                return Err(Error::invalid("identity", "a client certificate is for https:// URLs"));
+            }
+            let pem =
+                std::fs::read(&path).map_err(|e| Error::invalid("identity", format!("cannot read `{path}`: {e}")))?;
+            let id = reqwest::Identity::from_pem(&pem).map_err(|e| {
+                Error::invalid(
+                    "identity",
+                    format!("`{path}` must hold a PEM certificate and its private key: {e}"),
+                )
+            })?;
+            builder = builder.identity(id);
         }
         let client = builder
             .connect_timeout(timeout)

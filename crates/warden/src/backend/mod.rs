@@ -101,11 +101,10 @@ pub trait Backend: Send + Sync + 'static {
 pub async fn connect(url: &str) -> Result<Arc<dyn Backend>> {
     let scheme = url.split("://").next().unwrap_or_default();
     if !url.contains("://") {
+        // Not repeated: it may hold a password.
         return Err(Error::invalid(
             "backend",
-            format!(
-                "`{url}` is not a URL; use memory://, redis://host:port, redlock://h1:p,h2:p,h3:p or http://host:port"
-            ),
+            "not a URL; use memory://, redis://host:port, redlock://h1:p,h2:p,h3:p or http://host:port",
         ));
     }
     match scheme {
