@@ -162,7 +162,7 @@ pub struct Grant {
     pub lock_id: Option<String>,
     /// Set when the attempt found the lease granted earlier (a retried attempt, or a lock handed to this
     /// waiter by a release): the time the lease had left then. Validity is measured from it, not from the ttl.
-    pub(crate) remaining: Option<std::time::Duration>,
+    pub remaining: Option<std::time::Duration>,
 }
 
 impl Grant {
@@ -175,6 +175,12 @@ impl Grant {
             lock_id: None,
             remaining: None,
         }
+    }
+
+    /// The same grant, found made earlier with `remaining` of its lease left (for backend implementations).
+    pub fn found_with(mut self, remaining: std::time::Duration) -> Self {
+        self.remaining = Some(remaining);
+        self
     }
 }
 

@@ -399,6 +399,12 @@ impl State {
 }
 
 impl MemoryBackend {
+    /// A new, empty store for `memory://` (the URL has no options).
+    pub async fn connect(url: &str) -> Result<Self> {
+        let _ = url;
+        Ok(Self::new())
+    }
+
     /// A new, empty store.
     pub fn new() -> Self {
         Self::default()

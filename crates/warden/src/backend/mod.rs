@@ -9,12 +9,14 @@ pub mod memory;
 pub mod redis;
 #[cfg(feature = "redis")]
 pub mod redlock;
+mod registry;
 
 use crate::error::{Error, Result};
 use crate::types::{
     AcquireRequest, Attempt, Capabilities, Grant, Health, LeaseInfo, Released, Renewal, ResourceInfo, Stats,
 };
 use crate::wake::WakeRouter;
+pub use registry::{Scheme, SCHEMES};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -84,11 +86,11 @@ pub trait Backend: Send + Sync + 'static {
     async fn health(&self) -> Health;
 }
 
-/// Opens the backend named by `url`:
+/// Opens the backend named by `url`, by its scheme (see [`SCHEMES`]):
 /// - `memory://` — in-process store;
 /// - `redis://host:port/db?prefix=app:&timeout_ms=1000&sweep_ms=5000` — one Redis node;
 /// - `redlock://h1:p1,h2:p2,h3:p3/db?timeout_ms=200&prefix=app:` — Redlock over N (odd, >= 3) independent nodes;
-/// - `http://host:port?timeout_ms=5000` — a warden server (`warden serve`).
+/// - `http[s]://host:port?timeout_ms=5000` — a warden server (`warden serve`).
 ///
 /// ```
 /// # tokio_test_shim::run(async {
@@ -99,25 +101,19 @@ pub trait Backend: Send + Sync + 'static {
 /// #   tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f) } }
 /// ```
 pub async fn connect(url: &str) -> Result<Arc<dyn Backend>> {
-    let scheme = url.split("://").next().unwrap_or_default();
-    if !url.contains("://") {
+    let Some((scheme, _)) = url.split_once("://") else {
         // Not repeated: it may hold a password.
-        return Err(Error::invalid(
+        return Err(Error::invalid("backend", format!("not a URL; use {}", known_schemes())));
+    };
+    match SCHEMES.iter().find(|s| s.scheme == scheme) {
+        Some(s) => (s.connect)(url.to_string()).await,
+        None => Err(Error::invalid(
             "backend",
-            "not a URL; use memory://, redis://host:port, redlock://h1:p,h2:p,h3:p or http://host:port",
-        ));
-    }
-    match scheme {
-        "memory" => Ok(Arc::new(memory::MemoryBackend::new())),
-        #[cfg(feature = "redis")]
-        "redis" => Ok(Arc::new(redis::RedisBackend::connect(url).await?)),
-        #[cfg(feature = "redis")]
-        "redlock" => Ok(Arc::new(redlock::RedlockBackend::connect(url).await?)),
-        #[cfg(feature = "http")]
-        "http" | "https" => Ok(Arc::new(http::HttpBackend::connect(url).await?)),
-        other => Err(Error::invalid(
-            "backend",
-            format!("unknown scheme `{other}://`; use memory://, redis://host:port, redlock://h1:p,h2:p,h3:p or http://host:port"),
+            format!("unknown scheme `{scheme}://`; use {}", known_schemes()),
         )),
     }
+}
+
+fn known_schemes() -> String {
+    SCHEMES.iter().map(|s| s.example).collect::<Vec<_>>().join(", ")
 }
