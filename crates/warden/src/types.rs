@@ -247,6 +247,26 @@ pub struct LeaseInfo {
     pub expired: bool,
 }
 
+impl LeaseInfo {
+    /// The lease `grant` made for `req` (for backend implementations; set the other fields as they change).
+    pub fn granted(req: &AcquireRequest, grant: &Grant) -> Self {
+        let lock_id = grant.lock_id.clone().unwrap_or_else(|| req.lock_id.clone());
+        LeaseInfo {
+            lease_handle: crate::lease_handle(&lock_id),
+            lock_id,
+            resource: req.resource.clone(),
+            kind: req.kind,
+            client_id: req.client_id.clone(),
+            acquired_at: grant.acquired_at,
+            expires_at: grant.expires_at,
+            ttl: req.ttl,
+            fencing_token: grant.fencing_token,
+            renewal_count: 0,
+            expired: false,
+        }
+    }
+}
+
 /// One queued waiter, as shown by [`ResourceInfo`].
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
@@ -326,6 +346,28 @@ pub struct Capabilities {
     /// [`crate::Backend::acquire_waiting`], and a waiter that goes away leaves the queue when its connection
     /// closes rather than by its waiter lease.
     pub remote_wait: bool,
+}
+
+impl Capabilities {
+    /// The least a backend can be: exclusive locks only, best-effort order, no notifications, fencing tokens
+    /// that increase while the backend keeps its data, one process. A backend sets the fields it does better:
+    ///
+    /// ```
+    /// let mut caps = warden::Capabilities::basic();
+    /// caps.notifications = true;
+    /// assert!(caps.fencing && !caps.shared);
+    /// ```
+    pub fn basic() -> Self {
+        Capabilities {
+            shared: false,
+            fifo: FifoGuarantee::BestEffort,
+            notifications: false,
+            fencing: true,
+            fencing_survives_data_loss: false,
+            shared_across_processes: false,
+            remote_wait: false,
+        }
+    }
 }
 
 /// Health of one backend node.

@@ -22,6 +22,13 @@ use std::time::Duration;
 
 /// The storage protocol every backend implements. The lock layer builds waiting, renewal, guards and
 /// the lost signal on top of it; a backend only answers single, atomic steps.
+///
+/// The lease core every backend must implement: [`attempt`](Backend::attempt),
+/// [`leave_queue`](Backend::leave_queue), [`release`](Backend::release), [`renew`](Backend::renew) (plus
+/// `kind`, `capabilities` and `wake_router`). Everything else is optional: remote waiting
+/// ([`acquire_waiting`](Backend::acquire_waiting)) and the operator views (`lease`, `inspect`, `held`,
+/// `stats`, `health`) answer [`Error::Unsupported`] (health: a node that says it reports nothing) unless a
+/// backend offers them. `tests/minimal_backend.rs` is a whole backend in that core alone.
 #[async_trait::async_trait]
 pub trait Backend: Send + Sync + 'static {
     /// Short name: `memory`, `redis`, `redlock`, `http`.
@@ -69,21 +76,49 @@ pub trait Backend: Send + Sync + 'static {
     async fn renew(&self, lock_id: &str, ttl: Option<Duration>, client_id: Option<&str>) -> Result<Renewal>;
 
     /// The lease with this lock id, if the backend still knows it.
-    async fn lease(&self, lock_id: &str) -> Result<Option<LeaseInfo>>;
+    async fn lease(&self, lock_id: &str) -> Result<Option<LeaseInfo>> {
+        let _ = lock_id;
+        Err(self.unsupported("reading a lease by lock id"))
+    }
 
     /// Holders and queue of one resource.
-    async fn inspect(&self, resource: &str) -> Result<ResourceInfo>;
+    async fn inspect(&self, resource: &str) -> Result<ResourceInfo> {
+        let _ = resource;
+        Err(self.unsupported("inspecting a resource's holders and queue"))
+    }
 
     /// Leases held now by one client id.
-    async fn held(&self, client_id: &str) -> Result<Vec<LeaseInfo>>;
+    async fn held(&self, client_id: &str) -> Result<Vec<LeaseInfo>> {
+        let _ = client_id;
+        Err(self.unsupported("listing a client's leases"))
+    }
 
     /// Counters over all leases.
     /// Counters, and the `top` most-granted resources (0: skip finding them, which on Redis means no scan of
     /// the per-resource counts: what liveness probes and metric scrapes want).
-    async fn stats(&self, top: usize) -> Result<Stats>;
+    async fn stats(&self, top: usize) -> Result<Stats> {
+        let _ = top;
+        Err(self.unsupported("statistics"))
+    }
 
     /// Reachability and latency of the backend's nodes.
-    async fn health(&self) -> Health;
+    async fn health(&self) -> Health {
+        let silent = crate::types::NodeHealth::new(
+            self.kind().into(),
+            false,
+            None,
+            Some("this backend does not report its health".into()),
+        );
+        Health::new(self.kind(), crate::types::HealthStatus::Unhealthy, vec![silent], None)
+    }
+
+    /// The error of an optional operation this backend does not offer.
+    fn unsupported(&self, what: &str) -> Error {
+        Error::Unsupported {
+            backend: self.kind(),
+            what: what.into(),
+        }
+    }
 }
 
 /// Opens the backend named by `url`, by its scheme (see [`SCHEMES`]):
