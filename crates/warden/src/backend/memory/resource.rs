@@ -1,0 +1,120 @@
+//! One resource: its holders and its FIFO queue of waiters.
+
+#[allow(unused_imports)]
+use super::*;
+
+#[derive(Debug, Default)]
+pub(super) struct Res {
+    pub(super) fence: u64,
+    pub(super) exclusive: Tok,
+    /// Readers and waiters, boxed: most resources have neither.
+    pub(super) more: Option<Box<More>>,
+}
+
+#[derive(Debug, Default)]
+pub(super) struct More {
+    pub(super) readers: Vec<Tok>,
+    pub(super) queue: VecDeque<Waiter>,
+}
+
+#[derive(Debug)]
+pub(super) struct Waiter {
+    pub(super) id: String,
+    pub(super) client: Arc<str>,
+    pub(super) kind: LockKind,
+    pub(super) ttl: Duration,
+    pub(super) deadline: Instant,
+}
+
+impl Res {
+    pub(super) fn readers(&self) -> &[Tok] {
+        self.more.as_ref().map(|m| m.readers.as_slice()).unwrap_or(&[])
+    }
+    pub(super) fn queue(&self) -> impl Iterator<Item = &Waiter> {
+        self.more.iter().flat_map(|m| m.queue.iter())
+    }
+    pub(super) fn queue_head(&self) -> Option<&Waiter> {
+        self.more.as_ref().and_then(|m| m.queue.front())
+    }
+    pub(super) fn queue_len(&self) -> usize {
+        self.more.as_ref().map(|m| m.queue.len()).unwrap_or(0)
+    }
+    pub(super) fn more_mut(&mut self) -> &mut More {
+        self.more.get_or_insert_with(Box::default)
+    }
+    /// Frees the boxed part once it holds nothing.
+    pub(super) fn shrink(&mut self) {
+        if self
+            .more
+            .as_ref()
+            .is_some_and(|m| m.readers.is_empty() && m.queue.is_empty())
+        {
+            self.more = None;
+        }
+    }
+    pub(super) fn holds(&self, t: Tok) -> bool {
+        self.exclusive == t || self.readers().contains(&t)
+    }
+    pub(super) fn is_idle(&self) -> bool {
+        self.exclusive == NO_TOK && self.more.is_none()
+    }
+    /// Drops waiters at the head whose queue lease ran out. Returns whether any was dropped.
+    pub(super) fn clean_head(&mut self, now: Instant) -> bool {
+        let Some(m) = self.more.as_mut() else {
+            return false;
+        };
+        let mut cleaned = false;
+        while m.queue.front().is_some_and(|w| w.deadline < now) {
+            m.queue.pop_front();
+            cleaned = true;
+        }
+        self.shrink();
+        cleaned
+    }
+    /// Whether FIFO order lets `me` (a queued waiter id, or a newcomer) take a lock of `kind` now.
+    pub(super) fn queue_allows(&self, me: Option<&str>, kind: LockKind, now: Instant) -> bool {
+        let Some(head) = self.queue_head() else {
+            return true;
+        };
+        if kind.is_exclusive() {
+            return me == Some(head.id.as_str());
+        }
+        for w in self.queue() {
+            if me == Some(w.id.as_str()) {
+                return true;
+            }
+            if w.deadline >= now && w.kind.is_exclusive() {
+                return false;
+            }
+        }
+        true
+    }
+    pub(super) fn compatible(&self, kind: LockKind) -> bool {
+        if kind.is_exclusive() {
+            self.exclusive == NO_TOK && self.readers().is_empty()
+        } else {
+            self.exclusive == NO_TOK
+        }
+    }
+    /// Waiters that may proceed now: the exclusive head of a free lock, or the run of shared waiters at the head.
+    pub(super) fn eligible(&self, now: Instant) -> Vec<String> {
+        let Some(head) = self.queue_head() else {
+            return Vec::new();
+        };
+        if head.kind.is_exclusive() {
+            if self.compatible(head.kind) {
+                return vec![head.id.clone()];
+            }
+            return Vec::new();
+        }
+        if self.exclusive != NO_TOK {
+            return Vec::new();
+        }
+        self.queue()
+            .filter(|w| w.deadline >= now)
+            .take_while(|w| !w.kind.is_exclusive())
+            .take(1000)
+            .map(|w| w.id.clone())
+            .collect()
+    }
+}
