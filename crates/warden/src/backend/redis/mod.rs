@@ -14,12 +14,15 @@
 //! Wake-ups travel on one pub/sub channel, read by one subscriber connection per backend instance.
 
 mod batch;
+mod connect;
 mod counters;
 mod housekeeping;
 pub mod keys;
+mod node_ops;
 pub(crate) mod options;
 mod reply;
 mod subscriber;
+mod views;
 
 use super::Backend;
 use crate::error::{Error, Result};
@@ -139,96 +142,6 @@ pub(crate) fn map_err(address: &str, e: redis::RedisError) -> Error {
 }
 
 impl RedisBackend {
-    /// Connects to the Redis node at `url` (`redis://[user:pass@]host:port[/db][?prefix=app:&timeout_ms=1000]`),
-    /// loads the scripts and starts the subscriber. Fails with [`Error::BackendUnavailable`] within the
-    /// timeout if the node cannot be reached.
-    pub async fn connect(url: &str) -> Result<Self> {
-        Self::connect_with_router(url, Arc::new(WakeRouter::default())).await
-    }
-
-    /// Like [`RedisBackend::connect`], routing wake-ups to `router`.
-    pub async fn connect_with_router(url: &str, router: Arc<WakeRouter>) -> Result<Self> {
-        Self::connect_inner(url, router, true).await
-    }
-
-    /// One node of a Redlock: wake-ups go to the Redlock's shared router, and a release only wakes the
-    /// queue's head (the Redlock client takes the lock on a quorum itself).
-    pub(crate) async fn connect_redlock_node(url: &str, router: Arc<WakeRouter>) -> Result<Self> {
-        Self::connect_inner(url, router, false).await
-    }
-
-    async fn connect_inner(url: &str, router: Arc<WakeRouter>, handoff: bool) -> Result<Self> {
-        let (redis_url, address, opts) = parse_url(url)?;
-        let client = redis::Client::open(redis_url.as_str())
-            .map_err(|_| Error::invalid("backend", format!("{address} is not a valid Redis URL")))?;
-        let cfg = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(opts.timeout))
-            .set_response_timeout(Some(opts.timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(100));
-        let conn = tokio::time::timeout(opts.timeout, client.get_connection_manager_with_config(cfg))
-            .await
-            .map_err(|_| unavailable(&address, format!("no answer within {:?}", opts.timeout)))?
-            .map_err(|e| unavailable(&address, e))?;
-        let batch = Script::new(&format!("{LIB}\n{QUEUE}\n{OPS}\n{BATCH}"));
-        let inspect = Script::new(&format!("{LIB}\n{QUEUE}\n{INSPECT}"));
-        let mut c = conn.clone();
-        for s in [&batch, &inspect] {
-            tokio::time::timeout(opts.timeout, s.prepare_invoke().load_async(&mut c))
-                .await
-                .map_err(|_| unavailable(&address, "no answer while loading the scripts"))?
-                .map_err(|e| map_err(&address, e))?;
-        }
-        warn_on_v1_data(&mut c, &address, &opts).await;
-        let names = Names::new(&opts.prefix);
-        let header = vec![
-            opts.prefix.clone(),
-            names.channel.clone(),
-            if handoff { "1" } else { "" }.to_string(),
-            opts.retain.as_millis().to_string(),
-            MAX_WAITERS_PER_RESOURCE.to_string(),
-        ];
-        let subscriber =
-            subscriber::spawn_subscriber(&redis_url, &address, &opts, &names.channel, router.clone()).await?;
-        let counters = Arc::new(Counters::default());
-        let batcher = batch::Batcher::start(
-            conn.clone(),
-            counters.clone(),
-            batch::Config {
-                script: batch,
-                header: header.clone(),
-                address: address.clone(),
-                timeout: opts.timeout,
-                inflight: opts.inflight,
-                send_abandoned: !handoff,
-            },
-        );
-        let keeper = Arc::new(Housekeeper {
-            conn: conn.clone(),
-            inspect: inspect.clone(),
-            header: header.clone(),
-            counters: counters.clone(),
-            stats: names.stats.clone(),
-            top: names.top.clone(),
-            address: address.clone(),
-            timeout: opts.timeout,
-        });
-        let mut backend = RedisBackend {
-            conn,
-            address,
-            opts,
-            names,
-            batcher,
-            keeper,
-            router,
-            handoff,
-            tasks: vec![subscriber],
-        };
-        let housekeeping = housekeeping::spawn(backend.keeper.clone(), backend.opts.sweep_every);
-        backend.tasks.push(housekeeping);
-        Ok(backend)
-    }
-
     /// The node's address.
     pub fn address(&self) -> &str {
         &self.address
@@ -265,152 +178,8 @@ impl RedisBackend {
         Ok((now, v))
     }
 
-    /// Sweeps every slot; returns the number of live leases.
-    async fn sweep_all(&self) -> Result<u64> {
-        let mut active = 0;
-        for chunk in self.slots_with_leases().await?.chunks(SWEEP_CHUNK as usize) {
-            active += self.keeper.sweep(chunk).await?;
-        }
-        Ok(active)
-    }
-
-    /// The tags of the slots that hold lease records now, found with `SCAN … MATCH` (incremental, in C): far
-    /// cheaper than a script look at all 16,384 slots when few are in use.
-    async fn slots_with_leases(&self) -> Result<Vec<&'static str>> {
-        let mut pattern = String::from("{???}\x01h");
-        for c in self.opts.prefix.chars() {
-            if matches!(c, '*' | '?' | '[' | ']' | '\\') {
-                pattern.push('\\');
-            }
-            pattern.push(c);
-        }
-        let mut conn = self.conn.clone();
-        let mut cursor: u64 = 0;
-        let mut tags = std::collections::BTreeSet::new();
-        loop {
-            let mut cmd = redis::cmd("SCAN");
-            cmd.arg(cursor).arg("MATCH").arg(&pattern).arg("COUNT").arg(1000);
-            let (next, found): (u64, Vec<Vec<u8>>) =
-                tokio::time::timeout(self.opts.timeout, cmd.query_async(&mut conn))
-                    .await
-                    .map_err(|_| unavailable(&self.address, "SCAN timed out"))?
-                    .map_err(|e| map_err(&self.address, e))?;
-            for key in found {
-                if let Some(t) = key.get(1..1 + keys::TAG_LEN) {
-                    let tag = keys::tag_of_slot(keys::slot(t));
-                    if tag.as_bytes() == t {
-                        tags.insert(tag);
-                    }
-                }
-            }
-            cursor = next;
-            if cursor == 0 {
-                return Ok(tags.into_iter().collect());
-            }
-        }
-    }
-
     async fn flush(&self) -> bool {
         self.keeper.flush().await
-    }
-
-    /// One node's acquire, as Redlock uses it: `fence_t` (grant only if the stored fence is below it, then
-    /// store it) and `queue_score` (the waiter's position, the same on every node).
-    pub(crate) async fn attempt_on_node(
-        &self,
-        req: &AcquireRequest,
-        waiter_id: Option<&str>,
-        fence_t: Option<u64>,
-        queue_score: Option<u64>,
-    ) -> Result<NodeAttempt> {
-        let tag = self.tag(&req.resource);
-        if keys::tag_of_lock_id(&req.lock_id) != Some(tag) {
-            return Err(Error::invalid(
-                "lockId",
-                "was not made for this resource: use Backend::new_lock_id(resource)",
-            ));
-        }
-        let v = self
-            .op(vec![
-                "A".into(),
-                req.lock_id.clone(),
-                req.kind.as_str().into(),
-                req.ttl.as_millis().to_string(),
-                req.client_id.clone(),
-                waiter_id.unwrap_or("").into(),
-                req.waiter_lease.as_millis().to_string(),
-                req.max_renewals.map(i64::from).unwrap_or(-1).to_string(),
-                req.max_hold.map(|d| d.as_millis()).unwrap_or(0).to_string(),
-                req.resource.clone(),
-                fence_t.map(|t| t.to_string()).unwrap_or_default(),
-                queue_score.map(|t| t.to_string()).unwrap_or_default(),
-            ])
-            .await?;
-        let (now, v) = v;
-        if let Value::Int(fence) = v {
-            // Granted by this call, at the batch's clock, for the ttl asked.
-            let acquired = ms_to_system(now);
-            return Ok(NodeAttempt::Granted(
-                Grant::new(fence as u64, acquired, acquired + req.ttl),
-                false,
-            ));
-        }
-        let Value::Array(items) = &v else {
-            return Err(bad("acquire", &v));
-        };
-        let int = |i: usize| items.get(i).and_then(as_i64).ok_or_else(|| bad("acquire", &v));
-        match items.first().and_then(as_i64) {
-            Some(1) if items.len() >= 4 => {
-                let mut grant = Grant::new(int(1)? as u64, ms_to_system(int(2)?), ms_to_system(int(3)?));
-                let queued = items.get(4).and_then(as_i64) == Some(1);
-                grant.remaining = items
-                    .get(5)
-                    .and_then(as_i64)
-                    .filter(|ms| *ms >= 0)
-                    .map(|ms| Duration::from_millis(ms as u64));
-                Ok(NodeAttempt::Granted(grant, queued))
-            }
-            Some(0) => {
-                let retry = items.get(1).and_then(as_i64).unwrap_or(-1);
-                Ok(NodeAttempt::NotGranted {
-                    backend_now: items.get(2).and_then(as_i64).map(ms_to_system),
-                    retry_in: (retry >= 0).then(|| Duration::from_millis(retry as u64)),
-                })
-            }
-            Some(-1) => Err(Error::LimitExceeded {
-                what: format!(
-                    "{MAX_WAITERS_PER_RESOURCE} waiters already queued on `{}`",
-                    req.resource
-                ),
-            }),
-            Some(-2) => Ok(NodeAttempt::FenceAhead),
-            _ => Err(bad("acquire", &v)),
-        }
-    }
-
-    /// Redlock's fence read: the node's stored fence, or its clock in µs if it has none.
-    pub(crate) async fn read_fence(&self, resource: &str) -> Result<u64> {
-        let v = self
-            .op(vec!["F".into(), self.tag(resource).into(), resource.into()])
-            .await?
-            .1;
-        as_i64(&v).map(|n| n as u64).ok_or_else(|| bad("fence", &v))
-    }
-}
-
-/// Says so when the node holds a warden 0.x layout (its lease records in `warden:tok`): those leases' lock keys
-/// are still respected (a lock key that exists is never granted over), but their records, queues and
-/// statistics are not read.
-async fn warn_on_v1_data(conn: &mut ConnectionManager, address: &str, opts: &Options) {
-    // A hash: a lock on a resource of that name is a string or a sorted set.
-    let old = format!("{}warden:tok", opts.prefix);
-    let ty = tokio::time::timeout(opts.timeout, redis::cmd("TYPE").arg(&old).query_async::<String>(conn)).await;
-    if matches!(ty, Ok(Ok(t)) if t == "hash") {
-        tracing::warn!(
-            address,
-            "this Redis holds lease records of an older warden layout; their locks are respected until they \
-             expire, but stop the older processes before relying on queues and statistics (see the README)"
-        );
     }
 }
 
@@ -544,134 +313,22 @@ impl Backend for RedisBackend {
     }
 
     async fn lease(&self, lock_id: &str) -> Result<Option<LeaseInfo>> {
-        if keys::tag_of_lock_id(lock_id).is_none() {
-            return Ok(None);
-        }
-        let v = self.view(&["lease", lock_id]).await?;
-        let Value::Array(items) = &v else {
-            return Err(bad("inspect", &v));
-        };
-        Ok(parse_leases(items)?.into_iter().next())
+        self.view_lease(lock_id).await
     }
 
     async fn inspect(&self, resource: &str) -> Result<ResourceInfo> {
-        let v = self.view(&["resource", self.tag(resource), resource]).await?;
-        let Value::Array(items) = &v else {
-            return Err(bad("inspect", &v));
-        };
-        let foreign = items.first().and_then(as_i64) == Some(1);
-        let sep = items
-            .iter()
-            .position(|x| is_str(x, "--"))
-            .ok_or_else(|| bad("inspect", &v))?;
-        let holders = parse_leases(&items[1..sep])?;
-        let mut queue = Vec::new();
-        for c in items[sep + 1..].chunks(2) {
-            let [id, info] = c else { continue };
-            let (Some(id), Some(info)) = (as_string(id), as_string(info)) else {
-                return Err(bad("inspect", &v));
-            };
-            let f: Vec<&str> = info.split('\n').collect();
-            if f.len() < 4 {
-                return Err(bad("inspect", &v));
-            }
-            queue.push(QueueEntry {
-                waiter_id: id,
-                kind: LockKind::parse(f[1]).ok_or_else(|| bad("inspect", &v))?,
-                client_id: f[2].to_string(),
-                ttl: Duration::from_millis(f[3].parse().unwrap_or(0)),
-            });
-        }
-        Ok(ResourceInfo {
-            holders,
-            foreign_holder: foreign,
-            queue,
-        })
+        self.view_inspect(resource).await
     }
 
     async fn held(&self, client_id: &str) -> Result<Vec<LeaseInfo>> {
-        // No per-client index on the lock path: read the lease records of the slots in use (an operator's view).
-        let mut out = Vec::new();
-        for chunk in self.slots_with_leases().await?.chunks(SWEEP_CHUNK as usize) {
-            let mut args = vec!["held", client_id];
-            args.extend_from_slice(chunk);
-            let v = self.view(&args).await?;
-            let Value::Array(items) = &v else {
-                return Err(bad("held", &v));
-            };
-            out.extend(parse_leases(items)?.into_iter().filter(|l| !l.expired));
-        }
-        out.sort_by_key(|l| l.acquired_at);
-        Ok(out)
+        self.view_held(client_id).await
     }
 
     async fn stats(&self, top: usize) -> Result<Stats> {
-        // A node that cannot take the pending counts now will not answer the reads either: one timeout, not
-        // one per step.
-        if !self.flush().await {
-            return Err(unavailable(&self.address, "statistics could not be written"));
-        }
-        let active = self.sweep_all().await?;
-        if !self.flush().await {
-            return Err(unavailable(&self.address, "statistics could not be written"));
-        }
-        let mut conn = self.conn.clone();
-        let hash: HashMap<String, u64> = tokio::time::timeout(
-            self.opts.timeout,
-            redis::cmd("HGETALL").arg(&self.names.stats).query_async(&mut conn),
-        )
-        .await
-        .map_err(|_| unavailable(&self.address, "HGETALL timed out"))?
-        .map_err(|e| map_err(&self.address, e))?;
-        let top_resources = if top == 0 {
-            Vec::new()
-        } else {
-            let mut counts = hscan_counts(&self.conn, &self.names.top, self.opts.timeout)
-                .await
-                .map_err(|e| map_err(&self.address, e))?;
-            counts.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-            counts.truncate(top);
-            counts
-        };
-        let (grants, released, expired, hold_ms) = counters::totals(&hash);
-        let active_of = |k: usize| grants[k].saturating_sub(released[k]).saturating_sub(expired[k]);
-        let ended: u64 = released.iter().chain(&expired).sum();
-        Ok(Stats {
-            total_locks: grants.iter().sum(),
-            active_locks: active,
-            expired_locks: expired.iter().sum(),
-            average_hold_time_ms: hold_ms.checked_div(ended).unwrap_or(0),
-            active_exclusive: active_of(0),
-            active_shared: active_of(1),
-            active_read_write: active_of(2) + active_of(3),
-            top_resources,
-        })
+        self.view_stats(top).await
     }
 
     async fn health(&self) -> Health {
-        let start = std::time::Instant::now();
-        let mut conn = self.conn.clone();
-        let ping = tokio::time::timeout(self.opts.timeout, redis::cmd("PING").query_async::<String>(&mut conn)).await;
-        let node = match ping {
-            Ok(Ok(_)) => NodeHealth::new(
-                self.address.clone(),
-                true,
-                Some(start.elapsed().as_secs_f64() * 1000.0),
-                None,
-            ),
-            Ok(Err(e)) => NodeHealth::new(self.address.clone(), false, None, Some(e.to_string())),
-            Err(_) => NodeHealth::new(
-                self.address.clone(),
-                false,
-                None,
-                Some(format!("no answer within {:?}", self.opts.timeout)),
-            ),
-        };
-        let status = if node.reachable {
-            HealthStatus::Healthy
-        } else {
-            HealthStatus::Unhealthy
-        };
-        Health::new("redis", status, vec![node], None)
+        self.view_health().await
     }
 }
