@@ -1,6 +1,6 @@
 //! # warden-server
 //!
-//! The warden lock service as a library: the REST API of `shared/API.md` over any warden backend. Build the
+//! The warden lock service as a library: the REST API of `docs/API.md` over any warden backend. Build the
 //! router with [`router`], or run a whole server on a bound listener with [`run`], which takes a shutdown
 //! future so tests can run servers in-process.
 //!

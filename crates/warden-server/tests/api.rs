@@ -1,4 +1,4 @@
-//! Every endpoint and every error code of shared/API.md against an in-process server on the memory backend.
+//! Every endpoint and every error code of docs/API.md against an in-process server on the memory backend.
 
 mod common;
 

@@ -1,4 +1,4 @@
-//! `http://host:port`: the library as a client of a warden server, through its REST API (shared/API.md).
+//! `http://host:port`: the library as a client of a warden server, through its REST API (docs/API.md).
 //!
 //! Waiting happens on the server, in the backend's FIFO queue: an acquire is one request that returns when
 //! granted or when `waitTimeout` runs out, and dropping it closes the connection, which gives up the place in

@@ -1,0 +1,126 @@
+//! Monitoring: stats, health, queues, liveness, metrics and the OpenAPI document.
+
+#[allow(unused_imports)]
+use super::*;
+
+/// Cluster-wide statistics.
+#[utoipa::path(get, path = "/api/locks/stats", tag = "monitoring",
+    responses((status = 200, description = "Statistics", body = StatsEnvelope),
+              (status = 503, description = "backend_unavailable", body = ErrorBody)))]
+pub async fn stats(State(state): State<AppState>, caller: Caller) -> ApiResult {
+    caller.may_observe()?;
+    let s = state.warden().stats().await?;
+    Ok(ok(StatusCode::OK, StatsDto::from(s)))
+}
+
+/// Backend health: every node, quorum, status.
+#[utoipa::path(get, path = "/api/locks/health", tag = "monitoring",
+    responses((status = 200, description = "Health", body = HealthEnvelope)))]
+pub async fn health(State(state): State<AppState>) -> ApiResult {
+    let h = state.warden().health().await;
+    let status = match h.status {
+        warden::HealthStatus::Healthy => "healthy",
+        warden::HealthStatus::Degraded => "degraded",
+        _ => "unhealthy",
+    };
+    let dto = HealthDto {
+        status: status.into(),
+        backend: h.kind.into(),
+        nodes: h
+            .nodes
+            .into_iter()
+            .map(|n| NodeDto {
+                address: n.address,
+                reachable: n.reachable,
+                latency_ms: n.latency_ms,
+                error: n.error,
+            })
+            .collect(),
+        quorum: h.quorum,
+        waiters: state.limits().total() as u64,
+        capabilities: state.warden().capabilities().into(),
+    };
+    Ok(ok(StatusCode::OK, dto))
+}
+
+/// Query of `GET /api/locks/queue`.
+#[derive(Debug, Deserialize)]
+pub struct QueueQuery {
+    resource: Option<String>,
+}
+
+/// The waiters of a resource, in grant order.
+#[utoipa::path(get, path = "/api/locks/queue", tag = "monitoring",
+    params(("resource" = String, Query, description = "The resource")),
+    responses((status = 200, description = "Queue", body = QueueEnvelope),
+              (status = 400, description = "Invalid request", body = ErrorBody),
+              (status = 503, description = "backend_unavailable", body = ErrorBody)))]
+pub async fn queue(
+    State(state): State<AppState>,
+    caller: Caller,
+    q: Result<Query<QueueQuery>, QueryRejection>,
+) -> ApiResult {
+    let Query(q) = q.map_err(|r| ApiError::invalid(format!("invalid query string: {}", r.body_text())))?;
+    let resource = q
+        .resource
+        .ok_or_else(|| ApiError::invalid_field("resource", "query parameter `resource` is required"))?;
+    validate::resource(&resource)?;
+    caller.may_inspect(&resource)?;
+    let info = state.warden().inspect(&resource).await?;
+    Ok(ok(StatusCode::OK, QueueDto::from(&info)))
+}
+
+/// Liveness for load balancers: 200 when the backend answers, 503 otherwise.
+#[utoipa::path(get, path = "/health", tag = "monitoring",
+    responses((status = 200, description = "Healthy", body = Liveness),
+              (status = 503, description = "Backend unreachable", body = Liveness)))]
+pub async fn liveness(State(state): State<AppState>) -> Response {
+    let timestamp = rfc3339(SystemTime::now());
+    match state.warden().counts().await {
+        Ok(s) => Json(Liveness {
+            status: "healthy".into(),
+            timestamp,
+            active_locks: s.active_locks,
+            total_locks: s.total_locks,
+        })
+        .into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "health check: backend unreachable");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(
+                    serde_json::json!({ "status": "unhealthy", "timestamp": timestamp, "activeLocks": 0,
+                    "totalLocks": 0, "error": e.to_string() }),
+                ),
+            )
+                .into_response()
+        }
+    }
+}
+
+/// Prometheus text format.
+#[utoipa::path(get, path = "/metrics", tag = "monitoring",
+    responses((status = 200, description = "Prometheus text exposition", body = String, content_type = "text/plain")))]
+pub async fn metrics_text(State(state): State<AppState>, caller: Caller) -> Response {
+    if let Err(e) = caller.may_observe() {
+        return e.into_response();
+    }
+    metrics::gauge!("warden_waiters").set(state.limits().total() as f64);
+    if let Ok(s) = state.warden().counts().await {
+        metrics::gauge!("warden_active_locks").set(s.active_locks as f64);
+        metrics::gauge!("warden_total_locks").set(s.total_locks as f64);
+        metrics::gauge!("warden_expired_locks").set(s.expired_locks as f64);
+    }
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics().render(),
+    )
+        .into_response()
+}
+
+/// The OpenAPI 3 document of this API.
+#[utoipa::path(get, path = "/openapi.json", tag = "monitoring",
+    responses((status = 200, description = "OpenAPI document", body = Object)))]
+pub async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], crate::openapi::json()).into_response()
+}
