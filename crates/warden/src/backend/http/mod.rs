@@ -4,6 +4,9 @@
 //! granted or when `waitTimeout` runs out, and dropping it closes the connection, which gives up the place in
 //! the queue at once. Everything else is one request per call. Written on reqwest (keep-alive pool).
 
+mod client;
+mod views;
+
 use super::Backend;
 use crate::error::{Error, Result};
 use crate::types::{
@@ -14,6 +17,7 @@ use crate::wake::WakeRouter;
 use crate::wire::{
     AcquireBody, ErrorBody, ErrorCode, HealthDto, Lock, LockStatus, QueueDto, ReleaseBody, RenewBody, StatsDto, Success,
 };
+use client::*;
 use serde::de::DeserializeOwned;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -172,200 +176,6 @@ impl HttpBackend {
     pub fn base(&self) -> &str {
         &self.base
     }
-
-    fn unavailable(&self, e: reqwest::Error, timeout: Duration) -> Error {
-        let reason = if e.is_timeout() {
-            format!("no answer within {} ms", timeout.as_millis())
-        } else if e.is_connect() && self.base.starts_with("https:") {
-            // The causes name what failed (refused connection, unknown CA, wrong name, not TLS at all).
-            format!("cannot connect over TLS: {}", causes(&e))
-        } else if e.is_connect() {
-            "no warden server answers there: start one with `warden serve` or pass another --backend".into()
-        } else {
-            format!("request failed: {e}")
-        };
-        Error::BackendUnavailable {
-            address: self.base.clone(),
-            reason,
-        }
-    }
-
-    /// Sends one request; answers the status and the body.
-    async fn call(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Vec<u8>>,
-        timeout: Duration,
-    ) -> Result<(u16, bytes::Bytes)> {
-        let mut rb = self
-            .client
-            .request(method, format!("{}{}", self.base, path))
-            .timeout(timeout);
-        if let Some(t) = &self.token {
-            rb = rb.bearer_auth(t);
-        }
-        if let Some(b) = body {
-            rb = rb.header(reqwest::header::CONTENT_TYPE, "application/json").body(b);
-        }
-        let resp = rb.send().await.map_err(|e| self.unavailable(e, timeout))?;
-        let status = resp.status().as_u16();
-        let bytes = resp.bytes().await.map_err(|e| self.unavailable(e, timeout))?;
-        Ok((status, bytes))
-    }
-
-    /// The success envelope's `data`.
-    fn data<T: DeserializeOwned>(&self, bytes: &[u8]) -> Result<T> {
-        serde_json::from_slice::<Success<T>>(bytes)
-            .map(|s| s.data)
-            .map_err(|e| Error::Protocol(format!("{} sent an answer this client cannot read: {e}", self.base)))
-    }
-
-    /// The lease in a success envelope.
-    fn lease_data(&self, bytes: &[u8], expired: Option<bool>) -> Result<LeaseInfo> {
-        let lock: Lock = self.data(bytes)?;
-        lock.to_lease(expired)
-            .map_err(|e| Error::Protocol(format!("{} sent a lease this client cannot read: {e}", self.base)))
-    }
-
-    /// GETs `path` and answers the success envelope's `data`, or the error the failure envelope names.
-    async fn get_data<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
-        let (status, bytes) = self.call(reqwest::Method::GET, path, None, self.timeout).await?;
-        if status != 200 {
-            return Err(self.failure(status, &bytes, None));
-        }
-        self.data(&bytes)
-    }
-
-    /// The library's error for a failure envelope; `lock_id` is the lease the request named.
-    fn failure(&self, status: u16, bytes: &[u8], lock_id: Option<&str>) -> Error {
-        match serde_json::from_slice::<ErrorBody>(bytes) {
-            Ok(body) => self.error(status, body, lock_id),
-            Err(_) => Error::Protocol(format!(
-                "{} answered {status} with a body that is not a warden error: is it a warden server?",
-                self.base
-            )),
-        }
-    }
-
-    /// Maps the failure envelope back to the library's error, by its code and field.
-    fn error(&self, status: u16, body: ErrorBody, lock_id: Option<&str>) -> Error {
-        let id = || lock_id.unwrap_or_default().to_string();
-        match body.code {
-            ErrorCode::InvalidRequest => Error::InvalidArgument {
-                field: known_field(body.field.as_deref()),
-                reason: body.error,
-            },
-            ErrorCode::NotFound => Error::NotFound { lock_id: id() },
-            ErrorCode::NotOwner => Error::NotOwner {
-                lock_id: id(),
-                client_id: String::new(),
-            },
-            ErrorCode::LeaseLost => Error::LeaseLost {
-                lock_id: id(),
-                resource: String::new(),
-            },
-            ErrorCode::TooManyWaiters | ErrorCode::RateLimited => Error::LimitExceeded { what: body.error },
-            ErrorCode::BackendUnavailable => Error::ServerBackendUnavailable {
-                server: self.base.clone(),
-                reason: body.error,
-            },
-            ErrorCode::ShuttingDown => Error::ShuttingDown(body.error),
-            ErrorCode::Unauthorized => Error::Unauthorized {
-                address: self.base.clone(),
-                reason: body.error,
-            },
-            ErrorCode::Forbidden => Error::Forbidden {
-                address: self.base.clone(),
-                reason: body.error,
-            },
-            code => Error::Protocol(format!("{} answered {status} {code}: {}", self.base, body.error)),
-        }
-    }
-
-    async fn acquire_call(&self, req: &AcquireRequest, wait: Duration) -> Result<Option<Grant>> {
-        let (lock_type, mode) = req.kind.to_wire();
-        let body = AcquireBody {
-            resource: req.resource.clone(),
-            lock_type: Some(lock_type.into()),
-            mode: mode.map(Into::into),
-            ttl: Some(req.ttl.as_millis() as u64),
-            wait_timeout: Some(wait.as_millis() as u64),
-            client_id: req.client_id.clone(),
-            max_renewals: req.max_renewals,
-            max_hold: req.max_hold.map(|h| h.as_millis() as u64),
-        };
-        let (status, bytes) = self
-            .call(
-                reqwest::Method::POST,
-                "/api/locks/acquire",
-                Some(to_json(&body)?),
-                wait + self.timeout,
-            )
-            .await?;
-        if status == 201 {
-            let info = self.lease_data(&bytes, Some(false))?;
-            let mut g = Grant::new(info.fencing_token, info.acquired_at, info.expires_at);
-            g.lock_id = Some(info.lock_id);
-            return Ok(Some(g));
-        }
-        match serde_json::from_slice::<ErrorBody>(&bytes) {
-            Ok(b) if b.code == ErrorCode::LockTimeout => Ok(None),
-            Ok(b) => Err(self.error(status, b, None)),
-            Err(_) => Err(self.failure(status, &bytes, None)),
-        }
-    }
-
-    /// The API authorises release and renew by lock id *and* client id. Guards always pass theirs; a caller
-    /// holding only a lock id pays one status lookup.
-    async fn client_for(&self, lock_id: &str, client_id: Option<&str>) -> Result<String> {
-        if let Some(c) = client_id {
-            return Ok(c.to_string());
-        }
-        match self.lease(lock_id).await? {
-            Some(l) => Ok(l.client_id),
-            None => Err(Error::NotFound {
-                lock_id: lock_id.to_string(),
-            }),
-        }
-    }
-}
-
-/// The library's name for a request field the server named (anything else is the request as a whole).
-fn known_field(field: Option<&str>) -> &'static str {
-    const FIELDS: &[&str] = &[
-        "waitTimeout",
-        "clientId",
-        "lockId",
-        "resource",
-        "maxHold",
-        "maxRenewals",
-        "ttl",
-        "type",
-        "mode",
-        "reason",
-        "leaseHandle",
-    ];
-    field
-        .and_then(|f| FIELDS.iter().find(|k| **k == f))
-        .copied()
-        .unwrap_or("request")
-}
-
-fn to_json(body: &impl serde::Serialize) -> Result<Vec<u8>> {
-    serde_json::to_vec(body).map_err(|e| Error::Protocol(format!("cannot encode a request: {e}")))
-}
-
-/// An error and its causes, joined: reqwest's own text stops at "error sending request".
-fn causes(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut next = e.source();
-    while let Some(s) = next {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        next = s.source();
-    }
-    out
 }
 
 #[async_trait::async_trait]
@@ -463,88 +273,22 @@ impl Backend for HttpBackend {
     }
 
     async fn lease(&self, lock_id: &str) -> Result<Option<LeaseInfo>> {
-        if crate::validate::lock_id(lock_id).is_err() {
-            return Ok(None);
-        }
-        let path = format!("/api/locks/{lock_id}/status");
-        let (status, bytes) = self.call(reqwest::Method::GET, &path, None, self.timeout).await?;
-        match status {
-            200 => {
-                let st: LockStatus = self.data(&bytes)?;
-                let lease = st
-                    .lock
-                    .to_lease(Some(st.is_expired))
-                    .map_err(|e| Error::Protocol(format!("{} sent a lease this client cannot read: {e}", self.base)))?;
-                Ok(Some(lease))
-            }
-            404 => Ok(None),
-            _ => Err(self.failure(status, &bytes, Some(lock_id))),
-        }
+        self.view_lease(lock_id).await
     }
 
     async fn inspect(&self, resource: &str) -> Result<ResourceInfo> {
-        crate::validate::resource(resource)?;
-        let url = url::form_urlencoded::Serializer::new(String::new())
-            .append_pair("resource", resource)
-            .finish();
-        let q: QueueDto = self.get_data(&format!("/api/locks/queue?{url}")).await?;
-        q.to_resource_info()
-            .map_err(|e| Error::Protocol(format!("{} sent a queue this client cannot read: {e}", self.base)))
+        self.view_inspect(resource).await
     }
 
     async fn held(&self, client_id: &str) -> Result<Vec<LeaseInfo>> {
-        crate::validate::client_id(client_id)?;
-        let q = url::form_urlencoded::Serializer::new(String::new())
-            .append_pair("clientId", client_id)
-            .finish();
-        let locks: Vec<Lock> = self.get_data(&format!("/api/locks/held?{q}")).await?;
-        locks
-            .iter()
-            .map(|l| l.to_lease(None))
-            .collect::<std::result::Result<_, _>>()
-            .map_err(|e| Error::Protocol(format!("{} sent a lease this client cannot read: {e}", self.base)))
+        self.view_held(client_id).await
     }
 
     async fn stats(&self, top: usize) -> Result<Stats> {
-        let d: StatsDto = self.get_data("/api/locks/stats").await?;
-        let mut stats = Stats::from(d);
-        stats.top_resources.truncate(top);
-        Ok(stats)
+        self.view_stats(top).await
     }
 
     async fn health(&self) -> Health {
-        let started = Instant::now();
-        let answer = self
-            .call(reqwest::Method::GET, "/api/locks/health", None, self.timeout)
-            .await;
-        let failed = |reason: String, reachable: bool| {
-            Health::new(
-                "http",
-                HealthStatus::Unhealthy,
-                vec![NodeHealth::new(self.base.clone(), reachable, None, Some(reason))],
-                None,
-            )
-        };
-        match answer {
-            Ok((200, bytes)) => {
-                let latency = started.elapsed().as_secs_f64() * 1000.0;
-                let d: HealthDto = match self.data(&bytes) {
-                    Ok(d) => d,
-                    Err(e) => return failed(e.to_string(), true),
-                };
-                let status = match d.status.as_str() {
-                    "healthy" => HealthStatus::Healthy,
-                    "degraded" => HealthStatus::Degraded,
-                    _ => HealthStatus::Unhealthy,
-                };
-                let mut nodes = vec![NodeHealth::new(self.base.clone(), true, Some(latency), None)];
-                for n in d.nodes {
-                    nodes.push(NodeHealth::new(n.address, n.reachable, n.latency_ms, n.error));
-                }
-                Health::new("http", status, nodes, d.quorum)
-            }
-            Ok((status, bytes)) => failed(self.failure(status, &bytes, None).to_string(), true),
-            Err(e) => failed(e.to_string(), false),
-        }
+        self.view_health().await
     }
 }
