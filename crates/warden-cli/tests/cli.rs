@@ -361,7 +361,7 @@ fn one_shot_commands_against_a_warden_server() {
     assert!(out.contains("held:") && out.contains("0 waiting"), "{out}");
     let (c, _, err) = run(&["renew", &id, "--ttl", "30s", "--client-id", "someone-else"]);
     assert_eq!(c, Some(1));
-    assert!(err.contains("not owned"), "{err}");
+    assert!(err.contains("not owned by client `someone-else`"), "{err}");
     let (c, out, _) = run(&["renew", &id, "--ttl", "30s", "--client-id", "ops"]);
     assert_eq!(c, Some(0));
     assert!(out.contains("renewed"), "{out}");

@@ -39,7 +39,7 @@ pub enum Error {
         client_id: String,
     },
     /// The lease is no longer held: it expired, or its key was taken away. Acquire again.
-    #[error("lease `{lock_id}` on `{resource}` is no longer held (expired or taken over)")]
+    #[error("lease `{lock_id}`{} is no longer held (expired or taken over)", on_resource(.resource))]
     LeaseLost {
         /// The lock id of the lost lease.
         lock_id: String,
@@ -140,3 +140,12 @@ impl Error {
 
 /// Shorthand for `Result<T, warden::Error>`.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// ` on `resource`` when the resource is known (a warden server does not say which it was).
+fn on_resource(resource: &str) -> String {
+    if resource.is_empty() {
+        String::new()
+    } else {
+        format!(" on `{resource}`")
+    }
+}

@@ -4,6 +4,22 @@
 #[allow(unused_imports)]
 use super::*;
 
+/// The lease a request named, and the client it named it for: what an error about it reports.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct About<'a> {
+    pub(super) lock_id: &'a str,
+    pub(super) client_id: Option<&'a str>,
+}
+
+impl<'a> About<'a> {
+    pub(super) fn lease(lock_id: &'a str) -> Self {
+        About {
+            lock_id,
+            client_id: None,
+        }
+    }
+}
+
 impl HttpBackend {
     pub(super) fn unavailable(&self, e: reqwest::Error, timeout: Duration) -> Error {
         let reason = if e.is_timeout() {
@@ -69,10 +85,10 @@ impl HttpBackend {
         self.data(&bytes)
     }
 
-    /// The library's error for a failure envelope; `lock_id` is the lease the request named.
-    pub(super) fn failure(&self, status: u16, bytes: &[u8], lock_id: Option<&str>) -> Error {
+    /// The library's error for a failure envelope; `about` is the lease (and client) the request named.
+    pub(super) fn failure(&self, status: u16, bytes: &[u8], about: Option<About<'_>>) -> Error {
         match serde_json::from_slice::<ErrorBody>(bytes) {
-            Ok(body) => self.error(status, body, lock_id),
+            Ok(body) => self.error(status, body, about),
             Err(_) => Error::Protocol(format!(
                 "{} answered {status} with a body that is not a warden error: is it a warden server?",
                 self.base
@@ -81,8 +97,8 @@ impl HttpBackend {
     }
 
     /// Maps the failure envelope back to the library's error, by its code and field.
-    pub(super) fn error(&self, status: u16, body: ErrorBody, lock_id: Option<&str>) -> Error {
-        let id = || lock_id.unwrap_or_default().to_string();
+    pub(super) fn error(&self, status: u16, body: ErrorBody, about: Option<About<'_>>) -> Error {
+        let id = || about.map(|a| a.lock_id).unwrap_or_default().to_string();
         match body.code {
             ErrorCode::InvalidRequest => Error::InvalidArgument {
                 field: known_field(body.field.as_deref()),
@@ -91,7 +107,7 @@ impl HttpBackend {
             ErrorCode::NotFound => Error::NotFound { lock_id: id() },
             ErrorCode::NotOwner => Error::NotOwner {
                 lock_id: id(),
-                client_id: String::new(),
+                client_id: about.and_then(|a| a.client_id).unwrap_or_default().to_string(),
             },
             ErrorCode::LeaseLost => Error::LeaseLost {
                 lock_id: id(),

@@ -233,7 +233,11 @@ impl Backend for HttpBackend {
             // The API's release answer carries no hold time.
             Ok(Released::default())
         } else {
-            Err(self.failure(status, &bytes, Some(lock_id)))
+            let about = About {
+                lock_id,
+                client_id: Some(&body.client_id),
+            };
+            Err(self.failure(status, &bytes, Some(about)))
         }
     }
 
@@ -268,7 +272,13 @@ impl Backend for HttpBackend {
                 };
                 Ok(Renewal::Capped { expires_at })
             }
-            _ => Err(self.failure(status, &bytes, Some(lock_id))),
+            _ => {
+                let about = About {
+                    lock_id,
+                    client_id: Some(&body.client_id),
+                };
+                Err(self.failure(status, &bytes, Some(about)))
+            }
         }
     }
 

@@ -20,7 +20,7 @@ impl HttpBackend {
                 Ok(Some(lease))
             }
             404 => Ok(None),
-            _ => Err(self.failure(status, &bytes, Some(lock_id))),
+            _ => Err(self.failure(status, &bytes, Some(About::lease(lock_id)))),
         }
     }
 
