@@ -641,5 +641,11 @@ async fn health_metrics_and_openapi() {
         assert!(schemas.contains_key(sch), "openapi lacks schema {sch}");
     }
     assert!(schemas["Lock"]["properties"].get("fencingToken").is_some());
+    // Auth is documented on every endpoint that takes a key, and only there.
+    let acquire = &doc["paths"]["/api/locks/acquire"]["post"];
+    assert!(acquire["responses"].get("401").is_some() && acquire["responses"].get("403").is_some());
+    assert_eq!(acquire["security"][0]["apiKey"], json!([]));
+    assert!(doc["paths"]["/health"]["get"]["responses"].get("401").is_none());
+    assert_eq!(doc["components"]["securitySchemes"]["apiKey"]["scheme"], "bearer");
     s.stop().await;
 }
