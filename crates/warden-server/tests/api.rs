@@ -312,6 +312,7 @@ async fn type_shortcuts_and_compatibility() {
         .await;
         assert_eq!(st, 200);
     }
+    // A body that contradicts the endpoint is refused, never silently overridden; one that agrees is fine.
     let (st, e) = post(
         &c,
         &s.url("/api/locks/exclusive"),
@@ -319,8 +320,17 @@ async fn type_shortcuts_and_compatibility() {
         "type": "shared", "waitTimeout": 0}),
     )
     .await;
+    assert!(assert_error(st, &e, 400, "invalid_request").contains("/api/locks/acquire"));
+    assert_eq!(e["field"], "type");
+    let (st, e) = post(
+        &c,
+        &s.url("/api/locks/exclusive"),
+        json!({"resource": "doc", "clientId": "c",
+        "type": "exclusive", "waitTimeout": 0}),
+    )
+    .await;
     assert_eq!(st, 201, "{e}");
-    assert_eq!(e["data"]["type"], "exclusive", "the shortcut fixes the type");
+    assert_eq!(e["data"]["type"], "exclusive");
 
     let rw = |client: &str, mode: &str| json!({"resource": "rw", "clientId": client, "mode": mode, "waitTimeout": 0});
     let (st, r1) = post(&c, &s.url("/api/locks/read-write"), rw("r1", "read")).await;

@@ -17,6 +17,17 @@ pub(crate) async fn acquire_impl(
     fixed: Option<&'static str>,
 ) -> ApiResult {
     let b: AcquireBody = parse_body(body, state.config().max_body_bytes)?;
+    if let (Some(path_type), Some(body_type)) = (fixed, b.lock_type.as_deref()) {
+        if path_type != body_type {
+            return Err(ApiError::invalid_field(
+                "type",
+                format!(
+                    "`type` is `{body_type}` but this endpoint acquires `{path_type}` locks: drop `type`, or POST to \
+                     /api/locks/acquire"
+                ),
+            ));
+        }
+    }
     let lock_type = fixed.or(b.lock_type.as_deref());
     let kind = LockKind::from_wire(lock_type, b.mode.as_deref()).map_err(|e| {
         // A read-write lock's problem is its mode; any other, its type.
