@@ -281,3 +281,61 @@ async fn idle_stream_readers_do_not_slow_acquires() {
     );
     drop(idle);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expiry_on_redis_is_one_event_and_a_release_elsewhere_is_none() {
+    let redis = warden_testkit::RedisServer::start();
+    let url = format!("{}?timeout_ms=1000", redis.url());
+    let (ops, h) = new_key();
+    let dir = tempfile::tempdir().expect("dir");
+    let auth_path = dir.path().join("auth.toml");
+    std::fs::write(
+        &auth_path,
+        format!("[[key]]\nprincipal = \"ops\"\nrole = \"admin\"\nnamespaces = [\"*\"]\nsha256 = \"{h}\"\n"),
+    )
+    .expect("auth file");
+    let auth = Arc::new(Auth::load(&auth_path).expect("auth"));
+    // Two instances over one Redis: leases granted on `a`, one of them released through `b`.
+    let a = TestServer::start_with(
+        Warden::connect(&url).await.expect("redis"),
+        ServerConfig::default().with_auth(auth.clone()),
+    )
+    .await;
+    let b = TestServer::start_with(
+        Warden::connect(&url).await.expect("redis"),
+        ServerConfig::default().with_auth(auth),
+    )
+    .await;
+    let c = client();
+    let mut events = Stream::open(&c, &a.url("/api/events"), &ops).await;
+    let acquire = |resource: &str, ttl: u64| {
+        let (c, url, ops) = (c.clone(), a.url("/api/locks/acquire"), ops.clone());
+        let body = json!({"resource": resource, "clientId": "w", "ttl": ttl});
+        async move { call(&c, &url, Some(&ops), Some(body)).await }
+    };
+    let (st, v) = acquire("r:released", 200).await;
+    assert_eq!(st, 201, "{v}");
+    let id = v["data"]["lockId"].as_str().expect("id").to_string();
+    let (st, _) = call(
+        &c,
+        &b.url("/api/locks/release"),
+        Some(&ops),
+        Some(json!({"lockId": id, "clientId": "w"})),
+    )
+    .await;
+    assert_eq!(st, 200);
+    let (st, v) = acquire("r:expires", 200).await;
+    assert_eq!(st, 201, "{v}");
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        seen.push(events.next().await);
+    }
+    assert_eq!(
+        kinds(&seen),
+        [("grant", "r:released"), ("grant", "r:expires"), ("expiry", "r:expires")]
+            .map(|(k, r)| (k.to_string(), r.to_string()))
+            .to_vec(),
+        "{seen:#?}"
+    );
+    assert_eq!(seen[2]["leaseHandle"], seen[1]["leaseHandle"]);
+}
