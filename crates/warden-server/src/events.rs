@@ -11,6 +11,8 @@ use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use serde::Deserialize;
 use std::convert::Infallible;
+use std::sync::Arc;
+use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
 
 /// Query of `GET /api/events`.
@@ -71,8 +73,36 @@ pub async fn events(
                 _ => false,
             }
     };
-    let rx = state.audit().subscribe();
-    let stream = futures::stream::unfold((rx, Reader::new(), false), move |(mut rx, reader, done)| {
+    let stream = reader(state.audit().subscribe(), visible).map(|frame| {
+        Ok::<_, Infallible>(match frame {
+            Frame::Event(p) => SseEvent::default().data(p.json.as_str()),
+            Frame::Dropped(n) => SseEvent::default().event("dropped").data(format!(
+                "{{\"reason\":\"this reader fell {n} events behind; reconnect\"}}"
+            )),
+        })
+    });
+    let stop = state.shutdown_token().clone().cancelled_owned();
+    Sse::new(stream.take_until(stop))
+        .keep_alive(KeepAlive::default())
+        .into_response()
+}
+
+/// What a live reader gets.
+#[derive(Debug)]
+enum Frame {
+    /// An event it may see.
+    Event(Arc<Published>),
+    /// It fell this many events behind; nothing follows.
+    Dropped(u64),
+}
+
+/// The events `visible` lets through, until the reader falls a ring behind (one [`Frame::Dropped`], then the
+/// end) or the trail closes.
+fn reader(
+    rx: broadcast::Receiver<Arc<Published>>,
+    visible: impl Fn(&Published) -> bool + Clone + Send + 'static,
+) -> impl futures::Stream<Item = Frame> + Send {
+    futures::stream::unfold((rx, Reader::new(), false), move |(mut rx, reader, done)| {
         let visible = visible.clone();
         async move {
             if done {
@@ -80,25 +110,58 @@ pub async fn events(
             }
             loop {
                 match rx.recv().await {
-                    Ok(p) if visible(&p) => {
-                        let ev = SseEvent::default().data(p.json.as_str());
-                        return Some((Ok::<_, Infallible>(ev), (rx, reader, false)));
-                    }
+                    Ok(p) if visible(&p) => return Some((Frame::Event(p), (rx, reader, false))),
                     Ok(_) => continue,
                     Err(RecvError::Lagged(n)) => {
                         metrics::counter!("warden_event_readers_dropped_total").increment(1);
-                        let ev = SseEvent::default().event("dropped").data(format!(
-                            "{{\"reason\":\"this reader fell {n} events behind; reconnect\"}}"
-                        ));
-                        return Some((Ok(ev), (rx, reader, true)));
+                        return Some((Frame::Dropped(n), (rx, reader, true)));
                     }
                     Err(RecvError::Closed) => return None,
                 }
             }
         }
-    });
-    let stop = state.shutdown_token().clone().cancelled_owned();
-    Sse::new(stream.take_until(stop))
-        .keep_alive(KeepAlive::default())
-        .into_response()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::{Audit, Event, STREAM_BUFFER};
+
+    fn event(resource: &str) -> Event {
+        let mut e = Event::new("grant", "-");
+        e.resource = Some(resource.into());
+        e
+    }
+
+    #[tokio::test]
+    async fn a_reader_a_ring_behind_is_told_and_dropped() {
+        let audit = Audit::off();
+        let slow = reader(audit.subscribe(), |_| true);
+        for i in 0..STREAM_BUFFER + 10 {
+            audit.emit(event(&format!("r{i}")));
+        }
+        let frames: Vec<Frame> = slow.collect().await;
+        assert!(
+            matches!(frames.as_slice(), [Frame::Dropped(n)] if *n >= 10),
+            "{frames:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_reader_sees_what_it_may_in_order() {
+        let audit = Audit::off();
+        let mut only_a = Box::pin(reader(audit.subscribe(), |p| {
+            p.resource.as_deref().is_some_and(|r| r.starts_with("a:"))
+        }));
+        for r in ["a:1", "b:1", "a:2"] {
+            audit.emit(event(r));
+        }
+        for want in ["a:1", "a:2"] {
+            match only_a.next().await {
+                Some(Frame::Event(p)) => assert_eq!(p.resource.as_deref(), Some(want)),
+                other => panic!("expected {want}, got {other:?}"),
+            }
+        }
+    }
 }
