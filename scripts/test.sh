@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Installs what the tests need (redis-server, redis-benchmark) if missing, then runs every test.
+# Installs what the tests need (redis-server, redis-benchmark, PostgreSQL's server binaries) if missing, then runs
+# every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v redis-benchmark >/dev/null 2>&1 || need+=(redis-tools)
+# The testkit runs its own throwaway PostgreSQL (initdb + postgres on a free port), never the machine's.
+{ command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; } || need+=(postgresql)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing ${need[*]} from Debian's packages"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"

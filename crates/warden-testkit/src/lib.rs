@@ -1,4 +1,5 @@
-//! Test-only helpers for warden: real `redis-server` processes on free ports ([`RedisServer`]), the
+//! Test-only helpers for warden: real `redis-server` processes on free ports ([`RedisServer`]), throwaway
+//! PostgreSQL servers ([`PostgresServer`]), the
 //! conformance suite every backend runs ([`conformance`]), harnesses per backend ([`harness`]) and checkers.
 
 pub mod chaos;
@@ -6,9 +7,11 @@ pub mod checker;
 pub mod conformance;
 pub mod harness;
 pub mod monitor;
+pub mod postgres_server;
 pub mod proxy;
 pub mod redis_server;
 
+pub use postgres_server::PostgresServer;
 pub use redis_server::{free_port, refused_addr, RedisServer};
 
 use std::future::Future;
