@@ -1,16 +1,18 @@
 //! Test-only helpers for warden: real `redis-server` processes on free ports ([`RedisServer`]), throwaway
-//! PostgreSQL servers ([`PostgresServer`]), the
+//! PostgreSQL and MariaDB servers ([`PostgresServer`], [`MariaDbServer`]), the
 //! conformance suite every backend runs ([`conformance`]), harnesses per backend ([`harness`]) and checkers.
 
 pub mod chaos;
 pub mod checker;
 pub mod conformance;
 pub mod harness;
+pub mod mariadb_server;
 pub mod monitor;
 pub mod postgres_server;
 pub mod proxy;
 pub mod redis_server;
 
+pub use mariadb_server::MariaDbServer;
 pub use postgres_server::PostgresServer;
 pub use redis_server::{free_port, refused_addr, RedisServer};
 
