@@ -145,9 +145,13 @@ impl MariaDbServer {
         self.spawn().unwrap_or_else(|e| panic!("mariadbd did not restart: {e}"));
     }
 
-    /// SIGSTOP: it stops answering but keeps its connections.
+    /// SIGSTOP: it stops answering but keeps its connections. Returns once every thread has stopped (a
+    /// signal reaches a process's threads one by one; until then one could still answer).
     pub fn pause(&self) {
         self.signal(libc::SIGSTOP);
+        if let Some(pid) = self.pid() {
+            crate::postgres_server::wait_stopped(&[pid as i32]);
+        }
     }
 
     /// SIGCONT after [`MariaDbServer::pause`].

@@ -237,9 +237,11 @@ impl PostgresServer {
         self.spawn().unwrap_or_else(|e| panic!("postgres did not restart: {e}"));
     }
 
-    /// SIGSTOP to the server and its backends: it stops answering but keeps its connections.
+    /// SIGSTOP to the server and its backends: it stops answering but keeps its connections. Returns once
+    /// all of them have stopped.
     pub fn pause(&self) {
-        let _ = self.signal_all(libc::SIGSTOP);
+        let stopped = self.signal_all(libc::SIGSTOP);
+        wait_stopped(&stopped);
     }
 
     /// SIGCONT after [`PostgresServer::pause`].
@@ -269,4 +271,23 @@ fn alive(pid: i32) -> bool {
     stat.rsplit_once(')')
         .and_then(|(_, rest)| rest.split_whitespace().next())
         .is_some_and(|state| state != "Z" && state != "X")
+}
+
+/// Waits (up to 5 s) until every thread of every process in `pids` is stopped (state `T`) or gone.
+pub(crate) fn wait_stopped(pids: &[i32]) {
+    let stopped = |pid: &i32| {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            return true; // gone
+        };
+        tasks.flatten().all(|t| {
+            let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+            stat.rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next())
+                .is_none_or(|state| matches!(state, "T" | "t" | "Z" | "X"))
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline && !pids.iter().all(stopped) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
 }

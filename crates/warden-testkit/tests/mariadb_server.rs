@@ -26,7 +26,7 @@ async fn data_survives_a_kill_and_a_paused_server_does_not_answer() {
 
     db.pause();
     let paused = tokio::time::timeout(Duration::from_millis(300), c.query_drop("SELECT 1")).await;
-    assert!(paused.is_err(), "a paused server answered");
+    assert!(paused.is_err(), "a paused server answered: {paused:?}");
     db.resume();
     let one: Option<i32> = tokio::time::timeout(Duration::from_secs(5), c.query_first("SELECT 1"))
         .await
