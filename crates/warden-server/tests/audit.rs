@@ -14,19 +14,6 @@ use warden_server::audit::{Audit, AuditLog};
 use warden_server::auth::{new_key, Auth};
 use warden_server::ServerConfig;
 
-async fn call(c: &reqwest::Client, url: &str, key: Option<&str>, body: Option<Value>) -> (u16, Value) {
-    let mut rb = match &body {
-        Some(b) => c.post(url).json(b),
-        None => c.get(url),
-    };
-    if let Some(k) = key {
-        rb = rb.bearer_auth(k);
-    }
-    let r = rb.send().await.expect("request");
-    let st = r.status().as_u16();
-    (st, r.json().await.unwrap_or(Value::Null))
-}
-
 /// The JSON events of an SSE body, as they arrive.
 struct Stream {
     bytes: std::pin::Pin<Box<dyn futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,

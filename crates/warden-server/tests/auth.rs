@@ -52,20 +52,6 @@ fn auth_file() -> (tempfile::NamedTempFile, Keys, String) {
     )
 }
 
-async fn call(c: &reqwest::Client, url: &str, key: Option<&str>, body: Option<Value>) -> (u16, Value) {
-    let mut rb = match &body {
-        Some(b) => c.post(url).json(b),
-        None => c.get(url),
-    };
-    if let Some(k) = key {
-        rb = rb.bearer_auth(k);
-    }
-    let r = rb.send().await.expect("request");
-    let st = r.status().as_u16();
-    let text = r.text().await.expect("body");
-    (st, serde_json::from_str(&text).unwrap_or(Value::String(text)))
-}
-
 async fn start() -> (TestServer, Keys, Arc<Auth>, tempfile::NamedTempFile) {
     let (f, keys, _) = auth_file();
     let auth = Arc::new(Auth::load(f.path()).expect("auth file"));

@@ -198,13 +198,7 @@ impl PostgresServer {
                 let Some(child) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
                     continue;
                 };
-                // /proc/PID/stat: "pid (comm) state ppid ..."; comm may hold spaces, so read after the last ')'.
-                let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
-                let ppid = stat
-                    .rsplit_once(')')
-                    .and_then(|(_, rest)| rest.split_whitespace().nth(1))
-                    .and_then(|p| p.parse::<i32>().ok());
-                if ppid == Some(pid as i32) {
+                if proc_stat(&e.path().join("stat")).is_some_and(|(_, ppid)| ppid == pid as i32) {
                     pids.push(child);
                 }
             }
@@ -267,10 +261,17 @@ fn chown(path: &Path, uid: u32, gid: u32) {
 
 /// Whether `pid` is a process that has not exited (a zombie has: it holds no memory).
 fn alive(pid: i32) -> bool {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    stat.rsplit_once(')')
-        .and_then(|(_, rest)| rest.split_whitespace().next())
-        .is_some_and(|state| state != "Z" && state != "X")
+    proc_stat(Path::new(&format!("/proc/{pid}/stat"))).is_some_and(|(state, _)| state != 'Z' && state != 'X')
+}
+
+/// The state letter and parent pid of a `/proc/.../stat` file ("pid (comm) state ppid ..."; comm may hold
+/// spaces and parentheses, so the fields are read after the last ')'); `None` when the process is gone.
+fn proc_stat(path: &Path) -> Option<(char, i32)> {
+    let stat = std::fs::read_to_string(path).ok()?;
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let ppid = fields.next()?.parse().ok()?;
+    Some((state, ppid))
 }
 
 /// Waits (up to 5 s) until every thread of every process in `pids` is stopped (state `T`) or gone.
@@ -279,12 +280,9 @@ pub(crate) fn wait_stopped(pids: &[i32]) {
         let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
             return true; // gone
         };
-        tasks.flatten().all(|t| {
-            let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
-            stat.rsplit_once(')')
-                .and_then(|(_, rest)| rest.split_whitespace().next())
-                .is_none_or(|state| matches!(state, "T" | "t" | "Z" | "X"))
-        })
+        tasks
+            .flatten()
+            .all(|t| proc_stat(&t.path().join("stat")).is_none_or(|(state, _)| matches!(state, 'T' | 't' | 'Z' | 'X')))
     };
     let deadline = Instant::now() + Duration::from_secs(5);
     while Instant::now() < deadline && !pids.iter().all(stopped) {

@@ -111,3 +111,19 @@ pub async fn wait_queue_len(c: &reqwest::Client, server: &TestServer, resource: 
     .await;
     assert!(ok, "queue of {resource} never reached {n} waiters");
 }
+
+/// GET (no body) or POST `body` as JSON, with `key` as the bearer token; answers (status, JSON, or the text as
+/// a JSON string when the answer is not JSON, e.g. /metrics).
+pub async fn call(c: &reqwest::Client, url: &str, key: Option<&str>, body: Option<Value>) -> (u16, Value) {
+    let mut rb = match &body {
+        Some(b) => c.post(url).json(b),
+        None => c.get(url),
+    };
+    if let Some(k) = key {
+        rb = rb.bearer_auth(k);
+    }
+    let r = rb.send().await.expect("request");
+    let st = r.status().as_u16();
+    let text = r.text().await.expect("body");
+    (st, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
