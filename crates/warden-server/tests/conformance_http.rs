@@ -1,10 +1,11 @@
 //! The conformance suite over `http://`: the library as a client of an in-process warden server, which runs
-//! on the memory backend and on a real redis-server.
+//! on the memory backend, on a real redis-server and on a throwaway PostgreSQL.
 
 use std::sync::Mutex;
 use tokio::sync::oneshot;
 use warden::Warden;
 use warden_testkit::harness::{Counter, Harness, MemoryHarness, RedisHarness, TEST_WAITER_LEASE};
+use warden_testkit::postgres_harness::PostgresHarness;
 
 type Stopper = (oneshot::Sender<()>, tokio::task::JoinHandle<std::io::Result<()>>);
 
@@ -41,6 +42,9 @@ impl HttpHarness {
     }
     async fn redis() -> Self {
         Self::over(Box::new(RedisHarness::new()), true).await
+    }
+    async fn postgres() -> Self {
+        Self::over(Box::new(PostgresHarness::new()), true).await
     }
 }
 
@@ -85,4 +89,9 @@ mod over_memory {
 mod over_redis {
     use super::HttpHarness;
     warden_testkit::conformance_tests!(HttpHarness::redis().await);
+}
+
+mod over_postgres {
+    use super::HttpHarness;
+    warden_testkit::conformance_tests!(HttpHarness::postgres().await);
 }

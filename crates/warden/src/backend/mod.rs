@@ -5,6 +5,8 @@
 #[cfg(feature = "http")]
 pub mod http;
 pub mod memory;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 #[cfg(feature = "redis")]
 pub mod redis;
 #[cfg(feature = "redis")]
@@ -125,6 +127,8 @@ pub trait Backend: Send + Sync + 'static {
 /// - `memory://` — in-process store;
 /// - `redis://host:port/db?prefix=app:&timeout_ms=1000&sweep_ms=5000` — one Redis node;
 /// - `redlock://h1:p1,h2:p2,h3:p3/db?timeout_ms=200&prefix=app:` — Redlock over N (odd, >= 3) independent nodes;
+/// - `postgres://user:password@host:port/db?prefix=warden_&timeout_ms=2000&pool_size=16` — PostgreSQL (also
+///   `postgresql://`);
 /// - `http[s]://host:port?timeout_ms=5000` — a warden server (`warden serve`).
 ///
 /// ```

@@ -44,6 +44,10 @@ pub const SCHEMES: &[Scheme] = &[
     scheme!("redis", "redis://host:port", super::redis::RedisBackend),
     #[cfg(feature = "redis")]
     scheme!("redlock", "redlock://h1:p,h2:p,h3:p", super::redlock::RedlockBackend),
+    #[cfg(feature = "postgres")]
+    scheme!("postgres", "postgres://user@host:port/db", super::postgres::PostgresBackend),
+    #[cfg(feature = "postgres")]
+    scheme!("postgresql", "postgresql://user@host:port/db", super::postgres::PostgresBackend),
     #[cfg(feature = "http")]
     scheme!("http", "http://host:port", super::http::HttpBackend),
     #[cfg(feature = "http")]

@@ -1,0 +1,235 @@
+//! `postgres://`: leases in PostgreSQL tables, for teams that run PostgreSQL and no Redis.
+//!
+//! Each operation is one call of a PL/pgSQL function (one round trip, one transaction) that first locks the
+//! resource's row; times come from the database server's clock; fencing tokens are seeded from it (they keep
+//! growing after a restore of an older backup); waiters queue in a table with waiter leases and are woken by
+//! `LISTEN/NOTIFY` on one connection per backend. Leases outlive connections: any process can renew or release
+//! a lease by its lock id. The schema is created and upgraded at connect ([`SCHEMA_VERSION`]).
+
+mod db;
+mod listener;
+mod options;
+mod schema;
+mod views;
+
+use db::*;
+use options::*;
+pub use schema::SCHEMA_VERSION;
+
+use super::Backend;
+use crate::error::{Error, Result};
+use crate::types::{
+    AcquireRequest, Attempt, Capabilities, FifoGuarantee, Grant, Health, LeaseInfo, LockKind, Released, Renewal,
+    ResourceInfo, Stats,
+};
+use crate::wake::WakeRouter;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Most waiters queued on one resource.
+pub const MAX_WAITERS_PER_RESOURCE: i32 = 10_000;
+
+/// A backend over one PostgreSQL database. Cheap to share with `Arc`; dropping it stops its tasks.
+pub struct PostgresBackend {
+    db: Db,
+    router: Arc<WakeRouter>,
+    _tasks: Vec<listener::AbortOnDrop>,
+}
+
+impl std::fmt::Debug for PostgresBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresBackend")
+            .field("address", &self.db.address)
+            .finish()
+    }
+}
+
+impl PostgresBackend {
+    /// Connects to `postgres://user:password@host:port/db?prefix=warden_&timeout_ms=2000&pool_size=16`, creates
+    /// or upgrades the schema and starts listening for wake-ups. Fails with [`Error::BackendUnavailable`]
+    /// naming the host within the timeout if the database cannot be reached.
+    pub async fn connect(url: &str) -> Result<Self> {
+        let (config, address, opts) = parse_url(url)?;
+        let timeout = opts.timeout;
+        let migrate = async {
+            let (mut client, conn) = config
+                .connect(tokio_postgres::NoTls)
+                .await
+                .map_err(|e| db_error(&address, e))?;
+            let driver = listener::AbortOnDrop(tokio::spawn(async move {
+                let _ = conn.await;
+            }));
+            schema::migrate(&mut client, &opts.prefix, &address).await?;
+            drop(driver);
+            Ok::<_, Error>(())
+        };
+        tokio::time::timeout(timeout, migrate)
+            .await
+            .map_err(|_| unavailable(&address, format!("no answer within {} ms", timeout.as_millis())))??;
+        let router = Arc::new(WakeRouter::default());
+        let channel = format!("{}wake", opts.prefix);
+        let listener = listener::spawn(config.clone(), channel, router.clone(), address.clone(), timeout).await?;
+        let db = Db::new(config, address, opts)?;
+        let sweeper = db.spawn_sweeper();
+        Ok(PostgresBackend {
+            db,
+            router,
+            _tasks: vec![listener::AbortOnDrop(listener), sweeper],
+        })
+    }
+}
+
+/// Microseconds since the epoch (the database clock) as a time.
+fn at(us: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_micros(us.max(0) as u64)
+}
+
+fn millis(d: Duration) -> i64 {
+    d.as_millis().min(i64::MAX as u128) as i64
+}
+
+#[async_trait::async_trait]
+impl Backend for PostgresBackend {
+    fn kind(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            shared: true,
+            fifo: FifoGuarantee::Strict,
+            notifications: true,
+            fencing: true,
+            fencing_survives_data_loss: true,
+            shared_across_processes: true,
+            remote_wait: false,
+        }
+    }
+
+    fn wake_router(&self) -> &Arc<WakeRouter> {
+        &self.router
+    }
+
+    async fn attempt(&self, req: &AcquireRequest, waiter_id: Option<&str>) -> Result<Attempt> {
+        let max_renewals = req.max_renewals.map(|n| n.min(i32::MAX as u32) as i32);
+        let max_hold = req.max_hold.map(millis);
+        let row = self
+            .db
+            .call(
+                &self.db.sql.acquire,
+                &[
+                    &req.resource,
+                    &req.lock_id,
+                    &req.kind.as_str(),
+                    &millis(req.ttl),
+                    &req.client_id,
+                    &waiter_id,
+                    &millis(req.waiter_lease),
+                    &max_renewals,
+                    &max_hold,
+                    &MAX_WAITERS_PER_RESOURCE,
+                ],
+            )
+            .await?;
+        let status: String = self.db.get(&row, 0)?;
+        let now: i64 = self.db.get(&row, 2)?;
+        match status.as_str() {
+            "granted" => {
+                let fence: i64 = self.db.get(&row, 1)?;
+                let expires: i64 = self.db.get(&row, 3)?;
+                let remaining: Option<i64> = self.db.get(&row, 4)?;
+                let mut grant = Grant::new(fence as u64, at(now), at(expires));
+                if let Some(r) = remaining {
+                    grant = grant.found_with(Duration::from_micros(r.max(0) as u64));
+                }
+                Ok(Attempt::Granted(grant))
+            }
+            "queued" => {
+                let retry: Option<i64> = self.db.get(&row, 5)?;
+                Ok(Attempt::NotGranted {
+                    retry_in: retry.map(|r| Duration::from_micros(r.max(0) as u64)),
+                    backend_now: None,
+                })
+            }
+            "full" => Err(Error::LimitExceeded {
+                what: format!(
+                    "{MAX_WAITERS_PER_RESOURCE} waiters already queued on `{}`",
+                    req.resource
+                ),
+            }),
+            other => Err(self.db.unexpected("acquire", other)),
+        }
+    }
+
+    async fn leave_queue(&self, resource: &str, waiter_id: &str) -> Result<bool> {
+        self.db.call(&self.db.sql.leave, &[&resource, &waiter_id]).await?;
+        // No handoff: a waiter is only ever granted by its own attempt.
+        Ok(true)
+    }
+
+    async fn release(&self, lock_id: &str, client_id: Option<&str>) -> Result<Released> {
+        let row = self.db.call(&self.db.sql.release, &[&lock_id, &client_id]).await?;
+        let status: String = self.db.get(&row, 0)?;
+        let resource: Option<String> = self.db.get(&row, 2)?;
+        match status.as_str() {
+            "released" => {
+                let held: Option<i64> = self.db.get(&row, 1)?;
+                Ok(Released::after(held.map(|h| Duration::from_micros(h.max(0) as u64))))
+            }
+            other => Err(self.db.refusal(other, lock_id, client_id, resource)),
+        }
+    }
+
+    async fn renew(&self, lock_id: &str, ttl: Option<Duration>, client_id: Option<&str>) -> Result<Renewal> {
+        let ttl_ms = ttl.map(millis);
+        let row = self
+            .db
+            .call(&self.db.sql.renew, &[&lock_id, &ttl_ms, &client_id])
+            .await?;
+        let status: String = self.db.get(&row, 0)?;
+        let resource: Option<String> = self.db.get(&row, 1)?;
+        match status.as_str() {
+            "renewed" => {
+                let lease = self.db.renewed_lease(&row, lock_id)?;
+                let now: i64 = self.db.get(&row, 9)?;
+                let expires: i64 = self.db.get(&row, 5)?;
+                Ok(Renewal::Renewed {
+                    lease,
+                    granted: Duration::from_micros((expires - now).max(0) as u64),
+                })
+            }
+            "capped" => {
+                let expires: i64 = self.db.get(&row, 5)?;
+                Ok(Renewal::Capped {
+                    expires_at: at(expires),
+                })
+            }
+            other => Err(self.db.refusal(other, lock_id, client_id, resource)),
+        }
+    }
+
+    async fn lease(&self, lock_id: &str) -> Result<Option<LeaseInfo>> {
+        self.view_lease(lock_id).await
+    }
+
+    async fn inspect(&self, resource: &str) -> Result<ResourceInfo> {
+        self.view_inspect(resource).await
+    }
+
+    async fn held(&self, client_id: &str) -> Result<Vec<LeaseInfo>> {
+        self.view_held(client_id).await
+    }
+
+    async fn stats(&self, top: usize) -> Result<Stats> {
+        self.view_stats(top).await
+    }
+
+    async fn health(&self) -> Health {
+        self.view_health().await
+    }
+}
+
+/// Parses a kind stored by this backend.
+fn kind(s: &str) -> Result<LockKind> {
+    LockKind::parse(s).ok_or_else(|| Error::Protocol(format!("unknown lock kind `{s}` in the leases table")))
+}

@@ -1,0 +1,124 @@
+//! The `postgres://` URL: what the driver reads, warden's own options, and an address safe to print.
+
+use crate::error::{Error, Result};
+use std::time::Duration;
+
+/// Options read from the URL's query string (the rest goes to tokio-postgres).
+#[derive(Debug, Clone)]
+pub(crate) struct Options {
+    /// Prepended to every table and function name (`prefix`, default `warden_`): lowercase letters, digits
+    /// and `_`, starting with a letter.
+    pub prefix: String,
+    /// Bound on every call, including waiting for a pooled connection and connecting (`timeout_ms`, default
+    /// 2000).
+    pub timeout: Duration,
+    /// Most connections in the pool (`pool_size`, default 16), besides the one that listens for wake-ups.
+    pub pool_size: usize,
+    /// How often the housekeeping sweep runs (`sweep_ms`, default 5000).
+    pub sweep_every: Duration,
+    /// How long expired leases and idle resources are kept before the sweep forgets them (`retain_ms`,
+    /// default 60000).
+    pub retain: Duration,
+}
+
+fn ranged(name: &'static str, v: &str, range: std::ops::RangeInclusive<u64>) -> Result<u64> {
+    v.parse()
+        .ok()
+        .filter(|n| range.contains(n))
+        .ok_or_else(|| Error::invalid(name, format!("must be {}..={}, got `{v}`", range.start(), range.end())))
+}
+
+/// Splits a `postgres://` URL into the driver's configuration, a printable address without credentials and
+/// warden's options.
+pub(crate) fn parse_url(url: &str) -> Result<(tokio_postgres::Config, String, Options)> {
+    let mut u = url::Url::parse(url).map_err(|e| Error::invalid("backend", format!("not a valid URL: {e}")))?;
+    if u.host_str().is_none_or(|h| h.is_empty()) {
+        return Err(Error::invalid(
+            "backend",
+            "names no host; use postgres://user:password@host:port/database",
+        ));
+    }
+    let address = format!(
+        "postgres://{}:{}{}",
+        u.host_str().unwrap_or_default(),
+        u.port().unwrap_or(5432),
+        u.path()
+    );
+    let mut opts = Options {
+        prefix: "warden_".into(),
+        timeout: Duration::from_millis(2000),
+        pool_size: 16,
+        sweep_every: Duration::from_secs(5),
+        retain: Duration::from_secs(60),
+    };
+    let mut passthrough = Vec::new();
+    for (k, v) in u.query_pairs() {
+        match &*k {
+            "prefix" => opts.prefix = valid_prefix(&v)?,
+            "timeout_ms" => opts.timeout = Duration::from_millis(ranged("timeout_ms", &v, 10..=60_000)?),
+            "pool_size" => opts.pool_size = ranged("pool_size", &v, 1..=1000)? as usize,
+            "sweep_ms" => opts.sweep_every = Duration::from_millis(ranged("sweep_ms", &v, 10..=3_600_000)?),
+            "retain_ms" => opts.retain = Duration::from_millis(ranged("retain_ms", &v, 100..=86_400_000)?),
+            "sslmode" if v != "disable" => {
+                return Err(Error::invalid(
+                    "sslmode",
+                    "TLS to PostgreSQL is not supported yet; use sslmode=disable on a trusted network",
+                ))
+            }
+            _ => passthrough.push((k.into_owned(), v.into_owned())),
+        }
+    }
+    if passthrough.is_empty() {
+        u.set_query(None);
+    } else {
+        u.query_pairs_mut().clear().extend_pairs(passthrough);
+    }
+    // Not the URL in the message: it may hold a password.
+    let mut config: tokio_postgres::Config = u
+        .as_str()
+        .parse()
+        .map_err(|e| Error::invalid("backend", format!("{address}: {e}")))?;
+    config.connect_timeout(opts.timeout);
+    if config.get_application_name().is_none() {
+        config.application_name("warden");
+    }
+    Ok((config, address, opts))
+}
+
+fn valid_prefix(v: &str) -> Result<String> {
+    let ok = !v.is_empty()
+        && v.len() <= 32
+        && v.starts_with(|c: char| c.is_ascii_lowercase())
+        && v.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if ok {
+        Ok(v.to_string())
+    } else {
+        Err(Error::invalid(
+            "prefix",
+            format!("must be 1..=32 lowercase letters, digits or `_`, starting with a letter, got `{v}`"),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_are_split_from_the_driver_url_and_the_password_never_shows() {
+        let (cfg, address, opts) =
+            parse_url("postgres://app:s3cret@db.example:6543/locks?prefix=app_&timeout_ms=300&pool_size=4").unwrap();
+        assert_eq!(address, "postgres://db.example:6543/locks");
+        assert_eq!(opts.prefix, "app_");
+        assert_eq!(opts.timeout, Duration::from_millis(300));
+        assert_eq!(opts.pool_size, 4);
+        assert_eq!(cfg.get_user(), Some("app"));
+        assert_eq!(cfg.get_dbname(), Some("locks"));
+        let e = parse_url("postgres://app:s3cret@db/x?prefix=Bad;DROP").unwrap_err();
+        assert!(matches!(e, Error::InvalidArgument { field: "prefix", .. }), "{e}");
+        let e = parse_url("postgres://app:s3cret@db/x?connect_timeout=zz").unwrap_err();
+        assert!(!e.to_string().contains("s3cret"), "{e}");
+        assert!(parse_url("postgres://app:s3cret@db/x?timeout_ms=0").is_err());
+    }
+}

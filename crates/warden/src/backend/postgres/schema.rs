@@ -1,0 +1,58 @@
+//! The schema, created and upgraded by the backend itself: versioned steps, applied once, in order, by one
+//! process at a time (a transaction-scoped advisory lock), so any number of processes may start at once.
+
+#[allow(unused_imports)]
+use super::*;
+
+/// The schema's steps; step `i` brings the schema to version `i + 1`. `{p}` stands for the table prefix.
+const STEPS: &[&str] = &[include_str!("schema_v1.sql")];
+
+/// The schema version this build writes and reads.
+pub const SCHEMA_VERSION: i32 = STEPS.len() as i32;
+
+/// Brings the schema under `prefix` to [`SCHEMA_VERSION`]. Refuses a schema newer than this build knows.
+pub(super) async fn migrate(client: &mut tokio_postgres::Client, prefix: &str, address: &str) -> Result<()> {
+    let err = |e| db_error(address, e);
+    let tx = client.transaction().await.map_err(err)?;
+    // One migrating process per prefix; the others wait here, then find the work done.
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtext($1))",
+        &[&format!("{prefix}schema")],
+    )
+    .await
+    .map_err(err)?;
+    tx.batch_execute(&format!(
+        "CREATE TABLE IF NOT EXISTS {prefix}schema_version (id integer PRIMARY KEY CHECK (id = 1), \
+         version integer NOT NULL)"
+    ))
+    .await
+    .map_err(err)?;
+    let row = tx
+        .query_opt(&format!("SELECT version FROM {prefix}schema_version WHERE id = 1"), &[])
+        .await
+        .map_err(err)?;
+    let current: i32 = match row {
+        Some(r) => r.try_get(0).map_err(err)?,
+        None => 0,
+    };
+    if current > SCHEMA_VERSION {
+        return Err(Error::Protocol(format!(
+            "the tables `{prefix}*` at {address} have schema version {current}, newer than this warden's \
+             {SCHEMA_VERSION}: upgrade warden, or use another prefix"
+        )));
+    }
+    for (i, step) in STEPS.iter().enumerate().skip(current as usize) {
+        tx.batch_execute(&step.replace("{p}", prefix)).await.map_err(err)?;
+        tracing::info!(address, prefix, version = i + 1, "schema upgraded");
+    }
+    tx.execute(
+        &format!(
+            "INSERT INTO {prefix}schema_version (id, version) VALUES (1, $1) \
+             ON CONFLICT (id) DO UPDATE SET version = excluded.version"
+        ),
+        &[&SCHEMA_VERSION],
+    )
+    .await
+    .map_err(err)?;
+    tx.commit().await.map_err(err)
+}
