@@ -2,61 +2,13 @@
 //! SIGKILL while waiters are parked on it. Its dead waiters stop blocking the queue within the waiter lease;
 //! the survivors are served in arrival order. Prints its figure (`-- --nocapture`).
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use common::{Instance, WAITER_LEASE};
 use std::time::Duration;
 use tokio::time::Instant;
 use warden::Warden;
 use warden_testkit::RedisServer;
-
-/// The instances' waiter lease.
-const WAITER_LEASE: Duration = Duration::from_millis(600);
-
-/// A `warden serve` child on a free port; killed on drop.
-struct Instance {
-    child: Child,
-    url: String,
-}
-
-impl Instance {
-    fn start(backend: &str) -> Self {
-        let port = warden_testkit::free_port().expect("free port");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_warden"))
-            .args([
-                "serve",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--backend",
-                backend,
-                "--waiter-lease-ms",
-                &WAITER_LEASE.as_millis().to_string(),
-            ])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn warden serve");
-        let out = child.stdout.take().expect("stdout");
-        let mut line = String::new();
-        BufReader::new(out).read_line(&mut line).expect("read the banner");
-        assert!(line.contains("warden listening on"), "unexpected banner: {line:?}");
-        Instance {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-        }
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Instance {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
 
 async fn queue_len(w: &Warden, resource: &str) -> usize {
     w.inspect(resource).await.map(|i| i.queue.len()).unwrap_or(usize::MAX)

@@ -26,10 +26,13 @@ impl PostgresHarness {
     pub fn url(&self) -> &str {
         &self.url
     }
+    /// The server's own URL (the test's superuser, no warden options).
+    pub fn server_url(&self) -> String {
+        self.server.lock().expect("server").url()
+    }
     /// Runs SQL statements on the server as the test's superuser.
     pub async fn sql(&self, statements: &str) {
-        let url = self.server.lock().expect("server").url();
-        let client = connect(&url).await;
+        let client = connect(&self.server_url()).await;
         client.batch_execute(statements).await.expect("SQL of the harness");
     }
 }
@@ -86,8 +89,7 @@ impl Harness for PostgresHarness {
         Some(format!("postgres://warden@{addr}/postgres?timeout_ms=300"))
     }
     async fn counter(&self) -> Arc<dyn Counter> {
-        let url = self.server.lock().expect("server").url();
-        let client = connect(&url).await;
+        let client = connect(&self.server_url()).await;
         client
             .batch_execute("CREATE TABLE IF NOT EXISTS conformance_counter (id integer PRIMARY KEY, v bigint NOT NULL)")
             .await

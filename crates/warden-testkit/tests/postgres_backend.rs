@@ -1,0 +1,170 @@
+//! `postgres://` beyond the conformance suite: durability across a crash, a database that stops answering,
+//! the schema created by many processes at once, table prefixes, and 20 processes sharing a counter.
+
+use std::time::Duration;
+use tokio::time::Instant;
+use warden::{Error, Warden};
+use warden_testkit::postgres_harness::{connect, PostgresHarness};
+
+const SEC: Duration = Duration::from_secs(1);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leases_and_fences_survive_a_crash_and_work_resumes_without_restarting_warden() {
+    let h = PostgresHarness::new();
+    let w = Warden::connect(h.url()).await.expect("connect");
+    let mut held = w
+        .lock("durable")
+        .ttl(10 * SEC)
+        .auto_renew(false)
+        .acquire()
+        .await
+        .expect("acquire");
+    let fence = held.fencing_token();
+    h.server.lock().expect("server").restart();
+    // Retry while the pool finds out its connections died with the server.
+    let deadline = Instant::now() + 5 * SEC;
+    let renewed = loop {
+        match held.renew(10 * SEC).await {
+            Err(e) if e.is_retryable() && Instant::now() < deadline => continue,
+            other => break other,
+        }
+    };
+    renewed.expect("the lease survived the crash");
+    // Still held: another client is refused, then gets it after the release with a larger fence.
+    let other = Warden::connect(h.url()).await.expect("connect");
+    let r = other.lock("durable").acquire().await;
+    assert!(matches!(r, Err(Error::Timeout { .. })), "{r:?}");
+    held.release().await.expect("release");
+    let g = other.lock("durable").acquire().await.expect("acquire after release");
+    assert!(g.fencing_token() > fence);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_database_fails_fast_and_the_holder_learns_it_lost_before_its_lease_ends() {
+    let h = PostgresHarness::new();
+    let w = Warden::connect(h.url()).await.expect("connect");
+    let ttl = Duration::from_millis(900);
+    // The lease ends on the server no earlier than ttl after the request was sent.
+    let sent = Instant::now();
+    let g = w.lock("paused").ttl(ttl).acquire().await.expect("acquire");
+    h.server.lock().expect("server").pause();
+    let start = Instant::now();
+    let r = w.lock("other").acquire().await;
+    assert!(matches!(r, Err(Error::BackendUnavailable { .. })), "{r:?}");
+    // timeout_ms=500 in the harness URL.
+    assert!(start.elapsed() < SEC, "took {:?}", start.elapsed());
+    let msg = r.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(msg.contains("127.0.0.1"), "{msg}");
+    tokio::time::timeout(2 * SEC, g.lost()).await.expect("lost signal");
+    assert!(
+        Instant::now() < sent + ttl,
+        "lost signal after the lease could have ended"
+    );
+    h.server.lock().expect("server").resume();
+    let deadline = Instant::now() + 5 * SEC;
+    loop {
+        match w.lock("after").acquire().await {
+            Ok(_) => break,
+            Err(e) if e.is_retryable() && Instant::now() < deadline => continue,
+            Err(e) => panic!("no recovery after the database came back: {e}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_processes_starting_at_once_create_the_schema_once() {
+    let h = PostgresHarness::new();
+    let url = format!("{}&prefix=fresh_", h.url());
+    let starts = (0..8).map(|_| Warden::connect(&url));
+    for r in futures::future::join_all(starts).await {
+        r.expect("connect while others create the schema");
+    }
+    let db = connect(&h.server_url()).await;
+    let v: i32 = db
+        .query_one("SELECT version FROM fresh_schema_version", &[])
+        .await
+        .expect("version")
+        .get(0);
+    assert_eq!(v, warden::backend::postgres::SCHEMA_VERSION);
+    // A schema from a newer warden is refused with a sentence saying so.
+    db.batch_execute("UPDATE fresh_schema_version SET version = 99")
+        .await
+        .expect("bump");
+    let r = Warden::connect(&url).await;
+    let msg = r.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(msg.contains("newer") && msg.contains("fresh_"), "{msg}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prefixes_keep_two_applications_apart_and_a_password_is_never_shown() {
+    let h = PostgresHarness::new();
+    let a = Warden::connect(&format!("{}&prefix=app_a_", h.url())).await.expect("a");
+    let b = Warden::connect(&format!("{}&prefix=app_b_", h.url())).await.expect("b");
+    let _ga = a.lock("same").acquire().await.expect("a");
+    let _gb = b
+        .lock("same")
+        .acquire()
+        .await
+        .expect("b: another prefix is another namespace");
+    // A wrong password: the error names the host, never the password.
+    let db = connect(&h.server_url()).await;
+    db.batch_execute("CREATE ROLE locker LOGIN PASSWORD 'right-one'")
+        .await
+        .expect("role");
+    let port = h.server.lock().expect("server").port();
+    let r = Warden::connect(&format!(
+        "postgres://locker:hunter2@127.0.0.1:{port}/postgres?timeout_ms=2000"
+    ))
+    .await;
+    let msg = r.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(msg.contains("127.0.0.1") && !msg.contains("hunter2"), "{msg}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_processes_times_a_hundred_increments_end_at_exactly_2000_with_increasing_fences() {
+    let h = PostgresHarness::new();
+    let store = h.server_url();
+    h.sql(
+        "CREATE TABLE counter (id integer PRIMARY KEY, v bigint NOT NULL); INSERT INTO counter VALUES (1, 0);
+         CREATE TABLE counter_fences (seq bigserial PRIMARY KEY, fence bigint NOT NULL)",
+    )
+    .await;
+    // Create the schema once, so the 20 processes do not all wait on its creation.
+    drop(Warden::connect(h.url()).await.expect("connect"));
+    let url = format!("{}&pool_size=2&timeout_ms=5000", h.url().replace("&pool_size=8", ""));
+    let children: Vec<_> = (0..20)
+        .map(|_| {
+            tokio::process::Command::new(env!("CARGO_BIN_EXE_counter_client"))
+                .args([&url, &store, "100"])
+                .kill_on_drop(true)
+                .spawn()
+                .expect("spawn counter_client")
+        })
+        .collect();
+    for mut c in children {
+        let status = tokio::time::timeout(Duration::from_secs(120), c.wait())
+            .await
+            .expect("a counter process hung")
+            .expect("wait");
+        assert!(status.success(), "a counter process failed: {status}");
+    }
+    let db = connect(&store).await;
+    let v: i64 = db
+        .query_one("SELECT v FROM counter", &[])
+        .await
+        .expect("counter")
+        .get(0);
+    assert_eq!(v, 2000);
+    let fences: Vec<i64> = db
+        .query("SELECT fence FROM counter_fences ORDER BY seq", &[])
+        .await
+        .expect("fences")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(fences.len(), 2000);
+    assert!(
+        fences.windows(2).all(|w| w[0] < w[1]),
+        "fencing tokens did not strictly increase in commit order"
+    );
+}
