@@ -3,6 +3,7 @@
 //! waiter's grant). Used by the `warden-bench` binary and by `warden bench`.
 
 pub mod http;
+pub mod sql;
 
 use hdrhistogram::Histogram;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

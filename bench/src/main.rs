@@ -40,6 +40,10 @@ struct Args {
     /// Also measure the redis-benchmark ceiling against host:port.
     #[arg(long)]
     ceiling: Option<String>,
+    /// Also run the database's own lock primitive on the same workload, as the floor (postgres://:
+    /// pg_try_advisory_lock + pg_advisory_unlock, same client library and pool size).
+    #[arg(long)]
+    floor: bool,
     /// Drive the REST API instead: an in-process server over --backend, and a trivial handler as ceiling.
     #[arg(long)]
     http: bool,
@@ -111,6 +115,28 @@ async fn main() -> anyhow::Result<()> {
             report.acq_max_us,
             report.failed,
             report.fifo_violations
+        );
+    }
+    if a.floor {
+        let floor = if a.backend.starts_with("postgres") {
+            warden_bench::sql::postgres_floor(&a.backend, a.workers, a.keys, a.duration).await?
+        } else {
+            anyhow::bail!("--floor needs a postgres:// backend");
+        };
+        out!(
+            "floor    {:<28} workers={:<3} keys={:<5} {:>10.0} cycles/s  acquire p50={}us p99={}us max={}us  failed={}",
+            floor.peer,
+            floor.workers,
+            floor.keys,
+            floor.cycles_per_s,
+            floor.acq_p50_us,
+            floor.acq_p99_us,
+            floor.acq_max_us,
+            floor.failed
+        );
+        out!(
+            "floor    warden reached {:.0}% of the database's own lock cycle",
+            100.0 * report.cycles_per_s / floor.cycles_per_s.max(1.0)
         );
     }
     if let Some((host, port)) = ceiling {

@@ -72,6 +72,9 @@ pub(crate) fn parse_url(url: &str) -> Result<(tokio_postgres::Config, String, Op
         u.set_query(None);
     } else {
         u.query_pairs_mut().clear().extend_pairs(passthrough);
+        // Form encoding writes a space as `+`, which the driver does not decode (a `+` itself is `%2B`).
+        let query = u.query().map(|q| q.replace('+', "%20"));
+        u.set_query(query.as_deref());
     }
     // Not the URL in the message: it may hold a password.
     let mut config: tokio_postgres::Config = u
@@ -120,5 +123,7 @@ mod tests {
         let e = parse_url("postgres://app:s3cret@db/x?connect_timeout=zz").unwrap_err();
         assert!(!e.to_string().contains("s3cret"), "{e}");
         assert!(parse_url("postgres://app:s3cret@db/x?timeout_ms=0").is_err());
+        let (cfg, _, _) = parse_url("postgres://db/x?options=-c%20synchronous_commit%3Doff&prefix=a_").unwrap();
+        assert_eq!(cfg.get_options(), Some("-c synchronous_commit=off"));
     }
 }
