@@ -68,7 +68,9 @@ impl Harness for PostgresHarness {
         let quoted = resource.replace('\'', "''");
         self.sql(&format!(
             "UPDATE warden_leases SET expires_us = warden_now_us() - 1 \
-             WHERE resource = '{quoted}' AND expires_us > warden_now_us()"
+             WHERE resource = '{quoted}' AND expires_us > warden_now_us(); \
+             UPDATE warden_resources SET holder = NULL, holder_until = 0, shared_until = 0 \
+             WHERE resource = '{quoted}'"
         ))
         .await;
     }

@@ -8,9 +8,7 @@ use tokio_postgres::Row;
 
 /// The statements, with the table prefix filled in.
 pub(super) struct Sql {
-    pub acquire: String,
-    pub release: String,
-    pub renew: String,
+    pub batch: String,
     pub leave: String,
     pub sweep: String,
     pub prefix: String,
@@ -19,9 +17,7 @@ pub(super) struct Sql {
 impl Sql {
     fn new(p: &str) -> Self {
         Sql {
-            acquire: format!("SELECT * FROM {p}acquire($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"),
-            release: format!("SELECT * FROM {p}release($1, $2)"),
-            renew: format!("SELECT * FROM {p}renew($1, $2, $3)"),
+            batch: format!("SELECT * FROM {p}batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"),
             leave: format!("SELECT {p}leave($1, $2)"),
             sweep: format!("SELECT {p}sweep($1)"),
             prefix: p.to_string(),
@@ -130,24 +126,20 @@ impl Db {
         }
     }
 
-    /// The lease a `renew` row describes (columns: status, resource, kind, client, acquired, expires, ttl,
-    /// fence, renewals, now).
-    pub(super) fn renewed_lease(&self, row: &Row, lock_id: &str) -> Result<LeaseInfo> {
-        let kind_name: String = self.get(row, 2)?;
-        let ttl: i64 = self.get(row, 6)?;
-        let fence: i64 = self.get(row, 7)?;
-        let renewals: i32 = self.get(row, 8)?;
+    /// The lease a renewal's reply describes.
+    pub(super) fn renewed_lease(&self, r: &batch::Reply, lock_id: &str) -> Result<LeaseInfo> {
+        let missing = || self.unexpected("renew", "a row without the lease");
         Ok(LeaseInfo {
             lock_id: lock_id.to_string(),
             lease_handle: crate::lease_handle(lock_id),
-            resource: self.get(row, 1)?,
-            kind: kind(&kind_name)?,
-            client_id: self.get(row, 3)?,
-            acquired_at: at(self.get(row, 4)?),
-            expires_at: at(self.get(row, 5)?),
-            ttl: Duration::from_millis(ttl.max(0) as u64),
-            fencing_token: fence as u64,
-            renewal_count: renewals.max(0) as u32,
+            resource: r.resource.clone().ok_or_else(missing)?,
+            kind: kind(r.kind.as_deref().ok_or_else(missing)?)?,
+            client_id: r.client.clone().ok_or_else(missing)?,
+            acquired_at: at(r.acquired_us.ok_or_else(missing)?),
+            expires_at: at(r.expires_us.ok_or_else(missing)?),
+            ttl: Duration::from_millis(r.ttl_ms.ok_or_else(missing)?.max(0) as u64),
+            fencing_token: r.fence.ok_or_else(missing)? as u64,
+            renewal_count: r.renewals.ok_or_else(missing)?.max(0) as u32,
             expired: false,
         })
     }

@@ -6,6 +6,7 @@
 //! `LISTEN/NOTIFY` on one connection per backend. Leases outlive connections: any process can renew or release
 //! a lease by its lock id. The schema is created and upgraded at connect ([`SCHEMA_VERSION`]).
 
+mod batch;
 mod db;
 mod listener;
 mod options;
@@ -31,7 +32,8 @@ pub const MAX_WAITERS_PER_RESOURCE: i32 = 10_000;
 
 /// A backend over one PostgreSQL database. Cheap to share with `Arc`; dropping it stops its tasks.
 pub struct PostgresBackend {
-    db: Db,
+    db: Arc<Db>,
+    batcher: batch::Batcher,
     router: Arc<WakeRouter>,
     _tasks: Vec<listener::AbortOnDrop>,
 }
@@ -69,12 +71,14 @@ impl PostgresBackend {
         let router = Arc::new(WakeRouter::default());
         let channel = format!("{}wake", opts.prefix);
         let listener = listener::spawn(config.clone(), channel, router.clone(), address.clone(), timeout).await?;
-        let db = Db::new(config, address, opts)?;
+        let db = Arc::new(Db::new(config, address, opts)?);
         let sweeper = db.spawn_sweeper();
+        let (batcher, batching) = batch::Batcher::start(db.clone(), db.opts.inflight);
         Ok(PostgresBackend {
             db,
+            batcher,
             router,
-            _tasks: vec![listener::AbortOnDrop(listener), sweeper],
+            _tasks: vec![listener::AbortOnDrop(listener), sweeper, batching],
         })
     }
 }
@@ -111,46 +115,33 @@ impl Backend for PostgresBackend {
     }
 
     async fn attempt(&self, req: &AcquireRequest, waiter_id: Option<&str>) -> Result<Attempt> {
-        let max_renewals = req.max_renewals.map(|n| n.min(i32::MAX as u32) as i32);
-        let max_hold = req.max_hold.map(millis);
-        let row = self
-            .db
-            .call(
-                &self.db.sql.acquire,
-                &[
-                    &req.resource,
-                    &req.lock_id,
-                    &req.kind.as_str(),
-                    &millis(req.ttl),
-                    &req.client_id,
-                    &waiter_id,
-                    &millis(req.waiter_lease),
-                    &max_renewals,
-                    &max_hold,
-                    &MAX_WAITERS_PER_RESOURCE,
-                ],
-            )
+        let r = self
+            .batcher
+            .run(batch::Op::Acquire {
+                req: req.clone(),
+                waiter: waiter_id.map(str::to_string),
+            })
             .await?;
-        let status: String = self.db.get(&row, 0)?;
-        let now: i64 = self.db.get(&row, 2)?;
-        match status.as_str() {
+        let missing = || self.db.unexpected("acquire", "a grant without its times");
+        match r.status.as_str() {
             "granted" => {
-                let fence: i64 = self.db.get(&row, 1)?;
-                let expires: i64 = self.db.get(&row, 3)?;
-                let remaining: Option<i64> = self.db.get(&row, 4)?;
-                let mut grant = Grant::new(fence as u64, at(now), at(expires));
-                if let Some(r) = remaining {
-                    grant = grant.found_with(Duration::from_micros(r.max(0) as u64));
+                let now = r.now_us.ok_or_else(missing)?;
+                let expires = r.expires_us.ok_or_else(missing)?;
+                let mut grant = Grant::new(r.fence.ok_or_else(missing)? as u64, at(now), at(expires));
+                if let Some(left) = r.remaining_us {
+                    grant = grant.found_with(Duration::from_micros(left.max(0) as u64));
                 }
                 Ok(Attempt::Granted(grant))
             }
-            "queued" => {
-                let retry: Option<i64> = self.db.get(&row, 5)?;
-                Ok(Attempt::NotGranted {
-                    retry_in: retry.map(|r| Duration::from_micros(r.max(0) as u64)),
-                    backend_now: None,
-                })
-            }
+            "queued" => Ok(Attempt::NotGranted {
+                retry_in: r.retry_us.map(|us| Duration::from_micros(us.max(0) as u64)),
+                backend_now: None,
+            }),
+            // The lock id names a lease that has ended: a retry after the grant it made expired.
+            "reused" => Err(Error::LeaseLost {
+                lock_id: req.lock_id.clone(),
+                resource: req.resource.clone(),
+            }),
             "full" => Err(Error::LimitExceeded {
                 what: format!(
                     "{MAX_WAITERS_PER_RESOURCE} waiters already queued on `{}`",
@@ -168,43 +159,45 @@ impl Backend for PostgresBackend {
     }
 
     async fn release(&self, lock_id: &str, client_id: Option<&str>) -> Result<Released> {
-        let row = self.db.call(&self.db.sql.release, &[&lock_id, &client_id]).await?;
-        let status: String = self.db.get(&row, 0)?;
-        let resource: Option<String> = self.db.get(&row, 2)?;
-        match status.as_str() {
-            "released" => {
-                let held: Option<i64> = self.db.get(&row, 1)?;
-                Ok(Released::after(held.map(|h| Duration::from_micros(h.max(0) as u64))))
-            }
-            other => Err(self.db.refusal(other, lock_id, client_id, resource)),
+        let r = self
+            .batcher
+            .run(batch::Op::Release {
+                lock_id: lock_id.to_string(),
+                client: client_id.map(str::to_string),
+            })
+            .await?;
+        match r.status.as_str() {
+            "released" => Ok(Released::after(
+                r.held_us.map(|h| Duration::from_micros(h.max(0) as u64)),
+            )),
+            other => Err(self.db.refusal(other, lock_id, client_id, r.resource)),
         }
     }
 
     async fn renew(&self, lock_id: &str, ttl: Option<Duration>, client_id: Option<&str>) -> Result<Renewal> {
-        let ttl_ms = ttl.map(millis);
-        let row = self
-            .db
-            .call(&self.db.sql.renew, &[&lock_id, &ttl_ms, &client_id])
+        let r = self
+            .batcher
+            .run(batch::Op::Renew {
+                lock_id: lock_id.to_string(),
+                ttl_ms: ttl.map(millis),
+                client: client_id.map(str::to_string),
+            })
             .await?;
-        let status: String = self.db.get(&row, 0)?;
-        let resource: Option<String> = self.db.get(&row, 1)?;
-        match status.as_str() {
+        let missing = || self.db.unexpected("renew", "a row without the lease's expiry");
+        match r.status.as_str() {
             "renewed" => {
-                let lease = self.db.renewed_lease(&row, lock_id)?;
-                let now: i64 = self.db.get(&row, 9)?;
-                let expires: i64 = self.db.get(&row, 5)?;
+                let lease = self.db.renewed_lease(&r, lock_id)?;
+                let now = r.now_us.ok_or_else(missing)?;
+                let expires = r.expires_us.ok_or_else(missing)?;
                 Ok(Renewal::Renewed {
                     lease,
                     granted: Duration::from_micros((expires - now).max(0) as u64),
                 })
             }
-            "capped" => {
-                let expires: i64 = self.db.get(&row, 5)?;
-                Ok(Renewal::Capped {
-                    expires_at: at(expires),
-                })
-            }
-            other => Err(self.db.refusal(other, lock_id, client_id, resource)),
+            "capped" => Ok(Renewal::Capped {
+                expires_at: at(r.expires_us.ok_or_else(missing)?),
+            }),
+            other => Err(self.db.refusal(other, lock_id, client_id, r.resource)),
         }
     }
 

@@ -14,6 +14,9 @@ pub(crate) struct Options {
     pub timeout: Duration,
     /// Most connections in the pool (`pool_size`, default 16), besides the one that listens for wake-ups.
     pub pool_size: usize,
+    /// Batch calls in flight at once (`inflight`, default 4): operations that arrive meanwhile go together in
+    /// the next call, one transaction for all.
+    pub inflight: usize,
     /// How often the housekeeping sweep runs (`sweep_ms`, default 5000).
     pub sweep_every: Duration,
     /// How long expired leases and idle resources are kept before the sweep forgets them (`retain_ms`,
@@ -48,6 +51,7 @@ pub(crate) fn parse_url(url: &str) -> Result<(tokio_postgres::Config, String, Op
         prefix: "warden_".into(),
         timeout: Duration::from_millis(2000),
         pool_size: 16,
+        inflight: 4,
         sweep_every: Duration::from_secs(5),
         retain: Duration::from_secs(60),
     };
@@ -57,6 +61,7 @@ pub(crate) fn parse_url(url: &str) -> Result<(tokio_postgres::Config, String, Op
             "prefix" => opts.prefix = valid_prefix(&v)?,
             "timeout_ms" => opts.timeout = Duration::from_millis(ranged("timeout_ms", &v, 10..=60_000)?),
             "pool_size" => opts.pool_size = ranged("pool_size", &v, 1..=1000)? as usize,
+            "inflight" => opts.inflight = ranged("inflight", &v, 1..=64)? as usize,
             "sweep_ms" => opts.sweep_every = Duration::from_millis(ranged("sweep_ms", &v, 10..=3_600_000)?),
             "retain_ms" => opts.retain = Duration::from_millis(ranged("retain_ms", &v, 100..=86_400_000)?),
             "sslmode" if v != "disable" => {

@@ -75,22 +75,23 @@ impl PostgresBackend {
 
     pub(super) async fn view_stats(&self, top: usize) -> Result<Stats> {
         let p = &self.db.sql.prefix;
-        // Ended leases: counted at release, or when the sweep forgot them; expired rows not yet forgotten are
-        // counted here (with their whole lease as hold time).
+        // Ended leases are counted at release, or when the sweep forgets them; expired rows not yet forgotten are
+        // counted here (with their whole lease as hold time). Grants: every lease ended or still on record.
         let sql = format!(
             "WITH n AS (SELECT {p}now_us() AS now_us), \
-             r AS (SELECT coalesce(sum(grants), 0)::bigint AS g, coalesce(sum(released), 0)::bigint AS rel, \
-                          coalesce(sum(expired), 0)::bigint AS e, coalesce(sum(hold_ms), 0)::bigint AS h \
+             r AS (SELECT coalesce(sum(released), 0)::bigint AS rel, coalesce(sum(expired), 0)::bigint AS e, \
+                          coalesce(sum(hold_ms), 0)::bigint AS h \
                    FROM {p}resources), \
-             l AS (SELECT count(*) FILTER (WHERE expires_us > now_us AND kind = 'exclusive') AS ex, \
+             l AS (SELECT count(*) AS rows, \
+                          count(*) FILTER (WHERE expires_us > now_us AND kind = 'exclusive') AS ex, \
                           count(*) FILTER (WHERE expires_us > now_us AND kind = 'shared') AS sh, \
                           count(*) FILTER (WHERE expires_us > now_us AND kind IN ('read', 'write')) AS rw, \
                           count(*) FILTER (WHERE expires_us <= now_us) AS gone, \
                           coalesce(sum((expires_us - acquired_us) / 1000) FILTER (WHERE expires_us <= now_us), 0) \
                             ::bigint AS gone_ms \
                    FROM {p}leases, n) \
-             SELECT t.grants + r.g, t.released + r.rel, t.expired + r.e + l.gone, t.hold_ms + r.h + l.gone_ms, \
-                    l.ex, l.sh, l.rw \
+             SELECT t.released + r.rel + t.expired + r.e + l.rows, t.released + r.rel, t.expired + r.e + l.gone, \
+                    t.hold_ms + r.h + l.gone_ms, l.ex, l.sh, l.rw \
              FROM {p}totals t, r, l WHERE t.id = 1"
         );
         let row = self.db.call(&sql, &[]).await?;
@@ -106,7 +107,10 @@ impl PostgresBackend {
         let ended = released + expired;
         stats.average_hold_time_ms = hold_ms.checked_div(ended).unwrap_or(0);
         if top > 0 {
-            let sql = format!("SELECT resource, grants FROM {p}resources ORDER BY grants DESC LIMIT $1");
+            let sql = format!(
+                "SELECT r.resource, r.released + r.expired + (SELECT count(*) FROM {p}leases l \
+                 WHERE l.resource = r.resource) AS grants FROM {p}resources r ORDER BY grants DESC LIMIT $1"
+            );
             let limit = top.min(10) as i64;
             for r in self.db.query(&sql, &[&limit]).await? {
                 let n: i64 = self.db.get(&r, 1)?;

@@ -1,0 +1,210 @@
+//! Group commit: the acquires, releases and renewals of one process share calls of `{p}batch`, one round trip
+//! and one transaction (one WAL flush) for all of them.
+//!
+//! At most `inflight` calls run at once. An operation that finds a place free goes at once, with whatever else
+//! is waiting; one that finds every place taken waits, and the next place to free up takes the whole queue (no
+//! timer: a lone operation never waits). deadpool and tokio-postgres pipeline statements but cannot merge
+//! several calls into one transaction: that is the part written here.
+
+#[allow(unused_imports)]
+use super::*;
+use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio_postgres::Row;
+
+/// Most operations in one call.
+const MAX_OPS: usize = 64;
+
+/// One lease operation.
+pub(super) enum Op {
+    Acquire {
+        req: AcquireRequest,
+        waiter: Option<String>,
+    },
+    Release {
+        lock_id: String,
+        client: Option<String>,
+    },
+    Renew {
+        lock_id: String,
+        ttl_ms: Option<i64>,
+        client: Option<String>,
+    },
+}
+
+/// One operation's answer: the columns of its row of `{p}batch` (see the schema for which op sets which).
+#[derive(Debug, Default)]
+pub(super) struct Reply {
+    pub status: String,
+    pub resource: Option<String>,
+    pub kind: Option<String>,
+    pub client: Option<String>,
+    pub fence: Option<i64>,
+    pub now_us: Option<i64>,
+    pub expires_us: Option<i64>,
+    pub remaining_us: Option<i64>,
+    pub retry_us: Option<i64>,
+    pub held_us: Option<i64>,
+    pub acquired_us: Option<i64>,
+    pub ttl_ms: Option<i64>,
+    pub renewals: Option<i32>,
+}
+
+struct Job {
+    op: Op,
+    reply: oneshot::Sender<Result<Reply>>,
+}
+
+/// Hands operations to the batching task.
+pub(super) struct Batcher {
+    tx: mpsc::UnboundedSender<Job>,
+    address: String,
+    timeout: Duration,
+}
+
+impl Batcher {
+    /// Starts the batching task over `db`, with `inflight` calls at most at once.
+    pub(super) fn start(db: Arc<Db>, inflight: usize) -> (Self, listener::AbortOnDrop) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let batcher = Batcher {
+            tx,
+            address: db.address.clone(),
+            timeout: db.opts.timeout,
+        };
+        let task = tokio::spawn(drive(db, rx, Arc::new(Semaphore::new(inflight))));
+        (batcher, listener::AbortOnDrop(task))
+    }
+
+    /// Runs one operation in the next call; bounded by the timeout from the moment it is queued.
+    pub(super) async fn run(&self, op: Op) -> Result<Reply> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Job { op, reply })
+            .map_err(|_| Error::ShuttingDown("the PostgreSQL backend was dropped".into()))?;
+        match tokio::time::timeout(self.timeout, rx).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => Err(unavailable(&self.address, "the call was lost")),
+            Err(_) => Err(unavailable(
+                &self.address,
+                format!("no answer within {} ms", self.timeout.as_millis()),
+            )),
+        }
+    }
+}
+
+async fn drive(db: Arc<Db>, mut rx: mpsc::UnboundedReceiver<Job>, slots: Arc<Semaphore>) {
+    loop {
+        let Ok(permit) = slots.clone().acquire_owned().await else { return };
+        let Some(first) = rx.recv().await else { return };
+        let mut jobs = vec![first];
+        while jobs.len() < MAX_OPS {
+            match rx.try_recv() {
+                Ok(j) => jobs.push(j),
+                Err(_) => break,
+            }
+        }
+        let db = db.clone();
+        tokio::spawn(async move {
+            let result = call(&db, &jobs).await;
+            drop(permit);
+            match result {
+                Ok(mut replies) => {
+                    for (job, reply) in jobs.into_iter().zip(replies.drain(..)) {
+                        let _ = job.reply.send(reply.ok_or_else(|| db.unexpected("batch", "no row")));
+                    }
+                }
+                Err(e) => {
+                    for job in jobs {
+                        let _ = job.reply.send(Err(e.clone()));
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// One call of `{p}batch` for `jobs`; the replies in the jobs' order.
+async fn call(db: &Db, jobs: &[Job]) -> Result<Vec<Option<Reply>>> {
+    let n = jobs.len();
+    let mut op = Vec::with_capacity(n);
+    let (mut resource, mut lock_id, mut kind, mut client, mut waiter) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut ttl, mut waiter_lease, mut max_renewals, mut max_hold) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for j in jobs {
+        match &j.op {
+            Op::Acquire { req, waiter: w } => {
+                op.push("acquire");
+                resource.push(Some(req.resource.as_str()));
+                lock_id.push(Some(req.lock_id.as_str()));
+                kind.push(Some(req.kind.as_str()));
+                ttl.push(Some(millis(req.ttl)));
+                client.push(Some(req.client_id.as_str()));
+                waiter.push(w.as_deref());
+                waiter_lease.push(Some(millis(req.waiter_lease)));
+                max_renewals.push(req.max_renewals.map(|n| n.min(i32::MAX as u32) as i32));
+                max_hold.push(req.max_hold.map(millis));
+            }
+            Op::Release { lock_id: l, client: c } | Op::Renew { lock_id: l, client: c, .. } => {
+                let (name, t) = match &j.op {
+                    Op::Renew { ttl_ms, .. } => ("renew", *ttl_ms),
+                    _ => ("release", None),
+                };
+                op.push(name);
+                resource.push(None);
+                lock_id.push(Some(l.as_str()));
+                kind.push(None);
+                ttl.push(t);
+                client.push(c.as_deref());
+                waiter.push(None);
+                waiter_lease.push(None);
+                max_renewals.push(None);
+                max_hold.push(None);
+            }
+        }
+    }
+    let rows = db
+        .query(
+            &db.sql.batch,
+            &[
+                &op,
+                &resource,
+                &lock_id,
+                &kind,
+                &ttl,
+                &client,
+                &waiter,
+                &waiter_lease,
+                &max_renewals,
+                &max_hold,
+                &MAX_WAITERS_PER_RESOURCE,
+            ],
+        )
+        .await?;
+    let mut replies: Vec<Option<Reply>> = (0..n).map(|_| None).collect();
+    for row in &rows {
+        let i: i32 = db.get(row, 0)?;
+        let slot = usize::try_from(i - 1)
+            .ok()
+            .and_then(|i| replies.get_mut(i))
+            .ok_or_else(|| db.unexpected("batch", &format!("row {i}")))?;
+        *slot = Some(reply(db, row)?);
+    }
+    Ok(replies)
+}
+
+fn reply(db: &Db, row: &Row) -> Result<Reply> {
+    Ok(Reply {
+        status: db.get(row, 1)?,
+        resource: db.get(row, 2)?,
+        kind: db.get(row, 3)?,
+        client: db.get(row, 4)?,
+        fence: db.get(row, 5)?,
+        now_us: db.get(row, 6)?,
+        expires_us: db.get(row, 7)?,
+        remaining_us: db.get(row, 8)?,
+        retry_us: db.get(row, 9)?,
+        held_us: db.get(row, 10)?,
+        acquired_us: db.get(row, 11)?,
+        ttl_ms: db.get(row, 12)?,
+        renewals: db.get(row, 13)?,
+    })
+}
