@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// warden's own query options, which the driver does not know.
-const WARDEN_OPTIONS: &[&str] = &["prefix", "timeout_ms", "pool_size", "sweep_ms", "retain_ms"];
+const WARDEN_OPTIONS: &[&str] = &["prefix", "timeout_ms", "pool_size", "inflight", "sweep_ms", "retain_ms"];
 
 /// The driver URL and pool size a warden `postgres://` URL describes (warden's default pool: 16).
 fn driver_url(url: &str) -> (String, usize) {

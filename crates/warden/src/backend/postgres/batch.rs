@@ -93,7 +93,9 @@ impl Batcher {
 
 async fn drive(db: Arc<Db>, mut rx: mpsc::UnboundedReceiver<Job>, slots: Arc<Semaphore>) {
     loop {
-        let Ok(permit) = slots.clone().acquire_owned().await else { return };
+        let Ok(permit) = slots.clone().acquire_owned().await else {
+            return;
+        };
         let Some(first) = rx.recv().await else { return };
         let mut jobs = vec![first];
         while jobs.len() < MAX_OPS {
@@ -122,14 +124,37 @@ async fn drive(db: Arc<Db>, mut rx: mpsc::UnboundedReceiver<Job>, slots: Arc<Sem
     }
 }
 
-/// One call of `{p}batch` for `jobs`; the replies in the jobs' order.
+/// A stable 32-bit hash of a resource name (FNV-1a): the order in which a batch takes resources.
+pub(super) fn resource_hash(resource: &str) -> u32 {
+    resource
+        .bytes()
+        .fold(0x811c_9dc5_u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193))
+}
+
+/// The order key of an operation: its resource's hash (for a release or renewal, the one its lock id ends
+/// with; 0 for a lock id of another shape, which the database will not know anyway).
+fn order_key(op: &Op) -> u32 {
+    match op {
+        Op::Acquire { req, .. } => resource_hash(&req.resource),
+        Op::Release { lock_id, .. } | Op::Renew { lock_id, .. } => lock_id
+            .rsplit_once('-')
+            .and_then(|(_, h)| u32::from_str_radix(h, 16).ok())
+            .unwrap_or(0),
+    }
+}
+
+/// One call of `{p}batch` for `jobs`, sent in the order of their resources so that two batches lock rows in
+/// the same order; the replies in the jobs' order.
 async fn call(db: &Db, jobs: &[Job]) -> Result<Vec<Option<Reply>>> {
     let n = jobs.len();
     let mut op = Vec::with_capacity(n);
     let (mut resource, mut lock_id, mut kind, mut client, mut waiter) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (mut ttl, mut waiter_lease, mut max_renewals, mut max_hold) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for j in jobs {
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by_key(|&i| order_key(&jobs[i].op));
+    for &i in &order {
+        let j = &jobs[i];
         match &j.op {
             Op::Acquire { req, waiter: w } => {
                 op.push("acquire");
@@ -143,7 +168,10 @@ async fn call(db: &Db, jobs: &[Job]) -> Result<Vec<Option<Reply>>> {
                 max_renewals.push(req.max_renewals.map(|n| n.min(i32::MAX as u32) as i32));
                 max_hold.push(req.max_hold.map(millis));
             }
-            Op::Release { lock_id: l, client: c } | Op::Renew { lock_id: l, client: c, .. } => {
+            Op::Release { lock_id: l, client: c }
+            | Op::Renew {
+                lock_id: l, client: c, ..
+            } => {
                 let (name, t) = match &j.op {
                     Op::Renew { ttl_ms, .. } => ("renew", *ttl_ms),
                     _ => ("release", None),
@@ -184,7 +212,8 @@ async fn call(db: &Db, jobs: &[Job]) -> Result<Vec<Option<Reply>>> {
         let i: i32 = db.get(row, 0)?;
         let slot = usize::try_from(i - 1)
             .ok()
-            .and_then(|i| replies.get_mut(i))
+            .and_then(|sent| order.get(sent))
+            .and_then(|&job| replies.get_mut(job))
             .ok_or_else(|| db.unexpected("batch", &format!("row {i}")))?;
         *slot = Some(reply(db, row)?);
     }

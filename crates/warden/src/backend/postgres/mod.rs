@@ -114,6 +114,11 @@ impl Backend for PostgresBackend {
         &self.router
     }
 
+    /// A random lock id that ends with a hash of its resource: a batch orders its operations by it.
+    fn new_lock_id(&self, resource: &str) -> String {
+        format!("{}-{:08x}", crate::token::lock_id(), batch::resource_hash(resource))
+    }
+
     async fn attempt(&self, req: &AcquireRequest, waiter_id: Option<&str>) -> Result<Attempt> {
         let r = self
             .batcher
@@ -136,11 +141,6 @@ impl Backend for PostgresBackend {
             "queued" => Ok(Attempt::NotGranted {
                 retry_in: r.retry_us.map(|us| Duration::from_micros(us.max(0) as u64)),
                 backend_now: None,
-            }),
-            // The lock id names a lease that has ended: a retry after the grant it made expired.
-            "reused" => Err(Error::LeaseLost {
-                lock_id: req.lock_id.clone(),
-                resource: req.resource.clone(),
             }),
             "full" => Err(Error::LimitExceeded {
                 what: format!(

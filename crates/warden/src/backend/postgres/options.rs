@@ -14,7 +14,7 @@ pub(crate) struct Options {
     pub timeout: Duration,
     /// Most connections in the pool (`pool_size`, default 16), besides the one that listens for wake-ups.
     pub pool_size: usize,
-    /// Batch calls in flight at once (`inflight`, default 4): operations that arrive meanwhile go together in
+    /// Batch calls in flight at once (`inflight`, default 2): operations that arrive meanwhile go together in
     /// the next call, one transaction for all.
     pub inflight: usize,
     /// How often the housekeeping sweep runs (`sweep_ms`, default 5000).
@@ -51,7 +51,7 @@ pub(crate) fn parse_url(url: &str) -> Result<(tokio_postgres::Config, String, Op
         prefix: "warden_".into(),
         timeout: Duration::from_millis(2000),
         pool_size: 16,
-        inflight: 4,
+        inflight: 2,
         sweep_every: Duration::from_secs(5),
         retain: Duration::from_secs(60),
     };

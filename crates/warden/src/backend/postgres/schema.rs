@@ -5,7 +5,10 @@
 use super::*;
 
 /// The schema's steps; step `i` brings the schema to version `i + 1`. `{p}` stands for the table prefix.
-const STEPS: &[&str] = &[include_str!("schema_v1.sql")];
+const STEPS: &[&str] = &[concat!(
+    include_str!("schema_v1_tables.sql"),
+    include_str!("schema_v1_functions.sql")
+)];
 
 /// The schema version this build writes and reads.
 pub const SCHEMA_VERSION: i32 = STEPS.len() as i32;

@@ -42,9 +42,13 @@ impl PostgresBackend {
     }
 
     pub(super) async fn view_inspect(&self, resource: &str) -> Result<ResourceInfo> {
-        let sql = self.leases_where("resource = $1 AND expires_us > now_us ORDER BY fence");
-        let holders = self.db.query(&sql, &[&resource]).await?;
         let p = &self.db.sql.prefix;
+        // The exclusive holder is named on the resource's row; shared holders are found by resource.
+        let sql = self.leases_where(&format!(
+            "(lock_id = (SELECT holder FROM {p}resources WHERE resource = $1) \
+              OR (resource = $1 AND kind IN ('shared', 'read'))) AND expires_us > now_us ORDER BY fence"
+        ));
+        let holders = self.db.query(&sql, &[&resource]).await?;
         let sql = format!(
             "SELECT waiter_id, client_id, kind, ttl_ms FROM {p}waiters \
              WHERE resource = $1 AND deadline_us >= {p}now_us() ORDER BY seq LIMIT 10000"
@@ -107,9 +111,10 @@ impl PostgresBackend {
         let ended = released + expired;
         stats.average_hold_time_ms = hold_ms.checked_div(ended).unwrap_or(0);
         if top > 0 {
+            // Grants: ended leases, and the live exclusive one (live shared ones are not counted here).
             let sql = format!(
-                "SELECT r.resource, r.released + r.expired + (SELECT count(*) FROM {p}leases l \
-                 WHERE l.resource = r.resource) AS grants FROM {p}resources r ORDER BY grants DESC LIMIT $1"
+                "SELECT resource, released + expired + (holder_until > {p}now_us())::integer AS grants \
+                 FROM {p}resources ORDER BY grants DESC LIMIT $1"
             );
             let limit = top.min(10) as i64;
             for r in self.db.query(&sql, &[&limit]).await? {
