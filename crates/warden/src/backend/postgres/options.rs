@@ -90,6 +90,14 @@ pub(crate) fn parse_url(url: &str) -> Result<(tokio_postgres::Config, String, Op
     if config.get_application_name().is_none() {
         config.application_name("warden");
     }
+    // The functions' plans are cached per connection. Planned while a table is new and small, a lookup by key
+    // could be cached as a sequential scan and stay one as the table grows: warden's statements always have an
+    // index to use, and the planner is told to prefer it.
+    let options = match config.get_options() {
+        Some(o) => format!("{o} -c enable_seqscan=off"),
+        None => "-c enable_seqscan=off".to_string(),
+    };
+    config.options(&options);
     Ok((config, address, opts))
 }
 
@@ -129,6 +137,9 @@ mod tests {
         assert!(!e.to_string().contains("s3cret"), "{e}");
         assert!(parse_url("postgres://app:s3cret@db/x?timeout_ms=0").is_err());
         let (cfg, _, _) = parse_url("postgres://db/x?options=-c%20synchronous_commit%3Doff&prefix=a_").unwrap();
-        assert_eq!(cfg.get_options(), Some("-c synchronous_commit=off"));
+        assert_eq!(
+            cfg.get_options(),
+            Some("-c synchronous_commit=off -c enable_seqscan=off")
+        );
     }
 }
