@@ -92,10 +92,12 @@ pub(crate) fn parse_url(url: &str) -> Result<(tokio_postgres::Config, String, Op
     }
     // The functions' plans are cached per connection. Planned while a table is new and small, a lookup by key
     // could be cached as a sequential scan and stay one as the table grows: warden's statements always have an
-    // index to use, and the planner is told to prefer it.
+    // index to use, and the planner is told to prefer it. No JIT: the few statements that do read a table
+    // through (the sweep) would look expensive enough to be compiled, which costs more than they do.
+    const SESSION: &str = "-c enable_seqscan=off -c jit=off";
     let options = match config.get_options() {
-        Some(o) => format!("{o} -c enable_seqscan=off"),
-        None => "-c enable_seqscan=off".to_string(),
+        Some(o) => format!("{o} {SESSION}"),
+        None => SESSION.to_string(),
     };
     config.options(&options);
     Ok((config, address, opts))
@@ -139,7 +141,7 @@ mod tests {
         let (cfg, _, _) = parse_url("postgres://db/x?options=-c%20synchronous_commit%3Doff&prefix=a_").unwrap();
         assert_eq!(
             cfg.get_options(),
-            Some("-c synchronous_commit=off -c enable_seqscan=off")
+            Some("-c synchronous_commit=off -c enable_seqscan=off -c jit=off")
         );
     }
 }
