@@ -64,13 +64,13 @@ impl Harness for PostgresHarness {
             .expect("waiter lease")
     }
     async fn revoke(&self, resource: &str) {
-        // The rows stay, expired: their holders' renewals find the lease lost.
+        // The leases stay, expired: their holders' renewals find them lost.
         let quoted = resource.replace('\'', "''");
         self.sql(&format!(
-            "UPDATE warden_leases SET expires_us = warden_now_us() - 1 \
-             WHERE resource = '{quoted}' AND expires_us > warden_now_us(); \
-             UPDATE warden_resources SET holder = NULL, holder_until = 0, shared_until = 0 \
-             WHERE resource = '{quoted}'"
+            "UPDATE warden_resources SET holder_until = least(holder_until, warden_now_us() - 1), shared_until = 0 \
+             WHERE resource = '{quoted}'; \
+             UPDATE warden_leases SET expires_us = warden_now_us() - 1 \
+             WHERE resource = '{quoted}' AND expires_us > warden_now_us()"
         ))
         .await;
     }

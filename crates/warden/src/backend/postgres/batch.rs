@@ -131,16 +131,21 @@ pub(super) fn resource_hash(resource: &str) -> u32 {
         .fold(0x811c_9dc5_u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193))
 }
 
-/// The order key of an operation: its resource's hash (for a release or renewal, the one its lock id ends
-/// with; 0 for a lock id of another shape, which the database will not know anyway).
+/// The hash of an operation's resource: for a release or renewal, the one its lock id ends with (0 for a lock
+/// id of another shape, which the database will not know anyway).
 fn order_key(op: &Op) -> u32 {
     match op {
         Op::Acquire { req, .. } => resource_hash(&req.resource),
-        Op::Release { lock_id, .. } | Op::Renew { lock_id, .. } => lock_id
-            .rsplit_once('-')
-            .and_then(|(_, h)| u32::from_str_radix(h, 16).ok())
-            .unwrap_or(0),
+        Op::Release { lock_id, .. } | Op::Renew { lock_id, .. } => lock_hash(lock_id),
     }
+}
+
+/// The resource hash a lock id made by this backend ends with (0 for another shape).
+pub(super) fn lock_hash(lock_id: &str) -> u32 {
+    lock_id
+        .rsplit_once('-')
+        .and_then(|(_, h)| u32::from_str_radix(h, 16).ok())
+        .unwrap_or(0)
 }
 
 /// One call of `{p}batch` for `jobs`, sent in the order of their resources so that two batches lock rows in
@@ -151,8 +156,11 @@ async fn call(db: &Db, jobs: &[Job]) -> Result<Vec<Option<Reply>>> {
     let (mut resource, mut lock_id, mut kind, mut client, mut waiter) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (mut ttl, mut waiter_lease, mut max_renewals, mut max_hold) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let keys: Vec<u32> = jobs.iter().map(|j| order_key(&j.op)).collect();
     let mut order: Vec<usize> = (0..n).collect();
-    order.sort_by_key(|&i| order_key(&jobs[i].op));
+    order.sort_by_key(|&i| keys[i]);
+    // The same bits as PostgreSQL's signed integer.
+    let hash: Vec<i32> = order.iter().map(|&i| keys[i] as i32).collect();
     for &i in &order {
         let j = &jobs[i];
         match &j.op {
@@ -195,6 +203,7 @@ async fn call(db: &Db, jobs: &[Job]) -> Result<Vec<Option<Reply>>> {
             &[
                 &op,
                 &resource,
+                &hash,
                 &lock_id,
                 &kind,
                 &ttl,

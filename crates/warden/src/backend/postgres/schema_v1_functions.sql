@@ -1,9 +1,10 @@
 -- warden's PostgreSQL functions, schema version 1. `{p}` is the table prefix (default `warden_`).
 -- Lease operations run inside {p}batch, many in one transaction. Times are microseconds since the Unix epoch on
--- the database server's clock. An acquire locks its resource's row, then writes a new lease row; a release or
--- renewal locks the lease's row, then its resource's row. A lease belongs to one resource, and a batch takes
--- resources in the order of a hash of their name (a lock id ends with its resource's), so two batches never
--- wait for each other in a circle (PostgreSQL would break one after deadlock_timeout if a hash collided).
+-- the database server's clock. An exclusive lease lives on its resource's row; a shared one in {p}leases. An
+-- acquire locks the resource's row (then writes a shared lease's row); a release or renewal of a shared lease
+-- locks its row, then the resource's. A lease belongs to one resource, and a batch takes resources in the order
+-- of a hash of their name (lock ids end with their resource's), so two batches never wait for each other in a
+-- circle (PostgreSQL would break one after deadlock_timeout if two hashes collided).
 
 CREATE OR REPLACE FUNCTION {p}now_us() RETURNS bigint LANGUAGE sql VOLATILE AS $$
     SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint
@@ -40,9 +41,9 @@ BEGIN
 END
 $$;
 
--- Writes the lease row of a grant (`o` carries its fence and times). The lock id of an ended lease is granted
+-- Writes the row of a shared grant (`o` carries its fence and times). The lock id of an ended lease is granted
 -- anew; that of a live one (a retried attempt) answers that lease, with the time it has left.
-CREATE OR REPLACE FUNCTION {p}record_grant(
+CREATE OR REPLACE FUNCTION {p}grant_shared(
     o {p}reply, p_resource text, p_lock_id text, p_kind text, p_ttl_ms bigint, p_client text,
     p_max_renewals integer, p_max_hold_ms bigint
 ) RETURNS {p}reply LANGUAGE plpgsql AS $$
@@ -69,8 +70,8 @@ $$;
 -- an earlier attempt). 'queued': retry_us, when the blocking lease ends (null if unknown); the waiter, if any,
 -- is queued or its waiter lease refreshed. 'full': the queue is full.
 CREATE OR REPLACE FUNCTION {p}acquire(
-    p_resource text, p_lock_id text, p_kind text, p_ttl_ms bigint, p_client text, p_waiter text,
-    p_waiter_lease_ms bigint, p_max_renewals integer, p_max_hold_ms bigint, p_max_waiters integer
+    p_resource text, p_hash integer, p_lock_id text, p_kind text, p_ttl_ms bigint, p_client text,
+    p_waiter text, p_waiter_lease_ms bigint, p_max_renewals integer, p_max_hold_ms bigint, p_max_waiters integer
 ) RETURNS {p}reply LANGUAGE plpgsql AS $$
 DECLARE
     o {p}reply;
@@ -84,25 +85,35 @@ DECLARE
 BEGIN
     o.now_us := v_now;
     o.expires_us := v_now + p_ttl_ms * 1000;
-    -- The common case in one statement: a free resource with nobody queued.
+    -- The common case in one statement: a free resource with nobody queued. An ended lease still on the row is
+    -- counted as expired as it is replaced.
     IF v_excl THEN
-        UPDATE {p}resources SET fence = greatest(fence + 1, v_now), holder = p_lock_id, holder_until = o.expires_us
+        UPDATE {p}resources SET fence = greatest(fence + 1, v_now), holder_fence = greatest(fence + 1, v_now),
+                expired = expired + (holder IS NOT NULL)::integer,
+                hold_ms = hold_ms + coalesce((holder_until - holder_acquired) / 1000, 0),
+                holder = p_lock_id, holder_kind = p_kind, holder_client = p_client, holder_acquired = v_now,
+                holder_until = o.expires_us, holder_ttl_ms = p_ttl_ms, holder_renewals = 0,
+                holder_max_renewals = p_max_renewals, holder_max_hold_ms = p_max_hold_ms
             WHERE resource = p_resource AND holder_until <= v_now AND shared_until <= v_now AND queued = 0
             RETURNING fence INTO o.fence;
+        IF FOUND THEN
+            o.status := 'granted';
+            RETURN o;
+        END IF;
     ELSE
         UPDATE {p}resources SET fence = greatest(fence + 1, v_now),
                 shared_until = greatest(shared_until, o.expires_us)
             WHERE resource = p_resource AND holder_until <= v_now AND queued = 0
             RETURNING fence INTO o.fence;
-    END IF;
-    IF FOUND THEN
-        RETURN {p}record_grant(o, p_resource, p_lock_id, p_kind, p_ttl_ms, p_client, p_max_renewals,
-                               p_max_hold_ms);
+        IF FOUND THEN
+            RETURN {p}grant_shared(o, p_resource, p_lock_id, p_kind, p_ttl_ms, p_client, p_max_renewals,
+                                   p_max_hold_ms);
+        END IF;
     END IF;
     LOOP
         SELECT * INTO r FROM {p}resources WHERE resource = p_resource FOR UPDATE;
         EXIT WHEN FOUND;
-        INSERT INTO {p}resources (resource) VALUES (p_resource) ON CONFLICT DO NOTHING;
+        INSERT INTO {p}resources (resource, key_hash) VALUES (p_resource, p_hash) ON CONFLICT DO NOTHING;
     END LOOP;
     v_now := (extract(epoch FROM clock_timestamp()) * 1000000)::bigint;
     o.now_us := v_now;
@@ -110,7 +121,7 @@ BEGIN
     -- A retried attempt whose grant was made but not seen.
     IF r.holder = p_lock_id AND r.holder_until > v_now THEN
         o.status := 'granted';
-        o.fence := r.fence;
+        o.fence := r.holder_fence;
         o.expires_us := r.holder_until;
         o.remaining_us := r.holder_until - v_now;
         IF p_waiter IS NOT NULL AND r.queued > 0 THEN
@@ -142,13 +153,19 @@ BEGIN
             r.queued := r.queued - v_n;
         END IF;
         IF v_excl THEN
-            UPDATE {p}resources SET fence = o.fence, holder = p_lock_id, holder_until = o.expires_us,
-                queued = r.queued WHERE resource = p_resource;
-        ELSE
-            UPDATE {p}resources SET fence = o.fence, shared_until = greatest(shared_until, o.expires_us),
-                queued = r.queued WHERE resource = p_resource;
+            UPDATE {p}resources SET fence = o.fence, holder_fence = o.fence, queued = r.queued,
+                    expired = expired + (holder IS NOT NULL)::integer,
+                    hold_ms = hold_ms + coalesce((holder_until - holder_acquired) / 1000, 0),
+                    holder = p_lock_id, holder_kind = p_kind, holder_client = p_client, holder_acquired = v_now,
+                    holder_until = o.expires_us, holder_ttl_ms = p_ttl_ms, holder_renewals = 0,
+                    holder_max_renewals = p_max_renewals, holder_max_hold_ms = p_max_hold_ms
+                WHERE resource = p_resource;
+            o.status := 'granted';
+            RETURN o;
         END IF;
-        RETURN {p}record_grant(o, p_resource, p_lock_id, p_kind, p_ttl_ms, p_client, p_max_renewals,
+        UPDATE {p}resources SET fence = o.fence, shared_until = greatest(shared_until, o.expires_us),
+            queued = r.queued WHERE resource = p_resource;
+        RETURN {p}grant_shared(o, p_resource, p_lock_id, p_kind, p_ttl_ms, p_client, p_max_renewals,
                                p_max_hold_ms);
     END IF;
     o.status := 'queued';
@@ -157,7 +174,7 @@ BEGIN
         o.retry_us := r.holder_until - v_now;
     ELSIF v_excl AND r.shared_until > v_now THEN
         SELECT min(expires_us) - v_now INTO o.retry_us FROM {p}leases
-            WHERE resource = p_resource AND expires_us > v_now AND kind IN ('shared', 'read');
+            WHERE resource = p_resource AND expires_us > v_now;
     END IF;
     IF p_waiter IS NOT NULL THEN
         UPDATE {p}waiters SET deadline_us = v_now + p_waiter_lease_ms * 1000
@@ -185,17 +202,50 @@ $$;
 
 -- Releases a lease: 'released' (held_us), 'lost' (it had expired), 'not_found' or 'not_owner'; resource names
 -- the lease's resource when known. The lease leaves its resource's row, which wakes the waiters that may go.
-CREATE OR REPLACE FUNCTION {p}release(p_lock_id text, p_client text) RETURNS {p}reply LANGUAGE plpgsql AS $$
+CREATE OR REPLACE FUNCTION {p}release(p_lock_id text, p_client text, p_hash integer)
+RETURNS {p}reply LANGUAGE plpgsql AS $$
 DECLARE
     o {p}reply;
     l {p}leases;
     r {p}resources;
-    v_now bigint;
+    v_until bigint;
+    v_acquired bigint;
+    v_now bigint := (extract(epoch FROM clock_timestamp()) * 1000000)::bigint;
 BEGIN
+    -- An exclusive lease: one statement.
+    WITH old AS (
+        SELECT resource, holder_until, holder_acquired FROM {p}resources
+        WHERE key_hash = p_hash AND holder = p_lock_id AND (p_client IS NULL OR holder_client = p_client)
+        FOR UPDATE
+    )
+    UPDATE {p}resources x SET holder = NULL, holder_until = 0,
+            released = released + (old.holder_until > v_now)::integer,
+            expired = expired + (old.holder_until <= v_now)::integer,
+            hold_ms = hold_ms + (least(old.holder_until, v_now) - old.holder_acquired) / 1000
+        FROM old WHERE x.resource = old.resource
+        RETURNING old.holder_until, old.holder_acquired, x.resource, x.shared_until, x.queued
+        INTO v_until, v_acquired, r.resource, r.shared_until, r.queued;
+    IF FOUND THEN
+        r.holder_until := 0;
+        o.resource := r.resource;
+        IF v_until <= v_now THEN
+            o.status := 'lost';
+        ELSE
+            o.status := 'released';
+            o.held_us := greatest(v_now - v_acquired, 0);
+        END IF;
+        IF r.queued > 0 THEN
+            PERFORM {p}wake_eligible(r, v_now);
+        END IF;
+        RETURN o;
+    END IF;
     DELETE FROM {p}leases WHERE lock_id = p_lock_id AND (p_client IS NULL OR client_id = p_client)
         RETURNING * INTO l;
     IF NOT FOUND THEN
         SELECT resource INTO o.resource FROM {p}leases WHERE lock_id = p_lock_id;
+        IF NOT FOUND THEN
+            SELECT resource INTO o.resource FROM {p}resources WHERE key_hash = p_hash AND holder = p_lock_id;
+        END IF;
         o.status := CASE WHEN FOUND THEN 'not_owner' ELSE 'not_found' END;
         RETURN o;
     END IF;
@@ -208,17 +258,12 @@ BEGIN
         o.held_us := greatest(v_now - l.acquired_us, 0);
     END IF;
     UPDATE {p}resources SET
-            holder = CASE WHEN holder = l.lock_id THEN NULL ELSE holder END,
-            holder_until = CASE WHEN holder = l.lock_id THEN 0 ELSE holder_until END,
             released = released + (o.status = 'released')::integer,
             expired = expired + (o.status = 'lost')::integer,
-            hold_ms = hold_ms + coalesce(o.held_us, l.expires_us - l.acquired_us) / 1000
+            hold_ms = hold_ms + coalesce(o.held_us, l.expires_us - l.acquired_us) / 1000,
+            shared_until = coalesce((SELECT max(expires_us) FROM {p}leases
+                WHERE resource = l.resource AND expires_us > v_now), 0)
         WHERE resource = l.resource RETURNING * INTO r;
-    IF l.kind IN ('shared', 'read') AND r.shared_until > v_now THEN
-        UPDATE {p}resources SET shared_until = coalesce((SELECT max(expires_us) FROM {p}leases
-                WHERE resource = l.resource AND expires_us > v_now AND kind IN ('shared', 'read')), 0)
-            WHERE resource = l.resource RETURNING * INTO r;
-    END IF;
     IF r.queued > 0 THEN
         PERFORM {p}wake_eligible(r, v_now);
     END IF;
@@ -226,73 +271,107 @@ BEGIN
 END
 $$;
 
+-- The expiry a renewal by p_ttl_ms gives lease `o` (its acquired_us, ttl_ms, renewals read; null p_ttl_ms: its
+-- own ttl), or null when a cap forbids it.
+CREATE OR REPLACE FUNCTION {p}renewed_until(
+    o {p}reply, p_ttl_ms bigint, p_max_renewals integer, p_max_hold_ms bigint
+) RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+    v_new bigint;
+BEGIN
+    IF p_max_renewals IS NOT NULL AND o.renewals >= p_max_renewals THEN
+        RETURN NULL;
+    END IF;
+    v_new := o.now_us + coalesce(p_ttl_ms, o.ttl_ms) * 1000;
+    IF p_max_hold_ms IS NOT NULL THEN
+        v_new := least(v_new, o.acquired_us + p_max_hold_ms * 1000);
+        IF v_new <= o.now_us THEN
+            RETURN NULL;
+        END IF;
+    END IF;
+    RETURN v_new;
+END
+$$;
+
 -- Extends a lease: 'renewed' (the lease's new state), 'capped' (expires_us unchanged), 'lost', 'not_found',
 -- 'not_owner'. p_ttl_ms null: the lease's own ttl.
-CREATE OR REPLACE FUNCTION {p}renew(p_lock_id text, p_ttl_ms bigint, p_client text)
+CREATE OR REPLACE FUNCTION {p}renew(p_lock_id text, p_ttl_ms bigint, p_client text, p_hash integer)
 RETURNS {p}reply LANGUAGE plpgsql AS $$
 DECLARE
     o {p}reply;
+    r {p}resources;
     l {p}leases;
     v_new bigint;
-    v_ttl bigint;
+    v_max_renewals integer;
+    v_max_hold bigint;
 BEGIN
-    SELECT * INTO l FROM {p}leases WHERE lock_id = p_lock_id FOR UPDATE;
-    IF NOT FOUND THEN
-        o.status := 'not_found';
-        RETURN o;
+    SELECT * INTO r FROM {p}resources WHERE key_hash = p_hash AND holder = p_lock_id FOR UPDATE;
+    IF FOUND THEN
+        o.resource := r.resource;
+        o.kind := r.holder_kind;
+        o.client := r.holder_client;
+        o.acquired_us := r.holder_acquired;
+        o.expires_us := r.holder_until;
+        o.ttl_ms := r.holder_ttl_ms;
+        o.fence := r.holder_fence;
+        o.renewals := r.holder_renewals;
+        v_max_renewals := r.holder_max_renewals;
+        v_max_hold := r.holder_max_hold_ms;
+    ELSE
+        SELECT * INTO l FROM {p}leases WHERE lock_id = p_lock_id FOR UPDATE;
+        IF NOT FOUND THEN
+            o.status := 'not_found';
+            RETURN o;
+        END IF;
+        o.resource := l.resource;
+        o.kind := l.kind;
+        o.client := l.client_id;
+        o.acquired_us := l.acquired_us;
+        o.expires_us := l.expires_us;
+        o.ttl_ms := l.ttl_ms;
+        o.fence := l.fence;
+        o.renewals := l.renewals;
+        v_max_renewals := l.max_renewals;
+        v_max_hold := l.max_hold_ms;
     END IF;
-    o.resource := l.resource;
-    o.kind := l.kind;
-    o.client := l.client_id;
-    o.acquired_us := l.acquired_us;
-    o.expires_us := l.expires_us;
-    o.ttl_ms := l.ttl_ms;
-    o.fence := l.fence;
-    o.renewals := l.renewals;
-    IF p_client IS NOT NULL AND l.client_id <> p_client THEN
+    IF p_client IS NOT NULL AND o.client <> p_client THEN
         o.status := 'not_owner';
         RETURN o;
     END IF;
     o.now_us := (extract(epoch FROM clock_timestamp()) * 1000000)::bigint;
-    IF l.expires_us <= o.now_us THEN
+    IF o.expires_us <= o.now_us THEN
         o.status := 'lost';
         RETURN o;
     END IF;
-    IF l.max_renewals IS NOT NULL AND l.renewals >= l.max_renewals THEN
+    v_new := {p}renewed_until(o, p_ttl_ms, v_max_renewals, v_max_hold);
+    IF v_new IS NULL THEN
         o.status := 'capped';
         RETURN o;
     END IF;
-    v_ttl := coalesce(p_ttl_ms, l.ttl_ms);
-    v_new := o.now_us + v_ttl * 1000;
-    IF l.max_hold_ms IS NOT NULL THEN
-        v_new := least(v_new, l.acquired_us + l.max_hold_ms * 1000);
-        IF v_new <= o.now_us THEN
-            o.status := 'capped';
-            RETURN o;
-        END IF;
-    END IF;
-    UPDATE {p}leases SET expires_us = v_new, ttl_ms = v_ttl, renewals = renewals + 1 WHERE lock_id = p_lock_id;
-    IF l.kind IN ('exclusive', 'write') THEN
-        UPDATE {p}resources SET holder_until = v_new WHERE resource = l.resource AND holder = p_lock_id;
+    o.expires_us := v_new;
+    o.ttl_ms := coalesce(p_ttl_ms, o.ttl_ms);
+    o.renewals := o.renewals + 1;
+    o.status := 'renewed';
+    IF r.resource IS NOT NULL THEN
+        UPDATE {p}resources SET holder_until = v_new, holder_ttl_ms = o.ttl_ms, holder_renewals = o.renewals
+            WHERE resource = r.resource;
     ELSE
+        UPDATE {p}leases SET expires_us = v_new, ttl_ms = o.ttl_ms, renewals = o.renewals
+            WHERE lock_id = p_lock_id;
         UPDATE {p}resources SET shared_until = greatest(shared_until, v_new) WHERE resource = l.resource;
     END IF;
-    o.expires_us := v_new;
-    o.ttl_ms := v_ttl;
-    o.renewals := l.renewals + 1;
-    o.status := 'renewed';
     RETURN o;
 END
 $$;
 
 -- Several operations in one call and one transaction (the client's group commit: one round trip and one WAL
 -- flush for all). p_op[i] is 'acquire', 'release' or 'renew'; the other arrays hold each operation's
--- arguments (null where unused). The client sends them in the order of their resource (by a hash that lock
--- ids carry, see the top of this file); each answers one row, o_i naming it.
+-- arguments (null where unused), p_hash its resource's hash. The client sends them in the order of that hash
+-- (see the top of this file); each answers one row, o_i naming it.
 CREATE OR REPLACE FUNCTION {p}batch(
-    p_op text[], p_resource text[], p_lock_id text[], p_kind text[], p_ttl_ms bigint[], p_client text[],
-    p_waiter text[], p_waiter_lease_ms bigint[], p_max_renewals integer[], p_max_hold_ms bigint[],
-    p_max_waiters integer
+    p_op text[], p_resource text[], p_hash integer[], p_lock_id text[], p_kind text[], p_ttl_ms bigint[],
+    p_client text[], p_waiter text[], p_waiter_lease_ms bigint[], p_max_renewals integer[],
+    p_max_hold_ms bigint[], p_max_waiters integer
 ) RETURNS TABLE (
     o_i integer, o_status text, o_resource text, o_kind text, o_client text, o_fence bigint, o_now_us bigint,
     o_expires_us bigint, o_remaining_us bigint, o_retry_us bigint, o_held_us bigint, o_acquired_us bigint,
@@ -303,12 +382,12 @@ DECLARE
 BEGIN
     FOR i IN 1 .. coalesce(array_length(p_op, 1), 0) LOOP
         IF p_op[i] = 'acquire' THEN
-            v := {p}acquire(p_resource[i], p_lock_id[i], p_kind[i], p_ttl_ms[i], p_client[i], p_waiter[i],
-                            p_waiter_lease_ms[i], p_max_renewals[i], p_max_hold_ms[i], p_max_waiters);
+            v := {p}acquire(p_resource[i], p_hash[i], p_lock_id[i], p_kind[i], p_ttl_ms[i], p_client[i],
+                            p_waiter[i], p_waiter_lease_ms[i], p_max_renewals[i], p_max_hold_ms[i], p_max_waiters);
         ELSIF p_op[i] = 'release' THEN
-            v := {p}release(p_lock_id[i], p_client[i]);
+            v := {p}release(p_lock_id[i], p_client[i], p_hash[i]);
         ELSE
-            v := {p}renew(p_lock_id[i], p_ttl_ms[i], p_client[i]);
+            v := {p}renew(p_lock_id[i], p_ttl_ms[i], p_client[i], p_hash[i]);
         END IF;
         o_i := i;
         o_status := v.status;
@@ -349,7 +428,7 @@ BEGIN
 END
 $$;
 
--- Housekeeping: forgets leases expired longer than p_retain_us ago (counted as expired), dead waiters, and
+-- Housekeeping: forgets leases that ended longer than p_retain_us ago (counted as expired), dead waiters, and
 -- resources idle for as long (their counters move to {p}totals; a later grant re-seeds the fence from the
 -- clock). Rows another operation holds now are skipped until the next sweep. Returns how many leases it forgot.
 CREATE OR REPLACE FUNCTION {p}sweep(p_retain_us bigint) RETURNS integer LANGUAGE plpgsql AS $$
@@ -362,13 +441,18 @@ DECLARE
 BEGIN
     FOR l IN SELECT lock_id, resource, acquired_us, expires_us FROM {p}leases WHERE expires_us < v_before
              LIMIT 1000 FOR UPDATE SKIP LOCKED LOOP
-        UPDATE {p}resources SET expired = expired + 1, hold_ms = hold_ms + (l.expires_us - l.acquired_us) / 1000,
-                holder = CASE WHEN holder = l.lock_id THEN NULL ELSE holder END,
-                holder_until = CASE WHEN holder = l.lock_id THEN 0 ELSE holder_until END
+        UPDATE {p}resources SET expired = expired + 1, hold_ms = hold_ms + (l.expires_us - l.acquired_us) / 1000
             WHERE resource = l.resource;
         DELETE FROM {p}leases WHERE lock_id = l.lock_id;
         v_forgot := v_forgot + 1;
     END LOOP;
+    WITH gone AS (
+        UPDATE {p}resources SET holder = NULL, holder_until = 0, expired = expired + 1,
+                hold_ms = hold_ms + (holder_until - holder_acquired) / 1000
+            WHERE resource IN (SELECT resource FROM {p}resources WHERE holder IS NOT NULL AND holder_until < v_before
+                               LIMIT 1000 FOR UPDATE SKIP LOCKED)
+            RETURNING 1
+    ) SELECT v_forgot + count(*) INTO v_forgot FROM gone;
     FOR r IN SELECT DISTINCT resource FROM {p}waiters WHERE deadline_us < v_before LIMIT 1000 LOOP
         PERFORM 1 FROM {p}resources WHERE resource = r.resource FOR UPDATE SKIP LOCKED;
         CONTINUE WHEN NOT FOUND;
@@ -376,8 +460,9 @@ BEGIN
         GET DIAGNOSTICS v_n = ROW_COUNT;
         UPDATE {p}resources SET queued = queued - v_n WHERE resource = r.resource;
     END LOOP;
-    FOR r IN SELECT * FROM {p}resources WHERE fence < v_before AND holder_until < v_before
-               AND shared_until < v_before AND queued = 0 LIMIT 1000 FOR UPDATE SKIP LOCKED LOOP
+    FOR r IN SELECT * FROM {p}resources WHERE holder IS NULL AND fence < v_before AND shared_until < v_before
+               AND queued = 0 LIMIT 1000 FOR UPDATE SKIP LOCKED LOOP
+        CONTINUE WHEN EXISTS (SELECT 1 FROM {p}leases WHERE resource = r.resource);
         UPDATE {p}totals SET released = released + r.released, expired = expired + r.expired,
             hold_ms = hold_ms + r.hold_ms WHERE id = 1;
         DELETE FROM {p}resources WHERE resource = r.resource;

@@ -4,22 +4,34 @@
 
 CREATE TABLE IF NOT EXISTS {p}resources (
     resource text PRIMARY KEY,
+    -- A 32-bit hash of the name, which lock ids end with: how a release or renewal finds the row.
+    key_hash integer NOT NULL,
     -- The last fencing token granted; the next is greatest(fence + 1, now): it grows even after a restore.
     fence bigint NOT NULL DEFAULT 0,
-    -- Who holds it, kept on the row every operation locks anyway, so the common path reads no other table:
-    -- the exclusive holder's lock id and expiry, the latest expiry among shared holders, the queue's length.
+    -- The exclusive (or write) lease, kept on the row every operation locks anyway: a grant and a release are
+    -- one UPDATE each. Held while holder_until > now; an ended one stays until the next grant or the sweep.
     holder text,
+    holder_kind text,
+    holder_client text,
+    holder_acquired bigint,
     holder_until bigint NOT NULL DEFAULT 0,
+    holder_ttl_ms bigint,
+    holder_fence bigint,
+    holder_renewals integer NOT NULL DEFAULT 0,
+    holder_max_renewals integer,
+    holder_max_hold_ms bigint,
+    -- The latest expiry among shared (and read) leases, which live in {p}leases; the queue's length.
     shared_until bigint NOT NULL DEFAULT 0,
     queued integer NOT NULL DEFAULT 0,
-    -- Counters of ended leases (grants = ended + live).
+    -- Counters of ended leases.
     released bigint NOT NULL DEFAULT 0,
     expired bigint NOT NULL DEFAULT 0,
     hold_ms bigint NOT NULL DEFAULT 0
 );
+CREATE INDEX IF NOT EXISTS {p}resources_hash ON {p}resources (key_hash);
 
--- A lease is held while expires_us > now. An expired row stays (renew and release report the loss) until the
--- sweep removes it a retention period later.
+-- Shared and read leases. One is held while expires_us > now; an expired row stays (renew and release report
+-- the loss) until the sweep removes it a retention period later.
 CREATE TABLE IF NOT EXISTS {p}leases (
     lock_id text PRIMARY KEY,
     resource text NOT NULL,
@@ -33,9 +45,7 @@ CREATE TABLE IF NOT EXISTS {p}leases (
     max_renewals integer,
     max_hold_ms bigint
 );
--- Only shared leases are found by resource (an exclusive one is named by its resource's row): every index is
--- paid on each grant. Views by client and the sweep read the table through.
-CREATE INDEX IF NOT EXISTS {p}leases_shared ON {p}leases (resource, expires_us) WHERE kind IN ('shared', 'read');
+CREATE INDEX IF NOT EXISTS {p}leases_resource ON {p}leases (resource, expires_us);
 
 -- FIFO queues: a waiter stays while its deadline (its waiter lease, refreshed by each attempt) is ahead.
 CREATE TABLE IF NOT EXISTS {p}waiters (

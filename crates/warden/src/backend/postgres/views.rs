@@ -5,8 +5,12 @@ use super::*;
 use crate::types::{HealthStatus, NodeHealth, QueueEntry};
 use tokio_postgres::Row;
 
-const LEASE_COLUMNS: &str = "lock_id, resource, kind, client_id, acquired_us, expires_us, ttl_ms, fence, renewals, \
-                             expires_us <= now_us AS expired";
+/// A lease's columns, from the leases table (shared leases) or from a resource's row (the exclusive one), with
+/// `now_us` the database's clock.
+const SHARED_COLUMNS: &str = "lock_id, resource, kind, client_id, acquired_us, expires_us, ttl_ms, fence, renewals, \
+                              expires_us <= now_us";
+const EXCLUSIVE_COLUMNS: &str = "holder, resource, holder_kind, holder_client, holder_acquired, holder_until, \
+                                 holder_ttl_ms, holder_fence, holder_renewals, holder_until <= now_us";
 
 impl PostgresBackend {
     fn lease_row(&self, row: &Row) -> Result<LeaseInfo> {
@@ -31,23 +35,29 @@ impl PostgresBackend {
         })
     }
 
-    fn leases_where(&self, condition: &str) -> String {
+    /// Exclusive leases (on resource rows) matching `exclusive`, then shared ones matching `shared`.
+    fn leases_where(&self, exclusive: &str, shared: &str) -> String {
         let p = &self.db.sql.prefix;
-        format!("SELECT {LEASE_COLUMNS} FROM {p}leases, (SELECT {p}now_us() AS now_us) n WHERE {condition}")
+        format!(
+            "WITH n AS (SELECT {p}now_us() AS now_us) \
+             SELECT {EXCLUSIVE_COLUMNS} FROM {p}resources, n WHERE holder IS NOT NULL AND {exclusive} \
+             UNION ALL SELECT {SHARED_COLUMNS} FROM {p}leases, n WHERE {shared}"
+        )
     }
 
     pub(super) async fn view_lease(&self, lock_id: &str) -> Result<Option<LeaseInfo>> {
-        let rows = self.db.query(&self.leases_where("lock_id = $1"), &[&lock_id]).await?;
+        let sql = self.leases_where("key_hash = $2 AND holder = $1", "lock_id = $1");
+        let hash = batch::lock_hash(lock_id) as i32;
+        let rows = self.db.query(&sql, &[&lock_id, &hash]).await?;
         rows.first().map(|r| self.lease_row(r)).transpose()
     }
 
     pub(super) async fn view_inspect(&self, resource: &str) -> Result<ResourceInfo> {
         let p = &self.db.sql.prefix;
-        // The exclusive holder is named on the resource's row; shared holders are found by resource.
-        let sql = self.leases_where(&format!(
-            "(lock_id = (SELECT holder FROM {p}resources WHERE resource = $1) \
-              OR (resource = $1 AND kind IN ('shared', 'read'))) AND expires_us > now_us ORDER BY fence"
-        ));
+        let sql = self.leases_where(
+            "resource = $1 AND holder_until > now_us",
+            "resource = $1 AND expires_us > now_us ORDER BY 8",
+        );
         let holders = self.db.query(&sql, &[&resource]).await?;
         let sql = format!(
             "SELECT waiter_id, client_id, kind, ttl_ms FROM {p}waiters \
@@ -72,42 +82,50 @@ impl PostgresBackend {
     }
 
     pub(super) async fn view_held(&self, client_id: &str) -> Result<Vec<LeaseInfo>> {
-        let sql = self.leases_where("client_id = $1 AND expires_us > now_us ORDER BY acquired_us LIMIT 10000");
+        // Read through: an index by client would cost every grant to serve this view.
+        let sql = self.leases_where(
+            "holder_client = $1 AND holder_until > now_us",
+            "client_id = $1 AND expires_us > now_us LIMIT 10000",
+        );
         let rows = self.db.query(&sql, &[&client_id]).await?;
         rows.iter().map(|r| self.lease_row(r)).collect()
     }
 
     pub(super) async fn view_stats(&self, top: usize) -> Result<Stats> {
         let p = &self.db.sql.prefix;
-        // Ended leases are counted at release, or when the sweep forgets them; expired rows not yet forgotten are
-        // counted here (with their whole lease as hold time). Grants: every lease ended or still on record.
+        // Ended leases are counted at release, when a grant replaces an ended exclusive one, or when the sweep
+        // forgets them; ended ones still on record are counted here (their whole lease as hold time). Grants: every
+        // lease ended or live.
         let sql = format!(
             "WITH n AS (SELECT {p}now_us() AS now_us), \
              r AS (SELECT coalesce(sum(released), 0)::bigint AS rel, coalesce(sum(expired), 0)::bigint AS e, \
-                          coalesce(sum(hold_ms), 0)::bigint AS h \
-                   FROM {p}resources), \
-             l AS (SELECT count(*) AS rows, \
-                          count(*) FILTER (WHERE expires_us > now_us AND kind = 'exclusive') AS ex, \
-                          count(*) FILTER (WHERE expires_us > now_us AND kind = 'shared') AS sh, \
-                          count(*) FILTER (WHERE expires_us > now_us AND kind IN ('read', 'write')) AS rw, \
+                          coalesce(sum(hold_ms), 0)::bigint AS h, \
+                          count(*) FILTER (WHERE holder_until > now_us AND holder_kind = 'exclusive') AS ex, \
+                          count(*) FILTER (WHERE holder_until > now_us AND holder_kind = 'write') AS wr, \
+                          count(*) FILTER (WHERE holder IS NOT NULL AND holder_until <= now_us) AS gone, \
+                          coalesce(sum((holder_until - holder_acquired) / 1000) \
+                            FILTER (WHERE holder IS NOT NULL AND holder_until <= now_us), 0)::bigint AS gone_ms \
+                   FROM {p}resources, n), \
+             l AS (SELECT count(*) FILTER (WHERE expires_us > now_us AND kind = 'shared') AS sh, \
+                          count(*) FILTER (WHERE expires_us > now_us AND kind = 'read') AS rd, \
                           count(*) FILTER (WHERE expires_us <= now_us) AS gone, \
                           coalesce(sum((expires_us - acquired_us) / 1000) FILTER (WHERE expires_us <= now_us), 0) \
                             ::bigint AS gone_ms \
                    FROM {p}leases, n) \
-             SELECT t.released + r.rel + t.expired + r.e + l.rows, t.released + r.rel, t.expired + r.e + l.gone, \
-                    t.hold_ms + r.h + l.gone_ms, l.ex, l.sh, l.rw \
+             SELECT t.released + r.rel, t.expired + r.e + r.gone + l.gone, t.hold_ms + r.h + r.gone_ms + l.gone_ms, \
+                    r.ex, l.sh, r.wr + l.rd \
              FROM {p}totals t, r, l WHERE t.id = 1"
         );
         let row = self.db.call(&sql, &[]).await?;
         let v = |i| self.db.get::<i64>(&row, i).map(|n| n.max(0) as u64);
-        let (total, released, expired, hold_ms) = (v(0)?, v(1)?, v(2)?, v(3)?);
+        let (released, expired, hold_ms) = (v(0)?, v(1)?, v(2)?);
         let mut stats = Stats::default();
-        stats.total_locks = total;
         stats.expired_locks = expired;
-        stats.active_exclusive = v(4)?;
-        stats.active_shared = v(5)?;
-        stats.active_read_write = v(6)?;
+        stats.active_exclusive = v(3)?;
+        stats.active_shared = v(4)?;
+        stats.active_read_write = v(5)?;
         stats.active_locks = stats.active_exclusive + stats.active_shared + stats.active_read_write;
+        stats.total_locks = released + expired + stats.active_locks;
         let ended = released + expired;
         stats.average_hold_time_ms = hold_ms.checked_div(ended).unwrap_or(0);
         if top > 0 {
