@@ -115,6 +115,44 @@ impl WakeRouter {
         }
     }
 
+    /// Delivers one notification of a backend that hands locks over: space-separated waiter ids to wake, each
+    /// either bare or, when a release handed the lock over, `waiter_id:fence:acquired_ms:expires_ms` (times in
+    /// ms since the epoch on the backend's clock); after a handover, `waiter_id@ms` tells the next waiter in line
+    /// that the lease just handed over ends in `ms`. Unknown ids and malformed items are ignored or only wake.
+    ///
+    /// ```
+    /// let router = std::sync::Arc::new(warden::wake::WakeRouter::default());
+    /// let w = router.register("w1".into());
+    /// router.deliver("w1:42:1000:1300 w2@300");
+    /// let g = w.take_grant().expect("handed over");
+    /// assert_eq!(g.fencing_token, 42);
+    /// assert_eq!(g.remaining, Some(std::time::Duration::from_millis(300)));
+    /// ```
+    pub fn deliver(&self, payload: &str) {
+        for item in payload.split(' ') {
+            if let Some((id, ms)) = item.split_once('@') {
+                if let Ok(ms) = ms.parse::<u64>() {
+                    // +1 ms: expiry is strict, and the backend's clock was read in whole milliseconds.
+                    self.blocked_until(id, Instant::now() + std::time::Duration::from_millis(ms + 1));
+                }
+                continue;
+            }
+            let Some((id, grant)) = item.split_once(':') else {
+                self.wake([item]);
+                continue;
+            };
+            let mut f = grant.splitn(3, ':').map(|x| x.parse::<u64>().ok());
+            match (f.next().flatten(), f.next().flatten(), f.next().flatten()) {
+                (Some(fence), Some(acq), Some(exp)) if exp >= acq => {
+                    let at = |ms: u64| std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+                    let g = Grant::new(fence, at(acq), at(exp)).found_with(std::time::Duration::from_millis(exp - acq));
+                    self.grant(id, g)
+                }
+                _ => self.wake([id]),
+            }
+        }
+    }
+
     /// Wakes every local waiter (after a notification channel was interrupted, messages may be lost).
     pub fn wake_all(&self) {
         if let Ok(m) = self.waiters.lock() {

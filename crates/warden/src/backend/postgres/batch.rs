@@ -1,14 +1,15 @@
 //! Group commit: the acquires, releases and renewals of one process share calls of `{p}batch`, one round trip
 //! and one transaction (one WAL flush) for all of them.
 //!
-//! At most `inflight` calls run at once. An operation that finds a place free goes at once, with whatever else
-//! is waiting; one that finds every place taken waits, and the next place to free up takes the whole queue (no
-//! timer: a lone operation never waits). deadpool and tokio-postgres pipeline statements but cannot merge
-//! several calls into one transaction: that is the part written here.
+//! Operations go to one of `inflight` lanes by their resource's hash; a lane runs one call at a time, taking
+//! everything that queued meanwhile (no timer: a lone operation never waits). So the operations on one resource
+//! reach the database in the order they were made (FIFO across a process's waiters), and two lanes never touch
+//! the same resource. deadpool and tokio-postgres pipeline statements but cannot merge several calls into one
+//! transaction: that is the part written here.
 
 #[allow(unused_imports)]
 use super::*;
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::Row;
 
 /// Most operations in one call.
@@ -54,31 +55,36 @@ struct Job {
     reply: oneshot::Sender<Result<Reply>>,
 }
 
-/// Hands operations to the batching task.
+/// Hands operations to the lanes.
 pub(super) struct Batcher {
-    tx: mpsc::UnboundedSender<Job>,
+    lanes: Vec<mpsc::UnboundedSender<Job>>,
     address: String,
     timeout: Duration,
 }
 
 impl Batcher {
-    /// Starts the batching task over `db`, with `inflight` calls at most at once.
-    pub(super) fn start(db: Arc<Db>, inflight: usize) -> (Self, listener::AbortOnDrop) {
-        let (tx, rx) = mpsc::unbounded_channel();
+    /// Starts `lanes` batching tasks over `db`.
+    pub(super) fn start(db: Arc<Db>, lanes: usize) -> (Self, Vec<listener::AbortOnDrop>) {
+        let mut senders = Vec::new();
+        let mut tasks = Vec::new();
+        for _ in 0..lanes.max(1) {
+            let (tx, rx) = mpsc::unbounded_channel();
+            senders.push(tx);
+            tasks.push(listener::AbortOnDrop(tokio::spawn(lane(db.clone(), rx))));
+        }
         let batcher = Batcher {
-            tx,
+            lanes: senders,
             address: db.address.clone(),
             timeout: db.opts.timeout,
         };
-        let task = tokio::spawn(drive(db, rx, Arc::new(Semaphore::new(inflight))));
-        (batcher, listener::AbortOnDrop(task))
+        (batcher, tasks)
     }
 
-    /// Runs one operation in the next call; bounded by the timeout from the moment it is queued.
+    /// Runs one operation in its lane's next call; bounded by the timeout from the moment it is queued.
     pub(super) async fn run(&self, op: Op) -> Result<Reply> {
         let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Job { op, reply })
+        let lane = &self.lanes[order_key(&op) as usize % self.lanes.len()];
+        lane.send(Job { op, reply })
             .map_err(|_| Error::ShuttingDown("the PostgreSQL backend was dropped".into()))?;
         match tokio::time::timeout(self.timeout, rx).await {
             Ok(Ok(r)) => r,
@@ -91,12 +97,9 @@ impl Batcher {
     }
 }
 
-async fn drive(db: Arc<Db>, mut rx: mpsc::UnboundedReceiver<Job>, slots: Arc<Semaphore>) {
-    loop {
-        let Ok(permit) = slots.clone().acquire_owned().await else {
-            return;
-        };
-        let Some(first) = rx.recv().await else { return };
+/// One lane: a call at a time, with everything queued since the last one.
+async fn lane(db: Arc<Db>, mut rx: mpsc::UnboundedReceiver<Job>) {
+    while let Some(first) = rx.recv().await {
         let mut jobs = vec![first];
         while jobs.len() < MAX_OPS {
             match rx.try_recv() {
@@ -104,23 +107,18 @@ async fn drive(db: Arc<Db>, mut rx: mpsc::UnboundedReceiver<Job>, slots: Arc<Sem
                 Err(_) => break,
             }
         }
-        let db = db.clone();
-        tokio::spawn(async move {
-            let result = call(&db, &jobs).await;
-            drop(permit);
-            match result {
-                Ok(mut replies) => {
-                    for (job, reply) in jobs.into_iter().zip(replies.drain(..)) {
-                        let _ = job.reply.send(reply.ok_or_else(|| db.unexpected("batch", "no row")));
-                    }
-                }
-                Err(e) => {
-                    for job in jobs {
-                        let _ = job.reply.send(Err(e.clone()));
-                    }
+        match call(&db, &jobs).await {
+            Ok(mut replies) => {
+                for (job, reply) in jobs.into_iter().zip(replies.drain(..)) {
+                    let _ = job.reply.send(reply.ok_or_else(|| db.unexpected("batch", "no row")));
                 }
             }
-        });
+            Err(e) => {
+                for job in jobs {
+                    let _ = job.reply.send(Err(e.clone()));
+                }
+            }
+        }
     }
 }
 

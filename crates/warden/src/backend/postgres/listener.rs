@@ -1,5 +1,6 @@
-//! The one connection per backend that `LISTEN`s for wake-ups: a release, a waiter leaving or a dead waiter
-//! swept `NOTIFY`s the ids of the waiters that may proceed; this task hands them to the wake router.
+//! The one connection per backend that `LISTEN`s for wake-ups: a release `NOTIFY`s the waiters it handed the
+//! lock to (with their grants), a waiter leaving or a dead waiter dropped the ids of those that may proceed;
+//! this task hands them to the wake router.
 //!
 //! If the connection drops or stops answering its health check, notifications may have been lost: every local
 //! waiter is woken (it re-attempts), and the task reconnects with backoff.
@@ -85,7 +86,7 @@ async fn listen_once(
     let driver = AbortOnDrop(tokio::spawn(async move {
         while let Some(m) = poll_fn(|cx| conn.poll_message(cx)).await {
             match m {
-                Ok(AsyncMessage::Notification(n)) => router2.wake(n.payload().split(' ')),
+                Ok(AsyncMessage::Notification(n)) => router2.deliver(n.payload()),
                 Ok(_) => {}
                 Err(_) => break,
             }

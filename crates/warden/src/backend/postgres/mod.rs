@@ -2,8 +2,9 @@
 //!
 //! Each operation is one call of a PL/pgSQL function (one round trip, one transaction) that first locks the
 //! resource's row; times come from the database server's clock; fencing tokens are seeded from it (they keep
-//! growing after a restore of an older backup); waiters queue in a table with waiter leases and are woken by
-//! `LISTEN/NOTIFY` on one connection per backend. Leases outlive connections: any process can renew or release
+//! growing after a restore of an older backup); waiters queue in a table with waiter leases, and a release hands
+//! the lock to the head of the queue in its own transaction and tells it with `LISTEN/NOTIFY` (one listening
+//! connection per backend). Leases outlive connections: any process can renew or release
 //! a lease by its lock id. The schema is created and upgraded at connect ([`SCHEMA_VERSION`]).
 
 mod batch;
@@ -73,12 +74,13 @@ impl PostgresBackend {
         let listener = listener::spawn(config.clone(), channel, router.clone(), address.clone(), timeout).await?;
         let db = Arc::new(Db::new(config, address, opts)?);
         let sweeper = db.spawn_sweeper();
-        let (batcher, batching) = batch::Batcher::start(db.clone(), db.opts.inflight);
+        let (batcher, mut tasks) = batch::Batcher::start(db.clone(), db.opts.inflight);
+        tasks.extend([listener::AbortOnDrop(listener), sweeper]);
         Ok(PostgresBackend {
             db,
             batcher,
             router,
-            _tasks: vec![listener::AbortOnDrop(listener), sweeper, batching],
+            _tasks: tasks,
         })
     }
 }
@@ -140,7 +142,9 @@ impl Backend for PostgresBackend {
             }
             "queued" => Ok(Attempt::NotGranted {
                 retry_in: r.retry_us.map(|us| Duration::from_micros(us.max(0) as u64)),
-                backend_now: None,
+                // In whole milliseconds, as a handover's grant is dated: one made after this answer is never
+                // dated before it.
+                backend_now: r.now_us.map(|us| at(us - us.rem_euclid(1000))),
             }),
             "full" => Err(Error::LimitExceeded {
                 what: format!(
@@ -153,9 +157,9 @@ impl Backend for PostgresBackend {
     }
 
     async fn leave_queue(&self, resource: &str, waiter_id: &str) -> Result<bool> {
-        self.db.call(&self.db.sql.leave, &[&resource, &waiter_id]).await?;
-        // No handoff: a waiter is only ever granted by its own attempt.
-        Ok(true)
+        let row = self.db.call(&self.db.sql.leave, &[&resource, &waiter_id]).await?;
+        // False: no longer queued; a release may have handed this waiter the lock.
+        self.db.get(&row, 0)
     }
 
     async fn release(&self, lock_id: &str, client_id: Option<&str>) -> Result<Released> {

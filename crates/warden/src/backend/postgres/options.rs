@@ -14,8 +14,8 @@ pub(crate) struct Options {
     pub timeout: Duration,
     /// Most connections in the pool (`pool_size`, default 16), besides the one that listens for wake-ups.
     pub pool_size: usize,
-    /// Batch calls in flight at once (`inflight`, default 2): operations that arrive meanwhile go together in
-    /// the next call, one transaction for all.
+    /// Batch calls in flight at once (`inflight`, default 2), one per lane of resources: operations that arrive
+    /// meanwhile go together in their lane's next call, one transaction for all.
     pub inflight: usize,
     /// How often the housekeeping sweep runs (`sweep_ms`, default 5000).
     pub sweep_every: Duration,

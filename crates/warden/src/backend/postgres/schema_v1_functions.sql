@@ -41,6 +41,81 @@ BEGIN
 END
 $$;
 
+-- Hands the lock over in the caller's transaction (a release's): to the exclusive head of a free lock, or to the
+-- run of shared waiters at the head while no exclusive lease is held; dead waiters on the way leave. Each is
+-- told on channel `{p}wake` as 'waiter_id:fence:acquired_ms:expires_ms', and after an exclusive handover the
+-- next in line as 'waiter_id@ms' (when that lease ends), so nobody needs a round trip of its own. A handed
+-- lease lasts min(ttl, waiter lease): a waiter that died while queued blocks the lock no longer than it would
+-- have blocked the queue; a live one claims its ttl with its first renewal. `r` is the resource's row, locked.
+CREATE OR REPLACE FUNCTION {p}hand_over(r {p}resources, p_now bigint) RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    v_msg text := '';
+    v_item text;
+    v_next text;
+    v_gone integer := 0;
+    o {p}reply;
+    w record;
+BEGIN
+    IF r.holder_until > p_now THEN
+        RETURN;
+    END IF;
+    o.now_us := p_now;
+    FOR w IN SELECT * FROM {p}waiters WHERE resource = r.resource ORDER BY seq LIMIT 1000 LOOP
+        IF w.deadline_us < p_now THEN
+            DELETE FROM {p}waiters WHERE resource = r.resource AND waiter_id = w.waiter_id;
+            v_gone := v_gone + 1;
+            CONTINUE;
+        END IF;
+        o.expires_us := p_now + least(w.ttl_ms, w.waiter_lease_ms) * 1000;
+        IF w.kind IN ('exclusive', 'write') THEN
+            EXIT WHEN v_msg <> '' OR r.shared_until > p_now;
+            IF w.lock_id IS NULL THEN
+                v_msg := w.waiter_id;
+                EXIT;
+            END IF;
+            UPDATE {p}resources SET fence = greatest(fence + 1, p_now), holder_fence = greatest(fence + 1, p_now),
+                    expired = expired + (holder IS NOT NULL)::integer,
+                    hold_ms = hold_ms + coalesce((holder_until - holder_acquired) / 1000, 0),
+                    holder = w.lock_id, holder_kind = w.kind, holder_client = w.client_id, holder_acquired = p_now,
+                    holder_until = o.expires_us, holder_ttl_ms = w.ttl_ms, holder_renewals = 0,
+                    holder_max_renewals = w.max_renewals, holder_max_hold_ms = w.max_hold_ms
+                WHERE resource = r.resource RETURNING fence INTO o.fence;
+            DELETE FROM {p}waiters WHERE resource = r.resource AND waiter_id = w.waiter_id;
+            v_gone := v_gone + 1;
+            v_msg := w.waiter_id || ':' || o.fence || ':' || p_now / 1000 || ':' || o.expires_us / 1000;
+            SELECT waiter_id INTO v_next FROM {p}waiters
+                WHERE resource = r.resource AND deadline_us >= p_now ORDER BY seq LIMIT 1;
+            IF FOUND THEN
+                v_msg := v_msg || ' ' || v_next || '@' || least(w.ttl_ms, w.waiter_lease_ms);
+            END IF;
+            EXIT;
+        END IF;
+        v_item := w.waiter_id;
+        IF w.lock_id IS NOT NULL THEN
+            UPDATE {p}resources SET fence = greatest(fence + 1, p_now),
+                    shared_until = greatest(shared_until, o.expires_us)
+                WHERE resource = r.resource RETURNING fence INTO o.fence;
+            o := {p}grant_shared(o, r.resource, w.lock_id, w.kind, w.ttl_ms, w.client_id, w.max_renewals,
+                                 w.max_hold_ms);
+            DELETE FROM {p}waiters WHERE resource = r.resource AND waiter_id = w.waiter_id;
+            v_gone := v_gone + 1;
+            v_item := v_item || ':' || o.fence || ':' || p_now / 1000 || ':' || o.expires_us / 1000;
+        END IF;
+        IF length(v_msg) > 7000 THEN
+            PERFORM pg_notify('{p}wake', v_msg);
+            v_msg := '';
+        END IF;
+        v_msg := CASE WHEN v_msg = '' THEN v_item ELSE v_msg || ' ' || v_item END;
+    END LOOP;
+    IF v_gone > 0 THEN
+        UPDATE {p}resources SET queued = queued - v_gone WHERE resource = r.resource;
+    END IF;
+    IF v_msg <> '' THEN
+        PERFORM pg_notify('{p}wake', v_msg);
+    END IF;
+END
+$$;
+
 -- Writes the row of a shared grant (`o` carries its fence and times). The lock id of an ended lease is granted
 -- anew; that of a live one (a retried attempt) answers that lease, with the time it has left.
 CREATE OR REPLACE FUNCTION {p}grant_shared(
@@ -184,8 +259,10 @@ BEGIN
                 o.status := 'full';
                 RETURN o;
             END IF;
-            INSERT INTO {p}waiters (resource, waiter_id, client_id, kind, ttl_ms, deadline_us)
-                VALUES (p_resource, p_waiter, p_client, p_kind, p_ttl_ms, v_now + p_waiter_lease_ms * 1000);
+            INSERT INTO {p}waiters (resource, waiter_id, client_id, kind, ttl_ms, deadline_us, lock_id,
+                                    max_renewals, max_hold_ms, waiter_lease_ms)
+                VALUES (p_resource, p_waiter, p_client, p_kind, p_ttl_ms, v_now + p_waiter_lease_ms * 1000,
+                        p_lock_id, p_max_renewals, p_max_hold_ms, p_waiter_lease_ms);
             r.queued := r.queued + 1;
             v_queue_changed := true;
         END IF;
@@ -235,7 +312,7 @@ BEGIN
             o.held_us := greatest(v_now - v_acquired, 0);
         END IF;
         IF r.queued > 0 THEN
-            PERFORM {p}wake_eligible(r, v_now);
+            PERFORM {p}hand_over(r, v_now);
         END IF;
         RETURN o;
     END IF;
@@ -265,7 +342,7 @@ BEGIN
                 WHERE resource = l.resource AND expires_us > v_now), 0)
         WHERE resource = l.resource RETURNING * INTO r;
     IF r.queued > 0 THEN
-        PERFORM {p}wake_eligible(r, v_now);
+        PERFORM {p}hand_over(r, v_now);
     END IF;
     RETURN o;
 END
@@ -408,23 +485,28 @@ BEGIN
 END
 $$;
 
--- Leaves a queue and wakes whoever may proceed because of it.
-CREATE OR REPLACE FUNCTION {p}leave(p_resource text, p_waiter text) RETURNS void LANGUAGE plpgsql AS $$
+-- Leaves a queue and wakes whoever may proceed because of it. False when the waiter was not queued (a release
+-- may have handed it the lock: its caller then releases that lease).
+CREATE OR REPLACE FUNCTION {p}leave(p_resource text, p_waiter text) RETURNS boolean LANGUAGE plpgsql AS $$
 DECLARE
     r {p}resources;
     v_now bigint;
     v_n integer;
+    v_was boolean;
 BEGIN
     SELECT * INTO r FROM {p}resources WHERE resource = p_resource FOR UPDATE;
     IF NOT FOUND OR r.queued = 0 THEN
-        RETURN;
+        RETURN false;
     END IF;
     v_now := (extract(epoch FROM clock_timestamp()) * 1000000)::bigint;
-    DELETE FROM {p}waiters WHERE resource = p_resource AND (waiter_id = p_waiter OR deadline_us < v_now);
+    DELETE FROM {p}waiters WHERE resource = p_resource AND waiter_id = p_waiter;
+    v_was := FOUND;
+    DELETE FROM {p}waiters WHERE resource = p_resource AND deadline_us < v_now;
     GET DIAGNOSTICS v_n = ROW_COUNT;
-    r.queued := r.queued - v_n;
+    r.queued := r.queued - v_n - v_was::integer;
     UPDATE {p}resources SET queued = r.queued WHERE resource = p_resource;
     PERFORM {p}wake_eligible(r, v_now);
+    RETURN v_was;
 END
 $$;
 

@@ -56,6 +56,11 @@ CREATE TABLE IF NOT EXISTS {p}waiters (
     kind text NOT NULL,
     ttl_ms bigint NOT NULL,
     deadline_us bigint NOT NULL,
+    -- The waiting acquire's lock id and caps, so that a release can hand the lock over in its own transaction.
+    lock_id text,
+    max_renewals integer,
+    max_hold_ms bigint,
+    waiter_lease_ms bigint NOT NULL,
     PRIMARY KEY (resource, waiter_id)
 );
 CREATE INDEX IF NOT EXISTS {p}waiters_order ON {p}waiters (resource, seq);

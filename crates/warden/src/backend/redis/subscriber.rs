@@ -2,10 +2,9 @@
 //! releases and handoffs on, and routes them to this process's waiters.
 
 use super::options::Options;
-use super::reply::{as_string, ms_to_system};
+use super::reply::as_string;
 use super::{map_err, unavailable};
 use crate::error::{Error, Result};
-use crate::types::Grant;
 use crate::wake::WakeRouter;
 use redis::aio::ConnectionManagerConfig;
 use redis::PushKind;
@@ -42,7 +41,7 @@ pub(crate) async fn spawn_subscriber(
             match push.kind {
                 PushKind::Message => {
                     if let Some(payload) = push.data.get(1).and_then(as_string) {
-                        route(&router, &payload);
+                        router.deliver(&payload);
                     }
                 }
                 PushKind::Disconnection => {
@@ -62,32 +61,4 @@ pub(crate) async fn spawn_subscriber(
             }
         }
     }))
-}
-
-/// Delivers one release notification: space-separated waiter ids to wake, each either bare or, when the
-/// release handed the lock over, `waiter_id:fence:acquired_ms:expires_ms`; after a handover,
-/// `waiter_id@ms` tells the next waiter in line that the lease just handed over ends in `ms`.
-fn route(router: &WakeRouter, payload: &str) {
-    for item in payload.split(' ') {
-        if let Some((id, ms)) = item.split_once('@') {
-            if let Ok(ms) = ms.parse::<u64>() {
-                // +1 ms: expiry is strict, and the server's clock counts whole milliseconds.
-                router.blocked_until(id, tokio::time::Instant::now() + Duration::from_millis(ms + 1));
-            }
-            continue;
-        }
-        let Some((id, grant)) = item.split_once(':') else {
-            router.wake([item]);
-            continue;
-        };
-        let mut f = grant.splitn(3, ':').map(|x| x.parse::<u64>().ok());
-        match (f.next().flatten(), f.next().flatten(), f.next().flatten()) {
-            (Some(fence), Some(acq), Some(exp)) if exp >= acq => {
-                let mut g = Grant::new(fence, ms_to_system(acq as i64), ms_to_system(exp as i64));
-                g.remaining = Some(Duration::from_millis(exp - acq));
-                router.grant(id, g)
-            }
-            _ => router.wake([id]),
-        }
-    }
 }
