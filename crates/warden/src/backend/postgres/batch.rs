@@ -48,6 +48,8 @@ pub(super) struct Reply {
     pub acquired_us: Option<i64>,
     pub ttl_ms: Option<i64>,
     pub renewals: Option<i32>,
+    /// What a release handed over (see `WakeRouter::deliver`).
+    pub handed: Option<String>,
 }
 
 struct Job {
@@ -242,5 +244,6 @@ fn reply(db: &Db, row: &Row) -> Result<Reply> {
         acquired_us: db.get(row, 11)?,
         ttl_ms: db.get(row, 12)?,
         renewals: db.get(row, 13)?,
+        handed: db.get(row, 14)?,
     })
 }

@@ -170,6 +170,10 @@ impl Backend for PostgresBackend {
                 client: client_id.map(str::to_string),
             })
             .await?;
+        if let Some(handed) = &r.handed {
+            // This process's own waiters need not wait for the notification.
+            self.router.deliver(handed);
+        }
         match r.status.as_str() {
             "released" => Ok(Released::after(
                 r.held_us.map(|h| Duration::from_micros(h.max(0) as u64)),

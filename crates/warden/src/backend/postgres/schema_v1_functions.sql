@@ -47,9 +47,11 @@ $$;
 -- next in line as 'waiter_id@ms' (when that lease ends), so nobody needs a round trip of its own. A handed
 -- lease lasts min(ttl, waiter lease): a waiter that died while queued blocks the lock no longer than it would
 -- have blocked the queue; a live one claims its ttl with its first renewal. `r` is the resource's row, locked.
-CREATE OR REPLACE FUNCTION {p}hand_over(r {p}resources, p_now bigint) RETURNS void LANGUAGE plpgsql AS $$
+-- Returns everything it told (the releasing process delivers it to its own waiters at once).
+CREATE OR REPLACE FUNCTION {p}hand_over(r {p}resources, p_now bigint) RETURNS text LANGUAGE plpgsql AS $$
 DECLARE
     v_msg text := '';
+    v_told text := '';
     v_item text;
     v_next text;
     v_gone integer := 0;
@@ -57,7 +59,7 @@ DECLARE
     w record;
 BEGIN
     IF r.holder_until > p_now THEN
-        RETURN;
+        RETURN NULL;
     END IF;
     o.now_us := p_now;
     FOR w IN SELECT * FROM {p}waiters WHERE resource = r.resource ORDER BY seq LIMIT 1000 LOOP
@@ -103,6 +105,7 @@ BEGIN
         END IF;
         IF length(v_msg) > 7000 THEN
             PERFORM pg_notify('{p}wake', v_msg);
+            v_told := v_told || ' ' || v_msg;
             v_msg := '';
         END IF;
         v_msg := CASE WHEN v_msg = '' THEN v_item ELSE v_msg || ' ' || v_item END;
@@ -113,6 +116,7 @@ BEGIN
     IF v_msg <> '' THEN
         PERFORM pg_notify('{p}wake', v_msg);
     END IF;
+    RETURN nullif(ltrim(v_told || ' ' || v_msg), '');
 END
 $$;
 
@@ -312,7 +316,7 @@ BEGIN
             o.held_us := greatest(v_now - v_acquired, 0);
         END IF;
         IF r.queued > 0 THEN
-            PERFORM {p}hand_over(r, v_now);
+            o.handed := {p}hand_over(r, v_now);
         END IF;
         RETURN o;
     END IF;
@@ -342,7 +346,7 @@ BEGIN
                 WHERE resource = l.resource AND expires_us > v_now), 0)
         WHERE resource = l.resource RETURNING * INTO r;
     IF r.queued > 0 THEN
-        PERFORM {p}hand_over(r, v_now);
+        o.handed := {p}hand_over(r, v_now);
     END IF;
     RETURN o;
 END
@@ -452,7 +456,7 @@ CREATE OR REPLACE FUNCTION {p}batch(
 ) RETURNS TABLE (
     o_i integer, o_status text, o_resource text, o_kind text, o_client text, o_fence bigint, o_now_us bigint,
     o_expires_us bigint, o_remaining_us bigint, o_retry_us bigint, o_held_us bigint, o_acquired_us bigint,
-    o_ttl_ms bigint, o_renewals integer
+    o_ttl_ms bigint, o_renewals integer, o_handed text
 ) LANGUAGE plpgsql AS $$
 DECLARE
     v {p}reply;
@@ -480,6 +484,7 @@ BEGIN
         o_acquired_us := v.acquired_us;
         o_ttl_ms := v.ttl_ms;
         o_renewals := v.renewals;
+        o_handed := v.handed;
         RETURN NEXT;
     END LOOP;
 END

@@ -77,5 +77,6 @@ INSERT INTO {p}totals (id) VALUES (1) ON CONFLICT DO NOTHING;
 -- What the lease operations answer (each sets the fields its caller reads; see schema_v1_functions.sql).
 CREATE TYPE {p}reply AS (
     status text, resource text, kind text, client text, fence bigint, now_us bigint, expires_us bigint,
-    remaining_us bigint, retry_us bigint, held_us bigint, acquired_us bigint, ttl_ms bigint, renewals integer
+    remaining_us bigint, retry_us bigint, held_us bigint, acquired_us bigint, ttl_ms bigint, renewals integer,
+    handed text
 );
