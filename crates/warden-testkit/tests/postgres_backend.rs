@@ -168,3 +168,45 @@ async fn twenty_processes_times_a_hundred_increments_end_at_exactly_2000_with_in
         "fencing tokens did not strictly increase in commit order"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sweep_forgets_ended_leases_and_idle_resources_without_losing_counts_or_fence_order() {
+    let h = PostgresHarness::new();
+    let url = format!("{}&sweep_ms=50&retain_ms=100", h.url());
+    let w = Warden::connect(&url).await.expect("connect");
+    let mut fences = Vec::new();
+    for i in 0..3 {
+        let g = w
+            .lock(format!("swept:{i}"))
+            .ttl(Duration::from_millis(50))
+            .auto_renew(false)
+            .acquire()
+            .await
+            .expect("acquire");
+        fences.push(g.fencing_token());
+        std::mem::forget(g); // ends by expiry, never released
+    }
+    let mut r = w
+        .lock("swept:reader")
+        .shared()
+        .ttl(Duration::from_millis(50))
+        .acquire()
+        .await
+        .expect("shared");
+    r.release().await.expect("release");
+    let db = connect(&h.server_url()).await;
+    let rows = |sql: &'static str| {
+        let db = &db;
+        async move { db.query_one(sql, &[]).await.expect("count").get::<_, i64>(0) }
+    };
+    let forgotten = warden_testkit::eventually(5 * SEC, || async {
+        rows("SELECT count(*) FROM warden_resources").await == 0
+            && rows("SELECT count(*) FROM warden_leases").await == 0
+    })
+    .await;
+    assert!(forgotten, "the sweep left rows behind");
+    let stats = w.stats().await.expect("stats");
+    assert_eq!((stats.total_locks, stats.expired_locks, stats.active_locks), (4, 3, 0));
+    let g = w.lock("swept:0").acquire().await.expect("again");
+    assert!(g.fencing_token() > fences[0], "a forgotten resource's fence went back");
+}
