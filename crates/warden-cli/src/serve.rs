@@ -9,7 +9,7 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "WARDEN_LISTEN", default_value = "127.0.0.1:7070")]
     pub listen: String,
-    /// Backend URL: memory://, redis://host:port/db, ...
+    /// Backend URL: memory://, redis://host:port/db, postgres://user:password@host:port/db, ...
     #[arg(long, env = "WARDEN_BACKEND", default_value = "memory://")]
     pub backend: String,
     /// Waiters parked at once on this instance, over all resources.
