@@ -53,8 +53,8 @@ DECLARE
     v_msg text := '';
     v_told text := '';
     v_item text;
-    v_next text;
     v_gone integer := 0;
+    v_head {p}waiters;
     o {p}reply;
     w record;
 BEGIN
@@ -68,6 +68,11 @@ BEGIN
             v_gone := v_gone + 1;
             CONTINUE;
         END IF;
+        IF v_head.waiter_id IS NOT NULL THEN
+            -- The next in line after an exclusive handover: when that lease ends.
+            v_msg := ' ' || w.waiter_id || '@' || least(v_head.ttl_ms, v_head.waiter_lease_ms);
+            EXIT;
+        END IF;
         o.expires_us := p_now + least(w.ttl_ms, w.waiter_lease_ms) * 1000;
         IF w.kind IN ('exclusive', 'write') THEN
             EXIT WHEN v_msg <> '' OR r.shared_until > p_now;
@@ -75,22 +80,10 @@ BEGIN
                 v_msg := w.waiter_id;
                 EXIT;
             END IF;
-            UPDATE {p}resources SET fence = greatest(fence + 1, p_now), holder_fence = greatest(fence + 1, p_now),
-                    expired = expired + (holder IS NOT NULL)::integer,
-                    hold_ms = hold_ms + coalesce((holder_until - holder_acquired) / 1000, 0),
-                    holder = w.lock_id, holder_kind = w.kind, holder_client = w.client_id, holder_acquired = p_now,
-                    holder_until = o.expires_us, holder_ttl_ms = w.ttl_ms, holder_renewals = 0,
-                    holder_max_renewals = w.max_renewals, holder_max_hold_ms = w.max_hold_ms
-                WHERE resource = r.resource RETURNING fence INTO o.fence;
+            v_head := w;
             DELETE FROM {p}waiters WHERE resource = r.resource AND waiter_id = w.waiter_id;
             v_gone := v_gone + 1;
-            v_msg := w.waiter_id || ':' || o.fence || ':' || p_now / 1000 || ':' || o.expires_us / 1000;
-            SELECT waiter_id INTO v_next FROM {p}waiters
-                WHERE resource = r.resource AND deadline_us >= p_now ORDER BY seq LIMIT 1;
-            IF FOUND THEN
-                v_msg := v_msg || ' ' || v_next || '@' || least(w.ttl_ms, w.waiter_lease_ms);
-            END IF;
-            EXIT;
+            CONTINUE;
         END IF;
         v_item := w.waiter_id;
         IF w.lock_id IS NOT NULL THEN
@@ -110,7 +103,19 @@ BEGIN
         END IF;
         v_msg := CASE WHEN v_msg = '' THEN v_item ELSE v_msg || ' ' || v_item END;
     END LOOP;
-    IF v_gone > 0 THEN
+    IF v_head.waiter_id IS NOT NULL THEN
+        o.expires_us := p_now + least(v_head.ttl_ms, v_head.waiter_lease_ms) * 1000;
+        UPDATE {p}resources SET fence = greatest(fence + 1, p_now), holder_fence = greatest(fence + 1, p_now),
+                queued = queued - v_gone,
+                expired = expired + (holder IS NOT NULL)::integer,
+                hold_ms = hold_ms + coalesce((holder_until - holder_acquired) / 1000, 0),
+                holder = v_head.lock_id, holder_kind = v_head.kind, holder_client = v_head.client_id,
+                holder_acquired = p_now, holder_until = o.expires_us, holder_ttl_ms = v_head.ttl_ms,
+                holder_renewals = 0, holder_max_renewals = v_head.max_renewals,
+                holder_max_hold_ms = v_head.max_hold_ms
+            WHERE resource = r.resource RETURNING fence INTO o.fence;
+        v_msg := v_head.waiter_id || ':' || o.fence || ':' || p_now / 1000 || ':' || o.expires_us / 1000 || v_msg;
+    ELSIF v_gone > 0 THEN
         UPDATE {p}resources SET queued = queued - v_gone WHERE resource = r.resource;
     END IF;
     IF v_msg <> '' THEN
