@@ -6,8 +6,11 @@ use super::*;
 
 /// The schema's steps; step `i` brings the schema to version `i + 1`. `{p}` stands for the table prefix.
 const STEPS: &[&str] = &[concat!(
-    include_str!("schema_v1_tables.sql"),
-    include_str!("schema_v1_functions.sql")
+    include_str!("sql/v1/tables.sql"),
+    include_str!("sql/v1/queue.sql"),
+    include_str!("sql/v1/acquire.sql"),
+    include_str!("sql/v1/release.sql"),
+    include_str!("sql/v1/batch.sql"),
 )];
 
 /// The schema version this build writes and reads.

@@ -1,6 +1,6 @@
 -- warden's PostgreSQL schema, version 1. `{p}` is the table prefix (default `warden_`).
 -- Times are microseconds since the Unix epoch on the database server's clock: every process agrees on them.
--- The tables; the functions that work on them are in schema_v1_functions.sql.
+-- The tables (and the clock); the functions that work on them are in the other files of this version.
 
 CREATE TABLE IF NOT EXISTS {p}resources (
     resource text PRIMARY KEY,
@@ -74,9 +74,13 @@ CREATE TABLE IF NOT EXISTS {p}totals (
 );
 INSERT INTO {p}totals (id) VALUES (1) ON CONFLICT DO NOTHING;
 
--- What the lease operations answer (each sets the fields its caller reads; see schema_v1_functions.sql).
+-- What the lease operations answer (each sets the fields its caller reads).
 CREATE TYPE {p}reply AS (
     status text, resource text, kind text, client text, fence bigint, now_us bigint, expires_us bigint,
     remaining_us bigint, retry_us bigint, held_us bigint, acquired_us bigint, ttl_ms bigint, renewals integer,
     handed text
 );
+
+CREATE OR REPLACE FUNCTION {p}now_us() RETURNS bigint LANGUAGE sql VOLATILE AS $$
+    SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint
+$$;
