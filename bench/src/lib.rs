@@ -2,8 +2,12 @@
 //! `hot` (many workers on one resource, FIFO handoff) and `handoff` (time from a release to the next
 //! waiter's grant). Used by the `warden-bench` binary and by `warden bench`.
 
+mod ceiling;
+mod handoff;
 pub mod http;
 pub mod sql;
+
+pub use ceiling::{redis_ceiling, redis_evalsha_usec, redis_reset_stats, Ceiling};
 
 use hdrhistogram::Histogram;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -127,7 +131,7 @@ pub async fn run(cfg: &Config, progress: impl Fn(f64) + Send + Sync + 'static) -
     }
     match cfg.workload {
         Workload::Uniform | Workload::Hot => closed_loop(cfg, warden, progress).await,
-        Workload::Handoff => handoff(cfg, warden).await,
+        Workload::Handoff => handoff::handoff(cfg, warden).await,
     }
 }
 
@@ -253,166 +257,3 @@ pub fn fifo_violations(grants: &[(Instant, u64)], slack: Duration) -> u64 {
     }
     violations
 }
-
-async fn handoff(cfg: &Config, warden: Warden) -> anyhow::Result<Report> {
-    let mut hist = histogram();
-    let start = Instant::now();
-    let mut cycles = 0u64;
-    let mut failed = 0u64;
-    // A second client of the same store: `memory://` stores are per connect, so share this one there.
-    let waiter_client = if cfg.backend.starts_with("memory:") {
-        warden.clone()
-    } else {
-        Warden::connect(&cfg.backend).await?
-    };
-    while start.elapsed() < cfg.duration {
-        let mut g = warden
-            .lock("bench:handoff")
-            .ttl(cfg.ttl)
-            .auto_renew(false)
-            .acquire()
-            .await?;
-        let wc = waiter_client.clone();
-        let ttl = cfg.ttl;
-        let (queued_tx, queued_rx) = tokio::sync::oneshot::channel::<()>();
-        let waiter = tokio::spawn(async move {
-            let _ = queued_tx.send(());
-            let r = wc
-                .lock("bench:handoff")
-                .ttl(ttl)
-                .wait(Duration::from_secs(10))
-                .auto_renew(false)
-                .acquire()
-                .await;
-            (Instant::now(), r)
-        });
-        let _ = queued_rx.await;
-        // Let the waiter's first attempt reach the queue.
-        let queued_by = Instant::now() + Duration::from_secs(10);
-        while warden
-            .inspect("bench:handoff")
-            .await
-            .map(|i| i.queue.is_empty())
-            .unwrap_or(false)
-        {
-            anyhow::ensure!(Instant::now() < queued_by, "the waiter never appeared in the queue");
-            tokio::task::yield_now().await;
-        }
-        let released = Instant::now();
-        g.release().await?;
-        let (granted, r) = waiter.await?;
-        match r {
-            Ok(mut g2) => {
-                let _ = hist.record((granted - released).as_micros().max(1) as u64);
-                g2.release().await?;
-                cycles += 1;
-            }
-            Err(_) => failed += 1,
-        }
-    }
-    Ok(Report {
-        peer: "warden",
-        workload: Workload::Handoff,
-        workers: 2,
-        keys: 1,
-        cycles_per_s: cycles as f64 / start.elapsed().as_secs_f64(),
-        acq_p50_us: hist.value_at_quantile(0.5),
-        acq_p99_us: hist.value_at_quantile(0.99),
-        acq_max_us: hist.max(),
-        failed,
-        fifo_violations: 0,
-    })
-}
-
-/// Ceiling figures from `redis-benchmark` against the same Redis, one connection with 50 requests in flight.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Ceiling {
-    /// The command measured.
-    pub command: String,
-    /// Requests per second.
-    pub rps: f64,
-}
-
-/// Runs `redis-benchmark -c 1 -P 50` for the commands of a plain lock cycle (SET NX PX + DEL) and for
-/// warden's acquire script (EVALSHA) on fresh random resources.
-pub fn redis_ceiling(host: &str, port: u16, requests: u64) -> anyhow::Result<Vec<Ceiling>> {
-    let sha = redis_cli(host, port, &["SCRIPT", "LOAD", CEILING_SCRIPT])?
-        .trim()
-        .to_string();
-    let cases: Vec<(String, Vec<String>)> = vec![
-        (
-            "SET key token NX PX 10000".into(),
-            args(&["SET", "ceil:__rand_int__", "token", "NX", "PX", "10000"]),
-        ),
-        ("DEL key".into(), args(&["DEL", "ceil:__rand_int__"])),
-        (
-            "EVALSHA (a Lua SET NX PX)".into(),
-            args(&["EVALSHA", &sha, "1", "ceilx:__rand_int__", "token"]),
-        ),
-    ];
-    let mut out = Vec::new();
-    for (name, cmd) in cases {
-        let o = std::process::Command::new("redis-benchmark")
-            .args([
-                "-h",
-                host,
-                "-p",
-                &port.to_string(),
-                "-c",
-                "1",
-                "-P",
-                "50",
-                "-n",
-                &requests.to_string(),
-                "-r",
-                "1000000",
-                "-q",
-            ])
-            .args(&cmd)
-            .output()
-            .map_err(|e| anyhow::anyhow!("redis-benchmark not runnable ({e}): install redis-tools"))?;
-        let text = String::from_utf8_lossy(&o.stdout).to_string();
-        let rps = text
-            .split_whitespace()
-            .collect::<Vec<_>>()
-            .windows(2)
-            .filter(|w| w[1].starts_with("requests"))
-            .filter_map(|w| w[0].parse::<f64>().ok())
-            .next_back()
-            .ok_or_else(|| anyhow::anyhow!("could not read redis-benchmark output: {text}"))?;
-        out.push(Ceiling { command: name, rps });
-    }
-    Ok(out)
-}
-
-/// Resets Redis's command statistics (before a run whose server-side cost is wanted).
-pub fn redis_reset_stats(host: &str, port: u16) -> anyhow::Result<()> {
-    redis_cli(host, port, &["CONFIG", "RESETSTAT"]).map(|_| ())
-}
-
-/// Server-side microseconds spent in EVALSHA since the last reset, from `INFO commandstats`.
-pub fn redis_evalsha_usec(host: &str, port: u16) -> anyhow::Result<f64> {
-    let info = redis_cli(host, port, &["INFO", "commandstats"])?;
-    info.lines()
-        .find(|l| l.starts_with("cmdstat_evalsha:"))
-        .and_then(|l| l.split(",usec=").nth(1))
-        .and_then(|s| s.split(',').next())
-        .and_then(|n| n.trim().parse().ok())
-        .ok_or_else(|| anyhow::anyhow!("no EVALSHA in INFO commandstats"))
-}
-
-fn redis_cli(host: &str, port: u16, a: &[&str]) -> anyhow::Result<String> {
-    let out = std::process::Command::new("redis-cli")
-        .args(["-h", host, "-p", &port.to_string()])
-        .args(a)
-        .output()
-        .map_err(|e| anyhow::anyhow!("redis-cli not runnable ({e}): install redis-tools"))?;
-    Ok(String::from_utf8_lossy(&out.stdout).to_string())
-}
-
-fn args(a: &[&str]) -> Vec<String> {
-    a.iter().map(|s| s.to_string()).collect()
-}
-
-/// A minimal Lua lock (SET NX PX in a script) to price script overhead in the ceiling.
-const CEILING_SCRIPT: &str = "return redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', 10000)";
