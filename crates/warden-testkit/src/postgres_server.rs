@@ -18,6 +18,10 @@ pub struct PostgresServer {
     bin: PathBuf,
     /// (uid, gid) to run as, when the test process is root.
     run_as: Option<(u32, u32)>,
+    /// Settings added to the command line (`-c name=value`).
+    settings: Vec<String>,
+    /// With [`PostgresServer::start_tls`], the CA that signed the server's certificate.
+    ca: Option<PathBuf>,
 }
 
 /// The directory of the PostgreSQL server binaries: where `initdb` on PATH really lives (links resolved: a
@@ -60,6 +64,16 @@ impl PostgresServer {
     /// Creates a cluster (user `warden`, trust authentication, UTF-8) and starts the server on a free port.
     /// Panics with a sentence saying what to install if the binaries are missing (test-only code).
     pub fn start() -> Self {
+        Self::start_with(false)
+    }
+
+    /// Like [`PostgresServer::start`], also accepting TLS (`ssl=on`) with a certificate for `127.0.0.1` and
+    /// `localhost` from a CA of its own ([`PostgresServer::ca_path`]).
+    pub fn start_tls() -> Self {
+        Self::start_with(true)
+    }
+
+    fn start_with(tls: bool) -> Self {
         let bin = postgres_bin_dir().unwrap_or_else(|| {
             panic!("PostgreSQL server binaries not found: install them (Debian: `apt-get install postgresql`) or run scripts/test.sh, which does")
         });
@@ -80,6 +94,8 @@ impl PostgresServer {
             dir,
             bin,
             run_as,
+            settings: Vec::new(),
+            ca: None,
         };
         let out = s
             .command("initdb")
@@ -93,6 +109,15 @@ impl PostgresServer {
             "initdb failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        if tls {
+            let certs = crate::pg_certs::write(s.dir.path(), &s.data(), s.run_as);
+            s.settings = vec![
+                "ssl=on".into(),
+                format!("ssl_cert_file={}", certs.cert.display()),
+                format!("ssl_key_file={}", certs.key.display()),
+            ];
+            s.ca = Some(certs.ca);
+        }
         for _ in 0..5 {
             s.port = free_port().expect("find a free port");
             match s.spawn() {
@@ -134,6 +159,7 @@ impl PostgresServer {
                 "-c",
                 "max_connections=200",
             ])
+            .args(self.settings.iter().flat_map(|kv| ["-c", kv.as_str()]))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -170,6 +196,12 @@ impl PostgresServer {
         let _ = child.wait();
         let log = std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default();
         Err(format!("not ready within 30 s: {log}"))
+    }
+
+    /// The CA certificate (PEM) that signed the server's certificate, for a server started with
+    /// [`PostgresServer::start_tls`].
+    pub fn ca_path(&self) -> Option<&Path> {
+        self.ca.as_deref()
     }
 
     /// The port it listens on.
@@ -252,7 +284,7 @@ impl Drop for PostgresServer {
     }
 }
 
-fn chown(path: &Path, uid: u32, gid: u32) {
+pub(crate) fn chown(path: &Path, uid: u32, gid: u32) {
     let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).expect("a path without NUL bytes");
     // SAFETY: c is a valid NUL-terminated path for the duration of the call.
     let rc = unsafe { libc::chown(c.as_ptr(), uid, gid) };

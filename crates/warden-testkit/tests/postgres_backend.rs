@@ -210,3 +210,50 @@ async fn the_sweep_forgets_ended_leases_and_idle_resources_without_losing_counts
     let g = w.lock("swept:0").acquire().await.expect("again");
     assert!(g.fencing_token() > fences[0], "a forgotten resource's fence went back");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_with_the_servers_ca_works_and_anything_weaker_or_wrong_is_refused_with_a_sentence() {
+    let pg = warden_testkit::PostgresServer::start_tls();
+    let ca = pg.ca_path().expect("CA").display().to_string();
+    let base = format!("{}?timeout_ms=2000", pg.url());
+    let url = format!("{base}&sslmode=verify-full&sslrootcert={ca}");
+    let w = Warden::connect(&url).await.expect("connect over TLS");
+    let mut g = w.lock("tls").acquire().await.expect("acquire over TLS");
+    // The pooled connections and the listening one are all encrypted: the database says so.
+    let db = connect(&pg.url()).await;
+    let plain: i64 = db
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity a LEFT JOIN pg_stat_ssl s USING (pid) \
+             WHERE a.application_name = 'warden' AND NOT coalesce(s.ssl, false)",
+            &[],
+        )
+        .await
+        .expect("pg_stat_ssl")
+        .get(0);
+    assert_eq!(plain, 0, "a warden connection is not encrypted");
+    let encrypted: i64 = db
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) \
+             WHERE a.application_name = 'warden' AND s.ssl",
+            &[],
+        )
+        .await
+        .expect("pg_stat_ssl")
+        .get(0);
+    assert!(
+        encrypted >= 2,
+        "expected the listening and a pooled connection, found {encrypted}"
+    );
+    g.release().await.expect("release");
+    // Another CA: refused, naming the host; a mode that checks nothing: refused before connecting.
+    let other = warden_testkit::PostgresServer::start_tls();
+    let wrong = other.ca_path().expect("CA").display().to_string();
+    let r = Warden::connect(&format!("{base}&sslmode=verify-full&sslrootcert={wrong}")).await;
+    let msg = r.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(msg.contains("127.0.0.1"), "{msg}");
+    let r = Warden::connect(&format!("{base}&sslmode=require")).await;
+    assert!(
+        matches!(r, Err(Error::InvalidArgument { field: "sslmode", .. })),
+        "{r:?}"
+    );
+}

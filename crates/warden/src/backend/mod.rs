@@ -128,7 +128,7 @@ pub trait Backend: Send + Sync + 'static {
 /// - `redis://host:port/db?prefix=app:&timeout_ms=1000&sweep_ms=5000` — one Redis node;
 /// - `redlock://h1:p1,h2:p2,h3:p3/db?timeout_ms=200&prefix=app:` — Redlock over N (odd, >= 3) independent nodes;
 /// - `postgres://user:password@host:port/db?prefix=warden_&timeout_ms=2000&pool_size=16` — PostgreSQL (also
-///   `postgresql://`);
+///   `postgresql://`; TLS with `sslmode=verify-full&sslrootcert=/path/ca.pem`);
 /// - `http[s]://host:port?timeout_ms=5000` — a warden server (`warden serve`).
 ///
 /// ```

@@ -35,13 +35,13 @@ pub(super) struct Db {
 
 impl Db {
     pub(super) fn new(config: tokio_postgres::Config, address: String, opts: Options) -> Result<Self> {
-        let manager = Manager::from_config(
-            config,
-            tokio_postgres::NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
+        let recycling = ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        let manager = match &opts.tls {
+            Tls::Off => Manager::from_config(config, tokio_postgres::NoTls, recycling),
+            Tls::On(tls) => Manager::from_config(config, tls.clone(), recycling),
+        };
         let pool = Pool::builder(manager)
             .max_size(opts.pool_size)
             .runtime(Runtime::Tokio1)

@@ -7,9 +7,7 @@
 
 #[allow(unused_imports)]
 use super::*;
-use futures::future::poll_fn;
 use tokio::sync::oneshot;
-use tokio_postgres::AsyncMessage;
 
 /// How often the listening connection is checked with a query.
 const CHECK_EVERY: Duration = Duration::from_secs(2);
@@ -18,13 +16,14 @@ const CHECK_EVERY: Duration = Duration::from_secs(2);
 /// missed), or the error of the first connection.
 pub(super) async fn spawn(
     config: tokio_postgres::Config,
+    tls: Tls,
     channel: String,
     router: Arc<WakeRouter>,
     address: String,
     timeout: Duration,
 ) -> Result<tokio::task::JoinHandle<()>> {
     let (ready_tx, ready_rx) = oneshot::channel();
-    let task = tokio::spawn(run(config, channel, router, address.clone(), timeout, ready_tx));
+    let task = tokio::spawn(run(config, tls, channel, router, address.clone(), timeout, ready_tx));
     match tokio::time::timeout(timeout, ready_rx).await {
         Ok(Ok(Ok(()))) => Ok(task),
         Ok(Ok(Err(e))) => {
@@ -43,6 +42,7 @@ pub(super) async fn spawn(
 
 async fn run(
     config: tokio_postgres::Config,
+    tls: Tls,
     channel: String,
     router: Arc<WakeRouter>,
     address: String,
@@ -52,7 +52,7 @@ async fn run(
     let mut ready = Some(ready);
     let mut backoff = Duration::from_millis(50);
     loop {
-        match listen_once(&config, &channel, &router, &address, timeout, &mut ready).await {
+        match listen_once(&config, &tls, &channel, &router, &address, timeout, &mut ready).await {
             Ok(()) => backoff = Duration::from_millis(50),
             Err(e) => {
                 if let Some(r) = ready.take() {
@@ -71,27 +71,18 @@ async fn run(
 /// One listening connection, until it fails. `Ok` when it had been listening.
 async fn listen_once(
     config: &tokio_postgres::Config,
+    tls: &Tls,
     channel: &str,
     router: &Arc<WakeRouter>,
     address: &str,
     timeout: Duration,
     ready: &mut Option<oneshot::Sender<Result<()>>>,
 ) -> Result<()> {
-    let (client, mut conn) = config
-        .connect(tokio_postgres::NoTls)
+    // The connection's notifications go to the router; the driver ends when the connection does.
+    let (client, driver) = tls
+        .connect(config, Some(router.clone()))
         .await
         .map_err(|e| db_error(address, e))?;
-    let router2 = router.clone();
-    // The connection's messages: notifications go to the router; the task ends when the connection does.
-    let driver = AbortOnDrop(tokio::spawn(async move {
-        while let Some(m) = poll_fn(|cx| conn.poll_message(cx)).await {
-            match m {
-                Ok(AsyncMessage::Notification(n)) => router2.deliver(n.payload()),
-                Ok(_) => {}
-                Err(_) => break,
-            }
-        }
-    }));
     let listen = format!("LISTEN {channel}");
     tokio::time::timeout(timeout, client.batch_execute(&listen))
         .await

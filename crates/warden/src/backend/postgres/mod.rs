@@ -12,11 +12,13 @@ mod db;
 mod listener;
 mod options;
 mod schema;
+mod tls;
 mod views;
 
 use db::*;
 use options::*;
 pub use schema::SCHEMA_VERSION;
+use tls::Tls;
 
 use super::Backend;
 use crate::error::{Error, Result};
@@ -55,13 +57,11 @@ impl PostgresBackend {
         let (config, address, opts) = parse_url(url)?;
         let timeout = opts.timeout;
         let migrate = async {
-            let (mut client, conn) = config
-                .connect(tokio_postgres::NoTls)
+            let (mut client, driver) = opts
+                .tls
+                .connect(&config, None)
                 .await
                 .map_err(|e| db_error(&address, e))?;
-            let driver = listener::AbortOnDrop(tokio::spawn(async move {
-                let _ = conn.await;
-            }));
             schema::migrate(&mut client, &opts.prefix, &address).await?;
             drop(driver);
             Ok::<_, Error>(())
@@ -71,7 +71,15 @@ impl PostgresBackend {
             .map_err(|_| unavailable(&address, format!("no answer within {} ms", timeout.as_millis())))??;
         let router = Arc::new(WakeRouter::default());
         let channel = format!("{}wake", opts.prefix);
-        let listener = listener::spawn(config.clone(), channel, router.clone(), address.clone(), timeout).await?;
+        let listener = listener::spawn(
+            config.clone(),
+            opts.tls.clone(),
+            channel,
+            router.clone(),
+            address.clone(),
+            timeout,
+        )
+        .await?;
         let db = Arc::new(Db::new(config, address, opts)?);
         let sweeper = db.spawn_sweeper();
         let (batcher, mut tasks) = batch::Batcher::start(db.clone(), db.opts.inflight);

@@ -1,5 +1,6 @@
 //! The `postgres://` URL: what the driver reads, warden's own options, and an address safe to print.
 
+use super::tls::Tls;
 use crate::error::{Error, Result};
 use std::time::Duration;
 
@@ -19,6 +20,9 @@ pub(crate) struct Options {
     pub inflight: usize,
     /// How often the housekeeping sweep runs (`sweep_ms`, default 5000).
     pub sweep_every: Duration,
+    /// Plain (`sslmode=disable`, the default) or TLS checking the server's certificate against the CA file of
+    /// `sslrootcert` and its name against the host (`sslmode=verify-full`).
+    pub tls: Tls,
     /// How long expired leases and idle resources are kept before the sweep forgets them (`retain_ms`,
     /// default 60000).
     pub retain: Duration,
@@ -54,7 +58,10 @@ pub(crate) fn parse_url(url: &str) -> Result<(tokio_postgres::Config, String, Op
         inflight: 2,
         sweep_every: Duration::from_secs(5),
         retain: Duration::from_secs(60),
+        tls: Tls::Off,
     };
+    let mut sslmode = String::from("disable");
+    let mut root: Option<String> = None;
     let mut passthrough = Vec::new();
     for (k, v) in u.query_pairs() {
         match &*k {
@@ -64,15 +71,35 @@ pub(crate) fn parse_url(url: &str) -> Result<(tokio_postgres::Config, String, Op
             "inflight" => opts.inflight = ranged("inflight", &v, 1..=64)? as usize,
             "sweep_ms" => opts.sweep_every = Duration::from_millis(ranged("sweep_ms", &v, 10..=3_600_000)?),
             "retain_ms" => opts.retain = Duration::from_millis(ranged("retain_ms", &v, 100..=86_400_000)?),
-            "sslmode" if v != "disable" => {
-                return Err(Error::invalid(
-                    "sslmode",
-                    "TLS to PostgreSQL is not supported yet; use sslmode=disable on a trusted network",
-                ))
-            }
+            "sslmode" => sslmode = v.into_owned(),
+            "sslrootcert" => root = Some(v.into_owned()),
             _ => passthrough.push((k.into_owned(), v.into_owned())),
         }
     }
+    opts.tls =
+        match (sslmode.as_str(), root) {
+            ("disable", None) => Tls::Off,
+            ("verify-full", Some(path)) => Tls::verify_full(&path)?,
+            ("verify-full", None) => return Err(Error::invalid(
+                "sslrootcert",
+                "sslmode=verify-full needs sslrootcert=/path/to/ca.pem (the CA that signed the server's certificate)",
+            )),
+            ("disable", Some(_)) => {
+                return Err(Error::invalid(
+                    "sslmode",
+                    "sslrootcert is given: use sslmode=verify-full",
+                ))
+            }
+            (other, _) => {
+                return Err(Error::invalid(
+                    "sslmode",
+                    format!(
+                        "`{other}` is not offered: use disable (plain, for a trusted network) or verify-full \
+                     with sslrootcert=/path/to/ca.pem (TLS, the server's certificate and name checked)"
+                    ),
+                ))
+            }
+        };
     if passthrough.is_empty() {
         u.set_query(None);
     } else {
@@ -87,6 +114,9 @@ pub(crate) fn parse_url(url: &str) -> Result<(tokio_postgres::Config, String, Op
         .parse()
         .map_err(|e| Error::invalid("backend", format!("{address}: {e}")))?;
     config.connect_timeout(opts.timeout);
+    if matches!(opts.tls, Tls::On(_)) {
+        config.ssl_mode(tokio_postgres::config::SslMode::Require);
+    }
     if config.get_application_name().is_none() {
         config.application_name("warden");
     }
@@ -138,6 +168,21 @@ mod tests {
         let e = parse_url("postgres://app:s3cret@db/x?connect_timeout=zz").unwrap_err();
         assert!(!e.to_string().contains("s3cret"), "{e}");
         assert!(parse_url("postgres://app:s3cret@db/x?timeout_ms=0").is_err());
+        let e = parse_url("postgres://db/x?sslmode=require").unwrap_err();
+        assert!(matches!(e, Error::InvalidArgument { field: "sslmode", .. }), "{e}");
+        let e = parse_url("postgres://db/x?sslmode=verify-full").unwrap_err();
+        assert!(
+            matches!(
+                e,
+                Error::InvalidArgument {
+                    field: "sslrootcert",
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        let e = parse_url("postgres://db/x?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem").unwrap_err();
+        assert!(e.to_string().contains("cannot read"), "{e}");
         let (cfg, _, _) = parse_url("postgres://db/x?options=-c%20synchronous_commit%3Doff&prefix=a_").unwrap();
         assert_eq!(
             cfg.get_options(),
