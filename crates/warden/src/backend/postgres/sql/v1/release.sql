@@ -8,31 +8,26 @@ DECLARE
     o {p}reply;
     l {p}leases;
     r {p}resources;
-    v_until bigint;
-    v_acquired bigint;
+    v_held bigint;
     v_now bigint := (extract(epoch FROM clock_timestamp()) * 1000000)::bigint;
 BEGIN
-    -- An exclusive lease: one statement.
-    WITH old AS (
-        SELECT resource, holder_until, holder_acquired FROM {p}resources
+    -- An exclusive lease: one statement (the row keeps what the answer needs in last_release_us).
+    UPDATE {p}resources SET holder = NULL, holder_until = 0,
+            last_release_us = CASE WHEN holder_until > v_now THEN greatest(v_now - holder_acquired, 0) ELSE -1 END,
+            released = released + (holder_until > v_now)::integer,
+            expired = expired + (holder_until <= v_now)::integer,
+            hold_ms = hold_ms + (least(holder_until, v_now) - holder_acquired) / 1000
         WHERE key_hash = p_hash AND holder = p_lock_id AND (p_client IS NULL OR holder_client = p_client)
-        FOR UPDATE
-    )
-    UPDATE {p}resources x SET holder = NULL, holder_until = 0,
-            released = released + (old.holder_until > v_now)::integer,
-            expired = expired + (old.holder_until <= v_now)::integer,
-            hold_ms = hold_ms + (least(old.holder_until, v_now) - old.holder_acquired) / 1000
-        FROM old WHERE x.resource = old.resource
-        RETURNING old.holder_until, old.holder_acquired, x.resource, x.shared_until, x.queued
-        INTO v_until, v_acquired, r.resource, r.shared_until, r.queued;
+        RETURNING resource, shared_until, queued, last_release_us
+        INTO r.resource, r.shared_until, r.queued, v_held;
     IF FOUND THEN
         r.holder_until := 0;
         o.resource := r.resource;
-        IF v_until <= v_now THEN
+        IF v_held < 0 THEN
             o.status := 'lost';
         ELSE
             o.status := 'released';
-            o.held_us := greatest(v_now - v_acquired, 0);
+            o.held_us := v_held;
         END IF;
         IF r.queued > 0 THEN
             o.handed := {p}hand_over(r, v_now);

@@ -20,6 +20,8 @@ CREATE TABLE IF NOT EXISTS {p}resources (
     holder_renewals integer NOT NULL DEFAULT 0,
     holder_max_renewals integer,
     holder_max_hold_ms bigint,
+    -- What the last release of the exclusive lease found: how long it was held (µs), or -1 if it had expired.
+    last_release_us bigint,
     -- The latest expiry among shared (and read) leases, which live in {p}leases; the queue's length.
     shared_until bigint NOT NULL DEFAULT 0,
     queued integer NOT NULL DEFAULT 0,
