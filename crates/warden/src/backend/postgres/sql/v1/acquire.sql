@@ -96,19 +96,23 @@ BEGIN
         END IF;
         RETURN o;
     END IF;
-    -- FIFO: dead waiters leave; then only the head (or a shared waiter ahead of every live exclusive one) may go.
+    -- FIFO: only the head (or a shared waiter ahead of every live exclusive one) may go. Dead waiters met on the
+    -- way leave (the ones further back leave when they reach the head, or by the sweep).
     IF r.queued > 0 THEN
-        DELETE FROM {p}waiters WHERE resource = p_resource AND deadline_us < v_now;
-        GET DIAGNOSTICS v_n = ROW_COUNT;
-        r.queued := r.queued - v_n;
-        v_queue_changed := v_n > 0;
-        FOR w IN SELECT waiter_id, kind FROM {p}waiters WHERE resource = p_resource ORDER BY seq LOOP
+        FOR w IN SELECT waiter_id, kind, deadline_us FROM {p}waiters WHERE resource = p_resource ORDER BY seq LOOP
+            IF w.deadline_us < v_now THEN
+                DELETE FROM {p}waiters WHERE resource = p_resource AND waiter_id = w.waiter_id;
+                v_n := v_n + 1;
+                CONTINUE;
+            END IF;
             EXIT WHEN w.waiter_id = p_waiter;
             IF v_excl OR w.kind IN ('exclusive', 'write') THEN
                 v_allowed := false;
                 EXIT;
             END IF;
         END LOOP;
+        r.queued := r.queued - v_n;
+        v_queue_changed := v_n > 0;
     END IF;
     IF v_allowed AND r.holder_until <= v_now AND (NOT v_excl OR r.shared_until <= v_now) THEN
         o.fence := greatest(r.fence + 1, v_now);
