@@ -257,3 +257,41 @@ async fn tls_with_the_servers_ca_works_and_anything_weaker_or_wrong_is_refused_w
         "{r:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiter_whose_listening_connection_dies_still_gets_the_lock_handed_to_it() {
+    let h = PostgresHarness::new();
+    let a = Warden::connect(h.url()).await.expect("A");
+    let b = Warden::connect(&format!("{}&application_name=waiter-b", h.url()))
+        .await
+        .expect("B");
+    let mut held = a.lock("relay").ttl(10 * SEC).acquire().await.expect("A holds");
+    let waiter = tokio::spawn(async move { b.lock("relay").ttl(10 * SEC).wait(10 * SEC).acquire().await });
+    let queued = warden_testkit::eventually(5 * SEC, || async {
+        a.inspect("relay").await.map(|i| i.queue.len()) == Ok(1)
+    })
+    .await;
+    assert!(queued, "B never queued");
+    // B's listening connection is the one of its connections that ran LISTEN (or its health check) last.
+    let db = connect(&h.server_url()).await;
+    let killed: i64 = db
+        .query_one(
+            "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE application_name = 'waiter-b' AND query IN ('LISTEN warden_wake', 'SELECT 1')",
+            &[],
+        )
+        .await
+        .expect("terminate")
+        .get(0);
+    assert_eq!(killed, 1, "B's listening connection not found");
+    // The release hands the lock to B while B cannot hear it; B still learns it holds the lock.
+    let released = Instant::now();
+    held.release().await.expect("A releases");
+    let g = tokio::time::timeout(5 * SEC, waiter)
+        .await
+        .expect("B was never granted")
+        .expect("task")
+        .expect("B acquires");
+    assert!(released.elapsed() < 2 * SEC, "B learned late: {:?}", released.elapsed());
+    assert!(g.fencing_token() > held.fencing_token());
+}
