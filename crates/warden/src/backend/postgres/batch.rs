@@ -66,13 +66,13 @@ pub(super) struct Batcher {
 
 impl Batcher {
     /// Starts `lanes` batching tasks over `db`.
-    pub(super) fn start(db: Arc<Db>, lanes: usize) -> (Self, Vec<listener::AbortOnDrop>) {
+    pub(super) fn start(db: Arc<Db>, lanes: usize) -> (Self, Vec<AbortOnDrop>) {
         let mut senders = Vec::new();
         let mut tasks = Vec::new();
         for _ in 0..lanes.max(1) {
             let (tx, rx) = mpsc::unbounded_channel();
             senders.push(tx);
-            tasks.push(listener::AbortOnDrop(tokio::spawn(lane(db.clone(), rx))));
+            tasks.push(AbortOnDrop(tokio::spawn(lane(db.clone(), rx))));
         }
         let batcher = Batcher {
             lanes: senders,

@@ -60,18 +60,8 @@ impl Db {
 
     /// Runs one statement that answers one row, within the timeout (waiting for a connection included).
     pub(super) async fn call(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Row> {
-        let run = async {
-            let client = self.pool.get().await.map_err(|e| self.pool_error(e))?;
-            let stmt = client
-                .prepare_cached(sql)
-                .await
-                .map_err(|e| db_error(&self.address, e))?;
-            client
-                .query_one(&stmt, params)
-                .await
-                .map_err(|e| db_error(&self.address, e))
-        };
-        self.bounded(run).await
+        let rows = self.query(sql, params).await?;
+        rows.into_iter().next().ok_or_else(|| self.unexpected(sql, "no row"))
     }
 
     /// Runs one statement that answers any number of rows, within the timeout.
@@ -129,29 +119,30 @@ impl Db {
     /// The lease a renewal's reply describes.
     pub(super) fn renewed_lease(&self, r: &batch::Reply, lock_id: &str) -> Result<LeaseInfo> {
         let missing = || self.unexpected("renew", "a row without the lease");
-        Ok(LeaseInfo {
-            lock_id: lock_id.to_string(),
-            lease_handle: crate::lease_handle(lock_id),
-            resource: r.resource.clone().ok_or_else(missing)?,
-            kind: kind(r.kind.as_deref().ok_or_else(missing)?)?,
-            client_id: r.client.clone().ok_or_else(missing)?,
-            acquired_at: at(r.acquired_us.ok_or_else(missing)?),
-            expires_at: at(r.expires_us.ok_or_else(missing)?),
-            ttl: Duration::from_millis(r.ttl_ms.ok_or_else(missing)?.max(0) as u64),
-            fencing_token: r.fence.ok_or_else(missing)? as u64,
-            renewal_count: r.renewals.ok_or_else(missing)?.max(0) as u32,
-            expired: false,
-        })
+        lease(
+            lock_id.to_string(),
+            r.resource.clone().ok_or_else(missing)?,
+            r.kind.as_deref().ok_or_else(missing)?,
+            r.client.clone().ok_or_else(missing)?,
+            [
+                r.acquired_us.ok_or_else(missing)?,
+                r.expires_us.ok_or_else(missing)?,
+                r.ttl_ms.ok_or_else(missing)?,
+                r.fence.ok_or_else(missing)?,
+            ],
+            r.renewals.ok_or_else(missing)?,
+            false,
+        )
     }
 
     /// The housekeeping task: forgets long-expired leases, dead waiters and idle resources.
-    pub(super) fn spawn_sweeper(&self) -> listener::AbortOnDrop {
+    pub(super) fn spawn_sweeper(&self) -> AbortOnDrop {
         let pool = self.pool.clone();
         let sql = self.sql.sweep.clone();
         let every = self.opts.sweep_every;
         let retain_us = self.opts.retain.as_micros().min(i64::MAX as u128) as i64;
         let timeout = self.opts.timeout.max(Duration::from_secs(10));
-        listener::AbortOnDrop(tokio::spawn(async move {
+        AbortOnDrop(tokio::spawn(async move {
             loop {
                 tokio::time::sleep(every).await;
                 let run = async {

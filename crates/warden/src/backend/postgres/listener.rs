@@ -99,12 +99,3 @@ async fn listen_once(
         }
     }
 }
-
-/// Aborts a task when dropped.
-pub(super) struct AbortOnDrop(pub(super) tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}

@@ -38,7 +38,7 @@ pub struct PostgresBackend {
     db: Arc<Db>,
     batcher: batch::Batcher,
     router: Arc<WakeRouter>,
-    _tasks: Vec<listener::AbortOnDrop>,
+    _tasks: Vec<AbortOnDrop>,
 }
 
 impl std::fmt::Debug for PostgresBackend {
@@ -83,13 +83,22 @@ impl PostgresBackend {
         let db = Arc::new(Db::new(config, address, opts)?);
         let sweeper = db.spawn_sweeper();
         let (batcher, mut tasks) = batch::Batcher::start(db.clone(), db.opts.inflight);
-        tasks.extend([listener::AbortOnDrop(listener), sweeper]);
+        tasks.extend([AbortOnDrop(listener), sweeper]);
         Ok(PostgresBackend {
             db,
             batcher,
             router,
             _tasks: tasks,
         })
+    }
+}
+
+/// Aborts a task when dropped.
+pub(super) struct AbortOnDrop(pub(super) tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -236,6 +245,32 @@ impl Backend for PostgresBackend {
     async fn health(&self) -> Health {
         self.view_health().await
     }
+}
+
+/// A lease as this backend stores it: `times` are acquired (µs), expires (µs), ttl (ms) and fence.
+fn lease(
+    lock_id: String,
+    resource: String,
+    kind_name: &str,
+    client_id: String,
+    times: [i64; 4],
+    renewals: i32,
+    expired: bool,
+) -> Result<LeaseInfo> {
+    let [acquired, expires, ttl_ms, fence] = times;
+    Ok(LeaseInfo {
+        lease_handle: crate::lease_handle(&lock_id),
+        lock_id,
+        resource,
+        kind: kind(kind_name)?,
+        client_id,
+        acquired_at: at(acquired),
+        expires_at: at(expires),
+        ttl: Duration::from_millis(ttl_ms.max(0) as u64),
+        fencing_token: fence as u64,
+        renewal_count: renewals.max(0) as u32,
+        expired,
+    })
 }
 
 /// Parses a kind stored by this backend.

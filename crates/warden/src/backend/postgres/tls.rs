@@ -54,7 +54,7 @@ impl Tls {
         &self,
         config: &tokio_postgres::Config,
         router: Option<Arc<WakeRouter>>,
-    ) -> std::result::Result<(Client, listener::AbortOnDrop), tokio_postgres::Error> {
+    ) -> std::result::Result<(Client, AbortOnDrop), tokio_postgres::Error> {
         match self {
             Tls::Off => connect_with(config, tokio_postgres::NoTls, router).await,
             Tls::On(tls) => connect_with(config, tls.clone(), router).await,
@@ -66,7 +66,7 @@ async fn connect_with<T>(
     config: &tokio_postgres::Config,
     tls: T,
     router: Option<Arc<WakeRouter>>,
-) -> std::result::Result<(Client, listener::AbortOnDrop), tokio_postgres::Error>
+) -> std::result::Result<(Client, AbortOnDrop), tokio_postgres::Error>
 where
     T: MakeTlsConnect<Socket>,
     T::Stream: Send + 'static,
@@ -87,5 +87,5 @@ where
             }
         }
     });
-    Ok((client, listener::AbortOnDrop(driver)))
+    Ok((client, AbortOnDrop(driver)))
 }

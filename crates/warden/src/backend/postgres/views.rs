@@ -15,24 +15,16 @@ const EXCLUSIVE_COLUMNS: &str = "holder, resource, holder_kind, holder_client, h
 impl PostgresBackend {
     fn lease_row(&self, row: &Row) -> Result<LeaseInfo> {
         let db = &self.db;
-        let lock_id: String = db.get(row, 0)?;
         let kind_name: String = db.get(row, 2)?;
-        let ttl: i64 = db.get(row, 6)?;
-        let fence: i64 = db.get(row, 7)?;
-        let renewals: i32 = db.get(row, 8)?;
-        Ok(LeaseInfo {
-            lease_handle: crate::lease_handle(&lock_id),
-            lock_id,
-            resource: db.get(row, 1)?,
-            kind: kind(&kind_name)?,
-            client_id: db.get(row, 3)?,
-            acquired_at: at(db.get(row, 4)?),
-            expires_at: at(db.get(row, 5)?),
-            ttl: Duration::from_millis(ttl.max(0) as u64),
-            fencing_token: fence as u64,
-            renewal_count: renewals.max(0) as u32,
-            expired: db.get(row, 9)?,
-        })
+        lease(
+            db.get(row, 0)?,
+            db.get(row, 1)?,
+            &kind_name,
+            db.get(row, 3)?,
+            [db.get(row, 4)?, db.get(row, 5)?, db.get(row, 6)?, db.get(row, 7)?],
+            db.get(row, 8)?,
+            db.get(row, 9)?,
+        )
     }
 
     /// Exclusive leases (on resource rows) matching `exclusive`, then shared ones matching `shared`.
