@@ -8,6 +8,7 @@ pub mod conformance;
 pub mod harness;
 pub mod mariadb_server;
 pub mod monitor;
+pub mod mysql_harness;
 mod pg_certs;
 pub mod postgres_harness;
 pub mod postgres_server;

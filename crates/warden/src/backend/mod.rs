@@ -5,6 +5,8 @@
 #[cfg(feature = "http")]
 pub mod http;
 pub mod memory;
+#[cfg(feature = "mysql")]
+pub mod mysql;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 #[cfg(feature = "redis")]
@@ -12,6 +14,8 @@ pub mod redis;
 #[cfg(feature = "redis")]
 pub mod redlock;
 mod registry;
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+mod sql_common;
 
 use crate::error::{Error, Result};
 use crate::types::{
@@ -129,6 +133,8 @@ pub trait Backend: Send + Sync + 'static {
 /// - `redlock://h1:p1,h2:p2,h3:p3/db?timeout_ms=200&prefix=app:` — Redlock over N (odd, >= 3) independent nodes;
 /// - `postgres://user:password@host:port/db?prefix=warden_&timeout_ms=2000&pool_size=16` — PostgreSQL (also
 ///   `postgresql://`; TLS with `sslmode=verify-full&sslrootcert=/path/ca.pem`);
+/// - `mysql://user:password@host:port/db?prefix=warden_&timeout_ms=2000&pool_size=16` — MySQL or MariaDB (also
+///   `mariadb://`);
 /// - `http[s]://host:port?timeout_ms=5000` — a warden server (`warden serve`).
 ///
 /// ```

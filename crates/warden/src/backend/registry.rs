@@ -48,6 +48,10 @@ pub const SCHEMES: &[Scheme] = &[
     scheme!("postgres", "postgres://user@host:port/db", super::postgres::PostgresBackend),
     #[cfg(feature = "postgres")]
     scheme!("postgresql", "postgresql://user@host:port/db", super::postgres::PostgresBackend),
+    #[cfg(feature = "mysql")]
+    scheme!("mysql", "mysql://user@host:port/db", super::mysql::MysqlBackend),
+    #[cfg(feature = "mysql")]
+    scheme!("mariadb", "mariadb://user@host:port/db", super::mysql::MysqlBackend),
     #[cfg(feature = "http")]
     scheme!("http", "http://host:port", super::http::HttpBackend),
     #[cfg(feature = "http")]

@@ -99,23 +99,6 @@ impl Db {
         Error::Protocol(format!("PostgreSQL at {}: {op} answered `{status}`", self.address))
     }
 
-    /// The error for a refused release or renewal.
-    pub(super) fn refusal(&self, status: &str, lock_id: &str, client: Option<&str>, resource: Option<String>) -> Error {
-        let lock_id = lock_id.to_string();
-        match status {
-            "not_found" => Error::NotFound { lock_id },
-            "not_owner" => Error::NotOwner {
-                lock_id,
-                client_id: client.unwrap_or_default().to_string(),
-            },
-            "lost" => Error::LeaseLost {
-                lock_id,
-                resource: resource.unwrap_or_default(),
-            },
-            other => self.unexpected("the call", other),
-        }
-    }
-
     /// The lease a renewal's reply describes.
     pub(super) fn renewed_lease(&self, r: &batch::Reply, lock_id: &str) -> Result<LeaseInfo> {
         let missing = || self.unexpected("renew", "a row without the lease");
@@ -165,13 +148,6 @@ impl Db {
             ),
             other => unavailable(&self.address, other),
         }
-    }
-}
-
-pub(super) fn unavailable(address: &str, reason: impl std::fmt::Display) -> Error {
-    Error::BackendUnavailable {
-        address: address.to_string(),
-        reason: reason.to_string(),
     }
 }
 

@@ -20,15 +20,16 @@ use options::*;
 pub use schema::SCHEMA_VERSION;
 use tls::Tls;
 
+use super::sql_common::*;
 use super::Backend;
 use crate::error::{Error, Result};
 use crate::types::{
-    AcquireRequest, Attempt, Capabilities, FifoGuarantee, Grant, Health, LeaseInfo, LockKind, Released, Renewal,
-    ResourceInfo, Stats,
+    AcquireRequest, Attempt, Capabilities, FifoGuarantee, Grant, Health, LeaseInfo, Released, Renewal, ResourceInfo,
+    Stats,
 };
 use crate::wake::WakeRouter;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// Most waiters queued on one resource.
 pub const MAX_WAITERS_PER_RESOURCE: i32 = 10_000;
@@ -91,24 +92,6 @@ impl PostgresBackend {
             _tasks: tasks,
         })
     }
-}
-
-/// Aborts a task when dropped.
-pub(super) struct AbortOnDrop(pub(super) tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-/// Microseconds since the epoch (the database clock) as a time.
-fn at(us: i64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_micros(us.max(0) as u64)
-}
-
-fn millis(d: Duration) -> i64 {
-    d.as_millis().min(i64::MAX as u128) as i64
 }
 
 #[async_trait::async_trait]
@@ -195,7 +178,10 @@ impl Backend for PostgresBackend {
             "released" => Ok(Released::after(
                 r.held_us.map(|h| Duration::from_micros(h.max(0) as u64)),
             )),
-            other => Err(self.db.refusal(other, lock_id, client_id, r.resource)),
+            other => {
+                Err(refusal(other, lock_id, client_id, r.resource)
+                    .unwrap_or_else(|| self.db.unexpected("the call", other)))
+            }
         }
     }
 
@@ -222,7 +208,10 @@ impl Backend for PostgresBackend {
             "capped" => Ok(Renewal::Capped {
                 expires_at: at(r.expires_us.ok_or_else(missing)?),
             }),
-            other => Err(self.db.refusal(other, lock_id, client_id, r.resource)),
+            other => {
+                Err(refusal(other, lock_id, client_id, r.resource)
+                    .unwrap_or_else(|| self.db.unexpected("the call", other)))
+            }
         }
     }
 
@@ -245,35 +234,4 @@ impl Backend for PostgresBackend {
     async fn health(&self) -> Health {
         self.view_health().await
     }
-}
-
-/// A lease as this backend stores it: `times` are acquired (µs), expires (µs), ttl (ms) and fence.
-fn lease(
-    lock_id: String,
-    resource: String,
-    kind_name: &str,
-    client_id: String,
-    times: [i64; 4],
-    renewals: i32,
-    expired: bool,
-) -> Result<LeaseInfo> {
-    let [acquired, expires, ttl_ms, fence] = times;
-    Ok(LeaseInfo {
-        lease_handle: crate::lease_handle(&lock_id),
-        lock_id,
-        resource,
-        kind: kind(kind_name)?,
-        client_id,
-        acquired_at: at(acquired),
-        expires_at: at(expires),
-        ttl: Duration::from_millis(ttl_ms.max(0) as u64),
-        fencing_token: fence as u64,
-        renewal_count: renewals.max(0) as u32,
-        expired,
-    })
-}
-
-/// Parses a kind stored by this backend.
-fn kind(s: &str) -> Result<LockKind> {
-    LockKind::parse(s).ok_or_else(|| Error::Protocol(format!("unknown lock kind `{s}` in the leases table")))
 }

@@ -1,6 +1,7 @@
 //! The `postgres://` URL: what the driver reads, warden's own options, and an address safe to print.
 
 use super::tls::Tls;
+use crate::backend::sql_common::{ranged, valid_prefix};
 use crate::error::{Error, Result};
 use std::time::Duration;
 
@@ -26,13 +27,6 @@ pub(crate) struct Options {
     /// How long expired leases and idle resources are kept before the sweep forgets them (`retain_ms`,
     /// default 60000).
     pub retain: Duration,
-}
-
-fn ranged(name: &'static str, v: &str, range: std::ops::RangeInclusive<u64>) -> Result<u64> {
-    v.parse()
-        .ok()
-        .filter(|n| range.contains(n))
-        .ok_or_else(|| Error::invalid(name, format!("must be {}..={}, got `{v}`", range.start(), range.end())))
 }
 
 /// Splits a `postgres://` URL into the driver's configuration, a printable address without credentials and
@@ -131,22 +125,6 @@ pub(crate) fn parse_url(url: &str) -> Result<(tokio_postgres::Config, String, Op
     };
     config.options(&options);
     Ok((config, address, opts))
-}
-
-fn valid_prefix(v: &str) -> Result<String> {
-    let ok = !v.is_empty()
-        && v.len() <= 32
-        && v.starts_with(|c: char| c.is_ascii_lowercase())
-        && v.chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    if ok {
-        Ok(v.to_string())
-    } else {
-        Err(Error::invalid(
-            "prefix",
-            format!("must be 1..=32 lowercase letters, digits or `_`, starting with a letter, got `{v}`"),
-        ))
-    }
 }
 
 #[cfg(test)]

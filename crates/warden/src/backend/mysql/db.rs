@@ -1,0 +1,202 @@
+//! The connection pool, the procedure calls, one bounded call, and how driver errors become warden errors.
+
+#[allow(unused_imports)]
+use super::*;
+use mysql_async::prelude::{FromValue, Queryable};
+use mysql_async::{Pool, Row, Value};
+
+/// What every lease procedure answers (each sets the fields its status reads).
+#[derive(Debug, Default)]
+pub(super) struct Reply {
+    pub status: String,
+    pub resource: Option<String>,
+    pub kind: Option<String>,
+    pub client: Option<String>,
+    pub fence: Option<i64>,
+    pub now_us: Option<i64>,
+    pub expires_us: Option<i64>,
+    pub remaining_us: Option<i64>,
+    pub retry_us: Option<i64>,
+    pub held_us: Option<i64>,
+    pub acquired_us: Option<i64>,
+    pub ttl_ms: Option<i64>,
+    pub renewals: Option<i32>,
+    /// What waiters were told (delivered to this process's own waiters at once).
+    pub told: Option<String>,
+    /// The bells (listening connections) of the other processes told something.
+    pub bells: Option<String>,
+}
+
+/// A bounded pool of connections to one database.
+pub(super) struct Db {
+    pub pool: Pool,
+    pub prefix: String,
+    pub address: String,
+    pub opts: Options,
+}
+
+impl Db {
+    pub(super) fn new(builder: mysql_async::OptsBuilder, address: String, opts: Options) -> Self {
+        let pool = Pool::new(builder.pool_opts(opts.pool()));
+        Db {
+            pool,
+            prefix: opts.prefix.clone(),
+            address,
+            opts,
+        }
+    }
+
+    /// Calls procedure `name` of this prefix with `params` and reads its answer.
+    pub(super) async fn call(&self, name: &str, params: Vec<Value>) -> Result<Reply> {
+        let marks = vec!["?"; params.len()].join(", ");
+        let sql = format!("CALL {}{name}({marks})", self.prefix);
+        let row = self
+            .first(&sql, params)
+            .await?
+            .ok_or_else(|| self.unexpected(name, "no row"))?;
+        self.reply(row)
+    }
+
+    /// Runs one statement and answers its first row, within the timeout (waiting for a connection included).
+    pub(super) async fn first(&self, sql: &str, params: Vec<Value>) -> Result<Option<Row>> {
+        self.bounded(async {
+            let mut conn = self.pool.get_conn().await.map_err(|e| db_error(&self.address, e))?;
+            conn.exec_first(sql, params)
+                .await
+                .map_err(|e| db_error(&self.address, e))
+        })
+        .await
+    }
+
+    /// Runs one statement and answers all its rows, within the timeout.
+    pub(super) async fn rows(&self, sql: &str, params: Vec<Value>) -> Result<Vec<Row>> {
+        self.bounded(async {
+            let mut conn = self.pool.get_conn().await.map_err(|e| db_error(&self.address, e))?;
+            conn.exec(sql, params).await.map_err(|e| db_error(&self.address, e))
+        })
+        .await
+    }
+
+    pub(super) async fn bounded<T>(&self, run: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+        tokio::time::timeout(self.opts.timeout, run).await.map_err(|_| {
+            unavailable(
+                &self.address,
+                format!("no answer within {} ms", self.opts.timeout.as_millis()),
+            )
+        })?
+    }
+
+    /// Column `i` of a row this backend's own statements returned (`Option<T>` for a nullable one).
+    pub(super) fn get<T: FromValue>(&self, row: &mut Row, i: usize) -> Result<T> {
+        match row.take_opt::<T, usize>(i) {
+            Some(Ok(v)) => Ok(v),
+            Some(Err(e)) => Err(Error::Protocol(format!("MySQL at {}: column {i}: {e}", self.address))),
+            None => Err(Error::Protocol(format!("MySQL at {}: no column {i}", self.address))),
+        }
+    }
+
+    fn reply(&self, mut row: Row) -> Result<Reply> {
+        let r = &mut row;
+        Ok(Reply {
+            status: self.get(r, 0)?,
+            resource: self.get(r, 1)?,
+            kind: self.get(r, 2)?,
+            client: self.get(r, 3)?,
+            fence: self.get(r, 4)?,
+            now_us: self.get(r, 5)?,
+            expires_us: self.get(r, 6)?,
+            remaining_us: self.get(r, 7)?,
+            retry_us: self.get(r, 8)?,
+            held_us: self.get(r, 9)?,
+            acquired_us: self.get(r, 10)?,
+            ttl_ms: self.get(r, 11)?,
+            renewals: self.get(r, 12)?,
+            told: self.get(r, 13)?,
+            bells: self.get(r, 14)?,
+        })
+    }
+
+    pub(super) fn unexpected(&self, op: &str, status: &str) -> Error {
+        Error::Protocol(format!("MySQL at {}: {op} answered `{status}`", self.address))
+    }
+
+    /// The lease a renewal's reply describes.
+    pub(super) fn renewed_lease(&self, r: &Reply, lock_id: &str) -> Result<LeaseInfo> {
+        let missing = || self.unexpected("renew", "a row without the lease");
+        lease(
+            lock_id.to_string(),
+            r.resource.clone().ok_or_else(missing)?,
+            r.kind.as_deref().ok_or_else(missing)?,
+            r.client.clone().ok_or_else(missing)?,
+            [
+                r.acquired_us.ok_or_else(missing)?,
+                r.expires_us.ok_or_else(missing)?,
+                r.ttl_ms.ok_or_else(missing)?,
+                r.fence.ok_or_else(missing)?,
+            ],
+            r.renewals.ok_or_else(missing)?,
+            false,
+        )
+    }
+
+    /// The housekeeping task: forgets long-ended leases, dead waiters, unread wake-ups and idle resources, one
+    /// resource per transaction.
+    pub(super) fn spawn_sweeper(self: &Arc<Self>) -> AbortOnDrop {
+        let db = self.clone();
+        AbortOnDrop(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(db.opts.sweep_every).await;
+                if let Err(e) = db.sweep().await {
+                    tracing::debug!(error = %e, "mysql sweep did not finish; trying again at the next one");
+                }
+            }
+        }))
+    }
+
+    async fn sweep(&self) -> Result<()> {
+        let p = &self.prefix;
+        let now: i64 = match self.first(&format!("SELECT {p}now_us()"), vec![]).await? {
+            Some(mut row) => self.get(&mut row, 0)?,
+            None => return Err(self.unexpected("now_us", "no row")),
+        };
+        let before = now - self.opts.retain.as_micros().min(i64::MAX as u128) as i64;
+        let sql = format!(
+            "(SELECT resource FROM {p}leases WHERE expires_us < ? LIMIT 500) \
+             UNION (SELECT resource FROM {p}waiters WHERE deadline_us < ? LIMIT 500) \
+             UNION (SELECT resource FROM {p}resources WHERE queued = 0 AND fence < ? AND excl_until < ? \
+                    AND shared_until < ? LIMIT 500)"
+        );
+        let rows = self.rows(&sql, vec![before.into(); 5]).await?;
+        for mut row in rows {
+            let resource: Vec<u8> = self.get(&mut row, 0)?;
+            let sql = format!("CALL {p}sweep_one(?, ?)");
+            self.bounded(async {
+                let mut conn = self.pool.get_conn().await.map_err(|e| db_error(&self.address, e))?;
+                conn.exec_drop(sql, (resource, before))
+                    .await
+                    .map_err(|e| db_error(&self.address, e))
+            })
+            .await?;
+        }
+        let sql = format!("DELETE FROM {p}inbox WHERE at_us < ?");
+        self.rows(&sql, vec![before.into()]).await.map(drop)
+    }
+}
+
+/// A driver error as a warden error: a lost or refused connection, a server shutting down, out of connections,
+/// or a transaction it broke off (deadlock, lock wait timeout) is [`Error::BackendUnavailable`] (retryable); any
+/// other SQL error is [`Error::Protocol`]. The server's message is shown without the statement's values.
+pub(super) fn db_error(address: &str, e: mysql_async::Error) -> Error {
+    match e {
+        mysql_async::Error::Server(s) => {
+            let reason = format!("{} (error {}, SQLSTATE {})", s.message, s.code, s.state);
+            // Too many connections, shutting down, killed, deadlock, lock wait timeout, interrupted.
+            if [1040, 1053, 1205, 1213, 1317, 1927, 4031].contains(&s.code) || s.state.starts_with("08") {
+                unavailable(address, reason)
+            } else {
+                Error::Protocol(format!("MySQL at {address}: {reason}"))
+            }
+        }
+        other => unavailable(address, other),
+    }
+}

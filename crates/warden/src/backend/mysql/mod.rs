@@ -1,0 +1,244 @@
+//! `mysql://` (also `mariadb://`): leases in MySQL or MariaDB tables, for teams that run one and no Redis.
+//!
+//! Each operation is one call of a stored procedure (one round trip, one transaction) that first locks the
+//! resource's row; times come from the database server's clock; fencing tokens are seeded from it (they keep
+//! growing after a restore of an older backup); waiters queue in a table with waiter leases, and a release hands
+//! the lock to the head of the queue in its own transaction. MySQL has no notifications: each process parks one
+//! listening connection that a release interrupts with `KILL QUERY` ([`bell`]). Leases outlive connections:
+//! any process can renew or release a lease by its lock id. The schema is created and upgraded at connect
+//! ([`SCHEMA_VERSION`]).
+
+mod bell;
+mod db;
+mod options;
+mod schema;
+mod views;
+
+use db::*;
+use options::*;
+pub use schema::SCHEMA_VERSION;
+
+use super::sql_common::*;
+use super::Backend;
+use crate::error::{Error, Result};
+use crate::types::{
+    AcquireRequest, Attempt, Capabilities, FifoGuarantee, Grant, Health, LeaseInfo, Released, Renewal, ResourceInfo,
+    Stats,
+};
+use crate::wake::WakeRouter;
+use mysql_async::Value;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Most waiters queued on one resource.
+pub const MAX_WAITERS_PER_RESOURCE: i32 = 10_000;
+
+/// A backend over one MySQL or MariaDB database. Cheap to share with `Arc`; dropping it stops its tasks.
+pub struct MysqlBackend {
+    db: Arc<Db>,
+    router: Arc<WakeRouter>,
+    bell: Arc<bell::Bell>,
+    _tasks: Vec<AbortOnDrop>,
+}
+
+impl std::fmt::Debug for MysqlBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MysqlBackend")
+            .field("address", &self.db.address)
+            .finish()
+    }
+}
+
+impl MysqlBackend {
+    /// Connects to `mysql://user:password@host:port/db?prefix=warden_&timeout_ms=2000&pool_size=16`, creates
+    /// or upgrades the schema and parks its listener. Fails with [`Error::BackendUnavailable`] naming the host
+    /// within the timeout if the database cannot be reached.
+    pub async fn connect(url: &str) -> Result<Self> {
+        let (builder, address, opts) = parse_url(url)?;
+        let timeout = opts.timeout;
+        let migrate = async {
+            let mut conn = mysql_async::Conn::new(builder.clone())
+                .await
+                .map_err(|e| db_error(&address, e))?;
+            schema::migrate(&mut conn, &opts.prefix, &address).await?;
+            let _ = conn.disconnect().await;
+            Ok::<_, Error>(())
+        };
+        // Migrating waits up to a minute for another process's migration; reaching the database does not.
+        tokio::time::timeout(timeout + Duration::from_secs(60), migrate)
+            .await
+            .map_err(|_| unavailable(&address, format!("no answer within {} ms", timeout.as_millis())))??;
+        let router = Arc::new(WakeRouter::default());
+        let bell = Arc::new(bell::Bell::default());
+        let listener = bell::spawn(
+            builder.clone(),
+            opts.prefix.clone(),
+            router.clone(),
+            bell.clone(),
+            address.clone(),
+            timeout,
+        )
+        .await?;
+        let db = Arc::new(Db::new(builder, address, opts));
+        let sweeper = db.spawn_sweeper();
+        Ok(MysqlBackend {
+            db,
+            router,
+            bell,
+            _tasks: vec![AbortOnDrop(listener), sweeper],
+        })
+    }
+
+    /// Delivers what a call told this process's waiters, and rings the other processes told something.
+    fn tell(&self, r: &Reply) {
+        if let Some(told) = &r.told {
+            self.router.deliver(told);
+        }
+        if let Some(bells) = &r.bells {
+            bell::ring(&self.db, bells, self.bell.id());
+        }
+    }
+}
+
+fn opt(s: Option<&str>) -> Value {
+    s.map(Value::from).unwrap_or(Value::NULL)
+}
+
+#[async_trait::async_trait]
+impl Backend for MysqlBackend {
+    fn kind(&self) -> &'static str {
+        "mysql"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            shared: true,
+            fifo: FifoGuarantee::Strict,
+            notifications: true,
+            fencing: true,
+            fencing_survives_data_loss: true,
+            shared_across_processes: true,
+            remote_wait: false,
+        }
+    }
+
+    fn wake_router(&self) -> &Arc<WakeRouter> {
+        &self.router
+    }
+
+    async fn attempt(&self, req: &AcquireRequest, waiter_id: Option<&str>) -> Result<Attempt> {
+        let params = vec![
+            req.resource.as_str().into(),
+            req.lock_id.as_str().into(),
+            req.kind.as_str().into(),
+            millis(req.ttl).into(),
+            req.client_id.as_str().into(),
+            opt(waiter_id),
+            millis(req.waiter_lease).into(),
+            req.max_renewals.map(Value::from).unwrap_or(Value::NULL),
+            req.max_hold.map(|d| Value::from(millis(d))).unwrap_or(Value::NULL),
+            MAX_WAITERS_PER_RESOURCE.into(),
+            self.bell.id().map(Value::from).unwrap_or(Value::NULL),
+        ];
+        let r = self.db.call("acquire", params).await?;
+        self.tell(&r);
+        let missing = || self.db.unexpected("acquire", "a grant without its times");
+        match r.status.as_str() {
+            "granted" => {
+                let now = r.now_us.ok_or_else(missing)?;
+                let expires = r.expires_us.ok_or_else(missing)?;
+                let mut grant = Grant::new(r.fence.ok_or_else(missing)? as u64, at(now), at(expires));
+                if let Some(left) = r.remaining_us {
+                    grant = grant.found_with(Duration::from_micros(left.max(0) as u64));
+                }
+                Ok(Attempt::Granted(grant))
+            }
+            "queued" => Ok(Attempt::NotGranted {
+                retry_in: r.retry_us.map(|us| Duration::from_micros(us.max(0) as u64)),
+                // In whole milliseconds, as a handover's grant is dated: one made after this answer is never
+                // dated before it.
+                backend_now: r.now_us.map(|us| at(us - us.rem_euclid(1000))),
+            }),
+            "full" => Err(Error::LimitExceeded {
+                what: format!(
+                    "{MAX_WAITERS_PER_RESOURCE} waiters already queued on `{}`",
+                    req.resource
+                ),
+            }),
+            other => Err(self.db.unexpected("acquire", other)),
+        }
+    }
+
+    async fn leave_queue(&self, resource: &str, waiter_id: &str) -> Result<bool> {
+        let own = self.bell.id().map(Value::from).unwrap_or(Value::NULL);
+        let r = self
+            .db
+            .call("leave", vec![resource.into(), waiter_id.into(), own])
+            .await?;
+        self.tell(&r);
+        // 'absent': no longer queued; a release may have handed this waiter the lock.
+        Ok(r.status == "left")
+    }
+
+    async fn release(&self, lock_id: &str, client_id: Option<&str>) -> Result<Released> {
+        let own = self.bell.id().map(Value::from).unwrap_or(Value::NULL);
+        let r = self
+            .db
+            .call("release", vec![lock_id.into(), opt(client_id), own])
+            .await?;
+        self.tell(&r);
+        match r.status.as_str() {
+            "released" => Ok(Released::after(
+                r.held_us.map(|h| Duration::from_micros(h.max(0) as u64)),
+            )),
+            other => {
+                Err(refusal(other, lock_id, client_id, r.resource)
+                    .unwrap_or_else(|| self.db.unexpected("release", other)))
+            }
+        }
+    }
+
+    async fn renew(&self, lock_id: &str, ttl: Option<Duration>, client_id: Option<&str>) -> Result<Renewal> {
+        let ttl = ttl.map(|d| Value::from(millis(d))).unwrap_or(Value::NULL);
+        let r = self.db.call("renew", vec![lock_id.into(), ttl, opt(client_id)]).await?;
+        let missing = || self.db.unexpected("renew", "a row without the lease's expiry");
+        match r.status.as_str() {
+            "renewed" => {
+                let lease = self.db.renewed_lease(&r, lock_id)?;
+                let now = r.now_us.ok_or_else(missing)?;
+                let expires = r.expires_us.ok_or_else(missing)?;
+                Ok(Renewal::Renewed {
+                    lease,
+                    granted: Duration::from_micros((expires - now).max(0) as u64),
+                })
+            }
+            "capped" => Ok(Renewal::Capped {
+                expires_at: at(r.expires_us.ok_or_else(missing)?),
+            }),
+            other => {
+                Err(refusal(other, lock_id, client_id, r.resource)
+                    .unwrap_or_else(|| self.db.unexpected("renew", other)))
+            }
+        }
+    }
+
+    async fn lease(&self, lock_id: &str) -> Result<Option<LeaseInfo>> {
+        self.view_lease(lock_id).await
+    }
+
+    async fn inspect(&self, resource: &str) -> Result<ResourceInfo> {
+        self.view_inspect(resource).await
+    }
+
+    async fn held(&self, client_id: &str) -> Result<Vec<LeaseInfo>> {
+        self.view_held(client_id).await
+    }
+
+    async fn stats(&self, top: usize) -> Result<Stats> {
+        self.view_stats(top).await
+    }
+
+    async fn health(&self) -> Health {
+        self.view_health().await
+    }
+}

@@ -1,0 +1,128 @@
+-- Acquiring. `{p}` is the table prefix. Every operation answers one row of the same columns: status, resource,
+-- kind, client, fence, now_us, expires_us, remaining_us, retry_us, held_us, acquired_us, ttl_ms, renewals, told
+-- (what waiters were told) and bells (whose processes to ring), each set where its status reads it.
+
+-- One acquire attempt. 'granted': fence, now_us, expires_us (remaining_us when the lease was found granted by an
+-- earlier attempt). 'queued': retry_us, when the blocking lease ends (null if unknown); the waiter, if any, is
+-- queued (or its waiter lease refreshed and its bell updated). 'full': the queue is full.
+DROP PROCEDURE IF EXISTS {p}acquire
+$$
+CREATE PROCEDURE {p}acquire(
+    IN p_resource VARBINARY(512), IN p_lock_id VARBINARY(64), IN p_kind VARCHAR(9), IN p_ttl_ms BIGINT,
+    IN p_client VARBINARY(256), IN p_waiter VARBINARY(64), IN p_waiter_lease_ms BIGINT, IN p_max_renewals INT,
+    IN p_max_hold_ms BIGINT, IN p_max_waiters INT, IN p_own BIGINT
+)
+proc: BEGIN
+    DECLARE v_now, v_fence, v_excl_until, v_shared_until, v_expires, v_retry, v_mine BIGINT;
+    DECLARE v_queued INT;
+    DECLARE v_gone, v_rows INT DEFAULT 0;
+    DECLARE v_excl BOOLEAN DEFAULT p_kind IN ('exclusive', 'write');
+    DECLARE v_allowed BOOLEAN DEFAULT TRUE;
+    DECLARE v_seq BIGINT DEFAULT 0;
+    DECLARE w_seq, w_deadline BIGINT;
+    DECLARE w_id VARBINARY(64);
+    DECLARE w_kind VARCHAR(9);
+    DECLARE v_told, v_bells MEDIUMTEXT CHARACTER SET ascii;
+    DECLARE CONTINUE HANDLER FOR NOT FOUND BEGIN END;
+    DECLARE EXIT HANDLER FOR SQLEXCEPTION BEGIN ROLLBACK; RESIGNAL; END;
+    START TRANSACTION;
+    SELECT fence, excl_until, shared_until, queued INTO v_fence, v_excl_until, v_shared_until, v_queued
+        FROM {p}resources WHERE resource = p_resource FOR UPDATE;
+    IF v_fence IS NULL THEN
+        INSERT INTO {p}resources (resource) VALUES (p_resource) ON DUPLICATE KEY UPDATE fence = fence;
+        SELECT fence, excl_until, shared_until, queued INTO v_fence, v_excl_until, v_shared_until, v_queued
+            FROM {p}resources WHERE resource = p_resource FOR UPDATE;
+    END IF;
+    SET v_now = {p}now_us();
+    -- A retried attempt whose grant was made (by it, or by a release that handed it over) but not seen.
+    SELECT fence, expires_us INTO v_mine, v_expires FROM {p}leases
+        WHERE lock_id = p_lock_id AND resource = p_resource AND expires_us > v_now;
+    IF v_mine IS NOT NULL THEN
+        IF p_waiter IS NOT NULL AND v_queued > 0 THEN
+            DELETE FROM {p}waiters WHERE resource = p_resource AND waiter_id = p_waiter;
+            UPDATE {p}resources SET queued = queued - ROW_COUNT() WHERE resource = p_resource;
+        END IF;
+        COMMIT;
+        SELECT 'granted', p_resource, NULL, NULL, v_mine, v_now, v_expires, v_expires - v_now, NULL, NULL, NULL,
+               NULL, NULL, NULL, NULL;
+        LEAVE proc;
+    END IF;
+    -- FIFO: only the head (or a shared waiter ahead of every live exclusive one) may go. Dead waiters met on the
+    -- way leave (the ones further back leave when they reach the head, or by the sweep).
+    IF v_queued > 0 THEN
+        scan: LOOP
+            SET w_seq = NULL;
+            SELECT seq, waiter_id, kind, deadline_us INTO w_seq, w_id, w_kind, w_deadline
+                FROM {p}waiters WHERE resource = p_resource AND seq > v_seq ORDER BY seq LIMIT 1;
+            IF w_seq IS NULL THEN
+                LEAVE scan;
+            END IF;
+            SET v_seq = w_seq;
+            IF w_deadline < v_now THEN
+                DELETE FROM {p}waiters WHERE seq = w_seq;
+                SET v_gone = v_gone + 1;
+                ITERATE scan;
+            END IF;
+            IF w_id = p_waiter THEN
+                LEAVE scan;
+            END IF;
+            IF v_excl OR w_kind IN ('exclusive', 'write') THEN
+                SET v_allowed = FALSE;
+                LEAVE scan;
+            END IF;
+        END LOOP;
+        SET v_queued = v_queued - v_gone;
+    END IF;
+    IF v_allowed AND v_excl_until <= v_now AND (NOT v_excl OR v_shared_until <= v_now) THEN
+        SET v_fence = GREATEST(v_fence + 1, v_now), v_expires = v_now + p_ttl_ms * 1000;
+        IF p_waiter IS NOT NULL AND v_queued > 0 THEN
+            DELETE FROM {p}waiters WHERE resource = p_resource AND waiter_id = p_waiter;
+            SET v_queued = v_queued - ROW_COUNT();
+        END IF;
+        -- An ended lease under this lock id (a retry's) is granted anew.
+        REPLACE INTO {p}leases (lock_id, resource, kind, client_id, acquired_us, expires_us, ttl_ms, fence,
+                                max_renewals, max_hold_ms)
+            VALUES (p_lock_id, p_resource, p_kind, p_client, v_now, v_expires, p_ttl_ms, v_fence, p_max_renewals,
+                    p_max_hold_ms);
+        UPDATE {p}resources SET fence = v_fence, queued = v_queued, grants = grants + 1,
+                excl_until = IF(v_excl, v_expires, excl_until),
+                shared_until = IF(v_excl, shared_until, GREATEST(shared_until, v_expires))
+            WHERE resource = p_resource;
+        COMMIT;
+        SELECT 'granted', p_resource, NULL, NULL, v_fence, v_now, v_expires, NULL, NULL, NULL, NULL, NULL, NULL,
+               NULL, NULL;
+        LEAVE proc;
+    END IF;
+    IF v_excl_until > v_now THEN
+        SET v_retry = v_excl_until - v_now;
+    ELSEIF v_excl AND v_shared_until > v_now THEN
+        SELECT MIN(expires_us) - v_now INTO v_retry FROM {p}leases
+            WHERE resource = p_resource AND expires_us > v_now;
+    END IF;
+    IF p_waiter IS NOT NULL THEN
+        IF v_queued >= p_max_waiters
+           AND NOT EXISTS (SELECT 1 FROM {p}waiters WHERE resource = p_resource AND waiter_id = p_waiter) THEN
+            COMMIT;
+            SELECT 'full', p_resource, NULL, NULL, NULL, v_now, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+                   NULL;
+            LEAVE proc;
+        END IF;
+        INSERT INTO {p}waiters (resource, waiter_id, client_id, kind, ttl_ms, deadline_us, lock_id, max_renewals,
+                                max_hold_ms, waiter_lease_ms, bell)
+            VALUES (p_resource, p_waiter, p_client, p_kind, p_ttl_ms, v_now + p_waiter_lease_ms * 1000, p_lock_id,
+                    p_max_renewals, p_max_hold_ms, p_waiter_lease_ms, p_own)
+            ON DUPLICATE KEY UPDATE deadline_us = VALUES(deadline_us), bell = VALUES(bell);
+        -- 1: a new row (2 or 0: an existing one, updated or not).
+        IF ROW_COUNT() = 1 THEN
+            SET v_queued = v_queued + 1;
+        END IF;
+    END IF;
+    UPDATE {p}resources SET queued = v_queued WHERE resource = p_resource AND queued <> v_queued;
+    IF v_gone > 0 THEN
+        -- Dead waiters left: whoever is now at the head may go.
+        CALL {p}hand_over(p_resource, v_now, p_own, v_told, v_bells);
+    END IF;
+    COMMIT;
+    SELECT 'queued', p_resource, NULL, NULL, NULL, v_now, NULL, NULL, v_retry, NULL, NULL, NULL, NULL, v_told,
+           v_bells;
+END

@@ -1,0 +1,123 @@
+-- The FIFO queue: the direct handoff of a release and what waiters are told. `{p}` is the table prefix.
+
+-- Tells a waiter `p_msg`: appended to `io_told` (the releasing process delivers it to its own waiters at once)
+-- and, for a waiter of another process (`p_bell`, not the caller's `p_own`), written to that process's inbox,
+-- whose bell is added to `io_bells` (rung after commit).
+DROP PROCEDURE IF EXISTS {p}tell
+$$
+CREATE PROCEDURE {p}tell(
+    IN p_bell BIGINT, IN p_own BIGINT, IN p_msg VARBINARY(200), IN p_now BIGINT,
+    INOUT io_told MEDIUMTEXT CHARACTER SET ascii, INOUT io_bells MEDIUMTEXT CHARACTER SET ascii
+)
+BEGIN
+    SET io_told = IF(io_told IS NULL, p_msg, CONCAT(io_told, ' ', p_msg));
+    IF p_bell IS NOT NULL AND (p_own IS NULL OR p_bell <> p_own) THEN
+        INSERT INTO {p}inbox (bell, msg, at_us) VALUES (p_bell, p_msg, p_now);
+        SET io_bells = IF(io_bells IS NULL, p_bell, CONCAT(io_bells, ',', p_bell));
+    END IF;
+END
+$$
+-- Hands the lock over in the caller's transaction (the resource's row locked): to the exclusive head of a free
+-- lock, or to the run of shared waiters at the head while no exclusive lease is held; dead waiters on the way
+-- leave. Each is told 'waiter_id:fence:acquired_ms:expires_ms', and after an exclusive handover the next in
+-- line 'waiter_id@ms' (when that lease ends), so nobody needs a round trip of its own. A handed lease lasts
+-- min(ttl, waiter lease): a waiter that died while queued blocks the lock no longer than it would have blocked
+-- the queue; a live one claims its ttl with its first renewal.
+DROP PROCEDURE IF EXISTS {p}hand_over
+$$
+CREATE PROCEDURE {p}hand_over(
+    IN p_resource VARBINARY(512), IN p_now BIGINT, IN p_own BIGINT,
+    INOUT io_told MEDIUMTEXT CHARACTER SET ascii, INOUT io_bells MEDIUMTEXT CHARACTER SET ascii
+)
+proc: BEGIN
+    DECLARE v_fence, v_excl_until, v_shared_until, v_expires, v_head_ms BIGINT;
+    DECLARE v_seq BIGINT DEFAULT 0;
+    DECLARE v_gone, v_granted, v_seen INT DEFAULT 0;
+    DECLARE v_shared BOOLEAN DEFAULT FALSE;
+    DECLARE w_seq, w_ttl, w_deadline, w_max_hold, w_lease, w_bell BIGINT;
+    DECLARE w_max_renewals INT;
+    DECLARE w_id, w_lock VARBINARY(64);
+    DECLARE w_client VARBINARY(256);
+    DECLARE w_kind VARCHAR(9);
+    DECLARE CONTINUE HANDLER FOR NOT FOUND BEGIN END;
+    SELECT fence, excl_until, shared_until INTO v_fence, v_excl_until, v_shared_until
+        FROM {p}resources WHERE resource = p_resource;
+    IF v_excl_until > p_now THEN
+        LEAVE proc;
+    END IF;
+    scan: LOOP
+        SET w_seq = NULL, v_seen = v_seen + 1;
+        IF v_seen > 1000 THEN
+            LEAVE scan;
+        END IF;
+        SELECT seq, waiter_id, kind, client_id, ttl_ms, deadline_us, lock_id, max_renewals, max_hold_ms,
+               waiter_lease_ms, bell
+            INTO w_seq, w_id, w_kind, w_client, w_ttl, w_deadline, w_lock, w_max_renewals, w_max_hold, w_lease,
+                 w_bell
+            FROM {p}waiters WHERE resource = p_resource AND seq > v_seq ORDER BY seq LIMIT 1;
+        IF w_seq IS NULL THEN
+            LEAVE scan;
+        END IF;
+        SET v_seq = w_seq;
+        IF w_deadline < p_now THEN
+            DELETE FROM {p}waiters WHERE seq = w_seq;
+            SET v_gone = v_gone + 1;
+            ITERATE scan;
+        END IF;
+        IF v_head_ms IS NOT NULL THEN
+            -- The next in line after an exclusive handover: when that lease ends.
+            CALL {p}tell(w_bell, p_own, CONCAT(w_id, '@', v_head_ms), p_now, io_told, io_bells);
+            LEAVE scan;
+        END IF;
+        IF w_kind IN ('exclusive', 'write') AND (v_shared OR v_shared_until > p_now) THEN
+            LEAVE scan;
+        END IF;
+        SET v_fence = GREATEST(v_fence + 1, p_now), v_expires = p_now + LEAST(w_ttl, w_lease) * 1000;
+        REPLACE INTO {p}leases (lock_id, resource, kind, client_id, acquired_us, expires_us, ttl_ms, fence,
+                                max_renewals, max_hold_ms)
+            VALUES (w_lock, p_resource, w_kind, w_client, p_now, v_expires, w_ttl, v_fence, w_max_renewals,
+                    w_max_hold);
+        DELETE FROM {p}waiters WHERE seq = w_seq;
+        SET v_gone = v_gone + 1, v_granted = v_granted + 1;
+        CALL {p}tell(w_bell, p_own, CONCAT(w_id, ':', v_fence, ':', p_now DIV 1000, ':', v_expires DIV 1000),
+                     p_now, io_told, io_bells);
+        IF w_kind IN ('exclusive', 'write') THEN
+            SET v_excl_until = v_expires, v_head_ms = LEAST(w_ttl, w_lease);
+        ELSE
+            SET v_shared = TRUE, v_shared_until = GREATEST(v_shared_until, v_expires);
+        END IF;
+    END LOOP;
+    IF v_gone > 0 THEN
+        UPDATE {p}resources SET fence = v_fence, excl_until = v_excl_until, shared_until = v_shared_until,
+                queued = queued - v_gone, grants = grants + v_granted
+            WHERE resource = p_resource;
+    END IF;
+END
+$$
+-- Leaves a queue, and hands the lock to whoever may have it because of that. 'left', or 'absent' when the
+-- waiter was not queued (a release may have handed it the lock: its caller then releases that lease).
+DROP PROCEDURE IF EXISTS {p}leave
+$$
+CREATE PROCEDURE {p}leave(IN p_resource VARBINARY(512), IN p_waiter VARBINARY(64), IN p_own BIGINT)
+BEGIN
+    DECLARE v_queued, v_was, v_dead INT;
+    DECLARE v_now BIGINT;
+    DECLARE v_told, v_bells MEDIUMTEXT CHARACTER SET ascii;
+    DECLARE CONTINUE HANDLER FOR NOT FOUND BEGIN END;
+    DECLARE EXIT HANDLER FOR SQLEXCEPTION BEGIN ROLLBACK; RESIGNAL; END;
+    START TRANSACTION;
+    SELECT queued INTO v_queued FROM {p}resources WHERE resource = p_resource FOR UPDATE;
+    SET v_was = 0;
+    IF v_queued > 0 THEN
+        SET v_now = {p}now_us();
+        DELETE FROM {p}waiters WHERE resource = p_resource AND waiter_id = p_waiter;
+        SET v_was = ROW_COUNT();
+        DELETE FROM {p}waiters WHERE resource = p_resource AND deadline_us < v_now;
+        SET v_dead = ROW_COUNT();
+        UPDATE {p}resources SET queued = queued - v_was - v_dead WHERE resource = p_resource;
+        CALL {p}hand_over(p_resource, v_now, p_own, v_told, v_bells);
+    END IF;
+    COMMIT;
+    SELECT IF(v_was > 0, 'left', 'absent'), p_resource, NULL, NULL, NULL, v_now, NULL, NULL, NULL, NULL, NULL,
+           NULL, NULL, v_told, v_bells;
+END

@@ -1,0 +1,154 @@
+-- Releasing and renewing a lease, and the sweep. `{p}` is the table prefix. A lease's resource is read first
+-- (without a lock), then its row is locked before the lease's: every operation locks a resource first.
+
+-- Releases a lease: 'released' (held_us), 'lost' (it had expired), 'not_found' or 'not_owner'; resource names
+-- the lease's resource when known. The lock is handed to whoever may have it now.
+DROP PROCEDURE IF EXISTS {p}release
+$$
+CREATE PROCEDURE {p}release(IN p_lock_id VARBINARY(64), IN p_client VARBINARY(256), IN p_own BIGINT)
+proc: BEGIN
+    DECLARE v_resource VARBINARY(512);
+    DECLARE v_kind VARCHAR(9);
+    DECLARE v_status VARCHAR(9);
+    DECLARE v_client VARBINARY(256);
+    DECLARE v_acquired, v_expires, v_now, v_held BIGINT;
+    DECLARE v_queued INT;
+    DECLARE v_told, v_bells MEDIUMTEXT CHARACTER SET ascii;
+    DECLARE CONTINUE HANDLER FOR NOT FOUND BEGIN END;
+    DECLARE EXIT HANDLER FOR SQLEXCEPTION BEGIN ROLLBACK; RESIGNAL; END;
+    SELECT resource INTO v_resource FROM {p}leases WHERE lock_id = p_lock_id;
+    IF v_resource IS NULL THEN
+        SELECT 'not_found', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL;
+        LEAVE proc;
+    END IF;
+    START TRANSACTION;
+    SELECT queued INTO v_queued FROM {p}resources WHERE resource = v_resource FOR UPDATE;
+    SELECT kind, client_id, acquired_us, expires_us INTO v_kind, v_client, v_acquired, v_expires
+        FROM {p}leases WHERE lock_id = p_lock_id FOR UPDATE;
+    IF v_kind IS NULL OR p_client IS NOT NULL AND v_client <> p_client THEN
+        COMMIT;
+        SELECT IF(v_kind IS NULL, 'not_found', 'not_owner'), v_resource, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+               NULL, NULL, NULL, NULL, NULL, NULL;
+        LEAVE proc;
+    END IF;
+    SET v_now = {p}now_us();
+    DELETE FROM {p}leases WHERE lock_id = p_lock_id;
+    IF v_expires <= v_now THEN
+        SET v_status = 'lost';
+    ELSE
+        SET v_status = 'released', v_held = GREATEST(v_now - v_acquired, 0);
+    END IF;
+    -- An expired lease may have been followed by another: only a live one frees the lock.
+    UPDATE {p}resources SET
+            released = released + (v_status = 'released'), expired = expired + (v_status = 'lost'),
+            hold_ms = hold_ms + COALESCE(v_held, v_expires - v_acquired) DIV 1000,
+            excl_until = IF(v_kind IN ('exclusive', 'write') AND v_status = 'released', 0, excl_until),
+            shared_until = IF(v_kind IN ('exclusive', 'write'), shared_until,
+                COALESCE((SELECT MAX(expires_us) FROM {p}leases WHERE resource = v_resource AND expires_us > v_now),
+                         0))
+        WHERE resource = v_resource;
+    IF v_queued > 0 THEN
+        CALL {p}hand_over(v_resource, v_now, p_own, v_told, v_bells);
+    END IF;
+    COMMIT;
+    SELECT v_status, v_resource, NULL, NULL, NULL, v_now, NULL, NULL, NULL, v_held, NULL, NULL, NULL, v_told,
+           v_bells;
+END
+$$
+-- Extends a lease by p_ttl_ms from now (null: its own ttl): 'renewed' (the lease's new state), 'capped'
+-- (expires_us unchanged), 'lost', 'not_found', 'not_owner'.
+DROP PROCEDURE IF EXISTS {p}renew
+$$
+CREATE PROCEDURE {p}renew(IN p_lock_id VARBINARY(64), IN p_ttl_ms BIGINT, IN p_client VARBINARY(256))
+proc: BEGIN
+    DECLARE v_resource VARBINARY(512);
+    DECLARE v_kind VARCHAR(9);
+    DECLARE v_client VARBINARY(256);
+    DECLARE v_acquired, v_expires, v_ttl, v_fence, v_max_hold, v_now, v_new, v_dummy BIGINT;
+    DECLARE v_renewals, v_max_renewals INT;
+    DECLARE CONTINUE HANDLER FOR NOT FOUND BEGIN END;
+    DECLARE EXIT HANDLER FOR SQLEXCEPTION BEGIN ROLLBACK; RESIGNAL; END;
+    SELECT resource INTO v_resource FROM {p}leases WHERE lock_id = p_lock_id;
+    IF v_resource IS NULL THEN
+        SELECT 'not_found', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL;
+        LEAVE proc;
+    END IF;
+    START TRANSACTION;
+    SELECT fence INTO v_dummy FROM {p}resources WHERE resource = v_resource FOR UPDATE;
+    SELECT kind, client_id, acquired_us, expires_us, ttl_ms, fence, renewals, max_renewals, max_hold_ms
+        INTO v_kind, v_client, v_acquired, v_expires, v_ttl, v_fence, v_renewals, v_max_renewals, v_max_hold
+        FROM {p}leases WHERE lock_id = p_lock_id FOR UPDATE;
+    SET v_now = {p}now_us();
+    IF v_kind IS NULL OR p_client IS NOT NULL AND v_client <> p_client OR v_expires <= v_now THEN
+        COMMIT;
+        SELECT CASE WHEN v_kind IS NULL THEN 'not_found' WHEN v_expires > v_now OR p_client IS NOT NULL
+                    AND v_client <> p_client THEN 'not_owner' ELSE 'lost' END,
+               v_resource, NULL, NULL, NULL, v_now, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL;
+        LEAVE proc;
+    END IF;
+    IF v_max_renewals IS NULL OR v_renewals < v_max_renewals THEN
+        SET v_new = v_now + COALESCE(p_ttl_ms, v_ttl) * 1000;
+        IF v_max_hold IS NOT NULL THEN
+            SET v_new = LEAST(v_new, v_acquired + v_max_hold * 1000);
+            IF v_new <= v_now THEN
+                SET v_new = NULL;
+            END IF;
+        END IF;
+    END IF;
+    IF v_new IS NULL THEN
+        COMMIT;
+        SELECT 'capped', v_resource, NULL, NULL, NULL, v_now, v_expires, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+               NULL;
+        LEAVE proc;
+    END IF;
+    SET v_ttl = COALESCE(p_ttl_ms, v_ttl), v_renewals = v_renewals + 1;
+    UPDATE {p}leases SET expires_us = v_new, ttl_ms = v_ttl, renewals = v_renewals WHERE lock_id = p_lock_id;
+    UPDATE {p}resources SET excl_until = IF(v_kind IN ('exclusive', 'write'), v_new, excl_until),
+            shared_until = IF(v_kind IN ('exclusive', 'write'), shared_until, GREATEST(shared_until, v_new))
+        WHERE resource = v_resource;
+    COMMIT;
+    SELECT 'renewed', v_resource, v_kind, v_client, v_fence, v_now, v_new, NULL, NULL, NULL, v_acquired, v_ttl,
+           v_renewals, NULL, NULL;
+END
+$$
+-- Housekeeping of one resource: forgets leases and waiters that ended before p_before (counting the leases as
+-- expired), and the resource itself once it is idle and its fence is older than p_before (its counters go to
+-- the totals; the next fence, seeded from the clock, is still larger).
+DROP PROCEDURE IF EXISTS {p}sweep_one
+$$
+CREATE PROCEDURE {p}sweep_one(IN p_resource VARBINARY(512), IN p_before BIGINT)
+proc: BEGIN
+    DECLARE v_fence, v_excl_until, v_shared_until, v_released, v_expired, v_hold BIGINT;
+    DECLARE v_queued, v_dead INT;
+    DECLARE CONTINUE HANDLER FOR NOT FOUND BEGIN END;
+    DECLARE EXIT HANDLER FOR SQLEXCEPTION BEGIN ROLLBACK; RESIGNAL; END;
+    START TRANSACTION;
+    SELECT fence, excl_until, shared_until, queued INTO v_fence, v_excl_until, v_shared_until, v_queued
+        FROM {p}resources WHERE resource = p_resource FOR UPDATE;
+    IF v_fence IS NULL THEN
+        COMMIT;
+        LEAVE proc;
+    END IF;
+    UPDATE {p}resources r,
+           (SELECT COUNT(*) AS n, COALESCE(SUM(expires_us - acquired_us), 0) DIV 1000 AS ms FROM {p}leases
+             WHERE resource = p_resource AND expires_us < p_before) g
+        SET r.expired = r.expired + g.n, r.hold_ms = r.hold_ms + g.ms
+        WHERE r.resource = p_resource AND g.n > 0;
+    DELETE FROM {p}leases WHERE resource = p_resource AND expires_us < p_before;
+    DELETE FROM {p}waiters WHERE resource = p_resource AND deadline_us < p_before;
+    SET v_dead = ROW_COUNT();
+    IF v_dead > 0 THEN
+        UPDATE {p}resources SET queued = queued - v_dead WHERE resource = p_resource;
+    END IF;
+    IF v_queued - v_dead <= 0 AND v_fence < p_before AND v_excl_until < p_before AND v_shared_until < p_before
+       AND NOT EXISTS (SELECT 1 FROM {p}leases WHERE resource = p_resource)
+       AND NOT EXISTS (SELECT 1 FROM {p}waiters WHERE resource = p_resource) THEN
+        SELECT released, expired, hold_ms INTO v_released, v_expired, v_hold
+            FROM {p}resources WHERE resource = p_resource;
+        UPDATE {p}totals SET released = released + v_released, expired = expired + v_expired,
+                hold_ms = hold_ms + v_hold
+            WHERE id = 1;
+        DELETE FROM {p}resources WHERE resource = p_resource;
+    END IF;
+    COMMIT;
+END
