@@ -36,7 +36,10 @@ impl MariaDbServer {
         let mut c = Command::new(install);
         c.arg("--no-defaults")
             .arg(format!("--datadir={}", dir.path().join("data").display()))
-            .args(["--auth-root-authentication-method=normal", "--skip-test-db"]);
+            .args(["--auth-root-authentication-method=normal", "--skip-test-db"])
+            // Linux native AIO contexts are machine-wide (fs.aio-max-nr): a dozen servers started at once by
+            // parallel tests would run out of them. InnoDB's own I/O threads serve a test as well.
+            .arg("--innodb-use-native-aio=0");
         if is_root() {
             c.arg("--user=root");
         }
@@ -74,6 +77,7 @@ impl MariaDbServer {
             .arg(format!("--socket={}", d.join("mysqld.sock").display()))
             .arg(format!("--pid-file={}", d.join("mysqld.pid").display()))
             .args(["--bind-address=127.0.0.1", "--skip-log-bin", "--max-connections=300"])
+            .args(["--innodb-use-native-aio=0", "--innodb-buffer-pool-size=64M"])
             // Commits reach the OS at once (a process crash loses none), the disk once a second.
             .arg("--innodb-flush-log-at-trx-commit=2");
         if is_root() {

@@ -52,12 +52,14 @@ pub(crate) fn parse_url(url: &str) -> Result<(OptsBuilder, String, Options)> {
             "pool_size" => opts.pool_size = ranged("pool_size", &v, 1..=1000)? as usize,
             "sweep_ms" => opts.sweep_every = Duration::from_millis(ranged("sweep_ms", &v, 10..=3_600_000)?),
             "retain_ms" => opts.retain = Duration::from_millis(ranged("retain_ms", &v, 100..=86_400_000)?),
-            other => return Err(Error::invalid(
-                "backend",
-                format!(
+            other => {
+                return Err(Error::invalid(
+                    "backend",
+                    format!(
                     "{address}: unknown option `{other}`; known: prefix, timeout_ms, pool_size, sweep_ms, retain_ms"
                 ),
-            )),
+                ))
+            }
         }
     }
     let decode = |s: &str| {

@@ -1,0 +1,269 @@
+//! `mysql://` beyond the conformance suite, on a throwaway MariaDB: durability across a crash, a database that
+//! stops answering, the schema created by many processes at once, table prefixes, 20 processes sharing a
+//! counter, the sweep, and wake-ups that cross processes (the listener's bell).
+
+use mysql_async::prelude::Queryable;
+use std::time::Duration;
+use tokio::time::Instant;
+use warden::{Error, Warden};
+use warden_testkit::mysql_harness::{connect, MysqlHarness};
+
+const SEC: Duration = Duration::from_secs(1);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leases_and_fences_survive_a_crash_and_work_resumes_without_restarting_warden() {
+    let h = MysqlHarness::new();
+    let w = Warden::connect(h.url()).await.expect("connect");
+    let mut held = w
+        .lock("durable")
+        .ttl(10 * SEC)
+        .auto_renew(false)
+        .acquire()
+        .await
+        .expect("acquire");
+    let fence = held.fencing_token();
+    h.server.lock().expect("server").restart();
+    // Retry while the pool finds out its connections died with the server.
+    let deadline = Instant::now() + 5 * SEC;
+    let renewed = loop {
+        match held.renew(10 * SEC).await {
+            Err(e) if e.is_retryable() && Instant::now() < deadline => continue,
+            other => break other,
+        }
+    };
+    renewed.expect("the lease survived the crash");
+    let other = Warden::connect(h.url()).await.expect("connect");
+    let r = other.lock("durable").acquire().await;
+    assert!(matches!(r, Err(Error::Timeout { .. })), "{r:?}");
+    held.release().await.expect("release");
+    let g = other.lock("durable").acquire().await.expect("acquire after release");
+    assert!(g.fencing_token() > fence);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_database_fails_fast_and_the_holder_learns_it_lost_before_its_lease_ends() {
+    let h = MysqlHarness::new();
+    let w = Warden::connect(h.url()).await.expect("connect");
+    let ttl = Duration::from_millis(900);
+    let sent = Instant::now();
+    let g = w.lock("paused").ttl(ttl).acquire().await.expect("acquire");
+    h.server.lock().expect("server").pause();
+    let start = Instant::now();
+    let r = w.lock("other").acquire().await;
+    assert!(matches!(r, Err(Error::BackendUnavailable { .. })), "{r:?}");
+    // timeout_ms=500 in the harness URL.
+    assert!(start.elapsed() < SEC, "took {:?}", start.elapsed());
+    let msg = r.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(msg.contains("127.0.0.1"), "{msg}");
+    tokio::time::timeout(2 * SEC, g.lost()).await.expect("lost signal");
+    assert!(
+        Instant::now() < sent + ttl,
+        "lost signal after the lease could have ended"
+    );
+    h.server.lock().expect("server").resume();
+    let deadline = Instant::now() + 5 * SEC;
+    loop {
+        match w.lock("after").acquire().await {
+            Ok(_) => break,
+            Err(e) if e.is_retryable() && Instant::now() < deadline => continue,
+            Err(e) => panic!("no recovery after the database came back: {e}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_processes_starting_at_once_create_the_schema_once() {
+    let h = MysqlHarness::new();
+    let url = format!("{}&prefix=fresh_", h.url());
+    let starts = (0..8).map(|_| Warden::connect(&url));
+    for r in futures::future::join_all(starts).await {
+        r.expect("connect while others create the schema");
+    }
+    let mut db = connect(&h.server_url()).await;
+    let v: Option<i32> = db
+        .query_first("SELECT version FROM fresh_schema_version")
+        .await
+        .expect("version");
+    assert_eq!(v, Some(warden::backend::mysql::SCHEMA_VERSION));
+    // A schema from a newer warden is refused with a sentence saying so.
+    db.query_drop("UPDATE fresh_schema_version SET version = 99")
+        .await
+        .expect("bump");
+    let r = Warden::connect(&url).await;
+    let msg = r.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(msg.contains("newer") && msg.contains("fresh_"), "{msg}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prefixes_keep_two_applications_apart_and_a_password_is_never_shown() {
+    let h = MysqlHarness::new();
+    let a = Warden::connect(&format!("{}&prefix=app_a_", h.url())).await.expect("a");
+    let b = Warden::connect(&format!("{}&prefix=app_b_", h.url())).await.expect("b");
+    let _ga = a.lock("same").acquire().await.expect("a");
+    let _gb = b
+        .lock("same")
+        .acquire()
+        .await
+        .expect("b: another prefix is another namespace");
+    h.sql(&[
+        "CREATE USER 'locker'@'127.0.0.1' IDENTIFIED BY 'right-one'",
+        "GRANT ALL ON warden.* TO 'locker'@'127.0.0.1'",
+    ])
+    .await;
+    let port = h.server.lock().expect("server").port();
+    let r = Warden::connect(&format!(
+        "mysql://locker:hunter2@127.0.0.1:{port}/warden?timeout_ms=2000"
+    ))
+    .await;
+    let msg = r.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(msg.contains("127.0.0.1") && !msg.contains("hunter2"), "{msg}");
+    // The right password, as another database user than the tables' creator: it works.
+    let c = Warden::connect(&format!(
+        "mysql://locker:right-one@127.0.0.1:{port}/warden?timeout_ms=2000&prefix=app_a_"
+    ))
+    .await
+    .expect("the right password");
+    assert!(c.lock("same").try_acquire().await.expect("try").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_processes_times_a_hundred_increments_end_at_exactly_2000_with_increasing_fences() {
+    let h = MysqlHarness::new();
+    let store = h.server_url();
+    h.sql(&[
+        "CREATE TABLE counter (id INT PRIMARY KEY, v BIGINT NOT NULL) ENGINE = InnoDB",
+        "INSERT INTO counter VALUES (1, 0)",
+        "CREATE TABLE counter_fences (seq BIGINT AUTO_INCREMENT PRIMARY KEY, fence BIGINT NOT NULL) ENGINE = InnoDB",
+    ])
+    .await;
+    // Create the schema once, so the 20 processes do not all wait on its creation.
+    drop(Warden::connect(h.url()).await.expect("connect"));
+    let url = format!("{}&pool_size=2&timeout_ms=5000", h.url().replace("&pool_size=8", ""));
+    let children: Vec<_> = (0..20)
+        .map(|_| {
+            tokio::process::Command::new(env!("CARGO_BIN_EXE_counter_client"))
+                .args([&url, &store, "100"])
+                .kill_on_drop(true)
+                .spawn()
+                .expect("spawn counter_client")
+        })
+        .collect();
+    for mut c in children {
+        let status = tokio::time::timeout(Duration::from_secs(120), c.wait())
+            .await
+            .expect("a counter process hung")
+            .expect("wait");
+        assert!(status.success(), "a counter process failed: {status}");
+    }
+    let mut db = connect(&store).await;
+    let v: Option<i64> = db.query_first("SELECT v FROM counter").await.expect("counter");
+    assert_eq!(v, Some(2000));
+    let fences: Vec<i64> = db
+        .query("SELECT fence FROM counter_fences ORDER BY seq")
+        .await
+        .expect("fences");
+    assert_eq!(fences.len(), 2000);
+    assert!(
+        fences.windows(2).all(|w| w[0] < w[1]),
+        "fencing tokens did not strictly increase in commit order"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sweep_forgets_ended_leases_and_idle_resources_without_losing_counts_or_fence_order() {
+    let h = MysqlHarness::new();
+    let url = format!("{}&sweep_ms=50&retain_ms=100", h.url());
+    let w = Warden::connect(&url).await.expect("connect");
+    let mut fences = Vec::new();
+    for i in 0..3 {
+        let g = w
+            .lock(format!("swept:{i}"))
+            .ttl(Duration::from_millis(50))
+            .auto_renew(false)
+            .acquire()
+            .await
+            .expect("acquire");
+        fences.push(g.fencing_token());
+        std::mem::forget(g); // ends by expiry, never released
+    }
+    let mut r = w
+        .lock("swept:reader")
+        .shared()
+        .ttl(Duration::from_millis(50))
+        .acquire()
+        .await
+        .expect("shared");
+    r.release().await.expect("release");
+    let db = tokio::sync::Mutex::new(connect(&h.server_url()).await);
+    let count = |sql: &'static str| {
+        let db = &db;
+        async move {
+            let n: Option<i64> = db.lock().await.query_first(sql).await.expect("count");
+            n.unwrap_or(-1)
+        }
+    };
+    let forgotten = warden_testkit::eventually(5 * SEC, || async {
+        count("SELECT COUNT(*) FROM warden_resources").await == 0
+            && count("SELECT COUNT(*) FROM warden_leases").await == 0
+    })
+    .await;
+    assert!(forgotten, "the sweep left rows behind");
+    let stats = w.stats().await.expect("stats");
+    assert_eq!((stats.total_locks, stats.expired_locks, stats.active_locks), (4, 3, 0));
+    let g = w.lock("swept:0").acquire().await.expect("again");
+    assert!(g.fencing_token() > fences[0], "a forgotten resource's fence went back");
+}
+
+/// A client whose waiters ask again only every 10 s: a prompt grant can only come from a wake-up.
+async fn patient(url: &str) -> Warden {
+    Warden::connect(url)
+        .await
+        .expect("connect")
+        .with_waiter_lease(30 * SEC)
+        .expect("waiter lease")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_in_one_process_wakes_a_waiter_in_another_at_once_and_a_lost_listener_recovers() {
+    let h = MysqlHarness::new();
+    let a = patient(h.url()).await;
+    let b = patient(h.url()).await;
+    for round in 0..2 {
+        let mut held = a.lock("relay").ttl(10 * SEC).acquire().await.expect("A holds");
+        let b2 = b.clone();
+        let waiter = tokio::spawn(async move { b2.lock("relay").ttl(10 * SEC).wait(20 * SEC).acquire().await });
+        let queued = warden_testkit::eventually(5 * SEC, || async {
+            a.inspect("relay").await.map(|i| i.queue.len()) == Ok(1)
+        })
+        .await;
+        assert!(queued, "B never queued");
+        if round == 1 {
+            // Every listener's parked connection dies; B's reconnects and still learns of the handover.
+            let mut db = connect(&h.server_url()).await;
+            let parked: Vec<u64> = db
+                .query("SELECT ID FROM information_schema.PROCESSLIST WHERE INFO LIKE '%warden_bell%' AND ID <> CONNECTION_ID()")
+                .await
+                .expect("listeners");
+            assert_eq!(parked.len(), 2, "one parked listener per client");
+            for id in parked {
+                db.query_drop(format!("KILL CONNECTION {id}")).await.expect("kill");
+            }
+        }
+        let released = Instant::now();
+        held.release().await.expect("A releases");
+        let mut g = tokio::time::timeout(5 * SEC, waiter)
+            .await
+            .expect("B was never granted")
+            .expect("task")
+            .expect("B acquires");
+        let took = released.elapsed();
+        let bound = if round == 0 {
+            Duration::from_millis(300)
+        } else {
+            3 * SEC
+        };
+        assert!(took < bound, "round {round}: B learned after {took:?}");
+        assert!(g.fencing_token() > held.fencing_token());
+        g.release().await.expect("B releases");
+    }
+}
