@@ -1,10 +1,11 @@
 //! The conformance suite over `http://`: the library as a client of an in-process warden server, which runs
-//! on the memory backend, on a real redis-server and on a throwaway PostgreSQL.
+//! on the memory backend, on a real redis-server, on a throwaway PostgreSQL and on a throwaway MariaDB.
 
 use std::sync::Mutex;
 use tokio::sync::oneshot;
 use warden::Warden;
 use warden_testkit::harness::{Counter, Harness, MemoryHarness, RedisHarness, TEST_WAITER_LEASE};
+use warden_testkit::mysql_harness::MysqlHarness;
 use warden_testkit::postgres_harness::PostgresHarness;
 
 type Stopper = (oneshot::Sender<()>, tokio::task::JoinHandle<std::io::Result<()>>);
@@ -45,6 +46,9 @@ impl HttpHarness {
     }
     async fn postgres() -> Self {
         Self::over(Box::new(PostgresHarness::new()), true).await
+    }
+    async fn mysql() -> Self {
+        Self::over(Box::new(MysqlHarness::new()), true).await
     }
 }
 
@@ -94,4 +98,9 @@ mod over_redis {
 mod over_postgres {
     use super::HttpHarness;
     warden_testkit::conformance_tests!(HttpHarness::postgres().await);
+}
+
+mod over_mysql {
+    use super::HttpHarness;
+    warden_testkit::conformance_tests!(HttpHarness::mysql().await);
 }

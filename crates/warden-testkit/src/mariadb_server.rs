@@ -33,9 +33,14 @@ impl MariaDbServer {
             .unwrap_or_else(missing);
         let install = find_binary("mariadb-install-db").unwrap_or_else(missing);
         let dir = tempfile::tempdir().expect("create a temp dir for mariadbd");
+        // Its own directory for temporary tables: servers bootstrapping at once in the shared /tmp pick the same
+        // names.
+        let tmp = dir.path().join("tmp");
+        std::fs::create_dir_all(&tmp).expect("create mariadbd's tmpdir");
         let mut c = Command::new(install);
         c.arg("--no-defaults")
             .arg(format!("--datadir={}", dir.path().join("data").display()))
+            .arg(format!("--tmpdir={}", tmp.display()))
             .args(["--auth-root-authentication-method=normal", "--skip-test-db"])
             // Linux native AIO contexts are machine-wide (fs.aio-max-nr): a dozen servers started at once by
             // parallel tests would run out of them. InnoDB's own I/O threads serve a test as well.
@@ -74,6 +79,7 @@ impl MariaDbServer {
         c.arg("--no-defaults")
             .arg(format!("--datadir={}", d.join("data").display()))
             .arg(format!("--port={}", self.port))
+            .arg(format!("--tmpdir={}", d.join("tmp").display()))
             .arg(format!("--socket={}", d.join("mysqld.sock").display()))
             .arg(format!("--pid-file={}", d.join("mysqld.pid").display()))
             .args(["--bind-address=127.0.0.1", "--skip-log-bin", "--max-connections=300"])
