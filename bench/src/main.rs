@@ -41,7 +41,8 @@ struct Args {
     #[arg(long)]
     ceiling: Option<String>,
     /// Also run the database's own lock primitive on the same workload, as the floor (postgres://:
-    /// pg_try_advisory_lock + pg_advisory_unlock, same client library and pool size).
+    /// pg_try_advisory_lock + pg_advisory_unlock; mysql://: GET_LOCK + RELEASE_LOCK; same client library and
+    /// pool size).
     #[arg(long)]
     floor: bool,
     /// Drive the REST API instead: an in-process server over --backend, and a trivial handler as ceiling.
@@ -120,8 +121,11 @@ async fn main() -> anyhow::Result<()> {
     if a.floor {
         let floor = if a.backend.starts_with("postgres") {
             warden_bench::sql::postgres_floor(&a.backend, a.workers, a.keys, a.duration).await?
+        } else if a.backend.starts_with("mysql") || a.backend.starts_with("mariadb") {
+            let url = a.backend.replacen("mariadb://", "mysql://", 1);
+            warden_bench::sql::mysql_floor(&url, a.workers, a.keys, a.duration).await?
         } else {
-            anyhow::bail!("--floor needs a postgres:// backend");
+            anyhow::bail!("--floor needs a postgres:// or mysql:// backend");
         };
         out!(
             "floor    {:<28} workers={:<3} keys={:<5} {:>10.0} cycles/s  acquire p50={}us p99={}us max={}us  failed={}",

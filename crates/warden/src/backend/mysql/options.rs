@@ -86,12 +86,14 @@ pub(crate) fn parse_url(url: &str) -> Result<(OptsBuilder, String, Options)> {
 }
 
 impl Options {
-    /// The pool's options: at most `pool_size` connections, none reset when returned (warden leaves no session
-    /// state behind; a reset would cost a round trip per call).
+    /// The pool's options: at most `pool_size` connections, kept while used (an idle one closes after a
+    /// minute; without an idle time the driver keeps none and connects anew for every call), none reset when
+    /// returned (warden leaves no session state behind; a reset would cost a round trip per call).
     pub(crate) fn pool(&self) -> PoolOpts {
         let constraints = PoolConstraints::new(0, self.pool_size).unwrap_or_default();
         PoolOpts::default()
             .with_constraints(constraints)
+            .with_inactive_connection_ttl(Duration::from_secs(60))
             .with_reset_connection(false)
     }
 }

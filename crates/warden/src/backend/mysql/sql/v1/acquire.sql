@@ -33,20 +33,7 @@ proc: BEGIN
         SELECT fence, excl_until, shared_until, queued INTO v_fence, v_excl_until, v_shared_until, v_queued
             FROM {p}resources WHERE resource = p_resource FOR UPDATE;
     END IF;
-    SET v_now = {p}now_us();
-    -- A retried attempt whose grant was made (by it, or by a release that handed it over) but not seen.
-    SELECT fence, expires_us INTO v_mine, v_expires FROM {p}leases
-        WHERE lock_id = p_lock_id AND resource = p_resource AND expires_us > v_now;
-    IF v_mine IS NOT NULL THEN
-        IF p_waiter IS NOT NULL AND v_queued > 0 THEN
-            DELETE FROM {p}waiters WHERE resource = p_resource AND waiter_id = p_waiter;
-            UPDATE {p}resources SET queued = queued - ROW_COUNT() WHERE resource = p_resource;
-        END IF;
-        COMMIT;
-        SELECT 'granted', p_resource, NULL, NULL, v_mine, v_now, v_expires, v_expires - v_now, NULL, NULL, NULL,
-               NULL, NULL, NULL, NULL;
-        LEAVE proc;
-    END IF;
+    SET v_now = CAST(UNIX_TIMESTAMP(SYSDATE(6)) * 1000000 AS SIGNED);
     -- FIFO: only the head (or a shared waiter ahead of every live exclusive one) may go. Dead waiters met on the
     -- way leave (the ones further back leave when they reach the head, or by the sweep).
     IF v_queued > 0 THEN
@@ -91,6 +78,21 @@ proc: BEGIN
         COMMIT;
         SELECT 'granted', p_resource, NULL, NULL, v_fence, v_now, v_expires, NULL, NULL, NULL, NULL, NULL, NULL,
                NULL, NULL;
+        LEAVE proc;
+    END IF;
+    -- Not grantable: maybe because a retried attempt's grant was made (by it, or by a release that handed it
+    -- over) but not seen.
+    SELECT fence, expires_us INTO v_mine, v_expires FROM {p}leases
+        WHERE lock_id = p_lock_id AND resource = p_resource AND expires_us > v_now;
+    IF v_mine IS NOT NULL THEN
+        IF p_waiter IS NOT NULL AND v_queued > 0 THEN
+            DELETE FROM {p}waiters WHERE resource = p_resource AND waiter_id = p_waiter;
+            SET v_queued = v_queued - ROW_COUNT();
+        END IF;
+        UPDATE {p}resources SET queued = v_queued WHERE resource = p_resource AND queued <> v_queued;
+        COMMIT;
+        SELECT 'granted', p_resource, NULL, NULL, v_mine, v_now, v_expires, v_expires - v_now, NULL, NULL, NULL,
+               NULL, NULL, NULL, NULL;
         LEAVE proc;
     END IF;
     IF v_excl_until > v_now THEN

@@ -109,7 +109,7 @@ BEGIN
     SELECT queued INTO v_queued FROM {p}resources WHERE resource = p_resource FOR UPDATE;
     SET v_was = 0;
     IF v_queued > 0 THEN
-        SET v_now = {p}now_us();
+        SET v_now = CAST(UNIX_TIMESTAMP(SYSDATE(6)) * 1000000 AS SIGNED);
         DELETE FROM {p}waiters WHERE resource = p_resource AND waiter_id = p_waiter;
         SET v_was = ROW_COUNT();
         DELETE FROM {p}waiters WHERE resource = p_resource AND deadline_us < v_now;

@@ -11,7 +11,7 @@ proc: BEGIN
     DECLARE v_kind VARCHAR(9);
     DECLARE v_status VARCHAR(9);
     DECLARE v_client VARBINARY(256);
-    DECLARE v_acquired, v_expires, v_now, v_held BIGINT;
+    DECLARE v_acquired, v_expires, v_now, v_held, v_shared_until BIGINT;
     DECLARE v_queued INT;
     DECLARE v_told, v_bells MEDIUMTEXT CHARACTER SET ascii;
     DECLARE CONTINUE HANDLER FOR NOT FOUND BEGIN END;
@@ -31,21 +31,23 @@ proc: BEGIN
                NULL, NULL, NULL, NULL, NULL, NULL;
         LEAVE proc;
     END IF;
-    SET v_now = {p}now_us();
+    SET v_now = CAST(UNIX_TIMESTAMP(SYSDATE(6)) * 1000000 AS SIGNED);
     DELETE FROM {p}leases WHERE lock_id = p_lock_id;
     IF v_expires <= v_now THEN
         SET v_status = 'lost';
     ELSE
         SET v_status = 'released', v_held = GREATEST(v_now - v_acquired, 0);
     END IF;
+    IF v_kind NOT IN ('exclusive', 'write') THEN
+        SELECT COALESCE(MAX(expires_us), 0) INTO v_shared_until FROM {p}leases
+            WHERE resource = v_resource AND expires_us > v_now;
+    END IF;
     -- An expired lease may have been followed by another: only a live one frees the lock.
     UPDATE {p}resources SET
             released = released + (v_status = 'released'), expired = expired + (v_status = 'lost'),
             hold_ms = hold_ms + COALESCE(v_held, v_expires - v_acquired) DIV 1000,
             excl_until = IF(v_kind IN ('exclusive', 'write') AND v_status = 'released', 0, excl_until),
-            shared_until = IF(v_kind IN ('exclusive', 'write'), shared_until,
-                COALESCE((SELECT MAX(expires_us) FROM {p}leases WHERE resource = v_resource AND expires_us > v_now),
-                         0))
+            shared_until = COALESCE(v_shared_until, shared_until)
         WHERE resource = v_resource;
     IF v_queued > 0 THEN
         CALL {p}hand_over(v_resource, v_now, p_own, v_told, v_bells);
@@ -78,7 +80,7 @@ proc: BEGIN
     SELECT kind, client_id, acquired_us, expires_us, ttl_ms, fence, renewals, max_renewals, max_hold_ms
         INTO v_kind, v_client, v_acquired, v_expires, v_ttl, v_fence, v_renewals, v_max_renewals, v_max_hold
         FROM {p}leases WHERE lock_id = p_lock_id FOR UPDATE;
-    SET v_now = {p}now_us();
+    SET v_now = CAST(UNIX_TIMESTAMP(SYSDATE(6)) * 1000000 AS SIGNED);
     IF v_kind IS NULL OR p_client IS NOT NULL AND v_client <> p_client OR v_expires <= v_now THEN
         COMMIT;
         SELECT CASE WHEN v_kind IS NULL THEN 'not_found' WHEN v_expires > v_now OR p_client IS NOT NULL
