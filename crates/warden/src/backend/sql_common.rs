@@ -105,3 +105,18 @@ impl Drop for AbortOnDrop {
         self.0.abort();
     }
 }
+
+/// A stable 32-bit hash of a resource name (FNV-1a): the order in which a batch takes resources.
+pub(crate) fn resource_hash(resource: &str) -> u32 {
+    resource
+        .bytes()
+        .fold(0x811c_9dc5_u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193))
+}
+
+/// The resource hash a lock id made by this backend ends with (0 for another shape).
+pub(crate) fn lock_hash(lock_id: &str) -> u32 {
+    lock_id
+        .rsplit_once('-')
+        .and_then(|(_, h)| u32::from_str_radix(h, 16).ok())
+        .unwrap_or(0)
+}

@@ -163,10 +163,11 @@ impl Db {
         let sql = format!(
             "(SELECT resource FROM {p}leases WHERE expires_us < ? LIMIT 500) \
              UNION (SELECT resource FROM {p}waiters WHERE deadline_us < ? LIMIT 500) \
+             UNION (SELECT resource FROM {p}resources WHERE holder IS NOT NULL AND excl_until < ? LIMIT 500) \
              UNION (SELECT resource FROM {p}resources WHERE queued = 0 AND fence < ? AND excl_until < ? \
                     AND shared_until < ? LIMIT 500)"
         );
-        let rows = self.rows(&sql, vec![before.into(); 5]).await?;
+        let rows = self.rows(&sql, vec![before.into(); 6]).await?;
         for mut row in rows {
             let resource: Vec<u8> = self.get(&mut row, 0)?;
             let sql = format!("CALL {p}sweep_one(?, ?)");

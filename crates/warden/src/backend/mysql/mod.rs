@@ -126,9 +126,15 @@ impl Backend for MysqlBackend {
         &self.router
     }
 
+    /// A random lock id that ends with a hash of its resource: how a release or renewal finds the resource's row.
+    fn new_lock_id(&self, resource: &str) -> String {
+        format!("{}-{:08x}", crate::token::lock_id(), resource_hash(resource))
+    }
+
     async fn attempt(&self, req: &AcquireRequest, waiter_id: Option<&str>) -> Result<Attempt> {
         let params = vec![
             req.resource.as_str().into(),
+            resource_hash(&req.resource).into(),
             req.lock_id.as_str().into(),
             req.kind.as_str().into(),
             millis(req.ttl).into(),
@@ -182,9 +188,10 @@ impl Backend for MysqlBackend {
 
     async fn release(&self, lock_id: &str, client_id: Option<&str>) -> Result<Released> {
         let own = self.bell.id().map(Value::from).unwrap_or(Value::NULL);
+        let hash = lock_hash(lock_id);
         let r = self
             .db
-            .call("release", vec![lock_id.into(), opt(client_id), own])
+            .call("release", vec![lock_id.into(), hash.into(), opt(client_id), own])
             .await?;
         self.tell(&r);
         match r.status.as_str() {
@@ -200,7 +207,11 @@ impl Backend for MysqlBackend {
 
     async fn renew(&self, lock_id: &str, ttl: Option<Duration>, client_id: Option<&str>) -> Result<Renewal> {
         let ttl = ttl.map(|d| Value::from(millis(d))).unwrap_or(Value::NULL);
-        let r = self.db.call("renew", vec![lock_id.into(), ttl, opt(client_id)]).await?;
+        let hash = lock_hash(lock_id);
+        let r = self
+            .db
+            .call("renew", vec![lock_id.into(), hash.into(), ttl, opt(client_id)])
+            .await?;
         let missing = || self.db.unexpected("renew", "a row without the lease's expiry");
         match r.status.as_str() {
             "renewed" => {

@@ -5,9 +5,12 @@ use super::*;
 use crate::types::{HealthStatus, NodeHealth, QueueEntry};
 use mysql_async::{Row, Value};
 
-/// A lease's columns, with `n.now_us` the database's clock.
-const COLUMNS: &str = "lock_id, resource, kind, client_id, acquired_us, expires_us, ttl_ms, fence, renewals, \
-                       expires_us <= n.now_us";
+/// A lease's columns, from the leases table (shared leases) or from a resource's row (the exclusive one), with
+/// `n.now_us` the database's clock.
+const SHARED_COLUMNS: &str = "lock_id, resource, kind, client_id, acquired_us, expires_us, ttl_ms, fence, renewals, \
+                              expires_us <= n.now_us";
+const EXCLUSIVE_COLUMNS: &str = "holder, resource, holder_kind, holder_client, holder_acquired, excl_until, \
+                                 holder_ttl_ms, holder_fence, holder_renewals, excl_until <= n.now_us";
 
 impl MysqlBackend {
     fn lease_row(&self, mut row: Row) -> Result<LeaseInfo> {
@@ -25,25 +28,36 @@ impl MysqlBackend {
         )
     }
 
-    async fn leases_where(&self, condition: &str, params: Vec<Value>) -> Result<Vec<LeaseInfo>> {
+    /// Exclusive leases (on resource rows) matching `exclusive`, then shared ones matching `shared`; `params`
+    /// are what the two conditions read, in order.
+    async fn leases_where(&self, exclusive: &str, shared: &str, params: Vec<Value>) -> Result<Vec<LeaseInfo>> {
         let p = &self.db.prefix;
         let sql = format!(
-            "SELECT {COLUMNS} FROM {p}leases, (SELECT {p}now_us() AS now_us) n WHERE {condition} \
-             ORDER BY fence LIMIT 10000"
+            "(SELECT {EXCLUSIVE_COLUMNS} FROM {p}resources, (SELECT {p}now_us() AS now_us) n \
+               WHERE holder IS NOT NULL AND {exclusive} LIMIT 10000) \
+             UNION ALL (SELECT {SHARED_COLUMNS} FROM {p}leases, (SELECT {p}now_us() AS now_us) n \
+               WHERE {shared} ORDER BY fence LIMIT 10000)"
         );
         let rows = self.db.rows(&sql, params).await?;
         rows.into_iter().map(|r| self.lease_row(r)).collect()
     }
 
     pub(super) async fn view_lease(&self, lock_id: &str) -> Result<Option<LeaseInfo>> {
-        let mut found = self.leases_where("lock_id = ?", vec![lock_id.into()]).await?;
+        let params = vec![lock_hash(lock_id).into(), lock_id.into(), lock_id.into()];
+        let mut found = self
+            .leases_where("key_hash = ? AND holder = ?", "lock_id = ?", params)
+            .await?;
         Ok(found.pop())
     }
 
     pub(super) async fn view_inspect(&self, resource: &str) -> Result<ResourceInfo> {
         let p = &self.db.prefix;
         let holders = self
-            .leases_where("resource = ? AND expires_us > n.now_us", vec![resource.into()])
+            .leases_where(
+                "resource = ? AND excl_until > n.now_us",
+                "resource = ? AND expires_us > n.now_us",
+                vec![resource.into(), resource.into()],
+            )
             .await?;
         let sql = format!(
             "SELECT waiter_id, client_id, kind, ttl_ms FROM {p}waiters \
@@ -68,22 +82,33 @@ impl MysqlBackend {
     }
 
     pub(super) async fn view_held(&self, client_id: &str) -> Result<Vec<LeaseInfo>> {
-        self.leases_where("client_id = ? AND expires_us > n.now_us", vec![client_id.into()])
-            .await
+        // The exclusive ones read through: an index by client would cost every grant to serve this view.
+        self.leases_where(
+            "holder_client = ? AND excl_until > n.now_us",
+            "client_id = ? AND expires_us > n.now_us",
+            vec![client_id.into(), client_id.into()],
+        )
+        .await
     }
 
     pub(super) async fn view_stats(&self, top: usize) -> Result<Stats> {
         let p = &self.db.prefix;
-        // Ended leases are counted at release or when the sweep forgets them; expired ones still on record are
-        // counted here (their whole lease as hold time).
+        // Ended leases are counted at release, when a grant replaces an ended exclusive one, or when the sweep
+        // forgets them; ended ones still on record are counted here (their whole lease as hold time).
         let sql = format!(
-            "SELECT t.released + r.rel, t.expired + r.e + l.gone, t.hold_ms + r.h + l.gone_ms, l.ex, l.sh, l.rw \
+            "SELECT t.released + r.rel, t.expired + r.e + r.gone + l.gone, t.hold_ms + r.h + r.gone_ms + l.gone_ms, \
+                    r.ex, l.sh, r.wr + l.rd \
              FROM {p}totals t, \
               (SELECT COALESCE(SUM(released), 0) AS rel, COALESCE(SUM(expired), 0) AS e, \
-                      COALESCE(SUM(hold_ms), 0) AS h FROM {p}resources) r, \
-              (SELECT COALESCE(SUM(expires_us > n.now_us AND kind = 'exclusive'), 0) AS ex, \
-                      COALESCE(SUM(expires_us > n.now_us AND kind = 'shared'), 0) AS sh, \
-                      COALESCE(SUM(expires_us > n.now_us AND kind IN ('read', 'write')), 0) AS rw, \
+                      COALESCE(SUM(hold_ms), 0) AS h, \
+                      COALESCE(SUM(excl_until > n.now_us AND holder_kind = 'exclusive'), 0) AS ex, \
+                      COALESCE(SUM(excl_until > n.now_us AND holder_kind = 'write'), 0) AS wr, \
+                      COALESCE(SUM(holder IS NOT NULL AND excl_until <= n.now_us), 0) AS gone, \
+                      COALESCE(SUM(IF(holder IS NOT NULL AND excl_until <= n.now_us, excl_until - holder_acquired, \
+                                      0)), 0) DIV 1000 AS gone_ms \
+               FROM {p}resources, (SELECT {p}now_us() AS now_us) n) r, \
+              (SELECT COALESCE(SUM(expires_us > n.now_us AND kind = 'shared'), 0) AS sh, \
+                      COALESCE(SUM(expires_us > n.now_us AND kind = 'read'), 0) AS rd, \
                       COALESCE(SUM(expires_us <= n.now_us), 0) AS gone, \
                       COALESCE(SUM(IF(expires_us <= n.now_us, expires_us - acquired_us, 0)), 0) DIV 1000 AS gone_ms \
                FROM {p}leases, (SELECT {p}now_us() AS now_us) n) l \

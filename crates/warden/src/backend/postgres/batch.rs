@@ -128,13 +128,6 @@ async fn lane(db: Arc<Db>, mut rx: mpsc::UnboundedReceiver<Job>) {
     }
 }
 
-/// A stable 32-bit hash of a resource name (FNV-1a): the order in which a batch takes resources.
-pub(super) fn resource_hash(resource: &str) -> u32 {
-    resource
-        .bytes()
-        .fold(0x811c_9dc5_u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193))
-}
-
 /// The hash of an operation's resource: for a release or renewal, the one its lock id ends with (0 for a lock
 /// id of another shape, which the database will not know anyway).
 fn order_key(op: &Op) -> u32 {
@@ -142,14 +135,6 @@ fn order_key(op: &Op) -> u32 {
         Op::Acquire { req, .. } => resource_hash(&req.resource),
         Op::Release { lock_id, .. } | Op::Renew { lock_id, .. } => lock_hash(lock_id),
     }
-}
-
-/// The resource hash a lock id made by this backend ends with (0 for another shape).
-pub(super) fn lock_hash(lock_id: &str) -> u32 {
-    lock_id
-        .rsplit_once('-')
-        .and_then(|(_, h)| u32::from_str_radix(h, 16).ok())
-        .unwrap_or(0)
 }
 
 /// One call of `{p}batch` for `jobs`, sent in the order of their resources so that two batches lock rows in

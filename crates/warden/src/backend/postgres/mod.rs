@@ -118,7 +118,7 @@ impl Backend for PostgresBackend {
 
     /// A random lock id that ends with a hash of its resource: a batch orders its operations by it.
     fn new_lock_id(&self, resource: &str) -> String {
-        format!("{}-{:08x}", crate::token::lock_id(), batch::resource_hash(resource))
+        format!("{}-{:08x}", crate::token::lock_id(), resource_hash(resource))
     }
 
     async fn attempt(&self, req: &AcquireRequest, waiter_id: Option<&str>) -> Result<Attempt> {

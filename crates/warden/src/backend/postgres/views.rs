@@ -39,7 +39,7 @@ impl PostgresBackend {
 
     pub(super) async fn view_lease(&self, lock_id: &str) -> Result<Option<LeaseInfo>> {
         let sql = self.leases_where("key_hash = $2 AND holder = $1", "lock_id = $1");
-        let hash = batch::lock_hash(lock_id) as i32;
+        let hash = lock_hash(lock_id) as i32;
         let rows = self.db.query(&sql, &[&lock_id, &hash]).await?;
         rows.first().map(|r| self.lease_row(r)).transpose()
     }

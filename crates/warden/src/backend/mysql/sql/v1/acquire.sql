@@ -1,6 +1,7 @@
 -- Acquiring. `{p}` is the table prefix. Every operation answers one row of the same columns: status, resource,
 -- kind, client, fence, now_us, expires_us, remaining_us, retry_us, held_us, acquired_us, ttl_ms, renewals, told
--- (what waiters were told) and bells (whose processes to ring), each set where its status reads it.
+-- (what waiters were told) and bells (whose processes to ring), each set where its status reads it. Statements
+-- assign columns left to right, each seeing the ones before (the default of MySQL and MariaDB).
 
 -- One acquire attempt. 'granted': fence, now_us, expires_us (remaining_us when the lease was found granted by an
 -- earlier attempt). 'queued': retry_us, when the blocking lease ends (null if unknown); the waiter, if any, is
@@ -8,14 +9,15 @@
 DROP PROCEDURE IF EXISTS {p}acquire
 $$
 CREATE PROCEDURE {p}acquire(
-    IN p_resource VARBINARY(512), IN p_lock_id VARBINARY(64), IN p_kind VARCHAR(9), IN p_ttl_ms BIGINT,
+    IN p_resource VARBINARY(512), IN p_hash INT UNSIGNED, IN p_lock_id VARBINARY(64), IN p_kind VARCHAR(9), IN p_ttl_ms BIGINT,
     IN p_client VARBINARY(256), IN p_waiter VARBINARY(64), IN p_waiter_lease_ms BIGINT, IN p_max_renewals INT,
     IN p_max_hold_ms BIGINT, IN p_max_waiters INT, IN p_own BIGINT
 )
 proc: BEGIN
     DECLARE v_now, v_fence, v_excl_until, v_shared_until, v_expires, v_retry, v_mine BIGINT;
+    DECLARE v_holder VARBINARY(64);
     DECLARE v_queued INT;
-    DECLARE v_gone, v_rows INT DEFAULT 0;
+    DECLARE v_gone INT DEFAULT 0;
     DECLARE v_excl BOOLEAN DEFAULT p_kind IN ('exclusive', 'write');
     DECLARE v_allowed BOOLEAN DEFAULT TRUE;
     DECLARE v_seq BIGINT DEFAULT 0;
@@ -25,12 +27,32 @@ proc: BEGIN
     DECLARE v_told, v_bells MEDIUMTEXT CHARACTER SET ascii;
     DECLARE CONTINUE HANDLER FOR NOT FOUND BEGIN END;
     DECLARE EXIT HANDLER FOR SQLEXCEPTION BEGIN ROLLBACK; RESIGNAL; END;
+    SET v_now = CAST(UNIX_TIMESTAMP(SYSDATE(6)) * 1000000 AS SIGNED);
+    IF v_excl THEN
+        -- The common case in one statement (committed by itself): a free resource with nobody queued. An ended
+        -- lease still on the row is counted as expired as it is replaced. The fence comes back as LAST_INSERT_ID.
+        UPDATE {p}resources SET expired = expired + (holder IS NOT NULL),
+                hold_ms = hold_ms + COALESCE((excl_until - holder_acquired) DIV 1000, 0),
+                fence = LAST_INSERT_ID(GREATEST(fence + 1, v_now)), holder_fence = fence, holder = p_lock_id,
+                holder_kind = p_kind, holder_client = p_client, holder_acquired = v_now,
+                excl_until = v_now + p_ttl_ms * 1000, holder_ttl_ms = p_ttl_ms, holder_renewals = 0,
+                holder_max_renewals = p_max_renewals, holder_max_hold_ms = p_max_hold_ms, grants = grants + 1
+            WHERE resource = p_resource AND excl_until <= v_now AND shared_until <= v_now AND queued = 0;
+        IF ROW_COUNT() > 0 THEN
+            SELECT 'granted', p_resource, NULL, NULL, LAST_INSERT_ID(), v_now, v_now + p_ttl_ms * 1000, NULL, NULL,
+                   NULL, NULL, NULL, NULL, NULL, NULL;
+            LEAVE proc;
+        END IF;
+    END IF;
     START TRANSACTION;
-    SELECT fence, excl_until, shared_until, queued INTO v_fence, v_excl_until, v_shared_until, v_queued
+    SELECT fence, holder, excl_until, shared_until, queued
+        INTO v_fence, v_holder, v_excl_until, v_shared_until, v_queued
         FROM {p}resources WHERE resource = p_resource FOR UPDATE;
     IF v_fence IS NULL THEN
-        INSERT INTO {p}resources (resource) VALUES (p_resource) ON DUPLICATE KEY UPDATE fence = fence;
-        SELECT fence, excl_until, shared_until, queued INTO v_fence, v_excl_until, v_shared_until, v_queued
+        INSERT INTO {p}resources (resource, key_hash) VALUES (p_resource, p_hash)
+            ON DUPLICATE KEY UPDATE fence = fence;
+        SELECT fence, holder, excl_until, shared_until, queued
+            INTO v_fence, v_holder, v_excl_until, v_shared_until, v_queued
             FROM {p}resources WHERE resource = p_resource FOR UPDATE;
     END IF;
     SET v_now = CAST(UNIX_TIMESTAMP(SYSDATE(6)) * 1000000 AS SIGNED);
@@ -60,30 +82,13 @@ proc: BEGIN
         END LOOP;
         SET v_queued = v_queued - v_gone;
     END IF;
-    IF v_allowed AND v_excl_until <= v_now AND (NOT v_excl OR v_shared_until <= v_now) THEN
-        SET v_fence = GREATEST(v_fence + 1, v_now), v_expires = v_now + p_ttl_ms * 1000;
-        IF p_waiter IS NOT NULL AND v_queued > 0 THEN
-            DELETE FROM {p}waiters WHERE resource = p_resource AND waiter_id = p_waiter;
-            SET v_queued = v_queued - ROW_COUNT();
-        END IF;
-        -- An ended lease under this lock id (a retry's) is granted anew.
-        REPLACE INTO {p}leases (lock_id, resource, kind, client_id, acquired_us, expires_us, ttl_ms, fence,
-                                max_renewals, max_hold_ms)
-            VALUES (p_lock_id, p_resource, p_kind, p_client, v_now, v_expires, p_ttl_ms, v_fence, p_max_renewals,
-                    p_max_hold_ms);
-        UPDATE {p}resources SET fence = v_fence, queued = v_queued, grants = grants + 1,
-                excl_until = IF(v_excl, v_expires, excl_until),
-                shared_until = IF(v_excl, shared_until, GREATEST(shared_until, v_expires))
-            WHERE resource = p_resource;
-        COMMIT;
-        SELECT 'granted', p_resource, NULL, NULL, v_fence, v_now, v_expires, NULL, NULL, NULL, NULL, NULL, NULL,
-               NULL, NULL;
-        LEAVE proc;
+    -- A retried attempt whose grant was made (by it, or by a release that handed it over) but not seen.
+    IF v_holder = p_lock_id AND v_excl_until > v_now THEN
+        SELECT holder_fence, excl_until INTO v_mine, v_expires FROM {p}resources WHERE resource = p_resource;
+    ELSEIF NOT v_excl AND v_shared_until > v_now THEN
+        SELECT fence, expires_us INTO v_mine, v_expires FROM {p}leases
+            WHERE lock_id = p_lock_id AND resource = p_resource AND expires_us > v_now;
     END IF;
-    -- Not grantable: maybe because a retried attempt's grant was made (by it, or by a release that handed it
-    -- over) but not seen.
-    SELECT fence, expires_us INTO v_mine, v_expires FROM {p}leases
-        WHERE lock_id = p_lock_id AND resource = p_resource AND expires_us > v_now;
     IF v_mine IS NOT NULL THEN
         IF p_waiter IS NOT NULL AND v_queued > 0 THEN
             DELETE FROM {p}waiters WHERE resource = p_resource AND waiter_id = p_waiter;
@@ -93,6 +98,35 @@ proc: BEGIN
         COMMIT;
         SELECT 'granted', p_resource, NULL, NULL, v_mine, v_now, v_expires, v_expires - v_now, NULL, NULL, NULL,
                NULL, NULL, NULL, NULL;
+        LEAVE proc;
+    END IF;
+    IF v_allowed AND v_excl_until <= v_now AND (NOT v_excl OR v_shared_until <= v_now) THEN
+        SET v_fence = GREATEST(v_fence + 1, v_now), v_expires = v_now + p_ttl_ms * 1000;
+        IF p_waiter IS NOT NULL AND v_queued > 0 THEN
+            DELETE FROM {p}waiters WHERE resource = p_resource AND waiter_id = p_waiter;
+            SET v_queued = v_queued - ROW_COUNT();
+        END IF;
+        IF v_excl THEN
+            UPDATE {p}resources SET expired = expired + (holder IS NOT NULL),
+                    hold_ms = hold_ms + COALESCE((excl_until - holder_acquired) DIV 1000, 0),
+                    fence = v_fence, holder_fence = v_fence, holder = p_lock_id, holder_kind = p_kind,
+                    holder_client = p_client, holder_acquired = v_now, excl_until = v_expires,
+                    holder_ttl_ms = p_ttl_ms, holder_renewals = 0, holder_max_renewals = p_max_renewals,
+                    holder_max_hold_ms = p_max_hold_ms, grants = grants + 1, queued = v_queued
+                WHERE resource = p_resource;
+        ELSE
+            -- An ended lease under this lock id (a retry's) is granted anew.
+            REPLACE INTO {p}leases (lock_id, resource, kind, client_id, acquired_us, expires_us, ttl_ms, fence,
+                                    max_renewals, max_hold_ms)
+                VALUES (p_lock_id, p_resource, p_kind, p_client, v_now, v_expires, p_ttl_ms, v_fence,
+                        p_max_renewals, p_max_hold_ms);
+            UPDATE {p}resources SET fence = v_fence, queued = v_queued, grants = grants + 1,
+                    shared_until = GREATEST(shared_until, v_expires)
+                WHERE resource = p_resource;
+        END IF;
+        COMMIT;
+        SELECT 'granted', p_resource, NULL, NULL, v_fence, v_now, v_expires, NULL, NULL, NULL, NULL, NULL, NULL,
+               NULL, NULL;
         LEAVE proc;
     END IF;
     IF v_excl_until > v_now THEN

@@ -73,23 +73,29 @@ proc: BEGIN
             LEAVE scan;
         END IF;
         SET v_fence = GREATEST(v_fence + 1, p_now), v_expires = p_now + LEAST(w_ttl, w_lease) * 1000;
-        REPLACE INTO {p}leases (lock_id, resource, kind, client_id, acquired_us, expires_us, ttl_ms, fence,
-                                max_renewals, max_hold_ms)
-            VALUES (w_lock, p_resource, w_kind, w_client, p_now, v_expires, w_ttl, v_fence, w_max_renewals,
-                    w_max_hold);
         DELETE FROM {p}waiters WHERE seq = w_seq;
         SET v_gone = v_gone + 1, v_granted = v_granted + 1;
         CALL {p}tell(w_bell, p_own, CONCAT(w_id, ':', v_fence, ':', p_now DIV 1000, ':', v_expires DIV 1000),
                      p_now, io_told, io_bells);
         IF w_kind IN ('exclusive', 'write') THEN
+            UPDATE {p}resources SET expired = expired + (holder IS NOT NULL),
+                    hold_ms = hold_ms + COALESCE((excl_until - holder_acquired) DIV 1000, 0),
+                    holder_fence = v_fence, holder = w_lock, holder_kind = w_kind, holder_client = w_client,
+                    holder_acquired = p_now, excl_until = v_expires, holder_ttl_ms = w_ttl, holder_renewals = 0,
+                    holder_max_renewals = w_max_renewals, holder_max_hold_ms = w_max_hold
+                WHERE resource = p_resource;
             SET v_excl_until = v_expires, v_head_ms = LEAST(w_ttl, w_lease);
         ELSE
+            REPLACE INTO {p}leases (lock_id, resource, kind, client_id, acquired_us, expires_us, ttl_ms, fence,
+                                    max_renewals, max_hold_ms)
+                VALUES (w_lock, p_resource, w_kind, w_client, p_now, v_expires, w_ttl, v_fence, w_max_renewals,
+                        w_max_hold);
             SET v_shared = TRUE, v_shared_until = GREATEST(v_shared_until, v_expires);
         END IF;
     END LOOP;
     IF v_gone > 0 THEN
-        UPDATE {p}resources SET fence = v_fence, excl_until = v_excl_until, shared_until = v_shared_until,
-                queued = queued - v_gone, grants = grants + v_granted
+        UPDATE {p}resources SET fence = v_fence, shared_until = v_shared_until, queued = queued - v_gone,
+                grants = grants + v_granted
             WHERE resource = p_resource;
     END IF;
 END

@@ -2,23 +2,38 @@
 -- separated by lines holding only `$$`. Times are microseconds since the Unix epoch on the database server's
 -- clock (sessions run in UTC): every process agrees on them. Names and ids are compared byte by byte.
 
--- One row per resource, locked first by every operation on it: the last fencing token (the next is
--- greatest(fence + 1, now), so it grows even after a restore of an older backup), when the exclusive (or write)
--- lease and the latest shared (or read) one end, the queue's length and counters of grants and ended leases.
+-- One row per resource, locked (by its key) first by every operation on it: the last fencing token (the next is
+-- greatest(fence + 1, now), so it grows even after a restore of an older backup); the exclusive (or write)
+-- lease, kept on the row every operation locks anyway, so that a grant and a release are one UPDATE each (held
+-- while excl_until > now; an ended one stays until the next grant, its release or the sweep); when the latest
+-- shared (or read) lease ends; the queue's length; counters of grants and ended leases.
 CREATE TABLE IF NOT EXISTS {p}resources (
     resource VARBINARY(512) NOT NULL PRIMARY KEY,
+    -- A 32-bit hash of the name, which lock ids end with: how a release or renewal finds the row (read without
+    -- locking; rows are only ever locked by their key). It never changes: grants cost no index update.
+    key_hash INT UNSIGNED NOT NULL DEFAULT 0,
     fence BIGINT NOT NULL DEFAULT 0,
+    holder VARBINARY(64) NULL,
+    holder_kind VARCHAR(9) CHARACTER SET ascii NULL,
+    holder_client VARBINARY(256) NULL,
+    holder_acquired BIGINT NULL,
     excl_until BIGINT NOT NULL DEFAULT 0,
+    holder_ttl_ms BIGINT NULL,
+    holder_fence BIGINT NULL,
+    holder_renewals INT NOT NULL DEFAULT 0,
+    holder_max_renewals INT NULL,
+    holder_max_hold_ms BIGINT NULL,
     shared_until BIGINT NOT NULL DEFAULT 0,
     queued INT NOT NULL DEFAULT 0,
     grants BIGINT NOT NULL DEFAULT 0,
     released BIGINT NOT NULL DEFAULT 0,
     expired BIGINT NOT NULL DEFAULT 0,
-    hold_ms BIGINT NOT NULL DEFAULT 0
+    hold_ms BIGINT NOT NULL DEFAULT 0,
+    KEY resources_hash (key_hash)
 ) ENGINE = InnoDB
 $$
--- Every lease. Held while expires_us > now; an expired row stays (renew and release report the loss) until
--- its release or the sweep, a retention period later.
+-- Shared and read leases. One is held while expires_us > now; an expired row stays (renew and release report
+-- the loss) until its release or the sweep, a retention period later.
 CREATE TABLE IF NOT EXISTS {p}leases (
     lock_id VARBINARY(64) NOT NULL PRIMARY KEY,
     resource VARBINARY(512) NOT NULL,
