@@ -34,6 +34,10 @@ struct Args {
     /// Lease TTL.
     #[arg(long, default_value = "10s", value_parser = warden_bench::parse_duration)]
     ttl: std::time::Duration,
+    /// Hot workload: how much later a call must start than another to count as a FIFO violation when granted
+    /// first (the in-flight time of a first attempt).
+    #[arg(long, default_value = "1ms", value_parser = warden_bench::parse_duration)]
+    fifo_slack: std::time::Duration,
     /// Print one JSON line instead of text.
     #[arg(long)]
     json: bool,
@@ -88,6 +92,7 @@ async fn main() -> anyhow::Result<()> {
         keys: a.keys,
         duration: a.duration,
         ttl: a.ttl,
+        fifo_slack: a.fifo_slack,
     };
     let ceiling = match &a.ceiling {
         Some(hp) => {

@@ -44,6 +44,7 @@ pub async fn bench(a: BenchArgs) -> CliResult<u8> {
         keys: a.keys,
         duration: a.duration,
         ttl: a.ttl,
+        fifo_slack: std::time::Duration::from_millis(1),
     };
     let report = warden_bench::run_with_progress(&cfg, std::io::stderr().is_terminal() && !a.json)
         .await

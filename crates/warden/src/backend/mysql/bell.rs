@@ -156,7 +156,7 @@ async fn ring_now(db: &Db, ids: &BTreeSet<i64>) -> Result<()> {
     );
     db.bounded(async {
         let err = |e| db_error(&db.address, e);
-        let mut conn = db.pool.get_conn().await.map_err(err)?;
+        let (_turn, mut conn) = db.conn().await?;
         let parked: Vec<i64> = conn.query(sql).await.map_err(err)?;
         for id in parked {
             conn.query_drop(format!("KILL QUERY {id}")).await.map_err(err)?;

@@ -29,7 +29,11 @@ pub(super) struct Reply {
 
 /// A bounded pool of connections to one database.
 pub(super) struct Db {
-    pub pool: Pool,
+    pool: Pool,
+    /// One permit per pooled connection, handed out in arrival order (the driver's pool wakes its waiters in
+    /// no particular order): a process's calls reach the database in the order they were made, which is what
+    /// keeps a queue's order the order of its waiters' first attempts.
+    turns: tokio::sync::Semaphore,
     pub prefix: String,
     pub address: String,
     pub opts: Options,
@@ -40,6 +44,7 @@ impl Db {
         let pool = Pool::new(builder.pool_opts(opts.pool()));
         Db {
             pool,
+            turns: tokio::sync::Semaphore::new(opts.pool_size),
             prefix: opts.prefix.clone(),
             address,
             opts,
@@ -71,10 +76,21 @@ impl Db {
     /// Runs one statement and answers all its rows, within the timeout.
     pub(super) async fn rows(&self, sql: &str, params: Vec<Value>) -> Result<Vec<Row>> {
         self.bounded(async {
-            let mut conn = self.pool.get_conn().await.map_err(|e| db_error(&self.address, e))?;
+            let (_turn, mut conn) = self.conn().await?;
             conn.exec(sql, params).await.map_err(|e| db_error(&self.address, e))
         })
         .await
+    }
+
+    /// A pooled connection, in turn (see `turns`), with the permit to return with it.
+    pub(super) async fn conn(&self) -> Result<(tokio::sync::SemaphorePermit<'_>, mysql_async::Conn)> {
+        let turn = self
+            .turns
+            .acquire()
+            .await
+            .map_err(|_| unavailable(&self.address, "the backend is shutting down"))?;
+        let conn = self.pool.get_conn().await.map_err(|e| db_error(&self.address, e))?;
+        Ok((turn, conn))
     }
 
     pub(super) async fn bounded<T>(&self, run: impl std::future::Future<Output = Result<T>>) -> Result<T> {
@@ -172,7 +188,7 @@ impl Db {
             let resource: Vec<u8> = self.get(&mut row, 0)?;
             let sql = format!("CALL {p}sweep_one(?, ?)");
             self.bounded(async {
-                let mut conn = self.pool.get_conn().await.map_err(|e| db_error(&self.address, e))?;
+                let (_turn, mut conn) = self.conn().await?;
                 conn.exec_drop(sql, (resource, before))
                     .await
                     .map_err(|e| db_error(&self.address, e))
