@@ -1,22 +1,5 @@
 -- The FIFO queue: the direct handoff of a release and what waiters are told. `{p}` is the table prefix.
 
--- Tells a waiter `p_msg`: appended to `io_told` (the releasing process delivers it to its own waiters at once)
--- and, for a waiter of another process (`p_bell`, not the caller's `p_own`), written to that process's inbox,
--- whose bell is added to `io_bells` (rung after commit).
-DROP PROCEDURE IF EXISTS {p}tell
-$$
-CREATE PROCEDURE {p}tell(
-    IN p_bell BIGINT, IN p_own BIGINT, IN p_msg VARBINARY(200), IN p_now BIGINT,
-    INOUT io_told MEDIUMTEXT CHARACTER SET ascii, INOUT io_bells MEDIUMTEXT CHARACTER SET ascii
-)
-BEGIN
-    SET io_told = IF(io_told IS NULL, p_msg, CONCAT(io_told, ' ', p_msg));
-    IF p_bell IS NOT NULL AND (p_own IS NULL OR p_bell <> p_own) THEN
-        INSERT INTO {p}inbox (bell, msg, at_us) VALUES (p_bell, p_msg, p_now);
-        SET io_bells = IF(io_bells IS NULL, p_bell, CONCAT(io_bells, ',', p_bell));
-    END IF;
-END
-$$
 -- Hands the lock over in the caller's transaction (the resource's row locked): to the exclusive head of a free
 -- lock, or to the run of shared waiters at the head while no exclusive lease is held; dead waiters on the way
 -- leave. Each is told 'waiter_id:fence:acquired_ms:expires_ms', and after an exclusive handover the next in
@@ -33,7 +16,8 @@ proc: BEGIN
     DECLARE v_fence, v_excl_until, v_shared_until, v_expires, v_head_ms BIGINT;
     DECLARE v_seq BIGINT DEFAULT 0;
     DECLARE v_gone, v_granted, v_seen INT DEFAULT 0;
-    DECLARE v_shared BOOLEAN DEFAULT FALSE;
+    DECLARE v_shared, v_stop BOOLEAN DEFAULT FALSE;
+    DECLARE v_msg VARBINARY(200);
     DECLARE w_seq, w_ttl, w_deadline, w_max_hold, w_lease, w_bell BIGINT;
     DECLARE w_max_renewals INT;
     DECLARE w_id, w_lock VARBINARY(64);
@@ -66,31 +50,40 @@ proc: BEGIN
         END IF;
         IF v_head_ms IS NOT NULL THEN
             -- The next in line after an exclusive handover: when that lease ends.
-            CALL {p}tell(w_bell, p_own, CONCAT(w_id, '@', v_head_ms), p_now, io_told, io_bells);
-            LEAVE scan;
-        END IF;
-        IF w_kind IN ('exclusive', 'write') AND (v_shared OR v_shared_until > p_now) THEN
-            LEAVE scan;
-        END IF;
-        SET v_fence = GREATEST(v_fence + 1, p_now), v_expires = p_now + LEAST(w_ttl, w_lease) * 1000;
-        DELETE FROM {p}waiters WHERE seq = w_seq;
-        SET v_gone = v_gone + 1, v_granted = v_granted + 1;
-        CALL {p}tell(w_bell, p_own, CONCAT(w_id, ':', v_fence, ':', p_now DIV 1000, ':', v_expires DIV 1000),
-                     p_now, io_told, io_bells);
-        IF w_kind IN ('exclusive', 'write') THEN
-            UPDATE {p}resources SET expired = expired + (holder IS NOT NULL),
-                    hold_ms = hold_ms + COALESCE((excl_until - holder_acquired) DIV 1000, 0),
-                    holder_fence = v_fence, holder = w_lock, holder_kind = w_kind, holder_client = w_client,
-                    holder_acquired = p_now, excl_until = v_expires, holder_ttl_ms = w_ttl, holder_renewals = 0,
-                    holder_max_renewals = w_max_renewals, holder_max_hold_ms = w_max_hold
-                WHERE resource = p_resource;
-            SET v_excl_until = v_expires, v_head_ms = LEAST(w_ttl, w_lease);
+            SET v_msg = CONCAT(w_id, '@', v_head_ms), v_stop = TRUE;
         ELSE
-            REPLACE INTO {p}leases (lock_id, resource, kind, client_id, acquired_us, expires_us, ttl_ms, fence,
-                                    max_renewals, max_hold_ms)
-                VALUES (w_lock, p_resource, w_kind, w_client, p_now, v_expires, w_ttl, v_fence, w_max_renewals,
-                        w_max_hold);
-            SET v_shared = TRUE, v_shared_until = GREATEST(v_shared_until, v_expires);
+            IF w_kind IN ('exclusive', 'write') AND (v_shared OR v_shared_until > p_now) THEN
+                LEAVE scan;
+            END IF;
+            SET v_fence = GREATEST(v_fence + 1, p_now), v_expires = p_now + LEAST(w_ttl, w_lease) * 1000;
+            DELETE FROM {p}waiters WHERE seq = w_seq;
+            SET v_gone = v_gone + 1, v_granted = v_granted + 1;
+            SET v_msg = CONCAT(w_id, ':', v_fence, ':', p_now DIV 1000, ':', v_expires DIV 1000);
+            IF w_kind IN ('exclusive', 'write') THEN
+                UPDATE {p}resources SET expired = expired + (holder IS NOT NULL),
+                        hold_ms = hold_ms + COALESCE((excl_until - holder_acquired) DIV 1000, 0),
+                        holder_fence = v_fence, holder = w_lock, holder_kind = w_kind, holder_client = w_client,
+                        holder_acquired = p_now, excl_until = v_expires, holder_ttl_ms = w_ttl,
+                        holder_renewals = 0, holder_max_renewals = w_max_renewals, holder_max_hold_ms = w_max_hold
+                    WHERE resource = p_resource;
+                SET v_excl_until = v_expires, v_head_ms = LEAST(w_ttl, w_lease);
+            ELSE
+                REPLACE INTO {p}leases (lock_id, resource, kind, client_id, acquired_us, expires_us, ttl_ms, fence,
+                                        max_renewals, max_hold_ms)
+                    VALUES (w_lock, p_resource, w_kind, w_client, p_now, v_expires, w_ttl, v_fence,
+                            w_max_renewals, w_max_hold);
+                SET v_shared = TRUE, v_shared_until = GREATEST(v_shared_until, v_expires);
+            END IF;
+        END IF;
+        -- Told: the releasing process delivers io_told to its own waiters; a waiter of another process (another
+        -- bell than the caller's) finds it in that process's inbox, whose bell is rung after commit.
+        SET io_told = IF(io_told IS NULL, v_msg, CONCAT(io_told, ' ', v_msg));
+        IF w_bell IS NOT NULL AND (p_own IS NULL OR w_bell <> p_own) THEN
+            INSERT INTO {p}inbox (bell, msg, at_us) VALUES (w_bell, v_msg, p_now);
+            SET io_bells = IF(io_bells IS NULL, w_bell, CONCAT(io_bells, ',', w_bell));
+        END IF;
+        IF v_stop THEN
+            LEAVE scan;
         END IF;
     END LOOP;
     IF v_gone > 0 THEN
