@@ -2,6 +2,7 @@
 //! PostgreSQL and MariaDB servers ([`PostgresServer`], [`MariaDbServer`]), the
 //! conformance suite every backend runs ([`conformance`]), harnesses per backend ([`harness`]) and checkers.
 
+mod certs;
 pub mod chaos;
 pub mod checker;
 pub mod conformance;
@@ -9,7 +10,6 @@ pub mod harness;
 pub mod mariadb_server;
 pub mod monitor;
 pub mod mysql_harness;
-mod pg_certs;
 pub mod postgres_harness;
 pub mod postgres_server;
 pub mod proxy;

@@ -110,7 +110,7 @@ impl PostgresServer {
             String::from_utf8_lossy(&out.stderr)
         );
         if tls {
-            let certs = crate::pg_certs::write(s.dir.path(), &s.data(), s.run_as);
+            let certs = crate::certs::write(s.dir.path(), &s.data(), s.run_as);
             s.settings = vec![
                 "ssl=on".into(),
                 format!("ssl_cert_file={}", certs.cert.display()),

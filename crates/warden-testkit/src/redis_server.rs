@@ -15,6 +15,8 @@ pub struct RedisServer {
     dir: tempfile::TempDir,
     bin: PathBuf,
     extra: Vec<String>,
+    /// The CA that signed its certificate, when it speaks TLS only.
+    ca: Option<PathBuf>,
 }
 
 /// Finds `name` on PATH.
@@ -59,14 +61,55 @@ impl RedisServer {
             dir,
             bin,
             extra: extra.iter().map(|a| a.to_string()).collect(),
+            ca: None,
         };
+        s.start_on_a_free_port();
+        s
+    }
+
+    /// A server that speaks TLS only (`--tls-port`, `--port 0`), with a certificate for `127.0.0.1` signed by a
+    /// CA of the test's own ([`RedisServer::ca_path`]); clients are not asked for certificates.
+    pub fn start_tls() -> Self {
+        let bin = find_binary("redis-server").unwrap_or_else(|| {
+            panic!("redis-server not found on PATH: install it (Debian: `apt-get install redis-server`) or run scripts/test.sh, which does")
+        });
+        let dir = tempfile::tempdir().expect("create a temp dir for redis-server");
+        let certs = crate::certs::write(dir.path(), dir.path(), None);
+        let extra = [
+            "--tls-cert-file".to_string(),
+            certs.cert.display().to_string(),
+            "--tls-key-file".to_string(),
+            certs.key.display().to_string(),
+            "--tls-ca-cert-file".to_string(),
+            certs.ca.display().to_string(),
+            "--tls-auth-clients".to_string(),
+            "no".to_string(),
+        ];
+        let mut s = RedisServer {
+            child: None,
+            port: 0,
+            dir,
+            bin,
+            extra: extra.to_vec(),
+            ca: Some(certs.ca),
+        };
+        s.start_on_a_free_port();
+        s
+    }
+
+    /// The CA file a TLS server's certificate is signed by.
+    pub fn ca_path(&self) -> Option<&std::path::Path> {
+        self.ca.as_deref()
+    }
+
+    fn start_on_a_free_port(&mut self) {
         for _ in 0..5 {
-            s.port = free_port().expect("find a free port");
-            match s.spawn() {
-                Ok(()) => return s,
+            self.port = free_port().expect("find a free port");
+            match self.spawn() {
+                Ok(()) => return,
                 Err(e) => eprintln!(
                     "redis-server on port {} failed to start ({e}); trying another port",
-                    s.port
+                    self.port
                 ),
             }
         }
@@ -98,6 +141,17 @@ impl RedisServer {
             .arg("--dir")
             .arg(self.dir.path())
             .args(&self.extra)
+            // A TLS server listens on its port with TLS only (later arguments win).
+            .args(if self.ca.is_some() {
+                vec![
+                    "--port".to_string(),
+                    "0".to_string(),
+                    "--tls-port".to_string(),
+                    self.port.to_string(),
+                ]
+            } else {
+                Vec::new()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -142,9 +196,10 @@ impl RedisServer {
         self.port
     }
 
-    /// `redis://127.0.0.1:PORT`.
+    /// `redis://127.0.0.1:PORT` (`rediss://` for a TLS server).
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let scheme = if self.ca.is_some() { "rediss" } else { "redis" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     /// `127.0.0.1:PORT`.

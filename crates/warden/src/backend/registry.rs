@@ -43,6 +43,8 @@ pub const SCHEMES: &[Scheme] = &[
     #[cfg(feature = "redis")]
     scheme!("redis", "redis://host:port", super::redis::RedisBackend),
     #[cfg(feature = "redis")]
+    scheme!("rediss", "rediss://host:port", super::redis::RedisBackend),
+    #[cfg(feature = "redis")]
     scheme!("redlock", "redlock://h1:p,h2:p,h3:p", super::redlock::RedlockBackend),
     #[cfg(feature = "postgres")]
     scheme!("postgres", "postgres://user@host:port/db", super::postgres::PostgresBackend),

@@ -24,8 +24,7 @@ impl RedisBackend {
 
     pub(super) async fn connect_inner(url: &str, router: Arc<WakeRouter>, handoff: bool) -> Result<Self> {
         let (redis_url, address, opts) = parse_url(url)?;
-        let client = redis::Client::open(redis_url.as_str())
-            .map_err(|_| Error::invalid("backend", format!("{address} is not a valid Redis URL")))?;
+        let client = open_client(&redis_url, &address, &opts)?;
         let cfg = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(opts.timeout))
             .set_response_timeout(Some(opts.timeout))
@@ -108,5 +107,22 @@ pub(super) async fn warn_on_v1_data(conn: &mut ConnectionManager, address: &str,
             "this Redis holds lease records of an older warden layout; their locks are respected until they \
              expire, but stop the older processes before relying on queues and statistics (see the README)"
         );
+    }
+}
+
+/// A redis-rs client for `url`: for `rediss://` with `ca=`, one that checks the server's certificate against that
+/// CA (otherwise redis-rs checks it against the system's roots).
+pub(crate) fn open_client(url: &str, address: &str, opts: &Options) -> Result<redis::Client> {
+    let invalid = |e: redis::RedisError| Error::invalid("backend", format!("{address} is not a valid Redis URL: {e}"));
+    match &opts.ca {
+        Some(ca) => redis::Client::build_with_tls(
+            url,
+            redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(ca.clone()),
+            },
+        )
+        .map_err(invalid),
+        None => redis::Client::open(url).map_err(invalid),
     }
 }

@@ -19,6 +19,9 @@ pub(crate) struct Options {
     /// Script calls in flight at once on the connection; operations that arrive meanwhile go out together in
     /// the next call (`inflight`, default 2).
     pub inflight: usize,
+    /// For `rediss://`: the CA certificates (PEM) the server's certificate must chain to (`ca=/path/ca.pem`);
+    /// without it, the system's roots.
+    pub ca: Option<Vec<u8>>,
 }
 
 fn ranged(name: &'static str, v: &str, range: std::ops::RangeInclusive<u64>) -> Result<u64> {
@@ -31,8 +34,8 @@ fn ranged(name: &'static str, v: &str, range: std::ops::RangeInclusive<u64>) -> 
 /// Splits a `redis://` URL into what redis-rs reads, warden's own options and a printable address without
 /// credentials.
 pub(crate) fn parse_url(url: &str) -> Result<(String, String, Options)> {
-    let mut u =
-        url::Url::parse(url).map_err(|e| Error::invalid("backend", format!("`{url}` is not a valid URL: {e}")))?;
+    // Not the URL in the message: it may hold a password.
+    let mut u = url::Url::parse(url).map_err(|e| Error::invalid("backend", format!("not a valid URL: {e}")))?;
     if u.host_str().is_none_or(|h| h.is_empty()) {
         return Err(Error::invalid(
             "backend",
@@ -45,7 +48,19 @@ pub(crate) fn parse_url(url: &str) -> Result<(String, String, Options)> {
         sweep_every: Duration::from_secs(1),
         retain: Duration::from_secs(60),
         inflight: 2,
+        ca: None,
     };
+    let tls = u.scheme() == "rediss";
+    if u.fragment().is_some() {
+        return Err(Error::invalid(
+            "backend",
+            format!(
+                "`{}`: a URL fragment (such as #insecure, which would skip checking the server's certificate) is \
+                 refused; for a private CA give ca=/path/ca.pem",
+                redact(&u)
+            ),
+        ));
+    }
     let mut passthrough = Vec::new();
     for (k, v) in u.query_pairs() {
         match &*k {
@@ -62,6 +77,16 @@ pub(crate) fn parse_url(url: &str) -> Result<(String, String, Options)> {
             "sweep_ms" => opts.sweep_every = Duration::from_millis(ranged("sweep_ms", &v, 10..=3_600_000)?),
             "retain_ms" => opts.retain = Duration::from_millis(ranged("retain_ms", &v, 100..=86_400_000)?),
             "inflight" => opts.inflight = ranged("inflight", &v, 1..=64)? as usize,
+            "ca" if !tls => {
+                return Err(Error::invalid(
+                    "ca",
+                    "a CA checks a TLS server's certificate: use rediss:// (or drop ca=)",
+                ))
+            }
+            "ca" => {
+                let pem = std::fs::read(&*v).map_err(|e| Error::invalid("ca", format!("cannot read `{v}`: {e}")))?;
+                opts.ca = Some(pem);
+            }
             _ => passthrough.push((k.into_owned(), v.into_owned())),
         }
     }
@@ -73,10 +98,11 @@ pub(crate) fn parse_url(url: &str) -> Result<(String, String, Options)> {
     Ok((u.to_string(), redact(&u), opts))
 }
 
-/// `redis://host:port/db`, without user, password or query.
+/// `redis://host:port/db` (or `rediss://`), without user, password or query.
 fn redact(u: &url::Url) -> String {
     format!(
-        "redis://{}:{}{}",
+        "{}://{}:{}{}",
+        if u.scheme() == "rediss" { "rediss" } else { "redis" },
         u.host_str().unwrap_or_default(),
         u.port().unwrap_or(6379),
         if u.path().len() > 1 { u.path() } else { "" }
@@ -112,5 +138,19 @@ mod tests {
         ));
         let (_, addr, _) = parse_url("redis://user:secret@10.0.0.1:6380").unwrap();
         assert!(!addr.contains("secret"));
+        let e = parse_url("rediss://user:secret@10.0.0.1:6380#insecure").unwrap_err();
+        assert!(
+            e.to_string().contains("#insecure") && !e.to_string().contains("secret"),
+            "{e}"
+        );
+        let e = parse_url("redis://10.0.0.1:6380?ca=/tmp/ca.pem").unwrap_err();
+        assert!(matches!(e, Error::InvalidArgument { field: "ca", .. }), "{e}");
+        let e = parse_url("rediss://10.0.0.1:6380?ca=/nonexistent/ca.pem").unwrap_err();
+        assert!(e.to_string().contains("cannot read"), "{e}");
+        let (u, addr, _) = parse_url("rediss://:pw@10.0.0.1:6380/1?prefix=a:").unwrap();
+        assert_eq!(
+            (u.as_str(), addr.as_str()),
+            ("rediss://:pw@10.0.0.1:6380/1", "rediss://10.0.0.1:6380/1")
+        );
     }
 }

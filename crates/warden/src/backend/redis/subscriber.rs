@@ -20,9 +20,9 @@ pub(crate) async fn spawn_subscriber(
     channel: &str,
     router: Arc<WakeRouter>,
 ) -> Result<tokio::task::JoinHandle<()>> {
-    let mut u = url::Url::parse(redis_url).map_err(|e| Error::invalid("backend", e.to_string()))?;
+    let mut u = url::Url::parse(redis_url).map_err(|e| Error::invalid("backend", format!("{address}: {e}")))?;
     u.query_pairs_mut().append_pair("protocol", "resp3");
-    let client = redis::Client::open(u.as_str()).map_err(|e| Error::invalid("backend", e.to_string()))?;
+    let client = super::connect::open_client(u.as_str(), address, opts)?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let cfg = ConnectionManagerConfig::new()
         .set_push_sender(tx)

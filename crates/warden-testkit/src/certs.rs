@@ -1,4 +1,5 @@
-//! A CA of the test's own and a server certificate it signed, for a throwaway PostgreSQL that accepts TLS.
+//! A CA of the test's own and a server certificate it signed, for throwaway servers (PostgreSQL, Redis) that
+//! speak TLS.
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 use std::os::unix::fs::PermissionsExt;
@@ -10,7 +11,7 @@ pub(crate) struct Certs {
     pub ca: PathBuf,
     /// The server's certificate (PEM), for `127.0.0.1` and `localhost`.
     pub cert: PathBuf,
-    /// The server's key (PEM), readable by its owner only, as PostgreSQL requires.
+    /// The server's key (PEM), readable by its owner only (PostgreSQL requires it).
     pub key: PathBuf,
 }
 
@@ -19,9 +20,7 @@ pub(crate) fn write(dir: &Path, data: &Path, owner: Option<(u32, u32)>) -> Certs
     let ca_key = KeyPair::generate().expect("CA key");
     let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "warden test PostgreSQL CA");
+    params.distinguished_name.push(DnType::CommonName, "warden test CA");
     let ca = params.self_signed(&ca_key).expect("CA certificate");
     let key = KeyPair::generate().expect("server key");
     let params = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).expect("params");
