@@ -97,6 +97,22 @@ impl RedisServer {
         s
     }
 
+    /// Another TLS-only server with the same certificate (for `127.0.0.1`) and CA as `other`, which must outlive
+    /// it: the nodes of a Redlock that one `ca=` checks.
+    pub fn start_tls_like(other: &RedisServer) -> Self {
+        let dir = tempfile::tempdir().expect("create a temp dir for redis-server");
+        let mut s = RedisServer {
+            child: None,
+            port: 0,
+            dir,
+            bin: other.bin.clone(),
+            extra: other.extra.clone(),
+            ca: other.ca.clone(),
+        };
+        s.start_on_a_free_port();
+        s
+    }
+
     /// The CA file a TLS server's certificate is signed by.
     pub fn ca_path(&self) -> Option<&std::path::Path> {
         self.ca.as_deref()

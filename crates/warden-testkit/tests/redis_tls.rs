@@ -1,5 +1,6 @@
-//! `rediss://`: a TLS-only redis-server whose certificate the test's own CA signed. With that CA (`ca=`), locks,
-//! waiting and wake-ups work over TLS; anything that would not check the server is refused with a sentence.
+//! `rediss://` and `redlock://…?ca=`: TLS-only redis-servers whose certificate the test's own CA signed. With that
+//! CA (`ca=`), locks, waiting and wake-ups work over TLS; anything that would not check the server is refused with
+//! a sentence.
 
 use std::time::Duration;
 use tokio::time::Instant;
@@ -64,4 +65,33 @@ async fn tls_with_the_servers_ca_works_and_anything_that_would_not_check_the_ser
     );
     let r = Warden::connect(&format!("redis://127.0.0.1:{port}?ca={ca}")).await;
     assert!(matches!(r, Err(Error::InvalidArgument { field: "ca", .. })), "{r:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redlock_over_three_tls_nodes_grants_hands_over_and_refuses_a_wrong_ca() {
+    let first = RedisServer::start_tls();
+    let nodes = [RedisServer::start_tls_like(&first), RedisServer::start_tls_like(&first)];
+    let ca = first.ca_path().expect("CA").display().to_string();
+    let hosts: Vec<String> = std::iter::once(&first).chain(&nodes).map(|n| n.addr()).collect();
+    let url = format!("redlock://{}?ca={ca}&timeout_ms=500", hosts.join(","));
+    let a = Warden::connect(&url).await.expect("connect to the TLS nodes");
+    let b = Warden::connect(&url).await.expect("a second client");
+    let mut held = a.lock("tls").ttl(10 * SEC).acquire().await.expect("a quorum over TLS");
+    let waiter = tokio::spawn(async move { b.lock("tls").wait(5 * SEC).acquire().await });
+    let queued = warden_testkit::eventually(5 * SEC, || async {
+        a.inspect("tls").await.map(|i| i.queue.len()) == Ok(1)
+    })
+    .await;
+    assert!(queued, "the waiter never queued");
+    held.release().await.expect("release");
+    let g = tokio::time::timeout(2 * SEC, waiter)
+        .await
+        .expect("the waiter was never granted")
+        .expect("task")
+        .expect("granted");
+    assert!(g.fencing_token() > held.fencing_token());
+    // Without the CA the nodes' certificates are not trusted: no quorum, a sentence naming a node.
+    let r = Warden::connect(&format!("redlock://{}?tls=true&timeout_ms=500", hosts.join(","))).await;
+    let msg = r.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(msg.contains("127.0.0.1") && msg.contains("certificate"), "{msg}");
 }

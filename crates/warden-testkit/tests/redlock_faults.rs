@@ -67,6 +67,7 @@ async fn majority_down_fails_fast_and_recovers() {
             total,
             needed,
             unreachable,
+            ..
         }) => {
             assert_eq!((*reachable, *total, *needed), (2, 5, 3));
             for i in [0, 2, 4] {

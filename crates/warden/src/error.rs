@@ -61,7 +61,10 @@ pub enum Error {
         reason: String,
     },
     /// A Redlock majority could not be reached. Retrying later may succeed.
-    #[error("quorum unavailable: {reachable} of {total} nodes answered, {needed} needed; unreachable: {unreachable}")]
+    #[error(
+        "quorum unavailable: {reachable} of {total} nodes answered, {needed} needed; unreachable: {unreachable} \
+         (first: {reason})"
+    )]
     QuorumUnavailable {
         /// Nodes that answered.
         reachable: usize,
@@ -71,6 +74,8 @@ pub enum Error {
         needed: usize,
         /// Comma-separated addresses of the nodes that did not answer.
         unreachable: String,
+        /// Why the first of them did not.
+        reason: String,
     },
     /// The backend does not offer this operation; its capabilities say so.
     #[error("unsupported by the {backend} backend: {what}")]

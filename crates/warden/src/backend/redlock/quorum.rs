@@ -62,22 +62,28 @@ impl RedlockBackend {
     }
 
     pub(super) fn quorum_error<T>(&self, results: &[Option<Result<T>>]) -> Error {
-        let unreachable: Vec<String> = results
+        let unreachable: Vec<(&str, Option<&Error>)> = results
             .iter()
             .zip(&self.nodes)
-            .filter(|(r, _)| {
-                matches!(
-                    r,
-                    None | Some(Err(Error::BackendUnavailable { .. })) | Some(Err(Error::Protocol(_)))
-                )
+            .filter_map(|(r, n)| match r {
+                None => Some((n.address.as_str(), None)),
+                Some(Err(e @ (Error::BackendUnavailable { .. } | Error::Protocol(_)))) => {
+                    Some((n.address.as_str(), Some(e)))
+                }
+                _ => None,
             })
-            .map(|(_, n)| n.address.clone())
             .collect();
+        let reason = match unreachable.first() {
+            Some((_, Some(e))) => e.to_string(),
+            Some((_, None)) => "no answer within the node timeout".to_string(),
+            None => String::new(),
+        };
         Error::QuorumUnavailable {
             reachable: self.nodes.len() - unreachable.len(),
             total: self.nodes.len(),
             needed: self.quorum(),
-            unreachable: unreachable.join(", "),
+            unreachable: unreachable.iter().map(|(a, _)| *a).collect::<Vec<_>>().join(", "),
+            reason,
         }
     }
 }
