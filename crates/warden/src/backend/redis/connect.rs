@@ -64,6 +64,8 @@ impl RedisBackend {
                 address: address.clone(),
                 timeout: opts.timeout,
                 inflight: opts.inflight,
+                replicas: opts.replicas,
+                wait: opts.wait,
                 send_abandoned: !handoff,
             },
         );

@@ -19,6 +19,12 @@ pub(crate) struct Options {
     /// Script calls in flight at once on the connection; operations that arrive meanwhile go out together in
     /// the next call (`inflight`, default 2).
     pub inflight: usize,
+    /// Replicas that must acknowledge every operation's writes before it counts (`replicas`, default 0: none):
+    /// each script call is followed by `WAIT replicas wait_ms` on the same connection, and a call that fewer
+    /// replicas acknowledged in time fails (retryable) even though the primary applied it.
+    pub replicas: u32,
+    /// How long `WAIT` may take (`wait_ms`, default 50).
+    pub wait: Duration,
     /// For `rediss://`: the CA certificates (PEM) the server's certificate must chain to (`ca=/path/ca.pem`);
     /// without it, the system's roots.
     pub ca: Option<Vec<u8>>,
@@ -48,6 +54,8 @@ pub(crate) fn parse_url(url: &str) -> Result<(String, String, Options)> {
         sweep_every: Duration::from_secs(1),
         retain: Duration::from_secs(60),
         inflight: 2,
+        replicas: 0,
+        wait: Duration::from_millis(50),
         ca: None,
     };
     let tls = u.scheme() == "rediss";
@@ -77,6 +85,8 @@ pub(crate) fn parse_url(url: &str) -> Result<(String, String, Options)> {
             "sweep_ms" => opts.sweep_every = Duration::from_millis(ranged("sweep_ms", &v, 10..=3_600_000)?),
             "retain_ms" => opts.retain = Duration::from_millis(ranged("retain_ms", &v, 100..=86_400_000)?),
             "inflight" => opts.inflight = ranged("inflight", &v, 1..=64)? as usize,
+            "replicas" => opts.replicas = ranged("replicas", &v, 0..=16)? as u32,
+            "wait_ms" => opts.wait = Duration::from_millis(ranged("wait_ms", &v, 1..=60_000)?),
             "ca" if !tls => {
                 return Err(Error::invalid(
                     "ca",
@@ -147,6 +157,12 @@ mod tests {
         assert!(matches!(e, Error::InvalidArgument { field: "ca", .. }), "{e}");
         let e = parse_url("rediss://10.0.0.1:6380?ca=/nonexistent/ca.pem").unwrap_err();
         assert!(e.to_string().contains("cannot read"), "{e}");
+        let (_, _, o) = parse_url("redis://h:1?replicas=1&wait_ms=20").unwrap();
+        assert_eq!((o.replicas, o.wait), (1, Duration::from_millis(20)));
+        assert!(matches!(
+            parse_url("redis://h:1?replicas=99"),
+            Err(Error::InvalidArgument { field: "replicas", .. })
+        ));
         let (u, addr, _) = parse_url("rediss://:pw@10.0.0.1:6380/1?prefix=a:").unwrap();
         assert_eq!(
             (u.as_str(), addr.as_str()),

@@ -9,13 +9,46 @@ impl Ctx {
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub(super) fn command(&self, jobs: &[Job]) -> redis::Cmd {
-        let mut cmd = redis::cmd("EVALSHA");
-        cmd.arg(self.script.get_hash()).arg(0).arg(&self.header);
+    /// The batch's script call, followed, when replicas must acknowledge it, by `WAIT` on the same connection
+    /// (sent together, answered together: an array of the script's reply and, with `WAIT`, the count).
+    pub(super) fn command(&self, jobs: &[Job]) -> redis::Pipeline {
+        let mut p = redis::pipe();
+        let cmd = p.cmd("EVALSHA").arg(self.script.get_hash()).arg(0).arg(&self.header);
         for j in jobs {
             cmd.arg(&j.args);
         }
-        cmd
+        if self.replicas > 0 {
+            p.cmd("WAIT").arg(self.replicas).arg(self.wait.as_millis() as u64);
+        }
+        p
+    }
+
+    /// The script's reply out of a call's answer, or the error of a call too few replicas acknowledged.
+    fn script_reply(&self, answer: Value) -> Result<Value> {
+        let Value::Array(mut parts) = answer else {
+            return Err(Error::Protocol(format!("unexpected reply to a batch call: {answer:?}")));
+        };
+        if self.replicas > 0 {
+            let acked = match parts.get(1) {
+                Some(Value::Int(n)) => *n,
+                _ => 0,
+            };
+            if acked < i64::from(self.replicas) {
+                return Err(unavailable(
+                    &self.address,
+                    format!(
+                        "applied on the primary but acknowledged by {acked} of {} replicas within {} ms (WAIT); \
+                         it may not survive a failover",
+                        self.replicas,
+                        self.wait.as_millis()
+                    ),
+                ));
+            }
+        }
+        if parts.is_empty() {
+            return Err(Error::Protocol("an empty reply to a batch call".into()));
+        }
+        Ok(parts.swap_remove(0))
     }
 
     /// Takes the waiting operations and submits them as one call while holding the queue's lock, so calls
@@ -72,7 +105,7 @@ impl Ctx {
                 &self.address,
                 format!("no answer within {:?}", self.timeout),
             )),
-            Ok(Ok(v)) => Ok(v),
+            Ok(Ok(v)) => self.script_reply(v),
             Ok(Err(e))
                 if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)
                     || e.is_connection_dropped()
@@ -127,7 +160,7 @@ impl Ctx {
     /// was never executed; the connection manager reconnects in the background: retry with a short backoff
     /// within the same deadline (operations are idempotent per token). A node that lost the script gets it
     /// loaded again.
-    pub(super) async fn query(&self, cmd: &redis::Cmd) -> Result<Value> {
+    pub(super) async fn query(&self, cmd: &redis::Pipeline) -> Result<Value> {
         let mut conn = self.conn.clone();
         let deadline = tokio::time::Instant::now() + self.timeout;
         let mut backoff = Duration::from_millis(2);
@@ -139,7 +172,7 @@ impl Ctx {
                         format!("no answer within {:?}", self.timeout),
                     ))
                 }
-                Ok(Ok(v)) => return Ok(v),
+                Ok(Ok(v)) => return self.script_reply(v),
                 Ok(Err(e)) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
                     let inv = self.script.prepare_invoke();
                     match tokio::time::timeout_at(deadline, inv.load_async(&mut conn)).await {

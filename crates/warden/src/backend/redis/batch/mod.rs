@@ -65,6 +65,9 @@ struct Ctx {
     /// Send operations whose caller stopped listening too (Redlock's nodes: a quorum answered, but every
     /// node should see the same attempts, so that its counts and queue agree with the others).
     send_abandoned: bool,
+    /// Replicas that must acknowledge each call's writes (`WAIT`), and how long they may take.
+    replicas: u32,
+    wait: Duration,
 }
 
 /// How a node's operations are batched.
@@ -81,6 +84,10 @@ pub(crate) struct Config {
     pub inflight: usize,
     /// Send operations whose caller stopped listening too (Redlock's nodes).
     pub send_abandoned: bool,
+    /// Replicas that must acknowledge each call's writes (0: no `WAIT`).
+    pub replicas: u32,
+    /// How long they may take.
+    pub wait: Duration,
 }
 
 /// The queue of one node's pending operations.
@@ -103,6 +110,8 @@ impl Batcher {
                 slots: Arc::new(Semaphore::new(cfg.inflight.max(1))),
                 next_id: std::sync::atomic::AtomicU64::new(0),
                 send_abandoned: cfg.send_abandoned,
+                replicas: cfg.replicas,
+                wait: cfg.wait,
             }),
         }
     }
