@@ -14,12 +14,29 @@ pub struct MariaDbServer {
     port: u16,
     dir: tempfile::TempDir,
     bin: PathBuf,
+    /// The CA that signed its certificate, when it offers TLS.
+    ca: Option<PathBuf>,
 }
 
 impl MariaDbServer {
     /// Creates a data directory and starts the server on a free port. Panics with a sentence saying what to
     /// install if the binaries are missing (test-only code).
     pub fn start() -> Self {
+        Self::start_with_tls(false)
+    }
+
+    /// A server that also offers TLS, with a certificate for `127.0.0.1` signed by a CA of the test's own
+    /// ([`MariaDbServer::ca_path`]). Plain connections are still accepted (the test's own checks use them).
+    pub fn start_tls() -> Self {
+        Self::start_with_tls(true)
+    }
+
+    /// The CA file a TLS server's certificate is signed by.
+    pub fn ca_path(&self) -> Option<&std::path::Path> {
+        self.ca.as_deref()
+    }
+
+    fn start_with_tls(tls: bool) -> Self {
         let missing = || {
             panic!("mariadbd not found: install it (Debian: `apt-get install mariadb-server`) or run scripts/test.sh, which does")
         };
@@ -55,11 +72,13 @@ impl MariaDbServer {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
+        let ca = tls.then(|| crate::certs::write(dir.path(), dir.path(), None).ca);
         let mut s = MariaDbServer {
             child: None,
             port: 0,
             dir,
             bin,
+            ca,
         };
         for _ in 0..5 {
             s.port = free_port().expect("find a free port");
@@ -84,6 +103,15 @@ impl MariaDbServer {
             .arg(format!("--pid-file={}", d.join("mysqld.pid").display()))
             .args(["--bind-address=127.0.0.1", "--skip-log-bin", "--max-connections=300"])
             .args(["--innodb-use-native-aio=0", "--innodb-buffer-pool-size=64M"])
+            .args(if self.ca.is_some() {
+                vec![
+                    format!("--ssl-ca={}", d.join("ca.pem").display()),
+                    format!("--ssl-cert={}", d.join("server.crt").display()),
+                    format!("--ssl-key={}", d.join("server.key").display()),
+                ]
+            } else {
+                Vec::new()
+            })
             // Commits reach the OS at once (a process crash loses none), the disk once a second.
             .arg("--innodb-flush-log-at-trx-commit=2");
         if is_root() {

@@ -267,3 +267,41 @@ async fn a_release_in_one_process_wakes_a_waiter_in_another_at_once_and_a_lost_l
         g.release().await.expect("B releases");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_with_the_servers_ca_works_and_anything_weaker_or_wrong_is_refused_with_a_sentence() {
+    let db = warden_testkit::MariaDbServer::start_tls();
+    let ca = db.ca_path().expect("CA").display().to_string();
+    let port = db.port();
+    let mut admin = connect(&db.url()).await;
+    admin.query_drop("CREATE DATABASE warden").await.expect("database");
+    let before = tls_handshakes(&mut admin).await;
+    let base = format!("mysql://root@127.0.0.1:{port}/warden?timeout_ms=2000");
+    let url = format!("{base}&ssl-mode=VERIFY_IDENTITY&ssl-ca={ca}");
+    let w = Warden::connect(&url).await.expect("connect over TLS");
+    let mut g = w.lock("tls").acquire().await.expect("acquire over TLS");
+    g.release().await.expect("release over TLS");
+    // The schema's connection, the listener's two and a pooled one at least: every one a TLS handshake.
+    let after = tls_handshakes(&mut admin).await;
+    assert!(after - before >= 4, "{} TLS handshakes", after - before);
+    // Another CA: refused, naming the host; a mode that checks nothing: refused before connecting.
+    let other = warden_testkit::MariaDbServer::start_tls();
+    let wrong = other.ca_path().expect("CA").display().to_string();
+    let r = Warden::connect(&format!("{base}&ssl-mode=VERIFY_IDENTITY&ssl-ca={wrong}")).await;
+    let msg = r.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(msg.contains("127.0.0.1"), "{msg}");
+    let r = Warden::connect(&format!("{base}&ssl-mode=REQUIRED")).await;
+    assert!(
+        matches!(r, Err(Error::InvalidArgument { field: "ssl-mode", .. })),
+        "{r:?}"
+    );
+}
+
+/// How many TLS handshakes the server has accepted.
+async fn tls_handshakes(admin: &mut mysql_async::Conn) -> u64 {
+    let row: Option<(String, u64)> = admin
+        .query_first("SHOW GLOBAL STATUS LIKE 'Ssl_accepts'")
+        .await
+        .expect("status");
+    row.map(|r| r.1).unwrap_or(0)
+}

@@ -2,7 +2,7 @@
 
 use crate::backend::sql_common::{ranged, valid_prefix};
 use crate::error::{Error, Result};
-use mysql_async::{OptsBuilder, PoolConstraints, PoolOpts};
+use mysql_async::{OptsBuilder, PoolConstraints, PoolOpts, SslOpts};
 use std::time::Duration;
 
 /// Options read from the URL's query string.
@@ -45,8 +45,12 @@ pub(crate) fn parse_url(url: &str) -> Result<(OptsBuilder, String, Options)> {
         sweep_every: Duration::from_secs(5),
         retain: Duration::from_secs(60),
     };
+    let mut ssl_mode = String::from("DISABLED");
+    let mut ssl_ca: Option<String> = None;
     for (k, v) in u.query_pairs() {
         match &*k {
+            "ssl-mode" => ssl_mode = v.to_ascii_uppercase(),
+            "ssl-ca" => ssl_ca = Some(v.into_owned()),
             "prefix" => opts.prefix = valid_prefix(&v)?,
             "timeout_ms" => opts.timeout = Duration::from_millis(ranged("timeout_ms", &v, 10..=60_000)?),
             "pool_size" => opts.pool_size = ranged("pool_size", &v, 1..=1000)? as usize,
@@ -62,6 +66,7 @@ pub(crate) fn parse_url(url: &str) -> Result<(OptsBuilder, String, Options)> {
             }
         }
     }
+    let ssl = tls(&ssl_mode, ssl_ca.as_deref())?;
     let decode = |s: &str| {
         percent_decode(s)
             .ok_or_else(|| Error::invalid("backend", format!("{address}: the credentials are not valid UTF-8")))
@@ -77,12 +82,43 @@ pub(crate) fn parse_url(url: &str) -> Result<(OptsBuilder, String, Options)> {
         .db_name(Some(db))
         // Stay on TCP: the driver would otherwise move to the server's socket when it runs on this host.
         .prefer_socket(false)
+        .ssl_opts(ssl)
         // Every session on UTC (the database's clock is read as a Unix time) and reading committed rows.
         .init(vec![
             "SET time_zone = '+00:00'".to_string(),
             "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED".to_string(),
         ]);
     Ok((builder, address, opts))
+}
+
+/// The TLS a URL asks for: none (`ssl-mode=DISABLED`, the default, for a trusted network), or TLS with the
+/// server's certificate checked against the CA file of `ssl-ca` (or, without it, the public roots) and its name
+/// against the host (`ssl-mode=VERIFY_IDENTITY`). Modes that would accept an unchecked server are refused.
+fn tls(mode: &str, ca: Option<&str>) -> Result<Option<SslOpts>> {
+    match (mode, ca) {
+        ("DISABLED", None) => Ok(None),
+        ("DISABLED", Some(_)) => Err(Error::invalid(
+            "ssl-mode",
+            "ssl-ca is given: use ssl-mode=VERIFY_IDENTITY",
+        )),
+        ("VERIFY_IDENTITY", None) => Ok(Some(SslOpts::default())),
+        ("VERIFY_IDENTITY", Some(path)) => {
+            let pem =
+                std::fs::read(path).map_err(|e| Error::invalid("ssl-ca", format!("cannot read `{path}`: {e}")))?;
+            Ok(Some(
+                SslOpts::default()
+                    .with_root_certs(vec![pem.into()])
+                    .with_disable_built_in_roots(true),
+            ))
+        }
+        (other, _) => Err(Error::invalid(
+            "ssl-mode",
+            format!(
+                "`{other}` is not offered: use DISABLED (plain, for a trusted network) or VERIFY_IDENTITY with \
+                 ssl-ca=/path/to/ca.pem (TLS, the server's certificate and name checked)"
+            ),
+        )),
+    }
 }
 
 impl Options {
@@ -146,5 +182,13 @@ mod tests {
             "{e}"
         );
         assert!(parse_url("mysql://db/x?timeout_ms=0").is_err());
+        let e = parse_url("mysql://db/x?ssl-mode=REQUIRED").unwrap_err();
+        assert!(matches!(e, Error::InvalidArgument { field: "ssl-mode", .. }), "{e}");
+        let e = parse_url("mysql://db/x?ssl-ca=/tmp/ca.pem").unwrap_err();
+        assert!(matches!(e, Error::InvalidArgument { field: "ssl-mode", .. }), "{e}");
+        let e = parse_url("mysql://db/x?ssl-mode=VERIFY_IDENTITY&ssl-ca=/nonexistent/ca.pem").unwrap_err();
+        assert!(e.to_string().contains("cannot read"), "{e}");
+        let (b, _, _) = parse_url("mysql://db/x?ssl-mode=verify_identity").unwrap();
+        assert!(mysql_async::Opts::from(b).ssl_opts().is_some());
     }
 }
