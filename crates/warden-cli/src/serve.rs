@@ -9,7 +9,8 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "WARDEN_LISTEN", default_value = "127.0.0.1:7070")]
     pub listen: String,
-    /// Backend URL: memory://, redis://host:port/db, postgres://user:password@host:port/db, ...
+    /// Backend URL: memory://, redis://host:port/db (rediss:// over TLS), redlock://h1,h2,h3,
+    /// postgres://user:password@host:port/db, mysql://user:password@host:port/db, http://host:port, ...
     #[arg(long, env = "WARDEN_BACKEND", default_value = "memory://")]
     pub backend: String,
     /// Waiters parked at once on this instance, over all resources.
