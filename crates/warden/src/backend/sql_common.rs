@@ -2,8 +2,132 @@
 //! clock, the lease record they store, how a refused release or renewal reads, and their tasks' guard.
 
 use crate::error::{Error, Result};
-use crate::types::{LeaseInfo, LockKind};
+use crate::types::{AcquireRequest, Attempt, Grant, LeaseInfo, LockKind, Released, Renewal};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Most waiters queued on one resource.
+pub const MAX_WAITERS_PER_RESOURCE: i32 = 10_000;
+
+/// What a SQL backend's lease operation answers: one row of the same columns for every operation, each setting
+/// the fields its status reads.
+#[derive(Debug, Default)]
+pub(crate) struct Reply {
+    pub status: String,
+    pub resource: Option<String>,
+    pub kind: Option<String>,
+    pub client: Option<String>,
+    pub fence: Option<i64>,
+    pub now_us: Option<i64>,
+    pub expires_us: Option<i64>,
+    pub remaining_us: Option<i64>,
+    pub retry_us: Option<i64>,
+    pub held_us: Option<i64>,
+    pub acquired_us: Option<i64>,
+    pub ttl_ms: Option<i64>,
+    pub renewals: Option<i32>,
+    /// What waiters were told (see `WakeRouter::deliver`): the calling process delivers it to its own.
+    pub told: Option<String>,
+    /// MySQL: the bells (listening connections) of the other processes told something.
+    pub bells: Option<String>,
+}
+
+impl Reply {
+    /// An acquire attempt's answer: 'granted', 'queued' or 'full'. `unexpected` names a reply that is none.
+    pub(crate) fn attempt(&self, req: &AcquireRequest, unexpected: impl Fn(&str) -> Error) -> Result<Attempt> {
+        let missing = || unexpected("a grant without its times");
+        match self.status.as_str() {
+            "granted" => {
+                let now = self.now_us.ok_or_else(missing)?;
+                let expires = self.expires_us.ok_or_else(missing)?;
+                let mut grant = Grant::new(self.fence.ok_or_else(missing)? as u64, at(now), at(expires));
+                if let Some(left) = self.remaining_us {
+                    grant = grant.found_with(Duration::from_micros(left.max(0) as u64));
+                }
+                Ok(Attempt::Granted(grant))
+            }
+            "queued" => Ok(Attempt::NotGranted {
+                retry_in: self.retry_us.map(|us| Duration::from_micros(us.max(0) as u64)),
+                // In whole milliseconds, as a handover's grant is dated: one made after this answer is never
+                // dated before it.
+                backend_now: self.now_us.map(|us| at(us - us.rem_euclid(1000))),
+            }),
+            "full" => Err(Error::LimitExceeded {
+                what: format!(
+                    "{MAX_WAITERS_PER_RESOURCE} waiters already queued on `{}`",
+                    req.resource
+                ),
+            }),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// A release's answer: 'released' or a refusal.
+    pub(crate) fn released(
+        self,
+        lock_id: &str,
+        client: Option<&str>,
+        unexpected: impl Fn(&str) -> Error,
+    ) -> Result<Released> {
+        match self.status.as_str() {
+            "released" => Ok(Released::after(
+                self.held_us.map(|h| Duration::from_micros(h.max(0) as u64)),
+            )),
+            other => Err(refusal(other, lock_id, client, self.resource).unwrap_or_else(|| unexpected(other))),
+        }
+    }
+
+    /// A renewal's answer: 'renewed' (the lease's new state), 'capped' or a refusal.
+    pub(crate) fn renewal(
+        self,
+        lock_id: &str,
+        client: Option<&str>,
+        unexpected: impl Fn(&str) -> Error,
+    ) -> Result<Renewal> {
+        let missing = || unexpected("a row without the lease");
+        match self.status.as_str() {
+            "renewed" => {
+                let (now, expires) = (self.now_us.ok_or_else(missing)?, self.expires_us.ok_or_else(missing)?);
+                let lease = lease(
+                    lock_id.to_string(),
+                    self.resource.ok_or_else(missing)?,
+                    self.kind.as_deref().ok_or_else(missing)?,
+                    self.client.ok_or_else(missing)?,
+                    [
+                        self.acquired_us.ok_or_else(missing)?,
+                        expires,
+                        self.ttl_ms.ok_or_else(missing)?,
+                        self.fence.ok_or_else(missing)?,
+                    ],
+                    self.renewals.ok_or_else(missing)?,
+                    false,
+                )?;
+                Ok(Renewal::Renewed {
+                    lease,
+                    granted: Duration::from_micros((expires - now).max(0) as u64),
+                })
+            }
+            "capped" => Ok(Renewal::Capped {
+                expires_at: at(self.expires_us.ok_or_else(missing)?),
+            }),
+            other => Err(refusal(other, lock_id, client, self.resource).unwrap_or_else(|| unexpected(other))),
+        }
+    }
+}
+
+/// A database's health: one node, reachable if `answer` (a trivial query, which took `took`) succeeded.
+pub(crate) fn health(kind: &'static str, address: &str, answer: Result<()>, took: Duration) -> crate::types::Health {
+    use crate::types::{Health, HealthStatus, NodeHealth};
+    let node = match answer {
+        Ok(()) => NodeHealth::new(address.to_string(), true, Some(took.as_secs_f64() * 1000.0), None),
+        Err(e) => NodeHealth::new(address.to_string(), false, None, Some(e.to_string())),
+    };
+    let status = if node.reachable {
+        HealthStatus::Healthy
+    } else {
+        HealthStatus::Unhealthy
+    };
+    Health::new(kind, status, vec![node], None)
+}
 
 /// A number option of a backend URL within `range`.
 pub(crate) fn ranged(name: &'static str, v: &str, range: std::ops::RangeInclusive<u64>) -> Result<u64> {

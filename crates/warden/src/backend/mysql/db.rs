@@ -5,28 +5,6 @@ use super::*;
 use mysql_async::prelude::{FromValue, Queryable};
 use mysql_async::{Pool, Row, Value};
 
-/// What every lease procedure answers (each sets the fields its status reads).
-#[derive(Debug, Default)]
-pub(super) struct Reply {
-    pub status: String,
-    pub resource: Option<String>,
-    pub kind: Option<String>,
-    pub client: Option<String>,
-    pub fence: Option<i64>,
-    pub now_us: Option<i64>,
-    pub expires_us: Option<i64>,
-    pub remaining_us: Option<i64>,
-    pub retry_us: Option<i64>,
-    pub held_us: Option<i64>,
-    pub acquired_us: Option<i64>,
-    pub ttl_ms: Option<i64>,
-    pub renewals: Option<i32>,
-    /// What waiters were told (delivered to this process's own waiters at once).
-    pub told: Option<String>,
-    /// The bells (listening connections) of the other processes told something.
-    pub bells: Option<String>,
-}
-
 /// A bounded pool of connections to one database.
 pub(super) struct Db {
     pool: Pool,
@@ -134,25 +112,6 @@ impl Db {
 
     pub(super) fn unexpected(&self, op: &str, status: &str) -> Error {
         Error::Protocol(format!("MySQL at {}: {op} answered `{status}`", self.address))
-    }
-
-    /// The lease a renewal's reply describes.
-    pub(super) fn renewed_lease(&self, r: &Reply, lock_id: &str) -> Result<LeaseInfo> {
-        let missing = || self.unexpected("renew", "a row without the lease");
-        lease(
-            lock_id.to_string(),
-            r.resource.clone().ok_or_else(missing)?,
-            r.kind.as_deref().ok_or_else(missing)?,
-            r.client.clone().ok_or_else(missing)?,
-            [
-                r.acquired_us.ok_or_else(missing)?,
-                r.expires_us.ok_or_else(missing)?,
-                r.ttl_ms.ok_or_else(missing)?,
-                r.fence.ok_or_else(missing)?,
-            ],
-            r.renewals.ok_or_else(missing)?,
-            false,
-        )
     }
 
     /// The housekeeping task: forgets long-ended leases, dead waiters, unread wake-ups and idle resources, one

@@ -22,16 +22,14 @@ use super::sql_common::*;
 use super::Backend;
 use crate::error::{Error, Result};
 use crate::types::{
-    AcquireRequest, Attempt, Capabilities, FifoGuarantee, Grant, Health, LeaseInfo, Released, Renewal, ResourceInfo,
-    Stats,
+    AcquireRequest, Attempt, Capabilities, FifoGuarantee, Health, LeaseInfo, Released, Renewal, ResourceInfo, Stats,
 };
 use crate::wake::WakeRouter;
 use mysql_async::Value;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Most waiters queued on one resource.
-pub const MAX_WAITERS_PER_RESOURCE: i32 = 10_000;
+pub use super::sql_common::MAX_WAITERS_PER_RESOURCE;
 
 /// A backend over one MySQL or MariaDB database. Cheap to share with `Arc`; dropping it stops its tasks.
 pub struct MysqlBackend {
@@ -148,31 +146,7 @@ impl Backend for MysqlBackend {
         ];
         let r = self.db.call("acquire", params).await?;
         self.tell(&r);
-        let missing = || self.db.unexpected("acquire", "a grant without its times");
-        match r.status.as_str() {
-            "granted" => {
-                let now = r.now_us.ok_or_else(missing)?;
-                let expires = r.expires_us.ok_or_else(missing)?;
-                let mut grant = Grant::new(r.fence.ok_or_else(missing)? as u64, at(now), at(expires));
-                if let Some(left) = r.remaining_us {
-                    grant = grant.found_with(Duration::from_micros(left.max(0) as u64));
-                }
-                Ok(Attempt::Granted(grant))
-            }
-            "queued" => Ok(Attempt::NotGranted {
-                retry_in: r.retry_us.map(|us| Duration::from_micros(us.max(0) as u64)),
-                // In whole milliseconds, as a handover's grant is dated: one made after this answer is never
-                // dated before it.
-                backend_now: r.now_us.map(|us| at(us - us.rem_euclid(1000))),
-            }),
-            "full" => Err(Error::LimitExceeded {
-                what: format!(
-                    "{MAX_WAITERS_PER_RESOURCE} waiters already queued on `{}`",
-                    req.resource
-                ),
-            }),
-            other => Err(self.db.unexpected("acquire", other)),
-        }
+        r.attempt(req, |what| self.db.unexpected("acquire", what))
     }
 
     async fn leave_queue(&self, resource: &str, waiter_id: &str) -> Result<bool> {
@@ -194,15 +168,7 @@ impl Backend for MysqlBackend {
             .call("release", vec![lock_id.into(), hash.into(), opt(client_id), own])
             .await?;
         self.tell(&r);
-        match r.status.as_str() {
-            "released" => Ok(Released::after(
-                r.held_us.map(|h| Duration::from_micros(h.max(0) as u64)),
-            )),
-            other => {
-                Err(refusal(other, lock_id, client_id, r.resource)
-                    .unwrap_or_else(|| self.db.unexpected("release", other)))
-            }
-        }
+        r.released(lock_id, client_id, |what| self.db.unexpected("release", what))
     }
 
     async fn renew(&self, lock_id: &str, ttl: Option<Duration>, client_id: Option<&str>) -> Result<Renewal> {
@@ -212,25 +178,7 @@ impl Backend for MysqlBackend {
             .db
             .call("renew", vec![lock_id.into(), hash.into(), ttl, opt(client_id)])
             .await?;
-        let missing = || self.db.unexpected("renew", "a row without the lease's expiry");
-        match r.status.as_str() {
-            "renewed" => {
-                let lease = self.db.renewed_lease(&r, lock_id)?;
-                let now = r.now_us.ok_or_else(missing)?;
-                let expires = r.expires_us.ok_or_else(missing)?;
-                Ok(Renewal::Renewed {
-                    lease,
-                    granted: Duration::from_micros((expires - now).max(0) as u64),
-                })
-            }
-            "capped" => Ok(Renewal::Capped {
-                expires_at: at(r.expires_us.ok_or_else(missing)?),
-            }),
-            other => {
-                Err(refusal(other, lock_id, client_id, r.resource)
-                    .unwrap_or_else(|| self.db.unexpected("renew", other)))
-            }
-        }
+        r.renewal(lock_id, client_id, |what| self.db.unexpected("renew", what))
     }
 
     async fn lease(&self, lock_id: &str) -> Result<Option<LeaseInfo>> {

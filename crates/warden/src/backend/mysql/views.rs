@@ -2,7 +2,7 @@
 
 #[allow(unused_imports)]
 use super::*;
-use crate::types::{HealthStatus, NodeHealth, QueueEntry};
+use crate::types::QueueEntry;
 use mysql_async::{Row, Value};
 
 /// A lease's columns, from the leases table (shared leases) or from a resource's row (the exclusive one), with
@@ -145,21 +145,8 @@ impl MysqlBackend {
 
     pub(super) async fn view_health(&self) -> Health {
         let start = std::time::Instant::now();
-        let node = match self.db.first("SELECT 1", vec![]).await {
-            Ok(_) => NodeHealth::new(
-                self.db.address.clone(),
-                true,
-                Some(start.elapsed().as_secs_f64() * 1000.0),
-                None,
-            ),
-            Err(e) => NodeHealth::new(self.db.address.clone(), false, None, Some(e.to_string())),
-        };
-        let status = if node.reachable {
-            HealthStatus::Healthy
-        } else {
-            HealthStatus::Unhealthy
-        };
-        Health::new("mysql", status, vec![node], None)
+        let answer = self.db.first("SELECT 1", vec![]).await.map(drop);
+        health("mysql", &self.db.address, answer, start.elapsed())
     }
 }
 

@@ -32,26 +32,6 @@ pub(super) enum Op {
     },
 }
 
-/// One operation's answer: the columns of its row of `{p}batch` (see the schema for which op sets which).
-#[derive(Debug, Default)]
-pub(super) struct Reply {
-    pub status: String,
-    pub resource: Option<String>,
-    pub kind: Option<String>,
-    pub client: Option<String>,
-    pub fence: Option<i64>,
-    pub now_us: Option<i64>,
-    pub expires_us: Option<i64>,
-    pub remaining_us: Option<i64>,
-    pub retry_us: Option<i64>,
-    pub held_us: Option<i64>,
-    pub acquired_us: Option<i64>,
-    pub ttl_ms: Option<i64>,
-    pub renewals: Option<i32>,
-    /// What a release handed over (see `WakeRouter::deliver`).
-    pub handed: Option<String>,
-}
-
 struct Job {
     op: Op,
     reply: oneshot::Sender<Result<Reply>>,
@@ -233,6 +213,7 @@ fn reply(db: &Db, row: &Row) -> Result<Reply> {
         acquired_us: db.get(row, 11)?,
         ttl_ms: db.get(row, 12)?,
         renewals: db.get(row, 13)?,
-        handed: db.get(row, 14)?,
+        told: db.get(row, 14)?,
+        bells: None,
     })
 }

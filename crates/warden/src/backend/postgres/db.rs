@@ -99,25 +99,6 @@ impl Db {
         Error::Protocol(format!("PostgreSQL at {}: {op} answered `{status}`", self.address))
     }
 
-    /// The lease a renewal's reply describes.
-    pub(super) fn renewed_lease(&self, r: &batch::Reply, lock_id: &str) -> Result<LeaseInfo> {
-        let missing = || self.unexpected("renew", "a row without the lease");
-        lease(
-            lock_id.to_string(),
-            r.resource.clone().ok_or_else(missing)?,
-            r.kind.as_deref().ok_or_else(missing)?,
-            r.client.clone().ok_or_else(missing)?,
-            [
-                r.acquired_us.ok_or_else(missing)?,
-                r.expires_us.ok_or_else(missing)?,
-                r.ttl_ms.ok_or_else(missing)?,
-                r.fence.ok_or_else(missing)?,
-            ],
-            r.renewals.ok_or_else(missing)?,
-            false,
-        )
-    }
-
     /// The housekeeping task: forgets long-expired leases, dead waiters and idle resources.
     pub(super) fn spawn_sweeper(&self) -> AbortOnDrop {
         let pool = self.pool.clone();

@@ -24,15 +24,13 @@ use super::sql_common::*;
 use super::Backend;
 use crate::error::{Error, Result};
 use crate::types::{
-    AcquireRequest, Attempt, Capabilities, FifoGuarantee, Grant, Health, LeaseInfo, Released, Renewal, ResourceInfo,
-    Stats,
+    AcquireRequest, Attempt, Capabilities, FifoGuarantee, Health, LeaseInfo, Released, Renewal, ResourceInfo, Stats,
 };
 use crate::wake::WakeRouter;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Most waiters queued on one resource.
-pub const MAX_WAITERS_PER_RESOURCE: i32 = 10_000;
+pub use super::sql_common::MAX_WAITERS_PER_RESOURCE;
 
 /// A backend over one PostgreSQL database. Cheap to share with `Arc`; dropping it stops its tasks.
 pub struct PostgresBackend {
@@ -129,31 +127,7 @@ impl Backend for PostgresBackend {
                 waiter: waiter_id.map(str::to_string),
             })
             .await?;
-        let missing = || self.db.unexpected("acquire", "a grant without its times");
-        match r.status.as_str() {
-            "granted" => {
-                let now = r.now_us.ok_or_else(missing)?;
-                let expires = r.expires_us.ok_or_else(missing)?;
-                let mut grant = Grant::new(r.fence.ok_or_else(missing)? as u64, at(now), at(expires));
-                if let Some(left) = r.remaining_us {
-                    grant = grant.found_with(Duration::from_micros(left.max(0) as u64));
-                }
-                Ok(Attempt::Granted(grant))
-            }
-            "queued" => Ok(Attempt::NotGranted {
-                retry_in: r.retry_us.map(|us| Duration::from_micros(us.max(0) as u64)),
-                // In whole milliseconds, as a handover's grant is dated: one made after this answer is never
-                // dated before it.
-                backend_now: r.now_us.map(|us| at(us - us.rem_euclid(1000))),
-            }),
-            "full" => Err(Error::LimitExceeded {
-                what: format!(
-                    "{MAX_WAITERS_PER_RESOURCE} waiters already queued on `{}`",
-                    req.resource
-                ),
-            }),
-            other => Err(self.db.unexpected("acquire", other)),
-        }
+        r.attempt(req, |what| self.db.unexpected("acquire", what))
     }
 
     async fn leave_queue(&self, resource: &str, waiter_id: &str) -> Result<bool> {
@@ -170,19 +144,11 @@ impl Backend for PostgresBackend {
                 client: client_id.map(str::to_string),
             })
             .await?;
-        if let Some(handed) = &r.handed {
+        if let Some(told) = &r.told {
             // This process's own waiters need not wait for the notification.
-            self.router.deliver(handed);
+            self.router.deliver(told);
         }
-        match r.status.as_str() {
-            "released" => Ok(Released::after(
-                r.held_us.map(|h| Duration::from_micros(h.max(0) as u64)),
-            )),
-            other => {
-                Err(refusal(other, lock_id, client_id, r.resource)
-                    .unwrap_or_else(|| self.db.unexpected("the call", other)))
-            }
-        }
+        r.released(lock_id, client_id, |what| self.db.unexpected("release", what))
     }
 
     async fn renew(&self, lock_id: &str, ttl: Option<Duration>, client_id: Option<&str>) -> Result<Renewal> {
@@ -194,25 +160,7 @@ impl Backend for PostgresBackend {
                 client: client_id.map(str::to_string),
             })
             .await?;
-        let missing = || self.db.unexpected("renew", "a row without the lease's expiry");
-        match r.status.as_str() {
-            "renewed" => {
-                let lease = self.db.renewed_lease(&r, lock_id)?;
-                let now = r.now_us.ok_or_else(missing)?;
-                let expires = r.expires_us.ok_or_else(missing)?;
-                Ok(Renewal::Renewed {
-                    lease,
-                    granted: Duration::from_micros((expires - now).max(0) as u64),
-                })
-            }
-            "capped" => Ok(Renewal::Capped {
-                expires_at: at(r.expires_us.ok_or_else(missing)?),
-            }),
-            other => {
-                Err(refusal(other, lock_id, client_id, r.resource)
-                    .unwrap_or_else(|| self.db.unexpected("the call", other)))
-            }
-        }
+        r.renewal(lock_id, client_id, |what| self.db.unexpected("renew", what))
     }
 
     async fn lease(&self, lock_id: &str) -> Result<Option<LeaseInfo>> {

@@ -2,7 +2,7 @@
 
 #[allow(unused_imports)]
 use super::*;
-use crate::types::{HealthStatus, NodeHealth, QueueEntry};
+use crate::types::QueueEntry;
 use tokio_postgres::Row;
 
 /// A lease's columns, from the leases table (shared leases) or from a resource's row (the exclusive one), with
@@ -137,21 +137,7 @@ impl PostgresBackend {
 
     pub(super) async fn view_health(&self) -> Health {
         let start = std::time::Instant::now();
-        let r = self.db.call("SELECT 1", &[]).await;
-        let node = match r {
-            Ok(_) => NodeHealth::new(
-                self.db.address.clone(),
-                true,
-                Some(start.elapsed().as_secs_f64() * 1000.0),
-                None,
-            ),
-            Err(e) => NodeHealth::new(self.db.address.clone(), false, None, Some(e.to_string())),
-        };
-        let status = if node.reachable {
-            HealthStatus::Healthy
-        } else {
-            HealthStatus::Unhealthy
-        };
-        Health::new("postgres", status, vec![node], None)
+        let answer = self.db.call("SELECT 1", &[]).await.map(drop);
+        health("postgres", &self.db.address, answer, start.elapsed())
     }
 }
