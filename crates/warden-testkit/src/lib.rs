@@ -14,6 +14,7 @@ pub mod postgres_harness;
 pub mod postgres_server;
 pub mod proxy;
 pub mod redis_server;
+pub mod sql_faults;
 
 pub use mariadb_server::MariaDbServer;
 pub use postgres_server::PostgresServer;

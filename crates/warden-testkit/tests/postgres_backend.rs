@@ -10,65 +10,13 @@ const SEC: Duration = Duration::from_secs(1);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leases_and_fences_survive_a_crash_and_work_resumes_without_restarting_warden() {
-    let h = PostgresHarness::new();
-    let w = Warden::connect(h.url()).await.expect("connect");
-    let mut held = w
-        .lock("durable")
-        .ttl(10 * SEC)
-        .auto_renew(false)
-        .acquire()
-        .await
-        .expect("acquire");
-    let fence = held.fencing_token();
-    h.server.lock().expect("server").restart();
-    // Retry while the pool finds out its connections died with the server.
-    let deadline = Instant::now() + 5 * SEC;
-    let renewed = loop {
-        match held.renew(10 * SEC).await {
-            Err(e) if e.is_retryable() && Instant::now() < deadline => continue,
-            other => break other,
-        }
-    };
-    renewed.expect("the lease survived the crash");
-    // Still held: another client is refused, then gets it after the release with a larger fence.
-    let other = Warden::connect(h.url()).await.expect("connect");
-    let r = other.lock("durable").acquire().await;
-    assert!(matches!(r, Err(Error::Timeout { .. })), "{r:?}");
-    held.release().await.expect("release");
-    let g = other.lock("durable").acquire().await.expect("acquire after release");
-    assert!(g.fencing_token() > fence);
+    warden_testkit::sql_faults::leases_and_fences_survive_a_crash(&PostgresHarness::new()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_database_fails_fast_and_the_holder_learns_it_lost_before_its_lease_ends() {
-    let h = PostgresHarness::new();
-    let w = Warden::connect(h.url()).await.expect("connect");
-    let ttl = Duration::from_millis(900);
-    // The lease ends on the server no earlier than ttl after the request was sent.
-    let sent = Instant::now();
-    let g = w.lock("paused").ttl(ttl).acquire().await.expect("acquire");
-    h.server.lock().expect("server").pause();
-    let start = Instant::now();
-    let r = w.lock("other").acquire().await;
-    assert!(matches!(r, Err(Error::BackendUnavailable { .. })), "{r:?}");
-    // timeout_ms=500 in the harness URL.
-    assert!(start.elapsed() < SEC, "took {:?}", start.elapsed());
-    let msg = r.err().map(|e| e.to_string()).unwrap_or_default();
-    assert!(msg.contains("127.0.0.1"), "{msg}");
-    tokio::time::timeout(2 * SEC, g.lost()).await.expect("lost signal");
-    assert!(
-        Instant::now() < sent + ttl,
-        "lost signal after the lease could have ended"
-    );
-    h.server.lock().expect("server").resume();
-    let deadline = Instant::now() + 5 * SEC;
-    loop {
-        match w.lock("after").acquire().await {
-            Ok(_) => break,
-            Err(e) if e.is_retryable() && Instant::now() < deadline => continue,
-            Err(e) => panic!("no recovery after the database came back: {e}"),
-        }
-    }
+    warden_testkit::sql_faults::a_stopped_database_fails_fast_and_the_holder_learns_it_lost(&PostgresHarness::new())
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
