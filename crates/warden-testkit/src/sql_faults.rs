@@ -1,6 +1,8 @@
-//! Fault tests every SQL backend runs against its throwaway database: leases and fences survive a crash of the
-//! whole server and work resumes on the same client; a stopped (SIGSTOPped) server fails every call fast, naming
-//! the host, and a holder learns it lost before its lease can have ended.
+//! Tests every SQL backend runs against its throwaway database, beyond the conformance suite: leases and fences
+//! survive a crash of the whole server and work resumes on the same client; a stopped (SIGSTOPped) server fails
+//! every call fast, naming the host, and a holder learns it lost before its lease can have ended; many processes
+//! starting at once create the schema once; 20 processes share a counter under the lock; the sweep forgets what
+//! ended without losing counts or fence order.
 
 use std::time::Duration;
 use tokio::time::Instant;
@@ -8,10 +10,20 @@ use warden::{Error, Warden};
 
 const SEC: Duration = Duration::from_secs(1);
 
-/// A throwaway database server a test may crash and stop.
+/// A throwaway database server a test may crash, stop and query.
+#[async_trait::async_trait]
 pub trait Database: Sync {
-    /// The backend URL clients use (with `timeout_ms=500`).
+    /// The backend URL clients use (with `timeout_ms=500&pool_size=8`).
     fn url(&self) -> &str;
+    /// The server's own URL (the test's superuser, no warden options), for the counter's processes.
+    fn server_url(&self) -> String;
+    /// Runs one statement as the test's superuser.
+    async fn exec(&self, sql: &str);
+    /// The first column of every row a query answers, as integers.
+    async fn ints(&self, sql: &str) -> Vec<i64>;
+    /// The statements that create `counter (id, v)` with its one row `(1, 0)` and `counter_fences (seq, fence)`
+    /// with `seq` growing on every insert, in this database's dialect.
+    fn counter_tables(&self) -> &'static [&'static str];
     /// SIGKILL, then start again on the same data.
     fn restart(&self);
     /// SIGSTOP: it keeps its connections and answers nothing.
@@ -81,9 +93,124 @@ pub async fn a_stopped_database_fails_fast_and_the_holder_learns_it_lost(db: &dy
     }
 }
 
+/// Any number of processes starting at once create the schema once; a schema from a newer warden is refused
+/// with a sentence saying so. `version` is the backend's `SCHEMA_VERSION`.
+pub async fn many_processes_starting_at_once_create_the_schema_once(db: &dyn Database, version: i32) {
+    let url = format!("{}&prefix=fresh_", db.url());
+    let starts = (0..8).map(|_| Warden::connect(&url));
+    for r in futures::future::join_all(starts).await {
+        r.expect("connect while others create the schema");
+    }
+    assert_eq!(
+        db.ints("SELECT version FROM fresh_schema_version").await,
+        vec![i64::from(version)]
+    );
+    db.exec("UPDATE fresh_schema_version SET version = 99").await;
+    let r = Warden::connect(&url).await;
+    let msg = r.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(msg.contains("newer") && msg.contains("fresh_"), "{msg}");
+}
+
+/// 20 processes (`counter_client`, the testkit's binary at `bin`) × 100 non-atomic increments under one lock
+/// end at exactly 2,000, and the fencing tokens they wrote grew in commit order.
+pub async fn twenty_processes_share_a_counter(db: &dyn Database, bin: &str) {
+    for sql in db.counter_tables() {
+        db.exec(sql).await;
+    }
+    // Create the schema once, so the 20 processes do not all wait on its creation.
+    drop(Warden::connect(db.url()).await.expect("connect"));
+    let url = format!("{}&pool_size=2&timeout_ms=5000", db.url().replace("&pool_size=8", ""));
+    let store = db.server_url();
+    let children: Vec<_> = (0..20)
+        .map(|_| {
+            tokio::process::Command::new(bin)
+                .args([&url, &store, "100"])
+                .kill_on_drop(true)
+                .spawn()
+                .expect("spawn counter_client")
+        })
+        .collect();
+    for mut c in children {
+        let status = tokio::time::timeout(Duration::from_secs(120), c.wait())
+            .await
+            .expect("a counter process hung")
+            .expect("wait");
+        assert!(status.success(), "a counter process failed: {status}");
+    }
+    assert_eq!(db.ints("SELECT v FROM counter").await, vec![2000]);
+    let fences = db.ints("SELECT fence FROM counter_fences ORDER BY seq").await;
+    assert_eq!(fences.len(), 2000);
+    assert!(
+        fences.windows(2).all(|w| w[0] < w[1]),
+        "fencing tokens did not strictly increase in commit order"
+    );
+}
+
+/// With a short retention, the sweep forgets ended leases and idle resources; statistics stay cumulative and a
+/// forgotten resource's next fence is still larger.
+pub async fn the_sweep_forgets_without_losing_counts_or_fence_order(db: &dyn Database) {
+    let url = format!("{}&sweep_ms=50&retain_ms=100", db.url());
+    let w = Warden::connect(&url).await.expect("connect");
+    let mut fences = Vec::new();
+    for i in 0..3 {
+        let g = w
+            .lock(format!("swept:{i}"))
+            .ttl(Duration::from_millis(50))
+            .auto_renew(false)
+            .acquire()
+            .await
+            .expect("acquire");
+        fences.push(g.fencing_token());
+        std::mem::forget(g); // ends by expiry, never released
+    }
+    let mut r = w
+        .lock("swept:reader")
+        .shared()
+        .ttl(Duration::from_millis(50))
+        .acquire()
+        .await
+        .expect("shared");
+    r.release().await.expect("release");
+    let forgotten = crate::eventually(5 * SEC, || async {
+        db.ints("SELECT COUNT(*) FROM warden_resources").await == vec![0]
+            && db.ints("SELECT COUNT(*) FROM warden_leases").await == vec![0]
+    })
+    .await;
+    assert!(forgotten, "the sweep left rows behind");
+    let stats = w.stats().await.expect("stats");
+    assert_eq!((stats.total_locks, stats.expired_locks, stats.active_locks), (4, 3, 0));
+    let g = w.lock("swept:0").acquire().await.expect("again");
+    assert!(g.fencing_token() > fences[0], "a forgotten resource's fence went back");
+}
+
+#[async_trait::async_trait]
 impl Database for crate::postgres_harness::PostgresHarness {
     fn url(&self) -> &str {
         self.url()
+    }
+    fn server_url(&self) -> String {
+        self.server_url()
+    }
+    async fn exec(&self, sql: &str) {
+        self.sql(sql).await
+    }
+    async fn ints(&self, sql: &str) -> Vec<i64> {
+        let client = crate::postgres_harness::connect(&self.server_url()).await;
+        let rows = client.query(sql, &[]).await.expect("query of the test");
+        rows.iter()
+            .map(|r| {
+                r.try_get::<_, i64>(0)
+                    .or_else(|_| r.try_get::<_, i32>(0).map(i64::from))
+                    .expect("an integer")
+            })
+            .collect()
+    }
+    fn counter_tables(&self) -> &'static [&'static str] {
+        &[
+            "CREATE TABLE counter (id integer PRIMARY KEY, v bigint NOT NULL)",
+            "INSERT INTO counter VALUES (1, 0)",
+            "CREATE TABLE counter_fences (seq bigserial PRIMARY KEY, fence bigint NOT NULL)",
+        ]
     }
     fn restart(&self) {
         self.server.lock().expect("server").restart();
@@ -96,9 +223,30 @@ impl Database for crate::postgres_harness::PostgresHarness {
     }
 }
 
+#[async_trait::async_trait]
 impl Database for crate::mysql_harness::MysqlHarness {
     fn url(&self) -> &str {
         self.url()
+    }
+    fn server_url(&self) -> String {
+        self.server_url()
+    }
+    async fn exec(&self, sql: &str) {
+        self.sql(&[sql]).await
+    }
+    async fn ints(&self, sql: &str) -> Vec<i64> {
+        use mysql_async::prelude::Queryable;
+        let mut c = crate::mysql_harness::connect(&self.server_url()).await;
+        let v = c.query(sql).await.expect("query of the test");
+        let _ = c.disconnect().await;
+        v
+    }
+    fn counter_tables(&self) -> &'static [&'static str] {
+        &[
+            "CREATE TABLE counter (id INT PRIMARY KEY, v BIGINT NOT NULL) ENGINE = InnoDB",
+            "INSERT INTO counter VALUES (1, 0)",
+            "CREATE TABLE counter_fences (seq BIGINT AUTO_INCREMENT PRIMARY KEY, fence BIGINT NOT NULL) ENGINE = InnoDB",
+        ]
     }
     fn restart(&self) {
         self.server.lock().expect("server").restart();

@@ -7,40 +7,24 @@ use std::time::Duration;
 use tokio::time::Instant;
 use warden::{Error, Warden};
 use warden_testkit::mysql_harness::{connect, MysqlHarness};
+use warden_testkit::sql_faults;
 
 const SEC: Duration = Duration::from_secs(1);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leases_and_fences_survive_a_crash_and_work_resumes_without_restarting_warden() {
-    warden_testkit::sql_faults::leases_and_fences_survive_a_crash(&MysqlHarness::new()).await;
+    sql_faults::leases_and_fences_survive_a_crash(&MysqlHarness::new()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_database_fails_fast_and_the_holder_learns_it_lost_before_its_lease_ends() {
-    warden_testkit::sql_faults::a_stopped_database_fails_fast_and_the_holder_learns_it_lost(&MysqlHarness::new()).await;
+    sql_faults::a_stopped_database_fails_fast_and_the_holder_learns_it_lost(&MysqlHarness::new()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_processes_starting_at_once_create_the_schema_once() {
-    let h = MysqlHarness::new();
-    let url = format!("{}&prefix=fresh_", h.url());
-    let starts = (0..8).map(|_| Warden::connect(&url));
-    for r in futures::future::join_all(starts).await {
-        r.expect("connect while others create the schema");
-    }
-    let mut db = connect(&h.server_url()).await;
-    let v: Option<i32> = db
-        .query_first("SELECT version FROM fresh_schema_version")
-        .await
-        .expect("version");
-    assert_eq!(v, Some(warden::backend::mysql::SCHEMA_VERSION));
-    // A schema from a newer warden is refused with a sentence saying so.
-    db.query_drop("UPDATE fresh_schema_version SET version = 99")
-        .await
-        .expect("bump");
-    let r = Warden::connect(&url).await;
-    let msg = r.err().map(|e| e.to_string()).unwrap_or_default();
-    assert!(msg.contains("newer") && msg.contains("fresh_"), "{msg}");
+    let version = warden::backend::mysql::SCHEMA_VERSION;
+    sql_faults::many_processes_starting_at_once_create_the_schema_once(&MysqlHarness::new(), version).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -77,90 +61,12 @@ async fn prefixes_keep_two_applications_apart_and_a_password_is_never_shown() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_processes_times_a_hundred_increments_end_at_exactly_2000_with_increasing_fences() {
-    let h = MysqlHarness::new();
-    let store = h.server_url();
-    h.sql(&[
-        "CREATE TABLE counter (id INT PRIMARY KEY, v BIGINT NOT NULL) ENGINE = InnoDB",
-        "INSERT INTO counter VALUES (1, 0)",
-        "CREATE TABLE counter_fences (seq BIGINT AUTO_INCREMENT PRIMARY KEY, fence BIGINT NOT NULL) ENGINE = InnoDB",
-    ])
-    .await;
-    // Create the schema once, so the 20 processes do not all wait on its creation.
-    drop(Warden::connect(h.url()).await.expect("connect"));
-    let url = format!("{}&pool_size=2&timeout_ms=5000", h.url().replace("&pool_size=8", ""));
-    let children: Vec<_> = (0..20)
-        .map(|_| {
-            tokio::process::Command::new(env!("CARGO_BIN_EXE_counter_client"))
-                .args([&url, &store, "100"])
-                .kill_on_drop(true)
-                .spawn()
-                .expect("spawn counter_client")
-        })
-        .collect();
-    for mut c in children {
-        let status = tokio::time::timeout(Duration::from_secs(120), c.wait())
-            .await
-            .expect("a counter process hung")
-            .expect("wait");
-        assert!(status.success(), "a counter process failed: {status}");
-    }
-    let mut db = connect(&store).await;
-    let v: Option<i64> = db.query_first("SELECT v FROM counter").await.expect("counter");
-    assert_eq!(v, Some(2000));
-    let fences: Vec<i64> = db
-        .query("SELECT fence FROM counter_fences ORDER BY seq")
-        .await
-        .expect("fences");
-    assert_eq!(fences.len(), 2000);
-    assert!(
-        fences.windows(2).all(|w| w[0] < w[1]),
-        "fencing tokens did not strictly increase in commit order"
-    );
+    sql_faults::twenty_processes_share_a_counter(&MysqlHarness::new(), env!("CARGO_BIN_EXE_counter_client")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sweep_forgets_ended_leases_and_idle_resources_without_losing_counts_or_fence_order() {
-    let h = MysqlHarness::new();
-    let url = format!("{}&sweep_ms=50&retain_ms=100", h.url());
-    let w = Warden::connect(&url).await.expect("connect");
-    let mut fences = Vec::new();
-    for i in 0..3 {
-        let g = w
-            .lock(format!("swept:{i}"))
-            .ttl(Duration::from_millis(50))
-            .auto_renew(false)
-            .acquire()
-            .await
-            .expect("acquire");
-        fences.push(g.fencing_token());
-        std::mem::forget(g); // ends by expiry, never released
-    }
-    let mut r = w
-        .lock("swept:reader")
-        .shared()
-        .ttl(Duration::from_millis(50))
-        .acquire()
-        .await
-        .expect("shared");
-    r.release().await.expect("release");
-    let db = tokio::sync::Mutex::new(connect(&h.server_url()).await);
-    let count = |sql: &'static str| {
-        let db = &db;
-        async move {
-            let n: Option<i64> = db.lock().await.query_first(sql).await.expect("count");
-            n.unwrap_or(-1)
-        }
-    };
-    let forgotten = warden_testkit::eventually(5 * SEC, || async {
-        count("SELECT COUNT(*) FROM warden_resources").await == 0
-            && count("SELECT COUNT(*) FROM warden_leases").await == 0
-    })
-    .await;
-    assert!(forgotten, "the sweep left rows behind");
-    let stats = w.stats().await.expect("stats");
-    assert_eq!((stats.total_locks, stats.expired_locks, stats.active_locks), (4, 3, 0));
-    let g = w.lock("swept:0").acquire().await.expect("again");
-    assert!(g.fencing_token() > fences[0], "a forgotten resource's fence went back");
+    sql_faults::the_sweep_forgets_without_losing_counts_or_fence_order(&MysqlHarness::new()).await;
 }
 
 /// A client whose waiters ask again only every 10 s: a prompt grant can only come from a wake-up.
