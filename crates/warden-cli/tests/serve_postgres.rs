@@ -3,58 +3,20 @@
 //! `backend_unavailable` the client can retry, until it returns.
 
 mod common;
+#[path = "common/sql.rs"]
+mod sql;
 
-use common::Instance;
-use std::time::Duration;
-use tokio::time::Instant;
-use warden::{Error, Warden};
+use std::sync::Mutex;
 use warden_testkit::PostgresServer;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_over_one_postgres_hand_a_lock_over_and_survive_the_database_restarting() {
-    let mut pg = PostgresServer::start();
-    let backend = format!("{}?timeout_ms=500", pg.url());
-    let a = Instance::start(&backend);
-    let b = Instance::start(&backend);
-    let on_a = Warden::connect(&a.url).await.expect("client of A");
-    let on_b = Warden::connect(&b.url).await.expect("client of B");
-    let mut holder = on_a
-        .lock("shift")
-        .ttl(Duration::from_secs(30))
-        .acquire()
-        .await
-        .expect("holder on A");
-    let waiter = tokio::spawn(async move {
-        let g = on_b.lock("shift").wait(Duration::from_secs(10)).acquire().await;
-        (g, Instant::now())
-    });
-    let queued = warden_testkit::eventually(Duration::from_secs(5), || async {
-        on_a.inspect("shift").await.map(|i| i.queue.len()) == Ok(1)
-    })
+    let pg = Mutex::new(PostgresServer::start());
+    let backend = format!("{}?timeout_ms=500", pg.lock().expect("server").url());
+    sql::two_instances_hand_a_lock_over_and_survive_the_database_restarting(
+        &backend,
+        || pg.lock().expect("server").kill(),
+        || pg.lock().expect("server").restart(),
+    )
     .await;
-    assert!(queued, "the waiter on B never showed in the queue seen from A");
-    let released = Instant::now();
-    holder.release().await.expect("release on A");
-    let (granted, at) = waiter.await.expect("waiter task");
-    let granted = granted.expect("the waiter on B was granted");
-    // Woken by NOTIFY across instances, not by a poll.
-    let handoff = at - released;
-    assert!(handoff < Duration::from_millis(250), "handoff took {handoff:?}");
-    assert!(granted.fencing_token() > holder.fencing_token());
-    let health = on_a.health().await;
-    assert_eq!(health.kind, "http");
-    drop(granted);
-
-    pg.kill();
-    let start = Instant::now();
-    let r = on_a.lock("while-down").acquire().await;
-    assert!(matches!(r, Err(Error::ServerBackendUnavailable { .. })), "{r:?}");
-    assert!(r.as_ref().err().is_some_and(Error::is_retryable));
-    assert!(start.elapsed() < Duration::from_secs(2), "took {:?}", start.elapsed());
-    pg.restart();
-    let back = warden_testkit::eventually(Duration::from_secs(10), || async {
-        on_a.lock("after").acquire().await.is_ok()
-    })
-    .await;
-    assert!(back, "the service did not resume after the database came back");
 }
