@@ -5,6 +5,7 @@
 mod certs;
 pub mod chaos;
 pub mod checker;
+pub mod cluster_harness;
 pub mod conformance;
 pub mod harness;
 pub mod mariadb_server;
@@ -13,11 +14,13 @@ pub mod mysql_harness;
 pub mod postgres_harness;
 pub mod postgres_server;
 pub mod proxy;
+pub mod redis_cluster;
 pub mod redis_server;
 pub mod sql_faults;
 
 pub use mariadb_server::MariaDbServer;
 pub use postgres_server::PostgresServer;
+pub use redis_cluster::RedisCluster;
 pub use redis_server::{free_port, refused_addr, RedisServer};
 
 use std::future::Future;

@@ -349,7 +349,7 @@ async fn release_hands_the_lock_to_the_queue_head() {
         "the release alone should grant the waiter:\n{}",
         server.commandstats()
     );
-    assert_eq!(g.fencing_token(), holder.fencing_token() + 1);
+    assert!(g.fencing_token() > holder.fencing_token());
     let lease = |a: Warden, id: String| async move { a.lease(&id).await.unwrap().expect("lease record") };
     let first = lease(a.clone(), g.lock_id().to_string()).await;
     let span = first.expires_at.duration_since(first.acquired_at).unwrap();
@@ -446,12 +446,15 @@ async fn release_hands_a_shared_lock_to_the_run_of_readers() {
     assert_eq!(info.queue.len(), 1, "the writer stays queued");
     let mut tokens: Vec<u64> = readers.iter().map(|g| g.fencing_token()).collect();
     tokens.sort();
-    assert_eq!(tokens, vec![holder.fencing_token() + 1, holder.fencing_token() + 2]);
+    assert!(
+        tokens[0] > holder.fencing_token() && tokens[1] > tokens[0],
+        "{tokens:?}"
+    );
     for mut r in readers {
         r.release().await.unwrap();
     }
     let mut w = writer.await.unwrap().expect("writer after the readers");
-    assert_eq!(w.fencing_token(), holder.fencing_token() + 3);
+    assert!(w.fencing_token() > tokens[1]);
     w.release().await.unwrap();
 }
 

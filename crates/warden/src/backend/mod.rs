@@ -12,6 +12,8 @@ pub mod postgres;
 #[cfg(feature = "redis")]
 pub mod redis;
 #[cfg(feature = "redis")]
+pub mod redis_cluster;
+#[cfg(feature = "redis")]
 pub mod redlock;
 mod registry;
 #[cfg(any(feature = "postgres", feature = "mysql"))]

@@ -45,6 +45,10 @@ pub const SCHEMES: &[Scheme] = &[
     #[cfg(feature = "redis")]
     scheme!("rediss", "rediss://host:port", super::redis::RedisBackend),
     #[cfg(feature = "redis")]
+    scheme!("redis+cluster", "redis+cluster://h1:p,h2:p", super::redis_cluster::RedisClusterBackend),
+    #[cfg(feature = "redis")]
+    scheme!("rediss+cluster", "rediss+cluster://h1:p,h2:p", super::redis_cluster::RedisClusterBackend),
+    #[cfg(feature = "redis")]
     scheme!("redlock", "redlock://h1:p,h2:p,h3:p", super::redlock::RedlockBackend),
     #[cfg(feature = "postgres")]
     scheme!("postgres", "postgres://user@host:port/db", super::postgres::PostgresBackend),

@@ -13,16 +13,27 @@ impl RedisBackend {
 
     /// Like [`RedisBackend::connect`], routing wake-ups to `router`.
     pub async fn connect_with_router(url: &str, router: Arc<WakeRouter>) -> Result<Self> {
-        Self::connect_inner(url, router, true).await
+        Self::connect_inner(url, router, Role::Single).await
     }
 
     /// One node of a Redlock: wake-ups go to the Redlock's shared router, and a release only wakes the
     /// queue's head (the Redlock client takes the lock on a quorum itself).
     pub(crate) async fn connect_redlock_node(url: &str, router: Arc<WakeRouter>) -> Result<Self> {
-        Self::connect_inner(url, router, false).await
+        Self::connect_inner(url, router, Role::RedlockNode).await
     }
 
-    pub(super) async fn connect_inner(url: &str, router: Arc<WakeRouter>, handoff: bool) -> Result<Self> {
+    /// One primary of a Redis Cluster (see [`Role::ClusterNode`]).
+    pub(crate) async fn connect_cluster_node(
+        url: &str,
+        router: Arc<WakeRouter>,
+        counters: Arc<Counters>,
+        owned: Arc<OwnedSlots>,
+    ) -> Result<Self> {
+        Self::connect_inner(url, router, Role::ClusterNode { counters, owned }).await
+    }
+
+    async fn connect_inner(url: &str, router: Arc<WakeRouter>, role: Role) -> Result<Self> {
+        let handoff = !matches!(role, Role::RedlockNode);
         let (redis_url, address, opts) = parse_url(url)?;
         let client = open_client(&redis_url, &address, &opts)?;
         let cfg = ConnectionManagerConfig::new()
@@ -45,16 +56,27 @@ impl RedisBackend {
         }
         warn_on_v1_data(&mut c, &address, &opts).await;
         let names = Names::new(&opts.prefix);
+        let mode = match role {
+            Role::Single => "1",
+            Role::RedlockNode => "",
+            Role::ClusterNode { .. } => "s",
+        };
         let header = vec![
             opts.prefix.clone(),
             names.channel.clone(),
-            if handoff { "1" } else { "" }.to_string(),
+            mode.to_string(),
             opts.retain.as_millis().to_string(),
             MAX_WAITERS_PER_RESOURCE.to_string(),
         ];
-        let subscriber =
-            subscriber::spawn_subscriber(&redis_url, &address, &opts, &names.channel, router.clone()).await?;
-        let counters = Arc::new(Counters::default());
+        // A cluster's nodes share the cluster's counters and its subscriber, and sweep only their own slots.
+        let (counters, owned, mut tasks) = match role {
+            Role::ClusterNode { counters, owned } => (counters, Some(owned), Vec::new()),
+            Role::Single | Role::RedlockNode => {
+                let subscriber =
+                    subscriber::spawn_subscriber(&redis_url, &address, &opts, &names.channel, router.clone()).await?;
+                (Arc::new(Counters::default()), None, vec![subscriber])
+            }
+        };
         let batcher = batch::Batcher::start(
             conn.clone(),
             counters.clone(),
@@ -78,8 +100,10 @@ impl RedisBackend {
             top: names.top.clone(),
             address: address.clone(),
             timeout: opts.timeout,
+            owned,
         });
-        let mut backend = RedisBackend {
+        tasks.push(housekeeping::spawn(keeper.clone(), opts.sweep_every));
+        Ok(RedisBackend {
             conn,
             address,
             opts,
@@ -88,11 +112,8 @@ impl RedisBackend {
             keeper,
             router,
             handoff,
-            tasks: vec![subscriber],
-        };
-        let housekeeping = housekeeping::spawn(backend.keeper.clone(), backend.opts.sweep_every);
-        backend.tasks.push(housekeeping);
-        Ok(backend)
+            tasks,
+        })
     }
 }
 

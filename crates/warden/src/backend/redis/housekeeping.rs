@@ -16,6 +16,8 @@ pub(crate) const SWEEP_CHUNK: u16 = 1024;
 
 /// Once a second: add this process's counts to the shared statistics; every `sweep_ms`: sweep the next
 /// sixteenth of the slots (a full pass every 16 sweeps) and keep the per-resource counts bounded.
+/// A Redis Cluster node's share (the cluster flushes the statistics itself): only the sweep, of the slots the
+/// node owns now.
 pub(crate) fn spawn(me: Arc<Housekeeper>, every: Duration) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let start = tokio::time::Instant::now();
@@ -24,20 +26,43 @@ pub(crate) fn spawn(me: Arc<Housekeeper>, every: Duration) -> tokio::task::JoinH
         let mut next_chunk = 0usize;
         loop {
             tokio::select! {
-                _ = flush.tick() => {
+                _ = flush.tick(), if me.owned.is_none() => {
                     me.flush().await;
                 }
                 _ = sweep.tick() => {
-                    let chunks: Vec<&[&str]> = all_tags().chunks(SWEEP_CHUNK as usize).collect();
-                    let _ = me.sweep(chunks[next_chunk % chunks.len()]).await;
+                    let owned = me.owned.as_ref().map(|o| o.tags());
+                    let tags = owned.as_deref().unwrap_or(all_tags());
+                    // Sixteen calls cover the slots.
+                    let chunk = tags.len().div_ceil(16).clamp(1, SWEEP_CHUNK as usize);
+                    let chunks: Vec<&[&str]> = tags.chunks(chunk).collect();
+                    if let Some(c) = chunks.get(next_chunk % chunks.len().max(1)) {
+                        let _ = me.sweep(c).await;
+                    }
                     next_chunk += 1;
-                    if next_chunk % chunks.len() == 0 {
+                    if me.owned.is_none() && next_chunk % chunks.len().max(1) == 0 {
                         let _ = trim_top(&me.conn, &me.top).await;
                     }
                 }
             }
         }
     })
+}
+
+/// The slots a Redis Cluster node serves now (kept by the cluster's topology).
+#[derive(Debug, Default)]
+pub(crate) struct OwnedSlots(std::sync::RwLock<Vec<u16>>);
+
+impl OwnedSlots {
+    /// Replaces the node's slots.
+    pub(crate) fn set(&self, slots: Vec<u16>) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = slots;
+    }
+
+    /// The tags of the node's slots.
+    pub(crate) fn tags(&self) -> Vec<&'static str> {
+        let slots = self.0.read().unwrap_or_else(|e| e.into_inner());
+        slots.iter().map(|&s| keys::tag_of_slot(s)).collect()
+    }
 }
 
 /// The slot tags of every slot, in slot order.
@@ -56,6 +81,8 @@ pub(crate) struct Housekeeper {
     pub top: String,
     pub address: String,
     pub timeout: Duration,
+    /// On a Redis Cluster node: the slots it owns (only those are swept; the cluster flushes the counts).
+    pub owned: Option<Arc<OwnedSlots>>,
 }
 
 impl Housekeeper {
@@ -96,6 +123,7 @@ impl Housekeeper {
     }
 }
 
+/// Every field of a hash of counters.
 pub(crate) async fn hscan_counts(
     conn: &ConnectionManager,
     key: &str,
@@ -120,7 +148,7 @@ pub(crate) async fn hscan_counts(
 
 /// Keeps the per-resource grant counters bounded: past 10,000 resources, forget all but the 10,000 busiest
 /// (once per full sweep pass).
-async fn trim_top(conn: &ConnectionManager, key: &str) -> redis::RedisResult<()> {
+pub(crate) async fn trim_top(conn: &ConnectionManager, key: &str) -> redis::RedisResult<()> {
     let mut c = conn.clone();
     let len: u64 = redis::cmd("HLEN").arg(key).query_async(&mut c).await?;
     if len <= 10_000 {

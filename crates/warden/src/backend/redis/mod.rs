@@ -15,8 +15,10 @@
 
 mod batch;
 mod connect;
-mod counters;
-mod housekeeping;
+pub(crate) use connect::open_client;
+pub(crate) use views::read_stats;
+pub(crate) mod counters;
+pub(crate) mod housekeeping;
 pub mod keys;
 mod node_ops;
 pub(crate) mod options;
@@ -32,7 +34,7 @@ use crate::types::{
 };
 use crate::wake::WakeRouter;
 use counters::Counters;
-use housekeeping::{hscan_counts, Housekeeper, SWEEP_CHUNK};
+use housekeeping::{hscan_counts, Housekeeper, OwnedSlots, SWEEP_CHUNK};
 use options::{parse_url, Options};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Script, Value};
@@ -71,22 +73,47 @@ pub(crate) const CAPABILITIES: Capabilities = Capabilities {
     remote_wait: false,
 };
 
+/// How a node takes part.
+pub(crate) enum Role {
+    /// A lone node (`redis://`): a release hands the lock over; its own subscriber, statistics and sweep.
+    Single,
+    /// One node of a Redlock: a release only wakes the queue's head (the client takes the lock on a quorum).
+    RedlockNode,
+    /// One primary of a Redis Cluster: hands over like a lone node, but publishes wake-ups on its slots' shard
+    /// channels (read by the cluster's subscriber), counts into the cluster's counters (flushed by the
+    /// cluster) and sweeps only the slots it owns.
+    ClusterNode {
+        counters: Arc<Counters>,
+        owned: Arc<OwnedSlots>,
+    },
+}
+
 /// Most waiters queued on one resource.
 pub const MAX_WAITERS_PER_RESOURCE: usize = 10_000;
 
 /// Names of the keys off the lock path (statistics) and of the wake-up channel. All start with `\x01`, which
 /// no resource name can.
-struct Names {
-    stats: String,
-    top: String,
-    channel: String,
+pub(crate) struct Names {
+    pub stats: String,
+    pub top: String,
+    pub channel: String,
 }
 
 impl Names {
-    fn new(prefix: &str) -> Self {
+    pub(crate) fn new(prefix: &str) -> Self {
         Names {
             stats: format!("\x01warden:stats:{prefix}"),
             top: format!("\x01warden:top:{prefix}"),
+            channel: format!("warden:v2:wake:{prefix}"),
+        }
+    }
+
+    /// On a Redis Cluster: the statistics keys share one hash tag (one slot, so one pipeline writes both);
+    /// the scripts put the resource's slot tag before the channel (a shard channel per slot).
+    pub(crate) fn cluster(prefix: &str) -> Self {
+        Names {
+            stats: format!("{{\x01warden}}:stats:{prefix}"),
+            top: format!("{{\x01warden}}:top:{prefix}"),
             channel: format!("warden:v2:wake:{prefix}"),
         }
     }
@@ -159,6 +186,11 @@ impl RedisBackend {
 
     fn tag(&self, resource: &str) -> &'static str {
         keys::tag_for(&self.lock_key(resource))
+    }
+
+    /// The node's connection (for the cluster's own calls).
+    pub(crate) fn connection(&self) -> ConnectionManager {
+        self.conn.clone()
     }
 
     /// Runs a view script (`scripts/inspect.lua`) with `args` after the common head.

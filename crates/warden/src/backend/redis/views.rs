@@ -6,7 +6,7 @@ use super::*;
 
 impl RedisBackend {
     /// Sweeps every slot; returns the number of live leases.
-    pub(super) async fn sweep_all(&self) -> Result<u64> {
+    pub(crate) async fn sweep_all(&self) -> Result<u64> {
         let mut active = 0;
         for chunk in self.slots_with_leases().await?.chunks(SWEEP_CHUNK as usize) {
             active += self.keeper.sweep(chunk).await?;
@@ -122,37 +122,7 @@ impl RedisBackend {
         if !self.flush().await {
             return Err(unavailable(&self.address, "statistics could not be written"));
         }
-        let mut conn = self.conn.clone();
-        let hash: HashMap<String, u64> = tokio::time::timeout(
-            self.opts.timeout,
-            redis::cmd("HGETALL").arg(&self.names.stats).query_async(&mut conn),
-        )
-        .await
-        .map_err(|_| unavailable(&self.address, "HGETALL timed out"))?
-        .map_err(|e| map_err(&self.address, e))?;
-        let top_resources = if top == 0 {
-            Vec::new()
-        } else {
-            let mut counts = hscan_counts(&self.conn, &self.names.top, self.opts.timeout)
-                .await
-                .map_err(|e| map_err(&self.address, e))?;
-            counts.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-            counts.truncate(top);
-            counts
-        };
-        let (grants, released, expired, hold_ms) = counters::totals(&hash);
-        let active_of = |k: usize| grants[k].saturating_sub(released[k]).saturating_sub(expired[k]);
-        let ended: u64 = released.iter().chain(&expired).sum();
-        Ok(Stats {
-            total_locks: grants.iter().sum(),
-            active_locks: active,
-            expired_locks: expired.iter().sum(),
-            average_hold_time_ms: hold_ms.checked_div(ended).unwrap_or(0),
-            active_exclusive: active_of(0),
-            active_shared: active_of(1),
-            active_read_write: active_of(2) + active_of(3),
-            top_resources,
-        })
+        read_stats(&self.conn, &self.names, top, active, self.opts.timeout, &self.address).await
     }
 
     pub(super) async fn view_health(&self) -> Health {
@@ -181,4 +151,45 @@ impl RedisBackend {
         };
         Health::new("redis", status, vec![node], None)
     }
+}
+
+/// The statistics in the shared hashes `names` (totals, and the `top` busiest resources), with `active` live
+/// leases counted by the caller's sweep.
+pub(crate) async fn read_stats(
+    conn: &ConnectionManager,
+    names: &Names,
+    top: usize,
+    active: u64,
+    timeout: Duration,
+    address: &str,
+) -> Result<Stats> {
+    let mut c = conn.clone();
+    let hash: HashMap<String, u64> =
+        tokio::time::timeout(timeout, redis::cmd("HGETALL").arg(&names.stats).query_async(&mut c))
+            .await
+            .map_err(|_| unavailable(address, "HGETALL timed out"))?
+            .map_err(|e| map_err(address, e))?;
+    let top_resources = if top == 0 {
+        Vec::new()
+    } else {
+        let mut counts = hscan_counts(conn, &names.top, timeout)
+            .await
+            .map_err(|e| map_err(address, e))?;
+        counts.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        counts.truncate(top);
+        counts
+    };
+    let (grants, released, expired, hold_ms) = counters::totals(&hash);
+    let active_of = |k: usize| grants[k].saturating_sub(released[k]).saturating_sub(expired[k]);
+    let ended: u64 = released.iter().chain(&expired).sum();
+    Ok(Stats {
+        total_locks: grants.iter().sum(),
+        active_locks: active,
+        expired_locks: expired.iter().sum(),
+        average_hold_time_ms: hold_ms.checked_div(ended).unwrap_or(0),
+        active_exclusive: active_of(0),
+        active_shared: active_of(1),
+        active_read_write: active_of(2) + active_of(3),
+        top_resources,
+    })
 }

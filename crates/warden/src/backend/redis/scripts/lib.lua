@@ -1,5 +1,6 @@
--- Shared by every script. ARGV[1..5]: prefix, channel, handoff ('1' = a release grants the queue's head in the
--- same step; '' (Redlock's nodes) = only wake it), retain_ms (how long a fence counter lives, and how long the
+-- Shared by every script. ARGV[1..5]: prefix, channel, mode ('1' = a release grants the queue's head in the
+-- same step; 's' = the same, on a Redis Cluster node: wake-ups go out on the slot's shard channel; '' (Redlock's
+-- nodes) = only wake it), retain_ms (how long a fence counter lives, and how long the
 -- record of an expired lease is kept), max_waiters (per resource).
 --
 -- Keys of a resource (see keys.rs): the lock key L = prefix .. resource; every other key starts with
@@ -10,7 +11,8 @@
 --   '{tag}\1w' .. L        waiters: hash waiter_id -> waiter_info()
 --   '{tag}\1h' .. prefix   the slot's leases: hash token -> record(); a record whose lease expired unreleased
 --                          is marked '!' by the sweep (counted once) and dropped retain_ms later
-local PREFIX, CHAN, HANDOFF, RETAINS = ARGV[1], ARGV[2], ARGV[3] == '1', ARGV[4]
+local PREFIX, CHAN, HANDOFF, RETAINS = ARGV[1], ARGV[2], ARGV[3] ~= '', ARGV[4]
+local SHARDED = ARGV[3] == 's'
 local RETAIN, MAX_WAITERS = tonumber(RETAINS), tonumber(ARGV[5])
 local T = redis.call('TIME')
 local NOW = tonumber(T[1]) * 1000 + math.floor(tonumber(T[2]) / 1000)
@@ -21,6 +23,16 @@ local NOWS = ms(NOW)
 local function is_excl(kind) return kind == 'exclusive' or kind == 'write' end
 -- Kinds as the low two bits of a release's integer reply.
 local KIND_BITS = { exclusive = 0, shared = 1, read = 2, write = 3 }
+
+-- Wake-ups of a resource whose internal keys start with K's '{tag}': on one node, the channel; on a cluster
+-- node, the shard channel of the resource's slot (SPUBLISH reaches only that slot's subscribers).
+local function publish(K, msg)
+  if SHARDED then
+    redis.call('SPUBLISH', string.sub(K, 1, 5) .. CHAN, msg)
+  else
+    redis.call('PUBLISH', CHAN, msg)
+  end
+end
 
 -- '{tag}\1' for a tag, and the slot's lease hash of a token.
 local function base(tag) return '{' .. tag .. '}\1' end
@@ -72,21 +84,23 @@ local function held_value(tok, Q)
 end
 
 -- Records a grant of `tok` on a resource (its fence key F): the fence and the lease record in the slot's lease
--- hash. The fence is +1 per grant. A counter lives retain_ms from its seeding; a new one (expired, never made,
--- or lost with the node's data) is seeded from the server clock in µs, which is above every fence the old one
--- handed out unless the clock stepped back by about retain_ms since the old one was seeded (a node grants
--- fewer than one lease per µs, so a counter never runs ahead of the clock). Redlock passes fence_t, agreed over
--- a quorum, instead. A provisional grant (handed to a waiter for less than its ttl) starts at renewals = -1:
--- its first renewal, which claims the full ttl, is not counted against max_renewals. Returns the fence as a
--- string and as a number.
+-- hash. The fence is the greater of the counter + 1 and the server clock in µs, so it never goes back: not when
+-- the counter expired (a resource idle for retain_ms leaves nothing behind), nor when it was lost or is older
+-- than the last grants (a restart without the last writes, a failover to a replica that missed them), as long
+-- as the clock of the node that grants does not stand behind the clock of the one that granted before (a node
+-- grants fewer than one lease per µs, so the counter rarely runs ahead of the clock). Redlock passes fence_t,
+-- agreed over a quorum, instead. A provisional grant (handed to a waiter for less than its ttl) starts at
+-- renewals = -1: its first renewal, which claims the full ttl, is not counted against max_renewals. Returns
+-- the fence as a string and as a number.
 local function record_grant(F, tok, kind, client, ttls, exps, provisional, mrens, mholds, resource, fence_t)
   local fence = fence_t
   if fence then
     redis.call('SET', F, ms(fence), 'PX', RETAINS)
   else
     fence = redis.call('INCR', F)
-    if fence == 1 then
-      fence = tonumber(T[1]) * 1000000 + tonumber(T[2])
+    local clock = tonumber(T[1]) * 1000000 + tonumber(T[2])
+    if fence < clock then
+      fence = clock
       redis.call('SET', F, ms(fence), 'PX', RETAINS)
     end
   end

@@ -88,7 +88,7 @@ local function queue_lib(L, Q, W)
           local nxt = redis.call('ZRANGE', Q, 0, 0)[1]
           if nxt then msg = msg .. ' ' .. nxt .. '@' .. math.min(hw.ttl, hw.wl) end
         end
-        redis.call('PUBLISH', CHAN, msg)
+        publish(Q, msg)
       end
       return kinds
     end
@@ -104,7 +104,7 @@ local function queue_lib(L, Q, W)
       local top = redis.call('ZRANGE', L, -1, -1, 'WITHSCORES')
       redis.call('PEXPIREAT', L, top[2])
     end
-    if #msgs > 0 then redis.call('PUBLISH', CHAN, table.concat(msgs, ' ')) end
+    if #msgs > 0 then publish(Q, table.concat(msgs, ' ')) end
     return kinds
   end
   return q
