@@ -89,6 +89,7 @@ impl RedisClusterBackend {
             tasks: vec![reader],
         };
         me.tasks.push(me.spawn_upkeep());
+        me.tasks.push(me.spawn_follower());
         Ok(me)
     }
 

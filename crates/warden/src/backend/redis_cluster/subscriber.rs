@@ -59,6 +59,9 @@ impl ShardSubscriber {
         });
         let weak = Arc::downgrade(&me);
         let task = tokio::spawn(async move {
+            // After a dropped connection, redis-rs subscribes again (on the slot's new primary after a
+            // failover); messages may have been missed meanwhile, so waiters look again once it has.
+            let mut resubscribing = false;
             while let Some(push) = rx.recv().await {
                 match push.kind {
                     PushKind::SMessage | PushKind::Message => {
@@ -66,9 +69,14 @@ impl ShardSubscriber {
                             router.deliver(&String::from_utf8_lossy(p));
                         }
                     }
-                    // The server dropped a slot's channel (the slot moved) or the connection went: messages
-                    // may have been missed. Waiters look again (and subscribe again on their next attempt).
-                    PushKind::SUnsubscribe | PushKind::Disconnection => {
+                    PushKind::Disconnection => resubscribing = true,
+                    PushKind::SSubscribe if resubscribing => {
+                        resubscribing = false;
+                        router.wake_all();
+                    }
+                    // The server dropped a slot's channel (the slot moved): waiters look again, and subscribe
+                    // again (on its new primary) with their next attempt.
+                    PushKind::SUnsubscribe => {
                         if let Some(me) = weak.upgrade() {
                             me.forget_all();
                         }
@@ -87,6 +95,29 @@ impl ShardSubscriber {
 
     fn forget_all(&self) {
         self.bits().iter_mut().for_each(|w| *w = 0);
+    }
+
+    /// After `slots` moved to another primary (a failover, a resharding): subscribes to their channels again
+    /// where this process was subscribed, then wakes every waiter, since a release may have been missed.
+    pub async fn follow(&self, slots: &[u16], router: &WakeRouter) {
+        let mine: Vec<u16> = {
+            let mut bits = self.bits();
+            slots
+                .iter()
+                .copied()
+                .filter(|&s| {
+                    let (word, bit) = (s as usize / 64, 1u64 << (s % 64));
+                    let was = bits[word] & bit != 0;
+                    bits[word] &= !bit;
+                    was
+                })
+                .collect()
+        };
+        for s in mine {
+            // A failure leaves the slot for the next attempt of one of its waiters to subscribe.
+            let _ = self.ensure(s).await;
+        }
+        router.wake_all();
     }
 
     /// Subscribes to `slot`'s channel unless already subscribed.

@@ -12,7 +12,7 @@ use crate::wake::WakeRouter;
 use futures::FutureExt;
 use redis::Value;
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How long a refresh that just ran stands for the next caller that asks for one.
@@ -39,6 +39,13 @@ pub(super) struct Map {
 }
 
 impl Map {
+    /// The slots whose primary differs between `self` and `other`.
+    pub fn moved_since(&self, other: &Map) -> Vec<u16> {
+        (0..SLOTS)
+            .filter(|&s| self.node_of(s).map(|n| &n.address) != other.node_of(s).map(|n| &n.address))
+            .collect()
+    }
+
     /// The primary of `slot`, if one serves it.
     pub fn node_of(&self, slot: u16) -> Option<&Arc<Node>> {
         self.nodes.get(*self.slots.get(slot as usize)? as usize)
@@ -49,7 +56,8 @@ pub(super) struct Topology {
     pub url: ClusterUrl,
     router: Arc<WakeRouter>,
     counters: Arc<Counters>,
-    map: RwLock<Arc<Map>>,
+    /// The map now; receivers see each new one.
+    map: tokio::sync::watch::Sender<Arc<Map>>,
     /// Held while the map is read; the time of the last reading.
     refreshing: tokio::sync::Mutex<Option<Instant>>,
 }
@@ -61,7 +69,7 @@ impl Topology {
             url,
             router,
             counters,
-            map: RwLock::new(Arc::new(Map {
+            map: tokio::sync::watch::Sender::new(Arc::new(Map {
                 version: 0,
                 slots: vec![u16::MAX; SLOTS as usize],
                 nodes: Vec::new(),
@@ -74,7 +82,12 @@ impl Topology {
 
     /// The map now.
     pub fn current(&self) -> Arc<Map> {
-        self.map.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.map.borrow().clone()
+    }
+
+    /// Each new map, as it is read.
+    pub fn watch(&self) -> tokio::sync::watch::Receiver<Arc<Map>> {
+        self.map.subscribe()
     }
 
     /// Reads the map again, unless it was read since the caller saw version `seen` or less than 50 ms ago.
@@ -117,11 +130,11 @@ impl Topology {
         for (n, o) in nodes.iter().zip(owned) {
             n.owned.set(o);
         }
-        *self.map.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(Map {
+        self.map.send_replace(Arc::new(Map {
             version: old.version + 1,
             slots,
             nodes,
-        });
+        }));
         Ok(())
     }
 

@@ -36,6 +36,24 @@ impl RedisClusterBackend {
         })
     }
 
+    /// Follows the wake-up channels of slots that moved to another primary.
+    pub(super) fn spawn_follower(&self) -> tokio::task::JoinHandle<()> {
+        let mut maps = self.topo.watch();
+        let subscriber = self.subscriber.clone();
+        let router = self.router.clone();
+        tokio::spawn(async move {
+            let mut last = maps.borrow_and_update().clone();
+            while maps.changed().await.is_ok() {
+                let now = maps.borrow_and_update().clone();
+                let moved = now.moved_since(&last);
+                last = now;
+                if !moved.is_empty() {
+                    subscriber.follow(&moved, &router).await;
+                }
+            }
+        })
+    }
+
     pub(super) async fn view_held(&self, client_id: &str) -> Result<Vec<LeaseInfo>> {
         let mut out = Vec::new();
         for b in self.connected()? {
