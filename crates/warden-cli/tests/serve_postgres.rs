@@ -3,8 +3,8 @@
 //! `backend_unavailable` the client can retry, until it returns.
 
 mod common;
-#[path = "common/sql.rs"]
-mod sql;
+#[path = "common/two_instances.rs"]
+mod two_instances;
 
 use std::sync::Mutex;
 use warden_testkit::PostgresServer;
@@ -13,7 +13,7 @@ use warden_testkit::PostgresServer;
 async fn two_instances_over_one_postgres_hand_a_lock_over_and_survive_the_database_restarting() {
     let pg = Mutex::new(PostgresServer::start());
     let backend = format!("{}?timeout_ms=500", pg.lock().expect("server").url());
-    sql::two_instances_hand_a_lock_over_and_survive_the_database_restarting(
+    two_instances::two_instances_hand_a_lock_over_and_survive_the_database_restarting(
         &backend,
         || pg.lock().expect("server").kill(),
         || pg.lock().expect("server").restart(),

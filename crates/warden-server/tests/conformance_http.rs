@@ -1,9 +1,11 @@
 //! The conformance suite over `http://`: the library as a client of an in-process warden server, which runs
-//! on the memory backend, on a real redis-server, on a throwaway PostgreSQL and on a throwaway MariaDB.
+//! on the memory backend, on a real redis-server, on a real Redis Cluster, on a throwaway PostgreSQL and on a
+//! throwaway MariaDB.
 
 use std::sync::Mutex;
 use tokio::sync::oneshot;
 use warden::Warden;
+use warden_testkit::cluster_harness::RedisClusterHarness;
 use warden_testkit::harness::{Counter, Harness, MemoryHarness, RedisHarness, TEST_WAITER_LEASE};
 use warden_testkit::mysql_harness::MysqlHarness;
 use warden_testkit::postgres_harness::PostgresHarness;
@@ -43,6 +45,9 @@ impl HttpHarness {
     }
     async fn redis() -> Self {
         Self::over(Box::new(RedisHarness::new()), true).await
+    }
+    async fn redis_cluster() -> Self {
+        Self::over(Box::new(RedisClusterHarness::new()), true).await
     }
     async fn postgres() -> Self {
         Self::over(Box::new(PostgresHarness::new()), true).await
@@ -93,6 +98,11 @@ mod over_memory {
 mod over_redis {
     use super::HttpHarness;
     warden_testkit::conformance_tests!(HttpHarness::redis().await);
+}
+
+mod over_redis_cluster {
+    use super::HttpHarness;
+    warden_testkit::conformance_tests!(HttpHarness::redis_cluster().await);
 }
 
 mod over_postgres {

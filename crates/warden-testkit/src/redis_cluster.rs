@@ -42,6 +42,9 @@ impl RedisCluster {
                     &timeout,
                     "--appendonly",
                     "no",
+                    // Replicas sync at once (the default waits 5 s for more replicas to share a transfer).
+                    "--repl-diskless-sync-delay",
+                    "0",
                 ])
             })
             .collect();

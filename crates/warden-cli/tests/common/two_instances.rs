@@ -1,11 +1,11 @@
-//! Shared by the `warden serve` tests over a SQL database: two instances over one database behave as one service.
+//! Shared by the `warden serve` tests over a shared store (a SQL database, a Redis Cluster): two instances over one store behave as one service.
 
 use crate::common::Instance;
 use std::time::Duration;
 use tokio::time::Instant;
 use warden::{Error, Warden};
 
-/// Two instances over the database at `backend` (with `timeout_ms=500`): a waiter on one is rung by a release on
+/// Two instances over the store at `backend` (with `timeout_ms=500`): a waiter on one is rung by a release on
 /// the other within 250 ms; while the database is down (`down`) a call is a retryable 503 within 2 s; once it is
 /// back (`up`) the service serves again, without restarting.
 pub async fn two_instances_hand_a_lock_over_and_survive_the_database_restarting(
