@@ -70,6 +70,11 @@ impl RedisServer {
     /// A server that speaks TLS only (`--tls-port`, `--port 0`), with a certificate for `127.0.0.1` signed by a
     /// CA of the test's own ([`RedisServer::ca_path`]); clients are not asked for certificates.
     pub fn start_tls() -> Self {
+        Self::start_tls_with(&[])
+    }
+
+    /// Like [`RedisServer::start_tls`], with extra `redis-server` arguments.
+    pub fn start_tls_with(more: &[&str]) -> Self {
         let bin = find_binary("redis-server").unwrap_or_else(|| {
             panic!("redis-server not found on PATH: install it (Debian: `apt-get install redis-server`) or run scripts/test.sh, which does")
         });
@@ -90,7 +95,11 @@ impl RedisServer {
             port: 0,
             dir,
             bin,
-            extra: extra.to_vec(),
+            extra: extra
+                .iter()
+                .cloned()
+                .chain(more.iter().map(|a| a.to_string()))
+                .collect(),
             ca: Some(certs.ca),
         };
         s.start_on_a_free_port();
@@ -100,13 +109,23 @@ impl RedisServer {
     /// Another TLS-only server with the same certificate (for `127.0.0.1`) and CA as `other`, which must outlive
     /// it: the nodes of a Redlock that one `ca=` checks.
     pub fn start_tls_like(other: &RedisServer) -> Self {
+        Self::start_tls_like_with(other, &[])
+    }
+
+    /// Like [`RedisServer::start_tls_like`], with extra `redis-server` arguments (later ones win over `other`'s).
+    pub fn start_tls_like_with(other: &RedisServer, more: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("create a temp dir for redis-server");
         let mut s = RedisServer {
             child: None,
             port: 0,
             dir,
             bin: other.bin.clone(),
-            extra: other.extra.clone(),
+            extra: other
+                .extra
+                .iter()
+                .cloned()
+                .chain(more.iter().map(|a| a.to_string()))
+                .collect(),
             ca: other.ca.clone(),
         };
         s.start_on_a_free_port();

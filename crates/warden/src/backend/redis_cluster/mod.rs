@@ -65,6 +65,7 @@ impl RedisClusterBackend {
         let counters = Arc::new(Counters::default());
         let names = Names::cluster(&url.opts.prefix);
         let topo = Topology::connect(url, router.clone(), counters.clone()).await?;
+        check_version(&topo).await?;
         let url = &topo.url;
         let nodes = url
             .seeds
@@ -165,6 +166,42 @@ impl RedisClusterBackend {
 
     fn slot_of_lock_id(lock_id: &str) -> Option<u16> {
         keys::tag_of_lock_id(lock_id).map(|t| keys::slot(t.as_bytes()))
+    }
+}
+
+/// Refuses a cluster older than Redis 7, which has no sharded pub/sub (`SPUBLISH`) for the wake-ups.
+async fn check_version(topo: &Topology) -> Result<()> {
+    let map = topo.current();
+    let Some(b) = map.nodes.iter().find_map(|n| n.backend.clone()) else {
+        return Ok(());
+    };
+    let mut c = b.connection();
+    let info: String = tokio::time::timeout(
+        topo.url.opts.timeout,
+        redis::cmd("INFO").arg("server").query_async(&mut c),
+    )
+    .await
+    .map_err(|_| Error::BackendUnavailable {
+        address: b.address().to_string(),
+        reason: "no answer to INFO".into(),
+    })?
+    .map_err(|e| super::redis::map_err(b.address(), e))?;
+    let version = info
+        .lines()
+        .find_map(|l| l.strip_prefix("redis_version:"))
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    match version.split('.').next().and_then(|m| m.parse::<u32>().ok()) {
+        Some(major) if major < 7 => Err(Error::invalid(
+            "backend",
+            format!(
+                "{} runs Redis {version}: redis+cluster:// needs Redis 7 or later (sharded pub/sub, SPUBLISH, \
+                 carries its wake-ups); upgrade the cluster or use one node with redis://",
+                b.address()
+            ),
+        )),
+        _ => Ok(()),
     }
 }
 
