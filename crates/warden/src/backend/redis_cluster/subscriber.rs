@@ -17,6 +17,9 @@ pub(super) struct ShardSubscriber {
     channel: String,
     /// One bit per slot: subscribed.
     subscribed: Mutex<Vec<u64>>,
+    /// Taken (FIFO) by callers that must subscribe: those who came first go on first, so waiters' attempts
+    /// keep the order of their calls while the first of them subscribes.
+    subscribing: tokio::sync::Mutex<()>,
     address: String,
 }
 
@@ -55,6 +58,7 @@ impl ShardSubscriber {
             conn,
             channel,
             subscribed: Mutex::new(vec![0; keys::SLOTS as usize / 64]),
+            subscribing: tokio::sync::Mutex::new(()),
             address: address.clone(),
         });
         let weak = Arc::downgrade(&me);
@@ -123,6 +127,10 @@ impl ShardSubscriber {
     /// Subscribes to `slot`'s channel unless already subscribed.
     pub async fn ensure(&self, slot: u16) -> Result<()> {
         let (word, bit) = (slot as usize / 64, 1u64 << (slot % 64));
+        if self.bits()[word] & bit != 0 {
+            return Ok(());
+        }
+        let _turn = self.subscribing.lock().await;
         if self.bits()[word] & bit != 0 {
             return Ok(());
         }
