@@ -1,4 +1,5 @@
-//! The conformance suite's harness over a real Redis Cluster (3 primaries, 1 replica each).
+//! The conformance suite's harnesses over a real Redis Cluster (3 primaries, 1 replica each) and a real Redis
+//! Sentinel set.
 
 use crate::harness::{Counter, Harness, RedisCounter, TEST_WAITER_LEASE};
 use crate::RedisCluster;
@@ -81,5 +82,76 @@ impl Harness for RedisClusterHarness {
         let key = "conformance:counter";
         let url = format!("redis://127.0.0.1:{}", self.owner_port(key));
         Arc::new(RedisCounter::new(&url, key).await)
+    }
+}
+
+/// The conformance suite's harness over a Redis Sentinel set (one primary, one replica, three sentinels).
+pub struct RedisSentinelHarness {
+    /// The set (public so tests can kill or restart its nodes).
+    pub set: Mutex<crate::redis_sentinel::SentinelSet>,
+    url: String,
+}
+
+impl RedisSentinelHarness {
+    /// Starts a fresh set.
+    pub fn new() -> Self {
+        let set = crate::redis_sentinel::SentinelSet::start();
+        let url = format!("{}?timeout_ms=500", set.url());
+        RedisSentinelHarness {
+            set: Mutex::new(set),
+            url,
+        }
+    }
+
+    fn primary_port(&self) -> u16 {
+        let s = self.set.lock().expect("set");
+        s.nodes[s.primary()].port()
+    }
+}
+
+impl Default for RedisSentinelHarness {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[async_trait::async_trait]
+impl Harness for RedisSentinelHarness {
+    async fn client(&self) -> Warden {
+        Warden::connect(&self.url)
+            .await
+            .expect("connect through the test sentinels")
+            .with_waiter_lease(TEST_WAITER_LEASE)
+            .expect("waiter lease")
+    }
+    async fn revoke(&self, resource: &str) {
+        let r = crate::redis_cluster::cli(self.primary_port(), &["DEL", resource]);
+        assert!(r.trim().parse::<u64>().is_ok(), "DEL answered {r}");
+    }
+    async fn restart_losing_data(&self) -> bool {
+        let mut s = self.set.lock().expect("set");
+        // Both data nodes down first: the replica cannot bring the old data back.
+        for n in &mut s.nodes {
+            n.kill();
+        }
+        for n in &mut s.nodes {
+            n.restart(false);
+        }
+        s.wait_settled();
+        true
+    }
+    async fn kill(&self) -> bool {
+        for n in &mut self.set.lock().expect("set").nodes {
+            n.kill();
+        }
+        true
+    }
+    fn unreachable_url(&self) -> Option<String> {
+        let addr = crate::refused_addr().ok()?;
+        Some(format!("redis+sentinel://{addr}/mymaster?timeout_ms=300"))
+    }
+    async fn counter(&self) -> Arc<dyn Counter> {
+        let url = format!("redis://127.0.0.1:{}", self.primary_port());
+        Arc::new(RedisCounter::new(&url, "conformance:counter").await)
     }
 }

@@ -15,6 +15,7 @@ pub mod postgres_harness;
 pub mod postgres_server;
 pub mod proxy;
 pub mod redis_cluster;
+pub mod redis_sentinel;
 pub mod redis_server;
 pub mod sql_faults;
 

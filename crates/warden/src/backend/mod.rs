@@ -14,6 +14,8 @@ pub mod redis;
 #[cfg(feature = "redis")]
 pub mod redis_cluster;
 #[cfg(feature = "redis")]
+pub mod redis_sentinel;
+#[cfg(feature = "redis")]
 pub mod redlock;
 mod registry;
 #[cfg(any(feature = "postgres", feature = "mysql"))]

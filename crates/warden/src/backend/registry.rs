@@ -49,6 +49,10 @@ pub const SCHEMES: &[Scheme] = &[
     #[cfg(feature = "redis")]
     scheme!("rediss+cluster", "rediss+cluster://h1:p,h2:p", super::redis_cluster::RedisClusterBackend),
     #[cfg(feature = "redis")]
+    scheme!("redis+sentinel", "redis+sentinel://s1:26379,s2:26379/name", super::redis_sentinel::RedisSentinelBackend),
+    #[cfg(feature = "redis")]
+    scheme!("rediss+sentinel", "rediss+sentinel://s1:26379,s2:26379/name", super::redis_sentinel::RedisSentinelBackend),
+    #[cfg(feature = "redis")]
     scheme!("redlock", "redlock://h1:p,h2:p,h3:p", super::redlock::RedlockBackend),
     #[cfg(feature = "postgres")]
     scheme!("postgres", "postgres://user@host:port/db", super::postgres::PostgresBackend),
