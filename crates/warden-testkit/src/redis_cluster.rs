@@ -20,7 +20,8 @@ pub fn cli(port: u16, args: &[&str]) -> String {
     cli_with(None, port, args)
 }
 
-fn cli_with(ca: Option<&std::path::Path>, port: u16, args: &[&str]) -> String {
+/// [`cli`] over TLS when `ca` is given.
+pub fn cli_with(ca: Option<&std::path::Path>, port: u16, args: &[&str]) -> String {
     let mut cmd = Command::new("redis-cli");
     if let Some(ca) = ca {
         cmd.arg("--tls").arg("--cacert").arg(ca);
