@@ -85,27 +85,22 @@ pub struct Report {
     pub fifo_violations: u64,
 }
 
-/// Parses `10s`, `500ms`, `2m` or a plain number of seconds.
+/// Parses `10s`, `500ms`, `2m`, `1h30m` (humantime's forms) or `0`; a number without a unit is refused.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let (num, unit) = s
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .map(|i| s.split_at(i))
-        .unwrap_or((s, "s"));
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("`{s}` is not a duration like 10s, 500ms or 2m"))?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "s" | "" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => return Err(format!("`{s}`: unknown unit `{unit}` (use ms, s, m or h)")),
-    };
-    if !secs.is_finite() || !(0.0..=86_400.0).contains(&secs) {
+    if s == "0" {
+        return Ok(Duration::ZERO);
+    }
+    // A bare number is refused: seconds here and milliseconds in the REST API would differ by 1000×.
+    if !s.is_empty() && s.chars().all(|c| c.is_ascii_digit() || c == '.') {
+        return Err(format!("`{s}`: add a unit, e.g. {s}s or {s}ms"));
+    }
+    let d =
+        humantime::parse_duration(s).map_err(|e| format!("`{s}` is not a duration like 30s, 500ms or 1h30m: {e}"))?;
+    if d > Duration::from_secs(86_400) {
         return Err(format!("`{s}` is out of range (0..=24h)"));
     }
-    Ok(Duration::from_secs_f64(secs))
+    Ok(d)
 }
 
 pub(crate) fn histogram() -> Histogram<u64> {

@@ -7,14 +7,15 @@ use std::time::Duration;
 use tokio::process::{Child, Command};
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
-/// Starts `argv` with `env` added. On Linux the child is killed if warden itself dies (even by SIGKILL), so
-/// a command never outlives the lease that protected it.
+/// Starts `argv` with `env` added, as the leader of a process group of its own: stopping it stops everything it
+/// started (the children of a `sh -c` included). On Linux the child is also killed if warden itself dies (even
+/// by SIGKILL).
 pub fn spawn(argv: &[String], env: &[(&str, String)]) -> CliResult<Child> {
     let (prog, args) = argv
         .split_first()
         .ok_or_else(|| CliError::new(2, "no command given: put it after `--`, e.g. `-- ./job.sh`"))?;
     let mut cmd = Command::new(prog);
-    cmd.args(args).kill_on_drop(true);
+    cmd.args(args).kill_on_drop(true).process_group(0);
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -35,26 +36,28 @@ pub fn spawn(argv: &[String], env: &[(&str, String)]) -> CliResult<Child> {
     })
 }
 
-/// Sends `sig` to the child, if it still runs.
-pub fn send(child: &Child, sig: i32) {
-    if let Some(pid) = child.id() {
-        // SAFETY: kill(2) with a pid we spawned and still own (not yet reaped).
-        unsafe {
-            libc::kill(pid as i32, sig);
-        }
+/// Sends `sig` to the child's process group (the child and what it started), if the child was started.
+pub fn send(group: i32, sig: i32) {
+    // SAFETY: kill(2) of the process group our child leads (pid == pgid, see `spawn`); no memory is involved.
+    unsafe {
+        libc::kill(-group, sig);
     }
 }
 
-/// SIGTERM, then SIGKILL after `grace`; returns the exit status.
-pub async fn terminate(child: &mut Child, grace: Duration) -> Option<ExitStatus> {
-    send(child, libc::SIGTERM);
-    match tokio::time::timeout(grace, child.wait()).await {
+/// SIGTERM to the whole group, then SIGKILL to what is left of it after `grace` (or once the child exited);
+/// returns the child's exit status.
+pub async fn terminate(child: &mut Child, group: i32, grace: Duration) -> Option<ExitStatus> {
+    send(group, libc::SIGTERM);
+    let status = match tokio::time::timeout(grace, child.wait()).await {
         Ok(r) => r.ok(),
         Err(_) => {
-            let _ = child.start_kill();
+            send(group, libc::SIGKILL);
             child.wait().await.ok()
         }
-    }
+    };
+    // Whatever the child left running in its group must not outlive the lease either.
+    send(group, libc::SIGKILL);
+    status
 }
 
 /// Our exit code for the child's status: its code, or 128 + the signal that ended it.
@@ -84,6 +87,7 @@ pub async fn supervise(
     grace: Duration,
 ) -> CliResult<Ended> {
     tokio::pin!(lost);
+    let group = proc.id().map(|p| p as i32).unwrap_or(0);
     loop {
         tokio::select! {
             s = proc.wait() => {
@@ -91,10 +95,12 @@ pub async fn supervise(
                 return Ok(Ended::Exited(status));
             }
             _ = &mut lost => {
-                let _ = terminate(proc, grace).await;
+                if group > 0 {
+                    let _ = terminate(proc, group, grace).await;
+                }
                 return Ok(Ended::LeaseLost);
             }
-            sig = signals.recv() => send(proc, sig),
+            sig = signals.recv() => if group > 0 { send(group, sig) },
         }
     }
 }

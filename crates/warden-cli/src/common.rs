@@ -107,7 +107,7 @@ pub fn hostname() -> String {
     String::from_utf8_lossy(&buf[..end]).into_owned()
 }
 
-/// The default client id of a supervising command (`run`, `elect`): `host:pid`.
+/// The default id of an `elect` candidate: `host:pid` (two candidates on one machine must differ).
 pub fn host_pid() -> String {
     format!("{}:{}", hostname(), std::process::id())
 }
@@ -124,6 +124,32 @@ pub fn kind(shared: bool) -> warden::LockKind {
 /// `--ttl 30s`, `--wait 500ms`, ...
 pub fn duration(s: &str) -> Result<Duration, String> {
     warden_bench::parse_duration(s)
+}
+
+/// How long `--wait` may take: a duration, or `forever` (none).
+#[derive(Debug, Clone, Copy)]
+pub struct Wait(pub Option<Duration>);
+
+/// `--wait 10s`, `--wait 0`, `--wait forever`.
+pub fn wait_duration(s: &str) -> Result<Wait, String> {
+    if s.trim() == "forever" {
+        return Ok(Wait(None));
+    }
+    duration(s).map(|d| Wait(Some(d)))
+}
+
+/// Refuses `memory://` for `run` and `elect` unless allowed: its locks live in this one process, so they would
+/// exclude no other `warden run`.
+pub fn refuse_memory(backend: &str, allowed: bool) -> CliResult<()> {
+    if backend.starts_with("memory:") && !allowed {
+        return Err(CliError::new(
+            2,
+            "memory:// keeps locks inside this one process, so they exclude no other `warden run` or `elect`: use a \
+             shared backend (start `warden serve` and use its default http://127.0.0.1:7070, or redis://, \
+             postgres://, ...), or pass --allow-memory if that is really what you want",
+        ));
+    }
+    Ok(())
 }
 
 /// Human form of a duration.

@@ -22,16 +22,27 @@ pub struct ElectArgs {
     /// Backend URL.
     #[arg(long, env = "WARDEN_BACKEND", default_value = DEFAULT_BACKEND)]
     pub backend: String,
+    /// Allow a memory:// backend, whose elections exclude nobody outside this process.
+    #[arg(long)]
+    pub allow_memory: bool,
     /// The command and its arguments.
     #[arg(last = true, required = true, num_args = 1..)]
     pub cmd: Vec<String>,
 }
 
 pub async fn elect(a: ElectArgs) -> CliResult<u8> {
+    refuse_memory(&a.backend, a.allow_memory)?;
     let mut signals = Signals::new()?;
     let warden = connect(&a.backend).await?;
     let candidate = a.candidate.clone().unwrap_or_else(host_pid);
     let election = warden.election(a.name.as_str()).ttl(a.ttl);
+    // A follower says once that it waits, and for whom.
+    if let Ok(Some(leader)) = election.leader().await {
+        eprintln!(
+            "warden: `{candidate}` waits to lead `{}`: `{}` leads it now",
+            a.name, leader.candidate_id
+        );
+    }
     let leadership = tokio::select! {
         r = election.campaign(&candidate) => r.map_err(|e| explain(&a.backend, e))?,
         sig = signals.recv() => return Ok((128 + sig) as u8),

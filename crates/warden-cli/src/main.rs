@@ -67,11 +67,17 @@ fn main() -> ExitCode {
     if let Some(t) = cli.token.filter(|t| !t.is_empty()) {
         common::set_token(t);
     }
+    // The service logs; the other commands speak in their own one-line messages (RUST_LOG shows more).
+    let default_filter = match cli.command {
+        Command::Serve(_) => "warn,warden_server=info",
+        _ => "error",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,warden_server=info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
         )
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {

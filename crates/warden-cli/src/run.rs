@@ -1,4 +1,4 @@
-//! `warden run --lock NAME -- CMD`: run a command under a lock.
+//! `warden run NAME -- CMD`: run a command under a lock.
 
 use crate::child::{self, Signals};
 use crate::common::*;
@@ -9,27 +9,37 @@ use std::time::Duration;
 #[derive(Args, Debug)]
 pub struct RunArgs {
     /// The lock (resource) to hold while CMD runs.
-    #[arg(long)]
-    pub lock: String,
+    #[arg(value_name = "NAME", required_unless_present = "lock")]
+    pub name: Option<String>,
+    /// The lock, as a flag (the same as NAME).
+    #[arg(long, conflicts_with = "name")]
+    pub lock: Option<String>,
     /// Lease TTL; renewed about every third of it while CMD runs.
     #[arg(long, default_value = "30s", value_parser = duration)]
     pub ttl: Duration,
-    /// How long to wait for the lock (0 = try once).
-    #[arg(long, default_value = "10s", value_parser = duration)]
-    pub wait: Duration,
+    /// How long to wait for the lock (0 = try once; `forever` = until granted, keeping its place in the
+    /// queue).
+    #[arg(long, default_value = "10s", value_parser = wait_duration)]
+    pub wait: Wait,
     /// Take a shared (read) lock instead of an exclusive one.
     #[arg(long)]
     pub shared: bool,
     /// Exit 0 instead of 75 when the lock is held by someone else (for cron).
     #[arg(long)]
     pub skip_if_held: bool,
+    /// Exit with this code instead of 75 when the lock is held by someone else (as flock's -E).
+    #[arg(long, value_name = "N", conflicts_with = "skip_if_held")]
+    pub conflict_exit_code: Option<u8>,
+    /// Allow a memory:// backend, whose locks exclude nobody outside this process.
+    #[arg(long)]
+    pub allow_memory: bool,
     /// After SIGTERM to CMD (lease lost), wait this long before SIGKILL.
     #[arg(long, default_value = "10s", value_parser = duration)]
     pub grace: Duration,
     /// Backend URL.
     #[arg(long, env = "WARDEN_BACKEND", default_value = DEFAULT_BACKEND)]
     pub backend: String,
-    /// Client id recorded with the lease (default: host:pid).
+    /// Client id recorded with the lease (default: this machine's host name, as every command).
     #[arg(long, env = "WARDEN_CLIENT_ID")]
     pub client_id: Option<String>,
     /// The command and its arguments.
@@ -38,34 +48,49 @@ pub struct RunArgs {
 }
 
 pub async fn run(a: RunArgs) -> CliResult<u8> {
+    let name = a.name.clone().or_else(|| a.lock.clone()).unwrap_or_default();
+    refuse_memory(&a.backend, a.allow_memory)?;
     let mut signals = Signals::new()?;
     let warden = connect(&a.backend).await?;
-    let client = a.client_id.clone().unwrap_or_else(host_pid);
-    let acquire = warden
-        .lock(a.lock.as_str())
-        .kind(kind(a.shared))
-        .ttl(a.ttl)
-        .wait(a.wait)
-        .client_id(client)
-        .acquire();
+    let client = a.client_id.clone().unwrap_or_else(hostname);
+    let acquire = async {
+        // `forever`: the longest wait the API takes, again and again; the waiter queues again at once.
+        let wait = a.wait.0.unwrap_or(warden::validate::MAX_WAIT);
+        loop {
+            let r = warden
+                .lock(name.as_str())
+                .kind(kind(a.shared))
+                .ttl(a.ttl)
+                .wait(wait)
+                .client_id(client.as_str())
+                .acquire()
+                .await;
+            match r {
+                Err(warden::Error::Timeout { .. }) if a.wait.0.is_none() => continue,
+                other => return other,
+            }
+        }
+    };
     let mut guard = tokio::select! {
         r = acquire => match r {
             Ok(g) => g,
             Err(warden::Error::Timeout { .. }) if a.skip_if_held => {
-                eprintln!("warden: lock `{}` is held by someone else; skipping (--skip-if-held)", a.lock);
+                eprintln!("warden: lock `{name}` is held by someone else; skipping (--skip-if-held)");
                 return Ok(0);
             }
             Err(warden::Error::Timeout { .. }) => {
-                return Err(CliError::new(EXIT_NOT_ACQUIRED, format!(
-                    "lock `{}` is held by someone else and was not acquired within {}: retry later, raise --wait, \
-                     or pass --skip-if-held", a.lock, human(a.wait))));
+                let waited = a.wait.0.map(human).unwrap_or_default();
+                let msg = format!(
+                    "lock `{name}` is held by someone else and was not acquired within {waited}: retry later, raise \
+                     --wait, or pass --skip-if-held");
+                return Err(CliError::new(a.conflict_exit_code.unwrap_or(EXIT_NOT_ACQUIRED), msg));
             }
             Err(e) => return Err(explain(&a.backend, e)),
         },
         sig = signals.recv() => return Ok((128 + sig) as u8),
     };
     let env = [
-        ("WARDEN_LOCK", a.lock.clone()),
+        ("WARDEN_LOCK", name.clone()),
         ("WARDEN_LOCK_ID", guard.lock_id().to_string()),
         ("WARDEN_FENCING_TOKEN", guard.fencing_token().to_string()),
     ];
@@ -84,15 +109,14 @@ pub async fn run(a: RunArgs) -> CliResult<u8> {
             return Err(CliError::new(
                 EXIT_LEASE_LOST,
                 format!(
-                    "the command was stopped because the lease on `{}` was lost (renewal refused or not confirmed \
-                     in time); its work may be incomplete",
-                    a.lock
+                    "the command was stopped because the lease on `{name}` was lost (renewal refused or not \
+                     confirmed in time); its work may be incomplete"
                 ),
             ))
         }
     };
     if let Err(e) = released {
-        eprintln!("warden: the command finished but releasing `{}` failed: {e}", a.lock);
+        eprintln!("warden: the command finished but releasing `{name}` failed: {e}");
     }
     Ok(child::exit_code(status))
 }

@@ -2,6 +2,7 @@
 
 use anyhow::Context;
 use clap::Args;
+use std::time::Duration;
 
 /// Arguments of `warden serve`.
 #[derive(Args, Debug)]
@@ -22,17 +23,18 @@ pub struct ServeArgs {
     /// Connections served at once; more wait in the listen backlog.
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub max_connections: u64,
-    /// Milliseconds a connection may take to send a request head, or sit idle between requests, before it
-    /// is closed.
-    #[arg(long, default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
-    pub header_timeout_ms: u64,
-    /// Milliseconds a request body may take to arrive after its head; slower ones get 408 and are closed.
-    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
-    pub body_timeout_ms: u64,
-    /// Milliseconds a parked waiter's place in a queue lasts without a heartbeat (renewed every third of
-    /// it): after this instance dies, its waiters stop blocking queues on other instances within it.
-    #[arg(long, default_value_t = 3_000, value_parser = clap::value_parser!(u64).range(30..=60_000))]
-    pub waiter_lease_ms: u64,
+    /// How long a connection may take to send a request head, or sit idle between requests, before it is
+    /// closed (1ms..=1h).
+    #[arg(long, default_value = "30s", value_parser = |s: &str| bounded(s, Duration::from_millis(1), Duration::from_secs(3600)))]
+    pub header_timeout: Duration,
+    /// How long a request body may take to arrive after its head; slower ones get 408 and are closed
+    /// (1ms..=1h).
+    #[arg(long, default_value = "10s", value_parser = |s: &str| bounded(s, Duration::from_millis(1), Duration::from_secs(3600)))]
+    pub body_timeout: Duration,
+    /// How long a parked waiter's place in a queue lasts without a heartbeat (renewed every third of it):
+    /// after this instance dies, its waiters stop blocking queues on other instances within it (30ms..=60s).
+    #[arg(long, default_value = "3s", value_parser = |s: &str| bounded(s, Duration::from_millis(30), Duration::from_secs(60)))]
+    pub waiter_lease: Duration,
     /// API keys (TOML, see `warden keygen`): every request but /health and /openapi.json then needs
     /// `Authorization: Bearer <key>`. Reloaded on SIGHUP; held locks are kept.
     #[arg(long, env = "WARDEN_AUTH_FILE")]
@@ -80,7 +82,7 @@ async fn serve_inner(a: ServeArgs) -> anyhow::Result<u8> {
     let shown = redact(&a.backend);
     let warden = warden::Warden::connect(&a.backend)
         .await
-        .and_then(|w| w.with_waiter_lease(std::time::Duration::from_millis(a.waiter_lease_ms)))
+        .and_then(|w| w.with_waiter_lease(a.waiter_lease))
         .map_err(|e| anyhow::anyhow!("cannot use backend {shown}: {e}"))?;
     let health = warden.health().await;
     if matches!(health.status, warden::HealthStatus::Unhealthy) {
@@ -134,9 +136,9 @@ async fn serve_inner(a: ServeArgs) -> anyhow::Result<u8> {
         .with_waiter_limits(a.max_waiters, a.max_waiters_per_resource)
         .with_connection_limits(
             usize::try_from(a.max_connections).unwrap_or(usize::MAX),
-            std::time::Duration::from_millis(a.header_timeout_ms),
+            a.header_timeout,
         )
-        .with_body_read_timeout(std::time::Duration::from_millis(a.body_timeout_ms));
+        .with_body_read_timeout(a.body_timeout);
     let config = match a.rate_limit {
         Some(rate) => config.with_rate_limit(rate, a.rate_burst.unwrap_or(rate)),
         None => config,
@@ -210,4 +212,17 @@ async fn shutdown_signal() {
     {
         let _ = tokio::signal::ctrl_c().await;
     }
+}
+
+/// A duration flag within `min..=max`.
+fn bounded(s: &str, min: Duration, max: Duration) -> Result<Duration, String> {
+    let d = crate::common::duration(s)?;
+    if d < min || d > max {
+        return Err(format!(
+            "`{s}` is out of range ({}..={})",
+            crate::common::human(min),
+            crate::common::human(max)
+        ));
+    }
+    Ok(d)
 }

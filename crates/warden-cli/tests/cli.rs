@@ -11,7 +11,7 @@ fn warden_bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_warden"));
     c.env_remove("WARDEN_BACKEND")
         .env_remove("WARDEN_CLIENT_ID")
-        .env("RUST_LOG", "warn");
+        .env_remove("RUST_LOG");
     c
 }
 
@@ -147,14 +147,18 @@ fn exit_codes_propagate_and_skip_if_held() {
 }
 
 #[test]
-fn lease_lost_terminates_the_command() {
+fn lease_lost_terminates_the_command_and_everything_it_started() {
     let redis = RedisServer::start();
     let url = redis.url();
+    let dir = tempfile::tempdir().unwrap();
+    let pidfile = dir.path().join("grandchild");
+    // A shell that starts a grandchild in the background and waits: stopping only the shell would leave the
+    // grandchild running without the lock.
+    let script = format!("sleep 30 & echo $! > {}; wait", pidfile.display());
     let started = Instant::now();
     let child = warden_bin()
         .args([
             "run",
-            "--lock",
             "lost",
             "--ttl",
             "900ms",
@@ -163,8 +167,9 @@ fn lease_lost_terminates_the_command() {
             "--backend",
             &url,
             "--",
-            "sleep",
-            "30",
+            "sh",
+            "-c",
+            &script,
         ])
         .stderr(Stdio::piped())
         .spawn()
@@ -173,22 +178,85 @@ fn lease_lost_terminates_the_command() {
     let held = rt.block_on(async {
         let w = Warden::connect(&url).await.unwrap();
         warden_testkit::eventually(Duration::from_secs(5), || async {
-            w.inspect("lost").await.map(|i| !i.holders.is_empty()).unwrap_or(false)
+            let held = w.inspect("lost").await.map(|i| !i.holders.is_empty()).unwrap_or(false);
+            held && std::fs::read_to_string(&pidfile).is_ok_and(|p| p.trim().parse::<i32>().is_ok())
         })
         .await
     });
-    assert!(held, "warden run never took the lock");
+    assert!(held, "warden run never took the lock or started the grandchild");
+    let grandchild: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+    assert!(running(grandchild));
     let r = redis.command(&["DEL", "lost"]).unwrap();
     assert_eq!(r, ":1");
     let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(70), "{err}");
     assert!(err.contains("lost"), "{err}");
+    assert_eq!(err.lines().count(), 1, "one line for a lost lease: {err}");
     assert!(
         started.elapsed() < Duration::from_secs(5),
         "took {:?}",
         started.elapsed()
     );
+    assert!(!running(grandchild), "the grandchild outlived the lease");
+}
+
+#[test]
+fn traps_are_refused_with_a_sentence() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let run = |args: &[&str]| {
+        let out = warden_bin().args(args).output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    // A bare number is not read as seconds (the REST API takes milliseconds): it is refused.
+    let (code, err) = run(&["run", "x", "--ttl", "30000", "--backend", &url, "--", "true"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("add a unit, e.g. 30000s or 30000ms"), "{err}");
+    let (code, err) = run(&["serve", "--header-timeout", "30000"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("add a unit"), "{err}");
+    // humantime's forms work.
+    let (code, err) = run(&["run", "x", "--ttl", "1h30m", "--backend", &url, "--", "true"]);
+    assert_eq!(code, Some(0), "{err}");
+    // memory:// would exclude nobody: refused unless asked for.
+    let (code, err) = run(&["run", "x", "--backend", "memory://", "--", "true"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("--allow-memory"), "{err}");
+    let (code, err) = run(&["elect", "x", "--backend", "memory://", "--", "true"]);
+    assert_eq!(code, Some(2), "{err}");
+    let (code, err) = run(&["run", "x", "--backend", "memory://", "--allow-memory", "--", "true"]);
+    assert_eq!(code, Some(0), "{err}");
+    // flock's -E: a chosen exit code when the lock is held; the name may also be given as --lock.
+    let holder = warden_bin()
+        .args(["run", "held", "--backend", &url, "--", "sleep", "30"])
+        .spawn()
+        .unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    assert!(rt.block_on(async {
+        let w = Warden::connect(&url).await.unwrap();
+        warden_testkit::eventually(Duration::from_secs(5), || async {
+            w.inspect("held").await.map(|i| !i.holders.is_empty()).unwrap_or(false)
+        })
+        .await
+    }));
+    let (code, err) = run(&[
+        "run",
+        "--lock",
+        "held",
+        "--wait",
+        "0",
+        "--conflict-exit-code",
+        "3",
+        "--backend",
+        &url,
+        "--",
+        "true",
+    ]);
+    assert_eq!(code, Some(3), "{err}");
+    let mut holder = holder;
+    let _ = holder.kill();
+    let _ = holder.wait();
 }
 
 /// A candidate's command: records its start (ns since the epoch) and pid, and notes an overlap if another runs.

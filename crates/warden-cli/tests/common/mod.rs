@@ -25,8 +25,8 @@ impl Instance {
                 &format!("127.0.0.1:{port}"),
                 "--backend",
                 backend,
-                "--waiter-lease-ms",
-                &WAITER_LEASE.as_millis().to_string(),
+                "--waiter-lease",
+                &format!("{}ms", WAITER_LEASE.as_millis()),
             ])
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())

@@ -129,7 +129,7 @@ impl HttpBackend {
         let client = builder
             .connect_timeout(timeout)
             .pool_max_idle_per_host(256)
-            // A warden server closes a connection idle for 30 s (its default `--header-timeout-ms`): drop
+            // A warden server closes a connection idle for 30 s (its default `--header-timeout`): drop
             // idle ones first, so a request never goes out on a connection the server is closing.
             .pool_idle_timeout(Duration::from_secs(20))
             .tcp_nodelay(true)
