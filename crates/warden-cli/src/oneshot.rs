@@ -101,7 +101,12 @@ pub struct StatsArgs {
     pub conn: Conn,
 }
 
+/// Prints `v` as the REST API answers it: `{"success": true, "data": v}`.
 fn print_json(v: &impl serde::Serialize) -> CliResult<u8> {
+    print_raw(&serde_json::json!({"success": true, "data": v}))
+}
+
+fn print_raw(v: &impl serde::Serialize) -> CliResult<u8> {
     let s = serde_json::to_string(v).map_err(|e| CliError::new(EXIT_FAILURE, format!("cannot print JSON: {e}")))?;
     println!("{s}");
     Ok(0)
@@ -158,11 +163,12 @@ pub async fn acquire(a: AcquireArgs) -> CliResult<u8> {
     if a.conn.json {
         return print_json(&Lock::owned(&l));
     }
-    println!("acquired `{}`", l.resource);
-    println!("  lock id:       {}", l.lock_id);
-    println!("  fencing token: {}", l.fencing_token);
-    println!("  expires:       {} (nothing renews it)", rfc3339(l.expires_at));
-    println!("  release with:  warden release {} --client-id {}", l.lock_id, client);
+    // Only the lock id on stdout, so that `ID=$(warden acquire NAME)` works; the rest is for the person.
+    println!("{}", l.lock_id);
+    eprintln!("acquired `{}`", l.resource);
+    eprintln!("  fencing token: {}", l.fencing_token);
+    eprintln!("  expires:       {} (nothing renews it)", rfc3339(l.expires_at));
+    eprintln!("  release with:  warden release $ID --client-id {client}");
     Ok(0)
 }
 
@@ -174,9 +180,9 @@ pub async fn release(a: ReleaseArgs) -> CliResult<u8> {
         .await
         .map_err(|e| explain(&a.conn.backend, e))?;
     if a.conn.json {
-        return print_json(&serde_json::json!({"success": true, "message": "Lock released successfully"}));
+        return print_raw(&serde_json::json!({"success": true, "message": "Lock released successfully"}));
     }
-    println!("released {}", a.lock_id);
+    eprintln!("released");
     Ok(0)
 }
 
@@ -192,7 +198,9 @@ pub async fn renew(a: RenewArgs) -> CliResult<u8> {
             if a.conn.json {
                 return print_json(&Lock::owned(&lease));
             }
-            println!("renewed {}: expires {}", a.lock_id, rfc3339(lease.expires_at));
+            // The new expiry on stdout; the sentence for the person.
+            println!("{}", rfc3339(lease.expires_at));
+            eprintln!("renewed: expires {}", rfc3339(lease.expires_at));
             Ok(0)
         }
         _ => Err(CliError::new(

@@ -414,9 +414,23 @@ fn one_shot_commands_against_a_warden_server() {
     };
     let (c, out, err) = run(&["acquire", "report", "--ttl", "60s", "--client-id", "ops", "--json"]);
     assert_eq!(c, Some(0), "{err}");
-    let lock: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    // --json prints the REST API's envelope, exactly.
+    let answer: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(answer["success"], true);
+    let lock = &answer["data"];
     let id = lock["lockId"].as_str().unwrap().to_string();
     assert_eq!(lock["resource"], "report");
+    // Without --json, stdout is the lock id alone (ID=$(warden acquire NAME)); the details go to stderr.
+    let (c, out, err) = run(&["acquire", "other", "--client-id", "ops"]);
+    assert_eq!(c, Some(0), "{err}");
+    let other = out.trim().to_string();
+    assert!(
+        warden::validate::lock_id(&other).is_ok() && out.lines().count() == 1,
+        "{out}"
+    );
+    assert!(err.contains("fencing token"), "{err}");
+    let (c, _, err) = run(&["release", &other, "--client-id", "ops"]);
+    assert_eq!(c, Some(0), "{err}");
     let (c, out, _) = run(&["status", &id, "--json"]);
     assert_eq!(c, Some(0));
     assert!(out.contains("\"isExpired\":false"), "{out}");
@@ -430,13 +444,13 @@ fn one_shot_commands_against_a_warden_server() {
     let (c, _, err) = run(&["renew", &id, "--ttl", "30s", "--client-id", "someone-else"]);
     assert_eq!(c, Some(1));
     assert!(err.contains("not owned by client `someone-else`"), "{err}");
-    let (c, out, _) = run(&["renew", &id, "--ttl", "30s", "--client-id", "ops"]);
+    let (c, out, err) = run(&["renew", &id, "--ttl", "30s", "--client-id", "ops"]);
     assert_eq!(c, Some(0));
-    assert!(out.contains("renewed"), "{out}");
+    assert!(err.contains("renewed") && out.trim().ends_with('Z'), "{out} {err}");
     let (c, out, _) = run(&["stats", "--json"]);
     assert_eq!(c, Some(0));
     let stats: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
-    assert_eq!(stats["activeLocks"], 1);
+    assert_eq!(stats["data"]["activeLocks"], 1);
     let (c, _, _) = run(&["release", &id, "--client-id", "ops"]);
     assert_eq!(c, Some(0));
     let (c, _, err) = run(&["status", &id]);
