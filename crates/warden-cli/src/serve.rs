@@ -94,11 +94,31 @@ async fn serve_inner(a: ServeArgs) -> anyhow::Result<u8> {
             .collect();
         anyhow::bail!("backend {shown} is unreachable: {}", why.join(", "));
     }
-    let listener = tokio::net::TcpListener::bind(&a.listen).await.with_context(|| {
-        format!(
-            "cannot listen on {}: is another server running there? pass --listen",
-            a.listen
-        )
+    let listen: std::net::SocketAddr = match a.listen.parse() {
+        Ok(addr) => addr,
+        // A name (localhost:7070) is looked up; anything else is not an address.
+        Err(_) => tokio::net::lookup_host(&a.listen)
+            .await
+            .ok()
+            .and_then(|mut addrs| addrs.next())
+            .with_context(|| {
+                format!(
+                    "`{}` is not an address to listen on: use host:port, e.g. 127.0.0.1:7070 or 0.0.0.0:7070",
+                    a.listen
+                )
+            })?,
+    };
+    let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| match e.kind() {
+        std::io::ErrorKind::AddrInUse => {
+            anyhow::anyhow!("cannot listen on {listen}: something already listens there (another warden serve?); pass another --listen")
+        }
+        std::io::ErrorKind::AddrNotAvailable => {
+            anyhow::anyhow!("cannot listen on {listen}: this machine has no such address; pass another --listen")
+        }
+        std::io::ErrorKind::PermissionDenied => {
+            anyhow::anyhow!("cannot listen on {listen}: permission denied (ports below 1024 need privileges)")
+        }
+        _ => anyhow::anyhow!("cannot listen on {listen}: {e}"),
     })?;
     let addr = listener.local_addr().context("listener has no local address")?;
     let auth = match &a.auth_file {

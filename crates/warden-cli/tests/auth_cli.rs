@@ -123,7 +123,7 @@ fn keys_from_keygen_admit_their_principal_and_a_hangup_reloads_them() {
     assert!(admitted, "SIGHUP did not reload the auth file");
     let o = cli(&s.url, Some(&ops), &["stats", "--json"]);
     let stats: serde_json::Value = serde_json::from_slice(&o.stdout).expect("stats JSON");
-    assert_eq!(stats["activeLocks"], 1, "the reload dropped the held lock");
+    assert_eq!(stats["data"]["activeLocks"], 1, "the reload dropped the held lock");
 }
 
 #[test]

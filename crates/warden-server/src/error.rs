@@ -95,10 +95,15 @@ impl From<warden::Error> for ApiError {
             E::InvalidArgument { field, .. } => Some(field.to_string()),
             _ => None,
         };
+        let message = match e {
+            // The code already says "shutting down"; the client's error adds those words again.
+            E::ShuttingDown(why) => why,
+            other => other.to_string(),
+        };
         ApiError {
             status,
             code,
-            message: e.to_string(),
+            message,
             node,
             field,
         }

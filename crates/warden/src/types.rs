@@ -429,7 +429,8 @@ impl NodeHealth {
         NodeHealth {
             address,
             reachable,
-            latency_ms,
+            // To the µs: a probe's own jitter is larger.
+            latency_ms: latency_ms.map(|ms| (ms * 1000.0).round() / 1000.0),
             error,
         }
     }

@@ -70,7 +70,7 @@ pub(crate) async fn acquire_impl(
     let result = tokio::select! {
         r = acquire => r,
         _ = state.shutdown_token().cancelled() => Err(warden::Error::ShuttingDown(
-            "the server is shutting down; retry against another instance".into())),
+            "this warden server is stopping; retry against another instance".into())),
     };
     match result {
         Ok(lease) => {

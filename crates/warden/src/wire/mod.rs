@@ -30,12 +30,13 @@ pub struct Success<T> {
     pub data: T,
 }
 
-/// RFC 3339 UTC with milliseconds.
+/// RFC 3339 UTC with milliseconds, always three digits (`2026-12-01T10:00:00.000Z`).
 pub fn rfc3339(t: SystemTime) -> String {
-    let dt = time::OffsetDateTime::from(t);
-    let dt = dt.replace_nanosecond(dt.millisecond() as u32 * 1_000_000).unwrap_or(dt);
-    dt.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_else(|_| "1970-01-01T00:00:00Z".into())
+    const FORMAT: &[time::format_description::FormatItem<'static>] =
+        time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
+    time::OffsetDateTime::from(t)
+        .format(FORMAT)
+        .unwrap_or_else(|_| "1970-01-01T00:00:00.000Z".into())
 }
 
 /// Parses an RFC 3339 timestamp.
@@ -43,4 +44,19 @@ pub fn parse_rfc3339(s: &str) -> Option<SystemTime> {
     time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
         .ok()
         .map(SystemTime::from)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn timestamps_always_carry_milliseconds() {
+        let whole = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000);
+        assert_eq!(super::rfc3339(whole), "2027-01-15T08:00:00.000Z");
+        let odd = whole + std::time::Duration::from_micros(1_234_567);
+        assert_eq!(super::rfc3339(odd), "2027-01-15T08:00:01.234Z");
+        assert_eq!(
+            super::parse_rfc3339(&super::rfc3339(odd)),
+            Some(whole + std::time::Duration::from_millis(1234))
+        );
+    }
 }

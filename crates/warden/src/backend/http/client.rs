@@ -27,6 +27,8 @@ impl HttpBackend {
         } else if e.is_connect() && self.base.starts_with("https:") {
             // The causes name what failed (refused connection, unknown CA, wrong name, not TLS at all).
             format!("cannot connect over TLS: {}", causes(&e))
+        } else if e.is_connect() && unresolved(&e) {
+            "the host name could not be resolved (DNS): check the name in --backend".into()
         } else if e.is_connect() {
             "no warden server answers there: start one with `warden serve` or pass another --backend".into()
         } else {
@@ -214,4 +216,22 @@ pub(super) fn causes(e: &dyn std::error::Error) -> String {
         next = s.source();
     }
     out
+}
+
+/// Whether a connect error failed at the name lookup (hyper-util's resolver error in the cause chain). Read off
+/// the error's type: a `std::io::Error` under a `reqwest` connect error means the socket failed, so this looks for
+/// the resolver's own message only when no `io::Error` is there.
+fn unresolved(e: &reqwest::Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    let mut io = false;
+    let mut dns = false;
+    while let Some(c) = cause {
+        if let Some(ioe) = c.downcast_ref::<std::io::Error>() {
+            io = true;
+            // getaddrinfo failures reach us as io::Error of kind Other/Uncategorized with no OS code.
+            dns |= ioe.raw_os_error().is_none() && ioe.kind() != std::io::ErrorKind::ConnectionRefused;
+        }
+        cause = c.source();
+    }
+    io && dns
 }
