@@ -14,7 +14,7 @@ mod oneshot;
 mod run;
 mod serve;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Parser, Debug)]
@@ -60,6 +60,13 @@ enum Command {
     Bench(bench_cmd::BenchArgs),
     /// Make a new API key and print it with the entry for `warden serve --auth-file`.
     Keygen(keygen::KeygenArgs),
+    /// Print a shell completion script: `warden completions bash > /etc/bash_completion.d/warden`.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff): `warden man > warden.1 && man ./warden.1`.
+    Man,
 }
 
 fn main() -> ExitCode {
@@ -101,6 +108,14 @@ fn main() -> ExitCode {
             Command::Stats(a) => oneshot::stats(a).await,
             Command::Bench(a) => bench_cmd::bench(a).await,
             Command::Keygen(a) => keygen::keygen(a),
+            Command::Completions { shell } => {
+                clap_complete::generate(shell, &mut Cli::command(), "warden", &mut std::io::stdout());
+                Ok(0)
+            }
+            Command::Man => clap_mangen::Man::new(Cli::command())
+                .render(&mut std::io::stdout())
+                .map(|_| 0)
+                .map_err(|e| common::CliError::new(common::EXIT_FAILURE, format!("cannot print the man page: {e}"))),
         }
     });
     // Do not wait for background clean-ups (a dropped waiter's queue exit) longer than a moment.

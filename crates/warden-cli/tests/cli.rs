@@ -488,3 +488,21 @@ fn one_shot_commands_against_a_warden_server() {
     assert!(b["cycles_per_s"].as_f64().unwrap() > 0.0);
     let _ = stop.send(());
 }
+
+#[test]
+fn completions_and_the_man_page_come_from_the_command_definitions() {
+    for (shell, marker) in [
+        ("bash", "_warden()"),
+        ("zsh", "#compdef warden"),
+        ("fish", "complete -c warden"),
+    ] {
+        let out = warden_bin().args(["completions", shell]).output().unwrap();
+        assert!(out.status.success());
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains(marker) && text.contains("conflict-exit-code"), "{shell}");
+    }
+    let out = warden_bin().arg("man").output().unwrap();
+    assert!(out.status.success());
+    let page = String::from_utf8_lossy(&out.stdout);
+    assert!(page.contains(".TH warden 1") && page.contains("completions"), "{page}");
+}
