@@ -66,7 +66,15 @@ pub async fn run(a: RunArgs) -> CliResult<u8> {
                 .acquire()
                 .await;
             match r {
-                Err(warden::Error::Timeout { .. }) if a.wait.0.is_none() => continue,
+                Err(warden::Error::Timeout { .. }) if a.wait.0.is_none() => {
+                    // The API bounds one wait; the next starts at once, at the back of the queue.
+                    eprintln!(
+                        "warden: still waiting for `{name}` after {}; queueing again (a waiter that came meanwhile \
+                         may go first)",
+                        human(wait)
+                    );
+                    continue;
+                }
                 other => return other,
             }
         }

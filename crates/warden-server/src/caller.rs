@@ -29,7 +29,7 @@ pub enum Caller {
 }
 
 /// Paths anyone may call also with auth on: load balancers' liveness probe and the API document.
-const PUBLIC: &[&str] = &["/health", "/openapi.json"];
+const PUBLIC: &[&str] = &["/health", "/livez", "/readyz", "/openapi.json"];
 
 /// Middleware: checks the bearer key (when the server has an auth file) and hands the caller to handlers.
 pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {

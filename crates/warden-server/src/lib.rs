@@ -169,6 +169,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/locks/queue", get(handlers::queue))
         .route("/api/locks/{lock_id}/status", get(handlers::status))
         .route("/health", get(handlers::liveness))
+        .route("/livez", get(handlers::livez))
+        .route("/readyz", get(handlers::readyz))
         .route("/metrics", get(handlers::metrics_text))
         .route("/openapi.json", get(handlers::openapi))
         .layer(TimeoutLayer::with_status_code(

@@ -553,6 +553,11 @@ async fn backend_down_is_503_and_health_says_so() {
     assert_eq!(v["data"]["status"], "healthy");
     assert_eq!(v["data"]["backend"], "redis");
     assert_eq!(v["data"]["nodes"][0]["reachable"], true);
+    // Probes for a load balancer: the process is up; the backend serves.
+    let (st, v) = get(&c, &s.url("/livez")).await;
+    assert_eq!((st, v["status"].as_str()), (200, Some("alive")));
+    let (st, v) = get(&c, &s.url("/readyz")).await;
+    assert_eq!((st, v["status"].as_str()), (200, Some("ready")));
     redis.kill();
     let started = Instant::now();
     let (st, v) = post(
@@ -571,6 +576,10 @@ async fn backend_down_is_503_and_health_says_so() {
     let (st, v) = get(&c, &s.url("/health")).await;
     assert_eq!(st, 503);
     assert_eq!(v["status"], "unhealthy");
+    let (st, v) = get(&c, &s.url("/readyz")).await;
+    assert_eq!((st, v["status"].as_str()), (503, Some("not ready")));
+    let (st, _) = get(&c, &s.url("/livez")).await;
+    assert_eq!(st, 200, "the process still serves");
     let (st, v) = get(&c, &s.url("/api/locks/stats")).await;
     assert_error(st, &v, 503, "backend_unavailable");
     s.stop().await;

@@ -98,6 +98,49 @@ pub async fn liveness(State(state): State<AppState>) -> Response {
     }
 }
 
+/// The process is up (for a load balancer's liveness probe): 200 always, without asking the backend.
+#[utoipa::path(get, path = "/livez", tag = "monitoring",
+    responses((status = 200, description = "The process serves requests", body = Probe)))]
+pub async fn livez() -> Response {
+    Json(Probe {
+        status: "alive".into(),
+        backend: None,
+    })
+    .into_response()
+}
+
+/// The backend is reachable (for a readiness probe): 200 when it serves locks (healthy or degraded), 503 when
+/// it does not.
+#[utoipa::path(get, path = "/readyz", tag = "monitoring",
+    responses((status = 200, description = "Ready: the backend serves locks", body = Probe),
+              (status = 503, description = "Not ready: the backend cannot serve locks", body = Probe)))]
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    let h = state.warden().health().await;
+    let (code, status) = match h.status {
+        warden::HealthStatus::Healthy => (StatusCode::OK, "ready"),
+        warden::HealthStatus::Degraded => (StatusCode::OK, "ready (degraded)"),
+        _ => (StatusCode::SERVICE_UNAVAILABLE, "not ready"),
+    };
+    (
+        code,
+        Json(Probe {
+            status: status.into(),
+            backend: Some(h.kind.into()),
+        }),
+    )
+        .into_response()
+}
+
+/// The answer of `/livez` and `/readyz`.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Probe {
+    /// `alive`; `ready`, `ready (degraded)` or `not ready`.
+    pub status: String,
+    /// The backend's kind (readiness only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backend: Option<String>,
+}
+
 /// Prometheus text format.
 #[utoipa::path(get, path = "/metrics", tag = "monitoring",
     responses((status = 200, description = "Prometheus text exposition", body = String, content_type = "text/plain")))]
