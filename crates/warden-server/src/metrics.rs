@@ -53,10 +53,13 @@ fn describe() {
     );
     metrics::describe_gauge!("warden_waiters", "Waiters parked on this instance");
     metrics::describe_gauge!("warden_active_locks", "Leases held now (cluster-wide, read at scrape)");
-    metrics::describe_gauge!("warden_total_locks", "Grants ever made (cluster-wide, read at scrape)");
-    metrics::describe_gauge!(
-        "warden_expired_locks",
-        "Leases ended by expiry (cluster-wide, read at scrape)"
+    metrics::describe_counter!(
+        "warden_cluster_grants_total",
+        "Grants ever made by every instance of the backend (read at scrape)"
+    );
+    metrics::describe_counter!(
+        "warden_cluster_expiries_total",
+        "Leases of every instance that ended by expiry (read at scrape)"
     );
     metrics::describe_counter!(
         "warden_backend_errors_total",

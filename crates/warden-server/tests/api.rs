@@ -618,8 +618,19 @@ async fn health_metrics_and_openapi() {
         "warden_acquire_wait_seconds_bucket",
         "warden_active_locks",
         "warden_waiters",
+        "warden_cluster_grants_total",
+        "warden_cluster_expiries_total",
     ] {
         assert!(text.contains(name), "/metrics lacks {name}:\n{text}");
+    }
+    // Every counter is typed and named as one.
+    for line in text.lines().filter(|l| l.starts_with("# TYPE ")) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.get(3) == Some(&"counter") {
+            assert!(f[2].ends_with("_total"), "{line}");
+        } else {
+            assert!(!f[2].ends_with("_total"), "a {} named as a counter: {line}", f[3]);
+        }
     }
 
     let (st, doc) = get(&c, &s.url("/openapi.json")).await;

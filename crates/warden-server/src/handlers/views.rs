@@ -151,8 +151,9 @@ pub async fn metrics_text(State(state): State<AppState>, caller: Caller) -> Resp
     metrics::gauge!("warden_waiters").set(state.limits().total() as f64);
     if let Ok(s) = state.warden().counts().await {
         metrics::gauge!("warden_active_locks").set(s.active_locks as f64);
-        metrics::gauge!("warden_total_locks").set(s.total_locks as f64);
-        metrics::gauge!("warden_expired_locks").set(s.expired_locks as f64);
+        // Counters that only grow, read from the backend at scrape (every instance reports the same totals).
+        metrics::counter!("warden_cluster_grants_total").absolute(s.total_locks);
+        metrics::counter!("warden_cluster_expiries_total").absolute(s.expired_locks);
     }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
