@@ -10,6 +10,7 @@ mod child;
 mod common;
 mod elect;
 mod keygen;
+mod leader;
 mod oneshot;
 mod run;
 mod serve;
@@ -56,6 +57,8 @@ enum Command {
     Queue(oneshot::QueueArgs),
     /// Show cluster-wide statistics.
     Stats(oneshot::StatsArgs),
+    /// Show who leads an election; with --follow, every change of leader.
+    Leader(leader::LeaderArgs),
     /// Benchmark a backend (uniform, hot or handoff workload).
     Bench(bench_cmd::BenchArgs),
     /// Make a new API key and print it with the entry for `warden serve --auth-file`.
@@ -106,6 +109,7 @@ fn main() -> ExitCode {
             Command::Held(a) => oneshot::held(a).await,
             Command::Queue(a) => oneshot::queue(a).await,
             Command::Stats(a) => oneshot::stats(a).await,
+            Command::Leader(a) => leader::leader(a).await,
             Command::Bench(a) => bench_cmd::bench(a).await,
             Command::Keygen(a) => keygen::keygen(a),
             Command::Completions { shell } => {

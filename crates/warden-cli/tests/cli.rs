@@ -506,3 +506,62 @@ fn completions_and_the_man_page_come_from_the_command_definitions() {
     let page = String::from_utf8_lossy(&out.stdout);
     assert!(page.contains(".TH warden 1") && page.contains("completions"), "{page}");
 }
+
+#[test]
+fn leader_shows_who_leads_and_follows_each_change() {
+    use std::io::BufRead;
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let mut candidate = warden_bin()
+        .args([
+            "elect",
+            "jobs",
+            "--candidate",
+            "node-a",
+            "--backend",
+            &url,
+            "--",
+            "sleep",
+            "30",
+        ])
+        .spawn()
+        .unwrap();
+    let leader = |args: &[&str]| {
+        let out = warden_bin()
+            .arg("leader")
+            .args(args)
+            .args(["--backend", &url])
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !leader(&["jobs"]).1.contains("node-a") {
+        assert!(Instant::now() < deadline, "node-a never led");
+    }
+    let (code, out) = leader(&["jobs", "--json"]);
+    assert_eq!(code, Some(0));
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["data"]["candidateId"], "node-a");
+    assert!(v["data"]["fencingToken"].as_u64().unwrap() > 0);
+    // --follow: the current leader, then the change when it resigns.
+    let mut follow = warden_bin()
+        .args(["leader", "jobs", "--follow", "--backend", &url])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(follow.stdout.take().unwrap()).lines();
+    assert!(lines.next().unwrap().unwrap().contains("node-a leads"));
+    // SIGTERM: the command exits and the candidate resigns.
+    assert!(Command::new("kill")
+        .arg(candidate.id().to_string())
+        .status()
+        .unwrap()
+        .success());
+    let _ = candidate.wait();
+    assert_eq!(lines.next().unwrap().unwrap(), "nobody leads `jobs`");
+    let _ = follow.kill();
+    let _ = follow.wait();
+    let (_, out) = leader(&["jobs"]);
+    assert_eq!(out.trim(), "nobody leads `jobs`");
+}
