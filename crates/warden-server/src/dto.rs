@@ -24,6 +24,19 @@ envelope!(StatsEnvelope, StatsDto, "`{success, data: Stats}`");
 envelope!(HealthEnvelope, HealthDto, "`{success, data: Health}`");
 envelope!(QueueEnvelope, QueueDto, "`{success, data: Queue}`");
 
+/// `{success, data: [Lock], nextOffset}`: one page of leases.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LockPageEnvelope {
+    /// Always true.
+    pub success: bool,
+    /// This page's leases.
+    pub data: Vec<Lock>,
+    /// The `offset` of the next page; absent on the last.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_offset: Option<usize>,
+}
+
 envelope!(ForceReleasedEnvelope, ForceReleased, "`{success, data: ForceReleased}`");
 
 /// `{success: true, message}`.

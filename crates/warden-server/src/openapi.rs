@@ -48,6 +48,7 @@ use utoipa::OpenApi;
         QueueEntryDto,
         QueueDto,
         LockEnvelope,
+        LockPageEnvelope,
         LockStatusEnvelope,
         LockListEnvelope,
         StatsEnvelope,

@@ -679,3 +679,69 @@ async fn health_metrics_and_openapi() {
     assert_eq!(doc["components"]["securitySchemes"]["apiKey"]["scheme"], "bearer");
     s.stop().await;
 }
+
+#[tokio::test]
+async fn held_and_queue_come_in_pages() {
+    let (s, _) = memory_server().await;
+    let c = client();
+    for i in 0..25 {
+        acquire(&c, &s, &format!("page-{i}"), "pager").await;
+    }
+    let held = |q: &str| s.url(&format!("/api/locks/held?clientId=pager{q}"));
+    let (st, v) = get(&c, &held("&limit=10")).await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["data"].as_array().unwrap().len(), 10);
+    assert_eq!(v["nextOffset"], 10);
+    // The pages together are every lease, once each.
+    let mut seen = std::collections::HashSet::new();
+    let mut offset = Some(0u64);
+    while let Some(at) = offset {
+        let (st, v) = get(&c, &held(&format!("&limit=10&offset={at}"))).await;
+        assert_eq!(st, 200, "{v}");
+        for l in v["data"].as_array().unwrap() {
+            assert!(seen.insert(l["resource"].as_str().unwrap().to_string()), "{l}");
+        }
+        offset = v["nextOffset"].as_u64();
+    }
+    assert_eq!(seen.len(), 25);
+    // Without a limit: the default page (1,000) holds all 25, and there is no next page.
+    let (_, v) = get(&c, &held("")).await;
+    assert_eq!(v["data"].as_array().unwrap().len(), 25);
+    assert!(v.get("nextOffset").is_none(), "{v}");
+    for bad in ["&limit=0", "&limit=10001", "&limit=x"] {
+        let (st, v) = get(&c, &held(bad)).await;
+        assert_eq!(st, 400, "{bad}: {v}");
+    }
+    // A queue of three waiters, two to a page; waitingClients counts them all.
+    let waiters: Vec<_> = (0..3)
+        .map(|i| {
+            let c = c.clone();
+            let url = s.url("/api/locks/acquire");
+            tokio::spawn(async move {
+                post(
+                    &c,
+                    &url,
+                    json!({"resource": "page-0", "clientId": format!("w{i}"), "waitTimeout": 10000}),
+                )
+                .await
+            })
+        })
+        .collect();
+    wait_queue_len(&c, &s, "page-0", 3).await;
+    let (st, v) = get(&c, &s.url("/api/locks/queue?resource=page-0&limit=2")).await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["data"]["waitingClients"], 3);
+    assert_eq!(v["data"]["queue"].as_array().unwrap().len(), 2);
+    assert_eq!(v["data"]["nextOffset"], 2);
+    let (_, v) = get(&c, &s.url("/api/locks/queue?resource=page-0&limit=2&offset=2")).await;
+    assert_eq!(v["data"]["queue"].as_array().unwrap().len(), 1);
+    assert!(v["data"].get("nextOffset").is_none(), "{v}");
+    // The library over http reads every page.
+    let w = Warden::connect(&s.url("")).await.unwrap();
+    assert_eq!(w.held("pager").await.unwrap().len(), 25);
+    assert_eq!(w.inspect("page-0").await.unwrap().queue.len(), 3);
+    for t in waiters {
+        t.abort();
+    }
+    s.stop().await;
+}

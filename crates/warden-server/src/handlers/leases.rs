@@ -131,12 +131,17 @@ pub async fn status(
 #[serde(rename_all = "camelCase")]
 pub struct HeldQuery {
     client_id: Option<String>,
+    limit: Option<usize>,
+    offset: Option<usize>,
 }
 
 /// The leases a client holds now.
 #[utoipa::path(get, path = "/api/locks/held", tag = "locks",
-    params(("clientId" = String, Query, description = "The client id")),
-    responses((status = 200, description = "Held leases", body = LockListEnvelope),
+    params(("clientId" = String, Query, description = "The client id"),
+           ("limit" = Option<usize>, Query, description = "Leases per page, 1..=10000 (default 1000)"),
+           ("offset" = Option<usize>, Query, description = "Where the page starts (the last page's nextOffset)")),
+    responses((status = 200, description = "One page of held leases, oldest first; `nextOffset` when more follow",
+               body = LockPageEnvelope),
               (status = 400, description = "Invalid request", body = ErrorBody),
               (status = 503, description = "backend_unavailable", body = ErrorBody)))]
 pub async fn held(
@@ -149,15 +154,15 @@ pub async fn held(
         .client_id
         .ok_or_else(|| ApiError::invalid_field("clientId", "query parameter `clientId` is required"))?;
     validate::client_id(&client)?;
-    if caller.sees_all() {
+    let (offset, limit) = page_params(q.limit, q.offset)?;
+    let locks: Vec<Lock> = if caller.sees_all() {
         // Nothing tells an owner from anyone else who knows a client id: leases by handle.
         let leases = state.warden().held(&client).await?;
-        return Ok(ok(StatusCode::OK, leases.iter().map(Lock::seen).collect::<Vec<_>>()));
-    }
-    // A principal's own clients: its own leases, with their lock ids.
-    let leases = state.warden().held(&caller.bind(&client)?).await?;
-    Ok(ok(
-        StatusCode::OK,
-        leases.iter().map(|l| own(&caller, l)).collect::<Vec<_>>(),
-    ))
+        leases.iter().map(Lock::seen).collect()
+    } else {
+        // A principal's own clients: its own leases, with their lock ids.
+        let leases = state.warden().held(&caller.bind(&client)?).await?;
+        leases.iter().map(|l| own(&caller, l)).collect()
+    };
+    Ok(Json(warden::wire::Page::of(locks, offset, limit)).into_response())
 }

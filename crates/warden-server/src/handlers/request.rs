@@ -81,6 +81,18 @@ pub(crate) fn ok<T: serde::Serialize>(status: StatusCode, data: T) -> Response {
         .into_response()
 }
 
+/// `limit` and `offset` of a list view: (offset, limit), the limit 1..=10,000 (1,000 unless given).
+pub(crate) fn page_params(limit: Option<usize>, offset: Option<usize>) -> Result<(usize, usize), ApiError> {
+    let limit = limit.unwrap_or(warden::wire::DEFAULT_PAGE);
+    if !(1..=warden::wire::MAX_PAGE).contains(&limit) {
+        return Err(ApiError::invalid_field(
+            "limit",
+            format!("`limit` must be 1..={}, got {limit}", warden::wire::MAX_PAGE),
+        ));
+    }
+    Ok((offset.unwrap_or(0), limit))
+}
+
 /// Unknown paths: the envelope, not an empty 404.
 pub async fn no_route(method: Method, uri: Uri) -> ApiError {
     let path: String = uri.path().chars().take(200).collect();

@@ -47,12 +47,17 @@ pub async fn health(State(state): State<AppState>) -> ApiResult {
 #[derive(Debug, Deserialize)]
 pub struct QueueQuery {
     resource: Option<String>,
+    limit: Option<usize>,
+    offset: Option<usize>,
 }
 
 /// The waiters of a resource, in grant order.
 #[utoipa::path(get, path = "/api/locks/queue", tag = "monitoring",
-    params(("resource" = String, Query, description = "The resource")),
-    responses((status = 200, description = "Queue", body = QueueEnvelope),
+    params(("resource" = String, Query, description = "The resource"),
+           ("limit" = Option<usize>, Query, description = "Waiters per page, 1..=10000 (default 1000)"),
+           ("offset" = Option<usize>, Query, description = "Where the page starts (the last page's nextOffset)")),
+    responses((status = 200, description = "Holders and one page of the queue; `nextOffset` when more wait",
+               body = QueueEnvelope),
               (status = 400, description = "Invalid request", body = ErrorBody),
               (status = 503, description = "backend_unavailable", body = ErrorBody)))]
 pub async fn queue(
@@ -66,8 +71,9 @@ pub async fn queue(
         .ok_or_else(|| ApiError::invalid_field("resource", "query parameter `resource` is required"))?;
     validate::resource(&resource)?;
     caller.may_inspect(&resource)?;
+    let (offset, limit) = page_params(q.limit, q.offset)?;
     let info = state.warden().inspect(&resource).await?;
-    Ok(ok(StatusCode::OK, QueueDto::from(&info)))
+    Ok(ok(StatusCode::OK, QueueDto::from(&info).page(offset, limit)))
 }
 
 /// Liveness for load balancers: 200 when the backend answers, 503 otherwise.

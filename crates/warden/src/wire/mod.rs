@@ -30,6 +30,45 @@ pub struct Success<T> {
     pub data: T,
 }
 
+/// `{"success": true, "data": [...], "nextOffset": n}`: one page of a list view (`held`, a queue); `nextOffset`,
+/// absent on the last page, is the `offset` that asks for the next.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Page<T> {
+    /// Always true.
+    pub success: bool,
+    /// This page's items.
+    pub data: Vec<T>,
+    /// Where the next page starts, if there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_offset: Option<usize>,
+}
+
+/// Items on a page of a list view unless `limit` says otherwise.
+pub const DEFAULT_PAGE: usize = 1_000;
+/// The most items a page may hold (`limit`).
+pub const MAX_PAGE: usize = 10_000;
+
+impl<T> Page<T> {
+    /// The page of `all` from `offset`, at most `limit` items.
+    pub fn of(all: Vec<T>, offset: usize, limit: usize) -> Self {
+        let (data, next_offset) = slice(all, offset, limit);
+        Page {
+            success: true,
+            data,
+            next_offset,
+        }
+    }
+}
+
+/// `all[offset..offset + limit]`, and where the next slice starts if any is left.
+pub fn slice<T>(all: Vec<T>, offset: usize, limit: usize) -> (Vec<T>, Option<usize>) {
+    let total = all.len();
+    let end = offset.saturating_add(limit).min(total);
+    let data: Vec<T> = all.into_iter().skip(offset).take(limit).collect();
+    (data, (end < total).then_some(end))
+}
+
 /// RFC 3339 UTC with milliseconds, always three digits (`2026-12-01T10:00:00.000Z`).
 pub fn rfc3339(t: SystemTime) -> String {
     const FORMAT: &[time::format_description::FormatItem<'static>] =

@@ -201,6 +201,9 @@ pub struct QueueDto {
     /// Whether a non-warden client holds the key (e.g. a redis-py `Lock`), an addition.
     #[serde(default)]
     pub foreign_holder: bool,
+    /// When `queue` is one page of a longer queue: the `offset` of the next page (an addition).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_offset: Option<usize>,
 }
 
 impl From<&ResourceInfo> for QueueDto {
@@ -223,11 +226,21 @@ impl From<&ResourceInfo> for QueueDto {
             queue,
             holders: info.holders.iter().map(Lock::seen).collect(),
             foreign_holder: info.foreign_holder,
+            next_offset: None,
         }
     }
 }
 
 impl QueueDto {
+    /// This view with only the waiters from `offset`, at most `limit` of them (`waitingClients` stays the whole
+    /// queue's length).
+    pub fn page(mut self, offset: usize, limit: usize) -> Self {
+        let (queue, next) = super::slice(std::mem::take(&mut self.queue), offset, limit);
+        self.queue = queue;
+        self.next_offset = next;
+        self
+    }
+
     /// Back to the library's view (waiter ids, which the wire does not carry, become their positions).
     pub fn to_resource_info(&self) -> Result<ResourceInfo, String> {
         let mut info = ResourceInfo {

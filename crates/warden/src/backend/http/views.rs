@@ -2,6 +2,7 @@
 
 #[allow(unused_imports)]
 use super::*;
+use crate::wire::{Page, MAX_PAGE};
 
 impl HttpBackend {
     pub(super) async fn view_lease(&self, lock_id: &str) -> Result<Option<LeaseInfo>> {
@@ -29,7 +30,17 @@ impl HttpBackend {
         let url = url::form_urlencoded::Serializer::new(String::new())
             .append_pair("resource", resource)
             .finish();
-        let q: QueueDto = self.get_data(&format!("/api/locks/queue?{url}")).await?;
+        // Every page of the queue, in order.
+        let mut q: QueueDto = self
+            .get_data(&format!("/api/locks/queue?{url}&limit={MAX_PAGE}"))
+            .await?;
+        while let Some(offset) = q.next_offset.take() {
+            let next: QueueDto = self
+                .get_data(&format!("/api/locks/queue?{url}&limit={MAX_PAGE}&offset={offset}"))
+                .await?;
+            q.queue.extend(next.queue);
+            q.next_offset = next.next_offset;
+        }
         q.to_resource_info()
             .map_err(|e| Error::Protocol(format!("{} sent a queue this client cannot read: {e}", self.base)))
     }
@@ -39,7 +50,26 @@ impl HttpBackend {
         let q = url::form_urlencoded::Serializer::new(String::new())
             .append_pair("clientId", client_id)
             .finish();
-        let locks: Vec<Lock> = self.get_data(&format!("/api/locks/held?{q}")).await?;
+        // Every page, in order.
+        let mut locks: Vec<Lock> = Vec::new();
+        let mut offset = Some(0);
+        while let Some(at) = offset {
+            let (status, bytes) = self
+                .call(
+                    reqwest::Method::GET,
+                    &format!("/api/locks/held?{q}&limit={MAX_PAGE}&offset={at}"),
+                    None,
+                    self.timeout,
+                )
+                .await?;
+            if status != 200 {
+                return Err(self.failure(status, &bytes, None));
+            }
+            let page: Page<Lock> = serde_json::from_slice(&bytes)
+                .map_err(|e| Error::Protocol(format!("{} sent an answer this client cannot read: {e}", self.base)))?;
+            locks.extend(page.data);
+            offset = page.next_offset;
+        }
         locks
             .iter()
             .map(|l| l.to_lease(None))
