@@ -18,6 +18,7 @@ pub mod redis_cluster;
 pub mod redis_sentinel;
 pub mod redis_server;
 pub mod sql_faults;
+pub mod tls_checks;
 
 pub use mariadb_server::MariaDbServer;
 pub use postgres_server::PostgresServer;

@@ -249,39 +249,13 @@ async fn a_tls_cluster_with_its_ca_works_and_another_ca_is_refused() {
     assert!(url.starts_with("rediss+cluster://"), "{url}");
     let a = Warden::connect(&url).await.expect("connect over TLS");
     let b = Warden::connect(&url).await.expect("a second client over TLS");
-    // Locks on every primary, and a handoff whose wake-up travels on a shard channel over TLS.
+    // On every primary, a handoff whose wake-up travels on a shard channel over TLS.
     for node in 0..3 {
         let (res, _) = resource_on(&c, node, "tls");
-        let mut held = a.lock(&res).ttl(10 * SEC).acquire().await.expect("acquire over TLS");
-        let waiter = {
-            let (b, res) = (b.clone(), res.clone());
-            tokio::spawn(async move { b.lock(&res).wait(5 * SEC).acquire().await })
-        };
-        assert!(
-            eventually(5 * SEC, || async {
-                a.inspect(&res).await.map(|i| i.queue.len()) == Ok(1)
-            })
-            .await,
-            "the waiter never queued"
-        );
-        let released = Instant::now();
-        held.release().await.expect("release");
-        let mut g = tokio::time::timeout(2 * SEC, waiter)
-            .await
-            .expect("the waiter was never granted")
-            .expect("task")
-            .expect("granted");
-        assert!(
-            released.elapsed() < Duration::from_millis(250),
-            "took {:?}",
-            released.elapsed()
-        );
-        g.release().await.unwrap();
+        warden_testkit::tls_checks::handoff_over_tls(&a, &b, &res).await;
     }
     // A CA that did not sign the nodes' certificates: refused with a sentence that says so.
     let other = warden_testkit::RedisServer::start_tls();
     let wrong = other.ca_path().expect("CA").display().to_string();
-    let r = Warden::connect(&format!("{}?ca={wrong}&timeout_ms=1000", c.url())).await;
-    let msg = r.err().map(|e| e.to_string()).unwrap_or_default();
-    assert!(msg.to_lowercase().contains("certificate"), "{msg}");
+    warden_testkit::tls_checks::refused_for_its_certificate(&format!("{}?ca={wrong}&timeout_ms=1000", c.url())).await;
 }
