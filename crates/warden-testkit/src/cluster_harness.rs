@@ -1,7 +1,7 @@
 //! The conformance suite's harnesses over a real Redis Cluster (3 primaries, 1 replica each) and a real Redis
 //! Sentinel set.
 
-use crate::harness::{Counter, Harness, RedisCounter, TEST_WAITER_LEASE};
+use crate::harness::{Counter, Harness, RedisCounter};
 use crate::RedisCluster;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -46,11 +46,7 @@ impl Default for RedisClusterHarness {
 #[async_trait::async_trait]
 impl Harness for RedisClusterHarness {
     async fn client(&self) -> Warden {
-        Warden::connect(&self.url)
-            .await
-            .expect("connect to the test cluster")
-            .with_waiter_lease(TEST_WAITER_LEASE)
-            .expect("waiter lease")
+        crate::harness::test_client(&self.url).await
     }
     async fn revoke(&self, resource: &str) {
         let r = crate::redis_cluster::cli(self.owner_port(resource), &["DEL", resource]);
@@ -118,11 +114,7 @@ impl Default for RedisSentinelHarness {
 #[async_trait::async_trait]
 impl Harness for RedisSentinelHarness {
     async fn client(&self) -> Warden {
-        Warden::connect(&self.url)
-            .await
-            .expect("connect through the test sentinels")
-            .with_waiter_lease(TEST_WAITER_LEASE)
-            .expect("waiter lease")
+        crate::harness::test_client(&self.url).await
     }
     async fn revoke(&self, resource: &str) {
         let r = crate::redis_cluster::cli(self.primary_port(), &["DEL", resource]);

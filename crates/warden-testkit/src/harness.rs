@@ -9,6 +9,15 @@ use warden::Warden;
 /// Waiter lease used by suite clients, short so that dead waiters leave the queue quickly.
 pub const TEST_WAITER_LEASE: Duration = Duration::from_millis(300);
 
+/// A client of `url` as every harness hands it out: its own connections, with [`TEST_WAITER_LEASE`].
+pub async fn test_client(url: &str) -> Warden {
+    Warden::connect(url)
+        .await
+        .unwrap_or_else(|e| panic!("connect to the test backend: {e}"))
+        .with_waiter_lease(TEST_WAITER_LEASE)
+        .expect("waiter lease")
+}
+
 /// A non-atomic counter for mutual-exclusion tests: `get` and `set` are separate steps.
 #[async_trait::async_trait]
 pub trait Counter: Send + Sync {
@@ -162,11 +171,7 @@ impl Default for RedisHarness {
 #[async_trait::async_trait]
 impl Harness for RedisHarness {
     async fn client(&self) -> Warden {
-        Warden::connect(&self.url)
-            .await
-            .expect("connect to test redis")
-            .with_waiter_lease(TEST_WAITER_LEASE)
-            .expect("waiter lease")
+        crate::harness::test_client(&self.url).await
     }
     async fn revoke(&self, resource: &str) {
         let r = self
@@ -253,11 +258,7 @@ impl Default for RedlockHarness {
 #[async_trait::async_trait]
 impl Harness for RedlockHarness {
     async fn client(&self) -> Warden {
-        Warden::connect(&self.url)
-            .await
-            .expect("connect to the test redlock nodes")
-            .with_waiter_lease(TEST_WAITER_LEASE)
-            .expect("waiter lease")
+        crate::harness::test_client(&self.url).await
     }
     async fn revoke(&self, resource: &str) {
         for r in self.on_each(&["DEL", resource]) {

@@ -1,6 +1,6 @@
 //! The conformance suite's harness over a throwaway MariaDB, and a counter kept in one of its tables.
 
-use crate::harness::{Counter, Harness, TEST_WAITER_LEASE};
+use crate::harness::{Counter, Harness};
 use crate::MariaDbServer;
 use mysql_async::prelude::Queryable;
 use std::sync::{Arc, Mutex};
@@ -73,11 +73,7 @@ pub async fn connect(url: &str) -> mysql_async::Conn {
 #[async_trait::async_trait]
 impl Harness for MysqlHarness {
     async fn client(&self) -> Warden {
-        Warden::connect(&self.url)
-            .await
-            .expect("connect to the test mariadb")
-            .with_waiter_lease(TEST_WAITER_LEASE)
-            .expect("waiter lease")
+        crate::harness::test_client(&self.url).await
     }
     async fn revoke(&self, resource: &str) {
         // The leases stay, expired: their holders' renewals find them lost.

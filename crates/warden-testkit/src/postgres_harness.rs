@@ -1,6 +1,6 @@
 //! The conformance suite's harness over a throwaway PostgreSQL, and a counter kept in one of its tables.
 
-use crate::harness::{Counter, Harness, TEST_WAITER_LEASE};
+use crate::harness::{Counter, Harness};
 use crate::PostgresServer;
 use std::sync::{Arc, Mutex};
 use warden::Warden;
@@ -57,11 +57,7 @@ pub async fn connect(url: &str) -> tokio_postgres::Client {
 #[async_trait::async_trait]
 impl Harness for PostgresHarness {
     async fn client(&self) -> Warden {
-        Warden::connect(&self.url)
-            .await
-            .expect("connect to the test postgres")
-            .with_waiter_lease(TEST_WAITER_LEASE)
-            .expect("waiter lease")
+        crate::harness::test_client(&self.url).await
     }
     async fn revoke(&self, resource: &str) {
         // The leases stay, expired: their holders' renewals find them lost.

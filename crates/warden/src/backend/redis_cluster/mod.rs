@@ -121,24 +121,14 @@ impl RedisClusterBackend {
             let map = self.topo.current();
             let Some(node) = map.node_of(slot).cloned() else {
                 let _ = self.topo.refresh(map.version).await;
-                return Err(last.unwrap_or_else(|| self.no_primary(slot)));
+                break;
             };
-            let Some(backend) = node.backend.clone() else {
-                let _ = self.topo.refresh(map.version).await;
-                if self
-                    .topo
-                    .current()
-                    .node_of(slot)
-                    .is_some_and(|n| n.address != node.address)
-                {
-                    continue;
-                }
-                return Err(Error::BackendUnavailable {
-                    address: node.address.clone(),
-                    reason: node.error.clone().unwrap_or_default(),
-                });
+            // A primary that could not be connected fails like a call to it.
+            let sent = match node.connected() {
+                Ok(backend) => f(backend).await,
+                Err(e) => Err(e),
             };
-            match f(backend).await {
+            match sent {
                 Err(e @ (Error::BackendUnavailable { .. } | Error::Protocol(_))) => {
                     let _ = self.topo.refresh(map.version).await;
                     let moved = self
@@ -146,10 +136,10 @@ impl RedisClusterBackend {
                         .current()
                         .node_of(slot)
                         .is_some_and(|n| n.address != node.address);
-                    if !moved {
-                        return Err(e);
-                    }
                     last = Some(e);
+                    if !moved {
+                        break;
+                    }
                 }
                 other => return other,
             }

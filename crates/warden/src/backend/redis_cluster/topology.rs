@@ -30,6 +30,16 @@ pub(super) struct Node {
     owned: Arc<OwnedSlots>,
 }
 
+impl Node {
+    /// Its connection, or why it has none (the error a call to it would have failed with).
+    pub fn connected(&self) -> Result<Arc<RedisBackend>> {
+        self.backend.clone().ok_or_else(|| Error::BackendUnavailable {
+            address: self.address.clone(),
+            reason: self.error.clone().unwrap_or_default(),
+        })
+    }
+}
+
 /// The slot map at one moment.
 pub(super) struct Map {
     pub version: u64,

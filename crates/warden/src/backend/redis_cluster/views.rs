@@ -112,15 +112,7 @@ impl RedisClusterBackend {
     /// Every primary's backend, or the error of the first that is not connected.
     fn connected(&self) -> Result<Vec<Arc<RedisBackend>>> {
         let map = self.topo.current();
-        map.nodes
-            .iter()
-            .map(|n| {
-                n.backend.clone().ok_or_else(|| Error::BackendUnavailable {
-                    address: n.address.clone(),
-                    reason: n.error.clone().unwrap_or_default(),
-                })
-            })
-            .collect()
+        map.nodes.iter().map(|n| n.connected()).collect()
     }
 }
 
