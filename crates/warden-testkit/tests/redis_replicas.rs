@@ -37,8 +37,12 @@ async fn grants_count_only_once_a_replica_has_them() {
     let primary_url = primary.url();
     let linked = warden_testkit::eventually(10 * SEC, || replicas_connected(&primary_url, 1)).await;
     assert!(linked, "the replica never connected");
-    let url = format!("{}?replicas=1&wait_ms=100&timeout_ms=1000", primary.url());
+    // A generous wait where the replica is up (a loaded machine may take a while to acknowledge), a short one
+    // where it is stopped, so the failure shows within a second.
+    let url = format!("{}?replicas=1&wait_ms=3000&timeout_ms=5000", primary.url());
+    let stalled_url = format!("{}?replicas=1&wait_ms=100&timeout_ms=1000", primary.url());
     let w = Warden::connect(&url).await.expect("connect");
+    let impatient = Warden::connect(&stalled_url).await.expect("connect");
     let mut g = w
         .lock("durable")
         .ttl(10 * SEC)
@@ -54,7 +58,7 @@ async fn grants_count_only_once_a_replica_has_them() {
 
     replica.pause();
     let started = Instant::now();
-    let r = w.lock("stalled").ttl(10 * SEC).acquire().await;
+    let r = impatient.lock("stalled").ttl(10 * SEC).acquire().await;
     match &r {
         Err(Error::BackendUnavailable { reason, .. }) => {
             assert!(reason.contains("replicas"), "{reason}")
@@ -65,7 +69,7 @@ async fn grants_count_only_once_a_replica_has_them() {
     replica.resume();
     // The failed attempt's grant is released once the replica acknowledges again.
     let other = Warden::connect(&url).await.expect("connect");
-    let freed = warden_testkit::eventually(5 * SEC, || async {
+    let freed = warden_testkit::eventually(10 * SEC, || async {
         other.lock("stalled").try_acquire().await.is_ok_and(|g| g.is_some())
     })
     .await;
