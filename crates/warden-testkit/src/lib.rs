@@ -7,6 +7,8 @@ pub mod chaos;
 pub mod checker;
 pub mod cluster_harness;
 pub mod conformance;
+pub mod etcd_harness;
+pub mod etcd_server;
 pub mod harness;
 pub mod mariadb_server;
 pub mod monitor;
@@ -20,6 +22,7 @@ pub mod redis_server;
 pub mod sql_faults;
 pub mod tls_checks;
 
+pub use etcd_server::EtcdCluster;
 pub use mariadb_server::MariaDbServer;
 pub use postgres_server::PostgresServer;
 pub use redis_cluster::RedisCluster;

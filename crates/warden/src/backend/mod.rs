@@ -2,6 +2,8 @@
 //!
 //! Backends never import the primitives built on them (`lock`, `election`): the dependency goes one way.
 
+#[cfg(feature = "etcd")]
+pub mod etcd;
 #[cfg(feature = "http")]
 pub mod http;
 pub mod memory;

@@ -62,6 +62,8 @@ pub const SCHEMES: &[Scheme] = &[
     scheme!("mysql", "mysql://user@host:port/db", super::mysql::MysqlBackend),
     #[cfg(feature = "mysql")]
     scheme!("mariadb", "mariadb://user@host:port/db", super::mysql::MysqlBackend),
+    #[cfg(feature = "etcd")]
+    scheme!("etcd", "etcd://h1:2379,h2:2379,h3:2379", super::etcd::EtcdBackend),
     #[cfg(feature = "http")]
     scheme!("http", "http://host:port", super::http::HttpBackend),
     #[cfg(feature = "http")]

@@ -1,0 +1,159 @@
+//! What this process knows about its own keys: the leases it holds (so release and renewal are one
+//! conditional write), its queued waiters (their waiter leases, and the key each one waits behind), heads of
+//! queues it watches expire, deletions it has seen, and counters not yet added to the shared statistics.
+
+use super::keys::Record;
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// A lease this process granted or renewed last.
+#[derive(Debug, Clone)]
+pub(crate) struct Held {
+    pub key: String,
+    pub create_rev: i64,
+    pub mod_rev: i64,
+    pub record: Record,
+    /// When this process deletes it unless renewed (its ttl after the write that granted or renewed it).
+    pub deadline: Instant,
+}
+
+/// A waiter of this process with its key in a queue.
+#[derive(Debug, Clone)]
+pub(crate) struct Waiting {
+    pub key: String,
+    pub create_rev: i64,
+    /// The key it waits behind: its deletion wakes the waiter.
+    pub behind: Option<String>,
+    /// Dropped from the queue unless attempted again by then (its waiter lease).
+    pub deadline: Instant,
+    pub session_epoch: u64,
+}
+
+/// Counts not yet flushed to the shared statistics.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Counts {
+    pub grants: u64,
+    pub expired: u64,
+    pub released: u64,
+    pub held_ms: u64,
+    pub per_resource: HashMap<String, u64>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Local {
+    pub held: HashMap<String, Held>,
+    pub waiting: HashMap<String, Waiting>,
+    /// Waiter ids by the key they wait behind.
+    pub behind: HashMap<String, Vec<String>>,
+    /// Heads of queues seen by this process: (key, mod revision) → first seen.
+    pub heads: HashMap<(String, i64), Instant>,
+    /// Recently deleted keys with the revision of the deletion, oldest first.
+    pub deleted: VecDeque<(String, i64)>,
+    pub counts: Counts,
+}
+
+/// Deletions remembered to close the race between a waiter's read and its registration behind a key.
+const DELETIONS_KEPT: usize = 4096;
+/// Queue heads remembered at most (the oldest are dropped).
+const HEADS_KEPT: usize = 65_536;
+
+impl Local {
+    /// Registers waiter `id` behind `key` (read at `rev`). True if that key was deleted after `rev` already.
+    pub fn wait_behind(&mut self, id: &str, key: Option<String>, rev: i64) -> bool {
+        let Some(w) = self.waiting.get_mut(id) else {
+            return false;
+        };
+        let old = std::mem::replace(&mut w.behind, key.clone());
+        if let Some(old) = old {
+            self.unlink(&old, id);
+        }
+        let Some(key) = key else {
+            return false;
+        };
+        self.behind.entry(key.clone()).or_default().push(id.to_string());
+        self.deleted.iter().any(|(k, r)| *k == key && *r > rev)
+    }
+
+    fn unlink(&mut self, key: &str, id: &str) {
+        if let Some(v) = self.behind.get_mut(key) {
+            v.retain(|x| x != id);
+            if v.is_empty() {
+                self.behind.remove(key);
+            }
+        }
+    }
+
+    /// Forgets a waiter.
+    pub fn drop_waiter(&mut self, id: &str) -> Option<Waiting> {
+        let w = self.waiting.remove(id)?;
+        if let Some(k) = &w.behind {
+            self.unlink(k, id);
+        }
+        Some(w)
+    }
+
+    /// A key was deleted at `rev`: the waiters behind it, to wake.
+    pub fn deleted(&mut self, key: &str, rev: i64) -> Vec<String> {
+        self.deleted.push_back((key.to_string(), rev));
+        if self.deleted.len() > DELETIONS_KEPT {
+            self.deleted.pop_front();
+        }
+        self.heads.retain(|(k, _), _| k != key);
+        self.behind.remove(key).unwrap_or_default()
+    }
+
+    /// When this process first saw `key` at `mod_rev` at the head of its queue.
+    pub fn head_seen(&mut self, key: &str, mod_rev: i64, now: Instant) -> Instant {
+        if self.heads.len() >= HEADS_KEPT {
+            let cutoff = now.checked_sub(Duration::from_secs(3600)).unwrap_or(now);
+            self.heads.retain(|_, t| *t > cutoff);
+            if self.heads.len() >= HEADS_KEPT {
+                self.heads.clear();
+            }
+        }
+        *self.heads.entry((key.to_string(), mod_rev)).or_insert(now)
+    }
+
+    /// Counts a grant.
+    pub fn granted(&mut self, resource: &str) {
+        self.counts.grants += 1;
+        *self.counts.per_resource.entry(resource.to_string()).or_default() += 1;
+    }
+
+    /// Leases past their deadline and waiters past their waiter lease, taken out of the tables.
+    pub fn overdue(&mut self, now: Instant) -> (Vec<Held>, Vec<(String, Waiting)>) {
+        let held: Vec<String> = self
+            .held
+            .iter()
+            .filter(|(_, h)| h.deadline <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
+        let held = held.into_iter().filter_map(|id| self.held.remove(&id)).collect();
+        let waiting: Vec<String> = self
+            .waiting
+            .iter()
+            .filter(|(_, w)| w.deadline <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
+        let waiting = waiting
+            .into_iter()
+            .filter_map(|id| self.drop_waiter(&id).map(|w| (id, w)))
+            .collect();
+        (held, waiting)
+    }
+}
+
+/// The table behind a mutex, with a poison-proof accessor.
+#[derive(Debug, Default)]
+pub(crate) struct Shared(Mutex<Local>);
+
+impl Shared {
+    pub fn with<T>(&self, f: impl FnOnce(&mut Local) -> T) -> T {
+        match self.0.lock() {
+            Ok(mut g) => f(&mut g),
+            Err(p) => f(&mut p.into_inner()),
+        }
+    }
+}

@@ -1,0 +1,444 @@
+//! The lease core on etcd: attempt, leave, release, renew. Each is one transaction in the common case.
+
+use super::keys::{lock_hash, now_ms, resource_hash, Record};
+use super::local::{Held, Waiting};
+use super::EtcdBackend;
+use crate::error::{Error, Result};
+use crate::types::{AcquireRequest, Attempt, Grant, LeaseInfo, Released, Renewal};
+use etcd_client::{
+    Compare, CompareOp, GetOptions, KeyValue, PutOptions, SortOrder, SortTarget, Txn, TxnOp, TxnOpResponse, TxnResponse,
+};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// The key ahead that blocks a request, and the head of its queue.
+struct Queue {
+    blocker: Option<KeyValue>,
+    head: Option<KeyValue>,
+    /// The store's revision the reads saw.
+    revision: i64,
+}
+
+impl EtcdBackend {
+    pub(super) async fn attempt_now(&self, req: &AcquireRequest, waiter: Option<&str>) -> Result<Attempt> {
+        // A head found expired is deleted and the attempt made again, at most twice.
+        for _ in 0..3 {
+            if let Some(done) = self.attempt_once(req, waiter).await? {
+                return Ok(done);
+            }
+        }
+        Ok(Attempt::NotGranted {
+            retry_in: Some(Duration::from_millis(1)),
+            backend_now: None,
+        })
+    }
+
+    async fn attempt_once(&self, req: &AcquireRequest, waiter: Option<&str>) -> Result<Option<Attempt>> {
+        let (lease, left) = self.etcd.session_left()?;
+        let epoch = self.etcd.session().epoch;
+        let hash = resource_hash(&req.resource);
+        let key = self.keys.member(&hash, req.kind, &req.lock_id);
+        let record = Record::new(req, waiter);
+        let put = TxnOp::put(key.clone(), record.encode(), Some(PutOptions::new().with_lease(lease)));
+        let all = self.keys.resource(&hash);
+        // What blocks this request: any key ahead (exclusive), an exclusive key ahead (shared).
+        let blocking = if req.kind.is_exclusive() {
+            all.clone()
+        } else {
+            self.keys.exclusive(&hash)
+        };
+        let head = TxnOp::get(
+            all.clone(),
+            Some(
+                GetOptions::new()
+                    .with_prefix()
+                    .with_sort(SortTarget::Create, SortOrder::Ascend)
+                    .with_limit(1),
+            ),
+        );
+        let known = waiter.and_then(|w| {
+            self.local.with(|l| {
+                l.waiting
+                    .get(w)
+                    .filter(|x| x.key == key && x.session_epoch == epoch)
+                    .map(|x| x.create_rev)
+            })
+        });
+        let behind = |max_create: Option<i64>, limit: i64| {
+            let mut o = GetOptions::new()
+                .with_prefix()
+                .with_sort(SortTarget::Create, SortOrder::Descend)
+                .with_limit(limit)
+                .with_keys_only();
+            if let Some(c) = max_create {
+                o = o.with_max_create_revision(c);
+            }
+            TxnOp::get(blocking.clone(), Some(o))
+        };
+        let txn = match known {
+            // Queued before: refresh the key (it claims the lock if nothing is ahead any more) and read the queue.
+            Some(c) => Txn::new()
+                .when([Compare::create_revision(key.clone(), CompareOp::Equal, c)])
+                .and_then([put, head, behind(Some(c - 1), 1)]),
+            // New: granted at once if nothing blocks it; else queued (a waiter) or nothing written (a try).
+            None => {
+                let free = Compare::version(blocking.clone(), CompareOp::Equal, 0).with_prefix();
+                let absent = Compare::version(key.clone(), CompareOp::Equal, 0);
+                let queued: Vec<TxnOp> = match waiter {
+                    Some(_) => vec![
+                        TxnOp::txn(Txn::new().when([absent.clone()]).and_then([put.clone()])),
+                        head,
+                        TxnOp::get(key.clone(), None),
+                        behind(None, 2),
+                    ],
+                    None => vec![head],
+                };
+                Txn::new().when([free, absent]).and_then([put]).or_else(queued)
+            }
+        };
+        let sent = Instant::now();
+        let r = self.etcd.call(self.etcd.client.kv_client().txn(txn)).await?;
+        let revision = r.header().map_or(0, |h| h.revision());
+        let ops = r.op_responses();
+        let granted_new = known.is_none() && r.succeeded();
+        if known.is_some() && !r.succeeded() {
+            // Our key is gone (expired, revoked, or the session was lost): queue again from the back.
+            if let Some(w) = waiter {
+                self.local.with(|l| l.drop_waiter(w));
+            }
+            return Ok(None);
+        }
+        let (create_rev, queue) = if granted_new {
+            (revision, None)
+        } else {
+            let gets: Vec<Vec<KeyValue>> = ops
+                .into_iter()
+                .filter_map(|o| match o {
+                    TxnOpResponse::Get(mut g) => Some(g.take_kvs()),
+                    _ => None,
+                })
+                .collect();
+            let mut gets = gets.into_iter();
+            let head = gets.next().and_then(|v| v.into_iter().next());
+            let (mine, blockers) = match known {
+                Some(c) => (Some(c), gets.next().unwrap_or_default()),
+                None => {
+                    let mine = gets
+                        .next()
+                        .and_then(|v| v.into_iter().next())
+                        .map(|kv| kv.create_revision());
+                    (mine, gets.next().unwrap_or_default())
+                }
+            };
+            let blocker = blockers
+                .into_iter()
+                .find(|kv| Some(kv.create_revision()) < mine && kv.key() != key.as_bytes());
+            (
+                mine.unwrap_or(0),
+                Some(Queue {
+                    blocker,
+                    head,
+                    revision,
+                }),
+            )
+        };
+        let q = match queue {
+            Some(q) if q.blocker.is_some() || waiter.is_none() || known.is_none() => q,
+            // Queued before and nothing is ahead any more: the refresh just made was the grant.
+            Some(_) => {
+                return Ok(Some(
+                    self.granted(req, waiter, key, create_rev, revision, record, sent, left),
+                ))
+            }
+            None => {
+                return Ok(Some(
+                    self.granted(req, waiter, key, create_rev, revision, record, sent, left),
+                ))
+            }
+        };
+        self.not_granted(req, waiter, key, create_rev, epoch, q).await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn granted(
+        &self,
+        req: &AcquireRequest,
+        waiter: Option<&str>,
+        key: String,
+        create_rev: i64,
+        mod_rev: i64,
+        record: Record,
+        sent: Instant,
+        session_left: Duration,
+    ) -> Attempt {
+        let acquired = record.acquired();
+        self.local.with(|l| {
+            if let Some(w) = waiter {
+                l.drop_waiter(w);
+            }
+            l.granted(&req.resource);
+            l.held.insert(
+                req.lock_id.clone(),
+                Held {
+                    key,
+                    create_rev,
+                    mod_rev,
+                    record,
+                    deadline: Instant::now().max(sent) + req.ttl,
+                },
+            );
+        });
+        let grant = Grant::new(create_rev as u64, acquired, acquired + req.ttl);
+        // Never trusted past what is confirmed of the session lease the key hangs on.
+        Attempt::Granted(grant.found_with(req.ttl.min(session_left)))
+    }
+
+    async fn not_granted(
+        &self,
+        req: &AcquireRequest,
+        waiter: Option<&str>,
+        key: String,
+        create_rev: i64,
+        epoch: u64,
+        q: Queue,
+    ) -> Result<Option<Attempt>> {
+        let now = Instant::now();
+        // The head of the queue, if it is someone else's: its lease ends when it stays unchanged for its ttl.
+        let mut retry_in = None;
+        if let Some(h) = q.head.as_ref().filter(|h| h.key() != key.as_bytes()) {
+            let g = Record::decode(h.value()).map_or(Duration::from_secs(60), |r| Duration::from_millis(r.g));
+            let seen = self
+                .local
+                .with(|l| l.head_seen(&String::from_utf8_lossy(h.key()), h.mod_revision(), now));
+            let ends = seen + g;
+            if ends <= now {
+                self.expire(h.key().to_vec(), h.mod_revision()).await?;
+                return Ok(None);
+            }
+            retry_in = Some(ends - now);
+        }
+        if let Some(w) = waiter {
+            let behind = q.blocker.map(|kv| String::from_utf8_lossy(kv.key()).into_owned());
+            let deleted_already = self.local.with(|l| {
+                let entry = l.waiting.entry(w.to_string()).or_insert_with(|| Waiting {
+                    key: key.clone(),
+                    create_rev,
+                    behind: None,
+                    deadline: now,
+                    session_epoch: epoch,
+                });
+                entry.deadline = now + req.waiter_lease;
+                entry.create_rev = create_rev;
+                l.wait_behind(w, behind, q.revision)
+            });
+            if deleted_already {
+                self.router.wake([w]);
+            }
+        }
+        Ok(Some(Attempt::NotGranted {
+            retry_in,
+            backend_now: None,
+        }))
+    }
+
+    /// Deletes a head of queue found unchanged for its ttl, unless it changed meanwhile; counts the expiry.
+    async fn expire(&self, key: Vec<u8>, mod_rev: i64) -> Result<()> {
+        let txn = Txn::new()
+            .when([Compare::mod_revision(key.clone(), CompareOp::Equal, mod_rev)])
+            .and_then([TxnOp::delete(key, None)]);
+        let r = self.etcd.call(self.etcd.client.kv_client().txn(txn)).await?;
+        if r.succeeded() {
+            self.local.with(|l| l.counts.expired += 1);
+        }
+        Ok(())
+    }
+
+    pub(super) async fn leave(&self, waiter: &str) -> Result<bool> {
+        let Some(w) = self.local.with(|l| l.drop_waiter(waiter)) else {
+            return Ok(false);
+        };
+        let txn = Txn::new()
+            .when([Compare::create_revision(w.key.clone(), CompareOp::Equal, w.create_rev)])
+            .and_then([TxnOp::delete(w.key, None)]);
+        let r = self.etcd.call(self.etcd.client.kv_client().txn(txn)).await?;
+        Ok(r.succeeded())
+    }
+
+    /// The lease with this lock id: from this process's table, else read from etcd. `Err(NotFound)` if no key.
+    async fn current(&self, lock_id: &str) -> Result<Held> {
+        if let Some(h) = self.local.with(|l| l.held.get(lock_id).cloned()) {
+            return Ok(h);
+        }
+        let not_found = || Error::NotFound {
+            lock_id: lock_id.to_string(),
+        };
+        let both = self.keys.both(lock_id).ok_or_else(not_found)?;
+        let txn = Txn::new().and_then(both.map(|k| TxnOp::get(k, None)));
+        let r = self.etcd.call(self.etcd.client.kv_client().txn(txn)).await?;
+        let kv = first_kv(&r).ok_or_else(not_found)?;
+        let record = Record::decode(kv.value())
+            .filter(|r| r.i == lock_id)
+            .ok_or_else(not_found)?;
+        Ok(Held {
+            key: String::from_utf8_lossy(kv.key()).into_owned(),
+            create_rev: kv.create_revision(),
+            mod_rev: kv.mod_revision(),
+            record,
+            deadline: Instant::now(),
+        })
+    }
+
+    pub(super) async fn release_now(&self, lock_id: &str, client: Option<&str>) -> Result<Released> {
+        if lock_hash(lock_id).is_none() {
+            return Err(Error::NotFound {
+                lock_id: lock_id.to_string(),
+            });
+        }
+        let had = self.local.with(|l| l.held.get(lock_id).map(|h| h.record.clone()));
+        for _ in 0..3 {
+            let h = match (self.current(lock_id).await, &had) {
+                // This process wrote it and it is gone: it expired or was taken away.
+                (Err(Error::NotFound { .. }), Some(rec)) => return Err(lost(lock_id, rec)),
+                (r, _) => r?,
+            };
+            check_owner(lock_id, &h.record, client)?;
+            let txn = Txn::new()
+                .when([Compare::mod_revision(h.key.clone(), CompareOp::Equal, h.mod_rev)])
+                .and_then([TxnOp::delete(h.key.clone(), None)]);
+            let r = self.etcd.call(self.etcd.client.kv_client().txn(txn)).await?;
+            self.local.with(|l| l.held.remove(lock_id));
+            if r.succeeded() {
+                let held = now_ms().saturating_sub(h.record.a);
+                self.local.with(|l| {
+                    l.counts.released += 1;
+                    l.counts.held_ms += held;
+                });
+                return Ok(Released::after(Some(Duration::from_millis(held))));
+            }
+        }
+        Err(crate::backend::etcd::session::unavailable(
+            &self.etcd.opts.address,
+            "the lease kept changing under the release; try again",
+        ))
+    }
+
+    pub(super) async fn renew_now(
+        &self,
+        lock_id: &str,
+        ttl: Option<Duration>,
+        client: Option<&str>,
+    ) -> Result<Renewal> {
+        if lock_hash(lock_id).is_none() {
+            return Err(Error::NotFound {
+                lock_id: lock_id.to_string(),
+            });
+        }
+        let had = self.local.with(|l| l.held.get(lock_id).map(|h| h.record.clone()));
+        for _ in 0..3 {
+            let h = match (self.current(lock_id).await, &had) {
+                (Err(Error::NotFound { .. }), Some(rec)) => {
+                    self.local.with(|l| l.held.remove(lock_id));
+                    return Err(lost(lock_id, rec));
+                }
+                (r, _) => r?,
+            };
+            check_owner(lock_id, &h.record, client)?;
+            let rec = &h.record;
+            let capped = Renewal::Capped {
+                expires_at: rec.expires(),
+            };
+            if rec.mr.is_some_and(|m| rec.n >= m) {
+                return Ok(capped);
+            }
+            let ttl = ttl.unwrap_or(Duration::from_millis(rec.t));
+            let mut granted = ttl;
+            if let Some(mh) = rec.mh {
+                let held = now_ms().saturating_sub(rec.a);
+                if held >= mh {
+                    return Ok(capped);
+                }
+                granted = granted.min(Duration::from_millis(mh - held));
+            }
+            let (lease, left) = self.etcd.session_left()?;
+            let mut next = rec.clone();
+            next.n += 1;
+            next.t = super::keys::ms(ttl);
+            next.g = super::keys::ms(granted);
+            let txn = Txn::new()
+                .when([Compare::mod_revision(h.key.clone(), CompareOp::Equal, h.mod_rev)])
+                .and_then([TxnOp::put(
+                    h.key.clone(),
+                    next.encode(),
+                    Some(PutOptions::new().with_lease(lease)),
+                )]);
+            let sent = Instant::now();
+            let r = self.etcd.call(self.etcd.client.kv_client().txn(txn)).await?;
+            if !r.succeeded() {
+                self.local.with(|l| l.held.remove(lock_id));
+                continue;
+            }
+            let mod_rev = r.header().map_or(0, |h| h.revision());
+            let info = lease_info(lock_id, &next, h.create_rev as u64);
+            self.local.with(|l| {
+                l.held.insert(
+                    lock_id.to_string(),
+                    Held {
+                        key: h.key.clone(),
+                        create_rev: h.create_rev,
+                        mod_rev,
+                        record: next,
+                        deadline: sent + granted,
+                    },
+                )
+            });
+            return Ok(Renewal::Renewed {
+                lease: info,
+                granted: granted.min(left),
+            });
+        }
+        Err(crate::backend::etcd::session::unavailable(
+            &self.etcd.opts.address,
+            "the lease kept changing under the renewal; try again",
+        ))
+    }
+}
+
+fn first_kv(r: &TxnResponse) -> Option<KeyValue> {
+    r.op_responses().into_iter().find_map(|o| match o {
+        TxnOpResponse::Get(mut g) => g.take_kvs().into_iter().next(),
+        _ => None,
+    })
+}
+
+fn check_owner(lock_id: &str, rec: &Record, client: Option<&str>) -> Result<()> {
+    match client {
+        Some(c) if c != rec.c => Err(Error::NotOwner {
+            lock_id: lock_id.to_string(),
+            client_id: c.to_string(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+fn lost(lock_id: &str, rec: &Record) -> Error {
+    Error::LeaseLost {
+        lock_id: lock_id.to_string(),
+        resource: rec.r.clone(),
+    }
+}
+
+pub(super) fn lease_info(lock_id: &str, rec: &Record, fence: u64) -> LeaseInfo {
+    LeaseInfo {
+        lock_id: lock_id.to_string(),
+        lease_handle: crate::lease_handle(lock_id),
+        resource: rec.r.clone(),
+        kind: rec.kind(),
+        client_id: rec.c.clone(),
+        acquired_at: rec.acquired(),
+        expires_at: rec.expires(),
+        ttl: Duration::from_millis(rec.t),
+        fencing_token: fence,
+        renewal_count: rec.n,
+        expired: false,
+    }
+}

@@ -1,0 +1,189 @@
+//! The connection and the session: one etcd lease per process that every key it writes hangs on, kept alive
+//! in the background. A process that dies or loses etcd loses its keys when the lease runs out; until then,
+//! no grant of this process may be trusted past the lease's confirmed end.
+
+use super::options::Options;
+use crate::error::{Error, Result};
+use etcd_client::{Client, ConnectOptions};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// The client and what every call needs.
+pub(crate) struct Etcd {
+    pub client: Client,
+    pub opts: Options,
+    session: Mutex<Session>,
+}
+
+/// This process's etcd lease.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Session {
+    pub id: i64,
+    /// Until when etcd keeps it at least: the send time of the last confirmed keep-alive plus its ttl.
+    pub until: Instant,
+    /// Bumped whenever the lease was lost and a new one taken.
+    pub epoch: u64,
+}
+
+impl Etcd {
+    /// Connects, checks that the cluster answers and takes a session lease, all within the timeout.
+    pub async fn connect(opts: Options) -> Result<Arc<Self>> {
+        let mut co = ConnectOptions::new()
+            .with_connect_timeout(opts.timeout)
+            .with_timeout(opts.timeout)
+            .with_keep_alive(Duration::from_secs(2), opts.timeout)
+            .with_require_leader(true);
+        if let Some((user, password)) = &opts.user {
+            co = co.with_user(user.clone(), password.clone());
+        }
+        let address = opts.address.clone();
+        let timeout = opts.timeout;
+        let started = async {
+            let client = Client::connect(&opts.endpoints, Some(co))
+                .await
+                .map_err(|e| failed(&address, e))?;
+            let etcd = Etcd {
+                client,
+                session: Mutex::new(Session {
+                    id: 0,
+                    until: Instant::now(),
+                    epoch: 0,
+                }),
+                opts,
+            };
+            etcd.new_session().await?;
+            Ok::<_, Error>(etcd)
+        };
+        match tokio::time::timeout(timeout, started).await {
+            Ok(r) => r.map(Arc::new),
+            Err(_) => Err(unavailable(
+                &address,
+                format!("no answer within {} ms", timeout.as_millis()),
+            )),
+        }
+    }
+
+    /// The current session.
+    pub fn session(&self) -> Session {
+        self.session.lock().map(|s| *s).unwrap_or(Session {
+            id: 0,
+            until: Instant::now(),
+            epoch: 0,
+        })
+    }
+
+    /// How long a grant made now can be trusted at most: what is left of the session.
+    pub fn session_left(&self) -> Result<(i64, Duration)> {
+        let s = self.session();
+        let left = s.until.saturating_duration_since(Instant::now());
+        if left < Duration::from_millis(10) {
+            return Err(unavailable(
+                &self.opts.address,
+                "this process's etcd session lease is not confirmed alive",
+            ));
+        }
+        Ok((s.id, left))
+    }
+
+    /// Takes a fresh session lease (at connect, and when etcd says the old one is gone).
+    async fn new_session(&self) -> Result<()> {
+        let sent = Instant::now();
+        let ttl = self.opts.session_ttl.as_secs() as i64;
+        let r = self.call(self.client.lease_client().grant(ttl, None)).await?;
+        if let Ok(mut s) = self.session.lock() {
+            *s = Session {
+                id: r.id(),
+                until: sent + Duration::from_secs(r.ttl().max(0) as u64),
+                epoch: s.epoch + 1,
+            };
+        }
+        Ok(())
+    }
+
+    /// Keeps the session alive every third of its ttl; takes a new one if etcd dropped it (this process's
+    /// keys went with it). Runs until the backend is dropped.
+    pub async fn keep_alive(self: Arc<Self>) {
+        let every = self.opts.session_ttl / 3;
+        loop {
+            tokio::time::sleep(every).await;
+            let s = self.session();
+            let sent = Instant::now();
+            match self.keep_alive_once(s.id).await {
+                Ok(ttl) if ttl > 0 => {
+                    if let Ok(mut cur) = self.session.lock() {
+                        if cur.id == s.id {
+                            cur.until = sent + Duration::from_secs(ttl as u64);
+                        }
+                    }
+                }
+                Ok(_) => {
+                    tracing::warn!(address = %self.opts.address, "etcd session lease expired; its locks are gone, taking a new one");
+                    if let Err(e) = self.new_session().await {
+                        tracing::warn!(error = %e, "could not take a new etcd session lease");
+                    }
+                }
+                Err(e) => tracing::debug!(error = %e, "etcd session keep-alive failed"),
+            }
+        }
+    }
+
+    async fn keep_alive_once(&self, id: i64) -> Result<i64> {
+        let mut lease = self.client.lease_client();
+        let ask = async move {
+            let (mut keeper, mut stream) = lease.keep_alive(id).await?;
+            keeper.keep_alive().await?;
+            Ok::<_, etcd_client::Error>(stream.message().await?.map_or(0, |r| r.ttl()))
+        };
+        self.call(ask).await
+    }
+
+    /// Runs one etcd call within the timeout, its failure as [`Error::BackendUnavailable`] naming the cluster.
+    pub async fn call<T>(
+        &self,
+        f: impl std::future::Future<Output = std::result::Result<T, etcd_client::Error>>,
+    ) -> Result<T> {
+        match tokio::time::timeout(self.opts.timeout, f).await {
+            Ok(r) => r.map_err(|e| failed(&self.opts.address, e)),
+            Err(_) => Err(unavailable(
+                &self.opts.address,
+                format!("no answer within {} ms", self.opts.timeout.as_millis()),
+            )),
+        }
+    }
+
+    /// Revokes the session at shutdown, so this process's keys go at once rather than at its end.
+    pub async fn close(&self) {
+        let id = self.session().id;
+        let _ = self.call(self.client.lease_client().revoke(id)).await;
+    }
+}
+
+pub(crate) fn unavailable(address: &str, reason: impl std::fmt::Display) -> Error {
+    Error::BackendUnavailable {
+        address: address.to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+/// A failed etcd call. gRPC errors are classified by their status code, never by their text.
+fn failed(address: &str, e: etcd_client::Error) -> Error {
+    let reason = match &e {
+        etcd_client::Error::GRpcStatus(s) => match s.code() {
+            tonic_code::Unavailable => "unreachable or without a leader".to_string(),
+            tonic_code::DeadlineExceeded => "timed out".to_string(),
+            tonic_code::Unauthenticated | tonic_code::PermissionDenied => {
+                "refused the credentials (check the URL's user and password)".to_string()
+            }
+            code => format!("failed: {code:?}"),
+        },
+        etcd_client::Error::TransportError(_) => "unreachable (connection failed)".to_string(),
+        other => format!("failed: {other}"),
+    };
+    unavailable(address, reason)
+}
+
+/// The gRPC status codes, under a short name.
+mod tonic_code {
+    pub use tonic::Code::*;
+}
