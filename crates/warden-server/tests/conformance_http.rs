@@ -1,11 +1,12 @@
 //! The conformance suite over `http://`: the library as a client of an in-process warden server, which runs
 //! on the memory backend, on a real redis-server, on a real Redis Cluster, on a throwaway PostgreSQL and on a
-//! throwaway MariaDB.
+//! throwaway MariaDB and on a throwaway etcd.
 
 use std::sync::Mutex;
 use tokio::sync::oneshot;
 use warden::Warden;
 use warden_testkit::cluster_harness::RedisClusterHarness;
+use warden_testkit::etcd_harness::EtcdHarness;
 use warden_testkit::harness::{Counter, Harness, MemoryHarness, RedisHarness, TEST_WAITER_LEASE};
 use warden_testkit::mysql_harness::MysqlHarness;
 use warden_testkit::postgres_harness::PostgresHarness;
@@ -54,6 +55,9 @@ impl HttpHarness {
     }
     async fn mysql() -> Self {
         Self::over(Box::new(MysqlHarness::new()), true).await
+    }
+    async fn etcd() -> Self {
+        Self::over(Box::new(EtcdHarness::new()), true).await
     }
 }
 
@@ -113,4 +117,9 @@ mod over_postgres {
 mod over_mysql {
     use super::HttpHarness;
     warden_testkit::conformance_tests!(HttpHarness::mysql().await);
+}
+
+mod over_etcd {
+    use super::HttpHarness;
+    warden_testkit::conformance_tests!(HttpHarness::etcd().await);
 }

@@ -141,6 +141,8 @@ pub trait Backend: Send + Sync + 'static {
 ///   `postgresql://`; TLS with `sslmode=verify-full&sslrootcert=/path/ca.pem`);
 /// - `mysql://user:password@host:port/db?prefix=warden_&timeout_ms=2000&pool_size=16` — MySQL or MariaDB (also
 ///   `mariadb://`);
+/// - `etcd://h1:2379,h2:2379,h3:2379?prefix=warden/&timeout_ms=2000&session_ttl=10s` — an etcd cluster (Cargo
+///   feature `etcd`);
 /// - `http[s]://host:port?timeout_ms=5000` — a warden server (`warden serve`).
 ///
 /// ```
@@ -156,6 +158,14 @@ pub async fn connect(url: &str) -> Result<Arc<dyn Backend>> {
         // Not repeated: it may hold a password.
         return Err(Error::invalid("backend", format!("not a URL; use {}", known_schemes())));
     };
+    #[cfg(not(feature = "etcd"))]
+    if scheme == "etcd" {
+        return Err(Error::invalid(
+            "backend",
+            "this build of warden has no etcd support: rebuild with `--features etcd` (building it needs protoc; \
+             Debian: apt-get install protobuf-compiler)",
+        ));
+    }
     match SCHEMES.iter().find(|s| s.scheme == scheme) {
         Some(s) => (s.connect)(url.to_string()).await,
         None => Err(Error::invalid(

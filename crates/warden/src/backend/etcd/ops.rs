@@ -84,78 +84,79 @@ impl EtcdBackend {
             None => {
                 let free = Compare::version(blocking.clone(), CompareOp::Equal, 0).with_prefix();
                 let absent = Compare::version(key.clone(), CompareOp::Equal, 0);
-                let queued: Vec<TxnOp> = match waiter {
-                    Some(_) => vec![
-                        TxnOp::txn(Txn::new().when([absent.clone()]).and_then([put.clone()])),
-                        head,
-                        TxnOp::get(key.clone(), None),
-                        behind(None, 2),
-                    ],
-                    None => vec![head],
-                };
+                // Queued (a waiter), or nothing written (a try). Either way read this request's own key: a
+                // first try that went through before its answer was lost left it there.
+                let mut queued = Vec::new();
+                if waiter.is_some() {
+                    queued.push(TxnOp::txn(Txn::new().when([absent.clone()]).and_then([put.clone()])));
+                }
+                queued.extend([head, TxnOp::get(key.clone(), None), behind(None, 2)]);
                 Txn::new().when([free, absent]).and_then([put]).or_else(queued)
             }
         };
         let sent = Instant::now();
-        let r = self.etcd.call(self.etcd.client.kv_client().txn(txn)).await?;
+        let r = self.etcd.txn(txn).await?;
         let revision = r.header().map_or(0, |h| h.revision());
-        let ops = r.op_responses();
-        let granted_new = known.is_none() && r.succeeded();
-        if known.is_some() && !r.succeeded() {
-            // Our key is gone (expired, revoked, or the session was lost): queue again from the back.
-            if let Some(w) = waiter {
-                self.local.with(|l| l.drop_waiter(w));
+        match (known, r.succeeded()) {
+            (None, true) => {
+                return Ok(Some(
+                    self.granted(req, waiter, key, revision, revision, record, sent, left),
+                ));
             }
-            return Ok(None);
-        }
-        let (create_rev, queue) = if granted_new {
-            (revision, None)
-        } else {
-            let gets: Vec<Vec<KeyValue>> = ops
-                .into_iter()
-                .filter_map(|o| match o {
-                    TxnOpResponse::Get(mut g) => Some(g.take_kvs()),
-                    _ => None,
-                })
-                .collect();
-            let mut gets = gets.into_iter();
-            let head = gets.next().and_then(|v| v.into_iter().next());
-            let (mine, blockers) = match known {
-                Some(c) => (Some(c), gets.next().unwrap_or_default()),
-                None => {
-                    let mine = gets
-                        .next()
-                        .and_then(|v| v.into_iter().next())
-                        .map(|kv| kv.create_revision());
-                    (mine, gets.next().unwrap_or_default())
+            (Some(_), false) => {
+                // Our key is gone (expired, revoked, or the session was lost): queue again from the back.
+                if let Some(w) = waiter {
+                    self.local.with(|l| l.drop_waiter(w));
                 }
-            };
-            let blocker = blockers
-                .into_iter()
-                .find(|kv| Some(kv.create_revision()) < mine && kv.key() != key.as_bytes());
-            (
-                mine.unwrap_or(0),
-                Some(Queue {
-                    blocker,
-                    head,
-                    revision,
-                }),
-            )
-        };
-        let q = match queue {
-            Some(q) if q.blocker.is_some() || waiter.is_none() || known.is_none() => q,
-            // Queued before and nothing is ahead any more: the refresh just made was the grant.
-            Some(_) => {
-                return Ok(Some(
-                    self.granted(req, waiter, key, create_rev, revision, record, sent, left),
-                ))
+                return Ok(None);
             }
-            None => {
-                return Ok(Some(
-                    self.granted(req, waiter, key, create_rev, revision, record, sent, left),
-                ))
-            }
+            _ => {}
+        }
+        let mut gets = r.op_responses().into_iter().filter_map(|o| match o {
+            TxnOpResponse::Get(mut g) => Some(g.take_kvs()),
+            _ => None,
+        });
+        let head = gets.next().and_then(|v| v.into_iter().next());
+        let (mine, blockers) = match known {
+            Some(_) => (None, gets.next().unwrap_or_default()),
+            None => (
+                gets.next().and_then(|v| v.into_iter().next()),
+                gets.next().unwrap_or_default(),
+            ),
         };
+        let create_rev = known.or(mine.as_ref().map(KeyValue::create_revision));
+        let blocker = blockers
+            .into_iter()
+            .find(|kv| Some(kv.create_revision()) < create_rev && kv.key() != key.as_bytes());
+        if blocker.is_none() {
+            if let Some(c) = known {
+                // Queued before and nothing is ahead any more: the refresh just made was the grant.
+                return Ok(Some(self.granted(req, waiter, key, c, revision, record, sent, left)));
+            }
+            if let Some(kv) = &mine {
+                // Our own key from a first try whose answer was lost, and nothing ahead of it.
+                let stored = Record::decode(kv.value()).unwrap_or(record);
+                let (c, m) = (kv.create_revision(), kv.mod_revision());
+                return Ok(Some(self.granted(req, waiter, key, c, m, stored, sent, left)));
+            }
+        }
+        if let (None, Some(kv)) = (waiter, &mine) {
+            // A try leaves nothing queued, also when an earlier try of it went through.
+            let txn = Txn::new()
+                .when([Compare::create_revision(
+                    key.clone(),
+                    CompareOp::Equal,
+                    kv.create_revision(),
+                )])
+                .and_then([TxnOp::delete(key.clone(), None)]);
+            self.etcd.txn(txn).await?;
+        }
+        let q = Queue {
+            blocker,
+            head,
+            revision,
+        };
+        let create_rev = create_rev.unwrap_or(0);
         self.not_granted(req, waiter, key, create_rev, epoch, q).await
     }
 
@@ -246,7 +247,7 @@ impl EtcdBackend {
         let txn = Txn::new()
             .when([Compare::mod_revision(key.clone(), CompareOp::Equal, mod_rev)])
             .and_then([TxnOp::delete(key, None)]);
-        let r = self.etcd.call(self.etcd.client.kv_client().txn(txn)).await?;
+        let r = self.etcd.txn(txn).await?;
         if r.succeeded() {
             self.local.with(|l| l.counts.expired += 1);
         }
@@ -260,7 +261,7 @@ impl EtcdBackend {
         let txn = Txn::new()
             .when([Compare::create_revision(w.key.clone(), CompareOp::Equal, w.create_rev)])
             .and_then([TxnOp::delete(w.key, None)]);
-        let r = self.etcd.call(self.etcd.client.kv_client().txn(txn)).await?;
+        let r = self.etcd.txn(txn).await?;
         Ok(r.succeeded())
     }
 
@@ -274,7 +275,7 @@ impl EtcdBackend {
         };
         let both = self.keys.both(lock_id).ok_or_else(not_found)?;
         let txn = Txn::new().and_then(both.map(|k| TxnOp::get(k, None)));
-        let r = self.etcd.call(self.etcd.client.kv_client().txn(txn)).await?;
+        let r = self.etcd.txn(txn).await?;
         let kv = first_kv(&r).ok_or_else(not_found)?;
         let record = Record::decode(kv.value())
             .filter(|r| r.i == lock_id)
@@ -305,7 +306,7 @@ impl EtcdBackend {
             let txn = Txn::new()
                 .when([Compare::mod_revision(h.key.clone(), CompareOp::Equal, h.mod_rev)])
                 .and_then([TxnOp::delete(h.key.clone(), None)]);
-            let r = self.etcd.call(self.etcd.client.kv_client().txn(txn)).await?;
+            let r = self.etcd.txn(txn).await?;
             self.local.with(|l| l.held.remove(lock_id));
             if r.succeeded() {
                 let held = now_ms().saturating_sub(h.record.a);
@@ -372,7 +373,7 @@ impl EtcdBackend {
                     Some(PutOptions::new().with_lease(lease)),
                 )]);
             let sent = Instant::now();
-            let r = self.etcd.call(self.etcd.client.kv_client().txn(txn)).await?;
+            let r = self.etcd.txn(txn).await?;
             if !r.succeeded() {
                 self.local.with(|l| l.held.remove(lock_id));
                 continue;

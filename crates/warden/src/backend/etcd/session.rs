@@ -5,13 +5,19 @@
 use super::options::Options;
 use crate::error::{Error, Result};
 use etcd_client::{Client, ConnectOptions};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// The client and what every call needs.
+/// The clients and what every call needs.
+///
+/// One client per member rather than one balanced over all: a balanced channel keeps sending some calls to a
+/// member that died. Calls go to the current member; one that cannot be reached or has no leader moves every
+/// call on to the next member, and the call is tried there within its time budget.
 pub(crate) struct Etcd {
-    pub client: Client,
+    clients: Vec<Client>,
+    current: AtomicUsize,
     pub opts: Options,
     session: Mutex<Session>,
 }
@@ -30,7 +36,7 @@ impl Etcd {
     /// Connects, checks that the cluster answers and takes a session lease, all within the timeout.
     pub async fn connect(opts: Options) -> Result<Arc<Self>> {
         let mut co = ConnectOptions::new()
-            .with_connect_timeout(opts.timeout)
+            .with_connect_timeout(opts.timeout / 2)
             .with_timeout(opts.timeout)
             .with_keep_alive(Duration::from_secs(2), opts.timeout)
             .with_require_leader(true);
@@ -40,11 +46,18 @@ impl Etcd {
         let address = opts.address.clone();
         let timeout = opts.timeout;
         let started = async {
-            let client = Client::connect(&opts.endpoints, Some(co))
-                .await
-                .map_err(|e| failed(&address, e))?;
+            let mut clients = Vec::new();
+            for ep in &opts.endpoints {
+                // Connects lazily: a member down now is tried when a call gets to it.
+                clients.push(
+                    Client::connect([ep], Some(co.clone()))
+                        .await
+                        .map_err(|e| failed(&address, e))?,
+                );
+            }
             let etcd = Etcd {
-                client,
+                clients,
+                current: AtomicUsize::new(0),
                 session: Mutex::new(Session {
                     id: 0,
                     until: Instant::now(),
@@ -90,7 +103,9 @@ impl Etcd {
     async fn new_session(&self) -> Result<()> {
         let sent = Instant::now();
         let ttl = self.opts.session_ttl.as_secs() as i64;
-        let r = self.call(self.client.lease_client().grant(ttl, None)).await?;
+        let r = self
+            .call(|c| async move { c.lease_client().grant(ttl, None).await })
+            .await?;
         if let Ok(mut s) = self.session.lock() {
             *s = Session {
                 id: r.id(),
@@ -129,33 +144,114 @@ impl Etcd {
     }
 
     async fn keep_alive_once(&self, id: i64) -> Result<i64> {
-        let mut lease = self.client.lease_client();
-        let ask = async move {
-            let (mut keeper, mut stream) = lease.keep_alive(id).await?;
+        self.call(|c| async move {
+            let (mut keeper, mut stream) = c.lease_client().keep_alive(id).await?;
             keeper.keep_alive().await?;
             Ok::<_, etcd_client::Error>(stream.message().await?.map_or(0, |r| r.ttl()))
-        };
-        self.call(ask).await
+        })
+        .await
     }
 
-    /// Runs one etcd call within the timeout, its failure as [`Error::BackendUnavailable`] naming the cluster.
-    pub async fn call<T>(
-        &self,
-        f: impl std::future::Future<Output = std::result::Result<T, etcd_client::Error>>,
-    ) -> Result<T> {
-        match tokio::time::timeout(self.opts.timeout, f).await {
-            Ok(r) => r.map_err(|e| failed(&self.opts.address, e)),
-            Err(_) => Err(unavailable(
+    /// The client of the member calls go to now.
+    pub fn client(&self) -> Client {
+        let i = self.current.load(Ordering::Relaxed) % self.clients.len();
+        self.clients[i].clone()
+    }
+
+    /// Moves calls on from the current member (a stream through it broke).
+    pub fn move_on_from_current(&self) {
+        self.move_on(self.current.load(Ordering::Relaxed) % self.clients.len());
+    }
+
+    /// Moves calls on from member `i` (it failed), unless another call did already.
+    fn move_on(&self, from: usize) {
+        let _ = self.current.compare_exchange(
+            from,
+            (from + 1) % self.clients.len(),
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Runs one etcd call within the timeout, on the current member, and on the next ones while a member
+    /// cannot be reached or has no leader (every call warden makes is safe to repeat: each is conditional on
+    /// revisions, and an attempt finds its own key if a first try went through). Failure is
+    /// [`Error::BackendUnavailable`] naming the cluster.
+    pub async fn call<T, F, Fut>(&self, f: F) -> Result<T>
+    where
+        F: Fn(Client) -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<T, etcd_client::Error>>,
+    {
+        let deadline = Instant::now() + self.opts.timeout;
+        let mut last = None;
+        let members = self.clients.len();
+        for n in 1usize.. {
+            if Instant::now() >= deadline {
+                break;
+            }
+            if n > members && n % members == 1 {
+                // Every member said it cannot answer (an election under way): wait a moment, within budget.
+                tokio::time::sleep_until((Instant::now() + Duration::from_millis(25)).min(deadline)).await;
+            }
+            let i = self.current.load(Ordering::Relaxed) % members;
+            // Half of what is left when other members could answer: a member that died mid-call (its
+            // connection not yet known broken) costs part of the budget, not all of it.
+            let now = Instant::now();
+            let left = deadline.saturating_duration_since(now);
+            let until = if members > 1 && left > Duration::from_millis(100) {
+                now + left / 2
+            } else {
+                deadline
+            };
+            match tokio::time::timeout_at(until, f(self.clients[i].clone())).await {
+                Ok(Ok(v)) => return Ok(v),
+                Ok(Err(e)) if elsewhere(&e) => {
+                    self.move_on(i);
+                    last = Some(e);
+                }
+                Ok(Err(e)) => return Err(failed(&self.opts.address, e)),
+                Err(_) => {
+                    // A member that stalls: this call and the next ones go to another one.
+                    self.move_on(i);
+                }
+            }
+        }
+        Err(match last {
+            Some(e) => failed(&self.opts.address, e),
+            None => unavailable(
                 &self.opts.address,
                 format!("no answer within {} ms", self.opts.timeout.as_millis()),
-            )),
-        }
+            ),
+        })
+    }
+
+    /// A read through [`Etcd::call`].
+    pub async fn get(
+        &self,
+        key: impl Into<Vec<u8>>,
+        opts: Option<etcd_client::GetOptions>,
+    ) -> Result<etcd_client::GetResponse> {
+        let key = key.into();
+        self.call(|c| {
+            let (key, opts) = (key.clone(), opts.clone());
+            async move { c.kv_client().get(key, opts).await }
+        })
+        .await
+    }
+
+    /// A transaction through [`Etcd::call`].
+    pub async fn txn(&self, txn: etcd_client::Txn) -> Result<etcd_client::TxnResponse> {
+        self.call(|c| {
+            let txn = txn.clone();
+            async move { c.kv_client().txn(txn).await }
+        })
+        .await
     }
 
     /// Revokes the session at shutdown, so this process's keys go at once rather than at its end.
     pub async fn close(&self) {
         let id = self.session().id;
-        let _ = self.call(self.client.lease_client().revoke(id)).await;
+        let _ = self.call(|c| async move { c.lease_client().revoke(id).await }).await;
     }
 }
 
@@ -163,6 +259,15 @@ pub(crate) fn unavailable(address: &str, reason: impl std::fmt::Display) -> Erro
     Error::BackendUnavailable {
         address: address.to_string(),
         reason: reason.to_string(),
+    }
+}
+
+/// Whether another member may answer what this one could not: it is unreachable, or has no leader.
+fn elsewhere(e: &etcd_client::Error) -> bool {
+    match e {
+        etcd_client::Error::GRpcStatus(s) => s.code() == tonic_code::Unavailable,
+        etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_) => true,
+        _ => false,
     }
 }
 

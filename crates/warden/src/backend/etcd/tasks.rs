@@ -40,7 +40,7 @@ impl Drop for Tasks {
 
 impl Tasks {
     pub async fn start(etcd: Arc<Etcd>, keys: Keys, local: Arc<Shared>, router: Arc<WakeRouter>) -> Result<Self> {
-        let r = etcd.call(etcd.client.kv_client().get(keys.stats(), None)).await?;
+        let r = etcd.get(keys.stats(), None).await?;
         let from = r.header().map_or(0, |h| h.revision()) + 1;
         let handles = vec![
             tokio::spawn(etcd.clone().keep_alive()),
@@ -60,7 +60,7 @@ async fn watch(etcd: Arc<Etcd>, keys: Keys, local: Arc<Shared>, router: Arc<Wake
             .with_prefix()
             .with_filters([WatchFilterType::NoPut])
             .with_start_revision(from);
-        match etcd.client.watch_client().watch(keys.locks(), Some(opts)).await {
+        match etcd.client().watch_client().watch(keys.locks(), Some(opts)).await {
             Ok(mut stream) => {
                 while let Ok(Some(resp)) = stream.message().await {
                     if resp.canceled() {
@@ -82,6 +82,7 @@ async fn watch(etcd: Arc<Etcd>, keys: Keys, local: Arc<Shared>, router: Arc<Wake
             Err(e) => tracing::debug!(error = %e, "etcd watch failed"),
         }
         router.wake_all();
+        etcd.move_on_from_current();
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -96,7 +97,7 @@ async fn sweep(etcd: Arc<Etcd>, local: Arc<Shared>) {
             let txn = Txn::new()
                 .when([Compare::mod_revision(h.key.clone(), CompareOp::Equal, h.mod_rev)])
                 .and_then([TxnOp::delete(h.key, None)]);
-            if let Ok(r) = etcd.call(etcd.client.kv_client().txn(txn)).await {
+            if let Ok(r) = etcd.txn(txn).await {
                 if r.succeeded() {
                     local.with(|l| l.counts.expired += 1);
                 }
@@ -106,7 +107,7 @@ async fn sweep(etcd: Arc<Etcd>, local: Arc<Shared>) {
             let txn = Txn::new()
                 .when([Compare::create_revision(w.key.clone(), CompareOp::Equal, w.create_rev)])
                 .and_then([TxnOp::delete(w.key, None)]);
-            let _ = etcd.call(etcd.client.kv_client().txn(txn)).await;
+            let _ = etcd.txn(txn).await;
         }
     }
 }
@@ -175,7 +176,7 @@ async fn flush(etcd: &Etcd, keys: &Keys, counts: &Counts) -> Result<()> {
 async fn cas(etcd: &Etcd, keys: Vec<String>, f: impl Fn(&str, Option<&[u8]>) -> Vec<u8>) -> Result<()> {
     for _ in 0..5 {
         let read = Txn::new().and_then(keys.iter().map(|k| TxnOp::get(k.clone(), None)).collect::<Vec<_>>());
-        let r = etcd.call(etcd.client.kv_client().txn(read)).await?;
+        let r = etcd.txn(read).await?;
         let found: Vec<Option<etcd_client::KeyValue>> = r
             .op_responses()
             .into_iter()
@@ -194,9 +195,7 @@ async fn cas(etcd: &Etcd, keys: Vec<String>, f: impl Fn(&str, Option<&[u8]>) -> 
             ));
             then.push(TxnOp::put(k.clone(), f(k, kv.as_ref().map(|kv| kv.value())), None));
         }
-        let r = etcd
-            .call(etcd.client.kv_client().txn(Txn::new().when(when).and_then(then)))
-            .await?;
+        let r = etcd.txn(Txn::new().when(when).and_then(then)).await?;
         if r.succeeded() {
             return Ok(());
         }

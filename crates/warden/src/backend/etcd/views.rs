@@ -59,10 +59,7 @@ fn by_create() -> GetOptions {
 impl EtcdBackend {
     /// Every lock key, grouped by resource, each group in queue order.
     async fn all_queues(&self) -> Result<BTreeMap<String, Vec<KeyValue>>> {
-        let mut r = self
-            .etcd
-            .call(self.etcd.client.kv_client().get(self.keys.locks(), Some(by_create())))
-            .await?;
+        let mut r = self.etcd.get(self.keys.locks(), Some(by_create())).await?;
         let mut groups: BTreeMap<String, Vec<KeyValue>> = BTreeMap::new();
         for kv in r.take_kvs() {
             let key = String::from_utf8_lossy(kv.key()).into_owned();
@@ -77,15 +74,7 @@ impl EtcdBackend {
         let Some(hash) = super::keys::lock_hash(lock_id) else {
             return Ok(None);
         };
-        let mut r = self
-            .etcd
-            .call(
-                self.etcd
-                    .client
-                    .kv_client()
-                    .get(self.keys.resource(hash), Some(by_create())),
-            )
-            .await?;
+        let mut r = self.etcd.get(self.keys.resource(hash), Some(by_create())).await?;
         let (holders, _) = split(r.take_kvs());
         Ok(holders
             .into_iter()
@@ -95,15 +84,7 @@ impl EtcdBackend {
 
     pub(super) async fn view_inspect(&self, resource: &str) -> Result<ResourceInfo> {
         let hash = resource_hash(resource);
-        let mut r = self
-            .etcd
-            .call(
-                self.etcd
-                    .client
-                    .kv_client()
-                    .get(self.keys.resource(&hash), Some(by_create())),
-            )
-            .await?;
+        let mut r = self.etcd.get(self.keys.resource(&hash), Some(by_create())).await?;
         let (holders, queue) = split(r.take_kvs());
         let holders = holders
             .into_iter()
@@ -140,10 +121,7 @@ impl EtcdBackend {
     }
 
     pub(super) async fn view_stats(&self, top: usize) -> Result<Stats> {
-        let r = self
-            .etcd
-            .call(self.etcd.client.kv_client().get(self.keys.stats(), None))
-            .await?;
+        let r = self.etcd.get(self.keys.stats(), None).await?;
         let shared: StatsRecord = r
             .kvs()
             .first()
@@ -171,12 +149,7 @@ impl EtcdBackend {
         if top > 0 {
             let mut r = self
                 .etcd
-                .call(
-                    self.etcd
-                        .client
-                        .kv_client()
-                        .get(self.keys.counts(), Some(GetOptions::new().with_prefix())),
-                )
+                .get(self.keys.counts(), Some(GetOptions::new().with_prefix()))
                 .await?;
             let mut counts: Vec<(String, u64)> = r
                 .take_kvs()
