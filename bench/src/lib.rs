@@ -3,6 +3,8 @@
 //! waiter's grant). Used by the `warden-bench` binary and by `warden bench`.
 
 mod ceiling;
+#[cfg(feature = "etcd")]
+pub mod etcd;
 mod handoff;
 pub mod http;
 pub mod sql;

@@ -44,7 +44,8 @@ struct Args {
     /// Also measure the redis-benchmark ceiling against host:port.
     #[arg(long)]
     ceiling: Option<String>,
-    /// Also run the database's own lock primitive on the same workload, as the floor (postgres://:
+    /// Also run the database's own lock primitive on the same workload, as the floor (etcd://: a put-if-absent
+    /// then delete cycle; postgres://:
     /// pg_try_advisory_lock + pg_advisory_unlock; mysql://: GET_LOCK + RELEASE_LOCK; same client library and
     /// pool size).
     #[arg(long)]
@@ -129,8 +130,10 @@ async fn main() -> anyhow::Result<()> {
         } else if a.backend.starts_with("mysql") || a.backend.starts_with("mariadb") {
             let url = a.backend.replacen("mariadb://", "mysql://", 1);
             warden_bench::sql::mysql_floor(&url, a.workers, a.keys, a.duration).await?
+        } else if a.backend.starts_with("etcd://") {
+            etcd_floor(&a.backend, a.workers, a.keys, a.duration).await?
         } else {
-            anyhow::bail!("--floor needs a postgres:// or mysql:// backend");
+            anyhow::bail!("--floor needs a postgres://, mysql:// or etcd:// backend");
         };
         out!(
             "floor    {:<28} workers={:<3} keys={:<5} {:>10.0} cycles/s  acquire p50={}us p99={}us max={}us  failed={}",
@@ -173,4 +176,12 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(feature = "etcd")]
+use warden_bench::etcd::etcd_floor;
+
+#[cfg(not(feature = "etcd"))]
+async fn etcd_floor(_: &str, _: usize, _: usize, _: std::time::Duration) -> anyhow::Result<warden_bench::Report> {
+    anyhow::bail!("this build has no etcd support: build with --features etcd")
 }

@@ -96,7 +96,7 @@ pub async fn mysql_floor(url: &str, workers: usize, keys: usize, duration: Durat
 
 /// The uniform workload over a database's own lock: `cycle(key)` tries the lock and, if it got it, releases it,
 /// answering when it was acquired (None: not acquired, counted as failed).
-async fn floor<F, Fut>(
+pub(crate) async fn floor<F, Fut>(
     peer: &'static str,
     workers: usize,
     keys: usize,

@@ -22,7 +22,10 @@ async fn two_instances_over_one_etcd_cluster_hand_a_lock_over_and_survive_the_cl
                 c.restart(i);
             }
             for i in 0..c.members.len() {
-                assert!(c.wait_healthy(i, Duration::from_secs(20)), "member {i} did not come back");
+                assert!(
+                    c.wait_healthy(i, Duration::from_secs(20)),
+                    "member {i} did not come back"
+                );
             }
         },
     )

@@ -10,14 +10,95 @@ use crate::types::{AcquireRequest, LockKind};
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// Hex digits of the resource hash (120 bits of SHA-256).
-const HASH_HEX: usize = 30;
+/// Characters of each field of a lock id, which is fixed-width base64url (`[A-Za-z0-9_-]`): 128 random bits,
+/// the resource hash (120 bits), the session lease id and the slot.
+const RANDOM: usize = 22;
+const HASH: usize = 20;
+const SESSION: usize = 11;
+const SLOT: usize = 3;
+/// Most slots one process uses at once for one resource (18 bits).
+pub(crate) const SLOTS: u32 = 1 << 18;
 
-/// The hash that names a resource's keys.
+/// The hash that names a resource's keys (120 bits of SHA-256, base64url).
 pub(crate) fn resource_hash(resource: &str) -> String {
     use sha2::Digest;
     let d = sha2::Sha256::digest(resource.as_bytes());
-    d.iter().take(HASH_HEX / 2).map(|b| format!("{b:02x}")).collect()
+    b64(&d[..15])
+}
+
+/// Base64url without padding, most significant bits first.
+fn b64(bytes: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::with_capacity(bytes.len() * 4 / 3 + 2);
+    for chunk in bytes.chunks(3) {
+        let mut n = 0u32;
+        for (i, b) in chunk.iter().enumerate() {
+            n |= u32::from(*b) << (16 - 8 * i);
+        }
+        for i in 0..=chunk.len() {
+            out.push(A[((n >> (18 - 6 * i)) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+/// The low `6 × width` bits of `n` as base64url, `width` characters.
+fn b64_num(n: u64, width: usize) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    (0..width)
+        .rev()
+        .map(|i| A[((n >> (6 * i)) & 63) as usize] as char)
+        .collect()
+}
+
+/// A fresh lock id for `resource`, naming the key it will have: `slot` of this process's `session`. Keys are
+/// named by session and slot, not by lock id, so a process reuses a few names per resource: etcd keeps every
+/// name ever used in its index until compaction, and a queue's reads walk the names under its prefix.
+pub(crate) fn new_lock_id(resource: &str, session: i64, slot: u32) -> String {
+    let mut random = [0u8; 16];
+    rand::RngCore::fill_bytes(&mut rand::rng(), &mut random);
+    let mut id = b64(&random);
+    id.push_str(&resource_hash(resource));
+    id.push_str(&b64_num(session as u64, SESSION));
+    id.push_str(&b64_num(u64::from(slot), SLOT));
+    id
+}
+
+fn parts(lock_id: &str) -> Option<(&str, &str)> {
+    let ok = lock_id.len() == RANDOM + HASH + SESSION + SLOT
+        && lock_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    ok.then(|| (&lock_id[RANDOM..RANDOM + HASH], &lock_id[RANDOM + HASH..]))
+}
+
+/// The slot a lock id of this backend names.
+pub(crate) fn slot_of(lock_id: &str) -> Option<u32> {
+    let (_, m) = parts(lock_id)?;
+    m[SESSION..].bytes().try_fold(0u32, |n, b| {
+        let v = match b {
+            b'A'..=b'Z' => b - b'A',
+            b'a'..=b'z' => b - b'a' + 26,
+            b'0'..=b'9' => b - b'0' + 52,
+            b'-' => 62,
+            _ => 63,
+        };
+        Some(n << 6 | u32::from(v))
+    })
+}
+
+/// The resource hash a lock id of this backend carries.
+pub(crate) fn lock_hash(lock_id: &str) -> Option<&str> {
+    parts(lock_id).map(|(h, _)| h)
+}
+
+/// The name of a lock id's key under its resource: its session and slot (for a lock id of another shape,
+/// its lease handle).
+fn member_name(lock_id: &str) -> String {
+    match parts(lock_id) {
+        Some((_, m)) => m.to_string(),
+        None => crate::lease_handle(lock_id),
+    }
 }
 
 /// The key layout under one prefix.
@@ -42,7 +123,7 @@ impl Keys {
     /// The key of one lease.
     pub fn member(&self, hash: &str, kind: LockKind, lock_id: &str) -> String {
         let side = if kind.is_exclusive() { "x" } else { "s" };
-        format!("{}l/{hash}/{side}/{}", self.prefix, crate::lease_handle(lock_id))
+        format!("{}l/{hash}/{side}/{}", self.prefix, member_name(lock_id))
     }
     /// Both keys a lock id may have (its kind is not in the id).
     pub fn both(&self, lock_id: &str) -> Option<[String; 2]> {
@@ -61,17 +142,6 @@ impl Keys {
     pub fn hash_of<'a>(&self, key: &'a str) -> Option<&'a str> {
         key.strip_prefix(&self.prefix)?.strip_prefix("l/")?.split('/').next()
     }
-}
-
-/// A fresh lock id for `resource`: 128 random bits, `-`, the resource hash.
-pub(crate) fn new_lock_id(resource: &str) -> String {
-    format!("{}-{}", crate::token::lock_id(), resource_hash(resource))
-}
-
-/// The resource hash a lock id of this backend ends with.
-pub(crate) fn lock_hash(lock_id: &str) -> Option<&str> {
-    let (_, h) = lock_id.rsplit_once('-')?;
-    (h.len() == HASH_HEX && h.bytes().all(|b| b.is_ascii_hexdigit())).then_some(h)
 }
 
 /// What a lock key holds (JSON). Times are the writer's wall clock, for views only: expiry is decided by
@@ -101,6 +171,9 @@ pub(crate) struct Record {
     /// Hold cap, ms (absent: none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mh: Option<u64>,
+    /// Handed over by a release and not yet claimed: its first renewal is the claim, not counted as one.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub h: bool,
     /// Waiter id while it waits (not secret).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub w: Option<String>,
@@ -119,6 +192,7 @@ impl Record {
             n: 0,
             mr: req.max_renewals,
             mh: req.max_hold.map(ms),
+            h: false,
             w: waiter.map(str::to_string),
         }
     }
@@ -153,8 +227,11 @@ mod tests {
 
     #[test]
     fn lock_ids_name_their_keys() {
-        let id = new_lock_id("orders/{7}");
-        assert!(id.len() <= 64);
+        let id = new_lock_id("orders/{7}", 0x7123_4567_89ab_cdef, 5);
+        assert_eq!(id.len(), 56);
+        assert_eq!(&id[42..], format!("{}{}", b64_num(0x7123_4567_89ab_cdef, 11), "AAF"));
+        assert_eq!(b64(&[0xfb, 0xff]), "-_8");
+        assert_eq!(slot_of(&id), Some(5));
         crate::validate::lock_id(&id).expect("a valid lock id");
         let keys = Keys { prefix: "w/".into() };
         let hash = lock_hash(&id).expect("hash");
@@ -164,5 +241,10 @@ mod tests {
         assert_eq!(keys.hash_of(&k), Some(hash));
         assert!(keys.both(&id).expect("keys").contains(&k));
         assert!(lock_hash(&crate::token::lock_id()).is_none());
+        assert_ne!(
+            new_lock_id("a", 1, 1),
+            new_lock_id("a", 1, 1),
+            "the random part differs"
+        );
     }
 }

@@ -23,12 +23,15 @@ pub(crate) struct Held {
 #[derive(Debug, Clone)]
 pub(crate) struct Waiting {
     pub key: String,
+    pub lock_id: String,
     pub create_rev: i64,
     /// The key it waits behind: its deletion wakes the waiter.
     pub behind: Option<String>,
     /// Dropped from the queue unless attempted again by then (its waiter lease).
     pub deadline: Instant,
     pub session_epoch: u64,
+    /// When the last attempt that found something ahead of it was sent.
+    pub last_blocked: Instant,
 }
 
 /// Counts not yet flushed to the shared statistics.
@@ -52,6 +55,8 @@ pub(crate) struct Local {
     /// Recently deleted keys with the revision of the deletion, oldest first.
     pub deleted: VecDeque<(String, i64)>,
     pub counts: Counts,
+    /// Key names in use by this process, per resource hash: slot → the lock id that has it.
+    pub slots: HashMap<String, std::collections::BTreeMap<u32, String>>,
 }
 
 /// Deletions remembered to close the race between a waiter's read and its registration behind a key.
@@ -114,6 +119,33 @@ impl Local {
             }
         }
         *self.heads.entry((key.to_string(), mod_rev)).or_insert(now)
+    }
+
+    /// The lowest slot of `hash` free in this process, taken for the lock id `make(slot)` returns.
+    pub fn take_slot(&mut self, hash: &str, make: impl FnOnce(u32) -> String) -> String {
+        let used = self.slots.entry(hash.to_string()).or_default();
+        let slot = (0..super::keys::SLOTS)
+            .zip(used.keys().copied().chain(std::iter::once(u32::MAX)))
+            .find(|(want, have)| want != have)
+            .map_or(super::keys::SLOTS - 1, |(want, _)| want);
+        let id = make(slot);
+        used.insert(slot, id.clone());
+        id
+    }
+
+    /// Gives back a lock id's slot: its key is gone and the lock id is done with.
+    pub fn free_slot(&mut self, lock_id: &str) {
+        let (Some(hash), Some(slot)) = (super::keys::lock_hash(lock_id), super::keys::slot_of(lock_id)) else {
+            return;
+        };
+        if let Some(used) = self.slots.get_mut(hash) {
+            if used.get(&slot).is_some_and(|id| id == lock_id) {
+                used.remove(&slot);
+            }
+            if used.is_empty() {
+                self.slots.remove(hash);
+            }
+        }
     }
 
     /// Counts a grant.

@@ -98,7 +98,10 @@ impl crate::backend::Backend for EtcdBackend {
     }
 
     fn new_lock_id(&self, resource: &str) -> String {
-        keys::new_lock_id(resource)
+        let session = self.etcd.session().id;
+        let hash = keys::resource_hash(resource);
+        self.local
+            .with(|l| l.take_slot(&hash, |slot| keys::new_lock_id(resource, session, slot)))
     }
 
     async fn attempt(&self, req: &AcquireRequest, waiter_id: Option<&str>) -> Result<Attempt> {

@@ -17,6 +17,8 @@ struct Queue {
     head: Option<KeyValue>,
     /// The store's revision the reads saw.
     revision: i64,
+    /// When the attempt that read it was sent.
+    sent: Instant,
 }
 
 impl EtcdBackend {
@@ -24,6 +26,10 @@ impl EtcdBackend {
         // A head found expired is deleted and the attempt made again, at most twice.
         for _ in 0..3 {
             if let Some(done) = self.attempt_once(req, waiter).await? {
+                if waiter.is_none() && matches!(done, Attempt::NotGranted { .. }) {
+                    // A try that failed is done with, and left no key.
+                    self.local.with(|l| l.free_slot(&req.lock_id));
+                }
                 return Ok(done);
             }
         }
@@ -77,9 +83,11 @@ impl EtcdBackend {
         };
         let txn = match known {
             // Queued before: refresh the key (it claims the lock if nothing is ahead any more) and read the queue.
+            // Queued before: read the queue, no write (a read costs etcd no disk sync). If nothing is ahead any
+            // more, the lock is this waiter's (see `handed`).
             Some(c) => Txn::new()
                 .when([Compare::create_revision(key.clone(), CompareOp::Equal, c)])
-                .and_then([put, head, behind(Some(c - 1), 1)]),
+                .and_then([head, TxnOp::get(key.clone(), None), behind(Some(c - 1), 1)]),
             // New: granted at once if nothing blocks it; else queued (a waiter) or nothing written (a try).
             None => {
                 let free = Compare::version(blocking.clone(), CompareOp::Equal, 0).with_prefix();
@@ -117,21 +125,19 @@ impl EtcdBackend {
             _ => None,
         });
         let head = gets.next().and_then(|v| v.into_iter().next());
-        let (mine, blockers) = match known {
-            Some(_) => (None, gets.next().unwrap_or_default()),
-            None => (
-                gets.next().and_then(|v| v.into_iter().next()),
-                gets.next().unwrap_or_default(),
-            ),
-        };
+        // This request's key, if it holds this request (a key name serves one lock id of a process at a time).
+        let mine = gets
+            .next()
+            .and_then(|v| v.into_iter().next())
+            .filter(|kv| Record::decode(kv.value()).is_some_and(|r| r.i == req.lock_id));
+        let blockers = gets.next().unwrap_or_default();
         let create_rev = known.or(mine.as_ref().map(KeyValue::create_revision));
         let blocker = blockers
             .into_iter()
             .find(|kv| Some(kv.create_revision()) < create_rev && kv.key() != key.as_bytes());
         if blocker.is_none() {
-            if let Some(c) = known {
-                // Queued before and nothing is ahead any more: the refresh just made was the grant.
-                return Ok(Some(self.granted(req, waiter, key, c, revision, record, sent, left)));
+            if let (Some(c), Some(w), Some(kv)) = (known, waiter, &mine) {
+                return self.handed(req, w, key, c, kv, record, left).await;
             }
             if let Some(kv) = &mine {
                 // Our own key from a first try whose answer was lost, and nothing ahead of it.
@@ -155,6 +161,7 @@ impl EtcdBackend {
             blocker,
             head,
             revision,
+            sent,
         };
         let create_rev = create_rev.unwrap_or(0);
         self.not_granted(req, waiter, key, create_rev, epoch, q).await
@@ -223,12 +230,15 @@ impl EtcdBackend {
             let deleted_already = self.local.with(|l| {
                 let entry = l.waiting.entry(w.to_string()).or_insert_with(|| Waiting {
                     key: key.clone(),
+                    lock_id: req.lock_id.clone(),
                     create_rev,
                     behind: None,
                     deadline: now,
                     session_epoch: epoch,
+                    last_blocked: q.sent,
                 });
                 entry.deadline = now + req.waiter_lease;
+                entry.last_blocked = q.sent;
                 entry.create_rev = create_rev;
                 l.wait_behind(w, behind, q.revision)
             });
@@ -240,6 +250,67 @@ impl EtcdBackend {
             retry_in,
             backend_now: None,
         }))
+    }
+
+    /// A waiter found nothing ahead of its key any more: whatever blocked it went after its last attempt was
+    /// sent, and anyone who sees its key at the head starts counting its ttl from then at the earliest. So the
+    /// lease runs from that send, with no write; the guard claims the full ttl with its first renewal. Only
+    /// when little of the ttl is left that way (a long wait between attempts) is the grant claimed with a write
+    /// now.
+    #[allow(clippy::too_many_arguments)]
+    async fn handed(
+        &self,
+        req: &AcquireRequest,
+        waiter: &str,
+        key: String,
+        create_rev: i64,
+        kv: &KeyValue,
+        record: Record,
+        session_left: Duration,
+    ) -> Result<Option<Attempt>> {
+        let now = Instant::now();
+        let since = self.local.with(|l| l.waiting.get(waiter).map(|w| w.last_blocked));
+        let left = since.map_or(Duration::ZERO, |t| (t + req.ttl).saturating_duration_since(now));
+        if left >= req.ttl / 2 {
+            let mut stored = Record::decode(kv.value()).unwrap_or(record);
+            stored.a = super::keys::now_ms().saturating_sub(super::keys::ms(req.ttl - left));
+            stored.w = None;
+            stored.h = true;
+            let acquired = stored.acquired();
+            let grant = Grant::new(create_rev as u64, acquired, acquired + req.ttl);
+            self.local.with(|l| {
+                l.drop_waiter(waiter);
+                l.granted(&req.resource);
+                l.held.insert(
+                    req.lock_id.clone(),
+                    Held {
+                        key,
+                        create_rev,
+                        mod_rev: kv.mod_revision(),
+                        record: stored,
+                        deadline: now + left,
+                    },
+                );
+            });
+            return Ok(Some(Attempt::Granted(grant.found_with(left.min(session_left)))));
+        }
+        let (lease, _) = self.etcd.session_left()?;
+        let claim = Txn::new()
+            .when([Compare::create_revision(key.clone(), CompareOp::Equal, create_rev)])
+            .and_then([TxnOp::put(
+                key.clone(),
+                record.encode(),
+                Some(PutOptions::new().with_lease(lease)),
+            )]);
+        let sent = Instant::now();
+        let r = self.etcd.txn(claim).await?;
+        if !r.succeeded() {
+            self.local.with(|l| l.drop_waiter(waiter));
+            return Ok(None);
+        }
+        let revision = r.header().map_or(0, |h| h.revision());
+        let attempt = self.granted(req, Some(waiter), key, create_rev, revision, record, sent, session_left);
+        Ok(Some(attempt))
     }
 
     /// Deletes a head of queue found unchanged for its ttl, unless it changed meanwhile; counts the expiry.
@@ -262,6 +333,9 @@ impl EtcdBackend {
             .when([Compare::create_revision(w.key.clone(), CompareOp::Equal, w.create_rev)])
             .and_then([TxnOp::delete(w.key, None)]);
         let r = self.etcd.txn(txn).await?;
+        if r.succeeded() {
+            self.local.with(|l| l.free_slot(&w.lock_id));
+        }
         Ok(r.succeeded())
     }
 
@@ -290,6 +364,15 @@ impl EtcdBackend {
     }
 
     pub(super) async fn release_now(&self, lock_id: &str, client: Option<&str>) -> Result<Released> {
+        let r = self.release_once(lock_id, client).await;
+        if matches!(r, Ok(_) | Err(Error::NotFound { .. } | Error::LeaseLost { .. })) {
+            // Done with: its key name may serve the next lock id of this process.
+            self.local.with(|l| l.free_slot(lock_id));
+        }
+        r
+    }
+
+    async fn release_once(&self, lock_id: &str, client: Option<&str>) -> Result<Released> {
         if lock_hash(lock_id).is_none() {
             return Err(Error::NotFound {
                 lock_id: lock_id.to_string(),
@@ -348,7 +431,7 @@ impl EtcdBackend {
             let capped = Renewal::Capped {
                 expires_at: rec.expires(),
             };
-            if rec.mr.is_some_and(|m| rec.n >= m) {
+            if !rec.h && rec.mr.is_some_and(|m| rec.n >= m) {
                 return Ok(capped);
             }
             let ttl = ttl.unwrap_or(Duration::from_millis(rec.t));
@@ -362,7 +445,9 @@ impl EtcdBackend {
             }
             let (lease, left) = self.etcd.session_left()?;
             let mut next = rec.clone();
-            next.n += 1;
+            if !std::mem::take(&mut next.h) {
+                next.n += 1;
+            }
             next.t = super::keys::ms(ttl);
             next.g = super::keys::ms(granted);
             let txn = Txn::new()
