@@ -66,7 +66,10 @@ impl Harness for EtcdHarness {
         Some(format!("etcd://{addr}?timeout_ms=300"))
     }
     async fn counter(&self) -> Arc<dyn Counter> {
-        let endpoints: Vec<String> = self.cluster().members.iter().map(|m| m.endpoint()).collect();
+        let endpoints: Vec<String> = {
+            let c = self.cluster();
+            (0..c.members.len()).map(|i| c.endpoint(i)).collect()
+        };
         let client = etcd_client::Client::connect(endpoints, None)
             .await
             .expect("etcd counter client");

@@ -17,10 +17,12 @@ pub struct EtcdMember {
 }
 
 /// An etcd cluster of one or more members, started together.
-#[derive(Debug)]
 pub struct EtcdCluster {
     bin: PathBuf,
     initial: String,
+    /// With TLS: the CA, the members' certificate and key, and a client identity (certificate and key in one
+    /// PEM file) the members accept, since they check client certificates.
+    tls: Option<(crate::certs::Certs, PathBuf, tempfile::TempDir)>,
     /// Its members, in the order of the URL.
     pub members: Vec<EtcdMember>,
 }
@@ -34,6 +36,28 @@ impl EtcdCluster {
     /// Starts `n` members as one cluster (fast elections: 50 ms heartbeats, 500 ms election timeout) and
     /// waits until every member answers.
     pub fn start(n: usize) -> Self {
+        Self::start_with(n, false)
+    }
+
+    /// Like [`EtcdCluster::start`], the members speaking TLS only and requiring client certificates signed by
+    /// the test's CA ([`EtcdCluster::ca_path`], [`EtcdCluster::identity_path`]).
+    pub fn start_tls(n: usize) -> Self {
+        Self::start_with(n, true)
+    }
+
+    fn start_with(n: usize, tls: bool) -> Self {
+        let tls = tls.then(|| {
+            let dir = tempfile::tempdir().expect("temp dir for certificates");
+            let certs = crate::certs::write(dir.path(), dir.path(), None);
+            let identity = dir.path().join("client.pem");
+            let pem = [
+                std::fs::read(&certs.cert).expect("read cert"),
+                std::fs::read(&certs.key).expect("read key"),
+            ]
+            .concat();
+            std::fs::write(&identity, pem).expect("write the client identity");
+            (certs, identity, dir)
+        });
         let bin = find_binary("etcd").unwrap_or_else(|| {
             panic!("etcd not found on PATH: install it (Debian: `apt-get install etcd-server etcd-client`) or run scripts/test.sh, which does")
         });
@@ -51,7 +75,12 @@ impl EtcdCluster {
             .map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.peer_port))
             .collect::<Vec<_>>()
             .join(",");
-        let mut c = EtcdCluster { bin, initial, members };
+        let mut c = EtcdCluster {
+            bin,
+            initial,
+            tls,
+            members,
+        };
         for i in 0..n {
             c.spawn(i);
         }
@@ -66,10 +95,18 @@ impl EtcdCluster {
 
     fn spawn(&mut self, i: usize) {
         let m = &self.members[i];
-        let client = format!("http://127.0.0.1:{}", m.client_port);
+        let client = format!("{}://127.0.0.1:{}", self.scheme(), m.client_port);
         let peer = format!("http://127.0.0.1:{}", m.peer_port);
         let log = std::fs::File::create(m.dir.path().join("etcd.log")).expect("etcd log file");
-        let child = Command::new(&self.bin)
+        let mut cmd = Command::new(&self.bin);
+        if let Some((certs, _, _)) = &self.tls {
+            cmd.arg("--cert-file")
+                .arg(&certs.cert)
+                .arg("--key-file")
+                .arg(&certs.key);
+            cmd.arg("--trusted-ca-file").arg(&certs.ca).arg("--client-cert-auth");
+        }
+        let child = cmd
             .args(["--name", &m.name])
             .arg("--data-dir")
             .arg(m.dir.path().join("data"))
@@ -90,11 +127,11 @@ impl EtcdCluster {
     pub fn wait_healthy(&self, i: usize, within: Duration) -> bool {
         let deadline = Instant::now() + within;
         while Instant::now() < deadline {
-            let ok = Command::new("etcdctl")
-                .env("ETCDCTL_API", "3")
+            let ok = self
+                .etcdctl_command()
                 .args([
                     "--endpoints",
-                    &self.members[i].endpoint(),
+                    &self.endpoint(i),
                     "--command-timeout=1s",
                     "endpoint",
                     "health",
@@ -123,9 +160,9 @@ impl EtcdCluster {
 
     /// Runs `etcdctl` against every member; returns its stdout.
     pub fn etcdctl(&self, args: &[&str]) -> String {
-        let eps: Vec<String> = self.members.iter().map(EtcdMember::endpoint).collect();
-        let out = Command::new("etcdctl")
-            .env("ETCDCTL_API", "3")
+        let eps: Vec<String> = (0..self.members.len()).map(|i| self.endpoint(i)).collect();
+        let out = self
+            .etcdctl_command()
             .args(["--endpoints", &eps.join(","), "--command-timeout=3s"])
             .args(args)
             .output()
@@ -142,9 +179,9 @@ impl EtcdCluster {
     pub fn leader(&self) -> Option<usize> {
         (0..self.members.len()).find(|&i| {
             self.members[i].child.is_some()
-                && Command::new("etcdctl")
-                    .env("ETCDCTL_API", "3")
-                    .args(["--endpoints", &self.members[i].endpoint(), "--command-timeout=1s"])
+                && self
+                    .etcdctl_command()
+                    .args(["--endpoints", &self.endpoint(i), "--command-timeout=1s"])
                     .args(["endpoint", "status", "-w", "json"])
                     .output()
                     .ok()
@@ -160,6 +197,43 @@ impl EtcdCluster {
                         field("member_id").is_some() && field("member_id") == field("leader")
                     })
         })
+    }
+
+    fn scheme(&self) -> &'static str {
+        if self.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
+    /// The client URL of member `i` (`http://` or `https://`).
+    pub fn endpoint(&self, i: usize) -> String {
+        format!("{}://127.0.0.1:{}", self.scheme(), self.members[i].client_port)
+    }
+
+    /// The CA that signed the members' certificates, with TLS.
+    pub fn ca_path(&self) -> Option<&std::path::Path> {
+        self.tls.as_ref().map(|(c, _, _)| c.ca.as_path())
+    }
+
+    /// A client certificate and key (one PEM file) the members accept, with TLS.
+    pub fn identity_path(&self) -> Option<&std::path::Path> {
+        self.tls.as_ref().map(|(_, id, _)| id.as_path())
+    }
+
+    fn etcdctl_command(&self) -> Command {
+        let mut c = Command::new("etcdctl");
+        c.env("ETCDCTL_API", "3");
+        if let Some((certs, _, _)) = &self.tls {
+            c.arg("--cacert")
+                .arg(&certs.ca)
+                .arg("--cert")
+                .arg(&certs.cert)
+                .arg("--key")
+                .arg(&certs.key);
+        }
+        c
     }
 
     /// SIGKILL member `i`.
@@ -200,13 +274,6 @@ impl EtcdCluster {
                 libc::kill(c.id() as libc::pid_t, sig);
             }
         }
-    }
-}
-
-impl EtcdMember {
-    /// `http://127.0.0.1:PORT` of its client port.
-    pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
     }
 }
 

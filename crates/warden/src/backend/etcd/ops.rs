@@ -317,10 +317,11 @@ impl EtcdBackend {
     async fn expire(&self, key: Vec<u8>, mod_rev: i64) -> Result<()> {
         let txn = Txn::new()
             .when([Compare::mod_revision(key.clone(), CompareOp::Equal, mod_rev)])
-            .and_then([TxnOp::delete(key, None)]);
+            .and_then([TxnOp::delete(key.clone(), None)]);
         let r = self.etcd.txn(txn).await?;
         if r.succeeded() {
             self.local.with(|l| l.counts.expired += 1);
+            self.deleted_here(&String::from_utf8_lossy(&key), &r);
         }
         Ok(())
     }
@@ -331,10 +332,11 @@ impl EtcdBackend {
         };
         let txn = Txn::new()
             .when([Compare::create_revision(w.key.clone(), CompareOp::Equal, w.create_rev)])
-            .and_then([TxnOp::delete(w.key, None)]);
+            .and_then([TxnOp::delete(w.key.clone(), None)]);
         let r = self.etcd.txn(txn).await?;
         if r.succeeded() {
             self.local.with(|l| l.free_slot(&w.lock_id));
+            self.deleted_here(&w.key, &r);
         }
         Ok(r.succeeded())
     }
@@ -392,6 +394,7 @@ impl EtcdBackend {
             let r = self.etcd.txn(txn).await?;
             self.local.with(|l| l.held.remove(lock_id));
             if r.succeeded() {
+                self.deleted_here(&h.key, &r);
                 let held = now_ms().saturating_sub(h.record.a);
                 self.local.with(|l| {
                     l.counts.released += 1;
@@ -486,6 +489,15 @@ impl EtcdBackend {
             &self.etcd.opts.address,
             "the lease kept changing under the renewal; try again",
         ))
+    }
+}
+
+impl EtcdBackend {
+    /// This process deleted `key`: its own waiters behind it need not wait for the watch to say so.
+    fn deleted_here(&self, key: &str, r: &TxnResponse) {
+        let rev = r.header().map_or(0, |h| h.revision());
+        let ids = self.local.with(|l| l.deleted(key, rev));
+        self.router.wake(ids.iter().map(String::as_str));
     }
 }
 

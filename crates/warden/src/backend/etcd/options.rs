@@ -19,6 +19,16 @@ pub(crate) struct Options {
     /// The etcd lease every key of this process hangs on (`session_ttl`, default 10s, whole seconds): when
     /// the process dies or loses etcd, its holders and waiters are gone at most this long after.
     pub session_ttl: Duration,
+    /// TLS to every member: the CA that signed their certificates (`ca=/path/ca.pem`) and, for a cluster that
+    /// checks client certificates, this client's certificate and key in one PEM file (`identity=/path/client.pem`).
+    pub tls: Option<Tls>,
+}
+
+/// Where the TLS files are.
+#[derive(Clone, Debug)]
+pub(crate) struct Tls {
+    pub ca: String,
+    pub identity: Option<String>,
 }
 
 impl std::fmt::Debug for Options {
@@ -27,7 +37,8 @@ impl std::fmt::Debug for Options {
     }
 }
 
-const USAGE: &str = "use etcd://host:2379[,host:2379...][/?prefix=warden/&timeout_ms=2000&session_ttl=10s]";
+const USAGE: &str =
+    "use etcd://host:2379[,host:2379...][/?prefix=warden/&timeout_ms=2000&session_ttl=10s&ca=/path/ca.pem]";
 
 /// Parses an `etcd://` URL. Errors never repeat the URL (it may hold a password).
 pub(crate) fn parse_url(url: &str) -> Result<Options> {
@@ -69,7 +80,7 @@ pub(crate) fn parse_url(url: &str) -> Result<Options> {
                 format!("`{}` is not host:port; {USAGE}", shown(host)),
             ));
         }
-        endpoints.push(format!("http://{h}:{p}"));
+        endpoints.push(format!("{h}:{p}"));
     }
     let mut opts = Options {
         address: format!("etcd://{hosts}"),
@@ -78,7 +89,9 @@ pub(crate) fn parse_url(url: &str) -> Result<Options> {
         prefix: "warden/".into(),
         timeout: Duration::from_millis(2000),
         session_ttl: Duration::from_secs(10),
+        tls: None,
     };
+    let (mut ca, mut identity): (Option<String>, Option<String>) = (None, None);
     for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
         match &*k {
             "prefix" => opts.prefix = valid_prefix(&v)?,
@@ -93,17 +106,31 @@ pub(crate) fn parse_url(url: &str) -> Result<Options> {
                 }
                 opts.session_ttl = d;
             }
+            "ca" => ca = Some(v.into_owned()),
+            "identity" => identity = Some(v.into_owned()),
             other => {
                 return Err(Error::invalid(
                     "backend",
                     format!(
-                        "unknown etcd option `{}`; known: prefix, timeout_ms, session_ttl",
+                        "unknown etcd option `{}`; known: prefix, timeout_ms, session_ttl, ca, identity",
                         shown(other)
                     ),
                 ))
             }
         }
     }
+    opts.tls = match (ca, identity) {
+        (Some(ca), identity) => Some(Tls { ca, identity }),
+        (None, None) => None,
+        (None, Some(_)) => {
+            return Err(Error::invalid(
+                "identity",
+                "a client certificate needs TLS: add ca=/path/ca.pem, the CA that signed the members' certificates",
+            ))
+        }
+    };
+    let scheme = if opts.tls.is_some() { "https" } else { "http" };
+    opts.endpoints = opts.endpoints.iter().map(|h| format!("{scheme}://{h}")).collect();
     Ok(opts)
 }
 

@@ -43,8 +43,13 @@ impl Etcd {
         if let Some((user, password)) = &opts.user {
             co = co.with_user(user.clone(), password.clone());
         }
+        if let Some(tls) = &opts.tls {
+            co = co.with_tls(tls_options(tls)?);
+        }
         let address = opts.address.clone();
         let timeout = opts.timeout;
+        let opts_tls = opts.tls.clone();
+        let first_endpoint = opts.endpoints.first().cloned().unwrap_or_default();
         let started = async {
             let mut clients = Vec::new();
             for ep in &opts.endpoints {
@@ -68,12 +73,22 @@ impl Etcd {
             etcd.new_session().await?;
             Ok::<_, Error>(etcd)
         };
+        let tls = opts_tls.clone();
+        let first = first_endpoint.clone();
         match tokio::time::timeout(timeout, started).await {
-            Ok(r) => r.map(Arc::new),
-            Err(_) => Err(unavailable(
-                &address,
-                format!("no answer within {} ms", timeout.as_millis()),
-            )),
+            Ok(Ok(etcd)) => Ok(Arc::new(etcd)),
+            Ok(Err(e)) => Err(e),
+            Err(_) => {
+                // The client retries connections quietly; a TLS failure is told by connecting once ourselves.
+                let why = match tls {
+                    Some(tls) => handshake_failure(&first, &tls, timeout).await,
+                    None => None,
+                };
+                Err(unavailable(
+                    &address,
+                    why.unwrap_or_else(|| format!("no answer within {} ms", timeout.as_millis())),
+                ))
+            }
         }
     }
 
@@ -255,6 +270,32 @@ impl Etcd {
     }
 }
 
+/// Connects once to `endpoint` with the TLS settings, and says why the handshake failed, if it did.
+async fn handshake_failure(endpoint: &str, tls: &super::options::Tls, timeout: Duration) -> Option<String> {
+    let config = tls_options(tls).ok()?;
+    let ep = tonic::transport::Endpoint::from_shared(endpoint.to_string())
+        .ok()?
+        .tls_config(config)
+        .ok()?
+        .connect_timeout(timeout);
+    let e = ep.connect().await.err()?;
+    tls_failure(&e).map(|why| format!("TLS handshake failed: {why} (check ca= and identity=)"))
+}
+
+/// The client's TLS settings: the members' CA, and its own certificate and key if given.
+fn tls_options(tls: &super::options::Tls) -> Result<etcd_client::TlsOptions> {
+    let read = |field: &'static str, path: &str| {
+        std::fs::read(path).map_err(|e| Error::invalid(field, format!("cannot read {path}: {e}")))
+    };
+    let mut o = etcd_client::TlsOptions::new().ca_certificate(etcd_client::Certificate::from_pem(read("ca", &tls.ca)?));
+    if let Some(path) = &tls.identity {
+        // One PEM file with both: the certificate blocks are read as the certificate, the key block as the key.
+        let pem = read("identity", path)?;
+        o = o.identity(etcd_client::Identity::from_pem(&pem, &pem));
+    }
+    Ok(o)
+}
+
 pub(crate) fn unavailable(address: &str, reason: impl std::fmt::Display) -> Error {
     Error::BackendUnavailable {
         address: address.to_string(),
@@ -271,8 +312,21 @@ fn elsewhere(e: &etcd_client::Error) -> bool {
     }
 }
 
-/// A failed etcd call. gRPC errors are classified by their status code, never by their text.
+/// A failed etcd call. gRPC errors are classified by their status code, TLS failures by the type of their
+/// cause, never by their text.
 fn failed(address: &str, e: etcd_client::Error) -> Error {
+    let cause: Option<&(dyn std::error::Error + 'static)> = match &e {
+        etcd_client::Error::GRpcStatus(s) => Some(s),
+        etcd_client::Error::TransportError(t) => Some(t),
+        etcd_client::Error::IoError(io) => Some(io),
+        _ => None,
+    };
+    if let Some(why) = cause.and_then(tls_failure) {
+        return unavailable(
+            address,
+            format!("TLS handshake failed: {why} (check ca= and identity=)"),
+        );
+    }
     let reason = match &e {
         etcd_client::Error::GRpcStatus(s) => match s.code() {
             tonic_code::Unavailable => "unreachable or without a leader".to_string(),
@@ -282,10 +336,29 @@ fn failed(address: &str, e: etcd_client::Error) -> Error {
             }
             code => format!("failed: {code:?}"),
         },
-        etcd_client::Error::TransportError(_) => "unreachable (connection failed)".to_string(),
+        etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_) => {
+            "unreachable (connection failed)".to_string()
+        }
         other => format!("failed: {other}"),
     };
     unavailable(address, reason)
+}
+
+/// The TLS error somewhere in an error's chain of causes (found by type), as a sentence.
+fn tls_failure(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(t) = err.downcast_ref::<rustls::Error>() {
+            return Some(t.to_string());
+        }
+        if let Some(inner) = err.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
+            if let Some(t) = inner.downcast_ref::<rustls::Error>() {
+                return Some(t.to_string());
+            }
+        }
+        cur = err.source();
+    }
+    None
 }
 
 /// The gRPC status codes, under a short name.
