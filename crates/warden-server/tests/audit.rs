@@ -238,7 +238,12 @@ async fn idle_stream_readers_do_not_slow_acquires() {
         times[n * 99 / 100]
     }
     let _warm = p99(&c, &s, 200).await;
-    let without = p99(&c, &s, 2000).await;
+    // The best of three runs each: a noisy machine only adds latency, while readers that really slowed
+    // acquires would slow every run.
+    let mut without = Duration::MAX;
+    for _ in 0..3 {
+        without = without.min(p99(&c, &s, 2000).await);
+    }
     // 100 readers that subscribe and never read a byte.
     let mut idle = Vec::new();
     let addr = s.base.trim_start_matches("http://").to_string();
@@ -260,7 +265,10 @@ async fn idle_stream_readers_do_not_slow_acquires() {
     })
     .await;
     assert!(subscribed, "the idle readers did not subscribe");
-    let with = p99(&c, &s, 2000).await;
+    let mut with = Duration::MAX;
+    for _ in 0..3 {
+        with = with.min(p99(&c, &s, 2000).await);
+    }
     println!("acquire p99 without readers {without:?}, with 100 idle readers {with:?}");
     assert!(
         with <= without * 2 + Duration::from_millis(2),

@@ -107,9 +107,15 @@ impl EtcdBackend {
         let revision = r.header().map_or(0, |h| h.revision());
         match (known, r.succeeded()) {
             (None, true) => {
-                return Ok(Some(
-                    self.granted(req, waiter, key, revision, revision, record, sent, left),
-                ));
+                return Ok(Some(self.written(
+                    req,
+                    waiter,
+                    key,
+                    (revision, revision),
+                    record,
+                    sent,
+                    left,
+                )));
             }
             (Some(_), false) => {
                 // Our key is gone (expired, revoked, or the session was lost): queue again from the back.
@@ -143,7 +149,7 @@ impl EtcdBackend {
                 // Our own key from a first try whose answer was lost, and nothing ahead of it.
                 let stored = Record::decode(kv.value()).unwrap_or(record);
                 let (c, m) = (kv.create_revision(), kv.mod_revision());
-                return Ok(Some(self.granted(req, waiter, key, c, m, stored, sent, left)));
+                return Ok(Some(self.written(req, waiter, key, (c, m), stored, sent, left)));
             }
         }
         if let (None, Some(kv)) = (waiter, &mine) {
@@ -167,38 +173,41 @@ impl EtcdBackend {
         self.not_granted(req, waiter, key, create_rev, epoch, q).await
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn granted(
-        &self,
-        req: &AcquireRequest,
-        waiter: Option<&str>,
-        key: String,
-        create_rev: i64,
-        mod_rev: i64,
-        record: Record,
-        sent: Instant,
-        session_left: Duration,
-    ) -> Attempt {
-        let acquired = record.acquired();
+    /// A lease this process just wrote or was handed: from now on its own, trusted for `left`.
+    fn granted(&self, req: &AcquireRequest, waiter: Option<&str>, held: Held, left: Duration) -> Attempt {
+        let acquired = held.record.acquired();
+        let grant = Grant::new(held.create_rev as u64, acquired, acquired + req.ttl);
         self.local.with(|l| {
             if let Some(w) = waiter {
                 l.drop_waiter(w);
             }
             l.granted(&req.resource);
-            l.held.insert(
-                req.lock_id.clone(),
-                Held {
-                    key,
-                    create_rev,
-                    mod_rev,
-                    record,
-                    deadline: Instant::now().max(sent) + req.ttl,
-                },
-            );
+            l.held.insert(req.lock_id.clone(), held);
         });
-        let grant = Grant::new(create_rev as u64, acquired, acquired + req.ttl);
-        // Never trusted past what is confirmed of the session lease the key hangs on.
-        Attempt::Granted(grant.found_with(req.ttl.min(session_left)))
+        Attempt::Granted(grant.found_with(left))
+    }
+
+    /// The lease a write sent at `sent` made: this process deletes it a ttl after that unless renewed, and trusts
+    /// it no longer than the session lease it hangs on is confirmed.
+    #[allow(clippy::too_many_arguments)]
+    fn written(
+        &self,
+        req: &AcquireRequest,
+        waiter: Option<&str>,
+        key: String,
+        (create_rev, mod_rev): (i64, i64),
+        record: Record,
+        sent: Instant,
+        session_left: Duration,
+    ) -> Attempt {
+        let held = Held {
+            key,
+            create_rev,
+            mod_rev,
+            record,
+            deadline: Instant::now().max(sent) + req.ttl,
+        };
+        self.granted(req, waiter, held, req.ttl.min(session_left))
     }
 
     async fn not_granted(
@@ -276,23 +285,14 @@ impl EtcdBackend {
             stored.a = super::keys::now_ms().saturating_sub(super::keys::ms(req.ttl - left));
             stored.w = None;
             stored.h = true;
-            let acquired = stored.acquired();
-            let grant = Grant::new(create_rev as u64, acquired, acquired + req.ttl);
-            self.local.with(|l| {
-                l.drop_waiter(waiter);
-                l.granted(&req.resource);
-                l.held.insert(
-                    req.lock_id.clone(),
-                    Held {
-                        key,
-                        create_rev,
-                        mod_rev: kv.mod_revision(),
-                        record: stored,
-                        deadline: now + left,
-                    },
-                );
-            });
-            return Ok(Some(Attempt::Granted(grant.found_with(left.min(session_left)))));
+            let held = Held {
+                key,
+                create_rev,
+                mod_rev: kv.mod_revision(),
+                record: stored,
+                deadline: now + left,
+            };
+            return Ok(Some(self.granted(req, Some(waiter), held, left.min(session_left))));
         }
         let (lease, _) = self.etcd.session_left()?;
         let claim = Txn::new()
@@ -309,7 +309,15 @@ impl EtcdBackend {
             return Ok(None);
         }
         let revision = r.header().map_or(0, |h| h.revision());
-        let attempt = self.granted(req, Some(waiter), key, create_rev, revision, record, sent, session_left);
+        let attempt = self.written(
+            req,
+            Some(waiter),
+            key,
+            (create_rev, revision),
+            record,
+            sent,
+            session_left,
+        );
         Ok(Some(attempt))
     }
 
