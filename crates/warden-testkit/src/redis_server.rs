@@ -138,8 +138,16 @@ impl RedisServer {
     }
 
     fn start_on_a_free_port(&mut self) {
-        for _ in 0..5 {
+        for attempt in 0..5 {
             self.port = free_port().expect("find a free port");
+            if attempt > 0 {
+                // The port that was taken may be the cluster bus's: a retry takes a fresh one of those too.
+                if let Some(i) = self.extra.iter().position(|a| a == "--cluster-port") {
+                    if let Some(bus) = self.extra.get_mut(i + 1) {
+                        *bus = free_port().expect("find a free port").to_string();
+                    }
+                }
+            }
             match self.spawn() {
                 Ok(()) => return,
                 Err(e) => eprintln!(
