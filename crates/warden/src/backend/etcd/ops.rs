@@ -389,18 +389,28 @@ impl EtcdBackend {
             });
         }
         let had = self.local.with(|l| l.held.get(lock_id).map(|h| h.record.clone()));
+        // A delete that was repeated on another member after a try with no answer may have been applied by
+        // that try: then the key being gone is this release's own doing.
+        let mut maybe_done: Option<Record> = None;
         for _ in 0..3 {
-            let h = match (self.current(lock_id).await, &had) {
+            let h = match (self.current(lock_id).await, &had, &maybe_done) {
+                (Err(Error::NotFound { .. }), _, Some(rec)) => {
+                    let held = now_ms().saturating_sub(rec.a);
+                    return Ok(Released::after(Some(Duration::from_millis(held))));
+                }
                 // This process wrote it and it is gone: it expired or was taken away.
-                (Err(Error::NotFound { .. }), Some(rec)) => return Err(lost(lock_id, rec)),
-                (r, _) => r?,
+                (Err(Error::NotFound { .. }), Some(rec), None) => return Err(lost(lock_id, rec)),
+                (r, _, _) => r?,
             };
             check_owner(lock_id, &h.record, client)?;
             let txn = Txn::new()
                 .when([Compare::mod_revision(h.key.clone(), CompareOp::Equal, h.mod_rev)])
                 .and_then([TxnOp::delete(h.key.clone(), None)]);
-            let r = self.etcd.txn(txn).await?;
+            let (r, repeated) = self.etcd.txn_counted(txn).await?;
             self.local.with(|l| l.held.remove(lock_id));
+            if repeated && !r.succeeded() {
+                maybe_done = Some(h.record.clone());
+            }
             if r.succeeded() {
                 self.deleted_here(&h.key, &r);
                 let held = now_ms().saturating_sub(h.record.a);

@@ -197,6 +197,16 @@ impl Etcd {
         F: Fn(Client) -> Fut,
         Fut: std::future::Future<Output = std::result::Result<T, etcd_client::Error>>,
     {
+        self.call_counted(f).await.map(|(v, _)| v)
+    }
+
+    /// [`Etcd::call`], also saying whether the answer came from a repeat after a try whose outcome is unknown
+    /// (the first may have been applied).
+    pub async fn call_counted<T, F, Fut>(&self, f: F) -> Result<(T, bool)>
+    where
+        F: Fn(Client) -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<T, etcd_client::Error>>,
+    {
         let deadline = Instant::now() + self.opts.timeout;
         let mut last = None;
         let members = self.clients.len();
@@ -219,7 +229,7 @@ impl Etcd {
                 deadline
             };
             match tokio::time::timeout_at(until, f(self.clients[i].clone())).await {
-                Ok(Ok(v)) => return Ok(v),
+                Ok(Ok(v)) => return Ok((v, n > 1)),
                 Ok(Err(e)) if elsewhere(&e) => {
                     self.move_on(i);
                     last = Some(e);
@@ -256,7 +266,12 @@ impl Etcd {
 
     /// A transaction through [`Etcd::call`].
     pub async fn txn(&self, txn: etcd_client::Txn) -> Result<etcd_client::TxnResponse> {
-        self.call(|c| {
+        self.txn_counted(txn).await.map(|(r, _)| r)
+    }
+
+    /// A transaction through [`Etcd::call_counted`].
+    pub async fn txn_counted(&self, txn: etcd_client::Txn) -> Result<(etcd_client::TxnResponse, bool)> {
+        self.call_counted(|c| {
             let txn = txn.clone();
             async move { c.kv_client().txn(txn).await }
         })
