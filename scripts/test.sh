@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the tests need (redis-server, redis-benchmark, PostgreSQL's and MariaDB's server binaries, etcd
-# and etcdctl, and protoc to build the etcd client) if missing, then runs every test.
+# and etcdctl, ZooKeeper (and the Java it runs on), and protoc to build the etcd client) if missing, then runs every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,6 +13,7 @@ command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
 command -v etcdctl >/dev/null 2>&1 || need+=(etcd-client)
 command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
+{ [ -f /usr/share/java/zookeeper.jar ] && command -v java; } >/dev/null 2>&1 || need+=(zookeeper)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing ${need[*]} from Debian's packages"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"

@@ -1,6 +1,6 @@
 //! The conformance suite over `http://`: the library as a client of an in-process warden server, which runs
 //! on the memory backend, on a real redis-server, on a real Redis Cluster, on a throwaway PostgreSQL and on a
-//! throwaway MariaDB and on a throwaway etcd.
+//! throwaway MariaDB, on a throwaway etcd and on a throwaway ZooKeeper.
 
 use std::sync::Mutex;
 use tokio::sync::oneshot;
@@ -10,6 +10,7 @@ use warden_testkit::etcd_harness::EtcdHarness;
 use warden_testkit::harness::{Counter, Harness, MemoryHarness, RedisHarness, TEST_WAITER_LEASE};
 use warden_testkit::mysql_harness::MysqlHarness;
 use warden_testkit::postgres_harness::PostgresHarness;
+use warden_testkit::zk_harness::ZkHarness;
 
 type Stopper = (oneshot::Sender<()>, tokio::task::JoinHandle<std::io::Result<()>>);
 
@@ -58,6 +59,9 @@ impl HttpHarness {
     }
     async fn etcd() -> Self {
         Self::over(Box::new(EtcdHarness::new()), true).await
+    }
+    async fn zookeeper() -> Self {
+        Self::over(Box::new(ZkHarness::new()), true).await
     }
 }
 
@@ -122,4 +126,9 @@ mod over_mysql {
 mod over_etcd {
     use super::HttpHarness;
     warden_testkit::conformance_tests!(HttpHarness::etcd().await);
+}
+
+mod over_zookeeper {
+    use super::HttpHarness;
+    warden_testkit::conformance_tests!(HttpHarness::zookeeper().await);
 }

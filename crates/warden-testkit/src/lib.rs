@@ -21,12 +21,15 @@ pub mod redis_sentinel;
 pub mod redis_server;
 pub mod sql_faults;
 pub mod tls_checks;
+pub mod zk_harness;
+pub mod zk_server;
 
 pub use etcd_server::EtcdCluster;
 pub use mariadb_server::MariaDbServer;
 pub use postgres_server::PostgresServer;
 pub use redis_cluster::RedisCluster;
 pub use redis_server::{free_port, refused_addr, RedisServer};
+pub use zk_server::ZkEnsemble;
 
 use std::future::Future;
 use std::time::Duration;

@@ -11,6 +11,8 @@ pub mod memory;
 pub mod mysql;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+#[cfg(any(feature = "etcd", feature = "zookeeper"))]
+mod queue_record;
 #[cfg(feature = "redis")]
 pub mod redis;
 #[cfg(feature = "redis")]
@@ -22,6 +24,8 @@ pub mod redlock;
 mod registry;
 #[cfg(any(feature = "postgres", feature = "mysql"))]
 mod sql_common;
+#[cfg(feature = "zookeeper")]
+pub mod zookeeper;
 
 use crate::error::{Error, Result};
 use crate::types::{
@@ -143,6 +147,8 @@ pub trait Backend: Send + Sync + 'static {
 ///   `mariadb://`);
 /// - `etcd://h1:2379,h2:2379,h3:2379?prefix=warden/&timeout_ms=2000&session_ttl=10s` — an etcd cluster (Cargo
 ///   feature `etcd`);
+/// - `zk://h1:2181,h2:2181,h3:2181/warden?timeout_ms=2000&session_timeout=10s` — a ZooKeeper ensemble (also
+///   `zookeeper://`);
 /// - `http[s]://host:port?timeout_ms=5000` — a warden server (`warden serve`).
 ///
 /// ```

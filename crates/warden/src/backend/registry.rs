@@ -64,6 +64,10 @@ pub const SCHEMES: &[Scheme] = &[
     scheme!("mariadb", "mariadb://user@host:port/db", super::mysql::MysqlBackend),
     #[cfg(feature = "etcd")]
     scheme!("etcd", "etcd://h1:2379,h2:2379,h3:2379", super::etcd::EtcdBackend),
+    #[cfg(feature = "zookeeper")]
+    scheme!("zk", "zk://h1:2181,h2:2181,h3:2181/warden", super::zookeeper::ZkBackend),
+    #[cfg(feature = "zookeeper")]
+    scheme!("zookeeper", "zookeeper://h1:2181,h2:2181,h3:2181/warden", super::zookeeper::ZkBackend),
     #[cfg(feature = "http")]
     scheme!("http", "http://host:port", super::http::HttpBackend),
     #[cfg(feature = "http")]

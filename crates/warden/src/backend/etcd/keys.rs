@@ -6,9 +6,9 @@
 //! the first keys in that order, and a waiter waits for the deletion of the key ahead of it. The lock id
 //! ends with the resource hash, so release and renewal go straight to the key.
 
-use crate::types::{AcquireRequest, LockKind};
-use serde::{Deserialize, Serialize};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use crate::backend::queue_record::{b64_num, random_part};
+pub(crate) use crate::backend::queue_record::{now_ms, resource_hash, Record};
+use crate::types::LockKind;
 
 /// Characters of each field of a lock id, which is fixed-width base64url (`[A-Za-z0-9_-]`): 128 random bits,
 /// the resource hash (120 bits), the session lease id and the slot.
@@ -19,45 +19,11 @@ const SLOT: usize = 3;
 /// Most slots one process uses at once for one resource (18 bits).
 pub(crate) const SLOTS: u32 = 1 << 18;
 
-/// The hash that names a resource's keys (120 bits of SHA-256, base64url).
-pub(crate) fn resource_hash(resource: &str) -> String {
-    use sha2::Digest;
-    let d = sha2::Sha256::digest(resource.as_bytes());
-    b64(&d[..15])
-}
-
-/// Base64url without padding, most significant bits first.
-fn b64(bytes: &[u8]) -> String {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut out = String::with_capacity(bytes.len() * 4 / 3 + 2);
-    for chunk in bytes.chunks(3) {
-        let mut n = 0u32;
-        for (i, b) in chunk.iter().enumerate() {
-            n |= u32::from(*b) << (16 - 8 * i);
-        }
-        for i in 0..=chunk.len() {
-            out.push(A[((n >> (18 - 6 * i)) & 63) as usize] as char);
-        }
-    }
-    out
-}
-
-/// The low `6 × width` bits of `n` as base64url, `width` characters.
-fn b64_num(n: u64, width: usize) -> String {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    (0..width)
-        .rev()
-        .map(|i| A[((n >> (6 * i)) & 63) as usize] as char)
-        .collect()
-}
-
 /// A fresh lock id for `resource`, naming the key it will have: `slot` of this process's `session`. Keys are
 /// named by session and slot, not by lock id, so a process reuses a few names per resource: etcd keeps every
 /// name ever used in its index until compaction, and a queue's reads walk the names under its prefix.
 pub(crate) fn new_lock_id(resource: &str, session: i64, slot: u32) -> String {
-    let mut random = [0u8; 16];
-    rand::RngCore::fill_bytes(&mut rand::rng(), &mut random);
-    let mut id = b64(&random);
+    let mut id = random_part();
     id.push_str(&resource_hash(resource));
     id.push_str(&b64_num(session as u64, SESSION));
     id.push_str(&b64_num(u64::from(slot), SLOT));
@@ -144,83 +110,6 @@ impl Keys {
     }
 }
 
-/// What a lock key holds (JSON). Times are the writer's wall clock, for views only: expiry is decided by
-/// elapsed time as each process measures it, never by comparing clocks.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct Record {
-    /// Resource name.
-    pub r: String,
-    /// Lock id (etcd's access control guards it, as the lock keys of the other stores).
-    pub i: String,
-    /// Kind (`LockKind::as_str`).
-    pub k: String,
-    /// Client id.
-    pub c: String,
-    /// Requested ttl, ms.
-    pub t: u64,
-    /// How long this write keeps the lease (ms): the ttl, or less under a hold cap. Whoever sees the key at
-    /// the head of its queue unchanged for this long may delete it.
-    pub g: u64,
-    /// Granted (or, while waiting, last attempted) at, ms since the epoch.
-    pub a: u64,
-    /// Renewals so far.
-    pub n: u32,
-    /// Renewal cap (absent: none).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mr: Option<u32>,
-    /// Hold cap, ms (absent: none).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mh: Option<u64>,
-    /// Handed over by a release and not yet claimed: its first renewal is the claim, not counted as one.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub h: bool,
-    /// Waiter id while it waits (not secret).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub w: Option<String>,
-}
-
-impl Record {
-    pub fn new(req: &AcquireRequest, waiter: Option<&str>) -> Self {
-        Record {
-            r: req.resource.clone(),
-            i: req.lock_id.clone(),
-            k: req.kind.as_str().into(),
-            c: req.client_id.clone(),
-            t: ms(req.ttl),
-            g: ms(req.ttl),
-            a: now_ms(),
-            n: 0,
-            mr: req.max_renewals,
-            mh: req.max_hold.map(ms),
-            h: false,
-            w: waiter.map(str::to_string),
-        }
-    }
-    pub fn kind(&self) -> LockKind {
-        LockKind::parse(&self.k).unwrap_or(LockKind::Exclusive)
-    }
-    pub fn encode(&self) -> Vec<u8> {
-        serde_json::to_vec(self).unwrap_or_default()
-    }
-    pub fn decode(bytes: &[u8]) -> Option<Self> {
-        serde_json::from_slice(bytes).ok()
-    }
-    pub fn acquired(&self) -> SystemTime {
-        UNIX_EPOCH + Duration::from_millis(self.a)
-    }
-    pub fn expires(&self) -> SystemTime {
-        self.acquired() + Duration::from_millis(self.g)
-    }
-}
-
-pub(crate) fn ms(d: Duration) -> u64 {
-    d.as_millis().min(u128::from(u64::MAX)) as u64
-}
-
-pub(crate) fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(ms).unwrap_or_default()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -230,7 +119,6 @@ mod tests {
         let id = new_lock_id("orders/{7}", 0x7123_4567_89ab_cdef, 5);
         assert_eq!(id.len(), 56);
         assert_eq!(&id[42..], format!("{}{}", b64_num(0x7123_4567_89ab_cdef, 11), "AAF"));
-        assert_eq!(b64(&[0xfb, 0xff]), "-_8");
         assert_eq!(slot_of(&id), Some(5));
         crate::validate::lock_id(&id).expect("a valid lock id");
         let keys = Keys { prefix: "w/".into() };

@@ -3,6 +3,7 @@
 //! queues it watches expire, deletions it has seen, and counters not yet added to the shared statistics.
 
 use super::keys::Record;
+pub(crate) use crate::backend::queue_record::Counts;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -32,16 +33,6 @@ pub(crate) struct Waiting {
     pub session_epoch: u64,
     /// When the last attempt that found something ahead of it was sent.
     pub last_blocked: Instant,
-}
-
-/// Counts not yet flushed to the shared statistics.
-#[derive(Debug, Default, Clone)]
-pub(crate) struct Counts {
-    pub grants: u64,
-    pub expired: u64,
-    pub released: u64,
-    pub held_ms: u64,
-    pub per_resource: HashMap<String, u64>,
 }
 
 #[derive(Debug, Default)]

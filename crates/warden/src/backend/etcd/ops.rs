@@ -4,7 +4,7 @@ use super::keys::{lock_hash, now_ms, resource_hash, Record};
 use super::local::{Held, Waiting};
 use super::EtcdBackend;
 use crate::error::{Error, Result};
-use crate::types::{AcquireRequest, Attempt, Grant, LeaseInfo, Released, Renewal};
+use crate::types::{AcquireRequest, Attempt, Grant, Released, Renewal};
 use etcd_client::{
     Compare, CompareOp, GetOptions, KeyValue, PutOptions, SortOrder, SortTarget, Txn, TxnOp, TxnOpResponse, TxnResponse,
 };
@@ -282,7 +282,7 @@ impl EtcdBackend {
         let left = since.map_or(Duration::ZERO, |t| (t + req.ttl).saturating_duration_since(now));
         if left >= req.ttl / 2 {
             let mut stored = Record::decode(kv.value()).unwrap_or(record);
-            stored.a = super::keys::now_ms().saturating_sub(super::keys::ms(req.ttl - left));
+            stored.a = now_ms().saturating_sub(crate::backend::queue_record::ms(req.ttl - left));
             stored.w = None;
             stored.h = true;
             let held = Held {
@@ -399,10 +399,10 @@ impl EtcdBackend {
                     return Ok(Released::after(Some(Duration::from_millis(held))));
                 }
                 // This process wrote it and it is gone: it expired or was taken away.
-                (Err(Error::NotFound { .. }), Some(rec), None) => return Err(lost(lock_id, rec)),
+                (Err(Error::NotFound { .. }), Some(rec), None) => return Err(rec.lost()),
                 (r, _, _) => r?,
             };
-            check_owner(lock_id, &h.record, client)?;
+            h.record.check_owner(client)?;
             let txn = Txn::new()
                 .when([Compare::mod_revision(h.key.clone(), CompareOp::Equal, h.mod_rev)])
                 .and_then([TxnOp::delete(h.key.clone(), None)]);
@@ -443,34 +443,17 @@ impl EtcdBackend {
             let h = match (self.current(lock_id).await, &had) {
                 (Err(Error::NotFound { .. }), Some(rec)) => {
                     self.local.with(|l| l.held.remove(lock_id));
-                    return Err(lost(lock_id, rec));
+                    return Err(rec.lost());
                 }
                 (r, _) => r?,
             };
-            check_owner(lock_id, &h.record, client)?;
-            let rec = &h.record;
-            let capped = Renewal::Capped {
-                expires_at: rec.expires(),
+            h.record.check_owner(client)?;
+            let Some((next, granted)) = h.record.renewed(ttl) else {
+                return Ok(Renewal::Capped {
+                    expires_at: h.record.expires(),
+                });
             };
-            if !rec.h && rec.mr.is_some_and(|m| rec.n >= m) {
-                return Ok(capped);
-            }
-            let ttl = ttl.unwrap_or(Duration::from_millis(rec.t));
-            let mut granted = ttl;
-            if let Some(mh) = rec.mh {
-                let held = now_ms().saturating_sub(rec.a);
-                if held >= mh {
-                    return Ok(capped);
-                }
-                granted = granted.min(Duration::from_millis(mh - held));
-            }
             let (lease, left) = self.etcd.session_left()?;
-            let mut next = rec.clone();
-            if !std::mem::take(&mut next.h) {
-                next.n += 1;
-            }
-            next.t = super::keys::ms(ttl);
-            next.g = super::keys::ms(granted);
             let txn = Txn::new()
                 .when([Compare::mod_revision(h.key.clone(), CompareOp::Equal, h.mod_rev)])
                 .and_then([TxnOp::put(
@@ -485,7 +468,7 @@ impl EtcdBackend {
                 continue;
             }
             let mod_rev = r.header().map_or(0, |h| h.revision());
-            let info = lease_info(lock_id, &next, h.create_rev as u64);
+            let info = next.lease_info(h.create_rev as u64);
             self.local.with(|l| {
                 l.held.insert(
                     lock_id.to_string(),
@@ -524,37 +507,4 @@ fn first_kv(r: &TxnResponse) -> Option<KeyValue> {
         TxnOpResponse::Get(mut g) => g.take_kvs().into_iter().next(),
         _ => None,
     })
-}
-
-fn check_owner(lock_id: &str, rec: &Record, client: Option<&str>) -> Result<()> {
-    match client {
-        Some(c) if c != rec.c => Err(Error::NotOwner {
-            lock_id: lock_id.to_string(),
-            client_id: c.to_string(),
-        }),
-        _ => Ok(()),
-    }
-}
-
-fn lost(lock_id: &str, rec: &Record) -> Error {
-    Error::LeaseLost {
-        lock_id: lock_id.to_string(),
-        resource: rec.r.clone(),
-    }
-}
-
-pub(super) fn lease_info(lock_id: &str, rec: &Record, fence: u64) -> LeaseInfo {
-    LeaseInfo {
-        lock_id: lock_id.to_string(),
-        lease_handle: crate::lease_handle(lock_id),
-        resource: rec.r.clone(),
-        kind: rec.kind(),
-        client_id: rec.c.clone(),
-        acquired_at: rec.acquired(),
-        expires_at: rec.expires(),
-        ttl: Duration::from_millis(rec.t),
-        fencing_token: fence,
-        renewal_count: rec.n,
-        expired: false,
-    }
 }

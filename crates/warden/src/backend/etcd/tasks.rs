@@ -4,7 +4,7 @@
 use super::keys::{resource_hash, Keys};
 use super::local::{Counts, Shared};
 use super::session::Etcd;
-use super::views::{CountRecord, StatsRecord};
+use crate::backend::queue_record::{CountRecord, StatsRecord};
 use crate::error::Result;
 use crate::wake::WakeRouter;
 use etcd_client::{Compare, CompareOp, EventType, Txn, TxnOp, TxnOpResponse, WatchFilterType, WatchOptions};
@@ -121,16 +121,7 @@ async fn flush_every(etcd: Arc<Etcd>, keys: Keys, local: Arc<Shared>) {
         }
         if let Err(e) = flush(&etcd, &keys, &counts).await {
             tracing::debug!(error = %e, "statistics not flushed; kept for the next try");
-            local.with(|l| {
-                let c = &mut l.counts;
-                c.grants += counts.grants;
-                c.expired += counts.expired;
-                c.released += counts.released;
-                c.held_ms += counts.held_ms;
-                for (r, n) in counts.per_resource {
-                    *c.per_resource.entry(r).or_default() += n;
-                }
-            });
+            local.with(|l| l.counts.add(counts));
         }
     }
 }

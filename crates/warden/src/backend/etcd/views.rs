@@ -3,51 +3,19 @@
 //! first exclusive key alone, or the shared keys before the first exclusive one.
 
 use super::keys::{resource_hash, Record};
-use super::ops::lease_info;
 use super::EtcdBackend;
+use crate::backend::queue_record::{split, CountRecord, StatsRecord};
 use crate::error::Result;
 use crate::types::{Health, HealthStatus, LeaseInfo, NodeHealth, QueueEntry, ResourceInfo, Stats};
 use etcd_client::{Client, ConnectOptions, GetOptions, KeyValue, SortOrder, SortTarget};
-use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// The shared counters (JSON under `{prefix}stats`).
-#[derive(Debug, Default, Serialize, Deserialize)]
-pub(crate) struct StatsRecord {
-    pub grants: u64,
-    pub expired: u64,
-    pub released: u64,
-    pub held_ms: u64,
-}
-
-/// Grants of one resource (JSON under `{prefix}counts/{hash}`).
-#[derive(Debug, Serialize, Deserialize)]
-pub(crate) struct CountRecord {
-    pub r: String,
-    pub n: u64,
-}
-
-/// One resource's keys in queue order, split into holders and waiters.
-fn split(kvs: Vec<KeyValue>) -> (Vec<(Record, i64)>, Vec<Record>) {
-    let mut holders = Vec::new();
-    let mut queue = Vec::new();
-    let mut blocked = false;
-    for kv in kvs {
-        let Some(rec) = Record::decode(kv.value()) else {
-            continue;
-        };
-        let exclusive = rec.kind().is_exclusive();
-        if !blocked && (holders.is_empty() || !exclusive) {
-            blocked = exclusive;
-            holders.push((rec, kv.create_revision()));
-        } else {
-            blocked = true;
-            queue.push(rec);
-        }
-    }
-    (holders, queue)
+/// Keys with the records they hold, fenced by create revision.
+fn records(kvs: Vec<KeyValue>) -> impl Iterator<Item = (Record, u64)> {
+    kvs.into_iter()
+        .filter_map(|kv| Record::decode(kv.value()).map(|r| (r, kv.create_revision() as u64)))
 }
 
 fn by_create() -> GetOptions {
@@ -75,21 +43,18 @@ impl EtcdBackend {
             return Ok(None);
         };
         let mut r = self.etcd.get(self.keys.resource(hash), Some(by_create())).await?;
-        let (holders, _) = split(r.take_kvs());
+        let (holders, _) = split(records(r.take_kvs()));
         Ok(holders
             .into_iter()
             .find(|(rec, _)| rec.i == lock_id)
-            .map(|(rec, fence)| lease_info(&rec.i, &rec, fence as u64)))
+            .map(|(rec, fence)| rec.lease_info(fence)))
     }
 
     pub(super) async fn view_inspect(&self, resource: &str) -> Result<ResourceInfo> {
         let hash = resource_hash(resource);
         let mut r = self.etcd.get(self.keys.resource(&hash), Some(by_create())).await?;
-        let (holders, queue) = split(r.take_kvs());
-        let holders = holders
-            .into_iter()
-            .map(|(rec, fence)| lease_info(&rec.i, &rec, fence as u64))
-            .collect();
+        let (holders, queue) = split(records(r.take_kvs()));
+        let holders = holders.into_iter().map(|(rec, fence)| rec.lease_info(fence)).collect();
         let queue = queue
             .into_iter()
             .map(|rec| QueueEntry {
@@ -109,12 +74,12 @@ impl EtcdBackend {
     pub(super) async fn view_held(&self, client_id: &str) -> Result<Vec<LeaseInfo>> {
         let mut out = Vec::new();
         for (_, kvs) in self.all_queues().await? {
-            let (holders, _) = split(kvs);
+            let (holders, _) = split(records(kvs));
             out.extend(
                 holders
                     .into_iter()
                     .filter(|(rec, _)| rec.c == client_id)
-                    .map(|(rec, fence)| lease_info(&rec.i, &rec, fence as u64)),
+                    .map(|(rec, fence)| rec.lease_info(fence)),
             );
         }
         Ok(out)
@@ -129,43 +94,21 @@ impl EtcdBackend {
             .unwrap_or_default();
         // Counts of this process not flushed yet, so a reader sees its own grants at once.
         let mine = self.local.with(|l| l.counts.clone());
-        let mut s = Stats {
-            total_locks: shared.grants + mine.grants,
-            expired_locks: shared.expired + mine.expired,
-            ..Stats::default()
-        };
-        let released = shared.released + mine.released;
-        s.average_hold_time_ms = (shared.held_ms + mine.held_ms).checked_div(released).unwrap_or(0);
+        let mut holders = Vec::new();
         for (_, kvs) in self.all_queues().await? {
-            for (rec, _) in split(kvs).0 {
-                s.active_locks += 1;
-                match rec.kind() {
-                    crate::LockKind::Exclusive => s.active_exclusive += 1,
-                    crate::LockKind::Shared => s.active_shared += 1,
-                    _ => s.active_read_write += 1,
-                }
-            }
+            holders.extend(split(records(kvs)).0.into_iter().map(|(rec, _)| rec));
         }
+        let mut s = mine.stats_with(&shared, &holders);
         if top > 0 {
             let mut r = self
                 .etcd
                 .get(self.keys.counts(), Some(GetOptions::new().with_prefix()))
                 .await?;
-            let mut counts: Vec<(String, u64)> = r
+            let shared = r
                 .take_kvs()
-                .iter()
-                .filter_map(|kv| serde_json::from_slice::<CountRecord>(kv.value()).ok())
-                .map(|c| (c.r, c.n))
-                .collect();
-            for (name, n) in mine.per_resource {
-                match counts.iter_mut().find(|(r, _)| *r == name) {
-                    Some(c) => c.1 += n,
-                    None => counts.push((name, n)),
-                }
-            }
-            counts.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-            counts.truncate(top);
-            s.top_resources = counts;
+                .into_iter()
+                .filter_map(|kv| serde_json::from_slice::<CountRecord>(kv.value()).ok());
+            s.top_resources = mine.top(shared, top);
         }
         Ok(s)
     }
@@ -199,18 +142,5 @@ impl EtcdBackend {
             HealthStatus::Unhealthy
         };
         Health::new("etcd", status, nodes, None)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn stats_records_round_trip() {
-        let s = super::StatsRecord {
-            grants: 3,
-            ..Default::default()
-        };
-        let back: super::StatsRecord = serde_json::from_slice(&serde_json::to_vec(&s).expect("json")).expect("json");
-        assert_eq!(back.grants, 3);
     }
 }

@@ -1,0 +1,166 @@
+//! What this process knows about its own nodes: the leases it holds (so release and renewal are one
+//! version-checked write), its queued waiters and the node each waits behind, the nodes it watches, queue heads
+//! it watches expire, creates whose answer was lost, and counters not yet added to the shared statistics.
+
+pub(crate) use crate::backend::queue_record::Counts;
+use crate::backend::queue_record::Record;
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// A lease this process granted or renewed last.
+#[derive(Debug, Clone)]
+pub(crate) struct Held {
+    pub path: String,
+    /// The node's czxid: its fencing token.
+    pub fence: i64,
+    /// The node's data version after this process's last write.
+    pub version: i32,
+    pub record: Record,
+    /// When this process deletes it unless renewed.
+    pub deadline: Instant,
+}
+
+/// A waiter of this process with its node in a queue.
+#[derive(Debug, Clone)]
+pub(crate) struct Waiting {
+    pub path: String,
+    pub seq: i64,
+    pub fence: i64,
+    pub lock_id: String,
+    /// What its node holds (written once, when it was created).
+    pub record: Record,
+    /// The node it waits behind: its deletion wakes the waiter.
+    pub behind: Option<String>,
+    /// Dropped from the queue unless attempted again by then (its waiter lease).
+    pub deadline: Instant,
+    /// The session it was created in.
+    pub epoch: u64,
+    /// When the last attempt that found something ahead of it was sent.
+    pub last_blocked: Instant,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Local {
+    pub held: HashMap<String, Held>,
+    pub waiting: HashMap<String, Waiting>,
+    /// Waiter ids by the node they wait behind.
+    pub behind: HashMap<String, Vec<String>>,
+    /// Nodes with a watch of this process on them.
+    pub watched: HashSet<String>,
+    /// Heads of queues seen by this process: (path, mzxid) → first seen.
+    pub heads: HashMap<(String, i64), Instant>,
+    /// (directory, name stem) of creates whose answer was lost: the node may exist, unknown to anyone.
+    pub suspects: Vec<(String, String)>,
+    pub counts: Counts,
+}
+
+/// Queue heads remembered at most (the oldest are dropped).
+const HEADS_KEPT: usize = 65_536;
+
+impl Local {
+    /// Registers waiter `id` behind `path`. True if the caller must set a watch on it (none is set yet).
+    pub fn wait_behind(&mut self, id: &str, path: Option<String>) -> bool {
+        let Some(w) = self.waiting.get_mut(id) else {
+            return false;
+        };
+        if w.behind == path {
+            return path.is_some_and(|p| self.watched.insert(p));
+        }
+        if let Some(old) = std::mem::replace(&mut w.behind, path.clone()) {
+            self.unlink(&old, id);
+        }
+        let Some(path) = path else {
+            return false;
+        };
+        self.behind.entry(path.clone()).or_default().push(id.to_string());
+        self.watched.insert(path)
+    }
+
+    fn unlink(&mut self, path: &str, id: &str) {
+        if let Some(v) = self.behind.get_mut(path) {
+            v.retain(|x| x != id);
+            if v.is_empty() {
+                self.behind.remove(path);
+            }
+        }
+    }
+
+    /// Forgets a waiter.
+    pub fn drop_waiter(&mut self, id: &str) -> Option<Waiting> {
+        let w = self.waiting.remove(id)?;
+        if let Some(p) = &w.behind {
+            self.unlink(p, id);
+        }
+        Some(w)
+    }
+
+    /// A node is gone (or its watch ended): the waiters behind it, to wake.
+    pub fn deleted(&mut self, path: &str) -> Vec<String> {
+        self.watched.remove(path);
+        self.heads.retain(|(p, _), _| p != path);
+        let ids = self.behind.remove(path).unwrap_or_default();
+        for id in &ids {
+            if let Some(w) = self.waiting.get_mut(id) {
+                w.behind = None;
+            }
+        }
+        ids
+    }
+
+    /// When this process first saw `path` at `mzxid` at the head of its queue.
+    pub fn head_seen(&mut self, path: &str, mzxid: i64, now: Instant) -> Instant {
+        if self.heads.len() >= HEADS_KEPT {
+            let cutoff = now.checked_sub(Duration::from_secs(3600)).unwrap_or(now);
+            self.heads.retain(|_, t| *t > cutoff);
+            if self.heads.len() >= HEADS_KEPT {
+                self.heads.clear();
+            }
+        }
+        *self.heads.entry((path.to_string(), mzxid)).or_insert(now)
+    }
+
+    /// Counts a grant.
+    pub fn granted(&mut self, resource: &str) {
+        self.counts.grants += 1;
+        *self.counts.per_resource.entry(resource.to_string()).or_default() += 1;
+    }
+
+    /// Leases past their deadline and waiters past their waiter lease, taken out of the tables.
+    pub fn overdue(&mut self, now: Instant) -> (Vec<Held>, Vec<Waiting>) {
+        let held: Vec<String> = self
+            .held
+            .iter()
+            .filter(|(_, h)| h.deadline <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
+        let held = held.into_iter().filter_map(|id| self.held.remove(&id)).collect();
+        let waiting: Vec<String> = self
+            .waiting
+            .iter()
+            .filter(|(_, w)| w.deadline <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
+        let waiting = waiting.into_iter().filter_map(|id| self.drop_waiter(&id)).collect();
+        (held, waiting)
+    }
+
+    /// Whether this process knows `path` as one of its leases or waiters.
+    pub fn owns(&self, path: &str) -> bool {
+        self.held.values().any(|h| h.path == path) || self.waiting.values().any(|w| w.path == path)
+    }
+}
+
+/// The table behind a mutex, with a poison-proof accessor.
+#[derive(Debug, Default)]
+pub(crate) struct Shared(Mutex<Local>);
+
+impl Shared {
+    pub fn with<T>(&self, f: impl FnOnce(&mut Local) -> T) -> T {
+        match self.0.lock() {
+            Ok(mut g) => f(&mut g),
+            Err(p) => f(&mut p.into_inner()),
+        }
+    }
+}

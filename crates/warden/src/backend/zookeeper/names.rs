@@ -1,0 +1,133 @@
+//! Where a lock lives in ZooKeeper.
+//!
+//! Every holder and waiter of a resource is one ephemeral sequential node under `/l/{resource hash}` (a
+//! container node, which ZooKeeper deletes once it is empty): `x{tag}-{sequence}` for exclusive and write
+//! requests, `s{tag}-{sequence}` for shared and read ones, as Curator's read/write lock names its nodes. The
+//! sequence ZooKeeper appends orders the queue; the tag is the lease handle's 64 bits, so a lock id finds its
+//! node and nobody learns the lock id from the name. The lock id carries the resource hash, so release and
+//! renewal go straight to the resource's directory.
+
+use crate::backend::queue_record::{random_part, resource_hash};
+use crate::types::LockKind;
+
+/// Characters of each part of a lock id (fixed-width base64url): 128 random bits, then the resource hash.
+const RANDOM: usize = 22;
+const HASH: usize = 20;
+
+/// A fresh lock id for `resource`.
+pub(crate) fn new_lock_id(resource: &str) -> String {
+    let mut id = random_part();
+    id.push_str(&resource_hash(resource));
+    id
+}
+
+/// The resource hash a lock id of this backend carries.
+pub(crate) fn lock_hash(lock_id: &str) -> Option<&str> {
+    let ok = lock_id.len() == RANDOM + HASH
+        && lock_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    ok.then(|| &lock_id[RANDOM..])
+}
+
+/// The tag of a lock id's node: its lease handle without the `lh_`.
+pub(crate) fn tag(lock_id: &str) -> String {
+    crate::lease_handle(lock_id).trim_start_matches("lh_").to_string()
+}
+
+/// Every resource's directory.
+pub(crate) const LOCKS: &str = "/l";
+/// The shared counters.
+pub(crate) const STATS: &str = "/stats";
+/// Grants per resource.
+pub(crate) const COUNTS: &str = "/counts";
+
+/// The directory of one resource.
+pub(crate) fn dir(hash: &str) -> String {
+    format!("{LOCKS}/{hash}")
+}
+
+/// The grant count of one resource.
+pub(crate) fn count(hash: &str) -> String {
+    format!("{COUNTS}/{hash}")
+}
+
+/// What a node's name is before ZooKeeper appends its sequence.
+pub(crate) fn stem(kind: LockKind, lock_id: &str) -> String {
+    let side = if kind.is_exclusive() { 'x' } else { 's' };
+    format!("{side}{}-", tag(lock_id))
+}
+
+/// One child of a resource's directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Entry {
+    pub name: String,
+    pub exclusive: bool,
+    pub tag: String,
+    pub seq: i64,
+}
+
+impl Entry {
+    /// A child name of ours, or `None` for anything else found there.
+    pub fn parse(name: &str) -> Option<Entry> {
+        let exclusive = match name.as_bytes().first()? {
+            b'x' => true,
+            b's' => false,
+            _ => return None,
+        };
+        let (tag, seq) = name[1..].split_once('-')?;
+        Some(Entry {
+            name: name.to_string(),
+            exclusive,
+            tag: tag.to_string(),
+            seq: seq.parse().ok()?,
+        })
+    }
+
+    /// A directory's children of ours, in queue order.
+    pub fn queue(children: &[String]) -> Vec<Entry> {
+        let mut v: Vec<Entry> = children.iter().filter_map(|c| Entry::parse(c)).collect();
+        v.sort_by_key(|e| e.seq);
+        v
+    }
+}
+
+/// What blocks the entry `seq` with tag `tag` in `queue` (in queue order): the nearest entry ahead of it, or
+/// for a shared request the nearest exclusive one. Entries with the same tag are this request's own (an
+/// earlier create whose answer was lost) and block nothing.
+pub(crate) fn blocker<'a>(queue: &'a [Entry], exclusive: bool, seq: i64, tag: &str) -> Option<&'a Entry> {
+    queue
+        .iter()
+        .rfind(|e| e.seq < seq && e.tag != tag && (exclusive || e.exclusive))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lock_ids_and_queues() {
+        let id = new_lock_id("orders/{7}");
+        assert_eq!(id.len(), 42);
+        crate::validate::lock_id(&id).expect("a valid lock id");
+        assert_eq!(lock_hash(&id), Some(resource_hash("orders/{7}").as_str()));
+        assert!(lock_hash(&crate::token::lock_id()).is_none());
+        let s = stem(LockKind::Write, &id);
+        assert!(s.starts_with('x') && s.ends_with('-') && s.len() == 18);
+        let names: Vec<String> = [
+            "s00aa-0000000003",
+            "xbb-0000000001",
+            "sffff-0000000002",
+            "junk",
+            "xcc-0000000004",
+        ]
+        .map(String::from)
+        .to_vec();
+        let q = Entry::queue(&names);
+        assert_eq!(q.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2, 3, 4]);
+        assert_eq!(blocker(&q, false, 3, "00aa").map(|e| e.seq), Some(1));
+        assert_eq!(blocker(&q, true, 3, "00aa").map(|e| e.seq), Some(2));
+        assert_eq!(blocker(&q, true, 2, "bb"), None, "its own earlier node blocks nothing");
+        assert_eq!(blocker(&q, true, 1, "bb"), None);
+    }
+}

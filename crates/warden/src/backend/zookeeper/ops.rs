@@ -1,0 +1,365 @@
+//! Acquire and leave on ZooKeeper: Curator's lock recipe. A request creates its ephemeral sequential node and
+//! lists the queue in one round trip (ZooKeeper answers a session's calls in order); it holds the lock when
+//! nothing ahead of it blocks it, else it watches the node just ahead of it (no herd: a release wakes one
+//! waiter, or the run of readers behind it).
+
+use super::local::{Held, Waiting};
+use super::names::{blocker, dir, lock_hash, stem, tag, Entry};
+use super::session::ZkResult;
+use super::ZkBackend;
+use crate::backend::queue_record::{ms, now_ms, resource_hash, Record};
+use crate::error::Result;
+use crate::types::{AcquireRequest, Attempt, Grant};
+use std::time::Duration;
+use tokio::time::Instant;
+use zookeeper_client::{Client, CreateMode, Error as Z};
+
+/// A request's node as this attempt knows it.
+struct Node {
+    path: String,
+    seq: i64,
+    fence: i64,
+    /// Written by this attempt (granted now if nothing blocks it), or queued before.
+    created: bool,
+    record: Record,
+}
+
+impl ZkBackend {
+    pub(super) async fn attempt_now(&self, req: &AcquireRequest, waiter: Option<&str>) -> Result<Attempt> {
+        // A head found expired is deleted and the attempt made again, at most twice.
+        for _ in 0..3 {
+            if let Some(done) = self.attempt_once(req, waiter).await? {
+                return Ok(done);
+            }
+        }
+        Ok(Attempt::NotGranted {
+            retry_in: Some(Duration::from_millis(1)),
+            backend_now: None,
+        })
+    }
+
+    async fn attempt_once(&self, req: &AcquireRequest, waiter: Option<&str>) -> Result<Option<Attempt>> {
+        let left = self.zk.session_left()?;
+        let epoch = self.zk.epoch();
+        let dir = dir(&resource_hash(&req.resource));
+        let known = waiter.and_then(|w| {
+            self.local.with(|l| {
+                l.waiting
+                    .get(w)
+                    .filter(|x| x.lock_id == req.lock_id && x.epoch == epoch)
+                    .map(|x| Node {
+                        path: x.path.clone(),
+                        seq: x.seq,
+                        fence: x.fence,
+                        created: false,
+                        record: x.record.clone(),
+                    })
+            })
+        });
+        let sent = Instant::now();
+        let (node, children) = match known {
+            Some(node) => {
+                let d = &dir;
+                let children = self.zk.run(|c| async move { c.list_children(d).await }).await?;
+                (node, children)
+            }
+            None => self.create(req, waiter, &dir).await?,
+        };
+        let queue = Entry::queue(&children);
+        let mine = tag(&req.lock_id);
+        if !queue.iter().any(|e| e.seq == node.seq && e.tag == mine) {
+            // Our node is gone (expired, or the session was lost): queue again from the back.
+            if let Some(w) = waiter {
+                self.local.with(|l| l.drop_waiter(w));
+            }
+            return Ok(None);
+        }
+        self.drop_orphans(&dir, &queue, &mine, node.seq);
+        let Some(ahead) = blocker(&queue, req.kind.is_exclusive(), node.seq, &mine) else {
+            if node.created {
+                let held = Held {
+                    path: node.path,
+                    fence: node.fence,
+                    version: 0,
+                    record: node.record,
+                    deadline: Instant::now().max(sent) + req.ttl,
+                };
+                return Ok(Some(self.granted(req, waiter, held, req.ttl.min(left))));
+            }
+            return self.handed(req, waiter, node, left).await;
+        };
+        let ahead = format!("{dir}/{}", ahead.name);
+        let head = queue.first().map(|e| format!("{dir}/{}", e.name));
+        if waiter.is_none() {
+            // A try leaves nothing queued.
+            let p = &node.path;
+            self.zk.run(|c| async move { gone_ok(c.delete(p, None).await) }).await?;
+        }
+        self.blocked(req, waiter, node, epoch, ahead, head, sent).await
+    }
+
+    /// Creates this request's node and lists the queue behind it, in one round trip.
+    async fn create(&self, req: &AcquireRequest, waiter: Option<&str>, dir: &str) -> Result<(Node, Vec<String>)> {
+        let record = Record::new(req, waiter);
+        let data = record.encode();
+        let prefix = format!("{dir}/{}", stem(req.kind, &req.lock_id));
+        let acls = self.zk.acls();
+        let (data, prefix, opts) = (&data, &prefix, &CreateMode::EphemeralSequential.with_acls(acls));
+        let dir_opts = &CreateMode::Container.with_acls(acls);
+        let made = self
+            .zk
+            .run(|c: Client| async move {
+                for _ in 0..3 {
+                    let create = c.create(prefix, data, opts);
+                    let list = c.list_children(dir);
+                    match futures::join!(create, list) {
+                        (Ok((stat, seq)), Ok(children)) => return Ok((stat, seq, children)),
+                        (Err(Z::NoNode), _) => match c.create(dir, b"", dir_opts).await {
+                            Ok(_) | Err(Z::NodeExists) => continue,
+                            Err(e) => return Err(e),
+                        },
+                        (Err(e), _) | (_, Err(e)) => return Err(e),
+                    }
+                }
+                Err(Z::NoNode)
+            })
+            .await;
+        let (stat, seq, children) = match made {
+            Ok(m) => m,
+            Err(e) => {
+                // The create may have gone through with its answer lost: its node is found and deleted later.
+                let name = prefix.rsplit('/').next().unwrap_or_default().to_string();
+                self.local.with(|l| l.suspects.push((dir.to_string(), name)));
+                return Err(e);
+            }
+        };
+        let node = Node {
+            path: format!("{prefix}{seq}"),
+            seq: seq.into_i64(),
+            fence: stat.czxid,
+            created: true,
+            record,
+        };
+        Ok((node, children))
+    }
+
+    /// Nodes of this very request from creates whose answer was lost: deleted in the background.
+    fn drop_orphans(&self, dir: &str, queue: &[Entry], tag: &str, seq: i64) {
+        let orphans: Vec<String> = queue
+            .iter()
+            .filter(|e| e.tag == tag && e.seq != seq)
+            .map(|e| format!("{dir}/{}", e.name))
+            .collect();
+        if orphans.is_empty() {
+            return;
+        }
+        let zk = self.zk.clone();
+        tokio::spawn(async move {
+            for p in &orphans {
+                let _ = zk.run(|c| async move { gone_ok(c.delete(p, None).await) }).await;
+            }
+        });
+    }
+
+    /// A lease this process just created or was handed: from now on its own, trusted for `trust`.
+    pub(super) fn granted(&self, req: &AcquireRequest, waiter: Option<&str>, held: Held, trust: Duration) -> Attempt {
+        let acquired = held.record.acquired();
+        let grant = Grant::new(held.fence as u64, acquired, acquired + req.ttl);
+        self.local.with(|l| {
+            if let Some(w) = waiter {
+                l.drop_waiter(w);
+            }
+            l.granted(&req.resource);
+            l.held.insert(req.lock_id.clone(), held);
+        });
+        Attempt::Granted(grant.found_with(trust))
+    }
+
+    /// A waiter found nothing ahead of its node any more: whatever blocked it went after its last attempt was
+    /// sent, and anyone who sees its node at the head starts counting its ttl from then at the earliest. So the
+    /// lease runs from that send, with no write; the guard claims the full ttl with its first renewal. Only
+    /// when little of the ttl is left that way is the grant claimed with a write now.
+    async fn handed(
+        &self,
+        req: &AcquireRequest,
+        waiter: Option<&str>,
+        node: Node,
+        session_left: Duration,
+    ) -> Result<Option<Attempt>> {
+        let now = Instant::now();
+        let since = waiter.and_then(|w| self.local.with(|l| l.waiting.get(w).map(|w| w.last_blocked)));
+        let left = since.map_or(Duration::ZERO, |t| (t + req.ttl).saturating_duration_since(now));
+        let mut record = node.record;
+        record.w = None;
+        if left >= req.ttl / 2 {
+            record.a = now_ms().saturating_sub(ms(req.ttl - left));
+            record.h = true;
+            let held = Held {
+                path: node.path,
+                fence: node.fence,
+                version: 0,
+                record,
+                deadline: now + left,
+            };
+            return Ok(Some(self.granted(req, waiter, held, left.min(session_left))));
+        }
+        record.a = now_ms();
+        let (data, p) = (&record.encode(), &node.path);
+        let sent = Instant::now();
+        let set = self
+            .zk
+            .run(|c| async move {
+                match c.set_data(p, data, Some(0)).await {
+                    Ok(stat) => Ok(Some(stat)),
+                    Err(Z::NoNode | Z::BadVersion) => Ok(None),
+                    Err(e) => Err(e),
+                }
+            })
+            .await?;
+        let Some(stat) = set else {
+            if let Some(w) = waiter {
+                self.local.with(|l| l.drop_waiter(w));
+            }
+            return Ok(None);
+        };
+        let held = Held {
+            path: node.path,
+            fence: node.fence,
+            version: stat.version,
+            record,
+            deadline: sent + req.ttl,
+        };
+        Ok(Some(self.granted(req, waiter, held, req.ttl.min(session_left))))
+    }
+
+    /// Not granted: a waiter is registered behind the node ahead of it (and a watch set on that node if this
+    /// process has none there); a queue head unchanged for its ttl is deleted and the attempt made again.
+    #[allow(clippy::too_many_arguments)]
+    async fn blocked(
+        &self,
+        req: &AcquireRequest,
+        waiter: Option<&str>,
+        node: Node,
+        epoch: u64,
+        ahead: String,
+        head: Option<String>,
+        sent: Instant,
+    ) -> Result<Option<Attempt>> {
+        let now = Instant::now();
+        if let Some(w) = waiter {
+            let watch = self.local.with(|l| {
+                let entry = l.waiting.entry(w.to_string()).or_insert_with(|| Waiting {
+                    path: node.path.clone(),
+                    seq: node.seq,
+                    fence: node.fence,
+                    lock_id: req.lock_id.clone(),
+                    record: node.record.clone(),
+                    behind: None,
+                    deadline: now,
+                    epoch,
+                    last_blocked: sent,
+                });
+                entry.deadline = now + req.waiter_lease;
+                entry.last_blocked = sent;
+                l.wait_behind(w, Some(ahead.clone()))
+            });
+            if watch {
+                tokio::spawn(super::tasks::watch(
+                    self.zk.clone(),
+                    self.local.clone(),
+                    self.router.clone(),
+                    ahead,
+                ));
+            }
+        }
+        // The head of the queue, if someone else's: its lease ends when it stays unchanged for its ttl.
+        let mut retry_in = None;
+        if let Some(h) = head.filter(|h| *h != node.path) {
+            let p = &h;
+            let found = self
+                .zk
+                .run(|c| async move {
+                    match c.get_data(p).await {
+                        Ok(d) => Ok(Some(d)),
+                        Err(Z::NoNode) => Ok(None),
+                        Err(e) => Err(e),
+                    }
+                })
+                .await?;
+            let Some((data, stat)) = found else {
+                return Ok(None);
+            };
+            let g = Record::decode(&data).map_or(Duration::from_secs(60), |r| Duration::from_millis(r.g));
+            let seen = self.local.with(|l| l.head_seen(&h, stat.mzxid, now));
+            let ends = seen + g;
+            if ends <= now {
+                self.expire(&h, stat.version).await?;
+                return Ok(None);
+            }
+            retry_in = Some(ends - now);
+        }
+        Ok(Some(Attempt::NotGranted {
+            retry_in,
+            backend_now: None,
+        }))
+    }
+
+    /// Deletes a head of queue found unchanged for its ttl, unless it changed meanwhile; counts the expiry.
+    pub(super) async fn expire(&self, path: &str, version: i32) -> Result<()> {
+        let deleted = self
+            .zk
+            .run(|c| async move {
+                match c.delete(path, Some(version)).await {
+                    Ok(()) => Ok(true),
+                    Err(Z::NoNode | Z::BadVersion) => Ok(false),
+                    Err(e) => Err(e),
+                }
+            })
+            .await?;
+        if deleted {
+            self.local.with(|l| l.counts.expired += 1);
+            self.deleted_here(path);
+        }
+        Ok(())
+    }
+
+    pub(super) async fn leave(&self, waiter: &str) -> Result<bool> {
+        let Some(w) = self.local.with(|l| l.drop_waiter(waiter)) else {
+            return Ok(false);
+        };
+        let p = &w.path;
+        let deleted = self
+            .zk
+            .run(|c| async move {
+                match c.delete(p, None).await {
+                    Ok(()) => Ok(true),
+                    Err(Z::NoNode) => Ok(false),
+                    Err(e) => Err(e),
+                }
+            })
+            .await?;
+        if deleted {
+            self.deleted_here(&w.path);
+        }
+        Ok(deleted)
+    }
+
+    /// This process deleted `path`: its own waiters behind it need not wait for the watch to say so.
+    pub(super) fn deleted_here(&self, path: &str) {
+        let ids = self.local.with(|l| l.deleted(path));
+        self.router.wake(ids.iter().map(String::as_str));
+    }
+
+    /// The lock id's resource directory, if the lock id is one of this backend's.
+    pub(super) fn dir_of(lock_id: &str) -> Option<String> {
+        lock_hash(lock_id).map(dir)
+    }
+}
+
+/// A delete whose node was gone already is done.
+pub(super) fn gone_ok(r: ZkResult<()>) -> ZkResult<()> {
+    match r {
+        Err(Z::NoNode) => Ok(()),
+        other => other,
+    }
+}
