@@ -35,7 +35,8 @@ impl ZkEnsemble {
     }
 
     /// Starts `n` servers as one ensemble (250 ms ticks, so a dead member is noticed within about a second)
-    /// and waits until every one serves.
+    /// and waits until every one serves. Their logs are written without fsync (`forceSync=no`): tests kill
+    /// processes, never the machine, and what a killed process wrote is in the page cache.
     pub fn start(n: usize) -> Self {
         let jar = std::env::var_os("ZOOKEEPER_JAR")
             .map(PathBuf::from)
@@ -66,7 +67,7 @@ impl ZkEnsemble {
                 "tickTime={TICK_MS}\ninitLimit=40\nsyncLimit=4\ndataDir={}\nclientPort={}\n\
                  clientPortAddress=127.0.0.1\nadmin.enableServer=false\nminSessionTimeout=500\n\
                  maxSessionTimeout=60000\n4lw.commands.whitelist=srvr,ruok\nmaxClientCnxns=0\n\
-                 znode.container.checkIntervalMs=1000\n",
+                 znode.container.checkIntervalMs=1000\nforceSync=no\n",
                 data.display(),
                 m.client_port
             );
