@@ -5,6 +5,7 @@
 mod ceiling;
 #[cfg(feature = "etcd")]
 pub mod etcd;
+pub mod zookeeper;
 mod handoff;
 pub mod http;
 pub mod sql;

@@ -45,7 +45,7 @@ struct Args {
     #[arg(long)]
     ceiling: Option<String>,
     /// Also run the database's own lock primitive on the same workload, as the floor (etcd://: a put-if-absent
-    /// then delete cycle; postgres://:
+    /// then delete cycle; zk://: create an ephemeral node, then delete it; postgres://:
     /// pg_try_advisory_lock + pg_advisory_unlock; mysql://: GET_LOCK + RELEASE_LOCK; same client library and
     /// pool size).
     #[arg(long)]
@@ -132,8 +132,10 @@ async fn main() -> anyhow::Result<()> {
             warden_bench::sql::mysql_floor(&url, a.workers, a.keys, a.duration).await?
         } else if a.backend.starts_with("etcd://") {
             etcd_floor(&a.backend, a.workers, a.keys, a.duration).await?
+        } else if a.backend.starts_with("zk://") || a.backend.starts_with("zookeeper://") {
+            warden_bench::zookeeper::zookeeper_floor(&a.backend, a.workers, a.keys, a.duration).await?
         } else {
-            anyhow::bail!("--floor needs a postgres://, mysql:// or etcd:// backend");
+            anyhow::bail!("--floor needs a postgres://, mysql://, etcd:// or zk:// backend");
         };
         out!(
             "floor    {:<28} workers={:<3} keys={:<5} {:>10.0} cycles/s  acquire p50={}us p99={}us max={}us  failed={}",
