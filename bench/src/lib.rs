@@ -5,10 +5,10 @@
 mod ceiling;
 #[cfg(feature = "etcd")]
 pub mod etcd;
-pub mod zookeeper;
 mod handoff;
 pub mod http;
 pub mod sql;
+pub mod zookeeper;
 
 pub use ceiling::{redis_ceiling, redis_evalsha_usec, redis_reset_stats, Ceiling};
 

@@ -20,7 +20,11 @@ pub async fn zookeeper_floor(
     let hosts = hosts.split(['?', '/']).next().unwrap_or_default();
     let client = Client::connect(hosts).await?;
     match client
-        .create("/bench-floor", b"", &CreateMode::Persistent.with_acls(Acls::anyone_all()))
+        .create(
+            "/bench-floor",
+            b"",
+            &CreateMode::Persistent.with_acls(Acls::anyone_all()),
+        )
         .await
     {
         Ok(_) | Err(Error::NodeExists) => {}

@@ -12,7 +12,10 @@ use warden_testkit::ZkEnsemble;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_over_one_zookeeper_ensemble_hand_a_lock_over_and_survive_the_ensemble_restarting() {
     let ensemble = Mutex::new(ZkEnsemble::start(3));
-    let backend = format!("{}?timeout_ms=500&session_timeout=6s", ensemble.lock().expect("ensemble").url());
+    let backend = format!(
+        "{}?timeout_ms=500&session_timeout=6s",
+        ensemble.lock().expect("ensemble").url()
+    );
     two_instances::two_instances_hand_a_lock_over_and_survive_the_database_restarting(
         &backend,
         || ensemble.lock().expect("ensemble").kill_all(),

@@ -47,6 +47,11 @@ pub(crate) struct Local {
     pub waiting: HashMap<String, Waiting>,
     /// Waiter ids by the node they wait behind.
     pub behind: HashMap<String, Vec<String>>,
+    /// Waiters known to be at the head of their queue: the exclusive holder just ahead of them is gone, and
+    /// nothing can come ahead of a holder. Their next attempt needs no read.
+    pub free: HashSet<String>,
+    /// Nodes of exclusive leases this process was granted (a node that is deleted leaves it).
+    pub exclusive_held: HashSet<String>,
     /// Nodes with a watch of this process on them.
     pub watched: HashSet<String>,
     /// Heads of queues seen by this process: (path, mzxid) → first seen.
@@ -65,6 +70,7 @@ impl Local {
         let Some(w) = self.waiting.get_mut(id) else {
             return false;
         };
+        self.free.remove(id);
         if w.behind == path {
             return path.is_some_and(|p| self.watched.insert(p));
         }
@@ -89,6 +95,7 @@ impl Local {
 
     /// Forgets a waiter.
     pub fn drop_waiter(&mut self, id: &str) -> Option<Waiting> {
+        self.free.remove(id);
         let w = self.waiting.remove(id)?;
         if let Some(p) = &w.behind {
             self.unlink(p, id);
@@ -96,8 +103,9 @@ impl Local {
         Some(w)
     }
 
-    /// A node is gone (or its watch ended): the waiters behind it, to wake.
-    pub fn deleted(&mut self, path: &str) -> Vec<String> {
+    /// A node is gone (or its watch ended): the waiters behind it, to wake. If it was an exclusive lease of this
+    /// process, they are at the head now.
+    pub fn deleted(&mut self, path: &str, gone: bool) -> Vec<String> {
         self.watched.remove(path);
         self.heads.retain(|(p, _), _| p != path);
         let ids = self.behind.remove(path).unwrap_or_default();
@@ -105,6 +113,13 @@ impl Local {
             if let Some(w) = self.waiting.get_mut(id) {
                 w.behind = None;
             }
+        }
+        if gone && self.exclusive_held.remove(path) {
+            self.free.extend(ids.iter().cloned());
+        }
+        if self.held.is_empty() {
+            // Leases lost with a session leave their nodes here; none is held, so none of them is.
+            self.exclusive_held.clear();
         }
         ids
     }

@@ -57,7 +57,11 @@ impl ZkBackend {
             })
         });
         let sent = Instant::now();
+        // Known to be at the head (see `Local::free`): no read. Its node could be gone only if someone deleted
+        // it behind this process's back (a revoke); its guard then learns so at its first renewal, the claim.
+        let free = known.is_some() && waiter.is_some_and(|w| self.local.with(|l| l.free.remove(w)));
         let (node, children) = match known {
+            Some(node) if free => return self.handed(req, waiter, node, left).await,
             Some(node) => {
                 let d = &dir;
                 let children = self.zk.run(|c| async move { c.list_children(d).await }).await?;
@@ -170,6 +174,9 @@ impl ZkBackend {
                 l.drop_waiter(w);
             }
             l.granted(&req.resource);
+            if req.kind.is_exclusive() {
+                l.exclusive_held.insert(held.path.clone());
+            }
             l.held.insert(req.lock_id.clone(), held);
         });
         Attempt::Granted(grant.found_with(trust))
@@ -287,7 +294,11 @@ impl ZkBackend {
                 })
                 .await?;
             let Some((data, stat)) = found else {
-                return Ok(None);
+                // Gone since the list: the queue moved on, and a waiter hears of it from its watch.
+                return Ok(Some(Attempt::NotGranted {
+                    retry_in: None,
+                    backend_now: None,
+                }));
             };
             let g = Record::decode(&data).map_or(Duration::from_secs(60), |r| Duration::from_millis(r.g));
             let seen = self.local.with(|l| l.head_seen(&h, stat.mzxid, now));
@@ -346,7 +357,7 @@ impl ZkBackend {
 
     /// This process deleted `path`: its own waiters behind it need not wait for the watch to say so.
     pub(super) fn deleted_here(&self, path: &str) {
-        let ids = self.local.with(|l| l.deleted(path));
+        let ids = self.local.with(|l| l.deleted(path, true));
         self.router.wake(ids.iter().map(String::as_str));
     }
 

@@ -47,23 +47,25 @@ impl Tasks {
 /// and their next attempt sees for itself.
 pub(crate) async fn watch(zk: Arc<Zk>, local: Arc<Shared>, router: Arc<WakeRouter>, path: String) {
     let p = &path;
-    loop {
+    let gone = loop {
         let set = zk.run(|c| async move {
             let (stat, w) = c.check_and_watch_stat(p).await?;
             Ok(stat.map(|_| w))
         });
         match set.await {
-            Ok(Some(w)) => {
-                if w.changed().await.event_type == EventType::NodeDataChanged {
-                    continue;
-                }
+            Ok(Some(w)) => match w.changed().await.event_type {
+                EventType::NodeDataChanged => continue,
+                EventType::NodeDeleted => break true,
+                _ => break false,
+            },
+            Ok(None) => break true,
+            Err(e) => {
+                tracing::debug!(error = %e, "ZooKeeper watch not set");
+                break false;
             }
-            Ok(None) => {}
-            Err(e) => tracing::debug!(error = %e, "ZooKeeper watch not set"),
         }
-        break;
-    }
-    let ids = local.with(|l| l.deleted(&path));
+    };
+    let ids = local.with(|l| l.deleted(&path, gone));
     router.wake(ids.iter().map(String::as_str));
 }
 
@@ -77,7 +79,10 @@ async fn sweep(zk: Arc<Zk>, local: Arc<Shared>) {
             let (p, v) = (&h.path, h.version);
             let r = zk.run(|c| async move { c.delete(p, Some(v)).await }).await;
             if r.is_ok() {
-                local.with(|l| l.counts.expired += 1);
+                local.with(|l| {
+                    l.counts.expired += 1;
+                    l.exclusive_held.remove(&h.path);
+                });
             }
         }
         for w in waiting {
