@@ -64,3 +64,39 @@ async fn readers_and_writers_of_one_session_never_overlap_wrongly() {
     assert_eq!(log.holds().len(), 240);
     log.assert_consistent();
 }
+
+/// A `Warden` dropped while one of its waiters watches a node closes its session: its connection to the
+/// server goes (a watch left pending does not keep the session, and so its nodes, alive).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_client_closes_its_session() {
+    let h = ZkHarness::new();
+    let connections = || {
+        let srvr = h.ensemble.lock().expect("ensemble").ask(0, "srvr").unwrap_or_default();
+        srvr.lines()
+            .find_map(|l| l.strip_prefix("Connections: "))
+            .and_then(|n| n.trim().parse::<u32>().ok())
+            .unwrap_or(u32::MAX)
+    };
+    let a = warden_testkit::harness::test_client(h.url()).await;
+    let _held = a.lock("watched").ttl(10 * SEC).acquire().await.expect("holder");
+    let before = connections();
+    let b = warden_testkit::harness::test_client(h.url()).await;
+    let b2 = b.clone();
+    let waiter = tokio::spawn(async move { b2.lock("watched").wait(30 * SEC).acquire().await });
+    assert!(
+        warden_testkit::eventually(5 * SEC, || async {
+            a.inspect("watched").await.is_ok_and(|r| r.queue.len() == 1)
+        })
+        .await,
+        "the waiter never queued"
+    );
+    assert_eq!(connections(), before + 1);
+    waiter.abort();
+    let _ = waiter.await;
+    drop(b);
+    assert!(
+        warden_testkit::eventually(5 * SEC, || async { connections() == before }).await,
+        "the dropped client's session stayed open ({} connections, {before} before)",
+        connections()
+    );
+}

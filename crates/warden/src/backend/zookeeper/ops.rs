@@ -10,6 +10,7 @@ use super::ZkBackend;
 use crate::backend::queue_record::{ms, now_ms, resource_hash, Record};
 use crate::error::Result;
 use crate::types::{AcquireRequest, Attempt, Grant};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 use zookeeper_client::{Client, CreateMode, Error as Z};
@@ -56,6 +57,10 @@ impl ZkBackend {
                     })
             })
         });
+        if let (None, Some(w)) = (&known, waiter) {
+            // Queued in a session that is gone: that node went with it; this attempt queues anew.
+            self.local.with(|l| l.drop_waiter(w));
+        }
         let sent = Instant::now();
         // Known to be at the head (see `Local::free`): no read. Its node could be gone only if someone deleted
         // it behind this process's back (a revoke); its guard then learns so at its first renewal, the claim.
@@ -272,7 +277,7 @@ impl ZkBackend {
             });
             if watch {
                 tokio::spawn(super::tasks::watch(
-                    self.zk.clone(),
+                    Arc::downgrade(&self.zk),
                     self.local.clone(),
                     self.router.clone(),
                     ahead,

@@ -7,7 +7,7 @@ use super::names::{count, Entry, STATS};
 use super::session::Zk;
 use crate::backend::queue_record::{resource_hash, CountRecord, StatsRecord};
 use crate::wake::WakeRouter;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -45,14 +45,22 @@ impl Tasks {
 /// Watches `path` until it is deleted, then wakes this process's waiters behind it. A change of its data (a
 /// renewal) sets the watch again; a watch that ends otherwise (the connection or session went) wakes them too,
 /// and their next attempt sees for itself.
-pub(crate) async fn watch(zk: Arc<Zk>, local: Arc<Shared>, router: Arc<WakeRouter>, path: String) {
+///
+/// It holds the backend's session only while it sets the watch: a backend dropped meanwhile closes its session
+/// (and the watch ends with it).
+pub(crate) async fn watch(zk: Weak<Zk>, local: Arc<Shared>, router: Arc<WakeRouter>, path: String) {
     let p = &path;
     let gone = loop {
+        let Some(zk) = zk.upgrade() else {
+            return;
+        };
         let set = zk.run(|c| async move {
             let (stat, w) = c.check_and_watch_stat(p).await?;
             Ok(stat.map(|_| w))
         });
-        match set.await {
+        let set = set.await;
+        drop(zk);
+        match set {
             Ok(Some(w)) => match w.changed().await.event_type {
                 EventType::NodeDataChanged => continue,
                 EventType::NodeDeleted => break true,
