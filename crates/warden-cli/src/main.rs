@@ -8,6 +8,7 @@
 mod bench_cmd;
 mod child;
 mod common;
+mod config;
 mod elect;
 mod keygen;
 mod leader;
@@ -15,7 +16,7 @@ mod oneshot;
 mod run;
 mod serve;
 
-use clap::{CommandFactory, Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Parser, Debug)]
@@ -73,7 +74,12 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match config::with_config_file(Cli::command(), std::env::args_os().collect())
+        .and_then(|m| Cli::from_arg_matches(&m))
+    {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     if let Some(t) = cli.token.filter(|t| !t.is_empty()) {
         common::set_token(t);
     }

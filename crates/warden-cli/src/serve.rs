@@ -7,6 +7,10 @@ use std::time::Duration;
 /// Arguments of `warden serve`.
 #[derive(Args, Debug)]
 pub struct ServeArgs {
+    /// Settings from a TOML file, one key per flag (`listen = "0.0.0.0:7070"`, `header-timeout = "30s"`);
+    /// flags and environment variables win over it.
+    #[arg(long, env = "WARDEN_CONFIG")]
+    pub config: Option<std::path::PathBuf>,
     /// Address to listen on.
     #[arg(long, env = "WARDEN_LISTEN", default_value = "127.0.0.1:7070")]
     pub listen: String,
