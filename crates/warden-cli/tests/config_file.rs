@@ -119,8 +119,16 @@ fn the_example_systemd_unit_verifies() {
     assert!(unit.contains("ExecStart=/usr/local/bin/warden serve --config /etc/warden/warden.toml"));
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("warden.service");
-    std::fs::write(&path, unit.replace("/usr/local/bin/warden", env!("CARGO_BIN_EXE_warden"))).expect("write");
-    let out = Command::new(analyze).arg("verify").arg(&path).output().expect("run systemd-analyze");
+    std::fs::write(
+        &path,
+        unit.replace("/usr/local/bin/warden", env!("CARGO_BIN_EXE_warden")),
+    )
+    .expect("write");
+    let out = Command::new(analyze)
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .expect("run systemd-analyze");
     assert!(
         out.status.success() && out.stderr.is_empty(),
         "systemd-analyze verify: {}",
