@@ -5,6 +5,8 @@ use warden::Warden;
 
 /// Exit code: generic failure.
 pub const EXIT_FAILURE: u8 = 1;
+/// Exit code: the command line is wrong.
+pub const EXIT_USAGE: u8 = 2;
 /// Exit code: the backend (or warden server) cannot be reached.
 pub const EXIT_UNAVAILABLE: u8 = 69;
 /// Exit code: the lease (or leadership) was lost while the command ran.
@@ -70,6 +72,11 @@ static TOKEN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 /// The API key from `--token` / `WARDEN_TOKEN`, for every connection to a warden server.
 pub fn set_token(token: String) {
     let _ = TOKEN.set(token);
+}
+
+/// The API key from `--token` / `WARDEN_TOKEN`, if one was given.
+pub fn token() -> Option<&'static str> {
+    TOKEN.get().map(String::as_str)
 }
 
 /// `backend` with the API key as the URL's password, when it is a warden server's URL without one.

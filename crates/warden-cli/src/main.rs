@@ -15,6 +15,7 @@ mod leader;
 mod oneshot;
 mod run;
 mod serve;
+mod watch;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::process::ExitCode;
@@ -60,6 +61,8 @@ enum Command {
     Stats(oneshot::StatsArgs),
     /// Show who leads an election; with --follow, every change of leader.
     Leader(leader::LeaderArgs),
+    /// Print a resource's grants, lease ends and queue changes as they happen (`PREFIX*`: a server's events).
+    Watch(watch::WatchArgs),
     /// Benchmark a backend (uniform, hot or handoff workload).
     Bench(bench_cmd::BenchArgs),
     /// Make a new API key and print it with the entry for `warden serve --auth-file`.
@@ -116,6 +119,7 @@ fn main() -> ExitCode {
             Command::Queue(a) => oneshot::queue(a).await,
             Command::Stats(a) => oneshot::stats(a).await,
             Command::Leader(a) => leader::leader(a).await,
+            Command::Watch(a) => watch::watch(a).await,
             Command::Bench(a) => bench_cmd::bench(a).await,
             Command::Keygen(a) => keygen::keygen(a),
             Command::Completions { shell } => {

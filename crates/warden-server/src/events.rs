@@ -22,6 +22,13 @@ pub struct EventsQuery {
     prefix: Option<String>,
 }
 
+impl EventsQuery {
+    /// The events on resources starting with `prefix`.
+    pub fn with_prefix(prefix: String) -> Self {
+        EventsQuery { prefix: Some(prefix) }
+    }
+}
+
 /// Counts live readers in `warden_event_readers` for as long as the stream lives.
 struct Reader;
 

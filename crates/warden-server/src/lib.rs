@@ -35,6 +35,7 @@ pub mod ratelimit;
 mod serve;
 pub mod state;
 pub mod tls;
+pub mod watch;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
@@ -178,7 +179,9 @@ pub fn router(state: AppState) -> Router {
             cfg.request_timeout,
         ));
     // Streams live as long as their reader; they end at shutdown.
-    let streams = Router::new().route("/api/events", get(events::events));
+    let streams = Router::new()
+        .route("/api/events", get(events::events))
+        .route("/api/locks/watch", get(watch::watch));
     waiting
         .merge(quick)
         .merge(streams)

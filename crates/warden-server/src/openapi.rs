@@ -30,7 +30,8 @@ use utoipa::OpenApi;
         crate::handlers::metrics_text,
         crate::handlers::openapi,
         crate::admin::force_release,
-        crate::events::events
+        crate::events::events,
+        crate::watch::watch
     ),
     components(schemas(
         AcquireBody,

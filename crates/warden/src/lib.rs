@@ -37,6 +37,7 @@ pub mod token;
 pub mod types;
 pub mod validate;
 pub mod wake;
+pub mod watch;
 #[cfg(feature = "http")]
 pub mod wire;
 
