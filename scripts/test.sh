@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the tests need (redis-server, redis-benchmark, PostgreSQL's and MariaDB's server binaries, etcd
-# and etcdctl, ZooKeeper (and the Java it runs on), and protoc to build the etcd client) if missing, then runs every test.
+# and etcdctl, ZooKeeper (and the Java it runs on), protoc to build the etcd client, and Node.js for its client)
+# if missing, then runs every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +15,7 @@ command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
 command -v etcdctl >/dev/null 2>&1 || need+=(etcd-client)
 command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
 { [ -f /usr/share/java/zookeeper.jar ] && command -v java; } >/dev/null 2>&1 || need+=(zookeeper)
+command -v node >/dev/null 2>&1 || need+=(nodejs)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing ${need[*]} from Debian's packages"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
@@ -24,5 +26,8 @@ fi
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked -- --skip chaos_
+# The Node.js client against the `warden` binary the tests above built.
+cargo build -p warden-cli --locked
+(cd clients/node && node --test test/*.test.mjs)
 # The chaos suite (faults injected under load), one scenario at a time, each printing its figure.
 cargo test --workspace --locked -- chaos_ --test-threads=1 --nocapture

@@ -1,0 +1,349 @@
+'use strict';
+// warden-client: the warden lock service's REST API with the library's safety: background renewal, an
+// AbortSignal that aborts the moment a lease can no longer be trusted, fencing tokens, typed errors.
+// No dependencies: Node >= 18's fetch (keep-alive by default).
+
+/** Every endpoint this client calls (method, path): a test checks each against the server's /openapi.json. */
+const ENDPOINTS = [
+  ['post', '/api/locks/acquire'],
+  ['post', '/api/locks/release'],
+  ['post', '/api/locks/renew'],
+  ['get', '/api/locks/{lockId}/status'],
+  ['get', '/api/locks/held'],
+  ['get', '/api/locks/queue'],
+  ['get', '/api/locks/stats'],
+  ['get', '/api/locks/health'],
+];
+
+class WardenError extends Error {
+  /** @param {string} message @param {string} code @param {number} status */
+  constructor(message, code, status) {
+    super(message);
+    this.name = this.constructor.name;
+    this.code = code;
+    this.status = status;
+  }
+}
+class InvalidRequestError extends WardenError {}
+class UnauthorizedError extends WardenError {}
+class ForbiddenError extends WardenError {}
+class NotFoundError extends WardenError {}
+class RequestTimeoutError extends WardenError {}
+class LockTimeoutError extends WardenError {}
+class NotOwnerError extends WardenError {}
+class LeaseLostError extends WardenError {}
+class RenewalCappedError extends WardenError {}
+class TooManyWaitersError extends WardenError {}
+class RateLimitedError extends WardenError {}
+class BackendUnavailableError extends WardenError {}
+class ShuttingDownError extends WardenError {}
+class InternalError extends WardenError {}
+/** The server could not be reached, or did not answer as a warden server. */
+class UnreachableError extends WardenError {}
+
+const BY_CODE = {
+  invalid_request: InvalidRequestError,
+  unauthorized: UnauthorizedError,
+  forbidden: ForbiddenError,
+  not_found: NotFoundError,
+  request_timeout: RequestTimeoutError,
+  lock_timeout: LockTimeoutError,
+  not_owner: NotOwnerError,
+  lease_lost: LeaseLostError,
+  renewal_capped: RenewalCappedError,
+  too_many_waiters: TooManyWaitersError,
+  rate_limited: RateLimitedError,
+  backend_unavailable: BackendUnavailableError,
+  shutting_down: ShuttingDownError,
+  internal: InternalError,
+};
+
+/** The longest waitTimeout one request may carry (ms); longer waits are several requests. */
+const MAX_WAIT = 600000;
+const MODES = {
+  exclusive: { type: 'exclusive' },
+  shared: { type: 'shared' },
+  read: { type: 'read-write', mode: 'read' },
+  write: { type: 'read-write', mode: 'write' },
+};
+
+function positive(name, v, min, max) {
+  if (!Number.isInteger(v) || v < min || v > max) {
+    throw new InvalidRequestError(`${name} must be a whole number of ms from ${min} to ${max}, got ${v}`, 'invalid_request', 0);
+  }
+  return v;
+}
+
+class Warden {
+  /**
+   * @param {object} [opts]
+   * @param {string} [opts.url] the server, default $WARDEN_URL or http://127.0.0.1:7070
+   * @param {string} [opts.token] API key, default $WARDEN_TOKEN
+   * @param {string} [opts.clientId] recorded with every lease, default `node-<pid>`
+   * @param {number} [opts.timeoutMs] bound on each request besides its wait, default 10000
+   * @param {typeof fetch} [opts.fetch] a fetch to use instead of the global one (e.g. one with a TLS agent)
+   */
+  constructor(opts = {}) {
+    const env = typeof process !== 'undefined' ? process.env : {};
+    this.url = String(opts.url || env.WARDEN_URL || 'http://127.0.0.1:7070').replace(/\/+$/, '');
+    this.token = opts.token || env.WARDEN_TOKEN || undefined;
+    this.clientId = opts.clientId || `node-${typeof process !== 'undefined' ? process.pid : 0}`;
+    this.timeoutMs = opts.timeoutMs ?? 10000;
+    this.fetch = opts.fetch || globalThis.fetch;
+    if (typeof this.fetch !== 'function') {
+      throw new Error('warden-client needs fetch: use Node.js 18 or later, or pass opts.fetch');
+    }
+  }
+
+  async _call(method, path, body, waitMs = 0) {
+    const headers = { accept: 'application/json' };
+    if (body !== undefined) headers['content-type'] = 'application/json';
+    if (this.token) headers.authorization = `Bearer ${this.token}`;
+    let res;
+    try {
+      res = await this.fetch(this.url + path, {
+        method,
+        headers,
+        body: body === undefined ? undefined : JSON.stringify(body),
+        signal: AbortSignal.timeout(this.timeoutMs + waitMs),
+      });
+    } catch (e) {
+      throw new UnreachableError(`no warden server answered at ${this.url}: ${e.cause?.code || e.message}`, 'unreachable', 0);
+    }
+    let json;
+    try {
+      json = await res.json();
+    } catch {
+      throw new UnreachableError(`${this.url} answered ${res.status} without warden's JSON: is it a warden server?`, 'unreachable', res.status);
+    }
+    if (json && json.success === true) return json;
+    const code = (json && json.code) || 'unknown';
+    const Cls = BY_CODE[code] || WardenError;
+    const err = new Cls((json && json.error) || `the server answered ${res.status}`, code, res.status);
+    if (code === 'rate_limited') err.retryAfter = Number(res.headers.get('retry-after')) || undefined;
+    throw err;
+  }
+
+  /**
+   * Acquires a lock: waits up to `wait` ms (0: try once) in the resource's FIFO queue.
+   * @returns {Promise<Lease>}
+   */
+  async acquire(resource, opts = {}) {
+    const ttl = positive('ttl', opts.ttl ?? 30000, 10, 86400000);
+    let left = opts.wait === Infinity ? Infinity : positive('wait', opts.wait ?? 5000, 0, Number.MAX_SAFE_INTEGER);
+    const mode = MODES[opts.mode || 'exclusive'];
+    if (!mode) throw new InvalidRequestError(`mode must be exclusive, shared, read or write, got ${opts.mode}`, 'invalid_request', 0);
+    for (;;) {
+      const wait = Math.min(left, MAX_WAIT);
+      const body = { resource, ...mode, ttl, waitTimeout: wait, clientId: opts.clientId || this.clientId };
+      if (opts.maxRenewals !== undefined) body.maxRenewals = opts.maxRenewals;
+      if (opts.maxHold !== undefined) body.maxHold = opts.maxHold;
+      const sent = Date.now();
+      try {
+        const { data } = await this._call('POST', '/api/locks/acquire', body, wait);
+        return new Lease(this, data, sent, body.clientId);
+      } catch (e) {
+        // A wait longer than one request allows queues again (at the back) and waits on.
+        if (!(e instanceof LockTimeoutError) || left <= MAX_WAIT) throw e;
+        left -= wait;
+      }
+    }
+  }
+
+  /** Releases a lease by lock id. */
+  async release(lockId, clientId = this.clientId) {
+    await this._call('POST', '/api/locks/release', { lockId, clientId });
+  }
+
+  /** Renews a lease by lock id for `ttl` ms (default: its own ttl); resolves to the lock object. */
+  async renew(lockId, ttl, clientId = this.clientId) {
+    const body = { lockId, clientId };
+    if (ttl !== undefined) body.ttl = positive('ttl', ttl, 10, 86400000);
+    return (await this._call('POST', '/api/locks/renew', body)).data;
+  }
+
+  /** A lease's status (the lock object plus isExpired). */
+  async status(lockId) {
+    return (await this._call('GET', `/api/locks/${encodeURIComponent(lockId)}/status`)).data;
+  }
+
+  /** The leases a client holds (by lease handle). */
+  async held(clientId = this.clientId) {
+    return (await this._call('GET', `/api/locks/held?clientId=${encodeURIComponent(clientId)}`)).data;
+  }
+
+  /** Who holds a resource and who waits for it. */
+  async queue(resource) {
+    return (await this._call('GET', `/api/locks/queue?resource=${encodeURIComponent(resource)}`)).data;
+  }
+
+  /** Cluster-wide statistics. */
+  async stats() {
+    return (await this._call('GET', '/api/locks/stats')).data;
+  }
+
+  /** The backend's health. */
+  async health() {
+    return (await this._call('GET', '/api/locks/health')).data;
+  }
+
+  /**
+   * Runs `routine(signal, lease)` under the lock: renews in the background, aborts `signal` the moment the lease
+   * can no longer be trusted, and releases when the routine settles (also when it throws).
+   */
+  async using(resource, opts, routine) {
+    if (typeof opts === 'function') [opts, routine] = [{}, opts];
+    const lease = await this.acquire(resource, opts);
+    lease.autoRenew();
+    try {
+      return await routine(lease.signal, lease);
+    } finally {
+      await lease.release().catch(() => {});
+    }
+  }
+
+  /** An election: who leads `name`, and the means to campaign for it. */
+  election(name) {
+    return new Election(this, name);
+  }
+}
+
+class Lease {
+  constructor(warden, data, sentAt, clientId) {
+    this._warden = warden;
+    this._clientId = clientId;
+    this._controller = new AbortController();
+    this._timers = [];
+    this._released = false;
+    this._apply(data, sentAt);
+  }
+
+  _apply(data, sentAt) {
+    this.lockId = data.lockId ?? this.lockId;
+    this.leaseHandle = data.leaseHandle;
+    this.resource = data.resource;
+    this.type = data.type;
+    this.fencingToken = data.fencingToken;
+    this.acquiredAt = new Date(data.acquiredAt);
+    this.expiresAt = new Date(data.expiresAt);
+    this.ttl = data.ttl;
+    this.renewalCount = data.renewalCount;
+    // Trusted until the ttl counted from when the request was sent, less the clock-rate allowance.
+    this.validUntil = sentAt + data.ttl - (data.ttl * 0.01 + 2);
+  }
+
+  /** Aborts the moment the lease can no longer be trusted (lost, expired, or released). */
+  get signal() {
+    return this._controller.signal;
+  }
+
+  /** True once the lease can no longer be trusted. */
+  get lost() {
+    return this._controller.signal.aborted;
+  }
+
+  _lose(reason) {
+    this._stop();
+    if (!this._controller.signal.aborted) this._controller.abort(reason);
+  }
+
+  _stop() {
+    for (const t of this._timers) clearTimeout(t);
+    this._timers = [];
+  }
+
+  /** Renews every third of the ttl until released; the signal aborts if a renewal is refused or too late. */
+  autoRenew() {
+    const schedule = () => {
+      this._stop();
+      const expire = setTimeout(() => {
+        this._lose(new LeaseLostError(`the lease on ${this.resource} ran out before a renewal was confirmed`, 'lease_lost', 0));
+      }, Math.max(0, this.validUntil - Date.now()));
+      const renew = setTimeout(async () => {
+        try {
+          await this.renew();
+          schedule();
+        } catch (e) {
+          if (e instanceof LeaseLostError || e instanceof NotFoundError || e instanceof NotOwnerError) {
+            this._lose(e);
+          } else {
+            // Unreachable or unavailable: try again soon; the expiry timer still stands.
+            this._timers = this._timers.filter((t) => t !== renew);
+            this._timers.push(setTimeout(() => { if (!this.lost && !this._released) schedule(); }, Math.min(1000, this.ttl / 10)));
+          }
+        }
+      }, Math.max(10, this.ttl / 3));
+      // Timers never keep a process alive on their own.
+      expire.unref?.();
+      renew.unref?.();
+      this._timers.push(expire, renew);
+    };
+    schedule();
+    return this;
+  }
+
+  /** Renews for `ttl` ms (default: its own ttl). */
+  async renew(ttl) {
+    const sent = Date.now();
+    const data = await this._warden.renew(this.lockId, ttl, this._clientId);
+    this._apply(data, sent);
+    return this;
+  }
+
+  /** Releases the lease (the signal aborts, as it is no longer held). */
+  async release() {
+    if (this._released) return;
+    this._released = true;
+    this._stop();
+    try {
+      await this._warden.release(this.lockId, this._clientId);
+    } finally {
+      this._lose(new LeaseLostError(`the lease on ${this.resource} was released`, 'released', 0));
+    }
+  }
+}
+
+class Election {
+  constructor(warden, name) {
+    this._warden = warden;
+    this.name = name;
+    this.resource = `election:${name}`;
+  }
+
+  /**
+   * Waits to lead (FIFO among candidates), then renews; `leadership.signal` aborts if leadership is lost.
+   * @returns {Promise<Lease>}
+   */
+  async campaign(candidateId, opts = {}) {
+    const lease = await this._warden.acquire(this.resource, { ttl: opts.ttl ?? 10000, wait: opts.wait ?? Infinity, clientId: candidateId });
+    return lease.autoRenew();
+  }
+
+  /** Who leads now: `{candidateId, fencingToken, since, expiresAt}`, or null. */
+  async leader() {
+    const q = await this._warden.queue(this.resource);
+    const h = q.holders && q.holders[0];
+    return h ? { candidateId: h.clientId, fencingToken: h.fencingToken, since: h.acquiredAt, expiresAt: h.expiresAt } : null;
+  }
+
+  /** Yields the leader now, then every change of leader (a new term counts), looking every `intervalMs`. */
+  async *observe({ intervalMs = 100, signal } = {}) {
+    let last;
+    while (!signal?.aborted) {
+      const now = await this.leader();
+      const key = now ? `${now.candidateId}/${now.fencingToken}` : '';
+      if (key !== last) {
+        last = key;
+        yield now;
+      }
+      await new Promise((r) => setTimeout(r, intervalMs));
+    }
+  }
+}
+
+module.exports = {
+  Warden, Lease, Election, ENDPOINTS,
+  WardenError, InvalidRequestError, UnauthorizedError, ForbiddenError, NotFoundError, RequestTimeoutError,
+  LockTimeoutError, NotOwnerError, LeaseLostError, RenewalCappedError, TooManyWaitersError, RateLimitedError,
+  BackendUnavailableError, ShuttingDownError, InternalError, UnreachableError,
+};

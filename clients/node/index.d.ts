@@ -1,0 +1,135 @@
+// Types of warden-client.
+
+export type Mode = 'exclusive' | 'shared' | 'read' | 'write';
+
+export interface WardenOptions {
+  /** The server, default $WARDEN_URL or http://127.0.0.1:7070. */
+  url?: string;
+  /** API key (sent as a bearer token), default $WARDEN_TOKEN. */
+  token?: string;
+  /** Recorded with every lease, default `node-<pid>`. */
+  clientId?: string;
+  /** Bound on each request besides its wait, ms, default 10000. */
+  timeoutMs?: number;
+  /** A fetch to use instead of the global one (e.g. with a TLS agent for a private CA). */
+  fetch?: typeof fetch;
+}
+
+export interface AcquireOptions {
+  /** Lease length, ms (10..=86400000, default 30000). */
+  ttl?: number;
+  /** How long to wait in the FIFO queue, ms (0: try once; Infinity: until granted; default 5000). */
+  wait?: number;
+  mode?: Mode;
+  clientId?: string;
+  /** Refuse renewals after this many. */
+  maxRenewals?: number;
+  /** Never extend the lease past acquired + maxHold ms. */
+  maxHold?: number;
+}
+
+/** A lock object as the server shows it. */
+export interface LockInfo {
+  lockId?: string;
+  leaseHandle: string;
+  resource: string;
+  type: string;
+  mode?: string;
+  clientId: string;
+  acquiredAt: string;
+  expiresAt: string;
+  ttl: number;
+  fencingToken: number;
+  renewalCount: number;
+  isExpired?: boolean;
+}
+
+export interface QueueInfo {
+  waitingClients: number;
+  queue: { clientId: string; type: string; mode?: string; ttl: number }[];
+  holders: LockInfo[];
+  foreignHolder: boolean;
+  nextOffset?: number;
+}
+
+export interface LeaderInfo {
+  candidateId: string;
+  fencingToken: number;
+  since: string;
+  expiresAt: string;
+}
+
+export class Lease {
+  readonly lockId: string;
+  readonly leaseHandle: string;
+  readonly resource: string;
+  readonly type: string;
+  /** Strictly increasing per resource: hand it to the protected resource with every write. */
+  readonly fencingToken: number;
+  readonly acquiredAt: Date;
+  readonly expiresAt: Date;
+  readonly ttl: number;
+  readonly renewalCount: number;
+  /** Epoch ms until which the lease is trusted (the ttl from the request's send, less the clock allowance). */
+  readonly validUntil: number;
+  /** Aborts the moment the lease can no longer be trusted (lost, expired or released). */
+  readonly signal: AbortSignal;
+  readonly lost: boolean;
+  /** Renews every third of the ttl until released. */
+  autoRenew(): this;
+  renew(ttl?: number): Promise<this>;
+  release(): Promise<void>;
+}
+
+export class Election {
+  readonly name: string;
+  readonly resource: string;
+  /** Waits to lead (FIFO among candidates), then renews; the lease's signal aborts if leadership is lost. */
+  campaign(candidateId: string, opts?: { ttl?: number; wait?: number }): Promise<Lease>;
+  leader(): Promise<LeaderInfo | null>;
+  observe(opts?: { intervalMs?: number; signal?: AbortSignal }): AsyncGenerator<LeaderInfo | null>;
+}
+
+export class Warden {
+  constructor(opts?: WardenOptions);
+  readonly url: string;
+  readonly clientId: string;
+  acquire(resource: string, opts?: AcquireOptions): Promise<Lease>;
+  release(lockId: string, clientId?: string): Promise<void>;
+  renew(lockId: string, ttl?: number, clientId?: string): Promise<LockInfo>;
+  status(lockId: string): Promise<LockInfo>;
+  held(clientId?: string): Promise<LockInfo[]>;
+  queue(resource: string): Promise<QueueInfo>;
+  stats(): Promise<Record<string, unknown>>;
+  health(): Promise<Record<string, unknown>>;
+  using<T>(resource: string, opts: AcquireOptions, routine: (signal: AbortSignal, lease: Lease) => Promise<T>): Promise<T>;
+  using<T>(resource: string, routine: (signal: AbortSignal, lease: Lease) => Promise<T>): Promise<T>;
+  election(name: string): Election;
+}
+
+export const ENDPOINTS: [string, string][];
+
+export class WardenError extends Error {
+  /** The API's code (`not_found`, `lock_timeout`, ...), or `unreachable`. */
+  readonly code: string;
+  /** The HTTP status (0 when no answer came). */
+  readonly status: number;
+}
+export class InvalidRequestError extends WardenError {}
+export class UnauthorizedError extends WardenError {}
+export class ForbiddenError extends WardenError {}
+export class NotFoundError extends WardenError {}
+export class RequestTimeoutError extends WardenError {}
+export class LockTimeoutError extends WardenError {}
+export class NotOwnerError extends WardenError {}
+export class LeaseLostError extends WardenError {}
+export class RenewalCappedError extends WardenError {}
+export class TooManyWaitersError extends WardenError {}
+export class RateLimitedError extends WardenError {
+  /** Seconds the server asked to wait (Retry-After). */
+  readonly retryAfter?: number;
+}
+export class BackendUnavailableError extends WardenError {}
+export class ShuttingDownError extends WardenError {}
+export class InternalError extends WardenError {}
+export class UnreachableError extends WardenError {}

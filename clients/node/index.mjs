@@ -1,0 +1,10 @@
+// ESM entry: the same classes as the CommonJS one.
+import cjs from './index.cjs';
+
+export const {
+  Warden, Lease, Election, ENDPOINTS,
+  WardenError, InvalidRequestError, UnauthorizedError, ForbiddenError, NotFoundError, RequestTimeoutError,
+  LockTimeoutError, NotOwnerError, LeaseLostError, RenewalCappedError, TooManyWaitersError, RateLimitedError,
+  BackendUnavailableError, ShuttingDownError, InternalError, UnreachableError,
+} = cjs;
+export default cjs;

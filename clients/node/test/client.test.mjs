@@ -1,0 +1,186 @@
+// The Node client against a real `warden serve`: exclusion under `using`, the abort signal on revoke and on
+// expiry, typed errors for the API's codes, elections, and every endpoint it calls present in /openapi.json.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import * as w from '../index.mjs';
+import { serve, keygen, authFile } from './server.mjs';
+
+const main = await serve(['--backend', 'memory://']);
+after(() => main.stop());
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+test('ten concurrent using calls keep a counter exact, fences increasing in turn', async () => {
+  let counter = 0;
+  let inside = false;
+  const fences = [];
+  await Promise.all(Array.from({ length: 10 }, (_, i) => (async () => {
+    const client = new w.Warden({ url: main.url, clientId: `worker-${i}` });
+    for (let n = 0; n < 5; n++) {
+      await client.using('counter', { ttl: 5000, wait: 30000 }, async (signal, lease) => {
+        assert.equal(inside, false, 'two holders inside the critical section');
+        inside = true;
+        fences.push(lease.fencingToken);
+        const v = counter;
+        await sleep(1);
+        counter = v + 1;
+        assert.equal(signal.aborted, false);
+        inside = false;
+      });
+    }
+  })()));
+  assert.equal(counter, 50);
+  assert.deepEqual(fences, [...fences].sort((a, b) => a - b), 'fences did not increase in grant order');
+});
+
+test('the signal aborts when the server revokes the lease', async () => {
+  const admin = keygen('root', 'admin');
+  const app = keygen('app', 'client', ['jobs:*']);
+  const s = await serve(['--backend', 'memory://', '--auth-file', authFile([admin.entry, app.entry])]);
+  try {
+    const client = new w.Warden({ url: s.url, token: app.key });
+    const started = Date.now();
+    const reason = await client.using('jobs:1', { ttl: 600 }, async (signal) => {
+      const res = await fetch(`${s.url}/api/locks/force-release`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${admin.key}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ resource: 'jobs:1', reason: 'test' }),
+      });
+      assert.equal(res.status, 200, await res.text());
+      await once(signal, 'abort');
+      return signal.reason;
+    });
+    assert.ok(reason instanceof w.LeaseLostError || reason instanceof w.NotFoundError, `${reason}`);
+    assert.ok(Date.now() - started < 600, 'aborted only after the ttl');
+  } finally {
+    await s.stop();
+  }
+});
+
+test('the signal aborts by the end of the validity when the server is gone', async () => {
+  const s = await serve(['--backend', 'memory://']);
+  const client = new w.Warden({ url: s.url, timeoutMs: 200 });
+  const lease = (await client.acquire('gone', { ttl: 500 })).autoRenew();
+  await s.stop();
+  const killed = Date.now();
+  await once(lease.signal, 'abort');
+  assert.ok(lease.signal.reason instanceof w.LeaseLostError, `${lease.signal.reason}`);
+  // By the end of its validity (plus this process's timer delay), not at the next failed renewal's leisure.
+  assert.ok(Date.now() <= lease.validUntil + 250, `aborted ${Date.now() - lease.validUntil} ms after the validity ended`);
+  assert.ok(Date.now() - killed <= lease.ttl + 250, `aborted ${Date.now() - killed} ms after the kill`);
+});
+
+test('every API error is a typed error carrying its code', async () => {
+  const client = new w.Warden({ url: main.url, clientId: 'errors' });
+  const expectCode = async (p, Cls, code) => {
+    await assert.rejects(p, (e) => e instanceof Cls && e instanceof w.WardenError && e.code === code, `${code}`);
+  };
+  await expectCode(client.acquire('', { wait: 0 }), w.InvalidRequestError, 'invalid_request');
+  await expectCode(client.release('0123456789abcdef0123456789abcdef'), w.NotFoundError, 'not_found');
+  const held = await client.acquire('busy', { ttl: 30000 });
+  await expectCode(client.acquire('busy', { wait: 0 }), w.LockTimeoutError, 'lock_timeout');
+  await expectCode(client.release(held.lockId, 'someone-else'), w.NotOwnerError, 'not_owner');
+  await held.release();
+  const capped = await client.acquire('capped', { ttl: 30000, maxRenewals: 0 });
+  await expectCode(capped.renew(), w.RenewalCappedError, 'renewal_capped');
+  await capped.release();
+  const short = await client.acquire('short', { ttl: 20 });
+  await sleep(60);
+  await assert.rejects(short.renew(), (e) => e instanceof w.LeaseLostError || e instanceof w.NotFoundError);
+
+  const app = keygen('app', 'client', ['a:*']);
+  const s = await serve(['--backend', 'memory://', '--auth-file', authFile([app.entry]), '--rate-limit', '1', '--rate-burst', '1', '--max-waiters-per-resource', '1']);
+  try {
+    await expectCode(new w.Warden({ url: s.url }).stats(), w.UnauthorizedError, 'unauthorized');
+    const authed = new w.Warden({ url: s.url, token: app.key });
+    await expectCode(authed.acquire('b:1', { wait: 0 }), w.ForbiddenError, 'forbidden');
+    let limited;
+    for (let i = 0; i < 20 && !limited; i++) {
+      try { await authed.queue('a:1'); } catch (e) { limited = e; }
+    }
+    assert.ok(limited instanceof w.RateLimitedError && limited.code === 'rate_limited', `${limited}`);
+  } finally {
+    await s.stop();
+  }
+
+  const few = await serve(['--backend', 'memory://', '--max-waiters-per-resource', '1']);
+  const front = await serve(['--backend', few.url]);
+  try {
+    const c = new w.Warden({ url: few.url });
+    const h = await c.acquire('full', { ttl: 30000 });
+    const parked = c.acquire('full', { wait: 20000 }).catch((e) => e);
+    await waitFor(async () => (await c.queue('full')).waitingClients === 1);
+    await expectCode(c.acquire('full', { wait: 20000 }), w.TooManyWaitersError, 'too_many_waiters');
+    // A front server over this one: its backend gone is a 503 backend_unavailable.
+    const viaFront = new w.Warden({ url: front.url });
+    await h.release();
+    assert.ok(!((await parked) instanceof Error));
+    await few.stop('SIGTERM');
+    await expectCode(viaFront.acquire('x', { wait: 0 }), w.BackendUnavailableError, 'backend_unavailable');
+  } finally {
+    await few.stop();
+    await front.stop();
+  }
+
+  const closing = await serve(['--backend', 'memory://']);
+  const c = new w.Warden({ url: closing.url });
+  await c.acquire('closing', { ttl: 30000 });
+  const parked = c.acquire('closing', { wait: 20000 }).catch((e) => e);
+  await waitFor(async () => (await c.queue('closing')).waitingClients === 1);
+  closing.child.kill('SIGTERM');
+  const e = await parked;
+  assert.ok(e instanceof w.ShuttingDownError && e.code === 'shutting_down', `${e}`);
+  await closing.stop();
+
+  await expectCode(new w.Warden({ url: 'http://127.0.0.1:1' }).stats(), w.UnreachableError, 'unreachable');
+});
+
+test('an election hands over on resign, and observe sees it', async () => {
+  const client = new w.Warden({ url: main.url });
+  const election = client.election('consumer');
+  const first = await election.campaign('c1', { ttl: 5000 });
+  const second = election.campaign('c2', { ttl: 5000 });
+  await waitFor(async () => (await client.queue('election:consumer')).waitingClients === 1);
+  const ac = new AbortController();
+  const seen = [];
+  const observing = (async () => {
+    for await (const l of election.observe({ intervalMs: 20, signal: ac.signal })) {
+      seen.push(l && l.candidateId);
+      if (l && l.candidateId === 'c2') ac.abort();
+    }
+  })();
+  await waitFor(async () => seen.length >= 1);
+  const resigned = Date.now();
+  await first.release();
+  const lead = await second;
+  assert.ok(Date.now() - resigned < 500, 'handover was slow');
+  assert.ok(lead.fencingToken > first.fencingToken);
+  assert.equal((await election.leader()).candidateId, 'c2');
+  await observing;
+  assert.equal(seen[0], 'c1');
+  assert.equal(seen.at(-1), 'c2');
+  await lead.release();
+});
+
+test('every endpoint and acquire field the client uses is in the served OpenAPI document', async () => {
+  const doc = await (await fetch(`${main.url}/openapi.json`)).json();
+  for (const [method, path] of w.ENDPOINTS) {
+    assert.ok(doc.paths[path] && doc.paths[path][method], `${method} ${path} is not in /openapi.json`);
+  }
+  const props = Object.keys(doc.components.schemas.AcquireBody.properties);
+  for (const f of ['resource', 'type', 'mode', 'ttl', 'waitTimeout', 'clientId', 'maxRenewals', 'maxHold']) {
+    assert.ok(props.includes(f), `acquire field ${f} is not in /openapi.json`);
+  }
+  for (const f of ['lockId', 'clientId', 'ttl']) {
+    assert.ok(Object.keys(doc.components.schemas.RenewBody.properties).includes(f), `renew field ${f}`);
+  }
+});
+
+async function waitFor(cond, ms = 5000) {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (await cond()) return;
+    await sleep(5);
+  }
+  throw new Error('condition not met in time');
+}
