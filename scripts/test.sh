@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the tests need (redis-server, redis-benchmark, PostgreSQL's and MariaDB's server binaries, etcd
-# and etcdctl, ZooKeeper (and the Java it runs on), protoc to build the etcd client, and Node.js for its client)
+# and etcdctl, ZooKeeper (and the Java it runs on), protoc to build the etcd client, Node.js and Python's venv for the clients)
 # if missing, then runs every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,6 +16,7 @@ command -v etcdctl >/dev/null 2>&1 || need+=(etcd-client)
 command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
 { [ -f /usr/share/java/zookeeper.jar ] && command -v java; } >/dev/null 2>&1 || need+=(zookeeper)
 command -v node >/dev/null 2>&1 || need+=(nodejs)
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing ${need[*]} from Debian's packages"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
@@ -29,5 +30,9 @@ cargo test --workspace --locked -- --skip chaos_
 # The Node.js client against the `warden` binary the tests above built.
 cargo build -p warden-cli --locked
 (cd clients/node && node --test test/*.test.mjs)
+# The Python client, with pytest (pinned) in a venv of its own.
+[ -x target/pyvenv/bin/python ] || python3 -m venv target/pyvenv
+target/pyvenv/bin/pip install -q -r clients/python/requirements-dev.txt
+(cd clients/python && PYTHONPATH=. ../../target/pyvenv/bin/python -m pytest -q)
 # The chaos suite (faults injected under load), one scenario at a time, each printing its figure.
 cargo test --workspace --locked -- chaos_ --test-threads=1 --nocapture

@@ -1,0 +1,181 @@
+"""The sync client against a real `warden serve`: exclusion, the lost signal on revoke and on expiry, typed errors
+for the API's codes, elections, and every endpoint it calls present in /openapi.json."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.request
+
+import pytest
+from conftest import auth_file, keygen
+
+import warden_client as w
+
+
+def test_ten_threads_keep_a_counter_exact_with_fences_in_turn(server):
+    counter = {"n": 0, "inside": False}
+    fences: list[int] = []
+    errors: list[BaseException] = []
+
+    def worker(i: int) -> None:
+        client = w.Client(server.url, client_id=f"worker-{i}")
+        try:
+            for _ in range(5):
+                with client.lock("counter", ttl=5, wait=30) as lease:
+                    assert not counter["inside"], "two holders inside the critical section"
+                    counter["inside"] = True
+                    fences.append(lease.fencing_token)
+                    v = counter["n"]
+                    time.sleep(0.001)
+                    counter["n"] = v + 1
+                    lease.check()
+                    counter["inside"] = False
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert counter["n"] == 50
+    assert fences == sorted(fences), "fences did not increase in grant order"
+
+
+def test_lost_is_set_when_the_server_revokes_the_lease(serve):
+    admin, admin_entry = keygen("root", "admin")
+    app, app_entry = keygen("app", "client", ["jobs:*"])
+    s = serve("--backend", "memory://", "--auth-file", auth_file([admin_entry, app_entry]))
+    client = w.Client(s.url, token=app)
+    started = time.monotonic()
+    with client.lock("jobs:1", ttl=0.6) as lease:
+        req = urllib.request.Request(
+            f"{s.url}/api/locks/force-release",
+            data=json.dumps({"resource": "jobs:1", "reason": "test"}).encode(),
+            headers={"authorization": f"Bearer {admin}", "content-type": "application/json"},
+        )
+        assert urllib.request.urlopen(req).status == 200
+        assert lease.lost.wait(2), "lost was never set"
+        assert isinstance(lease.lost_reason, (w.LeaseLostError, w.NotFoundError)), lease.lost_reason
+        assert time.monotonic() - started < 0.6
+        with pytest.raises(w.LeaseLostError):
+            lease.check()
+
+
+def test_lost_is_set_by_the_end_of_the_validity_when_the_server_is_gone(serve):
+    s = serve("--backend", "memory://")
+    client = w.Client(s.url, timeout=0.2)
+    lease = client.acquire("gone", ttl=0.5).start_renewing()
+    s.stop()
+    assert lease.lost.wait(2)
+    assert isinstance(lease.lost_reason, w.LeaseLostError), lease.lost_reason
+    # By the end of its validity (plus this thread's wake-up delay).
+    assert time.monotonic() <= lease.info.valid_until + 0.25
+
+
+def test_every_api_error_is_a_typed_error_with_its_code(serve, server):
+    def raises(cls, code, fn, *args, **kwargs):
+        with pytest.raises(cls) as e:
+            fn(*args, **kwargs)
+        assert isinstance(e.value, w.WardenError) and e.value.code == code, e.value
+
+    c = w.Client(server.url, client_id="errors")
+    raises(w.InvalidRequestError, "invalid_request", c.acquire, "", wait=0)
+    raises(w.NotFoundError, "not_found", c.release, "0123456789abcdef0123456789abcdef")
+    held = c.acquire("busy", ttl=30)
+    raises(w.LockTimeoutError, "lock_timeout", c.acquire, "busy", wait=0)
+    raises(w.NotOwnerError, "not_owner", c.release, held.lock_id, "someone-else")
+    held.release()
+    capped = c.acquire("capped", ttl=30, max_renewals=0)
+    raises(w.RenewalCappedError, "renewal_capped", capped.renew)
+    capped.release()
+    raises(w.UnreachableError, "unreachable", w.Client("http://127.0.0.1:1").stats)
+
+    app, entry = keygen("app", "client", ["a:*"])
+    s = serve("--backend", "memory://", "--auth-file", auth_file([entry]), "--rate-limit", "1", "--rate-burst", "1")
+    raises(w.UnauthorizedError, "unauthorized", w.Client(s.url).stats)
+    authed = w.Client(s.url, token=app)
+    raises(w.ForbiddenError, "forbidden", authed.acquire, "b:1", wait=0)
+    limited = None
+    for _ in range(20):
+        try:
+            authed.queue("a:1")
+        except w.RateLimitedError as e:
+            limited = e
+            break
+    assert limited is not None and limited.code == "rate_limited"
+
+    few = serve("--backend", "memory://", "--max-waiters-per-resource", "1")
+    front = serve("--backend", few.url)
+    fc = w.Client(few.url)
+    h = fc.acquire("full", ttl=30)
+    parked = threading.Thread(target=lambda: w.Client(few.url).acquire("full", wait=20).release())
+    parked.start()
+    deadline = time.monotonic() + 5
+    while fc.queue("full")["waitingClients"] != 1:
+        assert time.monotonic() < deadline, "the waiter never queued"
+        time.sleep(0.005)
+    raises(w.TooManyWaitersError, "too_many_waiters", fc.acquire, "full", wait=20)
+    h.release()
+    parked.join()
+    few.stop()
+    raises(w.BackendUnavailableError, "backend_unavailable", w.Client(front.url).acquire, "x", wait=0)
+
+    closing = serve("--backend", "memory://")
+    cc = w.Client(closing.url)
+    cc.acquire("closing", ttl=30)
+    got: list[BaseException] = []
+
+    def wait_then_record() -> None:
+        try:
+            w.Client(closing.url).acquire("closing", wait=20)
+        except BaseException as e:  # noqa: BLE001 - checked below
+            got.append(e)
+
+    t = threading.Thread(target=wait_then_record)
+    t.start()
+    deadline = time.monotonic() + 5
+    while cc.queue("closing")["waitingClients"] != 1:
+        assert time.monotonic() < deadline, "the waiter never queued"
+        time.sleep(0.005)
+    closing.stop("term")
+    t.join()
+    assert got and isinstance(got[0], w.ShuttingDownError) and got[0].code == "shutting_down", got
+
+
+def test_an_election_hands_over_on_resign_and_observe_sees_it(server):
+    client = w.Client(server.url)
+    election = client.election("consumer")
+    first = election.campaign("c1", ttl=5)
+    result: dict[str, w.Lease] = {}
+    t = threading.Thread(target=lambda: result.update(lead=election.campaign("c2", ttl=5)))
+    t.start()
+    deadline = time.monotonic() + 5
+    while client.queue("election:consumer")["waitingClients"] != 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    observed = election.observe(interval=0.02)
+    assert next(observed)["candidateId"] == "c1"
+    resigned = time.monotonic()
+    first.release()
+    t.join(5)
+    assert time.monotonic() - resigned < 0.5, "handover was slow"
+    lead = result["lead"]
+    assert lead.fencing_token > first.fencing_token
+    assert next(observed)["candidateId"] == "c2"
+    assert election.leader()["candidateId"] == "c2"
+    lead.release()
+
+
+def test_every_endpoint_and_field_the_client_uses_is_in_the_openapi_document(server):
+    doc = json.load(urllib.request.urlopen(f"{server.url}/openapi.json"))
+    for method, path in w.ENDPOINTS:
+        assert method in doc["paths"].get(path, {}), f"{method} {path} is not in /openapi.json"
+    acquire = doc["components"]["schemas"]["AcquireBody"]["properties"]
+    for field in ["resource", "type", "mode", "ttl", "waitTimeout", "clientId", "maxRenewals", "maxHold"]:
+        assert field in acquire, f"acquire field {field} is not in /openapi.json"
+    for field in ["lockId", "clientId", "ttl"]:
+        assert field in doc["components"]["schemas"]["RenewBody"]["properties"]

@@ -1,0 +1,110 @@
+"""What the sync and asyncio clients share: request bodies, the lease's fields and its validity."""
+
+from __future__ import annotations
+
+import time
+import urllib.parse
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import InvalidRequestError
+
+#: Every endpoint the clients call (method, path): a test checks each against the server's /openapi.json.
+ENDPOINTS = [
+    ("post", "/api/locks/acquire"),
+    ("post", "/api/locks/release"),
+    ("post", "/api/locks/renew"),
+    ("get", "/api/locks/{lockId}/status"),
+    ("get", "/api/locks/held"),
+    ("get", "/api/locks/queue"),
+    ("get", "/api/locks/stats"),
+    ("get", "/api/locks/health"),
+]
+
+#: The longest wait one request may carry (seconds); longer waits are several requests.
+MAX_WAIT = 600.0
+
+MODES = {
+    "exclusive": {"type": "exclusive"},
+    "shared": {"type": "shared"},
+    "read": {"type": "read-write", "mode": "read"},
+    "write": {"type": "read-write", "mode": "write"},
+}
+
+
+def ms(name: str, seconds: float, low_ms: int, high_ms: int) -> int:
+    value = round(seconds * 1000)
+    if not low_ms <= value <= high_ms:
+        raise InvalidRequestError(
+            f"{name} must be from {low_ms / 1000} to {high_ms / 1000} seconds, got {seconds}", "invalid_request"
+        )
+    return value
+
+
+def acquire_body(
+    resource: str,
+    ttl: float,
+    wait: float,
+    mode: str,
+    client_id: str,
+    max_renewals: int | None,
+    max_hold: float | None,
+) -> dict[str, Any]:
+    if mode not in MODES:
+        raise InvalidRequestError(f"mode must be exclusive, shared, read or write, got {mode!r}", "invalid_request")
+    body: dict[str, Any] = {
+        "resource": resource,
+        **MODES[mode],
+        "ttl": ms("ttl", ttl, 10, 86_400_000),
+        "waitTimeout": ms("wait", min(wait, MAX_WAIT), 0, 600_000),
+        "clientId": client_id,
+    }
+    if max_renewals is not None:
+        body["maxRenewals"] = max_renewals
+    if max_hold is not None:
+        body["maxHold"] = ms("max_hold", max_hold, 1, 86_400_000 * 365)
+    return body
+
+
+def quoted(s: str) -> str:
+    return urllib.parse.quote(s, safe="")
+
+
+@dataclass
+class LeaseInfo:
+    """A lease as the server last described it."""
+
+    lock_id: str
+    lease_handle: str
+    resource: str
+    type: str
+    client_id: str
+    acquired_at: str
+    expires_at: str
+    ttl: float
+    #: Strictly increasing per resource: hand it to the protected resource with every write.
+    fencing_token: int
+    renewal_count: int
+    #: time.monotonic() until which the lease is trusted: the ttl from the request's send, less the clock allowance.
+    valid_until: float
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any], sent: float, lock_id: str | None = None) -> LeaseInfo:
+        ttl_ms = data["ttl"]
+        return cls(
+            lock_id=data.get("lockId") or lock_id or "",
+            lease_handle=data.get("leaseHandle", ""),
+            resource=data["resource"],
+            type=data["type"],
+            client_id=data["clientId"],
+            acquired_at=data["acquiredAt"],
+            expires_at=data["expiresAt"],
+            ttl=ttl_ms / 1000,
+            fencing_token=data["fencingToken"],
+            renewal_count=data.get("renewalCount", 0),
+            valid_until=sent + (ttl_ms - (ttl_ms * 0.01 + 2)) / 1000,
+        )
+
+
+def now() -> float:
+    return time.monotonic()
