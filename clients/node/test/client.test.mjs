@@ -184,3 +184,19 @@ async function waitFor(cond, ms = 5000) {
   }
   throw new Error('condition not met in time');
 }
+
+test('the README quick start works verbatim', async () => {
+  const { readFileSync, writeFileSync, rmSync } = await import('node:fs');
+  const { execFileSync } = await import('node:child_process');
+  const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
+  const code = /```js\n([\s\S]*?)```/.exec(readme)[1];
+  // Inside the package, so `import 'warden-client'` resolves to it by its own name.
+  const file = new URL('../.readme-quickstart.mjs', import.meta.url);
+  writeFileSync(file, code);
+  try {
+    const out = execFileSync(process.execPath, [file.pathname], { env: { ...process.env, WARDEN_URL: main.url }, encoding: 'utf8' });
+    assert.match(out, /holding orders:42 with fencing token \d+/);
+  } finally {
+    rmSync(file);
+  }
+});

@@ -179,3 +179,17 @@ def test_every_endpoint_and_field_the_client_uses_is_in_the_openapi_document(ser
         assert field in acquire, f"acquire field {field} is not in /openapi.json"
     for field in ["lockId", "clientId", "ttl"]:
         assert field in doc["components"]["schemas"]["RenewBody"]["properties"]
+
+
+def test_the_readme_quick_start_works_verbatim(server):
+    import os
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    here = Path(__file__).resolve().parents[1]
+    code = re.search(r"```python\n(.*?)```", (here / "README.md").read_text(), re.S).group(1)
+    env = {**os.environ, "WARDEN_URL": server.url, "PYTHONPATH": str(here)}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert re.search(r"holding orders:42 with fencing token \d+", out.stdout), out
