@@ -89,14 +89,22 @@ impl ZkBackend {
             };
             h.record.check_owner(client)?;
             let (p, v) = (&h.path, h.version);
-            let (r, repeated) = self
+            self.local.with(|l| l.releasing.insert(h.path.clone()));
+            let r = self
                 .zk
                 .run_counted(|c| async move { written(c.delete(p, Some(v)).await) })
-                .await?;
-            self.local.with(|l| l.held.remove(lock_id));
+                .await;
+            let done = matches!(r, Ok((Write::Done(()), _)));
+            if done {
+                self.deleted_here(&h.path);
+            }
+            self.local.with(|l| {
+                l.releasing.remove(&h.path);
+                l.held.remove(lock_id)
+            });
+            let (r, repeated) = r?;
             match r {
                 Write::Done(()) => {
-                    self.deleted_here(&h.path);
                     let out = released(&h.record);
                     self.local.with(|l| {
                         l.counts.released += 1;

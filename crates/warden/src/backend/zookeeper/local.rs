@@ -52,6 +52,8 @@ pub(crate) struct Local {
     pub free: HashSet<String>,
     /// Nodes of exclusive leases this process was granted (a node that is deleted leaves it).
     pub exclusive_held: HashSet<String>,
+    /// Nodes this process is deleting in a release right now.
+    pub releasing: HashSet<String>,
     /// Nodes with a watch of this process on them.
     pub watched: HashSet<String>,
     /// Heads of queues seen by this process: (path, mzxid) → first seen.
@@ -103,8 +105,8 @@ impl Local {
         Some(w)
     }
 
-    /// A node is gone (or its watch ended): the waiters behind it, to wake. If it was an exclusive lease of this
-    /// process, they are at the head now.
+    /// A node is gone (or its watch ended): the waiters behind it, to wake. If this process was releasing it as
+    /// an exclusive lease of its own, they are at the head now.
     pub fn deleted(&mut self, path: &str, gone: bool) -> Vec<String> {
         self.watched.remove(path);
         self.heads.retain(|(p, _), _| p != path);
@@ -114,7 +116,9 @@ impl Local {
                 w.behind = None;
             }
         }
-        if gone && self.exclusive_held.remove(path) {
+        // Only this process's own release: a node deleted by someone else (a revoke) may have taken the waiters'
+        // nodes with it, and they must look.
+        if gone && self.exclusive_held.remove(path) && self.releasing.contains(path) {
             self.free.extend(ids.iter().cloned());
         }
         if self.held.is_empty() {
@@ -177,5 +181,68 @@ impl Shared {
             Ok(mut g) => f(&mut g),
             Err(p) => f(&mut p.into_inner()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn waiter(l: &mut Local, id: &str, behind: &str) {
+        let req = crate::types::AcquireRequest::new(
+            "r",
+            crate::LockKind::Exclusive,
+            Duration::from_secs(1),
+            "c",
+            "0123456789abcdef0123456789abcdef",
+            Duration::from_secs(1),
+        );
+        l.waiting.insert(
+            id.into(),
+            Waiting {
+                path: format!("/l/h/x{id}-1"),
+                seq: 1,
+                fence: 1,
+                lock_id: req.lock_id.clone(),
+                record: Record::new(&req, Some(id)),
+                behind: None,
+                deadline: Instant::now(),
+                epoch: 0,
+                last_blocked: Instant::now(),
+            },
+        );
+        assert!(
+            l.wait_behind(id, Some(behind.into())),
+            "the first waiter behind a node sets its watch"
+        );
+    }
+
+    #[test]
+    fn only_an_own_release_of_an_exclusive_lease_skips_the_next_read() {
+        let mut l = Local::default();
+        waiter(&mut l, "w1", "/l/h/xa-0");
+        waiter(&mut l, "w2", "/l/h/xb-0");
+        l.exclusive_held
+            .extend(["/l/h/xa-0".to_string(), "/l/h/xb-0".to_string()]);
+        let record = l.waiting["w1"].record.clone();
+        let held = |path: &str| Held {
+            path: path.into(),
+            fence: 1,
+            version: 0,
+            record: record.clone(),
+            deadline: Instant::now(),
+        };
+        l.held.insert("a".into(), held("/l/h/xa-0"));
+        l.held.insert("b".into(), held("/l/h/xb-0"));
+        // Deleted by someone else (a revoke may have taken w1's node too): w1 must look.
+        assert_eq!(l.deleted("/l/h/xa-0", true), ["w1"]);
+        assert!(!l.free.contains("w1"));
+        // Deleted by this process's release: w2 is at the head.
+        l.releasing.insert("/l/h/xb-0".into());
+        assert_eq!(l.deleted("/l/h/xb-0", true), ["w2"]);
+        assert!(l.free.contains("w2"));
+        // Queued behind another node again: the flag goes.
+        assert!(l.wait_behind("w2", Some("/l/h/xc-0".into())));
+        assert!(!l.free.contains("w2"));
     }
 }
