@@ -32,7 +32,7 @@ cargo build -p warden-cli --locked
 (cd clients/node && node --test test/*.test.mjs)
 # The Python client, with pytest (pinned) in a venv of its own.
 [ -x target/pyvenv/bin/python ] || python3 -m venv target/pyvenv
-target/pyvenv/bin/pip install -q -r clients/python/requirements-dev.txt
+target/pyvenv/bin/pip install -q --require-hashes -r clients/python/requirements-dev.txt
 (cd clients/python && PYTHONPATH=. ../../target/pyvenv/bin/python -m pytest -q)
 # The chaos suite (faults injected under load), one scenario at a time, each printing its figure.
 cargo test --workspace --locked -- chaos_ --test-threads=1 --nocapture

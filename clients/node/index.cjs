@@ -290,6 +290,11 @@ class Lease {
     return this;
   }
 
+  /** Gives up a leadership at once (the next candidate leads within milliseconds): the same as release(). */
+  async resign() {
+    return this.release();
+  }
+
   /** Releases the lease (the signal aborts, as it is no longer held). */
   async release() {
     if (this._released) return;
@@ -342,7 +347,7 @@ class Election {
 }
 
 module.exports = {
-  Warden, Lease, Election, ENDPOINTS,
+  Warden, Lease, Election, ENDPOINTS, ERROR_CLASSES: BY_CODE,
   WardenError, InvalidRequestError, UnauthorizedError, ForbiddenError, NotFoundError, RequestTimeoutError,
   LockTimeoutError, NotOwnerError, LeaseLostError, RenewalCappedError, TooManyWaitersError, RateLimitedError,
   BackendUnavailableError, ShuttingDownError, InternalError, UnreachableError,

@@ -79,6 +79,8 @@ export class Lease {
   autoRenew(): this;
   renew(ttl?: number): Promise<this>;
   release(): Promise<void>;
+  /** Gives up a leadership at once: the same as release(). */
+  resign(): Promise<void>;
 }
 
 export class Election {
@@ -108,6 +110,8 @@ export class Warden {
 }
 
 export const ENDPOINTS: [string, string][];
+/** The error class of each API code. */
+export const ERROR_CLASSES: Record<string, typeof WardenError>;
 
 export class WardenError extends Error {
   /** The API's code (`not_found`, `lock_timeout`, ...), or `unreachable`. */

@@ -151,7 +151,7 @@ test('an election hands over on resign, and observe sees it', async () => {
   })();
   await waitFor(async () => seen.length >= 1);
   const resigned = Date.now();
-  await first.release();
+  await first.resign();
   const lead = await second;
   assert.ok(Date.now() - resigned < 500, 'handover was slow');
   assert.ok(lead.fencingToken > first.fencingToken);
@@ -173,6 +173,41 @@ test('every endpoint and acquire field the client uses is in the served OpenAPI 
   }
   for (const f of ['lockId', 'clientId', 'ttl']) {
     assert.ok(Object.keys(doc.components.schemas.RenewBody.properties).includes(f), `renew field ${f}`);
+  }
+  for (const f of ['lockId', 'clientId']) {
+    assert.ok(Object.keys(doc.components.schemas.ReleaseBody.properties).includes(f), `release field ${f}`);
+  }
+  // Every error code the server can answer has its class (the tests above trigger all but the two a client
+  // cannot cause: a body too slow to arrive, and an internal failure).
+  for (const code of doc.components.schemas.ErrorCode.enum.filter((c) => c !== 'unknown')) {
+    const Cls = w.ERROR_CLASSES[code];
+    assert.ok(Cls && Cls.prototype instanceof w.WardenError, `no error class for ${code}`);
+  }
+});
+
+test('https with a private CA, trusted through NODE_EXTRA_CA_CERTS', async () => {
+  const { execFileSync } = await import('node:child_process');
+  const { mkdtempSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const dir = mkdtempSync(join(tmpdir(), 'warden-tls-'));
+  const [cert, key] = [join(dir, 'cert.pem'), join(dir, 'key.pem')];
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
+    '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', key, '-out', cert],
+  { stdio: 'ignore' });
+  const s = await serve(['--backend', 'memory://', '--tls-cert', cert, '--tls-key', key]);
+  try {
+    assert.match(s.url, /^https:/);
+    const script = `const { Warden } = require(${JSON.stringify(new URL('../index.cjs', import.meta.url).pathname)});
+      new Warden({ url: ${JSON.stringify(s.url)} }).acquire('tls', { ttl: 1000 })
+        .then((l) => { console.log('fence', l.fencingToken); return l.release(); })
+        .catch((e) => { console.error(e); process.exit(1); });`;
+    const out = execFileSync(process.execPath, ['-e', script], { env: { ...process.env, NODE_EXTRA_CA_CERTS: cert }, encoding: 'utf8' });
+    assert.match(out, /fence \d+/);
+    // Without the CA the server is not trusted: an UnreachableError, not a silent success.
+    await assert.rejects(new w.Warden({ url: s.url }).stats(), (e) => e instanceof w.UnreachableError);
+  } finally {
+    await s.stop();
   }
 });
 

@@ -84,7 +84,7 @@ def test_typed_errors_and_an_election(server):
         while (await c.queue("election:consumer"))["waitingClients"] != 1:
             await asyncio.sleep(0.005)
         resigned = time.monotonic()
-        await first.release()
+        await first.resign()
         lead = await asyncio.wait_for(second, 5)
         assert time.monotonic() - resigned < 0.5
         assert lead.fencing_token > first.fencing_token

@@ -174,6 +174,10 @@ class AsyncLease:
         finally:
             self._lose(LeaseLostError(f"the lease on {self.resource} was released", "released"))
 
+    async def resign(self) -> None:
+        """Gives up a leadership at once (the next candidate leads within milliseconds): the same as release()."""
+        await self.release()
+
     async def __aenter__(self) -> AsyncLease:
         return self.start_renewing()
 

@@ -19,13 +19,27 @@ struct HttpHarness {
     url: String,
     stop: Mutex<Option<Stopper>>,
     can_restart: bool,
+    _reserve: tokio::net::TcpSocket,
 }
 
 impl HttpHarness {
     async fn over(inner: Box<dyn Harness>, can_restart: bool) -> Self {
         let warden = inner.client().await;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        // The port stays this harness's after the server stops: a second socket bound to it (SO_REUSEPORT,
+        // never listening) keeps other tests from taking it, so connecting to a stopped server is refused at
+        // once instead of reaching whatever bound the port next.
+        let socket = || {
+            let s = tokio::net::TcpSocket::new_v4().expect("socket");
+            s.set_reuseport(true).expect("SO_REUSEPORT");
+            s
+        };
+        let listen = socket();
+        listen.bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
+        let addr = listen.local_addr().expect("addr");
+        let reserve = socket();
+        reserve.bind(addr).expect("reserve the port");
+        let listener = listen.listen(1024).expect("listen");
+        let url = format!("http://{addr}");
         let (tx, rx) = oneshot::channel::<()>();
         let join = tokio::spawn(warden_server::run(
             listener,
@@ -40,6 +54,7 @@ impl HttpHarness {
             url,
             stop: Mutex::new(Some((tx, join))),
             can_restart,
+            _reserve: reserve,
         }
     }
     async fn memory() -> Self {
