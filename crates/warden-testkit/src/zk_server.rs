@@ -45,6 +45,19 @@ impl ZkEnsemble {
             jar.exists() && crate::redis_server::find_binary("java").is_some(),
             "ZooKeeper not found: install it (Debian: `apt-get install zookeeper`) or run scripts/test.sh, which does"
         );
+        // The ports are picked free and bound by the servers a moment later; another test may take one in
+        // between (the server then never serves): start again on fresh ports.
+        let mut last = String::new();
+        for _ in 0..3 {
+            match Self::try_start(&jar, n) {
+                Ok(e) => return e,
+                Err(why) => last = why,
+            }
+        }
+        panic!("zookeeper did not start serving in three tries: {last}");
+    }
+
+    fn try_start(jar: &std::path::Path, n: usize) -> Result<Self, String> {
         let members: Vec<ZkMember> = (0..n)
             .map(|_| ZkMember {
                 client_port: free_port().expect("free port"),
@@ -76,18 +89,20 @@ impl ZkEnsemble {
             }
             std::fs::write(m.dir.path().join("zoo.cfg"), cfg).expect("zoo.cfg");
         }
-        let mut e = ZkEnsemble { jar, members };
+        let mut e = ZkEnsemble {
+            jar: jar.to_path_buf(),
+            members,
+        };
         for i in 0..n {
             e.spawn(i);
         }
         for i in 0..n {
-            assert!(
-                e.wait_serving(i, Duration::from_secs(30)),
-                "zookeeper server {i} did not start serving: {}",
-                e.log_tail(i)
-            );
+            if !e.wait_serving(i, Duration::from_secs(20)) {
+                // Dropping `e` kills every server of this try.
+                return Err(format!("server {i}: {}", e.log_tail(i)));
+            }
         }
-        e
+        Ok(e)
     }
 
     fn spawn(&mut self, i: usize) {
