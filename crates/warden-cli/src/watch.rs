@@ -7,7 +7,6 @@ use clap::Args;
 use futures::StreamExt;
 use std::time::{Duration, SystemTime};
 use warden::watch::Change;
-use warden::wire::{Lock, QueueDto};
 use warden::{LeaseInfo, QueueEntry};
 use warden_server::dto::rfc3339;
 
@@ -63,18 +62,8 @@ fn text(name: &str, c: &Change) -> String {
 }
 
 fn json(c: &Change) -> serde_json::Value {
-    let (event, data) = match c {
-        Change::Snapshot(info) => ("snapshot", serde_json::to_value(QueueDto::from(info))),
-        Change::Granted(l) => ("granted", serde_json::to_value(Lock::seen(l))),
-        Change::Ended(l) => ("ended", serde_json::to_value(Lock::seen(l))),
-        Change::Queue(q) => {
-            let mut info = warden::ResourceInfo::default();
-            info.queue = q.clone();
-            ("queue", serde_json::to_value(QueueDto::from(&info).queue))
-        }
-        _ => ("changed", Ok(serde_json::Value::Null)),
-    };
-    serde_json::json!({"time": rfc3339(SystemTime::now()), "event": event, "data": data.unwrap_or_default()})
+    let (event, data) = warden::wire::watch_change(c);
+    serde_json::json!({"time": rfc3339(SystemTime::now()), "event": event, "data": data})
 }
 
 pub async fn watch(a: WatchArgs) -> CliResult<u8> {

@@ -14,7 +14,6 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 use warden::watch::Change;
-use warden::wire::{Lock, QueueDto};
 
 /// Query of `GET /api/locks/watch`.
 #[derive(Debug, Deserialize)]
@@ -96,28 +95,13 @@ pub async fn watch(state: State<AppState>, caller: Caller, q: Result<Query<Watch
 }
 
 fn frame(c: warden::Result<Change>) -> SseEvent {
-    let json = |v: serde_json::Value| v.to_string();
     match c {
-        Ok(Change::Snapshot(info)) => SseEvent::default()
-            .event("snapshot")
-            .data(json(serde_json::to_value(QueueDto::from(&info)).unwrap_or_default())),
-        Ok(Change::Granted(l)) => SseEvent::default()
-            .event("granted")
-            .data(json(serde_json::to_value(Lock::seen(&l)).unwrap_or_default())),
-        Ok(Change::Ended(l)) => SseEvent::default()
-            .event("ended")
-            .data(json(serde_json::to_value(Lock::seen(&l)).unwrap_or_default())),
-        Ok(Change::Queue(queue)) => {
-            let mut info = warden::ResourceInfo::default();
-            info.queue = queue;
-            let q = QueueDto::from(&info);
-            SseEvent::default().event("queue").data(json(
-                serde_json::json!({"waitingClients": q.waiting_clients, "queue": q.queue}),
-            ))
+        Ok(c) => {
+            let (event, data) = warden::wire::watch_change(&c);
+            SseEvent::default().event(event).data(data.to_string())
         }
-        Ok(_) => SseEvent::default().comment("unknown change"),
         Err(e) => SseEvent::default()
             .event("error")
-            .data(json(serde_json::json!({"error": e.to_string()}))),
+            .data(serde_json::json!({"error": e.to_string()}).to_string()),
     }
 }

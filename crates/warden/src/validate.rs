@@ -76,6 +76,14 @@ pub fn lock_id(id: &str) -> Result<()> {
     Ok(())
 }
 
+/// A number option of a backend URL (`timeout_ms=2000`) within `range`; the error names the option.
+pub(crate) fn url_number(name: &'static str, v: &str, range: std::ops::RangeInclusive<u64>) -> Result<u64> {
+    v.parse()
+        .ok()
+        .filter(|n| range.contains(n))
+        .ok_or_else(|| Error::invalid(name, format!("must be {}..={}, got `{v}`", range.start(), range.end())))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

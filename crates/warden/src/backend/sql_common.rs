@@ -130,12 +130,7 @@ pub(crate) fn health(kind: &'static str, address: &str, answer: Result<()>, took
 }
 
 /// A number option of a backend URL within `range`.
-pub(crate) fn ranged(name: &'static str, v: &str, range: std::ops::RangeInclusive<u64>) -> Result<u64> {
-    v.parse()
-        .ok()
-        .filter(|n| range.contains(n))
-        .ok_or_else(|| Error::invalid(name, format!("must be {}..={}, got `{v}`", range.start(), range.end())))
-}
+pub(crate) use crate::validate::url_number as ranged;
 
 /// A table prefix: it is spliced into SQL, so only lowercase letters, digits and `_`, starting with a letter.
 pub(crate) fn valid_prefix(v: &str) -> Result<String> {

@@ -12,12 +12,14 @@
 mod error;
 mod lock;
 mod views;
+mod watch;
 
 pub use error::{ErrorBody, ErrorCode};
 pub use lock::{AcquireBody, ForceReleaseBody, ForceReleased, Lock, LockStatus, ReleaseBody, RenewBody};
 pub use views::{
     CapabilitiesDto, HealthDto, Liveness, LockTypes, NodeDto, QueueDto, QueueEntryDto, StatsDto, TopResource,
 };
+pub use watch::change as watch_change;
 
 use std::time::SystemTime;
 

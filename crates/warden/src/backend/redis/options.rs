@@ -1,6 +1,7 @@
 //! The `redis://` URL: what redis-rs reads, warden's own options, and an address safe to print.
 
 use crate::error::{Error, Result};
+use crate::validate::url_number as ranged;
 use std::time::Duration;
 
 /// Options read from the `redis://` URL's query string (the rest goes to redis-rs).
@@ -28,13 +29,6 @@ pub(crate) struct Options {
     /// For `rediss://`: the CA certificates (PEM) the server's certificate must chain to (`ca=/path/ca.pem`);
     /// without it, the system's roots.
     pub ca: Option<Vec<u8>>,
-}
-
-fn ranged(name: &'static str, v: &str, range: std::ops::RangeInclusive<u64>) -> Result<u64> {
-    v.parse()
-        .ok()
-        .filter(|n| range.contains(n))
-        .ok_or_else(|| Error::invalid(name, format!("must be {}..={}, got `{v}`", range.start(), range.end())))
 }
 
 /// Splits a `redis://` URL into what redis-rs reads, warden's own options and a printable address without

@@ -1,6 +1,7 @@
 //! The `zk://` URL: servers, the chroot, credentials and warden's options, and an address safe to print.
 
 use crate::error::{Error, Result};
+use crate::validate::url_number as ranged;
 use std::time::Duration;
 
 /// What a `zk://user:password@h1:2181,h2:2181/warden?timeout_ms=2000&session_timeout=10s` URL says.
@@ -106,16 +107,6 @@ pub(crate) fn parse_url(url: &str) -> Result<Options> {
 
 fn shown(s: &str) -> String {
     s.chars().take(40).collect()
-}
-
-fn ranged(field: &'static str, v: &str, range: std::ops::RangeInclusive<u64>) -> Result<u64> {
-    match v.parse::<u64>() {
-        Ok(n) if range.contains(&n) => Ok(n),
-        _ => Err(Error::invalid(
-            field,
-            format!("must be a whole number from {} to {}", range.start(), range.end()),
-        )),
-    }
 }
 
 /// A chroot: `/`-separated names of `[A-Za-z0-9._-]`, none of them `.` or `..`, at most 128 characters.
