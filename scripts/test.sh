@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the tests need (redis-server, redis-benchmark, PostgreSQL's and MariaDB's server binaries, etcd
-# and etcdctl, ZooKeeper (and the Java it runs on), protoc to build the etcd client, Node.js and Python's venv for the clients)
-# if missing, then runs every test.
+# and etcdctl, ZooKeeper (and the Java it runs on), protoc to build the etcd client, Node.js and Python's venv for the clients,
+# Chromium for the dashboard's browser test) if missing, then runs every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,6 +16,8 @@ command -v etcdctl >/dev/null 2>&1 || need+=(etcd-client)
 command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
 { [ -f /usr/share/java/zookeeper.jar ] && command -v java; } >/dev/null 2>&1 || need+=(zookeeper)
 command -v node >/dev/null 2>&1 || need+=(nodejs)
+command -v npm >/dev/null 2>&1 || need+=(npm)
+{ command -v chromium || command -v chromium-browser; } >/dev/null 2>&1 || need+=(chromium)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing ${need[*]} from Debian's packages"
@@ -32,6 +34,9 @@ cargo test --workspace --locked -- --skip chaos_
 # The Node.js client against the `warden` binary the tests above built.
 cargo build -p warden-cli --locked
 (cd clients/node && node --test test/*.test.mjs)
+# The dashboard in headless Chromium, driven by playwright-core (pinned in its package-lock.json); screenshots
+# land in target/dashboard/.
+(cd crates/warden-server/dashboard-test && npm ci --no-audit --no-fund --silent && node --test dashboard.test.mjs)
 # The Python client, with pytest (pinned) in a venv of its own.
 [ -x target/pyvenv/bin/python ] || python3 -m venv target/pyvenv
 target/pyvenv/bin/pip install -q --require-hashes -r clients/python/requirements-dev.txt

@@ -28,14 +28,19 @@ pub enum Caller {
     Key(Arc<Principal>),
 }
 
-/// Paths anyone may call also with auth on: load balancers' liveness probe and the API document.
+/// Paths anyone may call also with auth on: load balancers' probes, the API document and the dashboard's assets
+/// (the page holds no data; it asks its user for a key).
 const PUBLIC: &[&str] = &["/health", "/livez", "/readyz", "/openapi.json"];
+
+fn public(path: &str) -> bool {
+    PUBLIC.contains(&path) || crate::dashboard::PATHS.contains(&path)
+}
 
 /// Middleware: checks the bearer key (when the server has an auth file) and hands the caller to handlers.
 pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let caller = match state.auth() {
         None => Caller::Open,
-        Some(_) if PUBLIC.contains(&req.uri().path()) => return next.run(req).await,
+        Some(_) if public(req.uri().path()) => return next.run(req).await,
         Some(auth) => {
             let key = req
                 .headers()

@@ -23,6 +23,7 @@ pub mod audit;
 pub mod auth;
 pub mod body;
 pub mod caller;
+pub mod dashboard;
 pub mod dto;
 pub mod error;
 pub mod events;
@@ -174,6 +175,10 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(handlers::readyz))
         .route("/metrics", get(handlers::metrics_text))
         .route("/openapi.json", get(handlers::openapi))
+        .route("/", get(dashboard::page))
+        .route("/dashboard.js", get(dashboard::script))
+        .route("/dashboard.css", get(dashboard::style))
+        .route("/dashboard.svg", get(dashboard::icon))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             cfg.request_timeout,
