@@ -6,7 +6,7 @@
 -- Keys of a resource (see keys.rs): the lock key L = prefix .. resource; every other key starts with
 -- '{tag}\1', the tag being the three characters that lead every lock id of the resource (their slot is L's
 -- slot) and \1 a byte no resource name may hold:
---   '{tag}\1f' .. L        fence counter (string), expires retain_ms after it was seeded
+--   '{tag}\1f' .. L        the last fence (string), expires retain_ms after the last grant
 --   '{tag}\1q' .. L        queue: sorted set waiter_id -> arrival order
 --   '{tag}\1w' .. L        waiters: hash waiter_id -> waiter_info()
 --   '{tag}\1h' .. prefix   the slot's leases: hash token -> record(); a record whose lease expired unreleased
@@ -14,12 +14,17 @@
 local PREFIX, CHAN, HANDOFF, RETAINS = ARGV[1], ARGV[2], ARGV[3] ~= '', ARGV[4]
 local SHARDED = ARGV[3] == 's'
 local RETAIN, MAX_WAITERS = tonumber(RETAINS), tonumber(ARGV[5])
+-- The server clock in µs (CLOCKS) and in ms (NOWS, NOW), built as strings: number formatting and parsing
+-- (strtod on 13-16 digits) cost Redis more than the string operations here.
 local T = redis.call('TIME')
-local NOW = tonumber(T[1]) * 1000 + math.floor(tonumber(T[2]) / 1000)
+local CLOCKS = T[1] .. string.sub('00000', #T[2]) .. T[2]
+local NOWS = string.sub(CLOCKS, 1, -4)
+local NOW = tonumber(NOWS)
 -- Integers go to redis.call and into records as strings formatted here: a Lua number handed to redis.call (or
 -- tostring) is converted as a float, at about three times the cost.
 local function ms(n) return string.format('%d', n) end
-local NOWS = ms(NOW)
+-- Whether decimal integer string a (no sign, no leading zeros) is at least b, without parsing either.
+local function ge(a, b) return #a > #b or (#a == #b and a >= b) end
 local function is_excl(kind) return kind == 'exclusive' or kind == 'write' end
 -- Kinds as the low two bits of a release's integer reply.
 local KIND_BITS = { exclusive = 0, shared = 1, read = 2, write = 3 }
@@ -84,28 +89,29 @@ local function held_value(tok, Q)
 end
 
 -- Records a grant of `tok` on a resource (its fence key F): the fence and the lease record in the slot's lease
--- hash. The fence is the greater of the counter + 1 and the server clock in µs, so it never goes back: not when
+-- hash. The fence is the greater of the last fence + 1 and the server clock in µs, so it never goes back: not when
 -- the counter expired (a resource idle for retain_ms leaves nothing behind), nor when it was lost or is older
 -- than the last grants (a restart without the last writes, a failover to a replica that missed them), as long
 -- as the clock of the node that grants does not stand behind the clock of the one that granted before (a node
 -- grants fewer than one lease per µs, so the counter rarely runs ahead of the clock). Redlock passes fence_t,
 -- agreed over a quorum, instead. A provisional grant (handed to a waiter for less than its ttl) starts at
 -- renewals = -1: its first renewal, which claims the full ttl, is not counted against max_renewals. Returns
--- the fence as a string and as a number.
+-- the fence (a decimal string).
 local function record_grant(F, tok, kind, client, ttls, exps, provisional, mrens, mholds, resource, fence_t)
-  local fence = fence_t
-  if fence then
-    redis.call('SET', F, ms(fence), 'PX', RETAINS)
+  local fs
+  if fence_t then
+    fs = ms(fence_t)
+    redis.call('SET', F, fs, 'PX', RETAINS)
   else
-    fence = redis.call('INCR', F)
-    local clock = tonumber(T[1]) * 1000000 + tonumber(T[2])
-    if fence < clock then
-      fence = clock
-      redis.call('SET', F, ms(fence), 'PX', RETAINS)
+    -- One command in the common case: the clock is ahead of the stored fence, which it replaces (and returns).
+    fs = CLOCKS
+    local old = redis.call('SET', F, fs, 'PX', RETAINS, 'GET')
+    if old and ge(old, fs) then
+      fs = ms(tonumber(old) + 1)
+      redis.call('SET', F, fs, 'PX', RETAINS)
     end
   end
-  local fs = ms(fence)
   redis.call('HSET', hkey(tok), tok, record(kind, client, NOWS, exps, ttls, fs, provisional and '-1' or '0', mrens,
     mholds, resource))
-  return fs, fence
+  return fs
 end

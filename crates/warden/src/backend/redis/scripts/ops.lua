@@ -136,8 +136,7 @@ local function acquire(i)
   -- Fast path: exclusive, no queue, not Redlock. One SET NX decides.
   if excl and not fence_t and redis.call('EXISTS', Q) == 0 then
     if redis.call('SET', L, tok, 'NX', 'PXAT', exps) then
-      local _, fence = record_grant(F, tok, kind, client, ttls, exps, false, ARGV[i + 6], ARGV[i + 7], resource)
-      return fence
+      return tonumber(record_grant(F, tok, kind, client, ttls, exps, false, ARGV[i + 6], ARGV[i + 7], resource))
     end
     return acquire_slow(i, tag, L, F, Q, b .. 'w' .. L, exp, exps, excl, nil, false)
   end
@@ -247,5 +246,5 @@ local function fence(i)
   local _, F = res_keys(ARGV[i], ARGV[i + 1])
   local stored = redis.call('GET', F)
   if stored then return stored end
-  return ms(tonumber(T[1]) * 1000000 + tonumber(T[2]))
+  return CLOCKS
 end
