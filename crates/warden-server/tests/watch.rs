@@ -130,3 +130,56 @@ async fn a_bad_watch_query_is_a_400() {
         assert_eq!(v["success"], false, "{q}: {v}");
     }
 }
+
+/// Over `http://`, an election's observer follows the server's change stream: with a 30 s fallback poll, a new
+/// leader and each handover still show within a second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_elections_observer_over_http_follows_the_servers_stream() {
+    let s = TestServer::start(Warden::connect("memory://").await.expect("memory")).await;
+    let remote = Warden::connect(&s.url("")).await.expect("http backend");
+    let election = remote
+        .election("billing-leader")
+        .ttl(Duration::from_secs(30))
+        .observe_every(Duration::from_secs(30));
+    let mut seen = Box::pin(election.observe());
+    let sec = Duration::from_secs(1);
+    let first = tokio::time::timeout(sec, seen.next())
+        .await
+        .expect("the current state")
+        .expect("item")
+        .expect("ok");
+    assert!(first.is_none(), "{first:?}");
+
+    let a = election.campaign("node-a").await.expect("a leads");
+    let led = tokio::time::timeout(sec, seen.next())
+        .await
+        .expect("a's term within a second")
+        .expect("item")
+        .expect("ok");
+    let led = led.expect("a leader");
+    assert_eq!(led.candidate_id, "node-a");
+    assert_eq!(led.fencing_token, a.fencing_token());
+
+    let b_campaign = {
+        let e = election.clone();
+        tokio::spawn(async move { e.campaign("node-b").await })
+    };
+    wait_queue_len(&client(), &s, &warden::election::election_resource("billing-leader"), 1).await;
+    a.resign().await.expect("resign");
+    let b = b_campaign.await.expect("task").expect("b leads");
+    // Nobody may show for the instant between the terms; b's term must show within a second.
+    let deadline = Instant::now() + sec;
+    loop {
+        let now = tokio::time::timeout_at(deadline, seen.next())
+            .await
+            .expect("b's term within a second")
+            .expect("item")
+            .expect("ok");
+        if let Some(l) = now {
+            assert_eq!(l.candidate_id, "node-b");
+            assert_eq!(l.fencing_token, b.fencing_token());
+            assert!(l.fencing_token > led.fencing_token);
+            break;
+        }
+    }
+}

@@ -24,7 +24,7 @@
 use crate::error::{Error, Result};
 use crate::lock::{LockGuard, Warden};
 use crate::validate;
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use std::time::{Duration, SystemTime};
 use tokio_util::sync::CancellationToken;
 
@@ -77,8 +77,9 @@ impl Election {
         self
     }
 
-    /// How often [`Election::observe`] looks at the leader (default 100 ms). Observing polls: the backends
-    /// notify waiters, not bystanders. Handing over leadership never polls.
+    /// How often [`Election::observe`] looks at the leader (default 100 ms): over a warden server (`http://`) only
+    /// the fallback, since the server notifies changes; the other backends notify waiters, not bystanders, so
+    /// there observing polls. Handing over leadership never polls.
     pub fn observe_every(mut self, every: Duration) -> Self {
         self.observe_every = every.max(Duration::from_millis(5));
         self
@@ -153,32 +154,76 @@ impl Election {
 
     /// Every change of leader, starting with the current one (`None` = nobody leads). A new term of the same
     /// candidate (new fencing token) counts as a change. The stream ends after the first error.
+    ///
+    /// Where the backend notifies bystanders (a warden server, `http://`: its `GET /api/locks/watch` stream),
+    /// each notification makes it look at once and [`Election::observe_every`] is only the fallback; a broken
+    /// stream is reopened at the next look. Elsewhere it looks every `observe_every`.
     pub fn observe(&self) -> impl Stream<Item = Result<Option<LeaderInfo>>> + Send + 'static {
-        let election = self.clone();
-        futures::stream::unfold(
-            (election, None::<Option<u64>>, false),
-            |(election, last, done)| async move {
-                if done {
-                    return None;
+        let resource = election_resource(&self.name);
+        let changes = self.warden.backend().changes(&resource);
+        let state = Observing {
+            election: self.clone(),
+            resource,
+            changes,
+            last: None,
+            done: false,
+        };
+        futures::stream::unfold(state, |mut st| async move {
+            if st.done {
+                return None;
+            }
+            let mut first = st.last.is_none();
+            loop {
+                if !first {
+                    st.wait_for_news().await;
                 }
-                let mut first = last.is_none();
-                loop {
-                    if !first {
-                        tokio::time::sleep(election.observe_every).await;
-                    }
-                    first = false;
-                    match election.leader().await {
-                        Ok(now) => {
-                            let key = now.as_ref().map(|l| l.fencing_token);
-                            if last != Some(key) {
-                                return Some((Ok(now), (election, Some(key), false)));
-                            }
+                first = false;
+                match st.election.leader().await {
+                    Ok(now) => {
+                        let key = now.as_ref().map(|l| l.fencing_token);
+                        if st.last != Some(key) {
+                            st.last = Some(key);
+                            return Some((Ok(now), st));
                         }
-                        Err(e) => return Some((Err(e), (election, last, true))),
+                    }
+                    Err(e) => {
+                        st.done = true;
+                        return Some((Err(e), st));
                     }
                 }
-            },
-        )
+            }
+        })
+    }
+}
+
+/// What [`Election::observe`] carries from one look to the next.
+struct Observing {
+    election: Election,
+    resource: String,
+    changes: Option<futures::stream::BoxStream<'static, ()>>,
+    /// The last leader's fencing token reported (`Some(None)`: nobody led).
+    last: Option<Option<u64>>,
+    done: bool,
+}
+
+impl Observing {
+    /// Until the backend notifies a change or `observe_every` passes.
+    async fn wait_for_news(&mut self) {
+        let every = self.election.observe_every;
+        let Some(changes) = self.changes.as_mut() else {
+            tokio::time::sleep(every).await;
+            self.changes = self.election.warden.backend().changes(&self.resource);
+            return;
+        };
+        let ended = tokio::select! {
+            n = changes.next() => n.is_none(),
+            _ = tokio::time::sleep(every) => false,
+        };
+        if ended {
+            self.changes = None;
+            tokio::time::sleep(every).await;
+            self.changes = self.election.warden.backend().changes(&self.resource);
+        }
     }
 }
 

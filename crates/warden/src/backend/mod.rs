@@ -128,6 +128,14 @@ pub trait Backend: Send + Sync + 'static {
         Health::new(self.kind(), crate::types::HealthStatus::Unhealthy, vec![silent], None)
     }
 
+    /// Notifications of changes to `resource` (grants, lease ends, queue changes), where the backend offers them
+    /// to bystanders: each item means "look again"; the stream ends when the notifications stop (look by timer
+    /// then). `None` (the default): the backend notifies only its waiters, so bystanders poll.
+    fn changes(&self, resource: &str) -> Option<futures::stream::BoxStream<'static, ()>> {
+        let _ = resource;
+        None
+    }
+
     /// The error of an optional operation this backend does not offer.
     fn unsupported(&self, what: &str) -> Error {
         Error::Unsupported {

@@ -4,6 +4,7 @@
 //! granted or when `waitTimeout` runs out, and dropping it closes the connection, which gives up the place in
 //! the queue at once. Everything else is one request per call. Written on reqwest (keep-alive pool).
 
+mod changes;
 mod client;
 mod views;
 
@@ -300,5 +301,9 @@ impl Backend for HttpBackend {
 
     async fn health(&self) -> Health {
         self.view_health().await
+    }
+
+    fn changes(&self, resource: &str) -> Option<futures::stream::BoxStream<'static, ()>> {
+        Some(self.change_stream(resource))
     }
 }
