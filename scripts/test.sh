@@ -31,6 +31,9 @@ export CARGO_INCREMENTAL=0
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked -- --skip chaos_
+# `warden bench` is a feature of the binary (left out of the default build): lint and test it too.
+cargo clippy -p warden-cli --features bench --all-targets --locked -- -D warnings
+cargo test -p warden-cli --features bench --locked --test cli
 # The Node.js client against the `warden` binary the tests above built.
 cargo build -p warden-cli --locked
 (cd clients/node && node --test test/*.test.mjs)

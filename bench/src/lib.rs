@@ -88,23 +88,7 @@ pub struct Report {
     pub fifo_violations: u64,
 }
 
-/// Parses `10s`, `500ms`, `2m`, `1h30m` (humantime's forms) or `0`; a number without a unit is refused.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    if s == "0" {
-        return Ok(Duration::ZERO);
-    }
-    // A bare number is refused: seconds here and milliseconds in the REST API would differ by 1000×.
-    if !s.is_empty() && s.chars().all(|c| c.is_ascii_digit() || c == '.') {
-        return Err(format!("`{s}`: add a unit, e.g. {s}s or {s}ms"));
-    }
-    let d =
-        humantime::parse_duration(s).map_err(|e| format!("`{s}` is not a duration like 30s, 500ms or 1h30m: {e}"))?;
-    if d > Duration::from_secs(86_400) {
-        return Err(format!("`{s}` is out of range (0..=24h)"));
-    }
-    Ok(d)
-}
+pub use warden::validate::parse_duration;
 
 pub(crate) fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000, 3).expect("static histogram bounds")

@@ -130,7 +130,7 @@ pub fn kind(shared: bool) -> warden::LockKind {
 
 /// `--ttl 30s`, `--wait 500ms`, ...
 pub fn duration(s: &str) -> Result<Duration, String> {
-    warden_bench::parse_duration(s)
+    warden::validate::parse_duration(s)
 }
 
 /// How long `--wait` may take: a duration, or `forever` (none).

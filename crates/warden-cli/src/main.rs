@@ -5,6 +5,7 @@
 //! was not acquired in time (`--skip-if-held` makes that 0); 126 / 127 the command cannot be run / was not
 //! found. `run` and `elect` otherwise exit with the command's own code (128 + signal if a signal ended it).
 
+#[cfg(feature = "bench")]
 mod bench_cmd;
 mod child;
 mod common;
@@ -64,7 +65,15 @@ enum Command {
     /// Print a resource's grants, lease ends and queue changes as they happen (`PREFIX*`: a server's events).
     Watch(watch::WatchArgs),
     /// Benchmark a backend (uniform, hot or handoff workload).
+    #[cfg(feature = "bench")]
     Bench(bench_cmd::BenchArgs),
+    /// A build without the benchmark says how to get one.
+    #[cfg(not(feature = "bench"))]
+    #[command(hide = true, disable_help_flag = true)]
+    Bench {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Make a new API key and print it with the entry for `warden serve --auth-file`.
     Keygen(keygen::KeygenArgs),
     /// Print a shell completion script: `warden completions bash > /etc/bash_completion.d/warden`.
@@ -120,7 +129,14 @@ fn main() -> ExitCode {
             Command::Stats(a) => oneshot::stats(a).await,
             Command::Leader(a) => leader::leader(a).await,
             Command::Watch(a) => watch::watch(a).await,
+            #[cfg(feature = "bench")]
             Command::Bench(a) => bench_cmd::bench(a).await,
+            #[cfg(not(feature = "bench"))]
+            Command::Bench { .. } => Err(common::CliError::new(
+                common::EXIT_USAGE,
+                "this warden was built without the benchmark (a Cargo feature): build one with \
+                 `cargo build --release -p warden-cli --features bench`",
+            )),
             Command::Keygen(a) => keygen::keygen(a),
             Command::Completions { shell } => {
                 clap_complete::generate(shell, &mut Cli::command(), "warden", &mut std::io::stdout());

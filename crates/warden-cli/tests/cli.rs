@@ -456,6 +456,16 @@ fn one_shot_commands_against_a_warden_server() {
     let (c, _, err) = run(&["status", &id]);
     assert_eq!(c, Some(1));
     assert!(err.contains("no lease"), "{err}");
+    bench_answers(&run);
+    let _ = stop.send(());
+}
+
+/// Runs the `warden` binary with these arguments: exit code, stdout, stderr.
+type Runner<'a> = dyn Fn(&[&str]) -> (Option<i32>, String, String) + 'a;
+
+/// `warden bench` (built with the `bench` feature): one JSON line with the peer harness's fields.
+#[cfg(feature = "bench")]
+fn bench_answers(run: &Runner<'_>) {
     let (c, out, err) = run(&[
         "bench",
         "--workload",
@@ -486,7 +496,15 @@ fn one_shot_commands_against_a_warden_server() {
     got.sort();
     assert_eq!(got, want);
     assert!(b["cycles_per_s"].as_f64().unwrap() > 0.0);
-    let _ = stop.send(());
+}
+
+/// A default build has no benchmark, and says how to build one.
+#[cfg(not(feature = "bench"))]
+fn bench_answers(run: &Runner<'_>) {
+    let (c, out, err) = run(&["bench", "--workload", "hot", "--json"]);
+    assert_eq!(c, Some(2));
+    assert!(out.is_empty(), "{out}");
+    assert!(err.contains("--features bench"), "{err}");
 }
 
 #[test]

@@ -14,6 +14,31 @@ pub const MAX_TTL: Duration = Duration::from_millis(86_400_000);
 /// Longest wait for a lock (10 minutes).
 pub const MAX_WAIT: Duration = Duration::from_millis(600_000);
 
+/// Parses a duration a person typed: `10s`, `500ms`, `2m`, `1h30m` (humantime's forms) or `0`, up to 24 h. A
+/// number without a unit is refused: seconds on a command line and milliseconds in the REST API would differ by
+/// 1000×.
+///
+/// ```
+/// use std::time::Duration;
+/// assert_eq!(warden::validate::parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+/// assert!(warden::validate::parse_duration("30000").unwrap_err().contains("add a unit"));
+/// ```
+pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
+    let s = s.trim();
+    if s == "0" {
+        return Ok(Duration::ZERO);
+    }
+    if !s.is_empty() && s.chars().all(|c| c.is_ascii_digit() || c == '.') {
+        return Err(format!("`{s}`: add a unit, e.g. {s}s or {s}ms"));
+    }
+    let d =
+        humantime::parse_duration(s).map_err(|e| format!("`{s}` is not a duration like 30s, 500ms or 1h30m: {e}"))?;
+    if d > Duration::from_secs(86_400) {
+        return Err(format!("`{s}` is out of range (0..=24h)"));
+    }
+    Ok(d)
+}
+
 /// Checks a resource name: 1..=512 bytes of UTF-8 without control characters.
 pub fn resource(name: &str) -> Result<()> {
     text("resource", name, MAX_RESOURCE_BYTES)
