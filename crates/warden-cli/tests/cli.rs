@@ -260,12 +260,14 @@ fn traps_are_refused_with_a_sentence() {
 }
 
 /// A candidate's command: records its start (ns since the epoch) and pid, and notes an overlap if another runs.
+/// It records its start only once its TERM trap is set, so a SIGTERM sent as soon as the start shows is always
+/// the graceful stop the test means.
 fn elect_script(dir: &Path, id: &str) -> String {
     let d = dir.display();
     format!(
         "if ! mkdir {d}/running 2>/dev/null; then echo {id} >> {d}/overlap; fi; \
-         echo \"{id} $(date +%s%N) $$\" >> {d}/starts; \
          trap 'rmdir {d}/running; exit 0' TERM; \
+         echo \"{id} $(date +%s%N) $$\" >> {d}/starts; \
          while true; do sleep 0.01; done"
     )
 }
