@@ -55,7 +55,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                         if current > 0 {
                             let wrote = store
                                 .lock()
-                                .map(|mut s| s.write_stock(current - 1, lease.fencing_token));
+                                .map(|mut s| s.write_stock(current - 1, lease.fencing_token()));
                             if matches!(wrote, Ok(Ok(()))) {
                                 if let Ok(mut n) = sold.lock() {
                                     *n += 1;

@@ -14,9 +14,9 @@
 //!     .ttl(Duration::from_secs(10))
 //!     .wait(Duration::from_secs(2))
 //!     .run(|lease| async move {
-//!         // Every write to the protected resource carries lease.fencing_token; the resource rejects
+//!         // Every write to the protected resource carries lease.fencing_token(); the resource rejects
 //!         // tokens lower than the highest it has seen, so a stale holder cannot overwrite.
-//!         lease.fencing_token
+//!         lease.fencing_token()
 //!     })
 //!     .await?;
 //! assert!(stock > 0);

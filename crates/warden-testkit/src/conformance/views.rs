@@ -79,7 +79,7 @@ pub async fn run_helper_releases(h: &dyn Harness) {
         .lock("run")
         .run(|ctx| async move {
             c.fetch_add(1, Ordering::SeqCst);
-            ctx.fencing_token
+            ctx.fencing_token()
         })
         .await
         .expect("run");

@@ -6,14 +6,21 @@ use super::*;
 /// What a critical section run by [`LockBuilder::run`] gets: the fencing token and the lost signal.
 #[derive(Debug, Clone)]
 pub struct LeaseContext {
-    /// The lease's fencing token.
-    pub fencing_token: u64,
-    /// The lease's lock id.
-    pub lock_id: String,
+    pub(super) fencing_token: u64,
+    pub(super) lock_id: String,
     pub(super) lost: CancellationToken,
 }
 
 impl LeaseContext {
+    /// The lease's fencing token (as [`LockGuard::fencing_token`]): hand it to the protected resource with every
+    /// write, so that a write of a holder whose lease has ended is refused.
+    pub fn fencing_token(&self) -> u64 {
+        self.fencing_token
+    }
+    /// The lease's lock id (as [`LockGuard::lock_id`]): its owner's secret.
+    pub fn lock_id(&self) -> &str {
+        &self.lock_id
+    }
     /// Resolves when the lease can no longer be trusted.
     pub async fn lost(&self) {
         self.lost.cancelled().await
