@@ -21,7 +21,9 @@ async fn connect(url: &str) -> Warden {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_minority_down_changes_nothing() {
     let mut cluster = ZkEnsemble::start(3);
-    let url = format!("{}?timeout_ms=1000&session_timeout=6s", cluster.url());
+    // A call may wait out the election of a new leader (about a second here, longer on a loaded machine): the
+    // waiter's heartbeats must not fail meanwhile, or it gives up its place.
+    let url = format!("{}?timeout_ms=3000&session_timeout=6s", cluster.url());
     let (a, b) = (connect(&url).await, connect(&url).await);
     // A ttl longer than a failover (a new leader within about a second here): renewals resume before it runs out.
     let mut holder = a.lock("minority").ttl(3 * SEC).acquire().await.expect("holder");
