@@ -61,6 +61,25 @@ impl EtcdCluster {
         let bin = find_binary("etcd").unwrap_or_else(|| {
             panic!("etcd not found on PATH: install it (Debian: `apt-get install etcd-server etcd-client`) or run scripts/test.sh, which does")
         });
+        // A free port picked here can be taken by another test's server before etcd binds it, and the member
+        // then never serves: start again on fresh ports, up to three times.
+        let mut tls = tls;
+        for _ in 0..3 {
+            match Self::try_start(&bin, n, tls) {
+                Ok(c) => return c,
+                Err(back) => tls = back,
+            }
+        }
+        panic!("etcd did not start serving on three sets of fresh ports (see the members' etcd.log)");
+    }
+
+    /// One start on fresh ports: the cluster once every member answers, else the TLS material back.
+    #[allow(clippy::type_complexity)]
+    fn try_start(
+        bin: &std::path::Path,
+        n: usize,
+        tls: Option<(crate::certs::Certs, PathBuf, tempfile::TempDir)>,
+    ) -> Result<Self, Option<(crate::certs::Certs, PathBuf, tempfile::TempDir)>> {
         let members: Vec<EtcdMember> = (0..n)
             .map(|i| EtcdMember {
                 name: format!("m{i}"),
@@ -76,7 +95,7 @@ impl EtcdCluster {
             .collect::<Vec<_>>()
             .join(",");
         let mut c = EtcdCluster {
-            bin,
+            bin: bin.to_path_buf(),
             initial,
             tls,
             members,
@@ -84,13 +103,11 @@ impl EtcdCluster {
         for i in 0..n {
             c.spawn(i);
         }
-        for i in 0..n {
-            assert!(
-                c.wait_healthy(i, Duration::from_secs(20)),
-                "etcd member {i} did not become healthy"
-            );
+        if (0..n).all(|i| c.wait_healthy(i, Duration::from_secs(20))) {
+            Ok(c)
+        } else {
+            Err(c.tls.take())
         }
-        c
     }
 
     fn spawn(&mut self, i: usize) {
