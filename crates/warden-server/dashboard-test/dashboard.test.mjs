@@ -22,7 +22,8 @@ const shots = join(root, 'target/dashboard');
 mkdirSync(shots, { recursive: true });
 
 const children = new Set();
-process.on('exit', () => { for (const c of children) c.kill('SIGKILL'); });
+const killAll = () => { for (const c of children) c.kill('SIGKILL'); children.clear(); };
+process.on('exit', killAll);
 
 async function freePort() {
   const s = createServer();
@@ -80,7 +81,11 @@ async function call(url, path, body, key) {
 }
 
 const browser = await chromium.launch({ executablePath: browserPath, args: ['--no-sandbox'] });
-after(() => browser.close());
+// The servers' piped output keeps the process alive: end them with the tests.
+after(async () => {
+  await browser.close();
+  killAll();
+});
 
 /** Whether the held-locks table has a row for `handle` (and, if given, showing `token`). */
 const rowShown = (page, handle, token) => page.evaluate(([h, t]) => {
