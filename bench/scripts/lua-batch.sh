@@ -13,18 +13,7 @@ P=${PORT:-7390}
 sha=$(redis-cli -p "$P" script load "$(cat "$D/lib.lua" "$D/queue.lua" "$D/ops.lua" "$D/batch.lua")")
 # Header (prefix, channel, handoff, retain_ms, max_waiters), then N acquires and N releases, each on its own
 # resource and slot.
-mapfile -t args < <(python3 - "$N" <<'PY'
-import sys
-n = int(sys.argv[1])
-a = ["", "bench:chan", "1", "60000", "10000"]
-tags = ["%03d" % (i * 7) for i in range(n)]
-for i in range(n):
-    a += ["A", tags[i] + "%032d" % i, "exclusive", "10000", "client1", "", "3000", "-1", "0", "res%d" % i, "", ""]
-for i in range(n):
-    a += ["R", tags[i] + "%032d" % i, ""]
-print("\n".join(a))
-PY
-)
+mapfile -t args < <(python3 "$(dirname "$0")/lua-args.py" "$N")
 check=$(redis-cli -p "$P" evalsha "$sha" 0 "${args[@]}" | sed -n 2p)
 [ -n "$check" ] || { echo "the batch script failed" >&2; exit 1; }
 for i in 1 2 3 4 5; do

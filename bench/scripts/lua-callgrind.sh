@@ -13,18 +13,7 @@ P=${PORT:-7391}
 command -v valgrind >/dev/null || { echo "needs valgrind (apt-get install valgrind)" >&2; exit 1; }
 OUT=$(mktemp -d)
 trap 'rm -rf "$OUT"' EXIT
-mapfile -t args < <(python3 - "$N" <<'PY'
-import sys
-n = int(sys.argv[1])
-a = ["", "bench:chan", "1", "60000", "10000"]
-tags = ["%03d" % (i * 7) for i in range(n)]
-for i in range(n):
-    a += ["A", tags[i] + "%032d" % i, "exclusive", "10000", "client1", "", "3000", "-1", "0", "res%d" % i, "", ""]
-for i in range(n):
-    a += ["R", tags[i] + "%032d" % i, ""]
-print("\n".join(a))
-PY
-)
+mapfile -t args < <(python3 "$(dirname "$0")/lua-args.py" "$N")
 run() {
   rm -f "$OUT"/cg.*
   valgrind --tool=callgrind --callgrind-out-file="$OUT/cg.%p" redis-server --port "$P" --save "" \
