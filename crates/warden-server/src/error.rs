@@ -74,6 +74,7 @@ impl From<warden::Error> for ApiError {
             E::NotOwner { .. } => (StatusCode::CONFLICT, ErrorCode::NotOwner),
             E::LeaseLost { .. } => (StatusCode::CONFLICT, ErrorCode::LeaseLost),
             E::LimitExceeded { .. } => (StatusCode::TOO_MANY_REQUESTS, ErrorCode::TooManyWaiters),
+            E::Conflict { .. } => (StatusCode::CONFLICT, ErrorCode::Conflict),
             E::BackendUnavailable { .. }
             | E::ServerBackendUnavailable { .. }
             | E::QuorumUnavailable { .. }
@@ -98,6 +99,8 @@ impl From<warden::Error> for ApiError {
         let message = match e {
             // The code already says "shutting down"; the client's error adds those words again.
             E::ShuttingDown(why) => why,
+            // The resource is in the request; the reason is the sentence (the client adds the resource back).
+            E::Conflict { reason, .. } => reason,
             other => other.to_string(),
         };
         ApiError {

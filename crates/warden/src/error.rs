@@ -46,6 +46,16 @@ pub enum Error {
         /// Its resource.
         resource: String,
     },
+    /// The resource is in use in a way this request does not match: a semaphore asked for with another permit
+    /// count, or a semaphore asked for as a lock (or a lock as a semaphore). Nothing was changed; ask as the
+    /// current users do, or use another resource name.
+    #[error("conflict on `{resource}`: {reason}")]
+    Conflict {
+        /// The resource asked for.
+        resource: String,
+        /// What it is in use as, and what was asked.
+        reason: String,
+    },
     /// A configured cap (renewals, total hold time, waiters) was reached.
     #[error("limit reached: {what}")]
     LimitExceeded {
@@ -133,6 +143,22 @@ impl Error {
                 | Error::QuorumUnavailable { .. }
                 | Error::ShuttingDown(_)
         )
+    }
+
+    /// The conflict of a request for `want` permits (0: a lock) on a resource in use with `have` (0: as a lock).
+    pub(crate) fn permits_conflict(resource: &str, have: u32, want: u32) -> Self {
+        let asked = match want {
+            0 => "this request asks for a lock".to_string(),
+            n => format!("this request asks for a semaphore with {n} permits"),
+        };
+        let reason = match have {
+            0 => format!("it is in use as a lock and {asked}; ask for a lock, or use another resource name"),
+            n => format!("it is in use as a semaphore with {n} permits and {asked}; ask with permits = {n}, or use another resource name"),
+        };
+        Error::Conflict {
+            resource: resource.to_string(),
+            reason,
+        }
     }
 
     pub(crate) fn invalid(field: &'static str, reason: impl Into<String>) -> Self {

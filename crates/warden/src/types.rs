@@ -16,6 +16,9 @@ pub enum LockKind {
     Read,
     /// The write side of a read-write lock (exclusive).
     Write,
+    /// One of a semaphore's permits: up to [`AcquireRequest::permits`] holders at once, each with its own
+    /// lease, lock id and fencing token.
+    Semaphore,
 }
 
 impl LockKind {
@@ -30,6 +33,7 @@ impl LockKind {
             LockKind::Shared => "shared",
             LockKind::Read => "read",
             LockKind::Write => "write",
+            LockKind::Semaphore => "semaphore",
         }
     }
     /// The REST API's names for this kind: (`type`, `mode`), e.g. `("read-write", Some("read"))`.
@@ -46,6 +50,7 @@ impl LockKind {
             LockKind::Shared => ("shared", None),
             LockKind::Read => ("read-write", Some("read")),
             LockKind::Write => ("read-write", Some("write")),
+            LockKind::Semaphore => ("semaphore", None),
         }
     }
 
@@ -56,6 +61,7 @@ impl LockKind {
         match lock_type.unwrap_or("exclusive") {
             "exclusive" => Ok(LockKind::Exclusive),
             "shared" => Ok(LockKind::Shared),
+            "semaphore" => Ok(LockKind::Semaphore),
             "read-write" => match mode {
                 Some("read") => Ok(LockKind::Read),
                 Some("write") => Ok(LockKind::Write),
@@ -66,7 +72,7 @@ impl LockKind {
                 None => Err("`mode` is required for type read-write: \"read\" or \"write\"".into()),
             },
             other => Err(format!(
-                "`type` must be \"exclusive\", \"shared\" or \"read-write\", got {:?}",
+                "`type` must be \"exclusive\", \"shared\", \"read-write\" or \"semaphore\", got {:?}",
                 shown(other)
             )),
         }
@@ -79,6 +85,7 @@ impl LockKind {
             "shared" => LockKind::Shared,
             "read" => LockKind::Read,
             "write" => LockKind::Write,
+            "semaphore" => LockKind::Semaphore,
             _ => return None,
         })
     }
@@ -105,6 +112,9 @@ pub struct AcquireRequest {
     pub max_hold: Option<Duration>,
     /// How long a queued waiter stays in the queue without a heartbeat.
     pub waiter_lease: Duration,
+    /// For [`LockKind::Semaphore`]: the resource's number of permits (1..=[`MAX_PERMITS`](crate::validate::MAX_PERMITS)),
+    /// fixed by its first holder or waiter while it has any; 0 for every other kind.
+    pub permits: u32,
 }
 
 impl AcquireRequest {
@@ -126,6 +136,7 @@ impl AcquireRequest {
             max_renewals: None,
             max_hold: None,
             waiter_lease,
+            permits: 0,
         }
     }
 }
@@ -331,6 +342,8 @@ pub enum FifoGuarantee {
 pub struct Capabilities {
     /// Offers shared (read) locks.
     pub shared: bool,
+    /// Offers semaphores ([`LockKind::Semaphore`]): N holders at once, FIFO waiters.
+    pub semaphores: bool,
     /// How waiters are ordered.
     pub fifo: FifoGuarantee,
     /// Waiters are woken by notifications (not only by expiry times).
@@ -360,6 +373,7 @@ impl Capabilities {
     pub fn basic() -> Self {
         Capabilities {
             shared: false,
+            semaphores: false,
             fifo: FifoGuarantee::BestEffort,
             notifications: false,
             fencing: true,

@@ -13,6 +13,8 @@ pub const MIN_TTL: Duration = Duration::from_millis(10);
 pub const MAX_TTL: Duration = Duration::from_millis(86_400_000);
 /// Longest wait for a lock (10 minutes).
 pub const MAX_WAIT: Duration = Duration::from_millis(600_000);
+/// Most permits a semaphore can have.
+pub const MAX_PERMITS: u32 = 1000;
 
 /// Parses a duration a person typed: `10s`, `500ms`, `2m`, `1h30m` (humantime's forms) or `0`, up to 24 h. A
 /// number without a unit is refused: seconds on a command line and milliseconds in the REST API would differ by
@@ -78,6 +80,19 @@ pub fn ttl(ttl: Duration) -> Result<()> {
             "ttl",
             format!("must be 10..=86400000 ms, got {} ms", ttl.as_millis()),
         ));
+    }
+    Ok(())
+}
+
+/// Checks a semaphore's permit count: 1..=[`MAX_PERMITS`].
+///
+/// ```
+/// assert!(warden::validate::permits(3).is_ok());
+/// assert!(warden::validate::permits(0).is_err());
+/// ```
+pub fn permits(n: u32) -> Result<()> {
+    if n == 0 || n > MAX_PERMITS {
+        return Err(Error::invalid("permits", format!("must be 1..={MAX_PERMITS}, got {n}")));
     }
     Ok(())
 }

@@ -38,6 +38,22 @@ pub(crate) async fn acquire_impl(
         };
         ApiError::invalid_field(field, e)
     })?;
+    match (kind, b.permits) {
+        (LockKind::Semaphore, None) => {
+            return Err(ApiError::invalid_field(
+                "permits",
+                "`permits` is required for type semaphore: the resource's number of permits, 1..=1000",
+            ))
+        }
+        (LockKind::Semaphore, Some(n)) => validate::permits(n)?,
+        (_, Some(_)) => {
+            return Err(ApiError::invalid_field(
+                "permits",
+                "`permits` is only for type semaphore: drop it, or set `type` to \"semaphore\"",
+            ))
+        }
+        _ => {}
+    }
     validate::resource(&b.resource)?;
     let client_id = caller.bind(&b.client_id)?;
     caller.may_lock(&b.resource)?;
@@ -59,6 +75,9 @@ pub(crate) async fn acquire_impl(
         .ttl(ttl)
         .wait(wait)
         .client_id(client_id.as_str());
+    if let Some(n) = b.permits {
+        builder = builder.permits(n);
+    }
     if let Some(n) = b.max_renewals {
         builder = builder.max_renewals(n);
     }
@@ -98,7 +117,7 @@ pub(crate) async fn acquire_impl(
 #[utoipa::path(post, path = "/api/locks/acquire", tag = "locks", request_body = AcquireBody,
     responses((status = 201, description = "Granted", body = LockEnvelope),
               (status = 400, description = "Invalid request", body = ErrorBody),
-              (status = 409, description = "lock_timeout", body = ErrorBody),
+              (status = 409, description = "lock_timeout / conflict", body = ErrorBody),
               (status = 429, description = "too_many_waiters", body = ErrorBody),
               (status = 503, description = "backend_unavailable / shutting_down", body = ErrorBody)))]
 pub async fn acquire(State(state): State<AppState>, caller: Caller, body: Result<Bytes, BytesRejection>) -> ApiResult {

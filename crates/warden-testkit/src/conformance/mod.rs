@@ -7,6 +7,7 @@ mod exclusion;
 mod faults;
 mod leases;
 mod queue;
+mod semaphore;
 mod views;
 
 pub use election::*;
@@ -14,6 +15,7 @@ pub use exclusion::*;
 pub use faults::*;
 pub use leases::*;
 pub use queue::*;
+pub use semaphore::*;
 pub use views::*;
 
 use crate::checker::{Hold, HoldLog};
@@ -39,7 +41,7 @@ macro_rules! conformance_tests {
             mutual_exclusion, compatibility_matrix, expiry_frees_the_lock, wrong_token_refused,
             lost_signal_on_revoke, renewal_and_caps, fifo_order, prompt_handoff, dead_waiter_does_not_block,
             wait_timeout_honoured, fencing_increases, bad_inputs_rejected, backend_down, inspection_and_stats,
-            run_helper_releases, election_handover);
+            run_helper_releases, election_handover, semaphore_permits, semaphore_fifo, semaphore_bound);
     };
     (@each $make:expr; $($name:ident),*) => {
         $(

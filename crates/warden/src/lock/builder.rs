@@ -16,6 +16,7 @@ pub struct LockBuilder<'a> {
     pub(super) max_renewals: Option<u32>,
     pub(super) max_hold: Option<Duration>,
     pub(super) auto_renew: bool,
+    pub(super) permits: u32,
 }
 
 impl LockBuilder<'_> {
@@ -29,9 +30,28 @@ impl LockBuilder<'_> {
         self.kind = LockKind::Shared;
         self
     }
-    /// Any [`LockKind`].
+    /// Any [`LockKind`] ([`LockKind::Semaphore`] also needs [`permits`](Self::permits)).
     pub fn kind(mut self, kind: LockKind) -> Self {
         self.kind = kind;
+        self
+    }
+    /// One of `n` permits of a semaphore (1..=1000): up to `n` holders at once fleet-wide, each with its own
+    /// lease, lock id and fencing token; later callers wait in FIFO order. The first holder or waiter fixes `n`
+    /// while the resource is in use; asking with another `n` then fails with [`Error::Conflict`], as does asking
+    /// for a lock on a resource in use as a semaphore (and the reverse).
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let w = warden::Warden::connect("memory://").await.unwrap();
+    /// let a = w.lock("encoder").permits(2).acquire().await.unwrap();
+    /// let b = w.lock("encoder").permits(2).acquire().await.unwrap();
+    /// assert!(w.lock("encoder").permits(2).try_acquire().await.unwrap().is_none());
+    /// assert!(b.fencing_token() > a.fencing_token());
+    /// # });
+    /// ```
+    pub fn permits(mut self, n: u32) -> Self {
+        self.kind = LockKind::Semaphore;
+        self.permits = n;
         self
     }
     /// Lease length (10 ms ..= 24 h).
@@ -71,6 +91,21 @@ impl LockBuilder<'_> {
         validate::wait(self.wait)?;
         let client_id = self.client_id.clone().unwrap_or_else(|| self.warden.client_id.clone());
         validate::client_id(&client_id)?;
+        let permits = if self.kind == LockKind::Semaphore {
+            if self.permits == 0 {
+                return Err(Error::invalid(
+                    "permits",
+                    "a semaphore needs its number of permits: use .permits(n) with n in 1..=1000",
+                ));
+            }
+            validate::permits(self.permits)?;
+            if !self.warden.backend.capabilities().semaphores {
+                return Err(self.warden.backend.unsupported("semaphores"));
+            }
+            self.permits
+        } else {
+            0
+        };
         if let Some(h) = self.max_hold {
             if h < validate::MIN_TTL || h > validate::MAX_TTL {
                 return Err(Error::invalid("maxHold", "must be 10..=86400000 ms"));
@@ -85,6 +120,7 @@ impl LockBuilder<'_> {
             max_renewals: self.max_renewals,
             max_hold: self.max_hold,
             waiter_lease: self.warden.waiter_lease,
+            permits,
         })
     }
 

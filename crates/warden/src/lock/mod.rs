@@ -131,7 +131,14 @@ impl Warden {
             max_renewals: None,
             max_hold: None,
             auto_renew: true,
+            permits: 0,
         }
+    }
+
+    /// Starts building a hold on one of `permits` permits of the semaphore `resource`: shorthand for
+    /// `lock(resource).permits(permits)` (see [`LockBuilder::permits`]).
+    pub fn semaphore(&self, resource: impl Into<String>, permits: u32) -> LockBuilder<'_> {
+        self.lock(resource).permits(permits)
     }
 
     /// Runs `f` under an exclusive lock on `resource` (default options) and always releases afterwards.

@@ -26,6 +26,9 @@ pub enum ErrorCode {
     LeaseLost,
     /// 409: a renewal or hold-time cap forbids extending.
     RenewalCapped,
+    /// 409: the resource is in use in a way the request does not match (a semaphore with another permit count,
+    /// or a semaphore asked for as a lock, or the reverse); `error` says how it is in use.
+    Conflict,
     /// 429: this instance's waiter caps are reached.
     TooManyWaiters,
     /// 429: the principal is over its request rate.
@@ -54,6 +57,7 @@ impl ErrorCode {
             ErrorCode::NotOwner => "not_owner",
             ErrorCode::LeaseLost => "lease_lost",
             ErrorCode::RenewalCapped => "renewal_capped",
+            ErrorCode::Conflict => "conflict",
             ErrorCode::TooManyWaiters => "too_many_waiters",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::BackendUnavailable => "backend_unavailable",

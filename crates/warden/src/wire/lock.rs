@@ -12,12 +12,17 @@ use std::time::{Duration, SystemTime};
 pub struct AcquireBody {
     /// 1..=512 bytes of UTF-8, no control characters.
     pub resource: String,
-    /// `exclusive` (default), `shared` or `read-write` (then `mode` is required).
+    /// `exclusive` (default), `shared`, `read-write` (then `mode` is required) or `semaphore` (then `permits` is
+    /// required).
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
     pub lock_type: Option<String>,
     /// `read` or `write`, for `type: read-write`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<String>,
+    /// For `type: semaphore`: the resource's number of permits, 1..=1000 (up to that many holders at once). The
+    /// first holder or waiter fixes it while the resource is in use; another count is refused with `conflict`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub permits: Option<u32>,
     /// Lease length in ms: 10..=86400000, default 30000.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl: Option<u64>,

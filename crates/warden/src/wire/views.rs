@@ -126,6 +126,9 @@ pub struct HealthDto {
 pub struct CapabilitiesDto {
     /// Shared (read) locks.
     pub shared: bool,
+    /// Semaphores (`type: semaphore` with `permits`); absent from older servers.
+    #[serde(default)]
+    pub semaphores: bool,
     /// `strict` or `best-effort`.
     pub fifo: String,
     /// Waiters woken by notifications.
@@ -142,6 +145,7 @@ impl From<Capabilities> for CapabilitiesDto {
     fn from(c: Capabilities) -> Self {
         CapabilitiesDto {
             shared: c.shared,
+            semaphores: c.semaphores,
             fifo: match c.fifo {
                 FifoGuarantee::Strict => "strict".into(),
                 _ => "best-effort".into(),

@@ -83,6 +83,7 @@ impl crate::backend::Backend for EtcdBackend {
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             shared: true,
+            semaphores: false,
             fifo: FifoGuarantee::Strict,
             notifications: true,
             fencing: true,

@@ -144,6 +144,7 @@ impl HttpBackend {
             client_id: req.client_id.clone(),
             max_renewals: req.max_renewals,
             max_hold: req.max_hold.map(|h| h.as_millis() as u64),
+            permits: (req.kind == crate::types::LockKind::Semaphore).then_some(req.permits),
         };
         let (status, bytes) = self
             .call(
@@ -161,6 +162,10 @@ impl HttpBackend {
         }
         match serde_json::from_slice::<ErrorBody>(&bytes) {
             Ok(b) if b.code == ErrorCode::LockTimeout => Ok(None),
+            Ok(b) if b.code == ErrorCode::Conflict => Err(Error::Conflict {
+                resource: req.resource.clone(),
+                reason: b.error,
+            }),
             Ok(b) => Err(self.error(status, b, None)),
             Err(_) => Err(self.failure(status, &bytes, None)),
         }
@@ -195,6 +200,7 @@ pub(super) fn known_field(field: Option<&str>) -> &'static str {
         "mode",
         "reason",
         "leaseHandle",
+        "permits",
     ];
     field
         .and_then(|f| FIELDS.iter().find(|k| **k == f))

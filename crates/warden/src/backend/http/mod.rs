@@ -146,6 +146,7 @@ impl HttpBackend {
             timeout,
             caps: Capabilities {
                 shared: true,
+                semaphores: false,
                 fifo: FifoGuarantee::Strict,
                 notifications: true,
                 fencing: true,
@@ -164,6 +165,7 @@ impl HttpBackend {
         let health: HealthDto = backend.data(&bytes)?;
         let c = health.capabilities;
         backend.caps.shared = c.shared;
+        backend.caps.semaphores = c.semaphores;
         backend.caps.fifo = if c.fifo == "best-effort" {
             FifoGuarantee::BestEffort
         } else {

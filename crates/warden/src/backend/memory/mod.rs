@@ -87,6 +87,7 @@ impl Backend for MemoryBackend {
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             shared: true,
+            semaphores: true,
             fifo: FifoGuarantee::Strict,
             notifications: true,
             fencing: true,
@@ -115,6 +116,16 @@ impl Backend for MemoryBackend {
         };
         let res = st.resources.entry(key.clone()).or_default();
         let cleaned = res.clean_head(now);
+        let want = if req.kind == LockKind::Semaphore {
+            req.permits
+        } else {
+            0
+        };
+        match res.in_use_as() {
+            Some(have) if have != want => return Err(Error::permits_conflict(&req.resource, have, want)),
+            None if want > 0 => res.more_mut().permits = want,
+            _ => {}
+        }
         if res.queue_allows(waiter_id, req.kind, now) && res.compatible(req.kind) {
             let fence = (res.fence + 1).max(now_micros());
             res.fence = fence;
@@ -159,7 +170,7 @@ impl Backend for MemoryBackend {
         // Not granted: when does the blocking lease end?
         let blocking: Vec<Tok> = if res.exclusive != NO_TOK {
             vec![res.exclusive]
-        } else if req.kind.is_exclusive() {
+        } else if req.kind.is_exclusive() || req.kind == LockKind::Semaphore {
             res.readers().to_vec()
         } else {
             Vec::new()
@@ -200,6 +211,8 @@ impl Backend for MemoryBackend {
             let ids = res.eligible(now);
             self.router.wake(ids.iter().map(String::as_str));
         }
+        // A semaphore tried once on an idle resource leaves no trace.
+        res.shrink();
         let retry_in = blocking
             .iter()
             .filter_map(|t| st.leases.get(t))

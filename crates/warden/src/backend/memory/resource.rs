@@ -15,6 +15,8 @@ pub(super) struct Res {
 pub(super) struct More {
     pub(super) readers: Vec<Tok>,
     pub(super) queue: VecDeque<Waiter>,
+    /// A semaphore's permits (its holders are the readers); 0: a lock. Lives as long as the resource is in use.
+    pub(super) permits: u32,
 }
 
 #[derive(Debug)]
@@ -58,6 +60,17 @@ impl Res {
     pub(super) fn is_idle(&self) -> bool {
         self.exclusive == NO_TOK && self.more.is_none()
     }
+    /// What the resource is in use as: `Some(permits)` of a semaphore, `Some(0)` a lock, `None` idle.
+    pub(super) fn in_use_as(&self) -> Option<u32> {
+        if self.is_idle() {
+            return None;
+        }
+        Some(self.more.as_ref().map(|m| m.permits).unwrap_or(0))
+    }
+    fn free_permits(&self) -> usize {
+        let permits = self.more.as_ref().map(|m| m.permits).unwrap_or(0) as usize;
+        permits.saturating_sub(self.readers().len())
+    }
     /// Drops waiters at the head whose queue lease ran out. Returns whether any was dropped.
     pub(super) fn clean_head(&mut self, now: Instant) -> bool {
         let Some(m) = self.more.as_mut() else {
@@ -79,6 +92,18 @@ impl Res {
         if kind.is_exclusive() {
             return me == Some(head.id.as_str());
         }
+        if kind == LockKind::Semaphore {
+            // Granted while fewer live waiters are ahead than permits are free.
+            let free = self.free_permits();
+            let mut ahead = 0;
+            for w in self.queue() {
+                if me == Some(w.id.as_str()) {
+                    break;
+                }
+                ahead += usize::from(w.deadline >= now);
+            }
+            return ahead < free;
+        }
         for w in self.queue() {
             if me == Some(w.id.as_str()) {
                 return true;
@@ -90,17 +115,29 @@ impl Res {
         true
     }
     pub(super) fn compatible(&self, kind: LockKind) -> bool {
+        if kind == LockKind::Semaphore {
+            return self.exclusive == NO_TOK && self.free_permits() > 0;
+        }
         if kind.is_exclusive() {
             self.exclusive == NO_TOK && self.readers().is_empty()
         } else {
             self.exclusive == NO_TOK
         }
     }
-    /// Waiters that may proceed now: the exclusive head of a free lock, or the run of shared waiters at the head.
+    /// Waiters that may proceed now: the exclusive head of a free lock, the run of shared waiters at the head,
+    /// or as many of a semaphore's first waiters as permits are free.
     pub(super) fn eligible(&self, now: Instant) -> Vec<String> {
         let Some(head) = self.queue_head() else {
             return Vec::new();
         };
+        if head.kind == LockKind::Semaphore {
+            return self
+                .queue()
+                .filter(|w| w.deadline >= now)
+                .take(self.free_permits())
+                .map(|w| w.id.clone())
+                .collect();
+        }
         if head.kind.is_exclusive() {
             if self.compatible(head.kind) {
                 return vec![head.id.clone()];

@@ -69,7 +69,8 @@ pub(super) struct Lease {
 pub(super) fn kind_index(k: LockKind) -> usize {
     match k {
         LockKind::Exclusive => 0,
-        LockKind::Shared => 1,
+        // Semaphore permits count as shared holds in the statistics.
+        LockKind::Shared | LockKind::Semaphore => 1,
         LockKind::Read => 2,
         LockKind::Write => 3,
     }

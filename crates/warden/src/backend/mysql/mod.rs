@@ -111,6 +111,7 @@ impl Backend for MysqlBackend {
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             shared: true,
+            semaphores: false,
             fifo: FifoGuarantee::Strict,
             notifications: true,
             fencing: true,

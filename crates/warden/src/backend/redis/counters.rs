@@ -49,6 +49,10 @@ impl Pending {
 }
 
 fn kind_index(kind: &[u8]) -> Option<usize> {
+    // A semaphore's permits (`semaphore:N`) count as shared holds.
+    if kind.starts_with(b"semaphore:") {
+        return Some(1);
+    }
     KINDS.iter().position(|k| k.as_bytes() == kind)
 }
 

@@ -29,7 +29,7 @@ mod views;
 use super::Backend;
 use crate::error::{Error, Result};
 use crate::types::{
-    AcquireRequest, Attempt, Capabilities, FifoGuarantee, Grant, Health, HealthStatus, LeaseInfo, LockKind, NodeHealth,
+    AcquireRequest, Attempt, Capabilities, FifoGuarantee, Grant, Health, HealthStatus, LeaseInfo, NodeHealth,
     QueueEntry, Released, Renewal, ResourceInfo, Stats,
 };
 use crate::wake::WakeRouter;
@@ -65,6 +65,7 @@ pub(crate) enum NodeAttempt {
 /// What one Redis node promises (Redlock promises the same, with best-effort FIFO).
 pub(crate) const CAPABILITIES: Capabilities = Capabilities {
     shared: true,
+    semaphores: true,
     fifo: FifoGuarantee::Strict,
     notifications: true,
     fencing: true,

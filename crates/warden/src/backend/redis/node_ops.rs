@@ -24,7 +24,7 @@ impl RedisBackend {
             .op(vec![
                 "A".into(),
                 req.lock_id.clone(),
-                req.kind.as_str().into(),
+                super::reply::stored_kind(req),
                 req.ttl.as_millis().to_string(),
                 req.client_id.clone(),
                 waiter_id.unwrap_or("").into(),
@@ -74,6 +74,14 @@ impl RedisBackend {
                 ),
             }),
             Some(-2) => Ok(NodeAttempt::FenceAhead),
+            Some(-3) => {
+                let have = items.get(1).and_then(as_string).unwrap_or_default();
+                Err(Error::permits_conflict(
+                    &req.resource,
+                    super::reply::stored_permits(&have),
+                    req.permits,
+                ))
+            }
             _ => Err(bad("acquire", &v)),
         }
     }

@@ -160,8 +160,11 @@ impl Backend for RedlockBackend {
 
     fn capabilities(&self) -> Capabilities {
         // Every node orders waiters by the same score, but that order holds only while clocks behave.
+        // No semaphores: with N permits counted per node, N + 1 clients can each win a majority of nodes (with 3
+        // nodes and 3 permits, 4 holders take 8 of the 9 node permits), so a quorum does not bound the holders.
         Capabilities {
             fifo: FifoGuarantee::BestEffort,
+            semaphores: false,
             ..super::redis::CAPABILITIES
         }
     }

@@ -78,6 +78,7 @@ impl crate::backend::Backend for ZkBackend {
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             shared: true,
+            semaphores: false,
             fifo: FifoGuarantee::Strict,
             notifications: true,
             fencing: true,

@@ -26,6 +26,9 @@ local function ms(n) return string.format('%d', n) end
 -- Whether decimal integer string a (no sign, no leading zeros) is at least b, without parsing either.
 local function ge(a, b) return #a > #b or (#a == #b and a >= b) end
 local function is_excl(kind) return kind == 'exclusive' or kind == 'write' end
+-- A semaphore's kind carries its permits: 'semaphore:3'.
+local function is_sem(kind) return string.sub(kind, 1, 10) == 'semaphore:' end
+local function permits_of(kind) return tonumber(string.sub(kind, 11)) end
 -- Kinds as the low two bits of a release's integer reply.
 local KIND_BITS = { exclusive = 0, shared = 1, read = 2, write = 3 }
 

@@ -66,8 +66,28 @@ local function acquire_slow(i, tag, L, F, Q, W, exp, exps, excl, fence_t, queued
   local q = queue_lib(L, Q, W)
   local head, hw, cleaned = nil, nil, false
   if queued then head, hw, cleaned = q.clean_head() end
+  local st = q.lock_state()
+  local sem = is_sem(kind)
+  -- A semaphore and a lock never share a name, nor two semaphores with different permits.
+  if sem or st == 'shared' or head then
+    local use = q.usage(st, head, hw)
+    local want = sem and kind or 'lock'
+    if use and use ~= want then return { -3, use } end
+  end
   local allowed = true
-  if head then
+  if sem then
+    -- Granted while fewer live waiters are ahead than permits are free.
+    local free = permits_of(kind) - (st == 'shared' and redis.call('ZCARD', L) or 0)
+    local ahead = 0
+    if head then
+      for _, id in ipairs(redis.call('ZRANGE', Q, 0, -1)) do
+        if id == me or ahead >= free then break end
+        local w = q.waiter(id)
+        if w and w.deadline >= NOW then ahead = ahead + 1 end
+      end
+    end
+    allowed = ahead < free
+  elseif head then
     if excl then
       allowed = (head == me)
     else
@@ -79,7 +99,6 @@ local function acquire_slow(i, tag, L, F, Q, W, exp, exps, excl, fence_t, queued
     end
   end
 
-  local st = q.lock_state()
   if allowed and (st == 'free' or (st == 'shared' and not excl)) then
     if me ~= '' and head and not pinned then
       redis.call('ZREM', Q, me)
@@ -107,7 +126,7 @@ local function acquire_slow(i, tag, L, F, Q, W, exp, exps, excl, fence_t, queued
   local retry = -1
   if st == 'held' then
     retry = redis.call('PTTL', L)
-  elseif st == 'shared' and excl then
+  elseif st == 'shared' and (excl or sem) then
     local first = redis.call('ZRANGE', L, 0, 0, 'WITHSCORES')
     if #first == 2 then retry = tonumber(first[2]) - NOW end
   end
@@ -121,7 +140,8 @@ end
 -- Returns fence (an integer: granted now, for ttl from the batch's clock) | {1, fence, acquired_ms, expires_ms,
 --   still_queued (Redlock), earlier (-1: granted by this call; else the ms the lease had left when this call
 --   found it granted earlier)} | {0, retry_in_ms (-1 = unknown), now_ms}
---   | {-1, 'queue_full'} | {-2, stored_fence} (Redlock: a grant with a fence >= fence_t already happened here).
+--   | {-1, 'queue_full'} | {-2, stored_fence} (Redlock: a grant with a fence >= fence_t already happened here)
+--   | {-3, usage} (the resource is in use as another kind: see usage()).
 local function acquire(i)
   local tok, kind, ttls, client, me = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
   local resource = ARGV[i + 8]

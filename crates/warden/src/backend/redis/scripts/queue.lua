@@ -38,7 +38,7 @@ local function queue_lib(L, Q, W)
       cleaned = true
     end
   end
-  -- 'free' | 'shared' | 'held' (exclusive or foreign), dropping expired readers.
+  -- 'free' | 'shared' (shared or semaphore holders) | 'held' (exclusive or foreign), dropping expired readers.
   function q.lock_state()
     local ty = redis.call('TYPE', L)['ok']
     if ty == 'none' then return 'free' end
@@ -49,8 +49,9 @@ local function queue_lib(L, Q, W)
     end
     return 'held'
   end
-  -- Lets the waiters that may proceed now do so: the exclusive head of a free lock, or the run of shared
-  -- waiters at the head of a free or shared lock (dead ones skipped).
+  -- Lets the waiters that may proceed now do so: the exclusive head of a free lock, the run of shared
+  -- waiters at the head of a free or shared lock, or a semaphore's first waiters, one per free permit (dead
+  -- ones skipped).
   -- Without K they are woken (their own attempt takes the lock). With K (the resource's tag, fence key and
   -- name; a release passes them) the lock is handed to them in this step (direct handoff), published as
   -- 'waiter_id:fence:acquired_ms:expires_ms', so the next holder needs no round trip of its own. A handed
@@ -93,11 +94,16 @@ local function queue_lib(L, Q, W)
       return kinds
     end
     local msgs = {}
+    -- A semaphore lets as many of its first waiters proceed as permits are free.
+    local left = nil
+    if is_sem(hw.kind) then left = permits_of(hw.kind) - (st == 'free' and 0 or redis.call('ZCARD', L)) end
     for _, id in ipairs(redis.call('ZRANGE', Q, 0, 999)) do
+      if left and left <= 0 then break end
       local w = q.waiter(id)
       if w and w.deadline >= NOW then
         if is_excl(w.kind) then break end
         msgs[#msgs + 1] = proceed(id, w)
+        if left then left = left - 1 end
       end
     end
     if #kinds > 0 then
@@ -106,6 +112,23 @@ local function queue_lib(L, Q, W)
     end
     if #msgs > 0 then publish(Q, table.concat(msgs, ' ')) end
     return kinds
+  end
+  -- What the resource is in use as: a semaphore's kind ('semaphore:3'), 'lock', or nil (idle). st: lock_state();
+  -- head, hw: the queue's live head, if known.
+  function q.usage(st, head, hw)
+    if st == 'held' then return 'lock' end
+    if st == 'shared' then
+      local first = redis.call('ZRANGE', L, 0, 0)[1]
+      local rec = redis.call('HGET', hkey(first), first)
+      local kind = rec and string.match(rec, '^!?([^\n]*)')
+      if kind and is_sem(kind) then return kind end
+      return 'lock'
+    end
+    if head then
+      if is_sem(hw.kind) then return hw.kind end
+      return 'lock'
+    end
+    return nil
   end
   return q
 end
