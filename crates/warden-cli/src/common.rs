@@ -56,7 +56,8 @@ pub fn explain(backend: &str, e: warden::Error) -> CliError {
             EXIT_UNAVAILABLE,
             format!("backend {shown} is unavailable: {e}; check that it runs, or pass another --backend"),
         ),
-        E::InvalidArgument { .. } => CliError::new(2, format!("{e}")),
+        E::InvalidArgument { .. } => CliError::new(EXIT_USAGE, format!("{e}")),
+        E::Conflict { .. } => CliError::new(EXIT_USAGE, format!("{e}")),
         E::Unauthorized { reason, .. } => CliError::new(
             EXIT_FAILURE,
             format!("warden server at {shown} refused the request: {reason}"),
@@ -119,12 +120,20 @@ pub fn host_pid() -> String {
     format!("{}:{}", hostname(), std::process::id())
 }
 
-/// The lock kind a `--shared` flag asks for.
-pub fn kind(shared: bool) -> warden::LockKind {
-    if shared {
-        warden::LockKind::Shared
-    } else {
-        warden::LockKind::Exclusive
+/// The kind of hold `--shared` / `--permits N` ask for (clap keeps the two apart).
+pub fn mode(b: warden::LockBuilder<'_>, shared: bool, permits: Option<u32>) -> warden::LockBuilder<'_> {
+    match (shared, permits) {
+        (_, Some(n)) => b.permits(n),
+        (true, None) => b.shared(),
+        (false, None) => b.exclusive(),
+    }
+}
+
+/// What a refusal of a hold says: the lock is held, or every permit of the semaphore is.
+pub fn held_by_others(name: &str, permits: Option<u32>) -> String {
+    match permits {
+        Some(n) => format!("all {n} permits of `{name}` are held by others"),
+        None => format!("lock `{name}` is held by someone else"),
     }
 }
 

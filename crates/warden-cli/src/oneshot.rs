@@ -32,6 +32,9 @@ pub struct AcquireArgs {
     /// Shared (read) instead of exclusive.
     #[arg(long)]
     pub shared: bool,
+    /// One of N permits of a semaphore instead of a lock (every caller of NAME must pass the same N).
+    #[arg(long, value_name = "N", conflicts_with = "shared", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub permits: Option<u32>,
     /// Client id recorded with the lease (default: host name).
     #[arg(long, env = "WARDEN_CLIENT_ID")]
     pub client_id: Option<String>,
@@ -138,9 +141,7 @@ fn describe(l: &LeaseInfo) -> String {
 pub async fn acquire(a: AcquireArgs) -> CliResult<u8> {
     let warden = connect(&a.conn.backend).await?;
     let client = a.client_id.unwrap_or_else(hostname);
-    let r = warden
-        .lock(a.name.as_str())
-        .kind(kind(a.shared))
+    let r = mode(warden.lock(a.name.as_str()), a.shared, a.permits)
         .ttl(a.ttl)
         .wait(a.wait)
         .client_id(client.as_str())
@@ -152,8 +153,8 @@ pub async fn acquire(a: AcquireArgs) -> CliResult<u8> {
             return Err(CliError::new(
                 EXIT_NOT_ACQUIRED,
                 format!(
-                    "lock `{}` is held by someone else; not acquired within {}",
-                    a.name,
+                    "{}; not acquired within {}",
+                    held_by_others(&a.name, a.permits),
                     human(a.wait)
                 ),
             ))

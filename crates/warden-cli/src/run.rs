@@ -24,6 +24,10 @@ pub struct RunArgs {
     /// Take a shared (read) lock instead of an exclusive one.
     #[arg(long)]
     pub shared: bool,
+    /// Take one of N permits of a semaphore instead of a lock: at most N copies of CMD run at once, fleet-wide
+    /// (every caller of NAME must pass the same N).
+    #[arg(long, value_name = "N", conflicts_with = "shared", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub permits: Option<u32>,
     /// Exit 0 instead of 75 when the lock is held by someone else (for cron).
     #[arg(long)]
     pub skip_if_held: bool,
@@ -57,9 +61,7 @@ pub async fn run(a: RunArgs) -> CliResult<u8> {
         // `forever`: the longest wait the API takes, again and again; the waiter queues again at once.
         let wait = a.wait.0.unwrap_or(warden::validate::MAX_WAIT);
         loop {
-            let r = warden
-                .lock(name.as_str())
-                .kind(kind(a.shared))
+            let r = mode(warden.lock(name.as_str()), a.shared, a.permits)
                 .ttl(a.ttl)
                 .wait(wait)
                 .client_id(client.as_str())
@@ -83,14 +85,14 @@ pub async fn run(a: RunArgs) -> CliResult<u8> {
         r = acquire => match r {
             Ok(g) => g,
             Err(warden::Error::Timeout { .. }) if a.skip_if_held => {
-                eprintln!("warden: lock `{name}` is held by someone else; skipping (--skip-if-held)");
+                eprintln!("warden: {}; skipping (--skip-if-held)", held_by_others(&name, a.permits));
                 return Ok(0);
             }
             Err(warden::Error::Timeout { .. }) => {
                 let waited = a.wait.0.map(human).unwrap_or_default();
                 let msg = format!(
-                    "lock `{name}` is held by someone else and was not acquired within {waited}: retry later, raise \
-                     --wait, or pass --skip-if-held");
+                    "{} and none was acquired within {waited}: retry later, raise --wait, or pass --skip-if-held",
+                    held_by_others(&name, a.permits));
                 return Err(CliError::new(a.conflict_exit_code.unwrap_or(EXIT_NOT_ACQUIRED), msg));
             }
             Err(e) => return Err(explain(&a.backend, e)),

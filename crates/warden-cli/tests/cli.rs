@@ -147,6 +147,128 @@ fn exit_codes_propagate_and_skip_if_held() {
 }
 
 #[test]
+fn run_with_permits_takes_one_of_n_and_says_when_all_are_held() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let out = |args: &[&str]| {
+        warden_bin()
+            .args(args)
+            .output()
+            .map(|o| (o.status.code(), String::from_utf8_lossy(&o.stderr).into_owned()))
+            .unwrap()
+    };
+    // Two of the three permits are held elsewhere.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let held = rt.block_on(async {
+        let w = Warden::connect(&url).await.unwrap();
+        let mut held = Vec::new();
+        for _ in 0..2 {
+            held.push(
+                w.semaphore("jobs", 3)
+                    .ttl(Duration::from_secs(30))
+                    .acquire()
+                    .await
+                    .unwrap(),
+            );
+        }
+        held
+    });
+    // The third goes to a command that runs until the test lets it end (it blocks reading a FIFO).
+    let dir = tempfile::tempdir().unwrap();
+    let (started, fifo) = (dir.path().join("started"), dir.path().join("fifo"));
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let script = format!(
+        "echo $WARDEN_FENCING_TOKEN > {s}.tmp && mv {s}.tmp {s}; read x < {f}",
+        s = started.display(),
+        f = fifo.display()
+    );
+    let mut third = warden_bin()
+        .args(["run", "--permits", "3", "--wait", "5s", "--backend", &url, "jobs", "--"])
+        .args(["sh", "-c", &script])
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !started.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let fence: u64 = std::fs::read_to_string(&started).unwrap().trim().parse().unwrap();
+    assert!(
+        held.iter().all(|g| fence > g.fencing_token()),
+        "the third permit's fencing token is not the newest"
+    );
+    // A fourth: every permit is held.
+    let (c, err) = out(&[
+        "run",
+        "--permits",
+        "3",
+        "--wait",
+        "0",
+        "--backend",
+        &url,
+        "jobs",
+        "--",
+        "true",
+    ]);
+    assert_eq!(c, Some(75), "{err}");
+    assert!(err.contains("all 3 permits of `jobs` are held"), "{err}");
+    // Another permit count, or a lock, on a semaphore in use: exit 2 with what to ask instead.
+    let (c, err) = out(&[
+        "run",
+        "--permits",
+        "2",
+        "--wait",
+        "0",
+        "--backend",
+        &url,
+        "jobs",
+        "--",
+        "true",
+    ]);
+    assert_eq!(c, Some(2), "{err}");
+    assert!(
+        err.contains("semaphore with 3 permits") && err.contains("permits = 3"),
+        "{err}"
+    );
+    let (c, err) = out(&["run", "--wait", "0", "--backend", &url, "jobs", "--", "true"]);
+    assert_eq!(c, Some(2), "{err}");
+    let (c, err) = out(&["run", "--permits", "0", "--backend", &url, "jobs", "--", "true"]);
+    assert_eq!(c, Some(2), "{err}");
+    let (c, err) = out(&[
+        "run",
+        "--permits",
+        "2",
+        "--shared",
+        "--backend",
+        &url,
+        "jobs",
+        "--",
+        "true",
+    ]);
+    assert_eq!(c, Some(2), "{err}");
+    // The third ends; its permit is free again.
+    std::fs::write(&fifo, "go\n").unwrap();
+    assert_eq!(third.wait().unwrap().code(), Some(0));
+    let (c, err) = out(&[
+        "run",
+        "--permits",
+        "3",
+        "--wait",
+        "0",
+        "--backend",
+        &url,
+        "jobs",
+        "--",
+        "true",
+    ]);
+    assert_eq!(c, Some(0), "{err}");
+    rt.block_on(async {
+        for mut g in held {
+            g.release().await.unwrap();
+        }
+    });
+}
+
+#[test]
 fn lease_lost_terminates_the_command_and_everything_it_started() {
     let redis = RedisServer::start();
     let url = redis.url();

@@ -368,6 +368,60 @@ async fn type_shortcuts_and_compatibility() {
 }
 
 #[tokio::test]
+async fn semaphores_take_permits_and_refuse_what_does_not_match() {
+    let (s, _) = memory_server().await;
+    let c = client();
+    let (_, h) = get(&c, &s.url("/api/locks/health")).await;
+    assert_eq!(h["data"]["capabilities"]["semaphores"], true, "{h}");
+    let sem = |client: &str, permits: Value| json!({"resource": "encoder", "type": "semaphore", "permits": permits, "clientId": client, "waitTimeout": 0});
+    let mut fences = Vec::new();
+    for who in ["a", "b"] {
+        let (st, v) = post(&c, &s.url("/api/locks/acquire"), sem(who, json!(2))).await;
+        assert_eq!(st, 201, "{v}");
+        assert_eq!(v["data"]["type"], "semaphore");
+        fences.push(v["data"]["fencingToken"].as_u64().unwrap());
+    }
+    assert!(fences[1] > fences[0]);
+    let (st, v) = post(&c, &s.url("/api/locks/acquire"), sem("c", json!(2))).await;
+    assert_error(st, &v, 409, "lock_timeout");
+    let (st, v) = post(&c, &s.url("/api/locks/acquire"), sem("c", json!(3))).await;
+    let msg = assert_error(st, &v, 409, "conflict");
+    assert!(
+        msg.contains("semaphore with 2 permits") && msg.contains("permits = 2"),
+        "{msg}"
+    );
+    let (st, v) = post(
+        &c,
+        &s.url("/api/locks/exclusive"),
+        json!({"resource": "encoder", "clientId": "c", "waitTimeout": 0}),
+    )
+    .await;
+    assert!(
+        assert_error(st, &v, 409, "conflict").contains("in use as a semaphore"),
+        "{v}"
+    );
+    for (body, why) in [
+        (
+            json!({"resource": "encoder", "type": "semaphore", "clientId": "c"}),
+            "is required",
+        ),
+        (sem("c", json!(0)), "1..=1000"),
+        (sem("c", json!(1001)), "1..=1000"),
+        (
+            json!({"resource": "encoder", "permits": 2, "clientId": "c"}),
+            "only for type semaphore",
+        ),
+    ] {
+        let (st, v) = post(&c, &s.url("/api/locks/acquire"), body).await;
+        assert!(assert_error(st, &v, 400, "invalid_request").contains(why), "{v}");
+        assert_eq!(v["field"], "permits", "{v}");
+    }
+    let (_, q) = get(&c, &s.url("/api/locks/queue?resource=encoder")).await;
+    assert_eq!(q["data"]["holders"].as_array().map(Vec::len), Some(2), "{q}");
+    s.stop().await;
+}
+
+#[tokio::test]
 async fn waiting_is_fifo_and_visible_in_the_queue() {
     let (s, _) = memory_server().await;
     let c = client();
