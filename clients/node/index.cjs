@@ -33,6 +33,8 @@ class LockTimeoutError extends WardenError {}
 class NotOwnerError extends WardenError {}
 class LeaseLostError extends WardenError {}
 class RenewalCappedError extends WardenError {}
+/** The resource is in use in a way the acquire does not match (a semaphore with other permits, or a lock). */
+class ConflictError extends WardenError {}
 class TooManyWaitersError extends WardenError {}
 class RateLimitedError extends WardenError {}
 class BackendUnavailableError extends WardenError {}
@@ -51,6 +53,7 @@ const BY_CODE = {
   not_owner: NotOwnerError,
   lease_lost: LeaseLostError,
   renewal_capped: RenewalCappedError,
+  conflict: ConflictError,
   too_many_waiters: TooManyWaitersError,
   rate_limited: RateLimitedError,
   backend_unavailable: BackendUnavailableError,
@@ -131,8 +134,16 @@ class Warden {
   async acquire(resource, opts = {}) {
     const ttl = positive('ttl', opts.ttl ?? 30000, 10, 86400000);
     let left = opts.wait === Infinity ? Infinity : positive('wait', opts.wait ?? 5000, 0, Number.MAX_SAFE_INTEGER);
-    const mode = MODES[opts.mode || 'exclusive'];
+    let mode = MODES[opts.mode || 'exclusive'];
     if (!mode) throw new InvalidRequestError(`mode must be exclusive, shared, read or write, got ${opts.mode}`, 'invalid_request', 0);
+    if (opts.permits !== undefined) {
+      // One of N permits of a semaphore.
+      if (opts.mode !== undefined) throw new InvalidRequestError('permits and mode do not go together: a semaphore has no mode', 'invalid_request', 0);
+      if (!Number.isInteger(opts.permits) || opts.permits < 1 || opts.permits > 1000) {
+        throw new InvalidRequestError(`permits must be a whole number from 1 to 1000, got ${opts.permits}`, 'invalid_request', 0);
+      }
+      mode = { type: 'semaphore', permits: opts.permits };
+    }
     for (;;) {
       const wait = Math.min(left, MAX_WAIT);
       const body = { resource, ...mode, ttl, waitTimeout: wait, clientId: opts.clientId || this.clientId };
@@ -350,5 +361,5 @@ module.exports = {
   Warden, Lease, Election, ENDPOINTS, ERROR_CLASSES: BY_CODE,
   WardenError, InvalidRequestError, UnauthorizedError, ForbiddenError, NotFoundError, RequestTimeoutError,
   LockTimeoutError, NotOwnerError, LeaseLostError, RenewalCappedError, TooManyWaitersError, RateLimitedError,
-  BackendUnavailableError, ShuttingDownError, InternalError, UnreachableError,
+  BackendUnavailableError, ShuttingDownError, InternalError, UnreachableError, ConflictError,
 };

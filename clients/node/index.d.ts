@@ -21,6 +21,8 @@ export interface AcquireOptions {
   /** How long to wait in the FIFO queue, ms (0: try once; Infinity: until granted; default 5000). */
   wait?: number;
   mode?: Mode;
+  /** Take one of this many permits of a semaphore (1..=1000) instead of a lock; every user of the resource passes the same number. */
+  permits?: number;
   clientId?: string;
   /** Refuse renewals after this many. */
   maxRenewals?: number;
@@ -128,6 +130,8 @@ export class LockTimeoutError extends WardenError {}
 export class NotOwnerError extends WardenError {}
 export class LeaseLostError extends WardenError {}
 export class RenewalCappedError extends WardenError {}
+/** 409 `conflict`: the resource is in use as a semaphore with other permits, or as a lock. */
+export class ConflictError extends WardenError {}
 export class TooManyWaitersError extends WardenError {}
 export class RateLimitedError extends WardenError {
   /** Seconds the server asked to wait (Retry-After). */

@@ -5,6 +5,6 @@ export const {
   Warden, Lease, Election, ENDPOINTS, ERROR_CLASSES,
   WardenError, InvalidRequestError, UnauthorizedError, ForbiddenError, NotFoundError, RequestTimeoutError,
   LockTimeoutError, NotOwnerError, LeaseLostError, RenewalCappedError, TooManyWaitersError, RateLimitedError,
-  BackendUnavailableError, ShuttingDownError, InternalError, UnreachableError,
+  BackendUnavailableError, ShuttingDownError, InternalError, UnreachableError, ConflictError,
 } = cjs;
 export default cjs;

@@ -84,6 +84,15 @@ test('every API error is a typed error carrying its code', async () => {
   const capped = await client.acquire('capped', { ttl: 30000, maxRenewals: 0 });
   await expectCode(capped.renew(), w.RenewalCappedError, 'renewal_capped');
   await capped.release();
+  // A semaphore: two of two permits, then a third waits; other permits, or a lock, on it conflict.
+  const permits = [await client.acquire('pool', { permits: 2 }), await client.acquire('pool', { permits: 2 })];
+  assert.equal(permits[0].type, 'semaphore');
+  assert.ok(permits[1].fencingToken > permits[0].fencingToken);
+  await expectCode(client.acquire('pool', { permits: 2, wait: 0 }), w.LockTimeoutError, 'lock_timeout');
+  await expectCode(client.acquire('pool', { permits: 3, wait: 0 }), w.ConflictError, 'conflict');
+  await expectCode(client.acquire('pool', { wait: 0 }), w.ConflictError, 'conflict');
+  await expectCode(client.acquire('pool', { permits: 0 }), w.InvalidRequestError, 'invalid_request');
+  for (const p of permits) await p.release();
   const short = await client.acquire('short', { ttl: 20 });
   await sleep(60);
   await assert.rejects(short.renew(), (e) => e instanceof w.LeaseLostError || e instanceof w.NotFoundError);

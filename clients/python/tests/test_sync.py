@@ -92,6 +92,15 @@ def test_every_api_error_is_a_typed_error_with_its_code(serve, server):
     capped = c.acquire("capped", ttl=30, max_renewals=0)
     raises(w.RenewalCappedError, "renewal_capped", capped.renew)
     capped.release()
+    # A semaphore: two of two permits, then a third waits; other permits, or a lock, on it conflict.
+    pool = [c.acquire("pool", permits=2), c.acquire("pool", permits=2)]
+    assert pool[0].info.type == "semaphore" and pool[1].fencing_token > pool[0].fencing_token
+    raises(w.LockTimeoutError, "lock_timeout", c.acquire, "pool", permits=2, wait=0)
+    raises(w.ConflictError, "conflict", c.acquire, "pool", permits=3, wait=0)
+    raises(w.ConflictError, "conflict", c.acquire, "pool", wait=0)
+    raises(w.InvalidRequestError, "invalid_request", c.acquire, "pool", permits=0)
+    for p in pool:
+        p.release()
     raises(w.UnreachableError, "unreachable", w.Client("http://127.0.0.1:1").stats)
 
     app, entry = keygen("app", "client", ["a:*"])

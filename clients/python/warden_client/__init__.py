@@ -12,6 +12,7 @@ from .aio import AsyncClient, AsyncElection, AsyncLease
 from .client import Client, Election, Lease
 from .errors import (
     BackendUnavailableError,
+    ConflictError,
     ForbiddenError,
     InternalError,
     InvalidRequestError,
@@ -48,6 +49,7 @@ __all__ = [
     "NotOwnerError",
     "RateLimitedError",
     "RenewalCappedError",
+    "ConflictError",
     "RequestTimeoutError",
     "ShuttingDownError",
     "TooManyWaitersError",

@@ -49,12 +49,21 @@ def acquire_body(
     client_id: str,
     max_renewals: int | None,
     max_hold: float | None,
+    permits: int | None = None,
 ) -> dict[str, Any]:
     if mode not in MODES:
         raise InvalidRequestError(f"mode must be exclusive, shared, read or write, got {mode!r}", "invalid_request")
+    kind: dict[str, Any] = MODES[mode]
+    if permits is not None:
+        # One of ``permits`` permits of a semaphore.
+        if mode != "exclusive":
+            raise InvalidRequestError("permits and mode do not go together: a semaphore has no mode", "invalid_request")
+        if not isinstance(permits, int) or isinstance(permits, bool) or not 1 <= permits <= 1000:
+            raise InvalidRequestError(f"permits must be a whole number from 1 to 1000, got {permits!r}", "invalid_request")
+        kind = {"type": "semaphore", "permits": permits}
     body: dict[str, Any] = {
         "resource": resource,
-        **MODES[mode],
+        **kind,
         "ttl": ms("ttl", ttl, 10, 86_400_000),
         "waitTimeout": ms("wait", min(wait, MAX_WAIT), 0, 600_000),
         "clientId": client_id,

@@ -53,11 +53,12 @@ class AsyncClient:
         client_id: str | None = None,
         max_renewals: int | None = None,
         max_hold: float | None = None,
+        permits: int | None = None,
     ) -> AsyncLease:
         who = client_id or self.client_id
         left = wait
         while True:
-            body = acquire_body(resource, ttl, left, mode, who, max_renewals, max_hold)
+            body = acquire_body(resource, ttl, left, mode, who, max_renewals, max_hold, permits)
             sent = now()
             try:
                 data = (await self._call("POST", "/api/locks/acquire", body, body["waitTimeout"] / 1000))["data"]

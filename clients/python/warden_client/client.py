@@ -44,13 +44,15 @@ class Client:
         client_id: str | None = None,
         max_renewals: int | None = None,
         max_hold: float | None = None,
+        permits: int | None = None,
     ) -> Lease:
         """Acquires, waiting up to ``wait`` seconds in the FIFO queue (0: try once; ``float('inf')``: until granted).
-        Nothing renews the lease: use it as a context manager, or call ``start_renewing()``."""
+        Nothing renews the lease: use it as a context manager, or call ``start_renewing()``. ``permits=N`` takes one
+        of N permits of a semaphore instead of a lock (every user of the resource passes the same N)."""
         who = client_id or self.client_id
         left = wait
         while True:
-            body = acquire_body(resource, ttl, left, mode, who, max_renewals, max_hold)
+            body = acquire_body(resource, ttl, left, mode, who, max_renewals, max_hold, permits)
             sent = now()
             try:
                 data = self._t.call("POST", "/api/locks/acquire", body, wait=body["waitTimeout"] / 1000)["data"]

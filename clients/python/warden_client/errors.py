@@ -49,6 +49,10 @@ class RenewalCappedError(WardenError):
     """The lease reached its renewal or hold cap."""
 
 
+class ConflictError(WardenError):
+    """The resource is in use in a way the acquire does not match: a semaphore with other permits, or a lock."""
+
+
 class TooManyWaitersError(WardenError):
     """The server parks no more waiters for this resource (or at all)."""
 
@@ -85,6 +89,7 @@ BY_CODE: dict[str, type[WardenError]] = {
     "not_owner": NotOwnerError,
     "lease_lost": LeaseLostError,
     "renewal_capped": RenewalCappedError,
+    "conflict": ConflictError,
     "too_many_waiters": TooManyWaitersError,
     "rate_limited": RateLimitedError,
     "backend_unavailable": BackendUnavailableError,
