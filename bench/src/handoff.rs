@@ -71,5 +71,7 @@ pub(crate) async fn handoff(cfg: &Config, warden: Warden) -> anyhow::Result<Repo
         acq_max_us: hist.max(),
         failed,
         fifo_violations: 0,
+        permits: None,
+        max_holders: None,
     })
 }

@@ -38,6 +38,9 @@ struct Args {
     /// first (the in-flight time of a first attempt).
     #[arg(long, default_value = "1ms", value_parser = warden_bench::parse_duration)]
     fifo_slack: std::time::Duration,
+    /// Take one of N permits of a semaphore per resource instead of a lock (uniform and hot).
+    #[arg(long)]
+    permits: Option<u32>,
     /// Print one JSON line instead of text.
     #[arg(long)]
     json: bool,
@@ -94,6 +97,7 @@ async fn main() -> anyhow::Result<()> {
         duration: a.duration,
         ttl: a.ttl,
         fifo_slack: a.fifo_slack,
+        permits: a.permits,
     };
     let ceiling = match &a.ceiling {
         Some(hp) => {
@@ -123,6 +127,9 @@ async fn main() -> anyhow::Result<()> {
             report.failed,
             report.fifo_violations
         );
+        if let (Some(n), Some(most)) = (report.permits, report.max_holders) {
+            out!("         semaphore of {n} permits per resource: at most {most} holders seen at once");
+        }
     }
     if a.floor {
         let floor = if a.backend.starts_with("postgres") {

@@ -154,6 +154,8 @@ where
         acq_max_us: hist.max(),
         failed: failed.load(Ordering::Relaxed),
         fifo_violations: 0,
+        permits: None,
+        max_holders: None,
     })
 }
 

@@ -26,6 +26,9 @@ pub struct BenchArgs {
     /// Lease TTL.
     #[arg(long, default_value = "10s", value_parser = duration)]
     pub ttl: Duration,
+    /// Take one of N permits of a semaphore per resource instead of a lock (uniform and hot).
+    #[arg(long, value_name = "N")]
+    pub permits: Option<u32>,
     /// Print exactly one JSON line.
     #[arg(long)]
     pub json: bool,
@@ -45,6 +48,7 @@ pub async fn bench(a: BenchArgs) -> CliResult<u8> {
         duration: a.duration,
         ttl: a.ttl,
         fifo_slack: std::time::Duration::from_millis(1),
+        permits: a.permits,
     };
     let report = warden_bench::run_with_progress(&cfg, std::io::stderr().is_terminal() && !a.json)
         .await
@@ -54,7 +58,8 @@ pub async fn bench(a: BenchArgs) -> CliResult<u8> {
             "peer": "warden", "workers": report.workers, "keys": report.keys,
             "cycles_per_s": report.cycles_per_s, "acq_p50_us": report.acq_p50_us,
             "acq_p99_us": report.acq_p99_us, "acq_max_us": report.acq_max_us, "failed": report.failed,
-            "fifo_violations": report.fifo_violations,
+            "fifo_violations": report.fifo_violations, "permits": report.permits,
+            "max_holders": report.max_holders,
         });
         println!("{line}");
     } else {
@@ -71,6 +76,9 @@ pub async fn bench(a: BenchArgs) -> CliResult<u8> {
             report.failed,
             report.fifo_violations
         );
+        if let (Some(n), Some(most)) = (report.permits, report.max_holders) {
+            println!("a semaphore of {n} permits per resource: at most {most} holders seen at once");
+        }
     }
     Ok(0)
 }

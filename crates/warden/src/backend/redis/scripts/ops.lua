@@ -160,6 +160,12 @@ local function acquire(i)
     end
     return acquire_slow(i, tag, L, F, Q, b .. 'w' .. L, exp, exps, excl, nil, false)
   end
+  -- Fast path of a semaphore: an idle resource (no holder, nobody queued) takes its first permit.
+  if not fence_t and not excl and is_sem(kind) and redis.call('EXISTS', L, Q) == 0 then
+    redis.call('ZADD', L, exps, tok)
+    redis.call('PEXPIREAT', L, exps)
+    return tonumber(record_grant(F, tok, kind, client, ttls, exps, false, ARGV[i + 6], ARGV[i + 7], resource))
+  end
   return acquire_slow(i, tag, L, F, Q, b .. 'w' .. L, exp, exps, excl, fence_t, true)
 end
 
