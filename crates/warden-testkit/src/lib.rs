@@ -11,6 +11,7 @@ pub mod etcd_harness;
 pub mod etcd_server;
 pub mod harness;
 pub mod mariadb_server;
+pub mod mix;
 pub mod monitor;
 pub mod mysql_harness;
 pub mod postgres_harness;

@@ -1,0 +1,223 @@
+//! The randomized checker: many clients take random holds (exclusive, shared, read, write, semaphore permits)
+//! on a few resources for a given number of operations, and the recorded history is checked afterwards: no two
+//! incompatible holds overlap, no semaphore has more holders than permits, no fencing token repeats on a
+//! resource, and every acquire is granted within its wait (a deadlock or a starved waiter would time out).
+
+use crate::harness::Harness;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::time::Instant;
+use warden::LockKind;
+
+/// What a recorded hold was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Held {
+    /// Excludes every other holder.
+    Exclusive,
+    /// Coexists with other shared holders.
+    Shared,
+    /// One of this many permits.
+    Permit(u32),
+}
+
+/// One observed hold: [grant seen, min(release sent, validity deadline)], so it lies inside the real lease.
+#[derive(Debug, Clone, Copy)]
+pub struct MixedHold {
+    /// Index of the resource.
+    pub resource: usize,
+    /// When the grant was seen.
+    pub start: Instant,
+    /// When the release was sent, or the validity ended, whichever came first.
+    pub end: Instant,
+    /// The fencing token.
+    pub fence: u64,
+    /// What was held.
+    pub held: Held,
+}
+
+/// What a checked run did.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MixSummary {
+    /// Acquire + release pairs completed.
+    pub cycles: usize,
+    /// Operations (acquires and releases).
+    pub operations: usize,
+    /// The most holders one semaphore had at once, as observed.
+    pub most_permits_in_use: usize,
+    /// The most shared holders one lock had at once, as observed.
+    pub most_readers: usize,
+}
+
+/// Checks a history of holds: per resource, at every instant, either one exclusive holder alone, or any number
+/// of shared ones, or at most `permits` semaphore holders; no fencing token given twice on one resource.
+pub fn check_mixed(holds: &[MixedHold]) -> Result<MixSummary, String> {
+    let resources = holds.iter().map(|h| h.resource + 1).max().unwrap_or(0);
+    let mut summary = MixSummary {
+        cycles: holds.len(),
+        operations: holds.len() * 2,
+        ..MixSummary::default()
+    };
+    for r in 0..resources {
+        let mine: Vec<&MixedHold> = holds.iter().filter(|h| h.resource == r).collect();
+        let mut fences: Vec<u64> = mine.iter().map(|h| h.fence).collect();
+        fences.sort_unstable();
+        if let Some(w) = fences.windows(2).find(|w| w[0] == w[1]) {
+            return Err(format!("resource {r}: fencing token {} handed out twice", w[0]));
+        }
+        // Sweep: ends before starts at the same instant (a hold that ended as another began does not overlap).
+        let mut events: Vec<(Instant, bool, &MixedHold)> = Vec::new();
+        for h in &mine {
+            if h.end > h.start {
+                events.push((h.start, true, h));
+                events.push((h.end, false, h));
+            }
+        }
+        events.sort_by_key(|(t, start, _)| (*t, *start));
+        let (mut excl, mut shared, mut permits) = (0usize, 0usize, 0usize);
+        for (_, start, h) in events {
+            let delta = |n: &mut usize| {
+                if start {
+                    *n += 1
+                } else {
+                    *n -= 1
+                }
+            };
+            match h.held {
+                Held::Exclusive => delta(&mut excl),
+                Held::Shared => delta(&mut shared),
+                Held::Permit(_) => delta(&mut permits),
+            }
+            if !start {
+                continue;
+            }
+            let kinds = [excl, shared, permits].iter().filter(|n| **n > 0).count();
+            if excl > 1 || kinds > 1 {
+                return Err(format!(
+                    "resource {r}: incompatible holds overlap at {h:?}: {excl} exclusive, {shared} shared, {permits} \
+                     permits"
+                ));
+            }
+            if let Held::Permit(n) = h.held {
+                if permits > n as usize {
+                    return Err(format!(
+                        "resource {r}: {permits} holders of a {n}-permit semaphore at {h:?}"
+                    ));
+                }
+            }
+            summary.most_permits_in_use = summary.most_permits_in_use.max(permits);
+            summary.most_readers = summary.most_readers.max(shared);
+        }
+    }
+    Ok(summary)
+}
+
+/// A small deterministic generator (xorshift64*): the same seed gives the same choices.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n
+    }
+}
+
+/// Runs `cycles` random acquire + release pairs from `tasks` clients over `resources` resources and checks the
+/// history (see the module). Resources with an even index are locks (exclusive, shared, read or write at
+/// random), odd ones semaphores of 2 or 3 permits. Panics with what broke.
+pub async fn random_mix(h: &dyn Harness, tasks: usize, resources: usize, cycles: usize, seed: u64) -> MixSummary {
+    let semaphores = h.client().await.capabilities().semaphores;
+    let log = Arc::new(Mutex::new(Vec::with_capacity(cycles)));
+    let per_task = cycles.div_ceil(tasks);
+    let mut joins = Vec::new();
+    for t in 0..tasks {
+        let w = h.client().await.with_client_id(format!("mix-{t}")).expect("client id");
+        let log = log.clone();
+        let mut rng = Rng((seed ^ (t as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)) | 1);
+        joins.push(tokio::spawn(async move {
+            let mut mine = Vec::with_capacity(per_task);
+            for _ in 0..per_task {
+                let resource = rng.below(resources as u64) as usize;
+                let name = format!("mix:{resource}");
+                let (builder, held) = if resource % 2 == 1 && semaphores {
+                    let n = 2 + (resource / 2 % 2) as u32;
+                    (w.semaphore(name, n), Held::Permit(n))
+                } else {
+                    match rng.below(4) {
+                        0 => (w.lock(name).exclusive(), Held::Exclusive),
+                        1 => (w.lock(name).kind(LockKind::Write), Held::Exclusive),
+                        2 => (w.lock(name).shared(), Held::Shared),
+                        _ => (w.lock(name).kind(LockKind::Read), Held::Shared),
+                    }
+                };
+                let mut g = builder
+                    .ttl(Duration::from_secs(10))
+                    .wait(Duration::from_secs(30))
+                    .acquire()
+                    .await
+                    .unwrap_or_else(|e| panic!("acquire on resource {resource} ({held:?}) failed: {e}"));
+                let start = Instant::now();
+                for _ in 0..rng.below(3) {
+                    tokio::task::yield_now().await;
+                }
+                let end = Instant::now().min(g.valid_until());
+                mine.push(MixedHold {
+                    resource,
+                    start,
+                    end,
+                    fence: g.fencing_token(),
+                    held,
+                });
+                g.release().await.expect("release");
+            }
+            log.lock().expect("log").extend(mine);
+        }));
+    }
+    for j in joins {
+        j.await.expect("task");
+    }
+    let holds = log.lock().expect("log").clone();
+    match check_mixed(&holds) {
+        Ok(s) => s,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hold(start: u64, end: u64, fence: u64, held: Held) -> MixedHold {
+        let t0 = Instant::now();
+        MixedHold {
+            resource: 0,
+            start: t0 + Duration::from_millis(start),
+            end: t0 + Duration::from_millis(end),
+            fence,
+            held,
+        }
+    }
+
+    #[test]
+    fn the_checker_catches_what_it_must() {
+        let ok = [
+            hold(0, 10, 1, Held::Permit(2)),
+            hold(1, 10, 2, Held::Permit(2)),
+            hold(10, 20, 3, Held::Permit(2)),
+        ];
+        assert_eq!(check_mixed(&ok).map(|s| s.most_permits_in_use), Ok(2));
+        let over = [
+            hold(0, 10, 1, Held::Permit(2)),
+            hold(1, 10, 2, Held::Permit(2)),
+            hold(2, 10, 3, Held::Permit(2)),
+        ];
+        assert!(check_mixed(&over).unwrap_err().contains("3 holders of a 2-permit"));
+        let mixed = [hold(0, 10, 1, Held::Shared), hold(5, 15, 2, Held::Exclusive)];
+        assert!(check_mixed(&mixed).unwrap_err().contains("incompatible"));
+        let twice = [hold(0, 10, 7, Held::Exclusive), hold(10, 20, 7, Held::Exclusive)];
+        assert!(check_mixed(&twice).unwrap_err().contains("twice"));
+        let readers = [hold(0, 10, 1, Held::Shared), hold(5, 15, 2, Held::Shared)];
+        assert_eq!(check_mixed(&readers).map(|s| s.most_readers), Ok(2));
+    }
+}
