@@ -141,6 +141,25 @@ impl AcquireRequest {
     }
 }
 
+/// The kind as backends store it: its name, and for a semaphore its permits (`semaphore:3`), so that every
+/// holder's and waiter's record says how many permits the resource has.
+pub(crate) fn stored_kind(req: &AcquireRequest) -> String {
+    match req.kind {
+        LockKind::Semaphore => format!("semaphore:{}", req.permits),
+        k => k.as_str().into(),
+    }
+}
+
+/// Parses a stored kind (see [`stored_kind`]).
+pub(crate) fn parse_kind(s: &str) -> Option<LockKind> {
+    LockKind::parse(s.split_once(':').map_or(s, |(k, _)| k))
+}
+
+/// The permits of a stored usage (`semaphore:3` → 3; `lock` or a lock's kind → 0).
+pub(crate) fn stored_permits(s: &str) -> u32 {
+    s.strip_prefix("semaphore:").and_then(|n| n.parse().ok()).unwrap_or(0)
+}
+
 /// What a backend answers to one acquire attempt.
 #[derive(Debug, Clone)]
 #[non_exhaustive]

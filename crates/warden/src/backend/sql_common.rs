@@ -32,7 +32,7 @@ pub(crate) struct Reply {
 }
 
 impl Reply {
-    /// An acquire attempt's answer: 'granted', 'queued' or 'full'. `unexpected` names a reply that is none.
+    /// An acquire attempt's answer: 'granted', 'queued', 'full' or 'conflict' (kind: the resource's usage). `unexpected` names a reply that is none.
     pub(crate) fn attempt(&self, req: &AcquireRequest, unexpected: impl Fn(&str) -> Error) -> Result<Attempt> {
         let missing = || unexpected("a grant without its times");
         match self.status.as_str() {
@@ -51,6 +51,11 @@ impl Reply {
                 // dated before it.
                 backend_now: self.now_us.map(|us| at(us - us.rem_euclid(1000))),
             }),
+            "conflict" => Err(Error::permits_conflict(
+                &req.resource,
+                crate::types::stored_permits(self.kind.as_deref().unwrap_or("lock")),
+                req.permits,
+            )),
             "full" => Err(Error::LimitExceeded {
                 what: format!(
                     "{MAX_WAITERS_PER_RESOURCE} waiters already queued on `{}`",
@@ -187,7 +192,7 @@ pub(crate) fn lease(
 
 /// Parses a kind stored by a SQL backend.
 pub(crate) fn kind(s: &str) -> Result<LockKind> {
-    LockKind::parse(s).ok_or_else(|| Error::Protocol(format!("unknown lock kind `{s}` in the leases table")))
+    crate::types::parse_kind(s).ok_or_else(|| Error::Protocol(format!("unknown lock kind `{s}` in the leases table")))
 }
 
 /// The error for a release or renewal a SQL backend refused with `status`; `None` for a status that is no

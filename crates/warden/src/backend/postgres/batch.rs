@@ -130,14 +130,21 @@ async fn call(db: &Db, jobs: &[Job]) -> Result<Vec<Option<Reply>>> {
     order.sort_by_key(|&i| keys[i]);
     // The same bits as PostgreSQL's signed integer.
     let hash: Vec<i32> = order.iter().map(|&i| keys[i] as i32).collect();
-    for &i in &order {
+    let kinds: Vec<Option<String>> = order
+        .iter()
+        .map(|&i| match &jobs[i].op {
+            Op::Acquire { req, .. } => Some(crate::types::stored_kind(req)),
+            _ => None,
+        })
+        .collect();
+    for (at, &i) in order.iter().enumerate() {
         let j = &jobs[i];
         match &j.op {
             Op::Acquire { req, waiter: w } => {
                 op.push("acquire");
                 resource.push(Some(req.resource.as_str()));
                 lock_id.push(Some(req.lock_id.as_str()));
-                kind.push(Some(req.kind.as_str()));
+                kind.push(kinds[at].as_deref());
                 ttl.push(Some(millis(req.ttl)));
                 client.push(Some(req.client_id.as_str()));
                 waiter.push(w.as_deref());

@@ -101,7 +101,7 @@ impl Backend for PostgresBackend {
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             shared: true,
-            semaphores: false,
+            semaphores: true,
             fifo: FifoGuarantee::Strict,
             notifications: true,
             fencing: true,

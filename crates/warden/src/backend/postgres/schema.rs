@@ -5,13 +5,16 @@
 use super::*;
 
 /// The schema's steps; step `i` brings the schema to version `i + 1`. `{p}` stands for the table prefix.
-const STEPS: &[&str] = &[concat!(
-    include_str!("sql/v1/tables.sql"),
-    include_str!("sql/v1/queue.sql"),
-    include_str!("sql/v1/acquire.sql"),
-    include_str!("sql/v1/release.sql"),
-    include_str!("sql/v1/batch.sql"),
-)];
+const STEPS: &[&str] = &[
+    concat!(
+        include_str!("sql/v1/tables.sql"),
+        include_str!("sql/v1/queue.sql"),
+        include_str!("sql/v1/acquire.sql"),
+        include_str!("sql/v1/release.sql"),
+        include_str!("sql/v1/batch.sql"),
+    ),
+    include_str!("sql/v2/semaphores.sql"),
+];
 
 /// The schema version this build writes and reads.
 pub const SCHEMA_VERSION: i32 = STEPS.len() as i32;

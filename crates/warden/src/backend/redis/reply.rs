@@ -1,7 +1,7 @@
 //! Reading script replies: integers, strings and lease records out of redis-rs `Value`s.
 
 use crate::error::Error;
-use crate::types::{AcquireRequest, LeaseInfo, LockKind};
+use crate::types::LeaseInfo;
 use redis::Value;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -50,24 +50,7 @@ pub(crate) fn bad(what: &str, v: &Value) -> Error {
     Error::Protocol(format!("unexpected reply to {what}: {v:?}"))
 }
 
-/// The kind as the scripts store it: its name, and for a semaphore its permits (`semaphore:3`), so that every
-/// holder's record and waiter's entry says how many permits the resource has.
-pub(crate) fn stored_kind(req: &AcquireRequest) -> String {
-    match req.kind {
-        LockKind::Semaphore => format!("semaphore:{}", req.permits),
-        k => k.as_str().into(),
-    }
-}
-
-/// Parses a stored kind (see [`stored_kind`]).
-pub(crate) fn parse_kind(s: &str) -> Option<LockKind> {
-    LockKind::parse(s.split_once(':').map_or(s, |(k, _)| k))
-}
-
-/// The permits of a stored kind's usage (`semaphore:3` → 3; a lock → 0).
-pub(crate) fn stored_permits(s: &str) -> u32 {
-    s.strip_prefix("semaphore:").and_then(|n| n.parse().ok()).unwrap_or(0)
-}
+pub(crate) use crate::types::{parse_kind, stored_kind, stored_permits};
 
 /// Parses a lease record written by `record()` in `scripts/lib.lua`.
 pub(crate) fn parse_record(token: String, rec: &str, held: bool) -> Option<LeaseInfo> {
