@@ -33,3 +33,17 @@ async fn postgres_two_thousand_cycles() {
     assert!(s.operations >= 4_000, "{s:?}");
     assert!(s.most_permits_in_use >= 2, "no semaphore ever had two holders: {s:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mariadb_two_thousand_cycles() {
+    let s = random_mix(
+        &warden_testkit::mysql_harness::MysqlHarness::new(),
+        16,
+        8,
+        2_000,
+        0xcafe,
+    )
+    .await;
+    assert!(s.operations >= 4_000, "{s:?}");
+    assert!(s.most_permits_in_use >= 2, "no semaphore ever had two holders: {s:?}");
+}

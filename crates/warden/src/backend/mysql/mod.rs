@@ -111,7 +111,7 @@ impl Backend for MysqlBackend {
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             shared: true,
-            semaphores: false,
+            semaphores: true,
             fifo: FifoGuarantee::Strict,
             notifications: true,
             fencing: true,
@@ -135,7 +135,7 @@ impl Backend for MysqlBackend {
             req.resource.as_str().into(),
             resource_hash(&req.resource).into(),
             req.lock_id.as_str().into(),
-            req.kind.as_str().into(),
+            crate::types::stored_kind(req).into(),
             millis(req.ttl).into(),
             req.client_id.as_str().into(),
             opt(waiter_id),

@@ -5,11 +5,13 @@
 
 -- One acquire attempt. 'granted': fence, now_us, expires_us (remaining_us when the lease was found granted by an
 -- earlier attempt). 'queued': retry_us, when the blocking lease ends (null if unknown); the waiter, if any, is
--- queued (or its waiter lease refreshed and its bell updated). 'full': the queue is full.
+-- queued (or its waiter lease refreshed and its bell updated). 'full': the queue is full. 'conflict': the
+-- resource is in use as something else (kind: 'semaphore:N', or 'lock'). A semaphore's kind carries its permits
+-- ('semaphore:3'); its leases live in {p}leases as shared ones do, and the resource's row keeps its permits.
 DROP PROCEDURE IF EXISTS {p}acquire
 $$
 CREATE PROCEDURE {p}acquire(
-    IN p_resource VARBINARY(512), IN p_hash INT UNSIGNED, IN p_lock_id VARBINARY(64), IN p_kind VARCHAR(9), IN p_ttl_ms BIGINT,
+    IN p_resource VARBINARY(512), IN p_hash INT UNSIGNED, IN p_lock_id VARBINARY(64), IN p_kind VARCHAR(16), IN p_ttl_ms BIGINT,
     IN p_client VARBINARY(256), IN p_waiter VARBINARY(64), IN p_waiter_lease_ms BIGINT, IN p_max_renewals INT,
     IN p_max_hold_ms BIGINT, IN p_max_waiters INT, IN p_own BIGINT
 )
@@ -23,7 +25,10 @@ proc: BEGIN
     DECLARE v_seq BIGINT DEFAULT 0;
     DECLARE w_seq, w_deadline BIGINT;
     DECLARE w_id VARBINARY(64);
-    DECLARE w_kind VARCHAR(9);
+    DECLARE w_kind VARCHAR(16);
+    DECLARE v_permits INT DEFAULT IF(p_kind LIKE 'semaphore:%', CAST(SUBSTRING(p_kind, 11) AS UNSIGNED), 0);
+    DECLARE v_use, v_live INT;
+    DECLARE v_ahead INT DEFAULT 0;
     DECLARE v_told, v_bells MEDIUMTEXT CHARACTER SET ascii;
     DECLARE CONTINUE HANDLER FOR NOT FOUND BEGIN END;
     DECLARE EXIT HANDLER FOR SQLEXCEPTION BEGIN ROLLBACK; RESIGNAL; END;
@@ -36,7 +41,8 @@ proc: BEGIN
                 fence = LAST_INSERT_ID(GREATEST(fence + 1, v_now)), holder_fence = fence, holder = p_lock_id,
                 holder_kind = p_kind, holder_client = p_client, holder_acquired = v_now,
                 excl_until = v_now + p_ttl_ms * 1000, holder_ttl_ms = p_ttl_ms, holder_renewals = 0,
-                holder_max_renewals = p_max_renewals, holder_max_hold_ms = p_max_hold_ms, grants = grants + 1
+                holder_max_renewals = p_max_renewals, holder_max_hold_ms = p_max_hold_ms, grants = grants + 1,
+                permits = 0
             WHERE resource = p_resource AND excl_until <= v_now AND shared_until <= v_now AND queued = 0;
         IF ROW_COUNT() > 0 THEN
             SELECT 'granted', p_resource, NULL, NULL, LAST_INSERT_ID(), v_now, v_now + p_ttl_ms * 1000, NULL, NULL,
@@ -45,14 +51,14 @@ proc: BEGIN
         END IF;
     END IF;
     START TRANSACTION;
-    SELECT fence, holder, excl_until, shared_until, queued
-        INTO v_fence, v_holder, v_excl_until, v_shared_until, v_queued
+    SELECT fence, holder, excl_until, shared_until, queued, permits
+        INTO v_fence, v_holder, v_excl_until, v_shared_until, v_queued, v_use
         FROM {p}resources WHERE resource = p_resource FOR UPDATE;
     IF v_fence IS NULL THEN
         INSERT INTO {p}resources (resource, key_hash) VALUES (p_resource, p_hash)
             ON DUPLICATE KEY UPDATE fence = fence;
-        SELECT fence, holder, excl_until, shared_until, queued
-            INTO v_fence, v_holder, v_excl_until, v_shared_until, v_queued
+        SELECT fence, holder, excl_until, shared_until, queued, permits
+            INTO v_fence, v_holder, v_excl_until, v_shared_until, v_queued, v_use
             FROM {p}resources WHERE resource = p_resource FOR UPDATE;
     END IF;
     SET v_now = CAST(UNIX_TIMESTAMP(SYSDATE(6)) * 1000000 AS SIGNED);
@@ -75,12 +81,27 @@ proc: BEGIN
             IF w_id = p_waiter THEN
                 LEAVE scan;
             END IF;
+            IF v_permits > 0 THEN
+                SET v_ahead = v_ahead + 1;
+                IF v_ahead >= v_permits THEN
+                    LEAVE scan;
+                END IF;
+                ITERATE scan;
+            END IF;
             IF v_excl OR w_kind IN ('exclusive', 'write') THEN
                 SET v_allowed = FALSE;
                 LEAVE scan;
             END IF;
         END LOOP;
         SET v_queued = v_queued - v_gone;
+    END IF;
+    -- A semaphore and a lock never share a name, nor two semaphores with different permits.
+    IF (v_excl_until > v_now OR v_shared_until > v_now OR v_queued > 0) AND v_use <> v_permits THEN
+        UPDATE {p}resources SET queued = v_queued WHERE resource = p_resource AND queued <> v_queued;
+        COMMIT;
+        SELECT 'conflict', p_resource, IF(v_use > 0, CONCAT('semaphore:', v_use), 'lock'), NULL, NULL, v_now, NULL,
+               NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL;
+        LEAVE proc;
     END IF;
     -- A retried attempt whose grant was made (by it, or by a release that handed it over) but not seen.
     IF v_holder = p_lock_id AND v_excl_until > v_now THEN
@@ -100,6 +121,11 @@ proc: BEGIN
                NULL, NULL, NULL, NULL;
         LEAVE proc;
     END IF;
+    IF v_permits > 0 AND v_allowed THEN
+        -- Granted while fewer live waiters are ahead than permits are free.
+        SELECT COUNT(*) INTO v_live FROM {p}leases WHERE resource = p_resource AND expires_us > v_now;
+        SET v_allowed = v_live + v_ahead < v_permits;
+    END IF;
     IF v_allowed AND v_excl_until <= v_now AND (NOT v_excl OR v_shared_until <= v_now) THEN
         SET v_fence = GREATEST(v_fence + 1, v_now), v_expires = v_now + p_ttl_ms * 1000;
         IF p_waiter IS NOT NULL AND v_queued > 0 THEN
@@ -112,7 +138,7 @@ proc: BEGIN
                     fence = v_fence, holder_fence = v_fence, holder = p_lock_id, holder_kind = p_kind,
                     holder_client = p_client, holder_acquired = v_now, excl_until = v_expires,
                     holder_ttl_ms = p_ttl_ms, holder_renewals = 0, holder_max_renewals = p_max_renewals,
-                    holder_max_hold_ms = p_max_hold_ms, grants = grants + 1, queued = v_queued
+                    holder_max_hold_ms = p_max_hold_ms, grants = grants + 1, queued = v_queued, permits = 0
                 WHERE resource = p_resource;
         ELSE
             -- An ended lease under this lock id (a retry's) is granted anew.
@@ -121,7 +147,7 @@ proc: BEGIN
                 VALUES (p_lock_id, p_resource, p_kind, p_client, v_now, v_expires, p_ttl_ms, v_fence,
                         p_max_renewals, p_max_hold_ms);
             UPDATE {p}resources SET fence = v_fence, queued = v_queued, grants = grants + 1,
-                    shared_until = GREATEST(shared_until, v_expires)
+                    shared_until = GREATEST(shared_until, v_expires), permits = v_permits
                 WHERE resource = p_resource;
         END IF;
         COMMIT;
@@ -131,7 +157,7 @@ proc: BEGIN
     END IF;
     IF v_excl_until > v_now THEN
         SET v_retry = v_excl_until - v_now;
-    ELSEIF v_excl AND v_shared_until > v_now THEN
+    ELSEIF (v_excl OR v_permits > 0) AND v_shared_until > v_now THEN
         SELECT MIN(expires_us) - v_now INTO v_retry FROM {p}leases
             WHERE resource = p_resource AND expires_us > v_now;
     END IF;

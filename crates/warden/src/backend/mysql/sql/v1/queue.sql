@@ -1,7 +1,8 @@
 -- The FIFO queue: the direct handoff of a release and what waiters are told. `{p}` is the table prefix.
 
 -- Hands the lock over in the caller's transaction (the resource's row locked): to the exclusive head of a free
--- lock, or to the run of shared waiters at the head while no exclusive lease is held; dead waiters on the way
+-- lock, to the run of shared waiters at the head while no exclusive lease is held, or to a semaphore's first
+-- waiters, one per free permit; dead waiters on the way
 -- leave. Each is told 'waiter_id:fence:acquired_ms:expires_ms', and after an exclusive handover the next in
 -- line 'waiter_id@ms' (when that lease ends), so nobody needs a round trip of its own. A handed lease lasts
 -- min(ttl, waiter lease): a waiter that died while queued blocks the lock no longer than it would have blocked
@@ -22,12 +23,17 @@ proc: BEGIN
     DECLARE w_max_renewals INT;
     DECLARE w_id, w_lock VARBINARY(64);
     DECLARE w_client VARBINARY(256);
-    DECLARE w_kind VARCHAR(9);
+    DECLARE w_kind VARCHAR(16);
+    DECLARE v_permits, v_left INT;
     DECLARE CONTINUE HANDLER FOR NOT FOUND BEGIN END;
-    SELECT fence, excl_until, shared_until INTO v_fence, v_excl_until, v_shared_until
+    SELECT fence, excl_until, shared_until, permits INTO v_fence, v_excl_until, v_shared_until, v_permits
         FROM {p}resources WHERE resource = p_resource;
     IF v_excl_until > p_now THEN
         LEAVE proc;
+    END IF;
+    IF v_permits > 0 THEN
+        -- A semaphore: one waiter per free permit.
+        SELECT v_permits - COUNT(*) INTO v_left FROM {p}leases WHERE resource = p_resource AND expires_us > p_now;
     END IF;
     scan: LOOP
         SET w_seq = NULL, v_seen = v_seen + 1;
@@ -54,6 +60,12 @@ proc: BEGIN
         ELSE
             IF w_kind IN ('exclusive', 'write') AND (v_shared OR v_shared_until > p_now) THEN
                 LEAVE scan;
+            END IF;
+            IF v_left IS NOT NULL THEN
+                IF v_left <= 0 THEN
+                    LEAVE scan;
+                END IF;
+                SET v_left = v_left - 1;
             END IF;
             SET v_fence = GREATEST(v_fence + 1, p_now), v_expires = p_now + LEAST(w_ttl, w_lease) * 1000;
             DELETE FROM {p}waiters WHERE seq = w_seq;

@@ -10,7 +10,7 @@ $$
 CREATE PROCEDURE {p}release(IN p_lock_id VARBINARY(64), IN p_hash INT UNSIGNED, IN p_client VARBINARY(256), IN p_own BIGINT)
 proc: BEGIN
     DECLARE v_resource VARBINARY(512);
-    DECLARE v_kind VARCHAR(9);
+    DECLARE v_kind VARCHAR(16);
     DECLARE v_status VARCHAR(9);
     DECLARE v_client VARBINARY(256);
     DECLARE v_holder VARBINARY(64);
@@ -98,7 +98,7 @@ CREATE PROCEDURE {p}renew(IN p_lock_id VARBINARY(64), IN p_hash INT UNSIGNED, IN
 proc: BEGIN
     DECLARE v_resource VARBINARY(512);
     DECLARE v_holder VARBINARY(64);
-    DECLARE v_kind VARCHAR(9);
+    DECLARE v_kind VARCHAR(16);
     DECLARE v_client VARBINARY(256);
     DECLARE v_acquired, v_expires, v_ttl, v_fence, v_max_hold, v_now, v_new BIGINT;
     DECLARE v_renewals, v_max_renewals INT;
