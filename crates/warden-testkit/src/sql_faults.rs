@@ -1,8 +1,8 @@
 //! Tests every SQL backend runs against its throwaway database, beyond the conformance suite: leases and fences
 //! survive a crash of the whole server and work resumes on the same client; a stopped (SIGSTOPped) server fails
 //! every call fast, naming the host, and a holder learns it lost before its lease can have ended; many processes
-//! starting at once create the schema once; 20 processes share a counter under the lock; the sweep forgets what
-//! ended without losing counts or fence order.
+//! starting at once create the schema once; a version 1 schema upgrades under held leases; 20 processes share a
+//! counter under the lock; the sweep forgets what ended without losing counts or fence order.
 
 use std::time::Duration;
 use tokio::time::Instant;
@@ -109,6 +109,67 @@ pub async fn many_processes_starting_at_once_create_the_schema_once(db: &dyn Dat
     let r = Warden::connect(&url).await;
     let msg = r.err().map(|e| e.to_string()).unwrap_or_default();
     assert!(msg.contains("newer") && msg.contains("fresh_"), "{msg}");
+}
+
+/// A schema left at version 1 (by a warden without semaphores: `to_v1` undoes version 2 in this dialect) is
+/// upgraded by the next process that connects; the leases held across the upgrade stay held, renew and release,
+/// and semaphores work once it is done.
+pub async fn a_version_one_schema_upgrades_with_its_leases(db: &dyn Database, to_v1: &[&str], version: i32) {
+    let url = format!("{}&prefix=up_", db.url());
+    let before = Warden::connect(&url).await.expect("connect");
+    let mut excl = before.lock("kept").ttl(10 * SEC).acquire().await.expect("exclusive");
+    let mut shared = before
+        .lock("read")
+        .shared()
+        .ttl(10 * SEC)
+        .acquire()
+        .await
+        .expect("shared");
+    for sql in to_v1 {
+        db.exec(sql).await;
+    }
+    db.exec("UPDATE up_schema_version SET version = 1").await;
+    let after = Warden::connect(&url).await.expect("connect upgrades the schema");
+    assert_eq!(
+        db.ints("SELECT version FROM up_schema_version").await,
+        vec![i64::from(version)]
+    );
+    assert!(
+        after.lock("kept").try_acquire().await.expect("try").is_none(),
+        "a lock held across the upgrade was granted again"
+    );
+    assert!(
+        after
+            .lock("read")
+            .shared()
+            .try_acquire()
+            .await
+            .expect("reader")
+            .is_some(),
+        "a reader beside the one held across the upgrade"
+    );
+    excl.renew(10 * SEC).await.expect("renew across the upgrade");
+    let mut permits = Vec::new();
+    for _ in 0..2 {
+        permits.push(
+            after
+                .semaphore("pool", 2)
+                .try_acquire()
+                .await
+                .expect("permit")
+                .expect("a free permit"),
+        );
+    }
+    assert!(after.semaphore("pool", 2).try_acquire().await.expect("third").is_none());
+    assert!(matches!(
+        after.semaphore("kept", 2).try_acquire().await,
+        Err(Error::Conflict { .. })
+    ));
+    for mut p in permits {
+        p.release().await.expect("release permit");
+    }
+    excl.release().await.expect("release across the upgrade");
+    shared.release().await.expect("release reader");
 }
 
 /// 20 processes (`counter_client`, the testkit's binary at `bin`) × 100 non-atomic increments under one lock

@@ -26,6 +26,13 @@ async fn many_processes_starting_at_once_create_the_schema_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_one_schema_upgrades_with_its_leases() {
+    let version = warden::backend::postgres::SCHEMA_VERSION;
+    let to_v1 = ["ALTER TABLE up_resources DROP COLUMN permits"];
+    sql_faults::a_version_one_schema_upgrades_with_its_leases(&PostgresHarness::new(), &to_v1, version).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prefixes_keep_two_applications_apart_and_a_password_is_never_shown() {
     let h = PostgresHarness::new();
     let a = Warden::connect(&format!("{}&prefix=app_a_", h.url())).await.expect("a");
