@@ -57,7 +57,7 @@ pub(crate) struct Record {
     pub r: String,
     /// Lock id (the store's access control guards it, as the lock keys of the other stores).
     pub i: String,
-    /// Kind (`LockKind::as_str`).
+    /// Kind (`LockKind::as_str`; a semaphore's with its permits, `semaphore:3`).
     pub k: String,
     /// Client id.
     pub c: String,
@@ -89,7 +89,7 @@ impl Record {
         Record {
             r: req.resource.clone(),
             i: req.lock_id.clone(),
-            k: req.kind.as_str().into(),
+            k: crate::types::stored_kind(req),
             c: req.client_id.clone(),
             t: ms(req.ttl),
             g: ms(req.ttl),
@@ -102,7 +102,7 @@ impl Record {
         }
     }
     pub fn kind(&self) -> LockKind {
-        LockKind::parse(&self.k).unwrap_or(LockKind::Exclusive)
+        crate::types::parse_kind(&self.k).unwrap_or(LockKind::Exclusive)
     }
     pub fn encode(&self) -> Vec<u8> {
         serde_json::to_vec(self).unwrap_or_default()
@@ -179,14 +179,16 @@ impl Record {
 }
 
 /// A queue's entries in queue order, split into holders (with their fence) and waiters: the first exclusive
-/// entry alone, or the shared entries before the first exclusive one.
+/// entry alone, the shared entries before the first exclusive one, or a semaphore's first entries, one per
+/// permit.
 pub(crate) fn split(entries: impl IntoIterator<Item = (Record, u64)>) -> (Vec<(Record, u64)>, Vec<Record>) {
     let mut holders = Vec::new();
     let mut queue = Vec::new();
     let mut blocked = false;
     for (rec, fence) in entries {
         let exclusive = rec.kind().is_exclusive();
-        if !blocked && (holders.is_empty() || !exclusive) {
+        let full = rec.kind() == LockKind::Semaphore && holders.len() >= crate::types::stored_permits(&rec.k) as usize;
+        if !blocked && !full && (holders.is_empty() || !exclusive) {
             blocked = exclusive;
             holders.push((rec, fence));
         } else {

@@ -1,8 +1,8 @@
 //! Where a lock lives in etcd, and what its key holds.
 //!
-//! Every holder and waiter of a resource is one key `{prefix}l/{resource hash}/{x|s}/{lease handle}`: `x/` for
-//! exclusive and write requests, `s/` for shared and read ones, so "is an exclusive request ahead of me" is one
-//! range read of `x/`. Order is the keys' create revision (etcd's store-wide write counter): the holders are
+//! Every holder and waiter of a resource is one key `{prefix}l/{resource hash}/{x|s|m}/{lease handle}`: `x/` for
+//! exclusive and write requests, `s/` for shared and read ones, `m/` for a semaphore's, so "is an exclusive
+//! request ahead of me" is one range read of `x/`, and "is the resource a semaphore" one of `m/`. Order is the keys' create revision (etcd's store-wide write counter): the holders are
 //! the first keys in that order, and a waiter waits for the deletion of the key ahead of it. The lock id
 //! ends with the resource hash, so release and renewal go straight to the key.
 
@@ -86,15 +86,23 @@ impl Keys {
     pub fn exclusive(&self, hash: &str) -> String {
         format!("{}l/{hash}/x/", self.prefix)
     }
+    /// The semaphore keys of one resource.
+    pub fn semaphore(&self, hash: &str) -> String {
+        format!("{}l/{hash}/m/", self.prefix)
+    }
     /// The key of one lease.
     pub fn member(&self, hash: &str, kind: LockKind, lock_id: &str) -> String {
-        let side = if kind.is_exclusive() { "x" } else { "s" };
+        let side = match kind {
+            LockKind::Semaphore => "m",
+            k if k.is_exclusive() => "x",
+            _ => "s",
+        };
         format!("{}l/{hash}/{side}/{}", self.prefix, member_name(lock_id))
     }
-    /// Both keys a lock id may have (its kind is not in the id).
-    pub fn both(&self, lock_id: &str) -> Option<[String; 2]> {
+    /// Every key a lock id may have (its kind is not in the id).
+    pub fn every(&self, lock_id: &str) -> Option<[String; 3]> {
         let hash = lock_hash(lock_id)?;
-        Some([LockKind::Exclusive, LockKind::Shared].map(|k| self.member(hash, k, lock_id)))
+        Some([LockKind::Exclusive, LockKind::Shared, LockKind::Semaphore].map(|k| self.member(hash, k, lock_id)))
     }
     /// The cluster-wide counters.
     pub fn stats(&self) -> String {
@@ -127,7 +135,7 @@ mod tests {
         let k = keys.member(hash, LockKind::Write, &id);
         assert!(k.starts_with(&keys.exclusive(hash)));
         assert_eq!(keys.hash_of(&k), Some(hash));
-        assert!(keys.both(&id).expect("keys").contains(&k));
+        assert!(keys.every(&id).expect("keys").contains(&k));
         assert!(lock_hash(&crate::token::lock_id()).is_none());
         assert_ne!(
             new_lock_id("a", 1, 1),

@@ -56,7 +56,8 @@ const DELETIONS_KEPT: usize = 4096;
 const HEADS_KEPT: usize = 65_536;
 
 impl Local {
-    /// Registers waiter `id` behind `key` (read at `rev`). True if that key was deleted after `rev` already.
+    /// Registers waiter `id` behind `key` (read at `rev`). True if that key was deleted after `rev` already. A
+    /// key ending in `/` is a resource's prefix (a semaphore's waiter): any deletion under it wakes the waiter.
     pub fn wait_behind(&mut self, id: &str, key: Option<String>, rev: i64) -> bool {
         let Some(w) = self.waiting.get_mut(id) else {
             return false;
@@ -69,7 +70,10 @@ impl Local {
             return false;
         };
         self.behind.entry(key.clone()).or_default().push(id.to_string());
-        self.deleted.iter().any(|(k, r)| *k == key && *r > rev)
+        let prefix = key.ends_with('/');
+        self.deleted
+            .iter()
+            .any(|(k, r)| (*k == key || (prefix && k.starts_with(&key))) && *r > rev)
     }
 
     fn unlink(&mut self, key: &str, id: &str) {
@@ -97,7 +101,12 @@ impl Local {
             self.deleted.pop_front();
         }
         self.heads.retain(|(k, _), _| k != key);
-        self.behind.remove(key).unwrap_or_default()
+        let mut ids = self.behind.remove(key).unwrap_or_default();
+        // The waiters of the key's resource as a whole (`{prefix}l/{hash}/`): a semaphore's.
+        if let Some((resource, _)) = key.rsplitn(3, '/').nth(2).map(|r| (format!("{r}/"), ())) {
+            ids.extend(self.behind.remove(&resource).unwrap_or_default());
+        }
+        ids
     }
 
     /// When this process first saw `key` at `mod_rev` at the head of its queue.

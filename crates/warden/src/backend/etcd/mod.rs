@@ -83,7 +83,7 @@ impl crate::backend::Backend for EtcdBackend {
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             shared: true,
-            semaphores: false,
+            semaphores: true,
             fifo: FifoGuarantee::Strict,
             notifications: true,
             fencing: true,

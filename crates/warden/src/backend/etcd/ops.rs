@@ -4,7 +4,7 @@ use super::keys::{lock_hash, now_ms, resource_hash, Record};
 use super::local::{Held, Waiting};
 use super::EtcdBackend;
 use crate::error::{Error, Result};
-use crate::types::{AcquireRequest, Attempt, Grant, Released, Renewal};
+use crate::types::{AcquireRequest, Attempt, Grant, LockKind, Released, Renewal};
 use etcd_client::{
     Compare, CompareOp, GetOptions, KeyValue, PutOptions, SortOrder, SortTarget, Txn, TxnOp, TxnOpResponse, TxnResponse,
 };
@@ -47,8 +47,11 @@ impl EtcdBackend {
         let record = Record::new(req, waiter);
         let put = TxnOp::put(key.clone(), record.encode(), Some(PutOptions::new().with_lease(lease)));
         let all = self.keys.resource(&hash);
-        // What blocks this request: any key ahead (exclusive), an exclusive key ahead (shared).
-        let blocking = if req.kind.is_exclusive() {
+        let sem = req.kind == LockKind::Semaphore;
+        let permits = i64::from(req.permits);
+        // What blocks this request: any key ahead (exclusive), an exclusive key ahead (shared), as many keys ahead
+        // as permits (a semaphore).
+        let blocking = if req.kind.is_exclusive() || sem {
             all.clone()
         } else {
             self.keys.exclusive(&hash)
@@ -87,11 +90,28 @@ impl EtcdBackend {
             // more, the lock is this waiter's (see `handed`).
             Some(c) => Txn::new()
                 .when([Compare::create_revision(key.clone(), CompareOp::Equal, c)])
-                .and_then([head, TxnOp::get(key.clone(), None), behind(Some(c - 1), 1)]),
+                .and_then([
+                    head,
+                    TxnOp::get(key.clone(), None),
+                    behind(Some(c - 1), if sem { permits } else { 1 }),
+                ]),
+            // A semaphore's request always writes its key (whether it is granted depends on how many are ahead,
+            // which no compare can say), reads the keys ahead, and a try that is not granted deletes its key.
+            None if sem => {
+                let absent = Compare::version(key.clone(), CompareOp::Equal, 0);
+                Txn::new().and_then([
+                    TxnOp::txn(Txn::new().when([absent]).and_then([put])),
+                    head,
+                    TxnOp::get(key.clone(), None),
+                    behind(None, permits + 1),
+                ])
+            }
             // New: granted at once if nothing blocks it; else queued (a waiter) or nothing written (a try).
             None => {
                 let free = Compare::version(blocking.clone(), CompareOp::Equal, 0).with_prefix();
                 let absent = Compare::version(key.clone(), CompareOp::Equal, 0);
+                // Shared leases never join a semaphore's holders (an exclusive request sees every key anyway).
+                let no_semaphore = Compare::version(self.keys.semaphore(&hash), CompareOp::Equal, 0).with_prefix();
                 // Queued (a waiter), or nothing written (a try). Either way read this request's own key: a
                 // first try that went through before its answer was lost left it there.
                 let mut queued = Vec::new();
@@ -99,14 +119,18 @@ impl EtcdBackend {
                     queued.push(TxnOp::txn(Txn::new().when([absent.clone()]).and_then([put.clone()])));
                 }
                 queued.extend([head, TxnOp::get(key.clone(), None), behind(None, 2)]);
-                Txn::new().when([free, absent]).and_then([put]).or_else(queued)
+                let mut when = vec![free, absent];
+                if !req.kind.is_exclusive() {
+                    when.push(no_semaphore);
+                }
+                Txn::new().when(when).and_then([put]).or_else(queued)
             }
         };
         let sent = Instant::now();
         let r = self.etcd.txn(txn).await?;
         let revision = r.header().map_or(0, |h| h.revision());
         match (known, r.succeeded()) {
-            (None, true) => {
+            (None, true) if !sem => {
                 return Ok(Some(self.written(
                     req,
                     waiter,
@@ -138,9 +162,49 @@ impl EtcdBackend {
             .filter(|kv| Record::decode(kv.value()).is_some_and(|r| r.i == req.lock_id));
         let blockers = gets.next().unwrap_or_default();
         let create_rev = known.or(mine.as_ref().map(KeyValue::create_revision));
-        let blocker = blockers
+        // A semaphore and a lock never share a name, nor two semaphores with different permits: the head says
+        // what the resource is in use as.
+        if let Some(have) = head
+            .as_ref()
+            .filter(|h| h.key() != key.as_bytes())
+            .and_then(|h| Record::decode(h.value()))
+            .map(|r| usage(&r.k).to_string())
+        {
+            if have != usage(&crate::types::stored_kind(req)) {
+                if let Some(kv) = &mine {
+                    let txn = Txn::new()
+                        .when([Compare::create_revision(
+                            key.clone(),
+                            CompareOp::Equal,
+                            kv.create_revision(),
+                        )])
+                        .and_then([TxnOp::delete(key.clone(), None)]);
+                    self.etcd.txn(txn).await?;
+                }
+                if let Some(w) = waiter {
+                    self.local.with(|l| l.drop_waiter(w));
+                }
+                return Err(Error::permits_conflict(
+                    &req.resource,
+                    crate::types::stored_permits(&have),
+                    req.permits,
+                ));
+            }
+        }
+        let mut ahead = blockers
             .into_iter()
-            .find(|kv| Some(kv.create_revision()) < create_rev && kv.key() != key.as_bytes());
+            .filter(|kv| Some(kv.create_revision()) < create_rev && kv.key() != key.as_bytes());
+        let blocker = if sem {
+            // Blocked while as many keys as permits are ahead.
+            let ahead: Vec<KeyValue> = ahead.collect();
+            if ahead.len() as i64 >= permits {
+                ahead.into_iter().last()
+            } else {
+                None
+            }
+        } else {
+            ahead.next()
+        };
         if blocker.is_none() {
             if let (Some(c), Some(w), Some(kv)) = (known, waiter, &mine) {
                 return self.handed(req, w, key, c, kv, record, left).await;
@@ -235,7 +299,12 @@ impl EtcdBackend {
             retry_in = Some(ends - now);
         }
         if let Some(w) = waiter {
-            let behind = q.blocker.map(|kv| String::from_utf8_lossy(kv.key()).into_owned());
+            // A semaphore's waiter may go when any key ahead of it goes: it waits on the whole resource.
+            let behind = if req.kind == LockKind::Semaphore {
+                Some(self.keys.resource(&resource_hash(&req.resource)))
+            } else {
+                q.blocker.map(|kv| String::from_utf8_lossy(kv.key()).into_owned())
+            };
             let deleted_already = self.local.with(|l| {
                 let entry = l.waiting.entry(w.to_string()).or_insert_with(|| Waiting {
                     key: key.clone(),
@@ -357,8 +426,8 @@ impl EtcdBackend {
         let not_found = || Error::NotFound {
             lock_id: lock_id.to_string(),
         };
-        let both = self.keys.both(lock_id).ok_or_else(not_found)?;
-        let txn = Txn::new().and_then(both.map(|k| TxnOp::get(k, None)));
+        let every = self.keys.every(lock_id).ok_or_else(not_found)?;
+        let txn = Txn::new().and_then(every.map(|k| TxnOp::get(k, None)));
         let r = self.etcd.txn(txn).await?;
         let kv = first_kv(&r).ok_or_else(not_found)?;
         let record = Record::decode(kv.value())
@@ -499,6 +568,15 @@ impl EtcdBackend {
         let rev = r.header().map_or(0, |h| h.revision());
         let ids = self.local.with(|l| l.deleted(key, rev));
         self.router.wake(ids.iter().map(String::as_str));
+    }
+}
+
+/// What a stored kind says the resource is in use as: a semaphore with its permits, or a lock.
+fn usage(kind: &str) -> &str {
+    if kind.starts_with("semaphore:") {
+        kind
+    } else {
+        "lock"
     }
 }
 
