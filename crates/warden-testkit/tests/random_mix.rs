@@ -54,3 +54,10 @@ async fn etcd_two_thousand_cycles() {
     assert!(s.operations >= 4_000, "{s:?}");
     assert!(s.most_permits_in_use >= 2, "no semaphore ever had two holders: {s:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zookeeper_two_thousand_cycles() {
+    let s = random_mix(&warden_testkit::zk_harness::ZkHarness::new(), 16, 8, 2_000, 0x200c).await;
+    assert!(s.operations >= 4_000, "{s:?}");
+    assert!(s.most_permits_in_use >= 2, "no semaphore ever had two holders: {s:?}");
+}

@@ -78,7 +78,7 @@ impl crate::backend::Backend for ZkBackend {
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             shared: true,
-            semaphores: false,
+            semaphores: true,
             fifo: FifoGuarantee::Strict,
             notifications: true,
             fencing: true,

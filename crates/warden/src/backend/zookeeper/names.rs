@@ -2,7 +2,8 @@
 //!
 //! Every holder and waiter of a resource is one ephemeral sequential node under `/l/{resource hash}` (a
 //! container node, which ZooKeeper deletes once it is empty): `x{tag}-{sequence}` for exclusive and write
-//! requests, `s{tag}-{sequence}` for shared and read ones, as Curator's read/write lock names its nodes. The
+//! requests, `s{tag}-{sequence}` for shared and read ones, as Curator's read/write lock names its nodes, and
+//! `m{permits}_{tag}-{sequence}` for a semaphore's (so the children's names say what the resource is in use as). The
 //! sequence ZooKeeper appends orders the queue; the tag is the lease handle's 64 bits, so a lock id finds its
 //! node and nobody learns the lock id from the name. The lock id carries the resource hash, so release and
 //! renewal go straight to the resource's directory.
@@ -52,10 +53,13 @@ pub(crate) fn count(hash: &str) -> String {
     format!("{COUNTS}/{hash}")
 }
 
-/// What a node's name is before ZooKeeper appends its sequence.
-pub(crate) fn stem(kind: LockKind, lock_id: &str) -> String {
-    let side = if kind.is_exclusive() { 'x' } else { 's' };
-    format!("{side}{}-", tag(lock_id))
+/// What a node's name is before ZooKeeper appends its sequence (`permits`: a semaphore's).
+pub(crate) fn stem(kind: LockKind, permits: u32, lock_id: &str) -> String {
+    match kind {
+        LockKind::Semaphore => format!("m{permits}_{}-", tag(lock_id)),
+        k if k.is_exclusive() => format!("x{}-", tag(lock_id)),
+        _ => format!("s{}-", tag(lock_id)),
+    }
 }
 
 /// One child of a resource's directory.
@@ -63,6 +67,8 @@ pub(crate) fn stem(kind: LockKind, lock_id: &str) -> String {
 pub(crate) struct Entry {
     pub name: String,
     pub exclusive: bool,
+    /// A semaphore's permits (0: a lock's node).
+    pub permits: u32,
     pub tag: String,
     pub seq: i64,
 }
@@ -70,15 +76,20 @@ pub(crate) struct Entry {
 impl Entry {
     /// A child name of ours, or `None` for anything else found there.
     pub fn parse(name: &str) -> Option<Entry> {
-        let exclusive = match name.as_bytes().first()? {
-            b'x' => true,
-            b's' => false,
+        let (exclusive, permits, rest) = match name.as_bytes().first()? {
+            b'x' => (true, 0, &name[1..]),
+            b's' => (false, 0, &name[1..]),
+            b'm' => {
+                let (n, rest) = name[1..].split_once('_')?;
+                (false, n.parse().ok().filter(|n| *n > 0)?, rest)
+            }
             _ => return None,
         };
-        let (tag, seq) = name[1..].split_once('-')?;
+        let (tag, seq) = rest.split_once('-')?;
         Some(Entry {
             name: name.to_string(),
             exclusive,
+            permits,
             tag: tag.to_string(),
             seq: seq.parse().ok()?,
         })
@@ -101,6 +112,14 @@ pub(crate) fn blocker<'a>(queue: &'a [Entry], exclusive: bool, seq: i64, tag: &s
         .rfind(|e| e.seq < seq && e.tag != tag && (exclusive || e.exclusive))
 }
 
+/// What blocks a semaphore's entry `seq` (tag `tag`) of `permits`: as many entries ahead of it as permits (the
+/// oldest of them is answered), or nothing.
+pub(crate) fn sem_blocker<'a>(queue: &'a [Entry], permits: u32, seq: i64, tag: &str) -> Option<&'a Entry> {
+    let ahead = queue.iter().filter(|e| e.seq < seq && e.tag != tag);
+    let first = ahead.clone().next();
+    (ahead.count() >= permits as usize).then_some(first).flatten()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -112,8 +131,15 @@ mod tests {
         crate::validate::lock_id(&id).expect("a valid lock id");
         assert_eq!(lock_hash(&id), Some(resource_hash("orders/{7}").as_str()));
         assert!(lock_hash(&crate::token::lock_id()).is_none());
-        let s = stem(LockKind::Write, &id);
+        let s = stem(LockKind::Write, 0, &id);
         assert!(s.starts_with('x') && s.ends_with('-') && s.len() == 18);
+        let m = Entry::parse(&format!("{}0000000009", stem(LockKind::Semaphore, 3, &id))).expect("a semaphore's");
+        assert_eq!((m.permits, m.exclusive, m.seq), (3, false, 9));
+        let sems: Vec<Entry> = ["m2_aa-0000000001", "m2_bb-0000000002", "m2_cc-0000000003"]
+            .map(|n| Entry::parse(n).expect("name"))
+            .to_vec();
+        assert_eq!(sem_blocker(&sems, 2, 2, "bb"), None, "one ahead of two permits");
+        assert_eq!(sem_blocker(&sems, 2, 3, "cc").map(|e| e.seq), Some(1));
         let names: Vec<String> = [
             "s00aa-0000000003",
             "xbb-0000000001",

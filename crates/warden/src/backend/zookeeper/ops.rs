@@ -1,15 +1,16 @@
 //! Acquire and leave on ZooKeeper: Curator's lock recipe. A request creates its ephemeral sequential node and
 //! lists the queue in one round trip (ZooKeeper answers a session's calls in order); it holds the lock when
 //! nothing ahead of it blocks it, else it watches the node just ahead of it (no herd: a release wakes one
-//! waiter, or the run of readers behind it).
+//! waiter, or the run of readers behind it). A semaphore's request holds while fewer nodes than permits are
+//! ahead of it; its waiters watch the directory's children, as Curator's semaphore does.
 
 use super::local::{Held, Waiting};
-use super::names::{blocker, dir, lock_hash, stem, tag, Entry};
+use super::names::{blocker, dir, lock_hash, sem_blocker, stem, tag, Entry};
 use super::session::ZkResult;
 use super::ZkBackend;
 use crate::backend::queue_record::{ms, now_ms, resource_hash, Record};
 use crate::error::Result;
-use crate::types::{AcquireRequest, Attempt, Grant};
+use crate::types::{AcquireRequest, Attempt, Grant, LockKind};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -84,7 +85,25 @@ impl ZkBackend {
             return Ok(None);
         }
         self.drop_orphans(&dir, &queue, &mine, node.seq);
-        let Some(ahead) = blocker(&queue, req.kind.is_exclusive(), node.seq, &mine) else {
+        // A semaphore and a lock never share a name, nor two semaphores with different permits: the head's name
+        // says what the resource is in use as.
+        if let Some(have) = queue.iter().find(|e| e.tag != mine).map(|e| e.permits) {
+            if have != req.permits {
+                let p = &node.path;
+                self.zk.run(|c| async move { gone_ok(c.delete(p, None).await) }).await?;
+                if let Some(w) = waiter {
+                    self.local.with(|l| l.drop_waiter(w));
+                }
+                return Err(crate::error::Error::permits_conflict(&req.resource, have, req.permits));
+            }
+        }
+        let sem = req.kind == LockKind::Semaphore;
+        let blocking = if sem {
+            sem_blocker(&queue, req.permits, node.seq, &mine)
+        } else {
+            blocker(&queue, req.kind.is_exclusive(), node.seq, &mine)
+        };
+        let Some(ahead) = blocking else {
             if node.created {
                 let held = Held {
                     path: node.path,
@@ -97,7 +116,12 @@ impl ZkBackend {
             }
             return self.handed(req, waiter, node, left).await;
         };
-        let ahead = format!("{dir}/{}", ahead.name);
+        // A semaphore's waiter may go when any node ahead of it goes: it watches the directory's children.
+        let ahead = if sem {
+            format!("{dir}/")
+        } else {
+            format!("{dir}/{}", ahead.name)
+        };
         let head = queue.first().map(|e| format!("{dir}/{}", e.name));
         if waiter.is_none() {
             // A try leaves nothing queued.
@@ -111,7 +135,7 @@ impl ZkBackend {
     async fn create(&self, req: &AcquireRequest, waiter: Option<&str>, dir: &str) -> Result<(Node, Vec<String>)> {
         let record = Record::new(req, waiter);
         let data = record.encode();
-        let prefix = format!("{dir}/{}", stem(req.kind, &req.lock_id));
+        let prefix = format!("{dir}/{}", stem(req.kind, req.permits, &req.lock_id));
         let acls = self.zk.acls();
         let (data, prefix, opts) = (&data, &prefix, &CreateMode::EphemeralSequential.with_acls(acls));
         let dir_opts = &CreateMode::Container.with_acls(acls);

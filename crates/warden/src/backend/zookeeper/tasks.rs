@@ -49,6 +49,9 @@ impl Tasks {
 /// It holds the backend's session only while it sets the watch: a backend dropped meanwhile closes its session
 /// (and the watch ends with it).
 pub(crate) async fn watch(zk: Weak<Zk>, local: Arc<Shared>, router: Arc<WakeRouter>, path: String) {
+    if let Some(dir) = path.strip_suffix('/') {
+        return watch_children(zk, local, router, dir.to_string(), path.clone()).await;
+    }
     let p = &path;
     let gone = loop {
         let Some(zk) = zk.upgrade() else {
@@ -74,6 +77,28 @@ pub(crate) async fn watch(zk: Weak<Zk>, local: Arc<Shared>, router: Arc<WakeRout
         }
     };
     let ids = local.with(|l| l.deleted(&path, gone));
+    router.wake(ids.iter().map(String::as_str));
+}
+
+/// A semaphore's waiters of one resource (registered behind `key`, the directory with a `/`): woken by the next
+/// change to the directory's children (a node ahead of them may be gone; a new one behind wakes them too, and
+/// they look again).
+async fn watch_children(zk: Weak<Zk>, local: Arc<Shared>, router: Arc<WakeRouter>, dir: String, key: String) {
+    let Some(zk) = zk.upgrade() else {
+        return;
+    };
+    let d = &dir;
+    let set = zk
+        .run(|c| async move { c.get_and_watch_children(d).await.map(|(_, _, w)| w) })
+        .await;
+    drop(zk);
+    match set {
+        Ok(w) => {
+            w.changed().await;
+        }
+        Err(e) => tracing::debug!(error = %e, "ZooKeeper children watch not set"),
+    }
+    let ids = local.with(|l| l.deleted(&key, false));
     router.wake(ids.iter().map(String::as_str));
 }
 
