@@ -78,7 +78,7 @@ pub struct Lock {
     pub lease_handle: String,
     /// The locked resource.
     pub resource: String,
-    /// `exclusive`, `shared` or `read-write`.
+    /// `exclusive`, `shared`, `read-write` or `semaphore`.
     #[serde(rename = "type")]
     pub lock_type: String,
     /// `read` or `write` for read-write leases (an addition to the v1 shape).

@@ -180,7 +180,7 @@ pub struct Liveness {
 pub struct QueueEntryDto {
     /// Who waits.
     pub client_id: String,
-    /// `exclusive`, `shared` or `read-write`.
+    /// `exclusive`, `shared`, `read-write` or `semaphore`.
     #[serde(rename = "type")]
     pub lock_type: String,
     /// `read` or `write` for read-write waiters (an addition).
