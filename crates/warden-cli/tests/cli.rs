@@ -620,6 +620,24 @@ fn bench_answers(run: &Runner<'_>) {
     got.sort();
     assert_eq!(got, want);
     assert!(b["cycles_per_s"].as_f64().unwrap() > 0.0);
+    // A semaphore's run: the most holders seen at once on the hot resource, never above its permits.
+    let (c, out, err) = run(&[
+        "bench",
+        "--workload",
+        "hot",
+        "--duration",
+        "300ms",
+        "--workers",
+        "6",
+        "--permits",
+        "2",
+        "--json",
+    ]);
+    assert_eq!(c, Some(0), "{err}");
+    let b: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(b["permits"], 2);
+    let most = b["max_holders"].as_u64().unwrap();
+    assert!((1..=2).contains(&most), "{b}");
 }
 
 /// A default build has no benchmark, and says how to build one.
