@@ -172,14 +172,7 @@ impl EtcdBackend {
         {
             if have != usage(&crate::types::stored_kind(req)) {
                 if let Some(kv) = &mine {
-                    let txn = Txn::new()
-                        .when([Compare::create_revision(
-                            key.clone(),
-                            CompareOp::Equal,
-                            kv.create_revision(),
-                        )])
-                        .and_then([TxnOp::delete(key.clone(), None)]);
-                    self.etcd.txn(txn).await?;
+                    self.delete_unchanged(&key, kv.create_revision()).await?;
                 }
                 if let Some(w) = waiter {
                     self.local.with(|l| l.drop_waiter(w));
@@ -218,14 +211,7 @@ impl EtcdBackend {
         }
         if let (None, Some(kv)) = (waiter, &mine) {
             // A try leaves nothing queued, also when an earlier try of it went through.
-            let txn = Txn::new()
-                .when([Compare::create_revision(
-                    key.clone(),
-                    CompareOp::Equal,
-                    kv.create_revision(),
-                )])
-                .and_then([TxnOp::delete(key.clone(), None)]);
-            self.etcd.txn(txn).await?;
+            self.delete_unchanged(&key, kv.create_revision()).await?;
         }
         let q = Queue {
             blocker,
@@ -235,6 +221,14 @@ impl EtcdBackend {
         };
         let create_rev = create_rev.unwrap_or(0);
         self.not_granted(req, waiter, key, create_rev, epoch, q).await
+    }
+
+    /// Deletes this request's own key, unless it was made again since (another create revision).
+    async fn delete_unchanged(&self, key: &str, create_rev: i64) -> Result<()> {
+        let txn = Txn::new()
+            .when([Compare::create_revision(key, CompareOp::Equal, create_rev)])
+            .and_then([TxnOp::delete(key, None)]);
+        self.etcd.txn(txn).await.map(drop)
     }
 
     /// A lease this process just wrote or was handed: from now on its own, trusted for `left`.

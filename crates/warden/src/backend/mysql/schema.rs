@@ -6,29 +6,26 @@ use super::*;
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
 
+/// This build's procedures, as one step's statements.
+macro_rules! procedures {
+    () => {
+        concat!(
+            include_str!("sql/v1/queue.sql"),
+            "\n$$\n",
+            include_str!("sql/v1/acquire.sql"),
+            "\n$$\n",
+            include_str!("sql/v1/release.sql"),
+        )
+    };
+}
+
 /// The schema's steps; step `i` brings the schema to version `i + 1`. `{p}` stands for the table prefix;
 /// statements are separated by lines holding only `$$` (procedure bodies hold `;`). The procedures are this
 /// build's (a procedure's body is checked when it runs, not when it is created): every step that changes the
 /// tables installs them again after its changes.
 const STEPS: &[&str] = &[
-    concat!(
-        include_str!("sql/v1/tables.sql"),
-        "\n$$\n",
-        include_str!("sql/v1/queue.sql"),
-        "\n$$\n",
-        include_str!("sql/v1/acquire.sql"),
-        "\n$$\n",
-        include_str!("sql/v1/release.sql"),
-    ),
-    concat!(
-        include_str!("sql/v2/semaphores.sql"),
-        "\n$$\n",
-        include_str!("sql/v1/queue.sql"),
-        "\n$$\n",
-        include_str!("sql/v1/acquire.sql"),
-        "\n$$\n",
-        include_str!("sql/v1/release.sql"),
-    ),
+    concat!(include_str!("sql/v1/tables.sql"), "\n$$\n", procedures!()),
+    concat!(include_str!("sql/v2/semaphores.sql"), "\n$$\n", procedures!()),
 ];
 
 /// The schema version this build writes and reads.

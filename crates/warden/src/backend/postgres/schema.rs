@@ -4,7 +4,9 @@
 #[allow(unused_imports)]
 use super::*;
 
-/// The schema's steps; step `i` brings the schema to version `i + 1`. `{p}` stands for the table prefix.
+/// The schema's steps; step `i` brings the schema to version `i + 1`. `{p}` stands for the table prefix. The
+/// functions are this build's (PL/pgSQL resolves a body's columns when it runs, not when it is created): every
+/// step that changes the tables installs the functions that read them again after its changes.
 const STEPS: &[&str] = &[
     concat!(
         include_str!("sql/v1/tables.sql"),
@@ -13,7 +15,11 @@ const STEPS: &[&str] = &[
         include_str!("sql/v1/release.sql"),
         include_str!("sql/v1/batch.sql"),
     ),
-    include_str!("sql/v2/semaphores.sql"),
+    concat!(
+        include_str!("sql/v2/semaphores.sql"),
+        include_str!("sql/v1/queue.sql"),
+        include_str!("sql/v1/acquire.sql"),
+    ),
 ];
 
 /// The schema version this build writes and reads.

@@ -33,7 +33,9 @@ $$;
 
 -- One acquire attempt. 'granted': fence, now_us, expires_us (remaining_us when the lease was found granted by
 -- an earlier attempt). 'queued': retry_us, when the blocking lease ends (null if unknown); the waiter, if any,
--- is queued or its waiter lease refreshed. 'full': the queue is full.
+-- is queued or its waiter lease refreshed. 'full': the queue is full. 'conflict': the resource is in use as
+-- something else (kind: 'semaphore:N', or 'lock'). A semaphore's kind carries its permits ('semaphore:3'); its
+-- leases live in {p}leases as shared ones do, and the resource's row keeps its permits while it is in use.
 CREATE OR REPLACE FUNCTION {p}acquire(
     p_resource text, p_hash integer, p_lock_id text, p_kind text, p_ttl_ms bigint, p_client text,
     p_waiter text, p_waiter_lease_ms bigint, p_max_renewals integer, p_max_hold_ms bigint, p_max_waiters integer
@@ -43,6 +45,9 @@ DECLARE
     r {p}resources;
     v_now bigint := (extract(epoch FROM clock_timestamp()) * 1000000)::bigint;
     v_excl boolean := p_kind IN ('exclusive', 'write');
+    v_permits integer := CASE WHEN p_kind LIKE 'semaphore:%' THEN substr(p_kind, 11)::integer ELSE 0 END;
+    v_ahead integer := 0;
+    v_live integer := 0;
     v_allowed boolean := true;
     v_n integer := 0;
     v_queue_changed boolean := false;
@@ -58,7 +63,7 @@ BEGIN
                 hold_ms = hold_ms + coalesce((holder_until - holder_acquired) / 1000, 0),
                 holder = p_lock_id, holder_kind = p_kind, holder_client = p_client, holder_acquired = v_now,
                 holder_until = o.expires_us, holder_ttl_ms = p_ttl_ms, holder_renewals = 0,
-                holder_max_renewals = p_max_renewals, holder_max_hold_ms = p_max_hold_ms
+                holder_max_renewals = p_max_renewals, holder_max_hold_ms = p_max_hold_ms, permits = 0
             WHERE resource = p_resource AND holder_until <= v_now AND shared_until <= v_now AND queued = 0
             RETURNING fence INTO o.fence;
         IF FOUND THEN
@@ -66,9 +71,12 @@ BEGIN
             RETURN o;
         END IF;
     ELSE
+        -- A shared lease joins live shared ones (never a semaphore's); a semaphore's first permit needs an idle
+        -- resource.
         UPDATE {p}resources SET fence = greatest(fence + 1, v_now),
-                shared_until = greatest(shared_until, o.expires_us)
+                shared_until = greatest(shared_until, o.expires_us), permits = v_permits
             WHERE resource = p_resource AND holder_until <= v_now AND queued = 0
+                AND (shared_until <= v_now OR (permits = 0 AND v_permits = 0))
             RETURNING fence INTO o.fence;
         IF FOUND THEN
             RETURN {p}grant_shared(o, p_resource, p_lock_id, p_kind, p_ttl_ms, p_client, p_max_renewals,
@@ -106,6 +114,11 @@ BEGIN
                 CONTINUE;
             END IF;
             EXIT WHEN w.waiter_id = p_waiter;
+            IF v_permits > 0 THEN
+                v_ahead := v_ahead + 1;
+                EXIT WHEN v_ahead >= v_permits;
+                CONTINUE;
+            END IF;
             IF v_excl OR w.kind IN ('exclusive', 'write') THEN
                 v_allowed := false;
                 EXIT;
@@ -113,6 +126,20 @@ BEGIN
         END LOOP;
         r.queued := r.queued - v_n;
         v_queue_changed := v_n > 0;
+    END IF;
+    -- A semaphore and a lock never share a name, nor two semaphores with different permits.
+    IF (r.holder_until > v_now OR r.shared_until > v_now OR r.queued > 0) AND r.permits <> v_permits THEN
+        IF v_queue_changed THEN
+            UPDATE {p}resources SET queued = r.queued WHERE resource = p_resource;
+        END IF;
+        o.status := 'conflict';
+        o.kind := CASE WHEN r.permits > 0 THEN 'semaphore:' || r.permits ELSE 'lock' END;
+        RETURN o;
+    END IF;
+    IF v_permits > 0 AND v_allowed THEN
+        -- Granted while fewer live waiters are ahead than permits are free.
+        SELECT count(*) INTO v_live FROM {p}leases WHERE resource = p_resource AND expires_us > v_now;
+        v_allowed := v_live + v_ahead < v_permits;
     END IF;
     IF v_allowed AND r.holder_until <= v_now AND (NOT v_excl OR r.shared_until <= v_now) THEN
         o.fence := greatest(r.fence + 1, v_now);
@@ -127,13 +154,13 @@ BEGIN
                     hold_ms = hold_ms + coalesce((holder_until - holder_acquired) / 1000, 0),
                     holder = p_lock_id, holder_kind = p_kind, holder_client = p_client, holder_acquired = v_now,
                     holder_until = o.expires_us, holder_ttl_ms = p_ttl_ms, holder_renewals = 0,
-                    holder_max_renewals = p_max_renewals, holder_max_hold_ms = p_max_hold_ms
+                    holder_max_renewals = p_max_renewals, holder_max_hold_ms = p_max_hold_ms, permits = 0
                 WHERE resource = p_resource;
             o.status := 'granted';
             RETURN o;
         END IF;
         UPDATE {p}resources SET fence = o.fence, shared_until = greatest(shared_until, o.expires_us),
-            queued = r.queued WHERE resource = p_resource;
+            queued = r.queued, permits = v_permits WHERE resource = p_resource;
         RETURN {p}grant_shared(o, p_resource, p_lock_id, p_kind, p_ttl_ms, p_client, p_max_renewals,
                                p_max_hold_ms);
     END IF;
@@ -141,7 +168,7 @@ BEGIN
     o.expires_us := NULL;
     IF r.holder_until > v_now THEN
         o.retry_us := r.holder_until - v_now;
-    ELSIF v_excl AND r.shared_until > v_now THEN
+    ELSIF (v_excl OR v_permits > 0) AND r.shared_until > v_now THEN
         SELECT min(expires_us) - v_now INTO o.retry_us FROM {p}leases
             WHERE resource = p_resource AND expires_us > v_now;
     END IF;
@@ -162,7 +189,7 @@ BEGIN
         END IF;
     END IF;
     IF v_queue_changed THEN
-        UPDATE {p}resources SET queued = r.queued WHERE resource = p_resource;
+        UPDATE {p}resources SET queued = r.queued, permits = v_permits WHERE resource = p_resource;
     END IF;
     IF v_n > 0 THEN
         PERFORM {p}wake_eligible(r, v_now);

@@ -1,16 +1,20 @@
 -- The FIFO queue: who may go when a lock frees, the direct handoff of a release, leaving. `{p}` is the table
 -- prefix.
 
--- The waiters that may proceed now: the exclusive head of a free lock, or the run of shared waiters at the
--- head while no exclusive lease is held. Each is sent a notification on channel `{p}wake`. `r` is the
+-- The waiters that may proceed now: the exclusive head of a free lock, the run of shared waiters at the head
+-- while no exclusive lease is held, or a semaphore's first waiters, one per free permit. Each is sent a notification on channel `{p}wake`. `r` is the
 -- resource's row, locked by the caller.
 CREATE OR REPLACE FUNCTION {p}wake_eligible(r {p}resources, p_now bigint) RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
     v_ids text := '';
+    v_left integer;
     w record;
 BEGIN
     IF r.holder_until > p_now THEN
         RETURN;
+    END IF;
+    IF coalesce(r.permits, 0) > 0 THEN
+        SELECT r.permits - count(*) INTO v_left FROM {p}leases WHERE resource = r.resource AND expires_us > p_now;
     END IF;
     FOR w IN SELECT waiter_id, kind FROM {p}waiters
              WHERE resource = r.resource AND deadline_us >= p_now ORDER BY seq LIMIT 1000 LOOP
@@ -19,6 +23,10 @@ BEGIN
                 v_ids := w.waiter_id;
             END IF;
             EXIT;
+        END IF;
+        IF v_left IS NOT NULL THEN
+            EXIT WHEN v_left <= 0;
+            v_left := v_left - 1;
         END IF;
         IF length(v_ids) > 7000 THEN
             PERFORM pg_notify('{p}wake', v_ids);
@@ -32,8 +40,9 @@ BEGIN
 END
 $$;
 
--- Hands the lock over in the caller's transaction (a release's): to the exclusive head of a free lock, or to the
--- run of shared waiters at the head while no exclusive lease is held; dead waiters on the way leave. Each is
+-- Hands the lock over in the caller's transaction (a release's): to the exclusive head of a free lock, to the
+-- run of shared waiters at the head while no exclusive lease is held, or to a semaphore's first waiters, one
+-- per free permit; dead waiters on the way leave. Each is
 -- told on channel `{p}wake` as 'waiter_id:fence:acquired_ms:expires_ms', and after an exclusive handover the
 -- next in line as 'waiter_id@ms' (when that lease ends), so nobody needs a round trip of its own. A handed
 -- lease lasts min(ttl, waiter lease): a waiter that died while queued blocks the lock no longer than it would
@@ -47,10 +56,14 @@ DECLARE
     v_gone integer := 0;
     v_head {p}waiters;
     o {p}reply;
+    v_left integer;
     w record;
 BEGIN
     IF r.holder_until > p_now THEN
         RETURN NULL;
+    END IF;
+    IF coalesce(r.permits, 0) > 0 THEN
+        SELECT r.permits - count(*) INTO v_left FROM {p}leases WHERE resource = r.resource AND expires_us > p_now;
     END IF;
     o.now_us := p_now;
     FOR w IN SELECT * FROM {p}waiters WHERE resource = r.resource ORDER BY seq LIMIT 1000 LOOP
@@ -75,6 +88,10 @@ BEGIN
             DELETE FROM {p}waiters WHERE resource = r.resource AND waiter_id = w.waiter_id;
             v_gone := v_gone + 1;
             CONTINUE;
+        END IF;
+        IF v_left IS NOT NULL THEN
+            EXIT WHEN v_left <= 0;
+            v_left := v_left - 1;
         END IF;
         v_item := w.waiter_id;
         IF w.lock_id IS NOT NULL THEN
