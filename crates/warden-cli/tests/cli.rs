@@ -157,6 +157,13 @@ fn run_with_permits_takes_one_of_n_and_says_when_all_are_held() {
             .map(|o| (o.status.code(), String::from_utf8_lossy(&o.stderr).into_owned()))
             .unwrap()
     };
+    // `warden run` on `jobs` with these flags, running `true`.
+    let jobs = |flags: &[&str]| {
+        let mut args = vec!["run"];
+        args.extend_from_slice(flags);
+        args.extend(["--backend", &url, "jobs", "--", "true"]);
+        out(&args)
+    };
     // Two of the three permits are held elsewhere.
     let rt = tokio::runtime::Runtime::new().unwrap();
     let held = rt.block_on(async {
@@ -197,69 +204,26 @@ fn run_with_permits_takes_one_of_n_and_says_when_all_are_held() {
         "the third permit's fencing token is not the newest"
     );
     // A fourth: every permit is held.
-    let (c, err) = out(&[
-        "run",
-        "--permits",
-        "3",
-        "--wait",
-        "0",
-        "--backend",
-        &url,
-        "jobs",
-        "--",
-        "true",
-    ]);
+    let (c, err) = jobs(&["--permits", "3", "--wait", "0"]);
     assert_eq!(c, Some(75), "{err}");
     assert!(err.contains("all 3 permits of `jobs` are held"), "{err}");
     // Another permit count, or a lock, on a semaphore in use: exit 2 with what to ask instead.
-    let (c, err) = out(&[
-        "run",
-        "--permits",
-        "2",
-        "--wait",
-        "0",
-        "--backend",
-        &url,
-        "jobs",
-        "--",
-        "true",
-    ]);
+    let (c, err) = jobs(&["--permits", "2", "--wait", "0"]);
     assert_eq!(c, Some(2), "{err}");
     assert!(
         err.contains("semaphore with 3 permits") && err.contains("permits = 3"),
         "{err}"
     );
-    let (c, err) = out(&["run", "--wait", "0", "--backend", &url, "jobs", "--", "true"]);
+    let (c, err) = jobs(&["--wait", "0"]);
     assert_eq!(c, Some(2), "{err}");
-    let (c, err) = out(&["run", "--permits", "0", "--backend", &url, "jobs", "--", "true"]);
+    let (c, err) = jobs(&["--permits", "0"]);
     assert_eq!(c, Some(2), "{err}");
-    let (c, err) = out(&[
-        "run",
-        "--permits",
-        "2",
-        "--shared",
-        "--backend",
-        &url,
-        "jobs",
-        "--",
-        "true",
-    ]);
+    let (c, err) = jobs(&["--permits", "2", "--shared"]);
     assert_eq!(c, Some(2), "{err}");
     // The third ends; its permit is free again.
     std::fs::write(&fifo, "go\n").unwrap();
     assert_eq!(third.wait().unwrap().code(), Some(0));
-    let (c, err) = out(&[
-        "run",
-        "--permits",
-        "3",
-        "--wait",
-        "0",
-        "--backend",
-        &url,
-        "jobs",
-        "--",
-        "true",
-    ]);
+    let (c, err) = jobs(&["--permits", "3", "--wait", "0"]);
     assert_eq!(c, Some(0), "{err}");
     rt.block_on(async {
         for mut g in held {

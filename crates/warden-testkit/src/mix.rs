@@ -4,6 +4,8 @@
 //! resource, and every acquire is granted within its wait (a deadlock or a starved waiter would time out).
 
 use crate::harness::Harness;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -111,18 +113,6 @@ pub fn check_mixed(holds: &[MixedHold]) -> Result<MixSummary, String> {
     Ok(summary)
 }
 
-/// A small deterministic generator (xorshift64*): the same seed gives the same choices.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n
-    }
-}
-
 /// Runs `cycles` random acquire + release pairs from `tasks` clients over `resources` resources and checks the
 /// history (see the module). Resources with an even index are locks (exclusive, shared, read or write at
 /// random), odd ones semaphores of 2 or 3 permits. Panics with what broke.
@@ -134,17 +124,18 @@ pub async fn random_mix(h: &dyn Harness, tasks: usize, resources: usize, cycles:
     for t in 0..tasks {
         let w = h.client().await.with_client_id(format!("mix-{t}")).expect("client id");
         let log = log.clone();
-        let mut rng = Rng((seed ^ (t as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)) | 1);
+        // Seeded per client: the same seed makes the same choices.
+        let mut rng = StdRng::seed_from_u64(seed.wrapping_add(t as u64));
         joins.push(tokio::spawn(async move {
             let mut mine = Vec::with_capacity(per_task);
             for _ in 0..per_task {
-                let resource = rng.below(resources as u64) as usize;
+                let resource = rng.random_range(0..resources);
                 let name = format!("mix:{resource}");
                 let (builder, held) = if resource % 2 == 1 && semaphores {
                     let n = 2 + (resource / 2 % 2) as u32;
                     (w.semaphore(name, n), Held::Permit(n))
                 } else {
-                    match rng.below(4) {
+                    match rng.random_range(0..4) {
                         0 => (w.lock(name).exclusive(), Held::Exclusive),
                         1 => (w.lock(name).kind(LockKind::Write), Held::Exclusive),
                         2 => (w.lock(name).shared(), Held::Shared),
@@ -158,7 +149,7 @@ pub async fn random_mix(h: &dyn Harness, tasks: usize, resources: usize, cycles:
                     .await
                     .unwrap_or_else(|e| panic!("acquire on resource {resource} ({held:?}) failed: {e}"));
                 let start = Instant::now();
-                for _ in 0..rng.below(3) {
+                for _ in 0..rng.random_range(0..3) {
                     tokio::task::yield_now().await;
                 }
                 let end = Instant::now().min(g.valid_until());

@@ -103,8 +103,8 @@ impl Local {
         self.heads.retain(|(k, _), _| k != key);
         let mut ids = self.behind.remove(key).unwrap_or_default();
         // The waiters of the key's resource as a whole (`{prefix}l/{hash}/`): a semaphore's.
-        if let Some((resource, _)) = key.rsplitn(3, '/').nth(2).map(|r| (format!("{r}/"), ())) {
-            ids.extend(self.behind.remove(&resource).unwrap_or_default());
+        if let Some(resource) = key.rsplitn(3, '/').nth(2) {
+            ids.extend(self.behind.remove(&format!("{resource}/")).unwrap_or_default());
         }
         ids
     }

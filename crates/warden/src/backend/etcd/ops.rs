@@ -168,20 +168,16 @@ impl EtcdBackend {
             .as_ref()
             .filter(|h| h.key() != key.as_bytes())
             .and_then(|h| Record::decode(h.value()))
-            .map(|r| usage(&r.k).to_string())
+            .map(|r| crate::types::stored_permits(&r.k))
         {
-            if have != usage(&crate::types::stored_kind(req)) {
+            if have != req.permits {
                 if let Some(kv) = &mine {
                     self.delete_unchanged(&key, kv.create_revision()).await?;
                 }
                 if let Some(w) = waiter {
                     self.local.with(|l| l.drop_waiter(w));
                 }
-                return Err(Error::permits_conflict(
-                    &req.resource,
-                    crate::types::stored_permits(&have),
-                    req.permits,
-                ));
+                return Err(Error::permits_conflict(&req.resource, have, req.permits));
             }
         }
         let mut ahead = blockers
@@ -562,15 +558,6 @@ impl EtcdBackend {
         let rev = r.header().map_or(0, |h| h.revision());
         let ids = self.local.with(|l| l.deleted(key, rev));
         self.router.wake(ids.iter().map(String::as_str));
-    }
-}
-
-/// What a stored kind says the resource is in use as: a semaphore with its permits, or a lock.
-fn usage(kind: &str) -> &str {
-    if kind.starts_with("semaphore:") {
-        kind
-    } else {
-        "lock"
     }
 }
 

@@ -24,7 +24,7 @@ impl RedisBackend {
             .op(vec![
                 "A".into(),
                 req.lock_id.clone(),
-                super::reply::stored_kind(req),
+                crate::types::stored_kind(req),
                 req.ttl.as_millis().to_string(),
                 req.client_id.clone(),
                 waiter_id.unwrap_or("").into(),
@@ -78,7 +78,7 @@ impl RedisBackend {
                 let have = items.get(1).and_then(as_string).unwrap_or_default();
                 Err(Error::permits_conflict(
                     &req.resource,
-                    super::reply::stored_permits(&have),
+                    crate::types::stored_permits(&have),
                     req.permits,
                 ))
             }

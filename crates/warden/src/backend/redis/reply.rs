@@ -1,7 +1,7 @@
 //! Reading script replies: integers, strings and lease records out of redis-rs `Value`s.
 
 use crate::error::Error;
-use crate::types::LeaseInfo;
+use crate::types::{parse_kind, LeaseInfo};
 use redis::Value;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -49,8 +49,6 @@ pub(crate) fn is_str(v: &Value, s: &str) -> bool {
 pub(crate) fn bad(what: &str, v: &Value) -> Error {
     Error::Protocol(format!("unexpected reply to {what}: {v:?}"))
 }
-
-pub(crate) use crate::types::{parse_kind, stored_kind, stored_permits};
 
 /// Parses a lease record written by `record()` in `scripts/lib.lua`.
 pub(crate) fn parse_record(token: String, rec: &str, held: bool) -> Option<LeaseInfo> {

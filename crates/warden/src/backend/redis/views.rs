@@ -84,7 +84,7 @@ impl RedisBackend {
             }
             queue.push(QueueEntry {
                 waiter_id: id,
-                kind: super::reply::parse_kind(f[1]).ok_or_else(|| bad("inspect", &v))?,
+                kind: crate::types::parse_kind(f[1]).ok_or_else(|| bad("inspect", &v))?,
                 client_id: f[2].to_string(),
                 ttl: Duration::from_millis(f[3].parse().unwrap_or(0)),
             });
