@@ -44,7 +44,7 @@ pub mod wire;
 pub use backend::Backend;
 pub use election::{Election, LeaderInfo, Leadership};
 pub use error::{Error, Result};
-pub use lock::{LeaseContext, LockBuilder, LockGuard, Warden};
+pub use lock::{GroupBuilder, GroupGuard, LeaseContext, LockBuilder, LockGuard, Warden};
 pub use token::lease_handle;
 pub use types::{
     AcquireRequest, Attempt, Capabilities, FifoGuarantee, Grant, Health, HealthStatus, LeaseInfo, LockKind, NodeHealth,

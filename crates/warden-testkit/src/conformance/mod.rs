@@ -5,6 +5,7 @@
 mod election;
 mod exclusion;
 mod faults;
+mod group;
 mod leases;
 mod queue;
 mod semaphore;
@@ -13,6 +14,7 @@ mod views;
 pub use election::*;
 pub use exclusion::*;
 pub use faults::*;
+pub use group::*;
 pub use leases::*;
 pub use queue::*;
 pub use semaphore::*;
@@ -41,7 +43,8 @@ macro_rules! conformance_tests {
             mutual_exclusion, compatibility_matrix, expiry_frees_the_lock, wrong_token_refused,
             lost_signal_on_revoke, renewal_and_caps, fifo_order, prompt_handoff, dead_waiter_does_not_block,
             wait_timeout_honoured, fencing_increases, bad_inputs_rejected, backend_down, inspection_and_stats,
-            run_helper_releases, election_handover, semaphore_permits, semaphore_fifo, semaphore_bound);
+            run_helper_releases, election_handover, semaphore_permits, semaphore_fifo, semaphore_bound,
+            group_all_or_nothing, group_no_deadlock, group_renew_and_lost);
     };
     (@each $make:expr; $($name:ident),*) => {
         $(

@@ -85,7 +85,7 @@ impl LockBuilder<'_> {
         self
     }
 
-    fn request(&self) -> Result<AcquireRequest> {
+    pub(super) fn request(&self) -> Result<AcquireRequest> {
         validate::resource(&self.resource)?;
         validate::ttl(self.ttl)?;
         validate::wait(self.wait)?;
@@ -139,6 +139,7 @@ impl LockBuilder<'_> {
             sent,
             grant,
             self.auto_renew,
+            CancellationToken::new(),
         ))
     }
 

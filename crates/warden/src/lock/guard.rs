@@ -84,6 +84,7 @@ impl LockGuard {
         sent: Instant,
         grant: crate::types::Grant,
         auto_renew: bool,
+        lost: CancellationToken,
     ) -> Self {
         let ttl = req.ttl;
         // A lease found granted earlier, or handed over for less than the ttl, had only `remaining` left at
@@ -104,7 +105,7 @@ impl LockGuard {
                 claim: left < ttl,
             }),
             req,
-            lost: CancellationToken::new(),
+            lost,
             stop: CancellationToken::new(),
             changed: Notify::new(),
         });
@@ -212,7 +213,7 @@ impl LockGuard {
         }
     }
 
-    fn lost_error(&self) -> Error {
+    pub(super) fn lost_error(&self) -> Error {
         Error::LeaseLost {
             lock_id: self.lock_id().to_string(),
             resource: self.resource().to_string(),
@@ -244,6 +245,30 @@ impl LockGuard {
                 }
                 Err(e)
             }
+        }
+    }
+}
+
+impl LockGuard {
+    /// Stops renewing and hands the lease over as a bare [`LeaseInfo`] (for callers that pass the lock id on,
+    /// like the service): nothing releases it any more.
+    pub(super) fn into_lease(mut self) -> LeaseInfo {
+        self.released = true;
+        self.shared.stop.cancel();
+        let st = self.shared.state();
+        let req = &self.shared.req;
+        LeaseInfo {
+            lease_handle: crate::lease_handle(&req.lock_id),
+            lock_id: req.lock_id.clone(),
+            resource: req.resource.clone(),
+            kind: req.kind,
+            client_id: req.client_id.clone(),
+            acquired_at: self.shared.acquired_at,
+            expires_at: st.expires_at,
+            ttl: st.ttl,
+            fencing_token: self.shared.fencing_token,
+            renewal_count: st.renewal_count,
+            expired: false,
         }
     }
 }

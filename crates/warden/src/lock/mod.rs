@@ -4,15 +4,18 @@
 //! - `builder`: [`LockBuilder`], one acquisition's options, and the clean-up of a cancelled acquire;
 //! - `wait`: the waiting loop every backend shares;
 //! - `guard`: [`LockGuard`] and [`LeaseContext`];
+//! - `group`: [`GroupBuilder`] and [`GroupGuard`], several resources held as one lease;
 //! - `renew`: the watchdog that renews a guard's lease, and release retries.
 
 mod builder;
+mod group;
 mod guard;
 mod renew;
 mod wait;
 
 pub use builder::LockBuilder;
 use builder::*;
+pub use group::{GroupBuilder, GroupGuard, MAX_GROUP_MEMBERS};
 use guard::*;
 pub use guard::{LeaseContext, LockGuard};
 use renew::*;
