@@ -1,5 +1,5 @@
-//! The randomized checker: many clients take random holds (exclusive, shared, read, write, semaphore permits)
-//! on a few resources for a given number of operations, and the recorded history is checked afterwards: no two
+//! The randomized checker: many clients take random holds (exclusive, shared, read, write, semaphore permits,
+//! and groups of two or three of these held as one) on a few resources for a given number of operations, and the recorded history is checked afterwards: no two
 //! incompatible holds overlap, no semaphore has more holders than permits, no fencing token repeats on a
 //! resource, and every acquire is granted within its wait (a deadlock or a starved waiter would time out).
 
@@ -48,6 +48,8 @@ pub struct MixSummary {
     pub most_permits_in_use: usize,
     /// The most shared holders one lock had at once, as observed.
     pub most_readers: usize,
+    /// Group acquires completed (each also counted once per member in `cycles`).
+    pub groups: usize,
 }
 
 /// Checks a history of holds: per resource, at every instant, either one exclusive holder alone, or any number
@@ -115,53 +117,98 @@ pub fn check_mixed(holds: &[MixedHold]) -> Result<MixSummary, String> {
 
 /// Runs `cycles` random acquire + release pairs from `tasks` clients over `resources` resources and checks the
 /// history (see the module). Resources with an even index are locks (exclusive, shared, read or write at
-/// random), odd ones semaphores of 2 or 3 permits. Panics with what broke.
+/// random), odd ones semaphores of 2 or 3 permits; one cycle in four takes two or three of them as one group,
+/// each member in its own random mode. Panics with what broke.
 pub async fn random_mix(h: &dyn Harness, tasks: usize, resources: usize, cycles: usize, seed: u64) -> MixSummary {
     let semaphores = h.client().await.capabilities().semaphores;
     let log = Arc::new(Mutex::new(Vec::with_capacity(cycles)));
+    let group_count = Arc::new(Mutex::new(0usize));
     let per_task = cycles.div_ceil(tasks);
     let mut joins = Vec::new();
     for t in 0..tasks {
         let w = h.client().await.with_client_id(format!("mix-{t}")).expect("client id");
-        let log = log.clone();
+        let (log, group_count) = (log.clone(), group_count.clone());
         // Seeded per client: the same seed makes the same choices.
         let mut rng = StdRng::seed_from_u64(seed.wrapping_add(t as u64));
         joins.push(tokio::spawn(async move {
             let mut mine = Vec::with_capacity(per_task);
+            let mut groups = 0;
             for _ in 0..per_task {
-                let resource = rng.random_range(0..resources);
-                let name = format!("mix:{resource}");
-                let (builder, held) = if resource % 2 == 1 && semaphores {
-                    let n = 2 + (resource / 2 % 2) as u32;
-                    (w.semaphore(name, n), Held::Permit(n))
+                // One cycle in four takes two or three distinct resources as one group.
+                let size = if rng.random_range(0..4) == 0 {
+                    rng.random_range(2..=3)
                 } else {
-                    match rng.random_range(0..4) {
-                        0 => (w.lock(name).exclusive(), Held::Exclusive),
-                        1 => (w.lock(name).kind(LockKind::Write), Held::Exclusive),
-                        2 => (w.lock(name).shared(), Held::Shared),
-                        _ => (w.lock(name).kind(LockKind::Read), Held::Shared),
-                    }
+                    1
                 };
-                let mut g = builder
-                    .ttl(Duration::from_secs(10))
-                    .wait(Duration::from_secs(30))
-                    .acquire()
-                    .await
-                    .unwrap_or_else(|e| panic!("acquire on resource {resource} ({held:?}) failed: {e}"));
-                let start = Instant::now();
+                let mut picked: Vec<usize> = Vec::with_capacity(size);
+                while picked.len() < size.min(resources) {
+                    let r = rng.random_range(0..resources);
+                    if !picked.contains(&r) {
+                        picked.push(r);
+                    }
+                }
+                let members: Vec<(usize, LockKind, u32, Held)> =
+                    picked.iter().map(|&r| pick(&mut rng, r, semaphores)).collect();
+                let (start, valid_until, fences, release) = if let [(r, kind, permits, held)] = members[..] {
+                    let b = w.lock(format!("mix:{r}"));
+                    let b = if kind == LockKind::Semaphore {
+                        b.permits(permits)
+                    } else {
+                        b.kind(kind)
+                    };
+                    let mut g = b
+                        .ttl(Duration::from_secs(10))
+                        .wait(Duration::from_secs(30))
+                        .acquire()
+                        .await
+                        .unwrap_or_else(|e| panic!("acquire on resource {r} ({held:?}) failed: {e}"));
+                    let fences = vec![g.fencing_token()];
+                    (
+                        Instant::now(),
+                        g.valid_until(),
+                        fences,
+                        Box::pin(async move { g.release().await }) as Release,
+                    )
+                } else {
+                    let mut b = w.group(Vec::<String>::new());
+                    for &(r, kind, permits, _) in &members {
+                        b = b.member(format!("mix:{r}"), kind, permits);
+                    }
+                    let mut g = b
+                        .ttl(Duration::from_secs(10))
+                        .wait(Duration::from_secs(30))
+                        .acquire()
+                        .await
+                        .unwrap_or_else(|e| panic!("group {members:?} failed: {e}"));
+                    groups += 1;
+                    let fences = members
+                        .iter()
+                        .map(|(r, ..)| g.fencing_token(&format!("mix:{r}")).expect("member"))
+                        .collect();
+                    let until = Instant::now() + g.remaining();
+                    (
+                        Instant::now(),
+                        until,
+                        fences,
+                        Box::pin(async move { g.release().await }) as Release,
+                    )
+                };
                 for _ in 0..rng.random_range(0..3) {
                     tokio::task::yield_now().await;
                 }
-                let end = Instant::now().min(g.valid_until());
-                mine.push(MixedHold {
-                    resource,
-                    start,
-                    end,
-                    fence: g.fencing_token(),
-                    held,
-                });
-                g.release().await.expect("release");
+                let end = Instant::now().min(valid_until);
+                for (&(resource, _, _, held), fence) in members.iter().zip(fences) {
+                    mine.push(MixedHold {
+                        resource,
+                        start,
+                        end,
+                        fence,
+                        held,
+                    });
+                }
+                release.await.expect("release");
             }
+            *group_count.lock().expect("groups") += groups;
             log.lock().expect("log").extend(mine);
         }));
     }
@@ -170,8 +217,28 @@ pub async fn random_mix(h: &dyn Harness, tasks: usize, resources: usize, cycles:
     }
     let holds = log.lock().expect("log").clone();
     match check_mixed(&holds) {
-        Ok(s) => s,
+        Ok(s) => MixSummary {
+            groups: *group_count.lock().expect("groups"),
+            ..s
+        },
         Err(e) => panic!("{e}"),
+    }
+}
+
+type Release = std::pin::Pin<Box<dyn std::future::Future<Output = warden::Result<()>> + Send>>;
+
+/// A random hold on resource `r`: a permit of its semaphore (odd resources, where offered), else a lock of a
+/// random kind.
+fn pick(rng: &mut StdRng, r: usize, semaphores: bool) -> (usize, LockKind, u32, Held) {
+    if r % 2 == 1 && semaphores {
+        let n = 2 + (r / 2 % 2) as u32;
+        return (r, LockKind::Semaphore, n, Held::Permit(n));
+    }
+    match rng.random_range(0..4) {
+        0 => (r, LockKind::Exclusive, 0, Held::Exclusive),
+        1 => (r, LockKind::Write, 0, Held::Exclusive),
+        2 => (r, LockKind::Shared, 0, Held::Shared),
+        _ => (r, LockKind::Read, 0, Held::Shared),
     }
 }
 

@@ -1,5 +1,5 @@
 //! The randomized checker on real backends: concurrent clients mixing exclusive, shared, read, write and
-//! semaphore holds on a few resources; the history must show no incompatible overlap, no semaphore over its
+//! semaphore holds, alone or grouped, on a few resources; the history must show no incompatible overlap, no semaphore over its
 //! permits, no fencing token twice, and no acquire that timed out (a deadlock or a starved waiter).
 
 use warden_testkit::harness::{Harness, MemoryHarness, RedisHarness};
@@ -11,6 +11,7 @@ async fn check(h: &dyn Harness, cycles: usize, seed: u64) -> warden_testkit::mix
     let s = random_mix(h, 16, 8, cycles, seed).await;
     assert!(s.operations >= 2 * cycles, "{s:?}");
     assert!(s.most_permits_in_use >= 2, "no semaphore ever had two holders: {s:?}");
+    assert!(s.groups >= cycles / 8, "too few groups: {s:?}");
     s
 }
 
