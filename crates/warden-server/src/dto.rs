@@ -18,6 +18,7 @@ macro_rules! envelope {
     };
 }
 envelope!(LockEnvelope, Lock, "`{success, data: Lock}`");
+envelope!(GroupEnvelope, Group, "`{success, data: Group}`");
 envelope!(LockStatusEnvelope, LockStatus, "`{success, data: LockStatus}`");
 envelope!(LockListEnvelope, Vec<Lock>, "`{success, data: [Lock]}`");
 envelope!(StatsEnvelope, StatsDto, "`{success, data: Stats}`");

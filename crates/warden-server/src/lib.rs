@@ -157,6 +157,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/locks/exclusive", post(handlers::exclusive))
         .route("/api/locks/shared", post(handlers::shared))
         .route("/api/locks/read-write", post(handlers::read_write))
+        .route("/api/groups/acquire", post(handlers::acquire_group))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             waiting_deadline,
@@ -164,6 +165,8 @@ pub fn router(state: AppState) -> Router {
     let quick = Router::new()
         .route("/api/locks/release", post(handlers::release))
         .route("/api/locks/renew", post(handlers::renew))
+        .route("/api/groups/release", post(handlers::release_group))
+        .route("/api/groups/renew", post(handlers::renew_group))
         .route("/api/locks/force-release", post(admin::force_release))
         .route("/api/locks/held", get(handlers::held))
         .route("/api/locks/stats", get(handlers::stats))

@@ -15,6 +15,8 @@ pub const MAX_TTL: Duration = Duration::from_millis(86_400_000);
 pub const MAX_WAIT: Duration = Duration::from_millis(600_000);
 /// Most permits a semaphore can have.
 pub const MAX_PERMITS: u32 = 1000;
+/// Most resources in one lock group.
+pub const MAX_GROUP_MEMBERS: usize = 32;
 
 /// Parses a duration a person typed: `10s`, `500ms`, `2m`, `1h30m` (humantime's forms) or `0`, up to 24 h. A
 /// number without a unit is refused: seconds on a command line and milliseconds in the REST API would differ by

@@ -10,6 +10,31 @@ pub(crate) fn own(caller: &Caller, l: &LeaseInfo) -> Lock {
     lock
 }
 
+/// The kind a body's `type`, `mode` and `permits` ask for; the error names the field that is wrong.
+pub(crate) fn kind_of(lock_type: Option<&str>, mode: Option<&str>, permits: Option<u32>) -> Result<LockKind, ApiError> {
+    let kind = LockKind::from_wire(lock_type, mode).map_err(|e| {
+        // A read-write lock's problem is its mode; any other, its type.
+        let field = if lock_type == Some("read-write") {
+            "mode"
+        } else {
+            "type"
+        };
+        ApiError::invalid_field(field, e)
+    })?;
+    match (kind, permits) {
+        (LockKind::Semaphore, None) => Err(ApiError::invalid_field(
+            "permits",
+            "`permits` is required for type semaphore: the resource's number of permits, 1..=1000",
+        )),
+        (LockKind::Semaphore, Some(n)) => Ok(validate::permits(n).map(|_| kind)?),
+        (_, Some(_)) => Err(ApiError::invalid_field(
+            "permits",
+            "`permits` is only for type semaphore: drop it, or set `type` to \"semaphore\"",
+        )),
+        _ => Ok(kind),
+    }
+}
+
 pub(crate) async fn acquire_impl(
     state: AppState,
     caller: Caller,
@@ -29,31 +54,7 @@ pub(crate) async fn acquire_impl(
         }
     }
     let lock_type = fixed.or(b.lock_type.as_deref());
-    let kind = LockKind::from_wire(lock_type, b.mode.as_deref()).map_err(|e| {
-        // A read-write lock's problem is its mode; any other, its type.
-        let field = if lock_type == Some("read-write") {
-            "mode"
-        } else {
-            "type"
-        };
-        ApiError::invalid_field(field, e)
-    })?;
-    match (kind, b.permits) {
-        (LockKind::Semaphore, None) => {
-            return Err(ApiError::invalid_field(
-                "permits",
-                "`permits` is required for type semaphore: the resource's number of permits, 1..=1000",
-            ))
-        }
-        (LockKind::Semaphore, Some(n)) => validate::permits(n)?,
-        (_, Some(_)) => {
-            return Err(ApiError::invalid_field(
-                "permits",
-                "`permits` is only for type semaphore: drop it, or set `type` to \"semaphore\"",
-            ))
-        }
-        _ => {}
-    }
+    let kind = kind_of(lock_type, b.mode.as_deref(), b.permits)?;
     validate::resource(&b.resource)?;
     let client_id = caller.bind(&b.client_id)?;
     caller.may_lock(&b.resource)?;

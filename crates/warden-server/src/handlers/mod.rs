@@ -2,11 +2,13 @@
 //! always answers 4xx with a sentence naming the field, never a bare text body or a 5xx.
 
 mod acquire;
+mod group;
 mod leases;
 mod request;
 mod views;
 
 pub use acquire::*;
+pub use group::*;
 pub use leases::*;
 pub(crate) use request::*;
 pub use request::{no_route, wrong_method};

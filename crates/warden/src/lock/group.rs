@@ -9,10 +9,8 @@
 
 #[allow(unused_imports)]
 use super::*;
+use crate::validate::MAX_GROUP_MEMBERS;
 use futures::future::join_all;
-
-/// Most resources in one group.
-pub const MAX_GROUP_MEMBERS: usize = 32;
 
 /// Options of one group acquisition. Created by [`Warden::group`].
 #[derive(Debug, Clone)]

@@ -15,7 +15,7 @@ mod wait;
 
 pub use builder::LockBuilder;
 use builder::*;
-pub use group::{GroupBuilder, GroupGuard, MAX_GROUP_MEMBERS};
+pub use group::{GroupBuilder, GroupGuard};
 use guard::*;
 pub use guard::{LeaseContext, LockGuard};
 use renew::*;

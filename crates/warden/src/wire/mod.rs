@@ -10,11 +10,13 @@
 //! ```
 
 mod error;
+mod group;
 mod lock;
 mod views;
 mod watch;
 
 pub use error::{ErrorBody, ErrorCode};
+pub use group::{Group, GroupAcquireBody, GroupMember, GroupReleaseBody, GroupRenewBody};
 pub use lock::{AcquireBody, ForceReleaseBody, ForceReleased, Lock, LockStatus, ReleaseBody, RenewBody};
 pub use views::{
     CapabilitiesDto, HealthDto, Liveness, LockTypes, NodeDto, QueueDto, QueueEntryDto, StatsDto, TopResource,
