@@ -4,6 +4,7 @@ use crate::child::{self, Signals};
 use crate::common::*;
 use clap::Args;
 use std::time::Duration;
+use warden::{GroupGuard, LockGuard, LockKind};
 
 /// Arguments of `warden run`.
 #[derive(Args, Debug)]
@@ -28,6 +29,10 @@ pub struct RunArgs {
     /// (every caller of NAME must pass the same N).
     #[arg(long, value_name = "N", conflicts_with = "shared", value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub permits: Option<u32>,
+    /// Hold this lock too, in the same mode, all or nothing with NAME (repeatable): the locks are taken as one
+    /// group, in one global order, so two commands naming the same locks in any order never deadlock.
+    #[arg(long = "with", value_name = "NAME", conflicts_with = "permits")]
+    pub with: Vec<String>,
     /// Exit 0 instead of 75 when the lock is held by someone else (for cron).
     #[arg(long)]
     pub skip_if_held: bool,
@@ -61,12 +66,30 @@ pub async fn run(a: RunArgs) -> CliResult<u8> {
         // `forever`: the longest wait the API takes, again and again; the waiter queues again at once.
         let wait = a.wait.0.unwrap_or(warden::validate::MAX_WAIT);
         loop {
-            let r = mode(warden.lock(name.as_str()), a.shared, a.permits)
-                .ttl(a.ttl)
-                .wait(wait)
-                .client_id(client.as_str())
-                .acquire()
-                .await;
+            let r = if a.with.is_empty() {
+                mode(warden.lock(name.as_str()), a.shared, a.permits)
+                    .ttl(a.ttl)
+                    .wait(wait)
+                    .client_id(client.as_str())
+                    .acquire()
+                    .await
+                    .map(Held::Lock)
+            } else {
+                let kind = if a.shared {
+                    LockKind::Shared
+                } else {
+                    LockKind::Exclusive
+                };
+                let names = std::iter::once(&name).chain(&a.with);
+                names
+                    .fold(warden.group(Vec::<String>::new()), |g, n| g.member(n.as_str(), kind, 0))
+                    .ttl(a.ttl)
+                    .wait(wait)
+                    .client_id(client.as_str())
+                    .acquire()
+                    .await
+                    .map(Held::Group)
+            };
             match r {
                 Err(warden::Error::Timeout { .. }) if a.wait.0.is_none() => {
                     // The API bounds one wait; the next starts at once, at the back of the queue.
@@ -84,26 +107,23 @@ pub async fn run(a: RunArgs) -> CliResult<u8> {
     let mut guard = tokio::select! {
         r = acquire => match r {
             Ok(g) => g,
-            Err(warden::Error::Timeout { .. }) if a.skip_if_held => {
-                eprintln!("warden: {}; skipping (--skip-if-held)", held_by_others(&name, a.permits));
+            Err(warden::Error::Timeout { resource, .. }) if a.skip_if_held => {
+                eprintln!("warden: {}; skipping (--skip-if-held)", held_by_others(&resource, a.permits));
                 return Ok(0);
             }
-            Err(warden::Error::Timeout { .. }) => {
+            Err(warden::Error::Timeout { resource, .. }) => {
                 let waited = a.wait.0.map(human).unwrap_or_default();
                 let msg = format!(
-                    "{} and none was acquired within {waited}: retry later, raise --wait, or pass --skip-if-held",
-                    held_by_others(&name, a.permits));
+                    "{} and {} acquired within {waited}: retry later, raise --wait, or pass --skip-if-held",
+                    held_by_others(&resource, a.permits),
+                    if a.with.is_empty() { "none was" } else { "so none of the locks was" });
                 return Err(CliError::new(a.conflict_exit_code.unwrap_or(EXIT_NOT_ACQUIRED), msg));
             }
             Err(e) => return Err(explain(&a.backend, e)),
         },
         sig = signals.recv() => return Ok((128 + sig) as u8),
     };
-    let env = [
-        ("WARDEN_LOCK", name.clone()),
-        ("WARDEN_LOCK_ID", guard.lock_id().to_string()),
-        ("WARDEN_FENCING_TOKEN", guard.fencing_token().to_string()),
-    ];
+    let env = guard.env(&name);
     let mut proc = match child::spawn(&a.cmd, &env) {
         Ok(p) => p,
         Err(e) => {
@@ -129,4 +149,55 @@ pub async fn run(a: RunArgs) -> CliResult<u8> {
         eprintln!("warden: the command finished but releasing `{name}` failed: {e}");
     }
     Ok(child::exit_code(status))
+}
+
+/// What `run` holds: one lock, or NAME and its `--with` locks as a group.
+enum Held {
+    Lock(LockGuard),
+    Group(GroupGuard),
+}
+
+impl Held {
+    /// The command's environment: `WARDEN_LOCK`, `WARDEN_LOCK_ID` (a group's id for a group),
+    /// `WARDEN_FENCING_TOKEN` (NAME's) and, for a group, `WARDEN_FENCING_TOKENS`: a JSON object of every
+    /// lock's fencing token by name.
+    fn env(&self, name: &str) -> Vec<(&'static str, String)> {
+        match self {
+            Held::Lock(g) => vec![
+                ("WARDEN_LOCK", name.to_string()),
+                ("WARDEN_LOCK_ID", g.lock_id().to_string()),
+                ("WARDEN_FENCING_TOKEN", g.fencing_token().to_string()),
+            ],
+            Held::Group(g) => {
+                let tokens: serde_json::Map<String, serde_json::Value> = g
+                    .members()
+                    .iter()
+                    .map(|m| (m.resource().to_string(), m.fencing_token().into()))
+                    .collect();
+                vec![
+                    ("WARDEN_LOCK", name.to_string()),
+                    ("WARDEN_LOCK_ID", g.group_id()),
+                    (
+                        "WARDEN_FENCING_TOKEN",
+                        g.fencing_token(name).unwrap_or_default().to_string(),
+                    ),
+                    ("WARDEN_FENCING_TOKENS", serde_json::Value::Object(tokens).to_string()),
+                ]
+            }
+        }
+    }
+
+    async fn lost(&self) {
+        match self {
+            Held::Lock(g) => g.lost().await,
+            Held::Group(g) => g.lost().await,
+        }
+    }
+
+    async fn release(&mut self) -> warden::Result<()> {
+        match self {
+            Held::Lock(g) => g.release().await,
+            Held::Group(g) => g.release().await,
+        }
+    }
 }

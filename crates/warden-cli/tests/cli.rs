@@ -689,3 +689,73 @@ fn leader_shows_who_leads_and_follows_each_change() {
     let (_, out) = leader(&["jobs"]);
     assert_eq!(out.trim(), "nobody leads `jobs`");
 }
+
+#[test]
+fn run_with_holds_every_lock_or_none() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let w = rt.block_on(Warden::connect(&url)).unwrap();
+    let mut blocker = rt
+        .block_on(w.lock("stock").ttl(Duration::from_secs(30)).acquire())
+        .unwrap();
+    let o = warden_bin()
+        .args([
+            "run",
+            "--backend",
+            &url,
+            "--wait",
+            "0",
+            "orders",
+            "--with",
+            "stock",
+            "--",
+            "true",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(75), "{err}");
+    assert!(
+        err.contains("`stock` is held") && err.contains("none of the locks"),
+        "{err}"
+    );
+    let mut probe = rt
+        .block_on(w.lock("orders").try_acquire())
+        .unwrap()
+        .expect("a refused group kept `orders`");
+    rt.block_on(probe.release()).unwrap();
+    rt.block_on(blocker.release()).unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("tokens");
+    let script = format!("echo \"$WARDEN_FENCING_TOKENS\" > {}", out.display());
+    let o = warden_bin()
+        .args([
+            "run",
+            "--backend",
+            &url,
+            "--wait",
+            "5s",
+            "stock",
+            "--with",
+            "orders",
+            "--",
+        ])
+        .args(["sh", "-c", &script])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let tokens: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert!(
+        tokens["stock"].as_u64().unwrap() > blocker.fencing_token() && tokens["orders"].as_u64().is_some(),
+        "{tokens}"
+    );
+    // Both released when the command ended.
+    for name in ["stock", "orders"] {
+        assert!(
+            rt.block_on(w.lock(name).try_acquire()).unwrap().is_some(),
+            "`{name}` still held"
+        );
+    }
+}
