@@ -13,6 +13,9 @@ const ENDPOINTS = [
   ['get', '/api/locks/queue'],
   ['get', '/api/locks/stats'],
   ['get', '/api/locks/health'],
+  ['post', '/api/groups/acquire'],
+  ['post', '/api/groups/release'],
+  ['post', '/api/groups/renew'],
 ];
 
 class WardenError extends Error {
@@ -69,6 +72,21 @@ const MODES = {
   read: { type: 'read-write', mode: 'read' },
   write: { type: 'read-write', mode: 'write' },
 };
+
+/** The wire fields (`type`, `mode`, `permits`) of `{mode?, permits?}`. */
+function modeOf(opts) {
+  if (opts.permits !== undefined) {
+    // One of N permits of a semaphore.
+    if (opts.mode !== undefined) throw new InvalidRequestError('permits and mode do not go together: a semaphore has no mode', 'invalid_request', 0);
+    if (!Number.isInteger(opts.permits) || opts.permits < 1 || opts.permits > 1000) {
+      throw new InvalidRequestError(`permits must be a whole number from 1 to 1000, got ${opts.permits}`, 'invalid_request', 0);
+    }
+    return { type: 'semaphore', permits: opts.permits };
+  }
+  const mode = MODES[opts.mode || 'exclusive'];
+  if (!mode) throw new InvalidRequestError(`mode must be exclusive, shared, read or write, got ${opts.mode}`, 'invalid_request', 0);
+  return mode;
+}
 
 function positive(name, v, min, max) {
   if (!Number.isInteger(v) || v < min || v > max) {
@@ -134,16 +152,7 @@ class Warden {
   async acquire(resource, opts = {}) {
     const ttl = positive('ttl', opts.ttl ?? 30000, 10, 86400000);
     let left = opts.wait === Infinity ? Infinity : positive('wait', opts.wait ?? 5000, 0, Number.MAX_SAFE_INTEGER);
-    let mode = MODES[opts.mode || 'exclusive'];
-    if (!mode) throw new InvalidRequestError(`mode must be exclusive, shared, read or write, got ${opts.mode}`, 'invalid_request', 0);
-    if (opts.permits !== undefined) {
-      // One of N permits of a semaphore.
-      if (opts.mode !== undefined) throw new InvalidRequestError('permits and mode do not go together: a semaphore has no mode', 'invalid_request', 0);
-      if (!Number.isInteger(opts.permits) || opts.permits < 1 || opts.permits > 1000) {
-        throw new InvalidRequestError(`permits must be a whole number from 1 to 1000, got ${opts.permits}`, 'invalid_request', 0);
-      }
-      mode = { type: 'semaphore', permits: opts.permits };
-    }
+    const mode = modeOf(opts);
     for (;;) {
       const wait = Math.min(left, MAX_WAIT);
       const body = { resource, ...mode, ttl, waitTimeout: wait, clientId: opts.clientId || this.clientId };
@@ -159,6 +168,27 @@ class Warden {
         left -= wait;
       }
     }
+  }
+
+  /**
+   * Acquires several resources as one group, all or none: `members` are names (exclusive) or
+   * `{resource, mode?, permits?}`. They are taken in one global order, so groups never deadlock; the wait (up to
+   * 600000 ms) is for the whole group. A LockTimeoutError names the member still held; nothing is then held.
+   * @returns {Promise<Group>}
+   */
+  async acquireGroup(members, opts = {}) {
+    if (!Array.isArray(members)) throw new InvalidRequestError('members must be an array of names or {resource, mode?, permits?}', 'invalid_request', 0);
+    const ttl = positive('ttl', opts.ttl ?? 30000, 10, 86400000);
+    const wait = positive('wait', opts.wait ?? 5000, 0, MAX_WAIT);
+    const body = {
+      members: members.map((m) => (typeof m === 'string' ? { resource: m } : { resource: m.resource, ...modeOf(m) })),
+      ttl, waitTimeout: wait, clientId: opts.clientId || this.clientId,
+    };
+    if (opts.maxRenewals !== undefined) body.maxRenewals = opts.maxRenewals;
+    if (opts.maxHold !== undefined) body.maxHold = opts.maxHold;
+    const sent = Date.now();
+    const { data } = await this._call('POST', '/api/groups/acquire', body, wait);
+    return new Group(this, data, sent, body.clientId);
   }
 
   /** Releases a lease by lock id. */
@@ -296,9 +326,17 @@ class Lease {
   /** Renews for `ttl` ms (default: its own ttl). */
   async renew(ttl) {
     const sent = Date.now();
-    const data = await this._warden.renew(this.lockId, ttl, this._clientId);
+    const data = await this._renewRequest(ttl);
     this._apply(data, sent);
     return this;
+  }
+
+  _renewRequest(ttl) {
+    return this._warden.renew(this.lockId, ttl, this._clientId);
+  }
+
+  _releaseRequest() {
+    return this._warden.release(this.lockId, this._clientId);
   }
 
   /** Gives up a leadership at once (the next candidate leads within milliseconds): the same as release(). */
@@ -312,10 +350,40 @@ class Lease {
     this._released = true;
     this._stop();
     try {
-      await this._warden.release(this.lockId, this._clientId);
+      await this._releaseRequest();
     } finally {
       this._lose(new LeaseLostError(`the lease on ${this.resource} was released`, 'released', 0));
     }
+  }
+}
+
+/**
+ * A held group: one lease per member (`locks`, in the global order, each with its own fencingToken), renewed,
+ * lost and released together. `autoRenew()`, `signal`, `lost` and `release()` work as on a Lease.
+ */
+class Group extends Lease {
+  _apply(data, sentAt) {
+    this.groupId = data.groupId;
+    this.locks = data.locks;
+    this.resource = data.locks.map((l) => l.resource).join(', ');
+    this.ttl = Math.min(...data.locks.map((l) => l.ttl));
+    this.expiresAt = new Date(Math.min(...data.locks.map((l) => Date.parse(l.expiresAt))));
+    this.validUntil = sentAt + this.ttl - (this.ttl * 0.01 + 2);
+  }
+
+  /** The fencing token of a member's lease (undefined for a resource not in the group). */
+  fencingToken(resource) {
+    return this.locks.find((l) => l.resource === resource)?.fencingToken;
+  }
+
+  _renewRequest(ttl) {
+    const body = { groupId: this.groupId, clientId: this._clientId };
+    if (ttl !== undefined) body.ttl = positive('ttl', ttl, 10, 86400000);
+    return this._warden._call('POST', '/api/groups/renew', body).then((r) => r.data);
+  }
+
+  _releaseRequest() {
+    return this._warden._call('POST', '/api/groups/release', { groupId: this.groupId, clientId: this._clientId });
   }
 }
 
@@ -358,7 +426,7 @@ class Election {
 }
 
 module.exports = {
-  Warden, Lease, Election, ENDPOINTS, ERROR_CLASSES: BY_CODE,
+  Warden, Lease, Group, Election, ENDPOINTS, ERROR_CLASSES: BY_CODE,
   WardenError, InvalidRequestError, UnauthorizedError, ForbiddenError, NotFoundError, RequestTimeoutError,
   LockTimeoutError, NotOwnerError, LeaseLostError, RenewalCappedError, TooManyWaitersError, RateLimitedError,
   BackendUnavailableError, ShuttingDownError, InternalError, UnreachableError, ConflictError,

@@ -85,6 +85,40 @@ export class Lease {
   resign(): Promise<void>;
 }
 
+/** A member of a group: a name (exclusive), or a resource with its mode or permits. */
+export type GroupMember = string | { resource: string; mode?: Mode; permits?: number };
+
+export interface GroupOptions {
+  /** Lease length of every member, ms (10..=86400000, default 30000). */
+  ttl?: number;
+  /** How long to wait for the whole group, ms (0: try once; at most 600000; default 5000). */
+  wait?: number;
+  clientId?: string;
+  maxRenewals?: number;
+  maxHold?: number;
+}
+
+/** A held group: one lease per member, renewed, lost and released together. */
+export class Group {
+  /** The group's secret id: with the client id it renews and releases every member. */
+  readonly groupId: string;
+  /** One lease per member, in the global order (by resource name). */
+  readonly locks: LockInfo[];
+  /** The shortest of the members' ttls. */
+  readonly ttl: number;
+  readonly expiresAt: Date;
+  readonly validUntil: number;
+  /** Aborts the moment a member's lease can no longer be trusted (lost, expired or released). */
+  readonly signal: AbortSignal;
+  readonly lost: boolean;
+  /** A member's fencing token (undefined for a resource not in the group). */
+  fencingToken(resource: string): number | undefined;
+  /** Renews every member every third of the ttl until released. */
+  autoRenew(): this;
+  renew(ttl?: number): Promise<this>;
+  release(): Promise<void>;
+}
+
 export class Election {
   readonly name: string;
   readonly resource: string;
@@ -99,6 +133,8 @@ export class Warden {
   readonly url: string;
   readonly clientId: string;
   acquire(resource: string, opts?: AcquireOptions): Promise<Lease>;
+  /** Every member or none; taken in one global order, so groups never deadlock. */
+  acquireGroup(members: GroupMember[], opts?: GroupOptions): Promise<Group>;
   release(lockId: string, clientId?: string): Promise<void>;
   renew(lockId: string, ttl?: number, clientId?: string): Promise<LockInfo>;
   status(lockId: string): Promise<LockInfo>;

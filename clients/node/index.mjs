@@ -2,7 +2,7 @@
 import cjs from './index.cjs';
 
 export const {
-  Warden, Lease, Election, ENDPOINTS, ERROR_CLASSES,
+  Warden, Lease, Group, Election, ENDPOINTS, ERROR_CLASSES,
   WardenError, InvalidRequestError, UnauthorizedError, ForbiddenError, NotFoundError, RequestTimeoutError,
   LockTimeoutError, NotOwnerError, LeaseLostError, RenewalCappedError, TooManyWaitersError, RateLimitedError,
   BackendUnavailableError, ShuttingDownError, InternalError, UnreachableError, ConflictError,

@@ -9,6 +9,9 @@ import { serve, keygen, authFile } from './server.mjs';
 const main = await serve(['--backend', 'memory://']);
 after(() => main.stop());
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const expectCode = async (p, Cls, code) => {
+  await assert.rejects(p, (e) => e instanceof Cls && e instanceof w.WardenError && e.code === code, `${code}`);
+};
 
 test('ten concurrent using calls keep a counter exact, fences increasing in turn', async () => {
   let counter = 0;
@@ -72,9 +75,6 @@ test('the signal aborts by the end of the validity when the server is gone', asy
 
 test('every API error is a typed error carrying its code', async () => {
   const client = new w.Warden({ url: main.url, clientId: 'errors' });
-  const expectCode = async (p, Cls, code) => {
-    await assert.rejects(p, (e) => e instanceof Cls && e instanceof w.WardenError && e.code === code, `${code}`);
-  };
   await expectCode(client.acquire('', { wait: 0 }), w.InvalidRequestError, 'invalid_request');
   await expectCode(client.release('0123456789abcdef0123456789abcdef'), w.NotFoundError, 'not_found');
   const held = await client.acquire('busy', { ttl: 30000 });
@@ -169,6 +169,28 @@ test('an election hands over on resign, and observe sees it', async () => {
   assert.equal(seen[0], 'c1');
   assert.equal(seen.at(-1), 'c2');
   await lead.release();
+});
+
+test('a group is granted whole or not at all, and released with one call', async () => {
+  const a = new w.Warden({ url: main.url, clientId: 'group-a' });
+  const b = new w.Warden({ url: main.url, clientId: 'group-b' });
+  const group = await a.acquireGroup(['stock', { resource: 'rates', mode: 'shared' }, { resource: 'slots', permits: 2 }]);
+  assert.deepEqual(group.locks.map((l) => l.resource), ['rates', 'slots', 'stock']);
+  assert.ok(group.fencingToken('stock') > 0);
+  assert.equal(group.groupId.split('.').length, 3);
+  const refused = b.acquireGroup(['orders', 'stock'], { wait: 0 });
+  await expectCode(refused, w.LockTimeoutError, 'lock_timeout');
+  const orders = await b.acquire('orders', { wait: 0 });
+  await orders.release();
+  await group.renew(60000);
+  assert.ok(group.locks.every((l) => l.ttl === 60000));
+  group.autoRenew();
+  await group.release();
+  assert.ok(group.lost, 'a released group still looks held');
+  const again = await b.acquireGroup(['stock', 'orders'], { wait: 0 });
+  assert.ok(again.fencingToken('stock') > group.fencingToken('stock'));
+  await again.release();
+  await expectCode(a.acquireGroup(['x', 'x']), w.InvalidRequestError, 'invalid_request');
 });
 
 test('every endpoint and acquire field the client uses is in the served OpenAPI document', async () => {

@@ -92,3 +92,23 @@ def test_typed_errors_and_an_election(server):
         await lead.release()
 
     asyncio.run(main())
+
+
+def test_a_group_is_granted_whole_or_not_at_all(server):
+    async def main() -> None:
+        a = w.AsyncClient(server.url, client_id="agroup-a")
+        b = w.AsyncClient(server.url, client_id="agroup-b")
+        async with await a.acquire_group(["astock", {"resource": "arates", "mode": "shared"}]) as g:
+            assert [m.resource for m in g.locks] == ["arates", "astock"]
+            with pytest.raises(w.LockTimeoutError):
+                await b.acquire_group(["aorders", "astock"], wait=0)
+            await (await b.acquire("aorders", wait=0)).release()
+            await g.renew(60)
+            assert all(m.ttl == 60 for m in g.locks)
+            first = g.fencing_tokens["astock"]
+        assert g.lost.is_set()
+        again = await b.acquire_group(["astock", "aorders"], wait=0)
+        assert again.fencing_tokens["astock"] > first
+        await again.release()
+
+    asyncio.run(main())

@@ -232,3 +232,25 @@ def test_the_readme_quick_start_works_verbatim(server):
     env = {**os.environ, "WARDEN_URL": server.url, "PYTHONPATH": str(here)}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert re.search(r"holding orders:42 with fencing token \d+", out.stdout), out
+
+
+def test_a_group_is_granted_whole_or_not_at_all(server):
+    a = w.Client(server.url, client_id="group-a")
+    b = w.Client(server.url, client_id="group-b")
+    with a.acquire_group(["stock", {"resource": "rates", "mode": "shared"}, {"resource": "slots", "permits": 2}]) as g:
+        assert [m.resource for m in g.locks] == ["rates", "slots", "stock"]
+        assert g.fencing_tokens["stock"] > 0 and len(g.group_id.split(".")) == 3
+        with pytest.raises(w.LockTimeoutError):
+            b.acquire_group(["orders", "stock"], wait=0)
+        b.acquire("orders", wait=0).release()  # the refused group kept nothing
+        g.renew(60)
+        assert all(m.ttl == 60 for m in g.locks)
+        with pytest.raises(w.InvalidRequestError):
+            _ = g.fencing_token
+        first = g.fencing_tokens["stock"]
+    assert g.lost.is_set()
+    again = b.acquire_group(["stock", "orders"], wait=0)
+    assert again.fencing_tokens["stock"] > first
+    again.release()
+    with pytest.raises(w.InvalidRequestError):
+        a.acquire_group(["x", "x"])

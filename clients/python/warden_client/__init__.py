@@ -8,8 +8,8 @@
 """
 
 from ._common import ENDPOINTS, LeaseInfo
-from .aio import AsyncClient, AsyncElection, AsyncLease
-from .client import Client, Election, Lease
+from .aio import AsyncClient, AsyncElection, AsyncGroup, AsyncLease
+from .client import Client, Election, Group, Lease
 from .errors import (
     BackendUnavailableError,
     ConflictError,
@@ -34,11 +34,13 @@ __all__ = [
     "ENDPOINTS",
     "AsyncClient",
     "AsyncElection",
+    "AsyncGroup",
     "AsyncLease",
     "BackendUnavailableError",
     "Client",
     "Election",
     "ForbiddenError",
+    "Group",
     "InternalError",
     "InvalidRequestError",
     "Lease",

@@ -19,6 +19,9 @@ ENDPOINTS = [
     ("get", "/api/locks/queue"),
     ("get", "/api/locks/stats"),
     ("get", "/api/locks/health"),
+    ("post", "/api/groups/acquire"),
+    ("post", "/api/groups/release"),
+    ("post", "/api/groups/renew"),
 ]
 
 #: The longest wait one request may carry (seconds); longer waits are several requests.
@@ -73,6 +76,36 @@ def acquire_body(
     if max_hold is not None:
         body["maxHold"] = ms("max_hold", max_hold, 1, 86_400_000 * 365)
     return body
+
+
+def group_body(
+    members: list[str | dict[str, Any]],
+    ttl: float,
+    wait: float,
+    client_id: str,
+    max_renewals: int | None,
+    max_hold: float | None,
+) -> dict[str, Any]:
+    """The body of a group acquire: ``members`` are names (exclusive) or ``{"resource", "mode"?, "permits"?}``."""
+    if not isinstance(members, list):
+        raise InvalidRequestError("members must be a list of names or {resource, mode?, permits?}", "invalid_request")
+    wire = []
+    for m in members:
+        spec = {"resource": m} if isinstance(m, str) else dict(m)
+        one = acquire_body(
+            spec.get("resource", ""), ttl, 0, spec.get("mode", "exclusive"), client_id, None, None, spec.get("permits")
+        )
+        wire.append({k: one[k] for k in ("resource", "type", "mode", "permits") if k in one})
+    body = acquire_body("", ttl, wait, "exclusive", client_id, max_renewals, max_hold)
+    del body["resource"], body["type"]
+    if wait > MAX_WAIT:
+        raise InvalidRequestError(f"a group waits at most {MAX_WAIT} seconds, got {wait}", "invalid_request")
+    return {"members": wire, **body}
+
+
+def group_from_wire(data: dict[str, Any], sent: float) -> tuple[str, list[LeaseInfo]]:
+    """A group's id and its members' leases, in the global order."""
+    return data["groupId"], [LeaseInfo.from_wire(lock, sent) for lock in data["locks"]]
 
 
 def quoted(s: str) -> str:

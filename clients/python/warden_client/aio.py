@@ -15,9 +15,9 @@ from concurrent.futures import ThreadPoolExecutor
 from collections.abc import AsyncIterator
 from typing import Any
 
-from ._common import LeaseInfo, acquire_body, now, quoted
+from ._common import LeaseInfo, acquire_body, group_body, group_from_wire, now, quoted
 from ._transport import Transport
-from .errors import LeaseLostError, LockTimeoutError, NotFoundError, NotOwnerError, WardenError
+from .errors import InvalidRequestError, LeaseLostError, LockTimeoutError, NotFoundError, NotOwnerError, WardenError
 
 
 class AsyncClient:
@@ -71,6 +71,25 @@ class AsyncClient:
     def lock(self, resource: str, **kwargs: Any) -> _DeferredAsync:
         """``async with client.lock("orders:42", ttl=10) as lease:`` acquires, renews while inside, releases on exit."""
         return _DeferredAsync(self, resource, kwargs)
+
+    async def acquire_group(
+        self,
+        members: list[str | dict[str, Any]],
+        *,
+        ttl: float = 30.0,
+        wait: float = 5.0,
+        client_id: str | None = None,
+        max_renewals: int | None = None,
+        max_hold: float | None = None,
+    ) -> AsyncGroup:
+        """Acquires every member or none (names, or ``{"resource", "mode"?, "permits"?}``), waiting up to ``wait``
+        seconds (at most 600) for the whole group. Members are taken in one global order, so groups never deadlock;
+        a ``LockTimeoutError`` names the member still held, and nothing is then held."""
+        who = client_id or self.client_id
+        body = group_body(members, ttl, wait, who, max_renewals, max_hold)
+        sent = now()
+        data = (await self._call("POST", "/api/groups/acquire", body, body["waitTimeout"] / 1000))["data"]
+        return AsyncGroup(self, *group_from_wire(data, sent), who)
 
     async def release(self, lock_id: str, client_id: str | None = None) -> None:
         await self._call("POST", "/api/locks/release", {"lockId": lock_id, "clientId": client_id or self.client_id})
@@ -171,9 +190,12 @@ class AsyncLease:
         if self._task is not None:
             self._task.cancel()
         try:
-            await self._client.release(self.lock_id, self._client_id)
+            await self._release_call()
         finally:
             self._lose(LeaseLostError(f"the lease on {self.resource} was released", "released"))
+
+    async def _release_call(self) -> None:
+        await self._client.release(self.lock_id, self._client_id)
 
     async def resign(self) -> None:
         """Gives up a leadership at once (the next candidate leads within milliseconds): the same as release()."""
@@ -230,3 +252,42 @@ class AsyncElection:
                 last = key
                 yield leader
             await asyncio.sleep(interval)
+
+
+class AsyncGroup(AsyncLease):
+    """A held group: one lease per member (``locks``, in the global order), renewed, lost and released together;
+    ``fencing_tokens`` maps each member's resource to its own fencing token. ``lost``, ``check()``,
+    ``start_renewing()`` and the context manager work as on a lease."""
+
+    def __init__(self, client: AsyncClient, group_id: str, locks: list[LeaseInfo], client_id: str) -> None:
+        super().__init__(client, min(locks, key=lambda m: m.valid_until), client_id)
+        self.group_id = group_id
+        self.locks = locks
+
+    @property
+    def lock_id(self) -> str:
+        return self.group_id
+
+    @property
+    def resource(self) -> str:
+        return ", ".join(m.resource for m in self.locks)
+
+    @property
+    def fencing_tokens(self) -> dict[str, int]:
+        return {m.resource: m.fencing_token for m in self.locks}
+
+    @property
+    def fencing_token(self) -> int:
+        raise InvalidRequestError("a group has one fencing token per member: use fencing_tokens[resource]", "invalid_request")
+
+    async def renew(self, ttl: float | None = None) -> None:
+        body: dict[str, Any] = {"groupId": self.group_id, "clientId": self._client_id}
+        if ttl is not None:
+            body["ttl"] = round(ttl * 1000)
+        sent = now()
+        data = (await self._client._call("POST", "/api/groups/renew", body))["data"]
+        _, self.locks = group_from_wire(data, sent)
+        self.info = min(self.locks, key=lambda m: m.valid_until)
+
+    async def _release_call(self) -> None:
+        await self._client._call("POST", "/api/groups/release", {"groupId": self.group_id, "clientId": self._client_id})

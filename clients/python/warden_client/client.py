@@ -9,9 +9,9 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from ._common import LeaseInfo, acquire_body, now, quoted
+from ._common import LeaseInfo, acquire_body, group_body, group_from_wire, now, quoted
 from ._transport import Transport
-from .errors import LeaseLostError, LockTimeoutError, NotFoundError, NotOwnerError, WardenError
+from .errors import InvalidRequestError, LeaseLostError, LockTimeoutError, NotFoundError, NotOwnerError, WardenError
 
 
 class Client:
@@ -66,6 +66,25 @@ class Client:
     def lock(self, resource: str, **kwargs: Any) -> Lease:
         """``with client.lock("orders:42", ttl=10) as lease:`` acquires on entry, renews while inside, releases on exit."""
         return _Deferred(self, resource, kwargs)  # type: ignore[return-value]
+
+    def acquire_group(
+        self,
+        members: list[str | dict[str, Any]],
+        *,
+        ttl: float = 30.0,
+        wait: float = 5.0,
+        client_id: str | None = None,
+        max_renewals: int | None = None,
+        max_hold: float | None = None,
+    ) -> Group:
+        """Acquires every member or none (names, or ``{"resource", "mode"?, "permits"?}``), waiting up to ``wait``
+        seconds (at most 600) for the whole group. Members are taken in one global order, so groups never deadlock;
+        a ``LockTimeoutError`` names the member still held, and nothing is then held."""
+        who = client_id or self.client_id
+        body = group_body(members, ttl, wait, who, max_renewals, max_hold)
+        sent = now()
+        data = (self._t.call("POST", "/api/groups/acquire", body, wait=body["waitTimeout"] / 1000))["data"]
+        return Group(self, *group_from_wire(data, sent), who)
 
     def release(self, lock_id: str, client_id: str | None = None) -> None:
         self._t.call("POST", "/api/locks/release", {"lockId": lock_id, "clientId": client_id or self.client_id})
@@ -176,9 +195,12 @@ class Lease:
         self._released = True
         self._stop.set()
         try:
-            self._client.release(self.lock_id, self._client_id)
+            self._release_call()
         finally:
             self._lose(LeaseLostError(f"the lease on {self.resource} was released", "released"))
+
+    def _release_call(self) -> None:
+        self._client.release(self.lock_id, self._client_id)
 
     def resign(self) -> None:
         """Gives up a leadership at once (the next candidate leads within milliseconds): the same as release()."""
@@ -241,3 +263,42 @@ class Election:
                 last = key
                 yield now_leader
             time.sleep(interval)
+
+
+class Group(Lease):
+    """A held group: one lease per member (``locks``, in the global order), renewed, lost and released together;
+    ``fencing_tokens`` maps each member's resource to its own fencing token. ``lost``, ``check()``,
+    ``start_renewing()`` and the context manager work as on a lease."""
+
+    def __init__(self, client: Client, group_id: str, locks: list[LeaseInfo], client_id: str) -> None:
+        super().__init__(client, min(locks, key=lambda m: m.valid_until), client_id)
+        self.group_id = group_id
+        self.locks = locks
+
+    @property
+    def lock_id(self) -> str:
+        return self.group_id
+
+    @property
+    def resource(self) -> str:
+        return ", ".join(m.resource for m in self.locks)
+
+    @property
+    def fencing_tokens(self) -> dict[str, int]:
+        return {m.resource: m.fencing_token for m in self.locks}
+
+    @property
+    def fencing_token(self) -> int:
+        raise InvalidRequestError("a group has one fencing token per member: use fencing_tokens[resource]", "invalid_request")
+
+    def renew(self, ttl: float | None = None) -> None:
+        body: dict[str, Any] = {"groupId": self.group_id, "clientId": self._client_id}
+        if ttl is not None:
+            body["ttl"] = round(ttl * 1000)
+        sent = now()
+        data = (self._client._t.call("POST", "/api/groups/renew", body))["data"]
+        _, self.locks = group_from_wire(data, sent)
+        self.info = min(self.locks, key=lambda m: m.valid_until)
+
+    def _release_call(self) -> None:
+        self._client._t.call("POST", "/api/groups/release", {"groupId": self.group_id, "clientId": self._client_id})
