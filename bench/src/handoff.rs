@@ -73,5 +73,6 @@ pub(crate) async fn handoff(cfg: &Config, warden: Warden) -> anyhow::Result<Repo
         fifo_violations: 0,
         permits: None,
         max_holders: None,
+        group: None,
     })
 }

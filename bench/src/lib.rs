@@ -63,6 +63,9 @@ pub struct Config {
     pub fifo_slack: Duration,
     /// Take one of this many permits of a semaphore per resource instead of a lock (uniform and hot).
     pub permits: Option<u32>,
+    /// Take this many resources per cycle as one lock group (uniform: spread over the keys; hot: the same
+    /// ones for every worker).
+    pub group: Option<usize>,
 }
 
 /// The figures of one run. Serialises to the one-line JSON of `warden bench --json`.
@@ -95,6 +98,9 @@ pub struct Report {
     /// For `hot`: most holders of the resource seen at once (1 for a lock; at most `permits` for a semaphore).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_holders: Option<u64>,
+    /// Resources per cycle, taken as one lock group (absent: one lock per cycle).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<usize>,
 }
 
 pub use warden::validate::parse_duration;
@@ -123,6 +129,11 @@ pub async fn run(cfg: &Config, progress: impl Fn(f64) + Send + Sync + 'static) -
     if cfg.workers == 0 || cfg.keys == 0 {
         anyhow::bail!("--workers and --keys must be at least 1");
     }
+    if let Some(n) = cfg.group {
+        if n == 0 || n > warden::validate::MAX_GROUP_MEMBERS || (cfg.workload == Workload::Uniform && n > cfg.keys) {
+            anyhow::bail!("--group must be 1..=32 and at most --keys");
+        }
+    }
     match cfg.workload {
         Workload::Uniform | Workload::Hot => closed_loop(cfg, warden, progress).await,
         Workload::Handoff => handoff::handoff(cfg, warden).await,
@@ -142,6 +153,7 @@ async fn closed_loop(
     let inside = Arc::new(AtomicU64::new(0));
     let max_holders = Arc::new(AtomicU64::new(0));
     let permits = cfg.permits;
+    let group = cfg.group;
     let start = Instant::now();
     let mut tasks = Vec::new();
     for w in 0..cfg.workers {
@@ -158,32 +170,58 @@ async fn closed_loop(
             let mut i = w;
             let mut local = Vec::new();
             while !stop.load(Ordering::Relaxed) {
-                let resource = if hot {
+                // Uniform: member k of a group lies keys/n further on, so the members are distinct.
+                let name = |k: usize| {
+                    if hot {
+                        format!("bench:hot:{k}")
+                    } else {
+                        format!("bench:{}", (i + k * keys / group.unwrap_or(1)) % keys)
+                    }
+                };
+                let resource = if hot && group.is_none() {
                     "bench:hot".to_string()
                 } else {
-                    format!("bench:{}", i % keys)
+                    name(0)
                 };
-                i = i.wrapping_add(7919);
                 // A backend that never makes a worker wait (memory://, a semaphore with permits to spare) would
                 // otherwise keep this thread to itself: the timer that ends the run, and the tasks each guard
                 // spawns, would never run.
                 tokio::task::coop::consume_budget().await;
                 let t0 = Instant::now();
-                let mut b = warden.lock(resource);
-                if let Some(n) = permits {
-                    b = b.permits(n);
-                }
-                let r = b
-                    .ttl(ttl)
-                    .wait(Duration::from_secs(10))
-                    .auto_renew(false)
-                    .acquire()
-                    .await;
+                let r = match group {
+                    None => {
+                        let mut b = warden.lock(resource);
+                        if let Some(n) = permits {
+                            b = b.permits(n);
+                        }
+                        b.ttl(ttl)
+                            .wait(Duration::from_secs(10))
+                            .auto_renew(false)
+                            .acquire()
+                            .await
+                            .map(Hold::Lock)
+                    }
+                    Some(n) => {
+                        let (kind, p) = match permits {
+                            Some(p) => (warden::LockKind::Semaphore, p),
+                            None => (warden::LockKind::Exclusive, 0),
+                        };
+                        (0..n)
+                            .fold(warden.group(Vec::<String>::new()), |b, k| b.member(name(k), kind, p))
+                            .ttl(ttl)
+                            .wait(Duration::from_secs(10))
+                            .auto_renew(false)
+                            .acquire()
+                            .await
+                            .map(Hold::Group)
+                    }
+                };
+                i = i.wrapping_add(7919);
                 match r {
                     Ok(mut g) => {
                         let _ = hist.record(t0.elapsed().as_micros().max(1) as u64);
                         if hot {
-                            local.push((t0, g.fencing_token()));
+                            local.push((t0, g.fence()));
                             let now = inside.fetch_add(1, Ordering::SeqCst) + 1;
                             max_holders.fetch_max(now, Ordering::SeqCst);
                             tokio::task::yield_now().await;
@@ -245,7 +283,31 @@ async fn closed_loop(
         fifo_violations,
         permits,
         max_holders: hot.then(|| max_holders.load(Ordering::SeqCst)),
+        group,
     })
+}
+
+/// What one cycle holds: a lock, or a group.
+enum Hold {
+    Lock(warden::LockGuard),
+    Group(warden::GroupGuard),
+}
+
+impl Hold {
+    /// The fencing token of the (first) resource.
+    fn fence(&self) -> u64 {
+        match self {
+            Hold::Lock(g) => g.fencing_token(),
+            Hold::Group(g) => g.members().first().map(|m| m.fencing_token()).unwrap_or_default(),
+        }
+    }
+
+    async fn release(&mut self) -> warden::Result<()> {
+        match self {
+            Hold::Lock(g) => g.release().await,
+            Hold::Group(g) => g.release().await,
+        }
+    }
 }
 
 /// Counts FIFO violations among `(call_start, fence)` pairs: a caller that started more than `slack` after

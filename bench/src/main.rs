@@ -41,6 +41,9 @@ struct Args {
     /// Take one of N permits of a semaphore per resource instead of a lock (uniform and hot).
     #[arg(long)]
     permits: Option<u32>,
+    /// Take N resources per cycle as one lock group (uniform: spread over the keys; hot: the same N for all).
+    #[arg(long, value_name = "N")]
+    group: Option<usize>,
     /// Print one JSON line instead of text.
     #[arg(long)]
     json: bool,
@@ -98,6 +101,7 @@ async fn main() -> anyhow::Result<()> {
         ttl: a.ttl,
         fifo_slack: a.fifo_slack,
         permits: a.permits,
+        group: a.group,
     };
     let ceiling = match &a.ceiling {
         Some(hp) => {
@@ -129,6 +133,9 @@ async fn main() -> anyhow::Result<()> {
         );
         if let (Some(n), Some(most)) = (report.permits, report.max_holders) {
             out!("         semaphore of {n} permits per resource: at most {most} holders seen at once");
+        }
+        if let Some(n) = report.group {
+            out!("         each cycle took {n} resources as one lock group");
         }
     }
     if a.floor {

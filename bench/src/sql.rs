@@ -156,6 +156,7 @@ where
         fifo_violations: 0,
         permits: None,
         max_holders: None,
+        group: None,
     })
 }
 

@@ -29,6 +29,9 @@ pub struct BenchArgs {
     /// Take one of N permits of a semaphore per resource instead of a lock (uniform and hot).
     #[arg(long, value_name = "N")]
     pub permits: Option<u32>,
+    /// Take N resources per cycle as one lock group (uniform: spread over the keys; hot: the same N for all).
+    #[arg(long, value_name = "N")]
+    pub group: Option<usize>,
     /// Print exactly one JSON line.
     #[arg(long)]
     pub json: bool,
@@ -49,6 +52,7 @@ pub async fn bench(a: BenchArgs) -> CliResult<u8> {
         ttl: a.ttl,
         fifo_slack: std::time::Duration::from_millis(1),
         permits: a.permits,
+        group: a.group,
     };
     let report = warden_bench::run_with_progress(&cfg, std::io::stderr().is_terminal() && !a.json)
         .await
@@ -63,6 +67,12 @@ pub async fn bench(a: BenchArgs) -> CliResult<u8> {
         // A semaphore's run says so; a lock's line keeps the shape the peer harness reads.
         if let Some(n) = report.permits {
             line["permits"] = n.into();
+            if let Some(most) = report.max_holders {
+                line["max_holders"] = most.into();
+            }
+        }
+        if let Some(n) = report.group {
+            line["group"] = n.into();
             if let Some(most) = report.max_holders {
                 line["max_holders"] = most.into();
             }
@@ -84,6 +94,9 @@ pub async fn bench(a: BenchArgs) -> CliResult<u8> {
         );
         if let (Some(n), Some(most)) = (report.permits, report.max_holders) {
             println!("a semaphore of {n} permits per resource: at most {most} holders seen at once");
+        }
+        if let Some(n) = report.group {
+            println!("each cycle took {n} resources as one lock group");
         }
     }
     Ok(0)

@@ -602,6 +602,24 @@ fn bench_answers(run: &Runner<'_>) {
     assert_eq!(b["permits"], 2);
     let most = b["max_holders"].as_u64().unwrap();
     assert!((1..=2).contains(&most), "{b}");
+    // Groups of three on the same three resources: one group inside at a time, every cycle completed.
+    let (c, out, err) = run(&[
+        "bench",
+        "--workload",
+        "hot",
+        "--duration",
+        "300ms",
+        "--workers",
+        "6",
+        "--group",
+        "3",
+        "--json",
+    ]);
+    assert_eq!(c, Some(0), "{err}");
+    let b: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!((b["group"].as_u64(), b["failed"].as_u64()), (Some(3), Some(0)), "{b}");
+    assert_eq!(b["max_holders"], 1, "two groups inside at once: {b}");
+    assert!(b["cycles_per_s"].as_f64().unwrap() > 0.0, "{b}");
 }
 
 /// A default build has no benchmark, and says how to build one.
