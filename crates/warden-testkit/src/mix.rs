@@ -35,6 +35,8 @@ pub struct MixedHold {
     pub fence: u64,
     /// What was held.
     pub held: Held,
+    /// Which client held it, and in a group of how many resources (1: a lone lock): for the report of a breach.
+    pub by: (usize, usize),
 }
 
 /// What a checked run did.
@@ -78,7 +80,13 @@ pub fn check_mixed(holds: &[MixedHold]) -> Result<MixSummary, String> {
         }
         events.sort_by_key(|(t, start, _)| (*t, *start));
         let (mut excl, mut shared, mut permits) = (0usize, 0usize, 0usize);
+        let mut active: Vec<&MixedHold> = Vec::new();
         for (_, start, h) in events {
+            if start {
+                active.push(h);
+            } else if let Some(i) = active.iter().position(|a| std::ptr::eq(*a, h)) {
+                active.swap_remove(i);
+            }
             let delta = |n: &mut usize| {
                 if start {
                     *n += 1
@@ -98,7 +106,7 @@ pub fn check_mixed(holds: &[MixedHold]) -> Result<MixSummary, String> {
             if excl > 1 || kinds > 1 {
                 return Err(format!(
                     "resource {r}: incompatible holds overlap at {h:?}: {excl} exclusive, {shared} shared, {permits} \
-                     permits"
+                     permits; holding then: {active:?}"
                 ));
             }
             if let Held::Permit(n) = h.held {
@@ -204,6 +212,7 @@ pub async fn random_mix(h: &dyn Harness, tasks: usize, resources: usize, cycles:
                         end,
                         fence,
                         held,
+                        by: (t, members.len()),
                     });
                 }
                 release.await.expect("release");
@@ -254,6 +263,7 @@ mod tests {
             end: t0 + Duration::from_millis(end),
             fence,
             held,
+            by: (0, 1),
         }
     }
 

@@ -3,14 +3,16 @@
 //! Members are acquired in one global order (by resource name, byte-wise), whatever order the caller named
 //! them in: a caller waits only for a resource that sorts after every resource it holds, so no cycle of
 //! waiters, hence no deadlock, can form, on any backend and across Redis Cluster slots alike. Every member
-//! waits in its own resource's FIFO queue. First every member is tried at once (one round trip when none is
-//! held); from the first member that was busy on, members are acquired one after the other, waiting. If the
-//! wait runs out, or any member fails, every member already granted is released: the caller holds nothing.
+//! waits in its own resource's FIFO queue. The first member is asked for (queueing if it is held) while every
+//! other is tried at the same time, so a group of free resources costs one round trip; from the first member
+//! that was busy on, members are acquired one after the other, waiting. If the wait runs out, or any member
+//! fails, every member already granted is released: the caller holds nothing.
 
 #[allow(unused_imports)]
 use super::*;
 use crate::validate::MAX_GROUP_MEMBERS;
 use futures::future::join_all;
+use futures::FutureExt;
 
 /// Options of one group acquisition. Created by [`Warden::group`].
 #[derive(Debug, Clone)]
@@ -182,39 +184,68 @@ async fn acquire_all(
             ))
         }
     };
-    // Everything at once, without waiting: no deadlock can come of a try.
-    let tried = join_all(reqs.iter().cloned().map(|r| one(r, Duration::ZERO))).await;
+    // The first member (in the global order) waits in its queue from its first attempt, so that groups that
+    // start with the same resource are served in arrival order; the others are only tried meanwhile (no deadlock
+    // can come of a try).
+    let mut first = Box::pin(one(reqs[0].clone(), wait));
+    let mut tries = std::pin::pin!(join_all(reqs[1..].iter().cloned().map(|r| one(r, Duration::ZERO))));
+    let (first_now, tried) = tokio::select! {
+        biased;
+        f = &mut first => (Some(f), (&mut tries).await),
+        t = &mut tries => (first.as_mut().now_or_never(), t),
+    };
+    let first_waits = first_now.is_none();
     let mut held = Vec::with_capacity(reqs.len());
-    // Granted after a busy member: let go, so that nothing held sorts after what is waited for.
+    // Granted after a member that is not held yet: let go, so that nothing held sorts after what is waited for.
     let mut surplus = Vec::new();
     let mut busy = None;
     let mut failure = None;
-    for (i, t) in tried.into_iter().enumerate() {
+    match first_now {
+        Some(Ok(g)) => held.push(g),
+        Some(Err(e)) => failure = Some(e),
+        None => {}
+    }
+    for (i, t) in tried.into_iter().enumerate().map(|(i, t)| (i + 1, t)) {
         match t {
-            Ok(g) if busy.is_none() => held.push(g),
+            Ok(g) if held.len() == i => held.push(g),
             Ok(g) => surplus.push(g),
-            Err(Error::Timeout { .. }) if busy.is_none() => busy = Some(i),
-            Err(Error::Timeout { .. }) => {}
+            Err(Error::Timeout { .. }) => busy = busy.or(Some(i)),
             Err(e) => failure = failure.or(Some(e)),
         }
     }
-    let Some(first_busy) = busy.filter(|_| failure.is_none() && !wait.is_zero()) else {
-        let outcome = match (failure, busy) {
-            (Some(e), _) => Err(e),
-            (None, Some(i)) => Err(Error::Timeout {
-                resource: reqs[i].resource.clone(),
-                waited: start.elapsed(),
-            }),
-            (None, None) => return Ok(held),
-        };
-        held.append(&mut surplus);
-        release_all(held).await;
-        return outcome;
+    if first_waits && failure.is_none() {
+        // Everything the tries took sorts after the first member, which is still waited for: let go of it now.
+        let (f, ()) = tokio::join!(first, release_all(std::mem::take(&mut surplus)));
+        match f {
+            Ok(g) => held.push(g),
+            Err(e) => failure = Some(e),
+        }
+        busy = (reqs.len() > 1).then_some(1);
+    }
+    let next = match (failure, busy) {
+        (Some(e), _) => Err(e),
+        (None, None) => return Ok(held),
+        (None, Some(i)) if wait.is_zero() => Err(Error::Timeout {
+            resource: reqs[i].resource.clone(),
+            waited: start.elapsed(),
+        }),
+        (None, Some(i)) => Ok(i),
+    };
+    let first_busy = match next {
+        Ok(i) => i,
+        Err(e) => {
+            held.append(&mut surplus);
+            release_all(held).await;
+            return Err(e);
+        }
     };
     release_all(surplus).await;
     // From the first busy member on, one after the other, each waiting in its own queue. Everything held sorts
     // before what is waited for.
-    for req in reqs.into_iter().skip(first_busy) {
+    for mut req in reqs.into_iter().skip(first_busy) {
+        // A fresh lock id: the tried one may have been granted and let go, and a backend may already have
+        // handed what it named to another lease.
+        req.lock_id = warden.backend.new_lock_id(&req.resource);
         let resource = req.resource.clone();
         let left = deadline.saturating_duration_since(Instant::now());
         match one(req, left).await {
@@ -240,9 +271,10 @@ async fn acquire_all(
     Ok(held)
 }
 
-/// Releases `guards` at once; what the backend could not take is retried in the background by each guard.
+/// Releases `guards` at once, before their group was whole; what the backend could not take is retried in the
+/// background.
 async fn release_all(guards: Vec<LockGuard>) {
-    join_all(guards.into_iter().map(|mut g| async move { g.release().await })).await;
+    join_all(guards.into_iter().map(LockGuard::let_go)).await;
 }
 
 /// A held group: one lease per member, renewed, lost and released together. A member lost (expired or taken

@@ -250,6 +250,21 @@ impl LockGuard {
 }
 
 impl LockGuard {
+    /// Releases without touching the lost signal (which a group's members share): for a lease taken and given
+    /// back before its group was whole. What the backend could not take is retried in the background.
+    pub(super) async fn let_go(mut self) {
+        self.released = true;
+        self.shared.stop.cancel();
+        let r = self
+            .shared
+            .backend
+            .release(self.lock_id(), Some(&self.shared.req.client_id))
+            .await;
+        if matches!(r, Err(e) if e.is_retryable()) {
+            spawn_release_retries(self.shared.clone(), RETRY_PAUSE);
+        }
+    }
+
     /// Stops renewing and hands the lease over as a bare [`LeaseInfo`] (for callers that pass the lock id on,
     /// like the service): nothing releases it any more.
     pub(super) fn into_lease(mut self) -> LeaseInfo {

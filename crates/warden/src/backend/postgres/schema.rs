@@ -20,6 +20,9 @@ const STEPS: &[&str] = &[
         include_str!("sql/v1/queue.sql"),
         include_str!("sql/v1/acquire.sql"),
     ),
+    // Version 3 changes no table: it installs the release that counts a resource's shared leases only once it
+    // holds the resource's row, so that a shared lease being granted meanwhile is counted.
+    include_str!("sql/v1/release.sql"),
 ];
 
 /// The schema version this build writes and reads.

@@ -52,6 +52,10 @@ BEGIN
         o.status := 'released';
         o.held_us := greatest(v_now - l.acquired_us, 0);
     END IF;
+    -- The resource's row is locked by a statement of its own before the shared leases are counted: an UPDATE
+    -- that waits for that lock would count them in the snapshot taken before it waited, missing a lease that an
+    -- acquire holding the lock was adding, and let an exclusive acquire through while that lease lives.
+    PERFORM 1 FROM {p}resources WHERE resource = l.resource FOR UPDATE;
     UPDATE {p}resources SET
             released = released + (o.status = 'released')::integer,
             expired = expired + (o.status = 'lost')::integer,
