@@ -5,8 +5,9 @@
 //! waiters, hence no deadlock, can form, on any backend and across Redis Cluster slots alike. Every member
 //! waits in its own resource's FIFO queue. The first member is asked for (queueing if it is held) while every
 //! other is tried at the same time, so a group of free resources costs one round trip; from the first member
-//! that was busy on, members are acquired one after the other, waiting. If the wait runs out, or any member
-//! fails, every member already granted is released: the caller holds nothing.
+//! that was busy on, that member is waited for in its queue and every later one tried at once again, and so
+//! on. If the wait runs out, or any member fails, every member already granted is released: the caller holds
+//! nothing.
 
 #[allow(unused_imports)]
 use super::*;
@@ -240,27 +241,50 @@ async fn acquire_all(
         }
     };
     release_all(surplus).await;
-    // From the first busy member on, one after the other, each waiting in its own queue. Everything held sorts
-    // before what is waited for.
-    for mut req in reqs.into_iter().skip(first_busy) {
-        // A fresh lock id: the tried one may have been granted and let go, and a backend may already have
-        // handed what it named to another lease.
-        req.lock_id = warden.backend.new_lock_id(&req.resource);
-        let resource = req.resource.clone();
+    // From the first busy member on: wait for it in its queue, then try every later member at once again, and so
+    // on. Everything held sorts before what is waited for. Re-attempts take fresh lock ids: a tried one may have
+    // been granted and let go, and a backend may already have handed what it named to another lease.
+    let fresh = |r: &AcquireRequest| AcquireRequest {
+        lock_id: warden.backend.new_lock_id(&r.resource),
+        ..r.clone()
+    };
+    let mut next = first_busy;
+    while next < reqs.len() {
         let left = deadline.saturating_duration_since(Instant::now());
-        match one(req, left).await {
+        match one(fresh(&reqs[next]), left).await {
             Ok(g) => held.push(g),
             Err(e) => {
                 release_all(held).await;
                 return Err(match e {
                     Error::Timeout { .. } => Error::Timeout {
-                        resource,
+                        resource: reqs[next].resource.clone(),
                         waited: start.elapsed(),
                     },
                     e => e,
                 });
             }
         }
+        next += 1;
+        if next == reqs.len() {
+            break;
+        }
+        let tried = join_all(reqs[next..].iter().map(|r| one(fresh(r), Duration::ZERO))).await;
+        let (mut surplus, mut failure) = (Vec::new(), None);
+        for (j, t) in tried.into_iter().enumerate().map(|(j, t)| (j + next, t)) {
+            match t {
+                Ok(g) if held.len() == j => held.push(g),
+                Ok(g) => surplus.push(g),
+                Err(Error::Timeout { .. }) => {}
+                Err(e) => failure = failure.or(Some(e)),
+            }
+        }
+        if let Some(e) = failure {
+            held.append(&mut surplus);
+            release_all(held).await;
+            return Err(e);
+        }
+        release_all(surplus).await;
+        next = held.len();
     }
     // A member lost while a later one was waited for: the group was never whole.
     if let Some(gone) = held.iter().find(|g| g.is_lost()) {
