@@ -584,39 +584,30 @@ fn bench_answers(run: &Runner<'_>) {
     got.sort();
     assert_eq!(got, want);
     assert!(b["cycles_per_s"].as_f64().unwrap() > 0.0);
+    // A hot run of 300 ms by 6 workers with these flags: its JSON line.
+    let hot = |flags: &[&str]| {
+        let mut args = vec![
+            "bench",
+            "--workload",
+            "hot",
+            "--duration",
+            "300ms",
+            "--workers",
+            "6",
+            "--json",
+        ];
+        args.extend_from_slice(flags);
+        let (c, out, err) = run(&args);
+        assert_eq!(c, Some(0), "{err}");
+        serde_json::from_str::<serde_json::Value>(out.trim()).unwrap()
+    };
     // A semaphore's run: the most holders seen at once on the hot resource, never above its permits.
-    let (c, out, err) = run(&[
-        "bench",
-        "--workload",
-        "hot",
-        "--duration",
-        "300ms",
-        "--workers",
-        "6",
-        "--permits",
-        "2",
-        "--json",
-    ]);
-    assert_eq!(c, Some(0), "{err}");
-    let b: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let b = hot(&["--permits", "2"]);
     assert_eq!(b["permits"], 2);
     let most = b["max_holders"].as_u64().unwrap();
     assert!((1..=2).contains(&most), "{b}");
     // Groups of three on the same three resources: one group inside at a time, every cycle completed.
-    let (c, out, err) = run(&[
-        "bench",
-        "--workload",
-        "hot",
-        "--duration",
-        "300ms",
-        "--workers",
-        "6",
-        "--group",
-        "3",
-        "--json",
-    ]);
-    assert_eq!(c, Some(0), "{err}");
-    let b: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let b = hot(&["--group", "3"]);
     assert_eq!((b["group"].as_u64(), b["failed"].as_u64()), (Some(3), Some(0)), "{b}");
     assert_eq!(b["max_holders"], 1, "two groups inside at once: {b}");
     assert!(b["cycles_per_s"].as_f64().unwrap() > 0.0, "{b}");

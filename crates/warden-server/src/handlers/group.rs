@@ -92,7 +92,7 @@ pub async fn acquire_group(
     }
     tracing::debug!(members = leases.len(), client = %client_id, "group grant");
     let group = Group {
-        group_id: leases.iter().map(|l| l.lock_id.as_str()).collect::<Vec<_>>().join("."),
+        group_id: warden::lock::group_id(leases.iter().map(|l| l.lock_id.as_str())),
         locks: leases.iter().map(|l| own(&caller, l)).collect(),
     };
     Ok(ok(StatusCode::CREATED, group))
@@ -114,7 +114,7 @@ pub async fn release_group(
     let b: GroupReleaseBody = parse_body(body, state.config().max_body_bytes)?;
     let client_id = caller.bind(&b.client_id)?;
     caller.may_hold()?;
-    let ids: Vec<&str> = b.group_id.split('.').collect();
+    let ids = warden::lock::group_lock_ids(&b.group_id)?;
     let known: Vec<LeaseInfo> = if state.audit().active() {
         ids.iter().filter_map(|id| state.expiry().peek(id)).collect()
     } else {

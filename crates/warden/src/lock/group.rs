@@ -363,13 +363,14 @@ impl GroupGuard {
     }
 }
 
-/// Joins lock ids into a group id.
-pub(crate) fn group_id<'a>(ids: impl Iterator<Item = &'a str>) -> String {
+/// Joins the members' lock ids, in the global order, into a group id (the form [`GroupGuard::group_id`] and the
+/// REST API's `groupId` take).
+pub fn group_id<'a>(ids: impl Iterator<Item = &'a str>) -> String {
     ids.collect::<Vec<_>>().join(".")
 }
 
-/// Splits a group id into its lock ids, each checked.
-pub(super) fn group_members(group_id: &str) -> Result<Vec<&str>> {
+/// Splits a group id into its members' lock ids, each checked.
+pub fn group_lock_ids(group_id: &str) -> Result<Vec<&str>> {
     let ids: Vec<&str> = group_id.split('.').collect();
     if ids.len() > MAX_GROUP_MEMBERS || ids.iter().any(|id| validate::lock_id(id).is_err()) {
         return Err(Error::invalid(
@@ -396,7 +397,7 @@ impl Warden {
     /// Releases every lease of a group by its id ([`GroupGuard::group_id`]); every member is tried, and the
     /// first member's error is returned.
     pub async fn release_group(&self, group_id: &str, client_id: Option<&str>) -> Result<Vec<Released>> {
-        let ids = group_members(group_id)?;
+        let ids = group_lock_ids(group_id)?;
         let outcomes = join_all(ids.into_iter().map(|id| self.backend.release(id, client_id))).await;
         outcomes.into_iter().collect()
     }
@@ -409,7 +410,7 @@ impl Warden {
         ttl: Option<Duration>,
         client_id: Option<&str>,
     ) -> Result<Vec<Renewal>> {
-        let ids = group_members(group_id)?;
+        let ids = group_lock_ids(group_id)?;
         if let Some(t) = ttl {
             validate::ttl(t)?;
         }

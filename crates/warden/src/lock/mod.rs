@@ -15,7 +15,7 @@ mod wait;
 
 pub use builder::LockBuilder;
 use builder::*;
-pub use group::{GroupBuilder, GroupGuard};
+pub use group::{group_id, group_lock_ids, GroupBuilder, GroupGuard};
 use guard::*;
 pub use guard::{LeaseContext, LockGuard};
 use renew::*;
