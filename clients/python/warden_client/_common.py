@@ -108,6 +108,42 @@ def group_from_wire(data: dict[str, Any], sent: float) -> tuple[str, list[LeaseI
     return data["groupId"], [LeaseInfo.from_wire(lock, sent) for lock in data["locks"]]
 
 
+class GroupFields:
+    """What a held group shows, in the sync and the asyncio client alike: ``locks``, one lease per member in the
+    global order; ``fencing_tokens``, each member's own token by resource. Its lock id is the group's id."""
+
+    group_id: str
+    locks: list[LeaseInfo]
+    info: LeaseInfo
+
+    def _take(self, data: dict[str, Any], sent: float) -> None:
+        """Takes the members' leases from an acquire's or renewal's answer; ``info`` is the one that ends first."""
+        self.group_id, self.locks = group_from_wire(data, sent)
+        self.info = min(self.locks, key=lambda m: m.valid_until)
+
+    def _renew_body(self, client_id: str, ttl: float | None) -> dict[str, Any]:
+        body: dict[str, Any] = {"groupId": self.group_id, "clientId": client_id}
+        if ttl is not None:
+            body["ttl"] = round(ttl * 1000)
+        return body
+
+    @property
+    def lock_id(self) -> str:
+        return self.group_id
+
+    @property
+    def resource(self) -> str:
+        return ", ".join(m.resource for m in self.locks)
+
+    @property
+    def fencing_tokens(self) -> dict[str, int]:
+        return {m.resource: m.fencing_token for m in self.locks}
+
+    @property
+    def fencing_token(self) -> int:
+        raise InvalidRequestError("a group has one fencing token per member: use fencing_tokens[resource]", "invalid_request")
+
+
 def quoted(s: str) -> str:
     return urllib.parse.quote(s, safe="")
 

@@ -15,9 +15,9 @@ from concurrent.futures import ThreadPoolExecutor
 from collections.abc import AsyncIterator
 from typing import Any
 
-from ._common import LeaseInfo, acquire_body, group_body, group_from_wire, now, quoted
+from ._common import GroupFields, LeaseInfo, acquire_body, group_body, now, quoted
 from ._transport import Transport
-from .errors import InvalidRequestError, LeaseLostError, LockTimeoutError, NotFoundError, NotOwnerError, WardenError
+from .errors import LeaseLostError, LockTimeoutError, NotFoundError, NotOwnerError, WardenError
 
 
 class AsyncClient:
@@ -89,7 +89,7 @@ class AsyncClient:
         body = group_body(members, ttl, wait, who, max_renewals, max_hold)
         sent = now()
         data = (await self._call("POST", "/api/groups/acquire", body, body["waitTimeout"] / 1000))["data"]
-        return AsyncGroup(self, *group_from_wire(data, sent), who)
+        return AsyncGroup(self, data, sent, who)
 
     async def release(self, lock_id: str, client_id: str | None = None) -> None:
         await self._call("POST", "/api/locks/release", {"lockId": lock_id, "clientId": client_id or self.client_id})
@@ -254,40 +254,17 @@ class AsyncElection:
             await asyncio.sleep(interval)
 
 
-class AsyncGroup(AsyncLease):
-    """A held group: one lease per member (``locks``, in the global order), renewed, lost and released together;
-    ``fencing_tokens`` maps each member's resource to its own fencing token. ``lost``, ``check()``,
+class AsyncGroup(GroupFields, AsyncLease):
+    """A held group, renewed, lost and released together (see ``GroupFields``). ``lost``, ``check()``,
     ``start_renewing()`` and the context manager work as on a lease."""
 
-    def __init__(self, client: AsyncClient, group_id: str, locks: list[LeaseInfo], client_id: str) -> None:
-        super().__init__(client, min(locks, key=lambda m: m.valid_until), client_id)
-        self.group_id = group_id
-        self.locks = locks
-
-    @property
-    def lock_id(self) -> str:
-        return self.group_id
-
-    @property
-    def resource(self) -> str:
-        return ", ".join(m.resource for m in self.locks)
-
-    @property
-    def fencing_tokens(self) -> dict[str, int]:
-        return {m.resource: m.fencing_token for m in self.locks}
-
-    @property
-    def fencing_token(self) -> int:
-        raise InvalidRequestError("a group has one fencing token per member: use fencing_tokens[resource]", "invalid_request")
+    def __init__(self, client: AsyncClient, data: dict[str, Any], sent: float, client_id: str) -> None:
+        self._take(data, sent)
+        super().__init__(client, self.info, client_id)
 
     async def renew(self, ttl: float | None = None) -> None:
-        body: dict[str, Any] = {"groupId": self.group_id, "clientId": self._client_id}
-        if ttl is not None:
-            body["ttl"] = round(ttl * 1000)
         sent = now()
-        data = (await self._client._call("POST", "/api/groups/renew", body))["data"]
-        _, self.locks = group_from_wire(data, sent)
-        self.info = min(self.locks, key=lambda m: m.valid_until)
+        self._take((await self._client._call("POST", "/api/groups/renew", self._renew_body(self._client_id, ttl)))["data"], sent)
 
     async def _release_call(self) -> None:
         await self._client._call("POST", "/api/groups/release", {"groupId": self.group_id, "clientId": self._client_id})

@@ -9,9 +9,9 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from ._common import LeaseInfo, acquire_body, group_body, group_from_wire, now, quoted
+from ._common import GroupFields, LeaseInfo, acquire_body, group_body, now, quoted
 from ._transport import Transport
-from .errors import InvalidRequestError, LeaseLostError, LockTimeoutError, NotFoundError, NotOwnerError, WardenError
+from .errors import LeaseLostError, LockTimeoutError, NotFoundError, NotOwnerError, WardenError
 
 
 class Client:
@@ -84,7 +84,7 @@ class Client:
         body = group_body(members, ttl, wait, who, max_renewals, max_hold)
         sent = now()
         data = (self._t.call("POST", "/api/groups/acquire", body, wait=body["waitTimeout"] / 1000))["data"]
-        return Group(self, *group_from_wire(data, sent), who)
+        return Group(self, data, sent, who)
 
     def release(self, lock_id: str, client_id: str | None = None) -> None:
         self._t.call("POST", "/api/locks/release", {"lockId": lock_id, "clientId": client_id or self.client_id})
@@ -265,40 +265,17 @@ class Election:
             time.sleep(interval)
 
 
-class Group(Lease):
-    """A held group: one lease per member (``locks``, in the global order), renewed, lost and released together;
-    ``fencing_tokens`` maps each member's resource to its own fencing token. ``lost``, ``check()``,
+class Group(GroupFields, Lease):
+    """A held group, renewed, lost and released together (see ``GroupFields``). ``lost``, ``check()``,
     ``start_renewing()`` and the context manager work as on a lease."""
 
-    def __init__(self, client: Client, group_id: str, locks: list[LeaseInfo], client_id: str) -> None:
-        super().__init__(client, min(locks, key=lambda m: m.valid_until), client_id)
-        self.group_id = group_id
-        self.locks = locks
-
-    @property
-    def lock_id(self) -> str:
-        return self.group_id
-
-    @property
-    def resource(self) -> str:
-        return ", ".join(m.resource for m in self.locks)
-
-    @property
-    def fencing_tokens(self) -> dict[str, int]:
-        return {m.resource: m.fencing_token for m in self.locks}
-
-    @property
-    def fencing_token(self) -> int:
-        raise InvalidRequestError("a group has one fencing token per member: use fencing_tokens[resource]", "invalid_request")
+    def __init__(self, client: Client, data: dict[str, Any], sent: float, client_id: str) -> None:
+        self._take(data, sent)
+        super().__init__(client, self.info, client_id)
 
     def renew(self, ttl: float | None = None) -> None:
-        body: dict[str, Any] = {"groupId": self.group_id, "clientId": self._client_id}
-        if ttl is not None:
-            body["ttl"] = round(ttl * 1000)
         sent = now()
-        data = (self._client._t.call("POST", "/api/groups/renew", body))["data"]
-        _, self.locks = group_from_wire(data, sent)
-        self.info = min(self.locks, key=lambda m: m.valid_until)
+        self._take((self._client._t.call("POST", "/api/groups/renew", self._renew_body(self._client_id, ttl)))["data"], sent)
 
     def _release_call(self) -> None:
         self._client._t.call("POST", "/api/groups/release", {"groupId": self.group_id, "clientId": self._client_id})

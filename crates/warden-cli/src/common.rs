@@ -120,12 +120,21 @@ pub fn host_pid() -> String {
     format!("{}:{}", hostname(), std::process::id())
 }
 
-/// The kind of hold `--shared` / `--permits N` ask for (clap keeps the two apart).
-pub fn mode(b: warden::LockBuilder<'_>, shared: bool, permits: Option<u32>) -> warden::LockBuilder<'_> {
+/// The kind of hold `--shared` / `--permits N` ask for (clap keeps the two apart), with its permits (0 for a
+/// lock).
+pub fn kind(shared: bool, permits: Option<u32>) -> (warden::LockKind, u32) {
     match (shared, permits) {
-        (_, Some(n)) => b.permits(n),
-        (true, None) => b.shared(),
-        (false, None) => b.exclusive(),
+        (_, Some(n)) => (warden::LockKind::Semaphore, n),
+        (true, None) => (warden::LockKind::Shared, 0),
+        (false, None) => (warden::LockKind::Exclusive, 0),
+    }
+}
+
+/// A lock builder for the kind of hold `--shared` / `--permits N` ask for.
+pub fn mode(b: warden::LockBuilder<'_>, shared: bool, permits: Option<u32>) -> warden::LockBuilder<'_> {
+    match kind(shared, permits) {
+        (warden::LockKind::Semaphore, n) => b.permits(n),
+        (k, _) => b.kind(k),
     }
 }
 

@@ -4,7 +4,7 @@ use crate::child::{self, Signals};
 use crate::common::*;
 use clap::Args;
 use std::time::Duration;
-use warden::{GroupGuard, LockGuard, LockKind};
+use warden::GroupGuard;
 
 /// Arguments of `warden run`.
 #[derive(Args, Debug)]
@@ -66,30 +66,18 @@ pub async fn run(a: RunArgs) -> CliResult<u8> {
         // `forever`: the longest wait the API takes, again and again; the waiter queues again at once.
         let wait = a.wait.0.unwrap_or(warden::validate::MAX_WAIT);
         loop {
-            let r = if a.with.is_empty() {
-                mode(warden.lock(name.as_str()), a.shared, a.permits)
-                    .ttl(a.ttl)
-                    .wait(wait)
-                    .client_id(client.as_str())
-                    .acquire()
-                    .await
-                    .map(Held::Lock)
-            } else {
-                let kind = if a.shared {
-                    LockKind::Shared
-                } else {
-                    LockKind::Exclusive
-                };
-                let names = std::iter::once(&name).chain(&a.with);
-                names
-                    .fold(warden.group(Vec::<String>::new()), |g, n| g.member(n.as_str(), kind, 0))
-                    .ttl(a.ttl)
-                    .wait(wait)
-                    .client_id(client.as_str())
-                    .acquire()
-                    .await
-                    .map(Held::Group)
-            };
+            // One lock is a group of one: the same waiting, renewal, lost signal and release.
+            let (kind, permits) = kind(a.shared, a.permits);
+            let r = std::iter::once(&name)
+                .chain(&a.with)
+                .fold(warden.group(Vec::<String>::new()), |g, n| {
+                    g.member(n.as_str(), kind, permits)
+                })
+                .ttl(a.ttl)
+                .wait(wait)
+                .client_id(client.as_str())
+                .acquire()
+                .await;
             match r {
                 Err(warden::Error::Timeout { .. }) if a.wait.0.is_none() => {
                     // The API bounds one wait; the next starts at once, at the back of the queue.
@@ -123,7 +111,7 @@ pub async fn run(a: RunArgs) -> CliResult<u8> {
         },
         sig = signals.recv() => return Ok((128 + sig) as u8),
     };
-    let env = guard.env(&name);
+    let env = env(&guard, &name);
     let mut proc = match child::spawn(&a.cmd, &env) {
         Ok(p) => p,
         Err(e) => {
@@ -151,53 +139,22 @@ pub async fn run(a: RunArgs) -> CliResult<u8> {
     Ok(child::exit_code(status))
 }
 
-/// What `run` holds: one lock, or NAME and its `--with` locks as a group.
-enum Held {
-    Lock(LockGuard),
-    Group(GroupGuard),
-}
-
-impl Held {
-    /// The command's environment: `WARDEN_LOCK`, `WARDEN_LOCK_ID` (a group's id for a group),
-    /// `WARDEN_FENCING_TOKEN` (NAME's) and, for a group, `WARDEN_FENCING_TOKENS`: a JSON object of every
-    /// lock's fencing token by name.
-    fn env(&self, name: &str) -> Vec<(&'static str, String)> {
-        match self {
-            Held::Lock(g) => vec![
-                ("WARDEN_LOCK", name.to_string()),
-                ("WARDEN_LOCK_ID", g.lock_id().to_string()),
-                ("WARDEN_FENCING_TOKEN", g.fencing_token().to_string()),
-            ],
-            Held::Group(g) => {
-                let tokens: serde_json::Map<String, serde_json::Value> = g
-                    .members()
-                    .iter()
-                    .map(|m| (m.resource().to_string(), m.fencing_token().into()))
-                    .collect();
-                vec![
-                    ("WARDEN_LOCK", name.to_string()),
-                    ("WARDEN_LOCK_ID", g.group_id()),
-                    (
-                        "WARDEN_FENCING_TOKEN",
-                        g.fencing_token(name).unwrap_or_default().to_string(),
-                    ),
-                    ("WARDEN_FENCING_TOKENS", serde_json::Value::Object(tokens).to_string()),
-                ]
-            }
-        }
-    }
-
-    async fn lost(&self) {
-        match self {
-            Held::Lock(g) => g.lost().await,
-            Held::Group(g) => g.lost().await,
-        }
-    }
-
-    async fn release(&mut self) -> warden::Result<()> {
-        match self {
-            Held::Lock(g) => g.release().await,
-            Held::Group(g) => g.release().await,
-        }
-    }
+/// The command's environment: `WARDEN_LOCK`, `WARDEN_LOCK_ID` (the group's id: for one lock, its lock id),
+/// `WARDEN_FENCING_TOKEN` (NAME's) and `WARDEN_FENCING_TOKENS`, a JSON object of every lock's fencing token by
+/// name.
+fn env(held: &GroupGuard, name: &str) -> Vec<(&'static str, String)> {
+    let tokens: serde_json::Map<String, serde_json::Value> = held
+        .members()
+        .iter()
+        .map(|m| (m.resource().to_string(), m.fencing_token().into()))
+        .collect();
+    vec![
+        ("WARDEN_LOCK", name.to_string()),
+        ("WARDEN_LOCK_ID", held.group_id()),
+        (
+            "WARDEN_FENCING_TOKEN",
+            held.fencing_token(name).unwrap_or_default().to_string(),
+        ),
+        ("WARDEN_FENCING_TOKENS", serde_json::Value::Object(tokens).to_string()),
+    ]
 }

@@ -708,21 +708,13 @@ fn run_with_holds_every_lock_or_none() {
     let mut blocker = rt
         .block_on(w.lock("stock").ttl(Duration::from_secs(30)).acquire())
         .unwrap();
-    let o = warden_bin()
-        .args([
-            "run",
-            "--backend",
-            &url,
-            "--wait",
-            "0",
-            "orders",
-            "--with",
-            "stock",
-            "--",
-            "true",
-        ])
-        .output()
-        .unwrap();
+    // `warden run --backend URL --wait W NAME --with OTHER -- CMD...`.
+    let run_with = |wait: &str, name: &str, other: &str, cmd: &[&str]| {
+        let mut c = warden_bin();
+        c.args(["run", "--backend", &url, "--wait", wait, name, "--with", other, "--"]);
+        c.args(cmd).output().unwrap()
+    };
+    let o = run_with("0", "orders", "stock", &["true"]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(75), "{err}");
     assert!(
@@ -739,21 +731,7 @@ fn run_with_holds_every_lock_or_none() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("tokens");
     let script = format!("echo \"$WARDEN_FENCING_TOKENS\" > {}", out.display());
-    let o = warden_bin()
-        .args([
-            "run",
-            "--backend",
-            &url,
-            "--wait",
-            "5s",
-            "stock",
-            "--with",
-            "orders",
-            "--",
-        ])
-        .args(["sh", "-c", &script])
-        .output()
-        .unwrap();
+    let o = run_with("5s", "stock", "orders", &["sh", "-c", &script]);
     assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
     let tokens: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
     assert!(

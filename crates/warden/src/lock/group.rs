@@ -199,21 +199,13 @@ async fn acquire_all(
     let mut held = Vec::with_capacity(reqs.len());
     // Granted after a member that is not held yet: let go, so that nothing held sorts after what is waited for.
     let mut surplus = Vec::new();
-    let mut busy = None;
     let mut failure = None;
     match first_now {
         Some(Ok(g)) => held.push(g),
         Some(Err(e)) => failure = Some(e),
         None => {}
     }
-    for (i, t) in tried.into_iter().enumerate().map(|(i, t)| (i + 1, t)) {
-        match t {
-            Ok(g) if held.len() == i => held.push(g),
-            Ok(g) => surplus.push(g),
-            Err(Error::Timeout { .. }) => busy = busy.or(Some(i)),
-            Err(e) => failure = failure.or(Some(e)),
-        }
-    }
+    keep_prefix(&mut held, 1, tried, &mut surplus, &mut failure);
     if first_waits && failure.is_none() {
         // Everything the tries took sorts after the first member, which is still waited for: let go of it now.
         let (f, ()) = tokio::join!(first, release_all(std::mem::take(&mut surplus)));
@@ -221,70 +213,47 @@ async fn acquire_all(
             Ok(g) => held.push(g),
             Err(e) => failure = Some(e),
         }
-        busy = (reqs.len() > 1).then_some(1);
     }
-    let next = match (failure, busy) {
-        (Some(e), _) => Err(e),
-        (None, None) => return Ok(held),
-        (None, Some(i)) if wait.is_zero() => Err(Error::Timeout {
-            resource: reqs[i].resource.clone(),
-            waited: start.elapsed(),
-        }),
-        (None, Some(i)) => Ok(i),
-    };
-    let first_busy = match next {
-        Ok(i) => i,
-        Err(e) => {
-            held.append(&mut surplus);
-            release_all(held).await;
-            return Err(e);
-        }
-    };
-    release_all(surplus).await;
-    // From the first busy member on: wait for it in its queue, then try every later member at once again, and so
-    // on. Everything held sorts before what is waited for. Re-attempts take fresh lock ids: a tried one may have
-    // been granted and let go, and a backend may already have handed what it named to another lease.
+    // From the first member not held on: wait for it in its queue, then try every later member at once again,
+    // and so on. Everything held sorts before what is waited for. Re-attempts take fresh lock ids: a tried one
+    // may have been granted and let go, and a backend may already have handed what it named to another lease.
     let fresh = |r: &AcquireRequest| AcquireRequest {
         lock_id: warden.backend.new_lock_id(&r.resource),
         ..r.clone()
     };
-    let mut next = first_busy;
-    while next < reqs.len() {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match one(fresh(&reqs[next]), left).await {
-            Ok(g) => held.push(g),
-            Err(e) => {
-                release_all(held).await;
-                return Err(match e {
-                    Error::Timeout { .. } => Error::Timeout {
-                        resource: reqs[next].resource.clone(),
-                        waited: start.elapsed(),
-                    },
-                    e => e,
-                });
-            }
-        }
-        next += 1;
-        if next == reqs.len() {
-            break;
-        }
-        let tried = join_all(reqs[next..].iter().map(|r| one(fresh(r), Duration::ZERO))).await;
-        let (mut surplus, mut failure) = (Vec::new(), None);
-        for (j, t) in tried.into_iter().enumerate().map(|(j, t)| (j + next, t)) {
-            match t {
-                Ok(g) if held.len() == j => held.push(g),
-                Ok(g) => surplus.push(g),
-                Err(Error::Timeout { .. }) => {}
-                Err(e) => failure = failure.or(Some(e)),
-            }
+    loop {
+        let next = held.len();
+        if failure.is_none() && next < reqs.len() && wait.is_zero() {
+            failure = Some(Error::Timeout {
+                resource: reqs[next].resource.clone(),
+                waited: Duration::ZERO,
+            });
         }
         if let Some(e) = failure {
             held.append(&mut surplus);
             release_all(held).await;
-            return Err(e);
+            return Err(match e {
+                Error::Timeout { resource, .. } => Error::Timeout {
+                    resource,
+                    waited: start.elapsed(),
+                },
+                e => e,
+            });
         }
-        release_all(surplus).await;
-        next = held.len();
+        release_all(std::mem::take(&mut surplus)).await;
+        if next == reqs.len() {
+            break;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        match one(fresh(&reqs[next]), left).await {
+            Ok(g) => held.push(g),
+            Err(e) => {
+                failure = Some(e);
+                continue;
+            }
+        }
+        let tried = join_all(reqs[next + 1..].iter().map(|r| one(fresh(r), Duration::ZERO))).await;
+        keep_prefix(&mut held, next + 1, tried, &mut surplus, &mut failure);
     }
     // A member lost while a later one was waited for: the group was never whole.
     if let Some(gone) = held.iter().find(|g| g.is_lost()) {
@@ -293,6 +262,25 @@ async fn acquire_all(
         return Err(e);
     }
     Ok(held)
+}
+
+/// Sorts the outcomes of tries of members `from..`: a grant that continues `held` without a gap joins it, any
+/// other goes to `surplus`; a refusal other than "held by others" is the group's `failure`.
+fn keep_prefix(
+    held: &mut Vec<LockGuard>,
+    from: usize,
+    tried: Vec<Result<LockGuard>>,
+    surplus: &mut Vec<LockGuard>,
+    failure: &mut Option<Error>,
+) {
+    for (i, t) in tried.into_iter().enumerate().map(|(i, t)| (i + from, t)) {
+        match t {
+            Ok(g) if held.len() == i => held.push(g),
+            Ok(g) => surplus.push(g),
+            Err(Error::Timeout { .. }) => {}
+            Err(e) => *failure = failure.take().or(Some(e)),
+        }
+    }
 }
 
 /// Releases `guards` at once, before their group was whole; what the backend could not take is retried in the
