@@ -75,6 +75,7 @@ impl From<warden::Error> for ApiError {
             E::LeaseLost { .. } => (StatusCode::CONFLICT, ErrorCode::LeaseLost),
             E::LimitExceeded { .. } => (StatusCode::TOO_MANY_REQUESTS, ErrorCode::TooManyWaiters),
             E::Conflict { .. } => (StatusCode::CONFLICT, ErrorCode::Conflict),
+            E::ConditionFailed { .. } => (StatusCode::PRECONDITION_FAILED, ErrorCode::ConditionFailed),
             E::BackendUnavailable { .. }
             | E::ServerBackendUnavailable { .. }
             | E::QuorumUnavailable { .. }
@@ -100,7 +101,7 @@ impl From<warden::Error> for ApiError {
             // The code already says "shutting down"; the client's error adds those words again.
             E::ShuttingDown(why) => why,
             // The resource is in the request; the reason is the sentence (the client adds the resource back).
-            E::Conflict { reason, .. } => reason,
+            E::Conflict { reason, .. } | E::ConditionFailed { reason, .. } => reason,
             other => other.to_string(),
         };
         ApiError {

@@ -56,6 +56,17 @@ pub enum Error {
         /// What it is in use as, and what was asked.
         reason: String,
     },
+    /// A conditional acquire's condition did not hold when the lock could have been granted; nothing is held and
+    /// the caller left the queue. Retrying cannot help until the resource's history changes.
+    #[error("lock `{resource}` not acquired: the condition ({condition}) does not hold: {reason}")]
+    ConditionFailed {
+        /// The resource asked for.
+        resource: String,
+        /// The condition, in words.
+        condition: String,
+        /// What the backend found instead.
+        reason: String,
+    },
     /// A configured cap (renewals, total hold time, waiters) was reached.
     #[error("limit reached: {what}")]
     LimitExceeded {
@@ -158,6 +169,14 @@ impl Error {
         Error::Conflict {
             resource: resource.to_string(),
             reason,
+        }
+    }
+
+    pub(crate) fn condition_failed(resource: &str, condition: &crate::types::Condition, reason: &str) -> Self {
+        Error::ConditionFailed {
+            resource: resource.to_string(),
+            condition: condition.describe(),
+            reason: reason.to_string(),
         }
     }
 

@@ -47,6 +47,6 @@ pub use error::{Error, Result};
 pub use lock::{GroupBuilder, GroupGuard, LeaseContext, LockBuilder, LockGuard, Warden};
 pub use token::lease_handle;
 pub use types::{
-    AcquireRequest, Attempt, Capabilities, FifoGuarantee, Grant, Health, HealthStatus, LeaseInfo, LockKind, NodeHealth,
-    QueueEntry, Released, Renewal, ResourceInfo, Stats,
+    AcquireRequest, Attempt, Capabilities, Condition, FifoGuarantee, Grant, Health, HealthStatus, LeaseInfo, LockKind,
+    NodeHealth, QueueEntry, Released, Renewal, ResourceInfo, Stats,
 };

@@ -99,6 +99,23 @@ pub fn permits(n: u32) -> Result<()> {
     Ok(())
 }
 
+/// Checks a conditional acquire's condition: a fencing token warden could have issued (at least 1), a window of
+/// 1 ms ..= 24 h. (A backend also refuses a window longer than it remembers grants.)
+pub fn condition(c: &crate::types::Condition) -> Result<()> {
+    use crate::types::Condition;
+    match c {
+        Condition::FencingToken(0) => Err(Error::invalid(
+            "ifFencingToken",
+            "must be a fencing token warden issued (1 or more), got 0",
+        )),
+        Condition::NotGrantedWithin(d) if *d < Duration::from_millis(1) || *d > MAX_TTL => Err(Error::invalid(
+            "ifNotGrantedWithin",
+            format!("must be 1..=86400000 ms, got {} ms", d.as_millis()),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Checks a wait: 0 ..= 10 min (0 = try once).
 pub fn wait(wait: Duration) -> Result<()> {
     if wait > MAX_WAIT {

@@ -85,6 +85,7 @@ pub(crate) async fn acquire_impl(
     if let Some(ms) = b.max_hold {
         builder = builder.max_hold(Duration::from_millis(ms));
     }
+    builder = builder.condition(b.condition()?);
     let acquire = builder.acquire_lease();
     // Dropping this future (client disconnected, shutdown) leaves the queue at once: see LockBuilder::acquire.
     let result = tokio::select! {
@@ -119,6 +120,7 @@ pub(crate) async fn acquire_impl(
     responses((status = 201, description = "Granted", body = LockEnvelope),
               (status = 400, description = "Invalid request", body = ErrorBody),
               (status = 409, description = "lock_timeout / conflict", body = ErrorBody),
+              (status = 412, description = "condition_failed", body = ErrorBody),
               (status = 429, description = "too_many_waiters", body = ErrorBody),
               (status = 503, description = "backend_unavailable / shutting_down", body = ErrorBody)))]
 pub async fn acquire(State(state): State<AppState>, caller: Caller, body: Result<Bytes, BytesRejection>) -> ApiResult {

@@ -2,6 +2,7 @@
 //! Instantiate it with [`crate::conformance_tests!`]. Tests that need a capability check that the backend
 //! either declares it and honours it, or does not declare it.
 
+mod condition;
 mod election;
 mod exclusion;
 mod faults;
@@ -11,6 +12,7 @@ mod queue;
 mod semaphore;
 mod views;
 
+pub use condition::*;
 pub use election::*;
 pub use exclusion::*;
 pub use faults::*;
@@ -44,7 +46,8 @@ macro_rules! conformance_tests {
             lost_signal_on_revoke, renewal_and_caps, fifo_order, prompt_handoff, dead_waiter_does_not_block,
             wait_timeout_honoured, fencing_increases, bad_inputs_rejected, backend_down, inspection_and_stats,
             run_helper_releases, election_handover, semaphore_permits, semaphore_fifo, semaphore_bound,
-            group_all_or_nothing, group_no_deadlock, group_renew_and_lost);
+            group_all_or_nothing, group_no_deadlock, group_renew_and_lost, condition_fencing_token,
+            condition_not_granted_within, condition_atomic);
     };
     (@each $make:expr; $($name:ident),*) => {
         $(

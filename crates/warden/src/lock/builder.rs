@@ -17,6 +17,7 @@ pub struct LockBuilder<'a> {
     pub(super) max_hold: Option<Duration>,
     pub(super) auto_renew: bool,
     pub(super) permits: u32,
+    pub(super) condition: Option<Condition>,
 }
 
 impl LockBuilder<'_> {
@@ -85,6 +86,24 @@ impl LockBuilder<'_> {
         self
     }
 
+    /// Granted only if the resource's last fencing token is still `token`: nobody held it since the lease that
+    /// received `token` (see [`Condition::FencingToken`]). Otherwise [`Error::ConditionFailed`].
+    pub fn if_fencing_token(mut self, token: u64) -> Self {
+        self.condition = Some(Condition::FencingToken(token));
+        self
+    }
+    /// Granted only if nobody was granted the resource in the last `d` (see [`Condition::NotGrantedWithin`]).
+    /// Otherwise [`Error::ConditionFailed`].
+    pub fn if_not_granted_within(mut self, d: Duration) -> Self {
+        self.condition = Some(Condition::NotGrantedWithin(d));
+        self
+    }
+    /// Any [`Condition`] (or none).
+    pub fn condition(mut self, condition: Option<Condition>) -> Self {
+        self.condition = condition;
+        self
+    }
+
     pub(super) fn request(&self) -> Result<AcquireRequest> {
         validate::resource(&self.resource)?;
         validate::ttl(self.ttl)?;
@@ -111,6 +130,12 @@ impl LockBuilder<'_> {
                 return Err(Error::invalid("maxHold", "must be 10..=86400000 ms"));
             }
         }
+        if let Some(c) = &self.condition {
+            validate::condition(c)?;
+            if !self.warden.backend.capabilities().conditions {
+                return Err(self.warden.backend.unsupported("conditional acquire"));
+            }
+        }
         Ok(AcquireRequest {
             resource: self.resource.clone(),
             kind: self.kind,
@@ -121,6 +146,7 @@ impl LockBuilder<'_> {
             max_hold: self.max_hold,
             waiter_lease: self.warden.waiter_lease,
             permits,
+            condition: self.condition,
         })
     }
 

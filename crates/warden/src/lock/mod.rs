@@ -25,7 +25,8 @@ use crate::backend::{self, Backend};
 use crate::error::{Error, Result};
 use crate::token;
 use crate::types::{
-    AcquireRequest, Attempt, Capabilities, Health, LeaseInfo, LockKind, Released, Renewal, ResourceInfo, Stats,
+    AcquireRequest, Attempt, Capabilities, Condition, Health, LeaseInfo, LockKind, Released, Renewal, ResourceInfo,
+    Stats,
 };
 use crate::validate;
 use std::future::Future;
@@ -135,6 +136,7 @@ impl Warden {
             max_hold: None,
             auto_renew: true,
             permits: 0,
+            condition: None,
         }
     }
 

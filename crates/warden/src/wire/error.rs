@@ -29,6 +29,8 @@ pub enum ErrorCode {
     /// 409: the resource is in use in a way the request does not match (a semaphore with another permit count,
     /// or a semaphore asked for as a lock, or the reverse); `error` says how it is in use.
     Conflict,
+    /// 412: a conditional acquire's condition does not hold; `error` says what the resource's history shows.
+    ConditionFailed,
     /// 429: this instance's waiter caps are reached.
     TooManyWaiters,
     /// 429: the principal is over its request rate.
@@ -58,6 +60,7 @@ impl ErrorCode {
             ErrorCode::LeaseLost => "lease_lost",
             ErrorCode::RenewalCapped => "renewal_capped",
             ErrorCode::Conflict => "conflict",
+            ErrorCode::ConditionFailed => "condition_failed",
             ErrorCode::TooManyWaiters => "too_many_waiters",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::BackendUnavailable => "backend_unavailable",

@@ -1,7 +1,7 @@
 //! Leases on the wire: the bodies of acquire, release, renew and force-release, and the Lock object.
 
 use super::{parse_rfc3339, rfc3339};
-use crate::types::{LeaseInfo, LockKind};
+use crate::types::{Condition, LeaseInfo, LockKind};
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, SystemTime};
 
@@ -37,6 +37,48 @@ pub struct AcquireBody {
     /// Longest total hold time in ms, renewals included (an addition; 10..=86400000, default unlimited).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_hold: Option<u64>,
+    /// Granted only if the resource's last fencing token is still this one: nobody held it since the lease that
+    /// received it (an addition). Otherwise 412 `condition_failed`. At most one condition per request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub if_fencing_token: Option<u64>,
+    /// Granted only if nobody was granted the resource in the last this many ms (an addition; 1..=86400000, at
+    /// most the backend's retention). Otherwise 412 `condition_failed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub if_not_granted_within: Option<u64>,
+}
+
+impl AcquireBody {
+    /// The condition the body asks for; naming both is an error on `ifNotGrantedWithin`.
+    ///
+    /// ```
+    /// let mut b: warden::wire::AcquireBody =
+    ///     serde_json::from_str(r#"{"resource":"r","clientId":"c","ifFencingToken":7}"#).unwrap();
+    /// assert_eq!(b.condition(), Ok(Some(warden::Condition::FencingToken(7))));
+    /// b.if_not_granted_within = Some(1000);
+    /// assert!(b.condition().is_err());
+    /// ```
+    pub fn condition(&self) -> crate::Result<Option<Condition>> {
+        match (self.if_fencing_token, self.if_not_granted_within) {
+            (Some(_), Some(_)) => Err(crate::Error::invalid(
+                "ifNotGrantedWithin",
+                "give one condition: ifFencingToken or ifNotGrantedWithin, not both",
+            )),
+            (Some(t), None) => Ok(Some(Condition::FencingToken(t))),
+            (None, Some(ms)) => Ok(Some(Condition::NotGrantedWithin(Duration::from_millis(ms)))),
+            (None, None) => Ok(None),
+        }
+    }
+
+    /// Sets the condition fields from `condition`.
+    pub fn set_condition(&mut self, condition: Option<Condition>) {
+        self.if_fencing_token = None;
+        self.if_not_granted_within = None;
+        match condition {
+            Some(Condition::FencingToken(t)) => self.if_fencing_token = Some(t),
+            Some(Condition::NotGrantedWithin(d)) => self.if_not_granted_within = Some(d.as_millis() as u64),
+            None => {}
+        }
+    }
 }
 
 /// Body of `POST /api/locks/release`.

@@ -139,6 +139,9 @@ pub struct CapabilitiesDto {
     pub fencing_survives_data_loss: bool,
     /// Several processes (server instances) can share the backend.
     pub shared_across_processes: bool,
+    /// Conditional acquires (`ifFencingToken`, `ifNotGrantedWithin`); absent from older servers.
+    #[serde(default)]
+    pub conditions: bool,
 }
 
 impl From<Capabilities> for CapabilitiesDto {
@@ -154,6 +157,7 @@ impl From<Capabilities> for CapabilitiesDto {
             fencing: c.fencing,
             fencing_survives_data_loss: c.fencing_survives_data_loss,
             shared_across_processes: c.shared_across_processes,
+            conditions: c.conditions,
         }
     }
 }

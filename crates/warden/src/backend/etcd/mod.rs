@@ -90,6 +90,7 @@ impl crate::backend::Backend for EtcdBackend {
             // Revisions start again from 1 on a cluster rebuilt from nothing.
             fencing_survives_data_loss: false,
             shared_across_processes: true,
+            conditions: false,
             remote_wait: false,
         }
     }

@@ -135,7 +135,7 @@ impl HttpBackend {
 
     pub(super) async fn acquire_call(&self, req: &AcquireRequest, wait: Duration) -> Result<Option<Grant>> {
         let (lock_type, mode) = req.kind.to_wire();
-        let body = AcquireBody {
+        let mut body = AcquireBody {
             resource: req.resource.clone(),
             lock_type: Some(lock_type.into()),
             mode: mode.map(Into::into),
@@ -145,7 +145,10 @@ impl HttpBackend {
             max_renewals: req.max_renewals,
             max_hold: req.max_hold.map(|h| h.as_millis() as u64),
             permits: (req.kind == crate::types::LockKind::Semaphore).then_some(req.permits),
+            if_fencing_token: None,
+            if_not_granted_within: None,
         };
+        body.set_condition(req.condition);
         let (status, bytes) = self
             .call(
                 reqwest::Method::POST,
@@ -164,6 +167,11 @@ impl HttpBackend {
             Ok(b) if b.code == ErrorCode::LockTimeout => Ok(None),
             Ok(b) if b.code == ErrorCode::Conflict => Err(Error::Conflict {
                 resource: req.resource.clone(),
+                reason: b.error,
+            }),
+            Ok(b) if b.code == ErrorCode::ConditionFailed => Err(Error::ConditionFailed {
+                resource: req.resource.clone(),
+                condition: req.condition.map(|c| c.describe()).unwrap_or_default(),
                 reason: b.error,
             }),
             Ok(b) => Err(self.error(status, b, None)),
@@ -201,6 +209,8 @@ pub(super) fn known_field(field: Option<&str>) -> &'static str {
         "reason",
         "leaseHandle",
         "permits",
+        "ifFencingToken",
+        "ifNotGrantedWithin",
     ];
     field
         .and_then(|f| FIELDS.iter().find(|k| **k == f))

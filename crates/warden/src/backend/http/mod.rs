@@ -152,6 +152,7 @@ impl HttpBackend {
                 fencing: true,
                 fencing_survives_data_loss: false,
                 shared_across_processes: true,
+                conditions: false,
                 remote_wait: true,
             },
             router: Arc::new(WakeRouter::default()),
@@ -166,6 +167,7 @@ impl HttpBackend {
         let c = health.capabilities;
         backend.caps.shared = c.shared;
         backend.caps.semaphores = c.semaphores;
+        backend.caps.conditions = c.conditions;
         backend.caps.fifo = if c.fifo == "best-effort" {
             FifoGuarantee::BestEffort
         } else {

@@ -39,10 +39,25 @@ pub struct MemoryBackend {
 }
 
 impl MemoryBackend {
-    /// A new, empty store for `memory://` (the URL has no options).
+    /// A new, empty store for `memory://`. One option: `retain_ms` (100..=86400000, default 60000), how long an
+    /// idle resource's last fencing token is remembered after its last grant (conditional acquires read it).
     pub async fn connect(url: &str) -> Result<Self> {
-        let _ = url;
-        Ok(Self::new())
+        let query = url.split_once('?').map_or("", |(_, q)| q);
+        let backend = Self::new();
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            match pair.split_once('=') {
+                Some(("retain_ms", v)) => {
+                    backend.lock().retain_us = crate::validate::url_number("retain_ms", v, 100..=86_400_000)? * 1000;
+                }
+                _ => {
+                    return Err(Error::invalid(
+                        "backend",
+                        "memory://: unknown option; the one option is retain_ms (e.g. memory://?retain_ms=3600000)",
+                    ))
+                }
+            }
+        }
+        Ok(backend)
     }
 
     /// A new, empty store.
@@ -93,6 +108,7 @@ impl Backend for MemoryBackend {
             fencing: true,
             fencing_survives_data_loss: true,
             shared_across_processes: false,
+            conditions: true,
             remote_wait: false,
         }
     }
@@ -125,6 +141,11 @@ impl Backend for MemoryBackend {
             Some(have) if have != want => return Err(Error::permits_conflict(&req.resource, have, want)),
             None if want > 0 => res.more_mut().permits = want,
             _ => {}
+        }
+        if let Some(c) = &req.condition {
+            // Checked in the same critical section as the grant below.
+            c.within_retention(Duration::from_micros(st.retain_us))?;
+            c.check(&req.resource, (res.fence > 0).then_some(res.fence), now_micros())?;
         }
         if res.queue_allows(waiter_id, req.kind, now) && res.compatible(req.kind) {
             let fence = (res.fence + 1).max(now_micros());
@@ -235,7 +256,7 @@ impl Backend for MemoryBackend {
             res.clean_head(now);
             let ids = res.eligible(now);
             self.router.wake(ids.iter().map(String::as_str));
-            if res.is_idle() && res.fence < now_micros() {
+            if res.is_idle() && res.fence + st.retain_us < now_micros() {
                 st.resources.remove(resource);
             }
         }

@@ -22,8 +22,11 @@ pub(super) struct State {
     pub(super) leases: BTreeMap<Tok, Lease>,
     /// Interned client ids with the number of leases each holds.
     pub(super) clients: HashMap<Arc<str>, u32>,
-    /// Where the incremental sweep continues.
+    /// Where the incremental sweep continues, in the leases and in the resources.
     pub(super) cursor: Tok,
+    pub(super) res_cursor: Option<Arc<str>>,
+    /// How long an idle resource (its last fence) is remembered after its last grant, in µs.
+    pub(super) retain_us: u64,
     pub(super) grants: [u64; 4],
     pub(super) released: [u64; 4],
     pub(super) expired: [u64; 4],
@@ -39,6 +42,8 @@ impl Default for State {
             leases: BTreeMap::new(),
             clients: HashMap::new(),
             cursor: NO_TOK,
+            res_cursor: None,
+            retain_us: 60_000_000,
             grants: [0; 4],
             released: [0; 4],
             expired: [0; 4],
@@ -145,8 +150,28 @@ impl State {
         }
     }
 
-    /// Checks `n` leases from the rotating cursor, so leases nobody touches again are still reclaimed.
+    /// Checks `n` leases and `n` resources from the rotating cursors, so leases nobody touches again are still
+    /// reclaimed and idle resources forgotten once their retention has passed.
     pub(super) fn sweep_some(&mut self, n: usize, now: Instant, router: &WakeRouter) {
+        let forget_before = now_micros().saturating_sub(self.retain_us);
+        for _ in 0..n {
+            let next = match &self.res_cursor {
+                Some(c) => self
+                    .resources
+                    .range::<str, _>((Bound::Excluded(&**c), Bound::Unbounded))
+                    .next(),
+                None => None,
+            }
+            .or_else(|| self.resources.iter().next())
+            .map(|(k, r)| (k.clone(), r.is_idle() && r.fence < forget_before));
+            let Some((k, forget)) = next else {
+                break;
+            };
+            if forget {
+                self.resources.remove(&k);
+            }
+            self.res_cursor = Some(k);
+        }
         for _ in 0..n {
             let next = self
                 .leases
@@ -199,8 +224,9 @@ impl State {
         res.clean_head(now);
         let ids = res.eligible(now);
         router.wake(ids.iter().map(String::as_str));
-        // Forget an idle resource only once the clock is past its fence, so a re-seeded fence still grows.
-        if res.is_idle() && res.fence < now_micros() {
+        // Forget an idle resource only once its retention has passed (conditional acquires read its last fence),
+        // and so once the clock is past its fence: a re-seeded fence still grows.
+        if res.is_idle() && res.fence + self.retain_us < now_micros() {
             self.resources.remove(resource);
         }
     }

@@ -117,6 +117,7 @@ impl Backend for MysqlBackend {
             fencing: true,
             fencing_survives_data_loss: true,
             shared_across_processes: true,
+            conditions: false,
             remote_wait: false,
         }
     }

@@ -107,6 +107,7 @@ impl Backend for PostgresBackend {
             fencing: true,
             fencing_survives_data_loss: true,
             shared_across_processes: true,
+            conditions: false,
             remote_wait: false,
         }
     }

@@ -71,6 +71,7 @@ pub(crate) const CAPABILITIES: Capabilities = Capabilities {
     fencing: true,
     fencing_survives_data_loss: true,
     shared_across_processes: true,
+    conditions: false,
     remote_wait: false,
 };
 

@@ -165,6 +165,8 @@ impl Backend for RedlockBackend {
         Capabilities {
             fifo: FifoGuarantee::BestEffort,
             semaphores: false,
+            // Each node would judge the condition by its own last fence; not offered yet.
+            conditions: false,
             ..super::redis::CAPABILITIES
         }
     }

@@ -85,6 +85,7 @@ impl crate::backend::Backend for ZkBackend {
             // Transaction ids start again on an ensemble rebuilt from nothing.
             fencing_survives_data_loss: false,
             shared_across_processes: true,
+            conditions: false,
             remote_wait: false,
         }
     }
