@@ -42,6 +42,17 @@ pub(super) async fn wait_for_grant(
                 queued = backend_now.map(|t| (sent, t));
                 retry_in
             }
+            // The condition failed in the step that would have granted: nothing was granted (nor is a conditional
+            // waiter ever handed the lock); leave the queue before answering, so nobody waits behind this waiter.
+            Err(e @ Error::ConditionFailed { .. }) => {
+                cleanup.armed = false;
+                if let Some(reg) = &registration {
+                    if backend.leave_queue(&req.resource, reg.id()).await.is_err() {
+                        cleanup.armed = true;
+                    }
+                }
+                return Err(e);
+            }
             // The cleanup (still armed) leaves the queue and releases a grant the failed attempt may have made.
             Err(e) => return Err(e),
         };

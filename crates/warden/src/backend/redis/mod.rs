@@ -29,8 +29,8 @@ mod views;
 use super::Backend;
 use crate::error::{Error, Result};
 use crate::types::{
-    AcquireRequest, Attempt, Capabilities, FifoGuarantee, Grant, Health, HealthStatus, LeaseInfo, NodeHealth,
-    QueueEntry, Released, Renewal, ResourceInfo, Stats,
+    AcquireRequest, Attempt, Capabilities, Condition, FifoGuarantee, Grant, Health, HealthStatus, LeaseInfo,
+    NodeHealth, QueueEntry, Released, Renewal, ResourceInfo, Stats,
 };
 use crate::wake::WakeRouter;
 use counters::Counters;
@@ -71,7 +71,7 @@ pub(crate) const CAPABILITIES: Capabilities = Capabilities {
     fencing: true,
     fencing_survives_data_loss: true,
     shared_across_processes: true,
-    conditions: false,
+    conditions: true,
     remote_wait: false,
 };
 

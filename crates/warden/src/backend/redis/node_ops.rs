@@ -20,6 +20,16 @@ impl RedisBackend {
                 "was not made for this resource: use Backend::new_lock_id(resource)",
             ));
         }
+        let condition = match &req.condition {
+            None => String::new(),
+            Some(c) => {
+                c.within_retention(self.opts.retain)?;
+                match c {
+                    Condition::FencingToken(t) => format!("f{t}"),
+                    Condition::NotGrantedWithin(d) => format!("g{}", d.as_micros()),
+                }
+            }
+        };
         let v = self
             .op(vec![
                 "A".into(),
@@ -34,6 +44,7 @@ impl RedisBackend {
                 req.resource.clone(),
                 fence_t.map(|t| t.to_string()).unwrap_or_default(),
                 queue_score.map(|t| t.to_string()).unwrap_or_default(),
+                condition,
             ])
             .await?;
         let (now, v) = v;
@@ -74,6 +85,14 @@ impl RedisBackend {
                 ),
             }),
             Some(-2) => Ok(NodeAttempt::FenceAhead),
+            Some(-4) => {
+                let last = items.get(1).and_then(as_string).and_then(|s| s.parse().ok());
+                let clock_us = int(2)? as u64;
+                match &req.condition {
+                    Some(c) => c.check(&req.resource, last, clock_us).and(Err(bad("acquire", &v))),
+                    None => Err(bad("acquire", &v)),
+                }
+            }
             Some(-3) => {
                 let have = items.get(1).and_then(as_string).unwrap_or_default();
                 Err(Error::permits_conflict(

@@ -34,7 +34,12 @@ local function acquire_slow(i, tag, L, F, Q, W, exp, exps, excl, fence_t, queued
   end
 
   local function winfo()
-    return waiter_info(NOW + tonumber(ARGV[i + 5]), kind, client, ttls, tok, ARGV[i + 6], ARGV[i + 7], ARGV[i + 5])
+    -- A conditional waiter carries no token: a release wakes it rather than handing it the lock, and its own
+    -- attempt judges the condition in the step that grants.
+    local handed = tok
+    if ARGV[i + 11] ~= '' then handed = '' end
+    return waiter_info(NOW + tonumber(ARGV[i + 5]), kind, client, ttls, handed, ARGV[i + 6], ARGV[i + 7],
+      ARGV[i + 5])
   end
   local function join()
     if redis.call('ZCARD', Q) >= MAX_WAITERS then return false end
@@ -133,15 +138,31 @@ local function acquire_slow(i, tag, L, F, Q, W, exp, exps, excl, fence_t, queued
   return { 0, retry, NOW }
 end
 
+-- Whether a conditional acquire's condition holds on the resource's last fence F: cond is 'f' .. token (the last
+-- fence is still that token) or 'g' .. window_us (no grant within the window; a fence is at least its grant's
+-- clock in µs). Returns nil if it holds, else the last fence ('' = not remembered).
+local function condition_fails(F, cond)
+  local last = redis.call('GET', F)
+  local c = string.sub(cond, 1, 1)
+  if c == 'f' then
+    if last == string.sub(cond, 2) then return nil end
+    return last or ''
+  end
+  if not last or tonumber(CLOCKS) - tonumber(last) >= tonumber(string.sub(cond, 2)) then return nil end
+  return last
+end
+
 -- 'A' acquire. ARGV[i..]: token, kind, ttl_ms, client, waiter_id ('' = do not queue), waiter_lease_ms,
 --   max_renewals (-1), max_hold_ms (0), resource,
 --   fence_t ('' = this node counts; else Redlock: grant only if the stored fence is below it, then store it),
---   queue_score ('' = arrival order on this node; else the waiter's own score, the same on every node).
+--   queue_score ('' = arrival order on this node; else the waiter's own score, the same on every node),
+--   condition ('' = none; else see condition_fails: judged at every attempt, in the step that grants).
 -- Returns fence (an integer: granted now, for ttl from the batch's clock) | {1, fence, acquired_ms, expires_ms,
 --   still_queued (Redlock), earlier (-1: granted by this call; else the ms the lease had left when this call
 --   found it granted earlier)} | {0, retry_in_ms (-1 = unknown), now_ms}
 --   | {-1, 'queue_full'} | {-2, stored_fence} (Redlock: a grant with a fence >= fence_t already happened here)
---   | {-3, usage} (the resource is in use as another kind: see usage()).
+--   | {-3, usage} (the resource is in use as another kind: see usage())
+--   | {-4, last_fence ('' = not remembered), clock_us} (the condition does not hold).
 local function acquire(i)
   local tok, kind, ttls, client, me = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
   local resource = ARGV[i + 8]
@@ -153,6 +174,11 @@ local function acquire(i)
   local exps = ms(exp)
   local excl = is_excl(kind)
   local fence_t = tonumber(ARGV[i + 9])
+  if ARGV[i + 11] ~= '' then
+    local last = condition_fails(F, ARGV[i + 11])
+    -- (Unless this very token was granted by an earlier try of this attempt: then the grant is answered below.)
+    if last and redis.call('HEXISTS', hkey(tok), tok) == 0 then return { -4, last, CLOCKS } end
+  end
   -- Fast path: exclusive, no queue, not Redlock. One SET NX decides.
   if excl and not fence_t and redis.call('EXISTS', Q) == 0 then
     if redis.call('SET', L, tok, 'NX', 'PXAT', exps) then
