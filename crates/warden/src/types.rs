@@ -160,6 +160,15 @@ impl Condition {
         }
     }
 
+    /// The condition as the backends' scripts read it: `f<token>` or `g<window in µs>`.
+    #[cfg(any(feature = "redis", feature = "postgres", feature = "mysql"))]
+    pub(crate) fn encode(&self) -> String {
+        match self {
+            Condition::FencingToken(t) => format!("f{t}"),
+            Condition::NotGrantedWithin(d) => format!("g{}", d.as_micros()),
+        }
+    }
+
     /// Refuses a window longer than the backend remembers grants (`retain`): a forgotten grant would pass it.
     pub(crate) fn within_retention(&self, retain: Duration) -> crate::Result<()> {
         match self {

@@ -56,6 +56,15 @@ impl Reply {
                 crate::types::stored_permits(self.kind.as_deref().unwrap_or("lock")),
                 req.permits,
             )),
+            "condition" => {
+                let (last, now) = (self.fence.map(|f| f as u64), self.now_us.unwrap_or(0).max(0) as u64);
+                match &req.condition {
+                    Some(c) => c
+                        .check(&req.resource, last, now)
+                        .and(Err(unexpected("a condition that held"))),
+                    None => Err(unexpected("a condition failed without one")),
+                }
+            }
             "full" => Err(Error::LimitExceeded {
                 what: format!(
                     "{MAX_WAITERS_PER_RESOURCE} waiters already queued on `{}`",

@@ -141,7 +141,10 @@ async fn call(db: &Db, jobs: &[Job]) -> Result<Vec<Option<Reply>>> {
         let j = &jobs[i];
         match &j.op {
             Op::Acquire { req, waiter: w } => {
-                op.push("acquire");
+                op.push(match &req.condition {
+                    Some(c) => format!("acquire if {}", c.encode()),
+                    None => "acquire".into(),
+                });
                 resource.push(Some(req.resource.as_str()));
                 lock_id.push(Some(req.lock_id.as_str()));
                 kind.push(kinds[at].as_deref());
@@ -160,7 +163,7 @@ async fn call(db: &Db, jobs: &[Job]) -> Result<Vec<Option<Reply>>> {
                     Op::Renew { ttl_ms, .. } => ("renew", *ttl_ms),
                     _ => ("release", None),
                 };
-                op.push(name);
+                op.push(name.into());
                 resource.push(None);
                 lock_id.push(Some(l.as_str()));
                 kind.push(None);

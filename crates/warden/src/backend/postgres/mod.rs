@@ -107,7 +107,7 @@ impl Backend for PostgresBackend {
             fencing: true,
             fencing_survives_data_loss: true,
             shared_across_processes: true,
-            conditions: false,
+            conditions: true,
             remote_wait: false,
         }
     }
@@ -122,6 +122,9 @@ impl Backend for PostgresBackend {
     }
 
     async fn attempt(&self, req: &AcquireRequest, waiter_id: Option<&str>) -> Result<Attempt> {
+        if let Some(c) = &req.condition {
+            c.within_retention(self.db.opts.retain)?;
+        }
         let r = self
             .batcher
             .run(batch::Op::Acquire {

@@ -29,8 +29,8 @@ mod views;
 use super::Backend;
 use crate::error::{Error, Result};
 use crate::types::{
-    AcquireRequest, Attempt, Capabilities, Condition, FifoGuarantee, Grant, Health, HealthStatus, LeaseInfo,
-    NodeHealth, QueueEntry, Released, Renewal, ResourceInfo, Stats,
+    AcquireRequest, Attempt, Capabilities, FifoGuarantee, Grant, Health, HealthStatus, LeaseInfo, NodeHealth,
+    QueueEntry, Released, Renewal, ResourceInfo, Stats,
 };
 use crate::wake::WakeRouter;
 use counters::Counters;

@@ -24,10 +24,7 @@ impl RedisBackend {
             None => String::new(),
             Some(c) => {
                 c.within_retention(self.opts.retain)?;
-                match c {
-                    Condition::FencingToken(t) => format!("f{t}"),
-                    Condition::NotGrantedWithin(d) => format!("g{}", d.as_micros()),
-                }
+                c.encode()
             }
         };
         let v = self

@@ -1,7 +1,7 @@
 -- Group commit and housekeeping. `{p}` is the table prefix.
 
 -- Several operations in one call and one transaction (the client's group commit: one round trip and one WAL
--- flush for all). p_op[i] is 'acquire', 'release' or 'renew'; the other arrays hold each operation's
+-- flush for all). p_op[i] is 'acquire', 'acquire if ' || condition (see {p}acquire_if), 'release' or 'renew'; the other arrays hold each operation's
 -- arguments (null where unused), p_hash its resource's hash. The client sends them in the order of that hash
 -- (see the top of this file); each answers one row, o_i naming it.
 CREATE OR REPLACE FUNCTION {p}batch(
@@ -20,6 +20,10 @@ BEGIN
         IF p_op[i] = 'acquire' THEN
             v := {p}acquire(p_resource[i], p_hash[i], p_lock_id[i], p_kind[i], p_ttl_ms[i], p_client[i],
                             p_waiter[i], p_waiter_lease_ms[i], p_max_renewals[i], p_max_hold_ms[i], p_max_waiters);
+        ELSIF left(p_op[i], 11) = 'acquire if ' THEN
+            v := {p}acquire_if(substr(p_op[i], 12), p_resource[i], p_hash[i], p_lock_id[i], p_kind[i], p_ttl_ms[i],
+                               p_client[i], p_waiter[i], p_waiter_lease_ms[i], p_max_renewals[i],
+                               p_max_hold_ms[i], p_max_waiters);
         ELSIF p_op[i] = 'release' THEN
             v := {p}release(p_lock_id[i], p_client[i], p_hash[i]);
         ELSE
