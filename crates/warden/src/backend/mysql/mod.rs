@@ -117,7 +117,7 @@ impl Backend for MysqlBackend {
             fencing: true,
             fencing_survives_data_loss: true,
             shared_across_processes: true,
-            conditions: false,
+            conditions: true,
             remote_wait: false,
         }
     }
@@ -132,7 +132,15 @@ impl Backend for MysqlBackend {
     }
 
     async fn attempt(&self, req: &AcquireRequest, waiter_id: Option<&str>) -> Result<Attempt> {
+        let condition = match &req.condition {
+            Some(c) => {
+                c.within_retention(self.db.opts.retain)?;
+                Value::from(c.encode())
+            }
+            None => Value::NULL,
+        };
         let params = vec![
+            condition,
             req.resource.as_str().into(),
             resource_hash(&req.resource).into(),
             req.lock_id.as_str().into(),
@@ -146,7 +154,7 @@ impl Backend for MysqlBackend {
             MAX_WAITERS_PER_RESOURCE.into(),
             self.bell.id().map(Value::from).unwrap_or(Value::NULL),
         ];
-        let r = self.db.call("acquire", params).await?;
+        let r = self.db.call("acquire_if", params).await?;
         self.tell(&r);
         r.attempt(req, |what| self.db.unexpected("acquire", what))
     }

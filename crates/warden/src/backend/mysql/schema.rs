@@ -26,6 +26,9 @@ macro_rules! procedures {
 const STEPS: &[&str] = &[
     concat!(include_str!("sql/v1/tables.sql"), "\n$$\n", procedures!()),
     concat!(include_str!("sql/v2/semaphores.sql"), "\n$$\n", procedures!()),
+    // Version 3 changes no table: it installs acquire_if (conditional acquires; `acquire` stays, calling it) and
+    // the handover that wakes a conditional waiter instead of handing it the lock.
+    procedures!(),
 ];
 
 /// The schema version this build writes and reads.

@@ -8,10 +8,16 @@
 -- queued (or its waiter lease refreshed and its bell updated). 'full': the queue is full. 'conflict': the
 -- resource is in use as something else (kind: 'semaphore:N', or 'lock'). A semaphore's kind carries its permits
 -- ('semaphore:3'); its leases live in {p}leases as shared ones do, and the resource's row keeps its permits.
-DROP PROCEDURE IF EXISTS {p}acquire
+-- p_cond (NULL: none) is a conditional acquire's condition: 'f' + token (the last fence is still that token) or
+-- 'g' + window_us (no grant within the window: a fence is at least its grant's clock in µs; a row the sweep
+-- forgot had no grant for the retention period, which the client checks covers the window), judged while the
+-- resource's row is locked, in the transaction that grants. 'condition': fence is the last fence (null: not
+-- remembered). A conditional waiter is queued without its lock id, so a release wakes it rather than handing it
+-- the lock.
+DROP PROCEDURE IF EXISTS {p}acquire_if
 $$
-CREATE PROCEDURE {p}acquire(
-    IN p_resource VARBINARY(512), IN p_hash INT UNSIGNED, IN p_lock_id VARBINARY(64), IN p_kind VARCHAR(16), IN p_ttl_ms BIGINT,
+CREATE PROCEDURE {p}acquire_if(
+    IN p_cond VARCHAR(32), IN p_resource VARBINARY(512), IN p_hash INT UNSIGNED, IN p_lock_id VARBINARY(64), IN p_kind VARCHAR(16), IN p_ttl_ms BIGINT,
     IN p_client VARBINARY(256), IN p_waiter VARBINARY(64), IN p_waiter_lease_ms BIGINT, IN p_max_renewals INT,
     IN p_max_hold_ms BIGINT, IN p_max_waiters INT, IN p_own BIGINT
 )
@@ -22,6 +28,7 @@ proc: BEGIN
     DECLARE v_gone INT DEFAULT 0;
     DECLARE v_excl BOOLEAN DEFAULT p_kind IN ('exclusive', 'write');
     DECLARE v_allowed BOOLEAN DEFAULT TRUE;
+    DECLARE v_holds BOOLEAN;
     DECLARE v_seq BIGINT DEFAULT 0;
     DECLARE w_seq, w_deadline BIGINT;
     DECLARE w_id VARBINARY(64);
@@ -33,7 +40,7 @@ proc: BEGIN
     DECLARE CONTINUE HANDLER FOR NOT FOUND BEGIN END;
     DECLARE EXIT HANDLER FOR SQLEXCEPTION BEGIN ROLLBACK; RESIGNAL; END;
     SET v_now = CAST(UNIX_TIMESTAMP(SYSDATE(6)) * 1000000 AS SIGNED);
-    IF v_excl THEN
+    IF v_excl AND p_cond IS NULL THEN
         -- The common case in one statement (committed by itself): a free resource with nobody queued. An ended
         -- lease still on the row is counted as expired as it is replaced. The fence comes back as LAST_INSERT_ID.
         UPDATE {p}resources SET expired = expired + (holder IS NOT NULL),
@@ -121,6 +128,23 @@ proc: BEGIN
                NULL, NULL, NULL, NULL;
         LEAVE proc;
     END IF;
+    IF p_cond IS NOT NULL THEN
+        IF LEFT(p_cond, 1) = 'f' THEN
+            SET v_holds = v_fence = CAST(SUBSTRING(p_cond, 2) AS SIGNED);
+        ELSE
+            SET v_holds = v_fence = 0 OR v_now - v_fence >= CAST(SUBSTRING(p_cond, 2) AS SIGNED);
+        END IF;
+        IF NOT v_holds THEN
+            UPDATE {p}resources SET queued = v_queued WHERE resource = p_resource AND queued <> v_queued;
+            IF v_gone > 0 THEN
+                CALL {p}hand_over(p_resource, v_now, p_own, v_told, v_bells);
+            END IF;
+            COMMIT;
+            SELECT 'condition', p_resource, NULL, NULL, NULLIF(v_fence, 0), v_now, NULL, NULL, NULL, NULL, NULL,
+                   NULL, NULL, v_told, v_bells;
+            LEAVE proc;
+        END IF;
+    END IF;
     IF v_permits > 0 AND v_allowed THEN
         -- Granted while fewer live waiters are ahead than permits are free.
         SELECT COUNT(*) INTO v_live FROM {p}leases WHERE resource = p_resource AND expires_us > v_now;
@@ -171,7 +195,8 @@ proc: BEGIN
         END IF;
         INSERT INTO {p}waiters (resource, waiter_id, client_id, kind, ttl_ms, deadline_us, lock_id, max_renewals,
                                 max_hold_ms, waiter_lease_ms, bell)
-            VALUES (p_resource, p_waiter, p_client, p_kind, p_ttl_ms, v_now + p_waiter_lease_ms * 1000, p_lock_id,
+            VALUES (p_resource, p_waiter, p_client, p_kind, p_ttl_ms, v_now + p_waiter_lease_ms * 1000,
+                    IF(p_cond IS NULL, p_lock_id, ''),
                     p_max_renewals, p_max_hold_ms, p_waiter_lease_ms, p_own)
             ON DUPLICATE KEY UPDATE deadline_us = VALUES(deadline_us), bell = VALUES(bell);
         -- 1: a new row (2 or 0: an existing one, updated or not).
@@ -187,4 +212,17 @@ proc: BEGIN
     COMMIT;
     SELECT 'queued', p_resource, NULL, NULL, NULL, v_now, NULL, NULL, v_retry, NULL, NULL, NULL, NULL, v_told,
            v_bells;
+END
+$$
+-- The acquire of schema versions 1 and 2, for processes of an earlier build while an upgrade rolls out.
+DROP PROCEDURE IF EXISTS {p}acquire
+$$
+CREATE PROCEDURE {p}acquire(
+    IN p_resource VARBINARY(512), IN p_hash INT UNSIGNED, IN p_lock_id VARBINARY(64), IN p_kind VARCHAR(16), IN p_ttl_ms BIGINT,
+    IN p_client VARBINARY(256), IN p_waiter VARBINARY(64), IN p_waiter_lease_ms BIGINT, IN p_max_renewals INT,
+    IN p_max_hold_ms BIGINT, IN p_max_waiters INT, IN p_own BIGINT
+)
+BEGIN
+    CALL {p}acquire_if(NULL, p_resource, p_hash, p_lock_id, p_kind, p_ttl_ms, p_client, p_waiter, p_waiter_lease_ms,
+                       p_max_renewals, p_max_hold_ms, p_max_waiters, p_own);
 END

@@ -67,24 +67,30 @@ proc: BEGIN
                 END IF;
                 SET v_left = v_left - 1;
             END IF;
-            SET v_fence = GREATEST(v_fence + 1, p_now), v_expires = p_now + LEAST(w_ttl, w_lease) * 1000;
-            DELETE FROM {p}waiters WHERE seq = w_seq;
-            SET v_gone = v_gone + 1, v_granted = v_granted + 1;
-            SET v_msg = CONCAT(w_id, ':', v_fence, ':', p_now DIV 1000, ':', v_expires DIV 1000);
-            IF w_kind IN ('exclusive', 'write') THEN
-                UPDATE {p}resources SET expired = expired + (holder IS NOT NULL),
-                        hold_ms = hold_ms + COALESCE((excl_until - holder_acquired) DIV 1000, 0),
-                        holder_fence = v_fence, holder = w_lock, holder_kind = w_kind, holder_client = w_client,
-                        holder_acquired = p_now, excl_until = v_expires, holder_ttl_ms = w_ttl,
-                        holder_renewals = 0, holder_max_renewals = w_max_renewals, holder_max_hold_ms = w_max_hold
-                    WHERE resource = p_resource;
-                SET v_excl_until = v_expires, v_head_ms = LEAST(w_ttl, w_lease);
+            IF w_lock = '' THEN
+                -- A conditional waiter: woken, never handed the lock (its own attempt judges its condition);
+                -- nobody behind it goes first.
+                SET v_msg = w_id, v_stop = TRUE;
             ELSE
-                REPLACE INTO {p}leases (lock_id, resource, kind, client_id, acquired_us, expires_us, ttl_ms, fence,
-                                        max_renewals, max_hold_ms)
-                    VALUES (w_lock, p_resource, w_kind, w_client, p_now, v_expires, w_ttl, v_fence,
-                            w_max_renewals, w_max_hold);
-                SET v_shared = TRUE, v_shared_until = GREATEST(v_shared_until, v_expires);
+                SET v_fence = GREATEST(v_fence + 1, p_now), v_expires = p_now + LEAST(w_ttl, w_lease) * 1000;
+                DELETE FROM {p}waiters WHERE seq = w_seq;
+                SET v_gone = v_gone + 1, v_granted = v_granted + 1;
+                SET v_msg = CONCAT(w_id, ':', v_fence, ':', p_now DIV 1000, ':', v_expires DIV 1000);
+                IF w_kind IN ('exclusive', 'write') THEN
+                    UPDATE {p}resources SET expired = expired + (holder IS NOT NULL),
+                            hold_ms = hold_ms + COALESCE((excl_until - holder_acquired) DIV 1000, 0),
+                            holder_fence = v_fence, holder = w_lock, holder_kind = w_kind, holder_client = w_client,
+                            holder_acquired = p_now, excl_until = v_expires, holder_ttl_ms = w_ttl,
+                            holder_renewals = 0, holder_max_renewals = w_max_renewals, holder_max_hold_ms = w_max_hold
+                        WHERE resource = p_resource;
+                    SET v_excl_until = v_expires, v_head_ms = LEAST(w_ttl, w_lease);
+                ELSE
+                    REPLACE INTO {p}leases (lock_id, resource, kind, client_id, acquired_us, expires_us, ttl_ms, fence,
+                                            max_renewals, max_hold_ms)
+                        VALUES (w_lock, p_resource, w_kind, w_client, p_now, v_expires, w_ttl, v_fence,
+                                w_max_renewals, w_max_hold);
+                    SET v_shared = TRUE, v_shared_until = GREATEST(v_shared_until, v_expires);
+                END IF;
             END IF;
         END IF;
         -- Told: the releasing process delivers io_told to its own waiters; a waiter of another process (another
