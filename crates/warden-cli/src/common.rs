@@ -138,6 +138,30 @@ pub fn mode(b: warden::LockBuilder<'_>, shared: bool, permits: Option<u32>) -> w
     }
 }
 
+/// `--if-fencing-token` / `--if-not-granted-within`: a condition on the lock's history, judged with the grant.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct ConditionArgs {
+    /// Acquire only if nobody held NAME since the lease that got this fencing token (a restarted job resumes
+    /// only if nobody took over; `warden run` gives CMD its token in WARDEN_FENCING_TOKEN). Else exit 75.
+    #[arg(long, value_name = "TOKEN", conflicts_with = "if_not_granted_within")]
+    pub if_fencing_token: Option<u64>,
+    /// Acquire only if nobody was granted NAME within this long (at most one run per period, fleet-wide; at
+    /// most the backend's retain_ms). Else exit 75.
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub if_not_granted_within: Option<Duration>,
+}
+
+impl ConditionArgs {
+    /// The condition asked for, if any.
+    pub fn condition(&self) -> Option<warden::Condition> {
+        match (self.if_fencing_token, self.if_not_granted_within) {
+            (Some(t), _) => Some(warden::Condition::FencingToken(t)),
+            (None, Some(d)) => Some(warden::Condition::NotGrantedWithin(d)),
+            (None, None) => None,
+        }
+    }
+}
+
 /// What a refusal of a hold says: the lock is held, or every permit of the semaphore is.
 pub fn held_by_others(name: &str, permits: Option<u32>) -> String {
     match permits {

@@ -2,7 +2,7 @@
 //!
 //! Exit codes: 0 success; 1 failure (one line on stderr says what to do next); 2 usage error; 69 backend
 //! (or warden server) unreachable; 70 the lease or leadership was lost while the command ran; 75 the lock
-//! was not acquired in time (`--skip-if-held` makes that 0); 126 / 127 the command cannot be run / was not
+//! was not acquired in time, or its `--if-*` condition does not hold (`--skip-if-held` makes that 0); 126 / 127 the command cannot be run / was not
 //! found. `run` and `elect` otherwise exit with the command's own code (128 + signal if a signal ended it).
 
 #[cfg(feature = "bench")]

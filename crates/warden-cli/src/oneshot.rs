@@ -39,6 +39,8 @@ pub struct AcquireArgs {
     #[arg(long, env = "WARDEN_CLIENT_ID")]
     pub client_id: Option<String>,
     #[command(flatten)]
+    pub condition: ConditionArgs,
+    #[command(flatten)]
     pub conn: Conn,
 }
 
@@ -145,6 +147,7 @@ pub async fn acquire(a: AcquireArgs) -> CliResult<u8> {
         .ttl(a.ttl)
         .wait(a.wait)
         .client_id(client.as_str())
+        .condition(a.condition.condition())
         .acquire_lease()
         .await;
     let l = match r {
@@ -159,6 +162,7 @@ pub async fn acquire(a: AcquireArgs) -> CliResult<u8> {
                 ),
             ))
         }
+        Err(e @ warden::Error::ConditionFailed { .. }) => return Err(CliError::new(EXIT_NOT_ACQUIRED, e.to_string())),
         Err(e) => return Err(explain(&a.conn.backend, e)),
     };
     if a.conn.json {

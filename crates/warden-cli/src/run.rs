@@ -33,7 +33,10 @@ pub struct RunArgs {
     /// group, in one global order, so two commands naming the same locks in any order never deadlock.
     #[arg(long = "with", value_name = "NAME", conflicts_with = "permits")]
     pub with: Vec<String>,
-    /// Exit 0 instead of 75 when the lock is held by someone else (for cron).
+    #[command(flatten)]
+    pub condition: ConditionArgs,
+    /// Exit 0 instead of 75 when the lock is held by someone else, or an --if-* condition does not hold (for
+    /// cron).
     #[arg(long)]
     pub skip_if_held: bool,
     /// Exit with this code instead of 75 when the lock is held by someone else (as flock's -E).
@@ -62,6 +65,7 @@ pub async fn run(a: RunArgs) -> CliResult<u8> {
     let mut signals = Signals::new()?;
     let warden = connect(&a.backend).await?;
     let client = a.client_id.clone().unwrap_or_else(hostname);
+    let condition = a.condition.condition();
     let acquire = async {
         // `forever`: the longest wait the API takes, again and again; the waiter queues again at once.
         let wait = a.wait.0.unwrap_or(warden::validate::MAX_WAIT);
@@ -76,6 +80,7 @@ pub async fn run(a: RunArgs) -> CliResult<u8> {
                 .ttl(a.ttl)
                 .wait(wait)
                 .client_id(client.as_str())
+                .condition(condition)
                 .acquire()
                 .await;
             match r {
@@ -106,6 +111,13 @@ pub async fn run(a: RunArgs) -> CliResult<u8> {
                     held_by_others(&resource, a.permits),
                     if a.with.is_empty() { "none was" } else { "so none of the locks was" });
                 return Err(CliError::new(a.conflict_exit_code.unwrap_or(EXIT_NOT_ACQUIRED), msg));
+            }
+            Err(e @ warden::Error::ConditionFailed { .. }) if a.skip_if_held => {
+                eprintln!("warden: {e}; skipping (--skip-if-held)");
+                return Ok(0);
+            }
+            Err(e @ warden::Error::ConditionFailed { .. }) => {
+                return Err(CliError::new(a.conflict_exit_code.unwrap_or(EXIT_NOT_ACQUIRED), e.to_string()));
             }
             Err(e) => return Err(explain(&a.backend, e)),
         },

@@ -746,3 +746,44 @@ fn run_with_holds_every_lock_or_none() {
         );
     }
 }
+
+#[test]
+fn run_if_conditions_gate_the_command() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("token");
+    // `warden run --backend URL NAME FLAGS... -- sh -c 'echo $WARDEN_FENCING_TOKEN > out'`.
+    let run = |flags: &[&str]| {
+        let _ = std::fs::remove_file(&out);
+        let mut c = warden_bin();
+        c.args(["run", "--backend", &url, "--wait", "0", "report"]).args(flags);
+        let script = format!("echo \"$WARDEN_FENCING_TOKEN\" > {}", out.display());
+        let o = c.args(["--", "sh", "-c", &script]).output().unwrap();
+        let token = std::fs::read_to_string(&out)
+            .ok()
+            .map(|t| t.trim().parse::<u64>().unwrap());
+        (o.status.code(), String::from_utf8_lossy(&o.stderr).to_string(), token)
+    };
+    // At most one run a minute: the first runs, the second does not (75, or 0 with --skip-if-held).
+    let (code, err, first) = run(&["--if-not-granted-within", "1m"]);
+    assert_eq!(code, Some(0), "{err}");
+    let first = first.expect("the first run ran");
+    let (code, err, ran) = run(&["--if-not-granted-within", "1m"]);
+    assert_eq!((code, ran), (Some(75), None), "{err}");
+    assert!(err.contains("condition") && err.contains("granted"), "{err}");
+    let (code, err, ran) = run(&["--if-not-granted-within", "1m", "--skip-if-held"]);
+    assert_eq!((code, ran), (Some(0), None), "{err}");
+    assert!(err.contains("skipping"), "{err}");
+    // Resuming after the run that got `first`: nobody held `report` since, so it runs, once.
+    let (code, err, resumed) = run(&["--if-fencing-token", &first.to_string()]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(resumed.expect("resumed") > first);
+    let (code, err, ran) = run(&["--if-fencing-token", &first.to_string()]);
+    assert_eq!((code, ran), (Some(75), None), "{err}");
+    assert!(err.contains(&format!("still {first}")), "{err}");
+    // A condition names one lock.
+    let (code, err, _) = run(&["--if-fencing-token", "1", "--with", "other"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("one lock"), "{err}");
+}

@@ -422,6 +422,82 @@ async fn semaphores_take_permits_and_refuse_what_does_not_match() {
 }
 
 #[tokio::test]
+async fn conditional_acquires_answer_412_and_name_bad_fields() {
+    let (s, _) = memory_server().await;
+    let c = client();
+    let (_, h) = get(&c, &s.url("/api/locks/health")).await;
+    assert_eq!(h["data"]["capabilities"]["conditions"], true, "{h}");
+    let url = s.url("/api/locks/acquire");
+    let (st, v) = post(
+        &c,
+        &url,
+        json!({"resource": "job", "clientId": "a", "ifNotGrantedWithin": 60000}),
+    )
+    .await;
+    assert_eq!(st, 201, "{v}");
+    let token = v["data"]["fencingToken"].as_u64().unwrap();
+    let lock_id = v["data"]["lockId"].as_str().unwrap().to_string();
+    let (st, v) = post(
+        &c,
+        &s.url("/api/locks/release"),
+        json!({"lockId": lock_id, "clientId": "a"}),
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
+    let (st, v) = post(
+        &c,
+        &url,
+        json!({"resource": "job", "clientId": "b", "ifNotGrantedWithin": 60000}),
+    )
+    .await;
+    assert!(assert_error(st, &v, 412, "condition_failed").contains("granted"), "{v}");
+    let (st, v) = post(
+        &c,
+        &url,
+        json!({"resource": "job", "clientId": "b", "ifFencingToken": token}),
+    )
+    .await;
+    assert_eq!(st, 201, "{v}");
+    let (st, v) = post(
+        &c,
+        &url,
+        json!({"resource": "job", "clientId": "c", "ifFencingToken": token, "waitTimeout": 0}),
+    )
+    .await;
+    assert!(
+        assert_error(st, &v, 412, "condition_failed").contains("last fencing token"),
+        "{v}"
+    );
+    for (body, field) in [
+        (
+            json!({"resource": "job", "clientId": "c", "ifFencingToken": 0}),
+            "ifFencingToken",
+        ),
+        (
+            json!({"resource": "job", "clientId": "c", "ifNotGrantedWithin": 0}),
+            "ifNotGrantedWithin",
+        ),
+        (
+            json!({"resource": "job", "clientId": "c", "ifNotGrantedWithin": 3_600_000}),
+            "ifNotGrantedWithin",
+        ),
+        (
+            json!({"resource": "job", "clientId": "c", "ifFencingToken": 5, "ifNotGrantedWithin": 1000}),
+            "ifNotGrantedWithin",
+        ),
+        (
+            json!({"resource": "job", "clientId": "c", "ifFencingToken": -1}),
+            "ifFencingToken",
+        ),
+    ] {
+        let (st, v) = post(&c, &url, body).await;
+        assert_error(st, &v, 400, "invalid_request");
+        assert_eq!(v["field"], field, "{v}");
+    }
+    s.stop().await;
+}
+
+#[tokio::test]
 async fn waiting_is_fifo_and_visible_in_the_queue() {
     let (s, _) = memory_server().await;
     let c = client();

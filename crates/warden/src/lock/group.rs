@@ -77,6 +77,12 @@ impl<'a> GroupBuilder<'a> {
         self.options = self.options.auto_renew(on);
         self
     }
+    /// A condition on a group of one (see [`LockBuilder::condition`]). A group of several members with a
+    /// condition is refused: a member let go to keep the global order would count as a grant of its resource.
+    pub fn condition(mut self, condition: Option<Condition>) -> Self {
+        self.options = self.options.condition(condition);
+        self
+    }
 
     /// Every member's request, in the global order, validated.
     fn requests(&self) -> Result<Vec<AcquireRequest>> {
@@ -87,6 +93,12 @@ impl<'a> GroupBuilder<'a> {
                     "a group needs 1..={MAX_GROUP_MEMBERS} resources, got {}",
                     self.members.len()
                 ),
+            ));
+        }
+        if self.options.condition.is_some() && self.members.len() > 1 {
+            return Err(Error::invalid(
+                "condition",
+                "a condition applies to one lock: acquire the conditional lock on its own, or drop the condition",
             ));
         }
         let mut reqs = Vec::with_capacity(self.members.len());
