@@ -38,6 +38,8 @@ class LeaseLostError extends WardenError {}
 class RenewalCappedError extends WardenError {}
 /** The resource is in use in a way the acquire does not match (a semaphore with other permits, or a lock). */
 class ConflictError extends WardenError {}
+/** A conditional acquire's condition (`ifFencingToken`, `ifNotGrantedWithin`) does not hold; nothing is held. */
+class ConditionFailedError extends WardenError {}
 class TooManyWaitersError extends WardenError {}
 class RateLimitedError extends WardenError {}
 class BackendUnavailableError extends WardenError {}
@@ -57,6 +59,7 @@ const BY_CODE = {
   lease_lost: LeaseLostError,
   renewal_capped: RenewalCappedError,
   conflict: ConflictError,
+  condition_failed: ConditionFailedError,
   too_many_waiters: TooManyWaitersError,
   rate_limited: RateLimitedError,
   backend_unavailable: BackendUnavailableError,
@@ -86,6 +89,18 @@ function modeOf(opts) {
   const mode = MODES[opts.mode || 'exclusive'];
   if (!mode) throw new InvalidRequestError(`mode must be exclusive, shared, read or write, got ${opts.mode}`, 'invalid_request', 0);
   return mode;
+}
+
+/** The wire fields of a condition: `ifFencingToken` (granted only if nobody held the resource since the lease
+ * that got that token) or `ifNotGrantedWithin` (ms: only if nobody was granted it within that long). */
+function conditionOf(opts) {
+  const { ifFencingToken: token, ifNotGrantedWithin: within } = opts;
+  if (token !== undefined && within !== undefined) {
+    throw new InvalidRequestError('give one condition: ifFencingToken or ifNotGrantedWithin', 'invalid_request', 0);
+  }
+  if (token !== undefined) return { ifFencingToken: positive('ifFencingToken', token, 1, Number.MAX_SAFE_INTEGER) };
+  if (within !== undefined) return { ifNotGrantedWithin: positive('ifNotGrantedWithin', within, 1, 86400000) };
+  return {};
 }
 
 function positive(name, v, min, max) {
@@ -158,6 +173,7 @@ class Warden {
       const body = { resource, ...mode, ttl, waitTimeout: wait, clientId: opts.clientId || this.clientId };
       if (opts.maxRenewals !== undefined) body.maxRenewals = opts.maxRenewals;
       if (opts.maxHold !== undefined) body.maxHold = opts.maxHold;
+      Object.assign(body, conditionOf(opts));
       const sent = Date.now();
       try {
         const { data } = await this._call('POST', '/api/locks/acquire', body, wait);
@@ -429,5 +445,5 @@ module.exports = {
   Warden, Lease, Group, Election, ENDPOINTS, ERROR_CLASSES: BY_CODE,
   WardenError, InvalidRequestError, UnauthorizedError, ForbiddenError, NotFoundError, RequestTimeoutError,
   LockTimeoutError, NotOwnerError, LeaseLostError, RenewalCappedError, TooManyWaitersError, RateLimitedError,
-  BackendUnavailableError, ShuttingDownError, InternalError, UnreachableError, ConflictError,
+  BackendUnavailableError, ShuttingDownError, InternalError, UnreachableError, ConflictError, ConditionFailedError,
 };

@@ -28,6 +28,10 @@ export interface AcquireOptions {
   maxRenewals?: number;
   /** Never extend the lease past acquired + maxHold ms. */
   maxHold?: number;
+  /** Granted only if nobody held the resource since the lease that got this fencing token (else ConditionFailedError). */
+  ifFencingToken?: number;
+  /** Granted only if nobody was granted the resource within this many ms (1..=86400000; else ConditionFailedError). */
+  ifNotGrantedWithin?: number;
 }
 
 /** A lock object as the server shows it. */
@@ -168,6 +172,8 @@ export class LeaseLostError extends WardenError {}
 export class RenewalCappedError extends WardenError {}
 /** 409 `conflict`: the resource is in use as a semaphore with other permits, or as a lock. */
 export class ConflictError extends WardenError {}
+/** 412 `condition_failed`: a conditional acquire's condition does not hold; nothing is held. */
+export class ConditionFailedError extends WardenError {}
 export class TooManyWaitersError extends WardenError {}
 export class RateLimitedError extends WardenError {
   /** Seconds the server asked to wait (Retry-After). */

@@ -6,5 +6,6 @@ export const {
   WardenError, InvalidRequestError, UnauthorizedError, ForbiddenError, NotFoundError, RequestTimeoutError,
   LockTimeoutError, NotOwnerError, LeaseLostError, RenewalCappedError, TooManyWaitersError, RateLimitedError,
   BackendUnavailableError, ShuttingDownError, InternalError, UnreachableError, ConflictError,
+  ConditionFailedError,
 } = cjs;
 export default cjs;

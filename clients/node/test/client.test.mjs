@@ -93,6 +93,13 @@ test('every API error is a typed error carrying its code', async () => {
   await expectCode(client.acquire('pool', { wait: 0 }), w.ConflictError, 'conflict');
   await expectCode(client.acquire('pool', { permits: 0 }), w.InvalidRequestError, 'invalid_request');
   for (const p of permits) await p.release();
+  // Conditions: a resumed run only if nobody held the resource since its token; a run at most once a minute.
+  const first = await client.acquire('job', { ifNotGrantedWithin: 60000 });
+  await first.release();
+  await expectCode(client.acquire('job', { ifNotGrantedWithin: 60000 }), w.ConditionFailedError, 'condition_failed');
+  await (await client.acquire('job', { ifFencingToken: first.fencingToken })).release();
+  await expectCode(client.acquire('job', { ifFencingToken: first.fencingToken }), w.ConditionFailedError, 'condition_failed');
+  await expectCode(client.acquire('job', { ifFencingToken: 0 }), w.InvalidRequestError, 'invalid_request');
   const short = await client.acquire('short', { ttl: 20 });
   await sleep(60);
   await assert.rejects(short.renew(), (e) => e instanceof w.LeaseLostError || e instanceof w.NotFoundError);

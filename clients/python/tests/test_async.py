@@ -77,6 +77,10 @@ def test_typed_errors_and_an_election(server):
         with pytest.raises(w.NotOwnerError):
             await c.release(held.lock_id, "someone-else")
         await held.release()
+        with pytest.raises(w.ConditionFailedError) as e:
+            await c.acquire("busy", if_fencing_token=held.fencing_token - 1)
+        assert e.value.code == "condition_failed" and e.value.status == 412
+        await (await c.acquire("busy", if_fencing_token=held.fencing_token)).release()
 
         election = c.election("consumer")
         first = await election.campaign("c1", ttl=5)

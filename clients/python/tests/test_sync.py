@@ -101,6 +101,14 @@ def test_every_api_error_is_a_typed_error_with_its_code(serve, server):
     raises(w.InvalidRequestError, "invalid_request", c.acquire, "pool", permits=0)
     for p in pool:
         p.release()
+    # Conditions: a resumed run only if nobody held the resource since its token; a run at most once a minute.
+    first = c.acquire("job", if_not_granted_within=60)
+    first.release()
+    raises(w.ConditionFailedError, "condition_failed", c.acquire, "job", if_not_granted_within=60)
+    c.acquire("job", if_fencing_token=first.fencing_token).release()
+    raises(w.ConditionFailedError, "condition_failed", c.acquire, "job", if_fencing_token=first.fencing_token)
+    raises(w.InvalidRequestError, "invalid_request", c.acquire, "job", if_fencing_token=0)
+    raises(w.InvalidRequestError, "invalid_request", c.acquire, "job", if_fencing_token=1, if_not_granted_within=1)
     raises(w.UnreachableError, "unreachable", w.Client("http://127.0.0.1:1").stats)
 
     app, entry = keygen("app", "client", ["a:*"])

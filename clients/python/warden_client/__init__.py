@@ -12,6 +12,7 @@ from .aio import AsyncClient, AsyncElection, AsyncGroup, AsyncLease
 from .client import Client, Election, Group, Lease
 from .errors import (
     BackendUnavailableError,
+    ConditionFailedError,
     ConflictError,
     ForbiddenError,
     InternalError,
@@ -51,6 +52,7 @@ __all__ = [
     "NotOwnerError",
     "RateLimitedError",
     "RenewalCappedError",
+    "ConditionFailedError",
     "ConflictError",
     "RequestTimeoutError",
     "ShuttingDownError",

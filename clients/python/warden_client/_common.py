@@ -53,6 +53,8 @@ def acquire_body(
     max_renewals: int | None,
     max_hold: float | None,
     permits: int | None = None,
+    if_fencing_token: int | None = None,
+    if_not_granted_within: float | None = None,
 ) -> dict[str, Any]:
     if mode not in MODES:
         raise InvalidRequestError(f"mode must be exclusive, shared, read or write, got {mode!r}", "invalid_request")
@@ -75,6 +77,17 @@ def acquire_body(
         body["maxRenewals"] = max_renewals
     if max_hold is not None:
         body["maxHold"] = ms("max_hold", max_hold, 1, 86_400_000 * 365)
+    if if_fencing_token is not None and if_not_granted_within is not None:
+        raise InvalidRequestError("give one condition: if_fencing_token or if_not_granted_within", "invalid_request")
+    if if_fencing_token is not None:
+        if not isinstance(if_fencing_token, int) or isinstance(if_fencing_token, bool) or if_fencing_token < 1:
+            raise InvalidRequestError(
+                f"if_fencing_token must be a fencing token warden issued (1 or more), got {if_fencing_token!r}",
+                "invalid_request",
+            )
+        body["ifFencingToken"] = if_fencing_token
+    if if_not_granted_within is not None:
+        body["ifNotGrantedWithin"] = ms("if_not_granted_within", if_not_granted_within, 1, 86_400_000)
     return body
 
 

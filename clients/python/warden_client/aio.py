@@ -54,11 +54,15 @@ class AsyncClient:
         max_renewals: int | None = None,
         max_hold: float | None = None,
         permits: int | None = None,
+        if_fencing_token: int | None = None,
+        if_not_granted_within: float | None = None,
     ) -> AsyncLease:
         who = client_id or self.client_id
         left = wait
         while True:
-            body = acquire_body(resource, ttl, left, mode, who, max_renewals, max_hold, permits)
+            body = acquire_body(
+                resource, ttl, left, mode, who, max_renewals, max_hold, permits, if_fencing_token, if_not_granted_within
+            )
             sent = now()
             try:
                 data = (await self._call("POST", "/api/locks/acquire", body, body["waitTimeout"] / 1000))["data"]

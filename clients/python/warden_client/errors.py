@@ -53,6 +53,11 @@ class ConflictError(WardenError):
     """The resource is in use in a way the acquire does not match: a semaphore with other permits, or a lock."""
 
 
+class ConditionFailedError(WardenError):
+    """A conditional acquire's condition (``if_fencing_token``, ``if_not_granted_within``) does not hold; the
+    message says what the resource's history shows. Nothing is held."""
+
+
 class TooManyWaitersError(WardenError):
     """The server parks no more waiters for this resource (or at all)."""
 
@@ -90,6 +95,7 @@ BY_CODE: dict[str, type[WardenError]] = {
     "lease_lost": LeaseLostError,
     "renewal_capped": RenewalCappedError,
     "conflict": ConflictError,
+    "condition_failed": ConditionFailedError,
     "too_many_waiters": TooManyWaitersError,
     "rate_limited": RateLimitedError,
     "backend_unavailable": BackendUnavailableError,
