@@ -1,15 +1,19 @@
 //! The randomized checker: many clients take random holds (exclusive, shared, read, write, semaphore permits,
-//! and groups of two or three of these held as one) on a few resources for a given number of operations, and the recorded history is checked afterwards: no two
+//! groups of two or three of these held as one, and, where the backend offers them, conditional acquires) on a
+//! few resources for a given number of operations, and the recorded history is checked afterwards: no two
 //! incompatible holds overlap, no semaphore has more holders than permits, no fencing token repeats on a
-//! resource, and every acquire is granted within its wait (a deadlock or a starved waiter would time out).
+//! resource, no conditional grant broke its condition (another grant between the token it named and its own, or
+//! one within its window), and every acquire is granted within its wait (a deadlock or a starved waiter would
+//! time out).
 
 use crate::harness::Harness;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
-use warden::LockKind;
+use warden::{Condition, LockKind};
 
 /// What a recorded hold was.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +41,8 @@ pub struct MixedHold {
     pub held: Held,
     /// Which client held it, and in a group of how many resources (1: a lone lock): for the report of a breach.
     pub by: (usize, usize),
+    /// The condition it was granted under, if any.
+    pub condition: Option<Condition>,
 }
 
 /// What a checked run did.
@@ -52,10 +58,17 @@ pub struct MixSummary {
     pub most_readers: usize,
     /// Group acquires completed (each also counted once per member in `cycles`).
     pub groups: usize,
+    /// Conditional acquires granted (each also a cycle).
+    pub conditional: usize,
+    /// Conditional acquires refused because their condition did not hold.
+    pub conditions_failed: usize,
 }
 
 /// Checks a history of holds: per resource, at every instant, either one exclusive holder alone, or any number
-/// of shared ones, or at most `permits` semaphore holders; no fencing token given twice on one resource.
+/// of shared ones, or at most `permits` semaphore holders; no fencing token given twice on one resource; and
+/// every conditional grant kept its condition: no recorded grant's token lies between the token it named and its
+/// own, and the recorded grant before it (by token) is at least its window older (tokens being at least their
+/// grant's clock in µs, the backend judged `last token <= now - window <= own token - window`).
 pub fn check_mixed(holds: &[MixedHold]) -> Result<MixSummary, String> {
     let resources = holds.iter().map(|h| h.resource + 1).max().unwrap_or(0);
     let mut summary = MixSummary {
@@ -69,6 +82,21 @@ pub fn check_mixed(holds: &[MixedHold]) -> Result<MixSummary, String> {
         fences.sort_unstable();
         if let Some(w) = fences.windows(2).find(|w| w[0] == w[1]) {
             return Err(format!("resource {r}: fencing token {} handed out twice", w[0]));
+        }
+        for h in mine.iter().filter(|h| h.condition.is_some()) {
+            let before = fences.partition_point(|f| *f < h.fence);
+            let previous = before.checked_sub(1).map(|i| fences[i]);
+            let broken = match (h.condition, previous) {
+                (Some(Condition::FencingToken(t)), Some(p)) => p > t,
+                (Some(Condition::NotGrantedWithin(w)), Some(p)) => p + w.as_micros() as u64 > h.fence,
+                _ => false,
+            };
+            if broken {
+                return Err(format!(
+                    "resource {r}: a grant under {:?} got token {} although token {previous:?} was granted before it",
+                    h.condition, h.fence
+                ));
+            }
         }
         // Sweep: ends before starts at the same instant (a hold that ended as another began does not overlap).
         let mut events: Vec<(Instant, bool, &MixedHold)> = Vec::new();
@@ -128,19 +156,24 @@ pub fn check_mixed(holds: &[MixedHold]) -> Result<MixSummary, String> {
 /// random), odd ones semaphores of 2 or 3 permits; one cycle in four takes two or three of them as one group,
 /// each member in its own random mode. Panics with what broke.
 pub async fn random_mix(h: &dyn Harness, tasks: usize, resources: usize, cycles: usize, seed: u64) -> MixSummary {
-    let semaphores = h.client().await.capabilities().semaphores;
+    let caps = h.client().await.capabilities();
+    let (semaphores, conditions) = (caps.semaphores, caps.conditions);
     let log = Arc::new(Mutex::new(Vec::with_capacity(cycles)));
     let group_count = Arc::new(Mutex::new(0usize));
+    let condition_counts = Arc::new(Mutex::new((0usize, 0usize)));
+    // The latest token any client saw granted on each resource: what a conditional acquire names.
+    let last_seen: Arc<Vec<AtomicU64>> = Arc::new((0..resources).map(|_| AtomicU64::new(0)).collect());
     let per_task = cycles.div_ceil(tasks);
     let mut joins = Vec::new();
     for t in 0..tasks {
         let w = h.client().await.with_client_id(format!("mix-{t}")).expect("client id");
         let (log, group_count) = (log.clone(), group_count.clone());
+        let (condition_counts, last_seen) = (condition_counts.clone(), last_seen.clone());
         // Seeded per client: the same seed makes the same choices.
         let mut rng = StdRng::seed_from_u64(seed.wrapping_add(t as u64));
         joins.push(tokio::spawn(async move {
             let mut mine = Vec::with_capacity(per_task);
-            let mut groups = 0;
+            let (mut groups, mut conditional, mut refused) = (0, 0, 0);
             for _ in 0..per_task {
                 // One cycle in four takes two or three distinct resources as one group.
                 let size = if rng.random_range(0..4) == 0 {
@@ -157,6 +190,16 @@ pub async fn random_mix(h: &dyn Harness, tasks: usize, resources: usize, cycles:
                 }
                 let members: Vec<(usize, LockKind, u32, Held)> =
                     picked.iter().map(|&r| pick(&mut rng, r, semaphores)).collect();
+                // One lone lock in four, where offered, is conditional: on the latest token seen, or on a few ms
+                // without a grant.
+                let condition = (members.len() == 1 && conditions && rng.random_range(0..4) == 0).then(|| {
+                    let last = last_seen[members[0].0].load(Ordering::Relaxed);
+                    if last > 0 && rng.random_bool(0.5) {
+                        Condition::FencingToken(last)
+                    } else {
+                        Condition::NotGrantedWithin(Duration::from_millis(rng.random_range(1..=3)))
+                    }
+                });
                 let (start, valid_until, fences, release) = if let [(r, kind, permits, held)] = members[..] {
                     let b = w.lock(format!("mix:{r}"));
                     let b = if kind == LockKind::Semaphore {
@@ -164,12 +207,20 @@ pub async fn random_mix(h: &dyn Harness, tasks: usize, resources: usize, cycles:
                     } else {
                         b.kind(kind)
                     };
-                    let mut g = b
+                    let acquired = b
                         .ttl(Duration::from_secs(10))
                         .wait(Duration::from_secs(30))
+                        .condition(condition)
                         .acquire()
-                        .await
-                        .unwrap_or_else(|e| panic!("acquire on resource {r} ({held:?}) failed: {e}"));
+                        .await;
+                    let mut g = match acquired {
+                        Err(warden::Error::ConditionFailed { .. }) if condition.is_some() => {
+                            refused += 1;
+                            continue;
+                        }
+                        other => other.unwrap_or_else(|e| panic!("acquire on resource {r} ({held:?}) failed: {e}")),
+                    };
+                    conditional += usize::from(condition.is_some());
                     let fences = vec![g.fencing_token()];
                     (
                         Instant::now(),
@@ -206,6 +257,7 @@ pub async fn random_mix(h: &dyn Harness, tasks: usize, resources: usize, cycles:
                 }
                 let end = Instant::now().min(valid_until);
                 for (&(resource, _, _, held), fence) in members.iter().zip(fences) {
+                    last_seen[resource].fetch_max(fence, Ordering::Relaxed);
                     mine.push(MixedHold {
                         resource,
                         start,
@@ -213,11 +265,16 @@ pub async fn random_mix(h: &dyn Harness, tasks: usize, resources: usize, cycles:
                         fence,
                         held,
                         by: (t, members.len()),
+                        condition,
                     });
                 }
                 release.await.expect("release");
             }
             *group_count.lock().expect("groups") += groups;
+            let mut counts = condition_counts.lock().expect("conditions");
+            counts.0 += conditional;
+            counts.1 += refused;
+            drop(counts);
             log.lock().expect("log").extend(mine);
         }));
     }
@@ -226,10 +283,15 @@ pub async fn random_mix(h: &dyn Harness, tasks: usize, resources: usize, cycles:
     }
     let holds = log.lock().expect("log").clone();
     match check_mixed(&holds) {
-        Ok(s) => MixSummary {
-            groups: *group_count.lock().expect("groups"),
-            ..s
-        },
+        Ok(s) => {
+            let (conditional, conditions_failed) = *condition_counts.lock().expect("conditions");
+            MixSummary {
+                groups: *group_count.lock().expect("groups"),
+                conditional,
+                conditions_failed,
+                ..s
+            }
+        }
         Err(e) => panic!("{e}"),
     }
 }
@@ -264,6 +326,7 @@ mod tests {
             fence,
             held,
             by: (0, 1),
+            condition: None,
         }
     }
 
@@ -287,5 +350,20 @@ mod tests {
         assert!(check_mixed(&twice).unwrap_err().contains("twice"));
         let readers = [hold(0, 10, 1, Held::Shared), hold(5, 15, 2, Held::Shared)];
         assert_eq!(check_mixed(&readers).map(|s| s.most_readers), Ok(2));
+        let on = |fence: u64, c: Condition| MixedHold {
+            condition: Some(c),
+            ..hold(20, 30, fence, Held::Exclusive)
+        };
+        let resumed = [hold(0, 10, 5, Held::Exclusive), on(9, Condition::FencingToken(5))];
+        assert!(check_mixed(&resumed).is_ok());
+        let between = [
+            hold(0, 5, 5, Held::Exclusive),
+            hold(5, 10, 7, Held::Shared),
+            on(9, Condition::FencingToken(5)),
+        ];
+        assert!(check_mixed(&between).unwrap_err().contains("FencingToken(5)"));
+        let window = Condition::NotGrantedWithin(Duration::from_millis(1));
+        assert!(check_mixed(&[hold(0, 10, 1_000, Held::Exclusive), on(2_000, window)]).is_ok());
+        assert!(check_mixed(&[hold(0, 10, 1_500, Held::Exclusive), on(2_000, window)]).is_err());
     }
 }

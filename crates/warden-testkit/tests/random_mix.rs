@@ -1,6 +1,7 @@
 //! The randomized checker on real backends: concurrent clients mixing exclusive, shared, read, write and
-//! semaphore holds, alone or grouped, on a few resources; the history must show no incompatible overlap, no semaphore over its
-//! permits, no fencing token twice, and no acquire that timed out (a deadlock or a starved waiter).
+//! semaphore holds, alone or grouped, some conditional, on a few resources; the history must show no incompatible
+//! overlap, no semaphore over its permits, no fencing token twice, no conditional grant that broke its condition,
+//! and no acquire that timed out (a deadlock or a starved waiter).
 
 use warden_testkit::harness::{Harness, MemoryHarness, RedisHarness};
 use warden_testkit::mix::random_mix;
@@ -12,6 +13,12 @@ async fn check(h: &dyn Harness, cycles: usize, seed: u64) -> warden_testkit::mix
     assert!(s.operations >= 2 * cycles, "{s:?}");
     assert!(s.most_permits_in_use >= 2, "no semaphore ever had two holders: {s:?}");
     assert!(s.groups >= cycles / 8, "too few groups: {s:?}");
+    if h.client().await.capabilities().conditions {
+        assert!(
+            s.conditional >= cycles / 200 && s.conditions_failed >= cycles / 200,
+            "too few conditional acquires granted and refused: {s:?}"
+        );
+    }
     s
 }
 
