@@ -30,6 +30,7 @@
 //! protected resource reject a stale holder.
 
 pub mod backend;
+pub mod condition;
 pub mod election;
 pub mod error;
 pub mod lock;
@@ -42,11 +43,12 @@ pub mod watch;
 pub mod wire;
 
 pub use backend::Backend;
+pub use condition::Condition;
 pub use election::{Election, LeaderInfo, Leadership};
 pub use error::{Error, Result};
 pub use lock::{GroupBuilder, GroupGuard, LeaseContext, LockBuilder, LockGuard, Warden};
 pub use token::lease_handle;
 pub use types::{
-    AcquireRequest, Attempt, Capabilities, Condition, FifoGuarantee, Grant, Health, HealthStatus, LeaseInfo, LockKind,
-    NodeHealth, QueueEntry, Released, Renewal, ResourceInfo, Stats,
+    AcquireRequest, Attempt, Capabilities, FifoGuarantee, Grant, Health, HealthStatus, LeaseInfo, LockKind, NodeHealth,
+    QueueEntry, Released, Renewal, ResourceInfo, Stats,
 };
