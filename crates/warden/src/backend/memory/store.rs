@@ -3,6 +3,9 @@
 #[allow(unused_imports)]
 use super::*;
 
+/// How many idle resources may be remembered past their retention before the sweep looks for them.
+pub(super) const IDLE_SLACK: usize = 4096;
+
 /// A lease token (128 random bits) as two words, so maps of tokens keep 8-byte alignment.
 pub(super) type Tok = (u64, u64);
 /// "No holder" (tokens are never all zero).
@@ -150,27 +153,13 @@ impl State {
         }
     }
 
-    /// Checks `n` leases and `n` resources from the rotating cursors, so leases nobody touches again are still
-    /// reclaimed and idle resources forgotten once their retention has passed.
+    /// Checks `n` leases from the rotating cursor, so leases nobody touches again are still reclaimed, and, while
+    /// idle resources outnumber the held ones and a slack, `n` resources, forgetting idle ones whose retention
+    /// has passed (below that, remembering them costs less than looking would; remembering a token longer is
+    /// always allowed).
     pub(super) fn sweep_some(&mut self, n: usize, now: Instant, router: &WakeRouter) {
-        let forget_before = now_micros().saturating_sub(self.retain_us);
-        for _ in 0..n {
-            let next = match &self.res_cursor {
-                Some(c) => self
-                    .resources
-                    .range::<str, _>((Bound::Excluded(&**c), Bound::Unbounded))
-                    .next(),
-                None => None,
-            }
-            .or_else(|| self.resources.iter().next())
-            .map(|(k, r)| (k.clone(), r.is_idle() && r.fence < forget_before));
-            let Some((k, forget)) = next else {
-                break;
-            };
-            if forget {
-                self.resources.remove(&k);
-            }
-            self.res_cursor = Some(k);
+        if self.resources.len() > 2 * self.leases.len() + IDLE_SLACK {
+            self.forget_idle(n);
         }
         for _ in 0..n {
             let next = self
@@ -184,6 +173,29 @@ impl State {
             };
             self.cursor = t;
             self.expire_lease(t, now, router);
+        }
+    }
+
+    /// Looks at `n` resources from the rotating cursor and forgets the idle ones whose retention has passed.
+    fn forget_idle(&mut self, n: usize) {
+        let forget_before = now_micros().saturating_sub(self.retain_us);
+        for _ in 0..n {
+            let next = match &self.res_cursor {
+                Some(c) => self
+                    .resources
+                    .range::<str, _>((Bound::Excluded(&**c), Bound::Unbounded))
+                    .next(),
+                None => None,
+            }
+            .or_else(|| self.resources.iter().next())
+            .map(|(k, r)| (k.clone(), r.is_idle() && r.fence < forget_before));
+            let Some((k, forget)) = next else {
+                return;
+            };
+            if forget {
+                self.resources.remove(&k);
+            }
+            self.res_cursor = Some(k);
         }
     }
 

@@ -48,3 +48,32 @@ async fn an_expired_holder_frees_the_lock_for_the_next_attempt() {
     assert!(matches!(b.attempt(&second, None).await.unwrap(), Attempt::Granted(_)));
     assert_eq!(b.stats(0).await.unwrap().expired_locks, 1);
 }
+
+#[tokio::test]
+async fn idle_resources_are_remembered_for_their_retention_then_forgotten() {
+    let b = MemoryBackend::connect("memory://?retain_ms=100").await.unwrap();
+    let n = IDLE_SLACK + 100;
+    let mut last = 0;
+    for i in 0..n {
+        let r = req(&format!("r{i}"), 10_000);
+        let Attempt::Granted(g) = b.attempt(&r, None).await.unwrap() else {
+            panic!("free resource refused");
+        };
+        last = g.fencing_token;
+        b.release(&r.lock_id, None).await.unwrap();
+    }
+    assert_eq!(b.lock().resources.len(), n, "every idle resource is remembered");
+    let mut resume = req(&format!("r{}", n - 1), 10_000);
+    resume.condition = Some(crate::Condition::FencingToken(last));
+    assert!(matches!(b.attempt(&resume, None).await, Ok(Attempt::Granted(_))));
+    b.release(&resume.lock_id, None).await.unwrap();
+    // What is tested here is time itself: the retention has to pass.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    for _ in 0..100 {
+        let _ = b.lease(&crate::token::lock_id()).await;
+        let _ = b.release(&crate::token::lock_id(), None).await;
+    }
+    let left = b.lock().resources.len();
+    assert!(left <= IDLE_SLACK, "idle resources past their retention stay: {left}");
+    assert!(MemoryBackend::connect("memory://?retain=1").await.is_err());
+}
