@@ -132,6 +132,7 @@ pub async fn acquire(State(state): State<AppState>, caller: Caller, body: Result
     responses((status = 201, description = "Granted", body = LockEnvelope),
               (status = 400, description = "Invalid request", body = ErrorBody),
               (status = 409, description = "lock_timeout", body = ErrorBody),
+              (status = 412, description = "condition_failed", body = ErrorBody),
               (status = 503, description = "backend_unavailable", body = ErrorBody)))]
 pub async fn exclusive(
     State(state): State<AppState>,
@@ -146,6 +147,7 @@ pub async fn exclusive(
     responses((status = 201, description = "Granted", body = LockEnvelope),
               (status = 400, description = "Invalid request", body = ErrorBody),
               (status = 409, description = "lock_timeout", body = ErrorBody),
+              (status = 412, description = "condition_failed", body = ErrorBody),
               (status = 503, description = "backend_unavailable", body = ErrorBody)))]
 pub async fn shared(State(state): State<AppState>, caller: Caller, body: Result<Bytes, BytesRejection>) -> ApiResult {
     acquire_impl(state, caller, body, Some("shared")).await
@@ -156,6 +158,7 @@ pub async fn shared(State(state): State<AppState>, caller: Caller, body: Result<
     responses((status = 201, description = "Granted", body = LockEnvelope),
               (status = 400, description = "Invalid request", body = ErrorBody),
               (status = 409, description = "lock_timeout", body = ErrorBody),
+              (status = 412, description = "condition_failed", body = ErrorBody),
               (status = 503, description = "backend_unavailable", body = ErrorBody)))]
 pub async fn read_write(
     State(state): State<AppState>,
