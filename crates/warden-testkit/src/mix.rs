@@ -159,16 +159,13 @@ pub async fn random_mix(h: &dyn Harness, tasks: usize, resources: usize, cycles:
     let caps = h.client().await.capabilities();
     let (semaphores, conditions) = (caps.semaphores, caps.conditions);
     let log = Arc::new(Mutex::new(Vec::with_capacity(cycles)));
-    let group_count = Arc::new(Mutex::new(0usize));
-    let condition_counts = Arc::new(Mutex::new((0usize, 0usize)));
     // The latest token any client saw granted on each resource: what a conditional acquire names.
     let last_seen: Arc<Vec<AtomicU64>> = Arc::new((0..resources).map(|_| AtomicU64::new(0)).collect());
     let per_task = cycles.div_ceil(tasks);
     let mut joins = Vec::new();
     for t in 0..tasks {
         let w = h.client().await.with_client_id(format!("mix-{t}")).expect("client id");
-        let (log, group_count) = (log.clone(), group_count.clone());
-        let (condition_counts, last_seen) = (condition_counts.clone(), last_seen.clone());
+        let (log, last_seen) = (log.clone(), last_seen.clone());
         // Seeded per client: the same seed makes the same choices.
         let mut rng = StdRng::seed_from_u64(seed.wrapping_add(t as u64));
         joins.push(tokio::spawn(async move {
@@ -270,28 +267,24 @@ pub async fn random_mix(h: &dyn Harness, tasks: usize, resources: usize, cycles:
                 }
                 release.await.expect("release");
             }
-            *group_count.lock().expect("groups") += groups;
-            let mut counts = condition_counts.lock().expect("conditions");
-            counts.0 += conditional;
-            counts.1 += refused;
-            drop(counts);
             log.lock().expect("log").extend(mine);
+            (groups, conditional, refused)
         }));
     }
+    // What each client counted: groups, conditional grants, refused conditions.
+    let (mut groups, mut conditional, mut conditions_failed) = (0, 0, 0);
     for j in joins {
-        j.await.expect("task");
+        let (g, c, f) = j.await.expect("task");
+        (groups, conditional, conditions_failed) = (groups + g, conditional + c, conditions_failed + f);
     }
     let holds = log.lock().expect("log").clone();
     match check_mixed(&holds) {
-        Ok(s) => {
-            let (conditional, conditions_failed) = *condition_counts.lock().expect("conditions");
-            MixSummary {
-                groups: *group_count.lock().expect("groups"),
-                conditional,
-                conditions_failed,
-                ..s
-            }
-        }
+        Ok(s) => MixSummary {
+            groups,
+            conditional,
+            conditions_failed,
+            ..s
+        },
         Err(e) => panic!("{e}"),
     }
 }

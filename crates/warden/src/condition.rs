@@ -72,6 +72,12 @@ impl Condition {
         }
     }
 
+    /// The error of a condition a backend's own step found not to hold, given the last token (`None`: not
+    /// remembered) and clock it saw; `None` if by these numbers it holds (the step and this check disagree).
+    pub(crate) fn refused(&self, resource: &str, last: Option<u64>, now_us: u64) -> Option<crate::Error> {
+        self.check(resource, last, now_us).err()
+    }
+
     /// Whether a resource whose last fencing token is `last` (`None`: not remembered) meets the condition, at
     /// `now_us` (µs since the Unix epoch on the backend's clock). For backends whose fencing tokens are at least
     /// the grant's time in µs (every backend that seeds them from its clock), so a token is a grant's latest time.

@@ -58,12 +58,8 @@ impl Reply {
             )),
             "condition" => {
                 let (last, now) = (self.fence.map(|f| f as u64), self.now_us.unwrap_or(0).max(0) as u64);
-                match &req.condition {
-                    Some(c) => c
-                        .check(&req.resource, last, now)
-                        .and(Err(unexpected("a condition that held"))),
-                    None => Err(unexpected("a condition failed without one")),
-                }
+                let refused = req.condition.and_then(|c| c.refused(&req.resource, last, now));
+                Err(refused.unwrap_or_else(|| unexpected("a condition the grant's own check found to hold")))
             }
             "full" => Err(Error::LimitExceeded {
                 what: format!(

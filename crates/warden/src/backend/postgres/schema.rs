@@ -23,8 +23,13 @@ const STEPS: &[&str] = &[
     // Version 3 changes no table: it installs the release that counts a resource's shared leases only once it
     // holds the resource's row, so that a shared lease being granted meanwhile is counted.
     include_str!("sql/v1/release.sql"),
-    // Version 4 adds conditional acquires: {p}acquire_if, and the batch that calls it.
-    concat!(include_str!("sql/v4/conditions.sql"), include_str!("sql/v1/batch.sql")),
+    // Version 4 adds conditional acquires: {p}acquire_if, the acquire whose row lock it shares, and the batch
+    // that calls it.
+    concat!(
+        include_str!("sql/v1/acquire.sql"),
+        include_str!("sql/v4/conditions.sql"),
+        include_str!("sql/v1/batch.sql"),
+    ),
 ];
 
 /// The schema version this build writes and reads.

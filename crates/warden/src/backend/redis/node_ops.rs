@@ -85,10 +85,8 @@ impl RedisBackend {
             Some(-4) => {
                 let last = items.get(1).and_then(as_string).and_then(|s| s.parse().ok());
                 let clock_us = int(2)? as u64;
-                match &req.condition {
-                    Some(c) => c.check(&req.resource, last, clock_us).and(Err(bad("acquire", &v))),
-                    None => Err(bad("acquire", &v)),
-                }
+                let refused = req.condition.and_then(|c| c.refused(&req.resource, last, clock_us));
+                Err(refused.unwrap_or_else(|| bad("acquire", &v)))
             }
             Some(-3) => {
                 let have = items.get(1).and_then(as_string).unwrap_or_default();

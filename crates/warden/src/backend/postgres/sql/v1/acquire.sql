@@ -6,6 +6,21 @@
 -- of a hash of their name (lock ids end with their resource's), so two batches never wait for each other in a
 -- circle (PostgreSQL would break one after deadlock_timeout if two hashes collided).
 
+-- The resource's row, locked by this transaction (created first if the resource has none).
+CREATE OR REPLACE FUNCTION {p}lock_resource(p_resource text, p_hash integer) RETURNS {p}resources
+LANGUAGE plpgsql AS $$
+DECLARE
+    r {p}resources;
+BEGIN
+    LOOP
+        SELECT * INTO r FROM {p}resources WHERE resource = p_resource FOR UPDATE;
+        EXIT WHEN FOUND;
+        INSERT INTO {p}resources (resource, key_hash) VALUES (p_resource, p_hash) ON CONFLICT DO NOTHING;
+    END LOOP;
+    RETURN r;
+END
+$$;
+
 -- Writes the row of a shared grant (`o` carries its fence and times). The lock id of an ended lease is granted
 -- anew; that of a live one (a retried attempt) answers that lease, with the time it has left.
 CREATE OR REPLACE FUNCTION {p}grant_shared(
@@ -83,11 +98,7 @@ BEGIN
                                    p_max_hold_ms);
         END IF;
     END IF;
-    LOOP
-        SELECT * INTO r FROM {p}resources WHERE resource = p_resource FOR UPDATE;
-        EXIT WHEN FOUND;
-        INSERT INTO {p}resources (resource, key_hash) VALUES (p_resource, p_hash) ON CONFLICT DO NOTHING;
-    END LOOP;
+    r := {p}lock_resource(p_resource, p_hash);
     v_now := (extract(epoch FROM clock_timestamp()) * 1000000)::bigint;
     o.now_us := v_now;
     o.expires_us := v_now + p_ttl_ms * 1000;

@@ -18,11 +18,7 @@ DECLARE
     v_mine boolean;
     v_holds boolean;
 BEGIN
-    LOOP
-        SELECT * INTO r FROM {p}resources WHERE resource = p_resource FOR UPDATE;
-        EXIT WHEN FOUND;
-        INSERT INTO {p}resources (resource, key_hash) VALUES (p_resource, p_hash) ON CONFLICT DO NOTHING;
-    END LOOP;
+    r := {p}lock_resource(p_resource, p_hash);
     v_now := (extract(epoch FROM clock_timestamp()) * 1000000)::bigint;
     -- A retried attempt whose grant was made but not seen is answered by {p}acquire.
     v_mine := r.holder IS NOT DISTINCT FROM p_lock_id OR EXISTS (SELECT 1 FROM {p}leases WHERE lock_id = p_lock_id);
