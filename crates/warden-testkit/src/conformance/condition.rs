@@ -21,6 +21,14 @@ fn condition_failed<T: std::fmt::Debug>(r: Result<T, Error>, what: &str) {
     assert!(matches!(r, Err(Error::ConditionFailed { .. })), "{what}: {r:?}");
 }
 
+/// The three tests below on one harness: a backend that declares no conditions costs the suite one more start
+/// of its servers (a consensus cluster, three), not three.
+pub async fn conditional_acquire(h: &dyn Harness) {
+    condition_fencing_token(h).await;
+    condition_not_granted_within(h).await;
+    condition_atomic(h).await;
+}
+
 /// `if_fencing_token(T)`: granted while T is the last token, refused once anyone else was granted since (also
 /// when that grant happened while the caller waited, and when a release would have handed it the lock), and
 /// granted after the lease that got T expired unreleased (the restarted owner's case).

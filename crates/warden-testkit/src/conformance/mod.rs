@@ -46,8 +46,7 @@ macro_rules! conformance_tests {
             lost_signal_on_revoke, renewal_and_caps, fifo_order, prompt_handoff, dead_waiter_does_not_block,
             wait_timeout_honoured, fencing_increases, bad_inputs_rejected, backend_down, inspection_and_stats,
             run_helper_releases, election_handover, semaphore_permits, semaphore_fifo, semaphore_bound,
-            group_all_or_nothing, group_no_deadlock, group_renew_and_lost, condition_fencing_token,
-            condition_not_granted_within, condition_atomic);
+            group_all_or_nothing, group_no_deadlock, group_renew_and_lost, conditional_acquire);
     };
     (@each $make:expr; $($name:ident),*) => {
         $(
