@@ -154,6 +154,18 @@ test('a grant, a waiter, a handoff and a backend failure show live, without a re
   busy = false;
   await traffic;
 
+  // The ranking: the traffic's resource is the hottest; ranked by contention, orders/42 (bob waited) leads.
+  const firstRow = () => page.evaluate(() => {
+    const tr = document.querySelector('#analytics tbody tr');
+    return tr ? [tr.dataset.resource, tr.querySelector('.waited').textContent] : null;
+  });
+  await within(2500, 'jobs/nightly ranked hottest', async () => (await firstRow())?.[0] === 'jobs/nightly');
+  await page.selectOption('#rank', 'contention');
+  await within(1500, 'orders/42 ranked most contended', async () => {
+    const row = await firstRow();
+    return row?.[0] === 'orders/42' && row[1] === '1 (50%)';
+  });
+
   // Owners' secrets never reach the page.
   const html = await page.content();
   assert.ok(!html.includes(alice.lockId) && !html.includes(bob.lockId), 'a lock id is on the page');

@@ -22,6 +22,7 @@ envelope!(GroupEnvelope, Group, "`{success, data: Group}`");
 envelope!(LockStatusEnvelope, LockStatus, "`{success, data: LockStatus}`");
 envelope!(LockListEnvelope, Vec<Lock>, "`{success, data: [Lock]}`");
 envelope!(StatsEnvelope, StatsDto, "`{success, data: Stats}`");
+envelope!(AnalyticsEnvelope, AnalyticsDto, "`{success, data: Analytics}`");
 envelope!(HealthEnvelope, HealthDto, "`{success, data: Health}`");
 envelope!(QueueEnvelope, QueueDto, "`{success, data: Queue}`");
 

@@ -1,10 +1,12 @@
-//! Expiry events for the audit trail. Backends end leases silently (Redis by the clock, not by a message), so
-//! the instance that granted a lease looks at it once when it should have ended: still extended (renewed,
-//! maybe through another instance) means look again at the new end; ended and not released means an
-//! `expiry` event. Leases are watched only while the audit trail has a listener, at most [`MAX_WATCHED`] at
-//! once (more are counted in `warden_audit_unwatched_total`).
+//! Expiries, for the audit trail and the analytics. Backends end leases silently (Redis by the clock, not by
+//! a message), so the instance that granted a lease looks at it once when it should have ended: still
+//! extended (renewed, maybe through another instance) means look again at the new end; ended and not
+//! released means an `expiry` event and an expiry counted for its resource. A release through this instance
+//! stops the watch and counts the hold time. At most [`MAX_WATCHED`] leases are watched at once (more are
+//! counted in `warden_audit_unwatched_total`).
 
 use crate::audit::{Audit, Event};
+use crate::state::AppState;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -38,6 +40,23 @@ impl std::fmt::Debug for ExpiryWatch {
         // The keys are lock ids: never shown.
         let n = self.inner.lock().map(|g| g.leases.len()).unwrap_or(0);
         f.debug_struct("ExpiryWatch").field("watched", &n).finish()
+    }
+}
+
+/// Counts the hold time of a watched lease released through this instance.
+pub(crate) fn count_release(state: &AppState, lease: &LeaseInfo, released: &warden::Released) {
+    let held = released
+        .held_for
+        .unwrap_or_else(|| lease.acquired_at.elapsed().unwrap_or_default());
+    state.warden().analytics().record_release(&lease.resource, held);
+}
+
+/// Counts a lease that ended unreleased, and tells the trail.
+fn count_expiry(warden: &Warden, audit: &Audit, lease: &LeaseInfo) {
+    let held = lease.expires_at.duration_since(lease.acquired_at).ok();
+    warden.analytics().record_expiry(&lease.resource, held);
+    if audit.active() {
+        audit.emit(Event::new("expiry", "-").lease(lease));
     }
 }
 
@@ -108,12 +127,10 @@ impl ExpiryWatch {
             for l in due {
                 match warden.lease(&l.lock_id).await {
                     Ok(Some(now)) if !now.expired && now.expires_at > SystemTime::now() => self.watch(&now),
-                    Ok(Some(now)) => audit.emit(Event::new("expiry", "-").lease(&now)),
+                    Ok(Some(now)) => count_expiry(&warden, &audit, &now),
                     // A store of this process alone forgets a lease when it expires, and every release went
                     // through here (and stopped the watch): gone means expired.
-                    Ok(None) if !warden.capabilities().shared_across_processes => {
-                        audit.emit(Event::new("expiry", "-").lease(&l))
-                    }
+                    Ok(None) if !warden.capabilities().shared_across_processes => count_expiry(&warden, &audit, &l),
                     // A shared store keeps an expired lease's record a while: gone means released through
                     // another instance (whose trail has it), or expired long ago while this one was behind.
                     Ok(None) => {}

@@ -170,6 +170,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/locks/force-release", post(admin::force_release))
         .route("/api/locks/held", get(handlers::held))
         .route("/api/locks/stats", get(handlers::stats))
+        .route("/api/locks/analytics", get(handlers::analytics))
         .route("/api/locks/health", get(handlers::health))
         .route("/api/locks/queue", get(handlers::queue))
         .route("/api/locks/{lock_id}/status", get(handlers::status))

@@ -29,6 +29,7 @@
 //! request) and backend clocks advance at about the same rate. Outside that model the fencing token lets the
 //! protected resource reject a stale holder.
 
+pub mod analytics;
 pub mod backend;
 pub mod condition;
 pub mod election;

@@ -177,6 +177,30 @@ async function tick() {
 
   await Promise.allSettled([...tracked.keys()].map(refreshResource));
   renderLocks();
+  await refreshAnalytics();
+}
+
+// ---- the ranking -------------------------------------------------------------------------------------------------
+
+async function refreshAnalytics() {
+  let a;
+  try {
+    a = await api(`/api/locks/analytics?top=10&by=${encodeURIComponent($('rank').value)}`);
+  } catch (e) {
+    if (e instanceof AuthNeeded) throw e;
+    return;
+  }
+  const pair = (p) => (p ? `${fmtMs(p.p50)} / ${fmtMs(p.p99)}` : '–');
+  const rows = a.resources.map((r) => {
+    const tr = el('tr');
+    tr.dataset.resource = r.resource;
+    const waited = el('td', `${r.waited} (${Math.round(r.contention * 100)}%)`, 'num waited');
+    tr.append(el('td', r.resource), el('td', r.grants, 'num grants'), waited, el('td', pair(r.waitMs), 'num'),
+      el('td', pair(r.holdMs), 'num'), el('td', r.timeouts, 'num'), el('td', r.expiries, 'num expiries'));
+    return tr;
+  });
+  $('analytics').tBodies[0].replaceChildren(...rows);
+  $('analytics-empty').hidden = rows.length > 0;
 }
 
 async function loop() {
@@ -364,5 +388,6 @@ function drawCharts() {
 }
 
 setInterval(runDown, 250);
+$('rank').addEventListener('change', () => { refreshAnalytics().catch(() => {}); });
 loop();
 follow();

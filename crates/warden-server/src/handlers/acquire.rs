@@ -102,8 +102,9 @@ pub(crate) async fn acquire_impl(
             tracing::debug!(resource = %lease.resource, fence = lease.fencing_token, client = %lease.client_id, "grant");
             if state.audit().active() {
                 state.audit().emit(Event::new("grant", caller.name()).lease(&lease));
-                state.expiry().watch(&lease);
             }
+            // Watched for analytics (hold time at release, expiry when it ends unreleased) and the trail.
+            state.expiry().watch(&lease);
             Ok(ok(StatusCode::CREATED, own(&caller, &lease)))
         }
         Err(e) => {

@@ -84,11 +84,11 @@ pub async fn acquire_group(
     };
     metrics::counter!("warden_grants_total", "type" => "group").increment(1);
     metrics::histogram!("warden_acquire_wait_seconds", "type" => "group").record(started.elapsed().as_secs_f64());
-    if state.audit().active() {
-        for lease in &leases {
+    for lease in &leases {
+        if state.audit().active() {
             state.audit().emit(Event::new("grant", caller.name()).lease(lease));
-            state.expiry().watch(lease);
         }
+        state.expiry().watch(lease);
     }
     tracing::debug!(members = leases.len(), client = %client_id, "group grant");
     let group = Group {
@@ -129,8 +129,10 @@ pub async fn release_group(
         });
     }
     let released = released?;
-    for id in ids {
-        state.expiry().forget(id);
+    for (id, r) in ids.into_iter().zip(&released) {
+        if let Some(l) = state.expiry().forget(id) {
+            crate::expiry::count_release(&state, &l, r);
+        }
     }
     metrics::counter!("warden_releases_total").increment(released.len() as u64);
     for held in released.iter().filter_map(|r| r.held_for) {
@@ -160,9 +162,7 @@ pub async fn renew_group(
     for r in renewed {
         match r {
             Renewal::Renewed { lease, .. } => {
-                if state.audit().active() {
-                    state.expiry().watch(&lease);
-                }
+                state.expiry().watch(&lease);
                 locks.push(own(&caller, &lease));
             }
             _ => {

@@ -33,7 +33,9 @@ pub async fn release(State(state): State<AppState>, caller: Caller, body: Result
         });
     }
     let released = released?;
-    state.expiry().forget(&b.lock_id);
+    if let Some(l) = state.expiry().forget(&b.lock_id) {
+        crate::expiry::count_release(&state, &l, &released);
+    }
     metrics::counter!("warden_releases_total").increment(1);
     if let Some(held) = released.held_for {
         metrics::histogram!("warden_hold_seconds").record(held.as_secs_f64());
@@ -74,9 +76,7 @@ pub async fn renew(State(state): State<AppState>, caller: Caller, body: Result<B
     match renewed? {
         Renewal::Renewed { lease, .. } => {
             metrics::counter!("warden_renewals_total").increment(1);
-            if state.audit().active() {
-                state.expiry().watch(&lease);
-            }
+            state.expiry().watch(&lease);
             Ok(ok(StatusCode::OK, own(&caller, &lease)))
         }
         Renewal::Capped { expires_at } => Err(ApiError {

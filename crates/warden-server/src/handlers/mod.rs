@@ -2,12 +2,14 @@
 //! always answers 4xx with a sentence naming the field, never a bare text body or a 5xx.
 
 mod acquire;
+mod analytics;
 mod group;
 mod leases;
 mod request;
 mod views;
 
 pub use acquire::*;
+pub use analytics::*;
 pub use group::*;
 pub use leases::*;
 pub(crate) use request::*;

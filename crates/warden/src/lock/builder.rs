@@ -155,12 +155,12 @@ impl LockBuilder<'_> {
     /// and releases a grant that raced with the cancellation.
     pub async fn acquire(self) -> Result<LockGuard> {
         let mut req = self.request()?;
-        let (sent, mut grant) = wait_for_grant(&self.warden.backend, &req, self.wait, false).await?;
+        let (sent, mut grant) = wait_for_grant(self.warden, &req, self.wait, false).await?;
         if let Some(id) = grant.lock_id.take() {
             req.lock_id = id;
         }
         Ok(LockGuard::start(
-            self.warden.backend.clone(),
+            self.warden,
             req,
             sent,
             grant,
@@ -182,7 +182,7 @@ impl LockBuilder<'_> {
     /// one-shot commands, which hand the lock id to someone else).
     pub async fn acquire_lease(self) -> Result<LeaseInfo> {
         let req = self.request()?;
-        let (_, g) = wait_for_grant(&self.warden.backend, &req, self.wait, true).await?;
+        let (_, g) = wait_for_grant(self.warden, &req, self.wait, true).await?;
         let lock_id = g.lock_id.unwrap_or(req.lock_id);
         Ok(LeaseInfo {
             lease_handle: crate::lease_handle(&lock_id),

@@ -182,19 +182,12 @@ async fn acquire_all(
     let one = |req: AcquireRequest, wait: Duration| {
         let lost = lost.clone();
         async move {
-            let (sent, mut grant) = wait_for_grant(&warden.backend, &req, wait, claim_now).await?;
+            let (sent, mut grant) = wait_for_grant(warden, &req, wait, claim_now).await?;
             let mut req = req;
             if let Some(id) = grant.lock_id.take() {
                 req.lock_id = id;
             }
-            Ok::<_, Error>(LockGuard::start(
-                warden.backend.clone(),
-                req,
-                sent,
-                grant,
-                auto_renew,
-                lost,
-            ))
+            Ok::<_, Error>(LockGuard::start(warden, req, sent, grant, auto_renew, lost))
         }
     };
     // The first member (in the global order) waits in its queue from its first attempt, so that groups that

@@ -45,6 +45,7 @@ pub(super) struct LeaseState {
 
 pub(super) struct GuardShared {
     pub(super) backend: Arc<dyn Backend>,
+    pub(super) analytics: Arc<Analytics>,
     pub(super) req: AcquireRequest,
     pub(super) fencing_token: u64,
     pub(super) acquired_at: SystemTime,
@@ -79,7 +80,7 @@ impl std::fmt::Debug for LockGuard {
 
 impl LockGuard {
     pub(super) fn start(
-        backend: Arc<dyn Backend>,
+        warden: &Warden,
         req: AcquireRequest,
         sent: Instant,
         grant: crate::types::Grant,
@@ -92,7 +93,8 @@ impl LockGuard {
         let left = grant.remaining.unwrap_or(ttl).min(ttl);
         let valid_until = sent + left.saturating_sub(drift(left));
         let shared = Arc::new(GuardShared {
-            backend,
+            backend: warden.backend.clone(),
+            analytics: warden.analytics.clone(),
             fencing_token: grant.fencing_token,
             acquired_at: grant.acquired_at,
             state: Mutex::new(LeaseState {
@@ -234,8 +236,15 @@ impl LockGuard {
             .release(self.lock_id(), Some(&self.shared.req.client_id))
             .await
         {
-            Ok(_) => Ok(()),
+            Ok(released) => {
+                let held = released
+                    .held_for
+                    .unwrap_or_else(|| self.shared.acquired_at.elapsed().unwrap_or_default());
+                self.shared.analytics.record_release(self.resource(), held);
+                Ok(())
+            }
             Err(Error::NotFound { .. }) | Err(Error::LeaseLost { .. }) => {
+                self.shared.analytics.record_expiry(self.resource(), None);
                 self.shared.lost.cancel();
                 Err(self.lost_error())
             }

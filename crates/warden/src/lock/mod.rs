@@ -21,6 +21,7 @@ pub use guard::{LeaseContext, LockGuard};
 use renew::*;
 use wait::*;
 
+use crate::analytics::{Analytics, Outcome};
 use crate::backend::{self, Backend};
 use crate::error::{Error, Result};
 use crate::token;
@@ -65,6 +66,7 @@ pub struct Warden {
     backend: Arc<dyn Backend>,
     client_id: String,
     waiter_lease: Duration,
+    analytics: Arc<Analytics>,
 }
 
 impl std::fmt::Debug for Warden {
@@ -88,6 +90,7 @@ impl Warden {
             backend,
             client_id: format!("pid-{}", std::process::id()),
             waiter_lease: DEFAULT_WAITER_LEASE,
+            analytics: Arc::default(),
         }
     }
 
@@ -116,6 +119,12 @@ impl Warden {
     /// The default client id.
     pub fn client_id(&self) -> &str {
         &self.client_id
+    }
+
+    /// What this handle (and its clones) saw of each resource: grants, contention, waits, holds, expiries.
+    /// See [`crate::analytics`].
+    pub fn analytics(&self) -> &Analytics {
+        &self.analytics
     }
 
     /// What the backend can promise.

@@ -3,18 +3,45 @@
 #[allow(unused_imports)]
 use super::*;
 
-/// The waiting loop shared by every backend: attempt, then sleep until a notification, the blocking lease's
-/// expiry, the next queue heartbeat or the deadline, whichever comes first. Returns the instant the
-/// granting request was sent (validity is measured from it) and the grant.
+/// Waits for a grant (see [`attempt_until_granted`]) and counts the acquire's outcome in the handle's
+/// analytics. A backend that waits on the far side does not say whether it waited: its grants count as
+/// immediate here (its server counts the wait).
 pub(super) async fn wait_for_grant(
-    backend: &Arc<dyn Backend>,
+    warden: &Warden,
     req: &AcquireRequest,
     wait: Duration,
     claim_now: bool,
 ) -> Result<(Instant, crate::types::Grant)> {
-    if backend.capabilities().remote_wait {
-        return wait_remotely(backend, req, wait).await;
-    }
+    let backend = &warden.backend;
+    let start = Instant::now();
+    let mut waited = false;
+    let result = if backend.capabilities().remote_wait {
+        wait_remotely(backend, req, wait).await
+    } else {
+        attempt_until_granted(backend, req, wait, claim_now, &mut waited).await
+    };
+    let outcome = match &result {
+        Ok(_) if waited => Outcome::GrantedAfter(start.elapsed()),
+        Ok(_) => Outcome::Granted,
+        Err(Error::Timeout { .. }) => Outcome::TimedOut,
+        Err(Error::ConditionFailed { .. }) => Outcome::Refused,
+        Err(_) => return result,
+    };
+    warden.analytics.record_acquire(&req.resource, outcome);
+    result
+}
+
+/// The waiting loop shared by every backend: attempt, then sleep until a notification, the blocking lease's
+/// expiry, the next queue heartbeat or the deadline, whichever comes first. Returns the instant the
+/// granting request was sent (validity is measured from it) and the grant; sets `waited` when the first
+/// attempt did not grant.
+async fn attempt_until_granted(
+    backend: &Arc<dyn Backend>,
+    req: &AcquireRequest,
+    wait: Duration,
+    claim_now: bool,
+    waited: &mut bool,
+) -> Result<(Instant, crate::types::Grant)> {
     let start = Instant::now();
     let deadline = start + wait;
     let registration = (!wait.is_zero()).then(|| backend.wake_router().register(token::waiter_id()));
@@ -39,6 +66,7 @@ pub(super) async fn wait_for_grant(
                 return Ok((sent, g));
             }
             Ok(Attempt::NotGranted { retry_in, backend_now }) => {
+                *waited = true;
                 queued = backend_now.map(|t| (sent, t));
                 retry_in
             }

@@ -9,12 +9,14 @@
 //! assert_eq!((e.code, e.field.as_deref()), (ErrorCode::InvalidRequest, Some("ttl")));
 //! ```
 
+mod analytics;
 mod error;
 mod group;
 mod lock;
 mod views;
 mod watch;
 
+pub use analytics::{AnalyticsDto, PercentilesDto, ResourceAnalyticsDto};
 pub use error::{ErrorBody, ErrorCode};
 pub use group::{Group, GroupAcquireBody, GroupMember, GroupReleaseBody, GroupRenewBody};
 pub use lock::{AcquireBody, ForceReleaseBody, ForceReleased, Lock, LockStatus, ReleaseBody, RenewBody};
