@@ -5,6 +5,7 @@
 //! was not acquired in time, or its `--if-*` condition does not hold (`--skip-if-held` makes that 0); 126 / 127 the command cannot be run / was not
 //! found. `run` and `elect` otherwise exit with the command's own code (128 + signal if a signal ended it).
 
+mod analytics;
 #[cfg(feature = "bench")]
 mod bench_cmd;
 mod child;
@@ -60,6 +61,8 @@ enum Command {
     Queue(oneshot::QueueArgs),
     /// Show cluster-wide statistics.
     Stats(oneshot::StatsArgs),
+    /// Show the hottest and most contended resources a warden server has served.
+    Analytics(analytics::AnalyticsArgs),
     /// Show who leads an election; with --follow, every change of leader.
     Leader(leader::LeaderArgs),
     /// Print a resource's grants, lease ends and queue changes as they happen (`PREFIX*`: a server's events).
@@ -127,6 +130,7 @@ fn main() -> ExitCode {
             Command::Held(a) => oneshot::held(a).await,
             Command::Queue(a) => oneshot::queue(a).await,
             Command::Stats(a) => oneshot::stats(a).await,
+            Command::Analytics(a) => analytics::analytics(a).await,
             Command::Leader(a) => leader::leader(a).await,
             Command::Watch(a) => watch::watch(a).await,
             #[cfg(feature = "bench")]

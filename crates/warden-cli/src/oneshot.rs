@@ -107,7 +107,7 @@ pub struct StatsArgs {
 }
 
 /// Prints `v` as the REST API answers it: `{"success": true, "data": v}`.
-fn print_json(v: &impl serde::Serialize) -> CliResult<u8> {
+pub(crate) fn print_json(v: &impl serde::Serialize) -> CliResult<u8> {
     print_raw(&serde_json::json!({"success": true, "data": v}))
 }
 

@@ -274,6 +274,11 @@ impl AnalyticsOrder {
         ("expiries", AnalyticsOrder::Expiries),
     ];
 
+    /// The order's name, as [`FromStr`] reads it.
+    pub fn as_str(self) -> &'static str {
+        Self::ALL.iter().find(|(_, o)| *o == self).map_or("grants", |(n, _)| n)
+    }
+
     fn cmp(self, a: &ResourceAnalytics, b: &ResourceAnalytics) -> std::cmp::Ordering {
         let p99 = |p: &Option<Percentiles>| p.as_ref().map(|p| p.p99);
         match self {

@@ -181,6 +181,16 @@ impl HttpBackend {
     pub fn base(&self) -> &str {
         &self.base
     }
+
+    /// The server's analytics: the `top` resources it served, ranked `by` (`GET /api/locks/analytics`).
+    pub async fn analytics(
+        &self,
+        top: usize,
+        by: crate::analytics::AnalyticsOrder,
+    ) -> Result<crate::wire::AnalyticsDto> {
+        self.get_data(&format!("/api/locks/analytics?top={top}&by={}", by.as_str()))
+            .await
+    }
 }
 
 #[async_trait::async_trait]
