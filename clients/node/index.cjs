@@ -12,6 +12,7 @@ const ENDPOINTS = [
   ['get', '/api/locks/held'],
   ['get', '/api/locks/queue'],
   ['get', '/api/locks/stats'],
+  ['get', '/api/locks/analytics'],
   ['get', '/api/locks/health'],
   ['post', '/api/groups/acquire'],
   ['post', '/api/groups/release'],
@@ -237,6 +238,15 @@ class Warden {
   /** Cluster-wide statistics. */
   async stats() {
     return (await this._call('GET', '/api/locks/stats')).data;
+  }
+
+  /**
+   * The server's per-resource analytics (what this instance served): the `top` resources ranked `by` grants,
+   * contention, wait, hold or expiries.
+   */
+  async analytics({ top = 10, by = 'grants' } = {}) {
+    const q = `top=${encodeURIComponent(top)}&by=${encodeURIComponent(by)}`;
+    return (await this._call('GET', `/api/locks/analytics?${q}`)).data;
   }
 
   /** The backend's health. */

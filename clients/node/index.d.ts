@@ -132,6 +132,32 @@ export class Election {
   observe(opts?: { intervalMs?: number; signal?: AbortSignal }): AsyncGenerator<LeaderInfo | null>;
 }
 
+/** Duration percentiles, in ms. */
+export interface Percentiles { count: number; p50: number; p90: number; p99: number; max: number }
+/** What one server instance saw of one resource. */
+export interface ResourceAnalytics {
+  resource: string;
+  acquires: number;
+  grants: number;
+  /** Acquires not granted at their first attempt (granted after a wait, or timed out). */
+  waited: number;
+  /** `waited / acquires`. */
+  contention: number;
+  timeouts: number;
+  refused: number;
+  expiries: number;
+  waitMs?: Percentiles;
+  holdMs?: Percentiles;
+}
+export interface Analytics {
+  scope: 'instance';
+  since: string;
+  by: string;
+  tracked: number;
+  forgotten: number;
+  resources: ResourceAnalytics[];
+}
+
 export class Warden {
   constructor(opts?: WardenOptions);
   readonly url: string;
@@ -145,6 +171,8 @@ export class Warden {
   held(clientId?: string): Promise<LockInfo[]>;
   queue(resource: string): Promise<QueueInfo>;
   stats(): Promise<Record<string, unknown>>;
+  /** Per-resource analytics of the answering server instance, most first. */
+  analytics(opts?: { top?: number; by?: 'grants' | 'contention' | 'wait' | 'hold' | 'expiries' }): Promise<Analytics>;
   health(): Promise<Record<string, unknown>>;
   using<T>(resource: string, opts: AcquireOptions, routine: (signal: AbortSignal, lease: Lease) => Promise<T>): Promise<T>;
   using<T>(resource: string, routine: (signal: AbortSignal, lease: Lease) => Promise<T>): Promise<T>;

@@ -34,6 +34,11 @@ test('ten concurrent using calls keep a counter exact, fences increasing in turn
   })()));
   assert.equal(counter, 50);
   assert.deepEqual(fences, [...fences].sort((a, b) => a - b), 'fences did not increase in grant order');
+  const [top] = (await new w.Warden({ url: main.url }).analytics({ by: 'contention', top: 1 })).resources;
+  assert.equal(top.resource, 'counter');
+  assert.equal(top.grants, 50);
+  assert.equal(top.holdMs.count, 50);
+  assert.ok(top.waited > 0 && top.waitMs.count === top.waited, JSON.stringify(top));
 });
 
 test('the signal aborts when the server revokes the lease', async () => {

@@ -35,6 +35,8 @@ def test_ten_tasks_keep_a_counter_exact(server):
         await asyncio.gather(*(worker(i) for i in range(10)))
         assert state["n"] == 50
         assert fences == sorted(fences)
+        [top] = (await w.AsyncClient(server.url).analytics(top=1, by="contention"))["resources"]
+        assert (top["resource"], top["grants"], top["holdMs"]["count"]) == ("counter", 50, 50), top
 
     asyncio.run(main())
 

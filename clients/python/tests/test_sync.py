@@ -43,6 +43,9 @@ def test_ten_threads_keep_a_counter_exact_with_fences_in_turn(server):
     assert not errors, errors
     assert counter["n"] == 50
     assert fences == sorted(fences), "fences did not increase in grant order"
+    [top] = w.Client(server.url).analytics(top=1, by="contention")["resources"]
+    assert (top["resource"], top["grants"], top["holdMs"]["count"]) == ("counter", 50, 50), top
+    assert top["waited"] > 0 and top["waitMs"]["count"] == top["waited"], top
 
 
 def test_lost_is_set_when_the_server_revokes_the_lease(serve):

@@ -18,6 +18,7 @@ ENDPOINTS = [
     ("get", "/api/locks/held"),
     ("get", "/api/locks/queue"),
     ("get", "/api/locks/stats"),
+    ("get", "/api/locks/analytics"),
     ("get", "/api/locks/health"),
     ("post", "/api/groups/acquire"),
     ("post", "/api/groups/release"),

@@ -116,6 +116,10 @@ class AsyncClient:
     async def stats(self) -> dict[str, Any]:
         return (await self._call("GET", "/api/locks/stats"))["data"]
 
+    async def analytics(self, top: int = 10, by: str = "grants") -> dict[str, Any]:
+        """As ``Client.analytics``."""
+        return (await self._call("GET", f"/api/locks/analytics?top={int(top)}&by={quoted(by)}"))["data"]
+
     def election(self, name: str) -> AsyncElection:
         return AsyncElection(self, name)
 

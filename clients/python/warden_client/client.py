@@ -114,6 +114,11 @@ class Client:
     def stats(self) -> dict[str, Any]:
         return self._t.call("GET", "/api/locks/stats")["data"]
 
+    def analytics(self, top: int = 10, by: str = "grants") -> dict[str, Any]:
+        """The server instance's per-resource analytics: the ``top`` resources ranked ``by`` grants, contention,
+        wait, hold or expiries."""
+        return self._t.call("GET", f"/api/locks/analytics?top={int(top)}&by={quoted(by)}")["data"]
+
     def health(self) -> dict[str, Any]:
         return self._t.call("GET", "/api/locks/health")["data"]
 
