@@ -29,7 +29,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
-use warden::{Error, FifoGuarantee, LockKind};
+use warden::analytics::AnalyticsOrder;
+use warden::{Error, FifoGuarantee, LockKind, Warden};
 
 pub(crate) const SEC: Duration = Duration::from_secs(1);
 

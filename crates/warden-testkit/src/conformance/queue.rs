@@ -88,6 +88,17 @@ pub async fn prompt_handoff(h: &dyn Harness) {
     }
     // The heartbeat fallback would take 100 ms (waiter lease / 3): anything well below proves the notification.
     assert!(worst < ms(50), "handoff took {worst:?}");
+    // Each handle counted its own: the holder's five grants at once, the waiter's five after a wait (a backend
+    // that waits on the far side does not say it waited: its server counts that), and every hold.
+    let count = |w: &Warden| {
+        let report = w.analytics().report(1, AnalyticsOrder::Grants);
+        let r = report.resources.first().cloned().expect("the resource is counted");
+        let holds = r.hold.as_ref().map_or(0, |p| p.count);
+        (r.resource, r.grants, r.waited, r.wait.map_or(0, |p| p.count), holds)
+    };
+    assert_eq!(count(&a), ("handoff".to_string(), 5, 0, 0, 5));
+    let waits = if b.capabilities().remote_wait { 0 } else { 5 };
+    assert_eq!(count(&b), ("handoff".to_string(), 5, waits, waits, 5));
 }
 
 /// A waiter that died (stopped heartbeating) leaves the queue within its waiter lease and blocks nobody.
