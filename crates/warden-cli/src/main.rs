@@ -12,6 +12,7 @@ mod child;
 mod common;
 mod config;
 mod elect;
+mod group_cmd;
 mod keygen;
 mod leader;
 mod oneshot;

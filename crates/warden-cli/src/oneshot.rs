@@ -35,6 +35,10 @@ pub struct AcquireArgs {
     /// One of N permits of a semaphore instead of a lock (every caller of NAME must pass the same N).
     #[arg(long, value_name = "N", conflicts_with = "shared", value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub permits: Option<u32>,
+    /// Hold this lock too, in the same mode, all or nothing with NAME (repeatable): stdout is then the group id,
+    /// which `warden release` and `warden renew` take like a lock id.
+    #[arg(long = "with", value_name = "NAME", conflicts_with = "permits")]
+    pub with: Vec<String>,
     /// Client id recorded with the lease (default: host name).
     #[arg(long, env = "WARDEN_CLIENT_ID")]
     pub client_id: Option<String>,
@@ -142,7 +146,10 @@ fn describe(l: &LeaseInfo) -> String {
 
 pub async fn acquire(a: AcquireArgs) -> CliResult<u8> {
     let warden = connect(&a.conn.backend).await?;
-    let client = a.client_id.unwrap_or_else(hostname);
+    let client = a.client_id.clone().unwrap_or_else(hostname);
+    if !a.with.is_empty() {
+        return crate::group_cmd::acquire(&warden, &a, &client).await;
+    }
     let r = mode(warden.lock(a.name.as_str()), a.shared, a.permits)
         .ttl(a.ttl)
         .wait(a.wait)
@@ -180,10 +187,17 @@ pub async fn acquire(a: AcquireArgs) -> CliResult<u8> {
 pub async fn release(a: ReleaseArgs) -> CliResult<u8> {
     let warden = connect(&a.conn.backend).await?;
     let client = a.client_id.unwrap_or_else(hostname);
-    warden
-        .release(&a.lock_id, Some(&client))
-        .await
-        .map_err(|e| explain(&a.conn.backend, e))?;
+    if crate::group_cmd::is_group(&a.lock_id) {
+        warden
+            .release_group(&a.lock_id, Some(&client))
+            .await
+            .map_err(|e| explain(&a.conn.backend, e))?;
+    } else {
+        warden
+            .release(&a.lock_id, Some(&client))
+            .await
+            .map_err(|e| explain(&a.conn.backend, e))?;
+    }
     if a.conn.json {
         return print_raw(&serde_json::json!({"success": true, "message": "Lock released successfully"}));
     }
@@ -193,7 +207,10 @@ pub async fn release(a: ReleaseArgs) -> CliResult<u8> {
 
 pub async fn renew(a: RenewArgs) -> CliResult<u8> {
     let warden = connect(&a.conn.backend).await?;
-    let client = a.client_id.unwrap_or_else(hostname);
+    let client = a.client_id.clone().unwrap_or_else(hostname);
+    if crate::group_cmd::is_group(&a.lock_id) {
+        return crate::group_cmd::renew(&warden, &a, &client).await;
+    }
     let r = warden
         .renew(&a.lock_id, a.ttl, Some(&client))
         .await

@@ -544,6 +544,39 @@ fn one_shot_commands_against_a_warden_server() {
     let (c, _, err) = run(&["status", &id]);
     assert_eq!(c, Some(1));
     assert!(err.contains("no lease"), "{err}");
+    // Several locks as one: stdout is the group id, which renew and release take like a lock id.
+    let (c, out, err) = run(&["acquire", "b-acct", "--with", "a-acct", "--client-id", "ops"]);
+    assert_eq!(c, Some(0), "{err}");
+    let group = out.trim().to_string();
+    assert_eq!(group.split('.').count(), 2, "{out}");
+    assert!(err.contains("`a-acct`") && err.contains("`b-acct`"), "{err}");
+    // One member held by the group: none of the others is taken.
+    let (c, _, err) = run(&[
+        "acquire",
+        "c-acct",
+        "--with",
+        "a-acct",
+        "--wait",
+        "0",
+        "--client-id",
+        "ops",
+    ]);
+    assert_eq!(c, Some(75), "{err}");
+    assert!(err.contains("`a-acct` is held"), "{err}");
+    let (_, out, _) = run(&["queue", "c-acct"]);
+    assert!(!out.contains("held:"), "c-acct kept after the group failed: {out}");
+    let (c, out, err) = run(&["renew", &group, "--ttl", "60s", "--client-id", "ops", "--json"]);
+    assert_eq!(c, Some(0), "{err}");
+    let renewed: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(renewed["data"]["groupId"], group.as_str());
+    assert_eq!(renewed["data"]["locks"][0]["resource"], "a-acct", "{renewed}");
+    let (c, _, err) = run(&["release", &group, "--client-id", "ops"]);
+    assert_eq!(c, Some(0), "{err}");
+    let (_, out, _) = run(&["queue", "a-acct"]);
+    assert!(
+        !out.contains("held:"),
+        "a-acct still held after the group's release: {out}"
+    );
     bench_answers(&run);
     let _ = stop.send(());
 }
