@@ -119,6 +119,9 @@ pub struct AcquireRequest {
     /// A condition the grant must meet, checked by the backend atomically with it
     /// ([`Capabilities::conditions`]).
     pub condition: Option<Condition>,
+    /// The waiter's priority, -100..=100 (0: plain FIFO). A waiter queues as if it had arrived `priority` ×
+    /// [`PRIORITY_STEP`](crate::validate::PRIORITY_STEP) earlier ([`Capabilities::priorities`]).
+    pub priority: i32,
 }
 
 impl AcquireRequest {
@@ -142,6 +145,7 @@ impl AcquireRequest {
             waiter_lease,
             permits: 0,
             condition: None,
+            priority: 0,
         }
     }
 }
@@ -381,6 +385,8 @@ pub struct Capabilities {
     pub shared_across_processes: bool,
     /// Conditional acquires ([`Condition`]): the backend checks the condition atomically with the grant.
     pub conditions: bool,
+    /// Waiter priorities ([`AcquireRequest::priority`]): higher first, FIFO within one, aged by waiting time.
+    pub priorities: bool,
     /// Waiting happens on the far side (a warden server): the backend implements
     /// [`crate::Backend::acquire_waiting`], and a waiter that goes away leaves the queue when its connection
     /// closes rather than by its waiter lease.
@@ -406,6 +412,7 @@ impl Capabilities {
             fencing_survives_data_loss: false,
             shared_across_processes: false,
             conditions: false,
+            priorities: false,
             remote_wait: false,
         }
     }

@@ -15,6 +15,12 @@ pub const MAX_TTL: Duration = Duration::from_millis(86_400_000);
 pub const MAX_WAIT: Duration = Duration::from_millis(600_000);
 /// Most permits a semaphore can have.
 pub const MAX_PERMITS: u32 = 1000;
+/// The highest waiter priority (and minus the lowest).
+pub const MAX_PRIORITY: i32 = 100;
+/// How much earlier a waiter queues per level of priority. A waiter is overtaken only by waiters of a higher
+/// priority that arrive within (their priority - its priority) × this after it: so its effective priority rises
+/// by one level per step it waits, and none starves.
+pub const PRIORITY_STEP: Duration = Duration::from_millis(100);
 /// Most resources in one lock group.
 pub const MAX_GROUP_MEMBERS: usize = 32;
 
@@ -95,6 +101,17 @@ pub fn ttl(ttl: Duration) -> Result<()> {
 pub fn permits(n: u32) -> Result<()> {
     if n == 0 || n > MAX_PERMITS {
         return Err(Error::invalid("permits", format!("must be 1..={MAX_PERMITS}, got {n}")));
+    }
+    Ok(())
+}
+
+/// Checks a waiter priority: -100..=100.
+pub fn priority(p: i32) -> Result<()> {
+    if !(-MAX_PRIORITY..=MAX_PRIORITY).contains(&p) {
+        return Err(Error::invalid(
+            "priority",
+            format!("must be -{MAX_PRIORITY}..={MAX_PRIORITY} (0: plain FIFO), got {p}"),
+        ));
     }
     Ok(())
 }

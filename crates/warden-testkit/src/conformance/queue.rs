@@ -5,6 +5,7 @@ use super::*;
 
 /// Waiters are granted strictly in arrival order (across clients), and promptly after each release.
 pub async fn fifo_order(h: &dyn Harness) {
+    priority_order(h).await;
     let clients = [h.client().await, h.client().await];
     if clients[0].capabilities().fifo != FifoGuarantee::Strict {
         return;

@@ -18,6 +18,7 @@ pub struct LockBuilder<'a> {
     pub(super) auto_renew: bool,
     pub(super) permits: u32,
     pub(super) condition: Option<Condition>,
+    pub(super) priority: i32,
 }
 
 impl LockBuilder<'_> {
@@ -104,6 +105,25 @@ impl LockBuilder<'_> {
         self
     }
 
+    /// Waits with `priority`, -100..=100 (default 0): a waiter of a higher priority is granted first, FIFO
+    /// within one priority. A waiter queues as if it had arrived `priority` × [`validate::PRIORITY_STEP`]
+    /// (100 ms) earlier, so it is overtaken only by higher-priority waiters that arrive within (their priority -
+    /// its own) × 100 ms after it: waiting raises its effective priority and none starves. Refused with
+    /// [`Error::Unsupported`] by a backend without [`Capabilities::priorities`] (unless 0).
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let w = warden::Warden::connect("memory://").await.unwrap();
+    /// let g = w.lock("printer").priority(10).acquire().await.unwrap();
+    /// assert!(w.lock("printer").priority(101).try_acquire().await.is_err());
+    /// # drop(g);
+    /// # });
+    /// ```
+    pub fn priority(mut self, priority: i32) -> Self {
+        self.priority = priority;
+        self
+    }
+
     pub(super) fn request(&self) -> Result<AcquireRequest> {
         validate::resource(&self.resource)?;
         validate::ttl(self.ttl)?;
@@ -130,6 +150,10 @@ impl LockBuilder<'_> {
                 return Err(Error::invalid("maxHold", "must be 10..=86400000 ms"));
             }
         }
+        validate::priority(self.priority)?;
+        if self.priority != 0 && !self.warden.backend.capabilities().priorities {
+            return Err(self.warden.backend.unsupported("waiter priorities"));
+        }
         if let Some(c) = &self.condition {
             validate::condition(c)?;
             if !self.warden.backend.capabilities().conditions {
@@ -147,6 +171,7 @@ impl LockBuilder<'_> {
             waiter_lease: self.warden.waiter_lease,
             permits,
             condition: self.condition,
+            priority: self.priority,
         })
     }
 

@@ -146,6 +146,7 @@ impl Warden {
             auto_renew: true,
             permits: 0,
             condition: None,
+            priority: 0,
         }
     }
 

@@ -91,6 +91,7 @@ impl crate::backend::Backend for EtcdBackend {
             fencing_survives_data_loss: false,
             shared_across_processes: true,
             conditions: false,
+            priorities: false,
             remote_wait: false,
         }
     }

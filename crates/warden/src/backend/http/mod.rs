@@ -153,6 +153,7 @@ impl HttpBackend {
                 fencing_survives_data_loss: false,
                 shared_across_processes: true,
                 conditions: false,
+                priorities: false,
                 remote_wait: true,
             },
             router: Arc::new(WakeRouter::default()),

@@ -109,6 +109,7 @@ impl Backend for MemoryBackend {
             fencing_survives_data_loss: true,
             shared_across_processes: false,
             conditions: true,
+            priorities: true,
             remote_wait: false,
         }
     }
@@ -196,6 +197,7 @@ impl Backend for MemoryBackend {
         } else {
             Vec::new()
         };
+        let mut woke_for_order = false;
         if let Some(w) = waiter_id {
             let deadline = now + req.waiter_lease;
             let queued = res.queue_len();
@@ -219,16 +221,20 @@ impl Backend for MemoryBackend {
                     Some((k, _)) => k.clone(),
                     None => Arc::from(req.client_id.as_str()),
                 };
-                res.more_mut().queue.push_back(Waiter {
+                let head_start = i64::from(req.priority) * crate::validate::PRIORITY_STEP.as_micros() as i64;
+                let overtook = res.more_mut().enqueue(Waiter {
                     id: w.to_string(),
                     client,
                     kind: req.kind,
                     ttl: req.ttl,
                     deadline,
+                    place: now_us as i64 - head_start,
                 });
+                // A waiter that went ahead may now be at the head of a free resource: wake whoever may proceed.
+                woke_for_order = overtook;
             }
         }
-        if cleaned {
+        if cleaned || woke_for_order {
             let ids = res.eligible(now);
             self.router.wake(ids.iter().map(String::as_str));
         }

@@ -26,6 +26,19 @@ pub(super) struct Waiter {
     pub(super) kind: LockKind,
     pub(super) ttl: Duration,
     pub(super) deadline: Instant,
+    /// Its place: µs since the store's epoch when it arrived, less its priority's head start.
+    pub(super) place: i64,
+}
+
+impl More {
+    /// Queues `w` after every waiter whose place is not later (FIFO within a place). Returns whether it went
+    /// ahead of someone.
+    pub(super) fn enqueue(&mut self, w: Waiter) -> bool {
+        let at = self.queue.iter().rposition(|q| q.place <= w.place).map_or(0, |i| i + 1);
+        let ahead = at < self.queue.len();
+        self.queue.insert(at, w);
+        ahead
+    }
 }
 
 impl Res {

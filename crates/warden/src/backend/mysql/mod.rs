@@ -118,6 +118,7 @@ impl Backend for MysqlBackend {
             fencing_survives_data_loss: true,
             shared_across_processes: true,
             conditions: true,
+            priorities: false,
             remote_wait: false,
         }
     }

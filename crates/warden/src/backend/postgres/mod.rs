@@ -108,6 +108,7 @@ impl Backend for PostgresBackend {
             fencing_survives_data_loss: true,
             shared_across_processes: true,
             conditions: true,
+            priorities: false,
             remote_wait: false,
         }
     }

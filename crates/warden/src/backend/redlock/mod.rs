@@ -167,6 +167,7 @@ impl Backend for RedlockBackend {
             semaphores: false,
             // Each node would judge the condition by its own last fence; not offered yet.
             conditions: false,
+            priorities: false,
             ..super::redis::CAPABILITIES
         }
     }

@@ -86,6 +86,7 @@ impl crate::backend::Backend for ZkBackend {
             fencing_survives_data_loss: false,
             shared_across_processes: true,
             conditions: false,
+            priorities: false,
             remote_wait: false,
         }
     }
