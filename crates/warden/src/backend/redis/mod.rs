@@ -72,7 +72,7 @@ pub(crate) const CAPABILITIES: Capabilities = Capabilities {
     fencing_survives_data_loss: true,
     shared_across_processes: true,
     conditions: true,
-    priorities: false,
+    priorities: true,
     remote_wait: false,
 };
 

@@ -42,6 +42,7 @@ impl RedisBackend {
                 fence_t.map(|t| t.to_string()).unwrap_or_default(),
                 queue_score.map(|t| t.to_string()).unwrap_or_default(),
                 condition,
+                req.priority.to_string(),
             ])
             .await?;
         let (now, v) = v;

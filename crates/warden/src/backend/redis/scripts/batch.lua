@@ -1,9 +1,9 @@
 -- Group commit (after lib.lua, queue.lua, ops.lua): ARGV[6..] is a run of operations, each an opcode and its
--- arguments: 'A' acquire (12), 'R' release (2), 'N' renew (3), 'L' leave (3), 'F' fence read (2). Returns the
+-- arguments: 'A' acquire (13), 'R' release (2), 'N' renew (3), 'L' leave (3), 'F' fence read (2). Returns the
 -- server clock (ms), then one reply per operation, in order (replies are kept small: converting them costs
 -- Redis more than most commands). An operation that fails answers {'error', message} and the others go on; an
 -- acquire that failed after taking its lock key gives it back, so no lock is left held by nobody.
-local OPS = { A = { acquire, 12 }, R = { release, 2 }, N = { renew, 3 }, L = { leave, 3 }, F = { fence, 2 } }
+local OPS = { A = { acquire, 13 }, R = { release, 2 }, N = { renew, 3 }, L = { leave, 3 }, F = { fence, 2 } }
 local out = { NOW }
 local i, n = 6, #ARGV
 while i <= n do

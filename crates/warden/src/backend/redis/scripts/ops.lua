@@ -41,9 +41,13 @@ local function acquire_slow(i, tag, L, F, Q, W, exp, exps, excl, fence_t, queued
     return waiter_info(NOW + tonumber(ARGV[i + 5]), kind, client, ttls, handed, ARGV[i + 6], ARGV[i + 7],
       ARGV[i + 5])
   end
+  -- Whether this waiter joined ahead of someone (a priority): whoever may proceed is then told.
+  local overtook = false
   local function join()
     if redis.call('ZCARD', Q) >= MAX_WAITERS then return false end
-    redis.call('ZADD', Q, tonumber(ARGV[i + 10]) or next_place(Q), me)
+    local place = tonumber(ARGV[i + 10]) or arrival_place(Q, ARGV[i + 12])
+    overtook = redis.call('ZCOUNT', Q, '(' .. place, '+inf') > 0
+    redis.call('ZADD', Q, place, me)
     return true
   end
   -- Redlock waiters join the queue first, on every node, with the same score, and stay queued when a node
@@ -126,7 +130,7 @@ local function acquire_slow(i, tag, L, F, Q, W, exp, exps, excl, fence_t, queued
     redis.call('HSET', W, me, winfo())
     if st == 'held' then mark_waited(L) end
   end
-  if cleaned then q.notify_eligible() end
+  if cleaned or overtook then q.notify_eligible() end
 
   local retry = -1
   if st == 'held' then
@@ -156,7 +160,8 @@ end
 --   max_renewals (-1), max_hold_ms (0), resource,
 --   fence_t ('' = this node counts; else Redlock: grant only if the stored fence is below it, then store it),
 --   queue_score ('' = arrival order on this node; else the waiter's own score, the same on every node),
---   condition ('' = none; else see condition_fails: judged at every attempt, in the step that grants).
+--   condition ('' = none; else see condition_fails: judged at every attempt, in the step that grants),
+--   priority (-100..=100; '' = 0: see arrival_place).
 -- Returns fence (an integer: granted now, for ttl from the batch's clock) | {1, fence, acquired_ms, expires_ms,
 --   still_queued (Redlock), earlier (-1: granted by this call; else the ms the lease had left when this call
 --   found it granted earlier)} | {0, retry_in_ms (-1 = unknown), now_ms}

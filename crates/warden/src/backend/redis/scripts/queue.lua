@@ -1,4 +1,4 @@
--- The queue library (after lib.lua). Q: sorted set waiter_id -> arrival order. W: hash waiter_id ->
+-- The queue library (after lib.lua). Q: sorted set waiter_id -> place (see arrival_place). W: hash waiter_id ->
 -- "deadline_ms\nkind\nclient\nttl_ms\ntoken\nmax_renewals\nmax_hold_ms\nwaiter_lease_ms\n" (the tail is what a
 -- direct handoff needs). Both vanish with their last waiter.
 local function waiter_info(deadline, kind, client, ttl, tok, max_ren, max_hold, wl)
@@ -6,11 +6,13 @@ local function waiter_info(deadline, kind, client, ttl, tok, max_ren, max_hold, 
     .. max_hold .. '\n' .. wl .. '\n'
 end
 
--- The next arrival's place: one past the last waiter's (an empty queue starts again at 1).
-local function next_place(Q)
-  local last = redis.call('ZRANGE', Q, -1, -1, 'WITHSCORES')
-  if #last == 2 then return tonumber(last[2]) + 1 end
-  return 1
+-- The next arrival's place: the server clock in µs less its priority's head start (100 ms per level: the
+-- library's PRIORITY_STEP), after any waiter already at that very place (FIFO within one place). (A queue left
+-- by an earlier version holds small integers: those waiters stay ahead.)
+local function arrival_place(Q, priority)
+  local place = tonumber(CLOCKS) - (tonumber(priority) or 0) * 100000
+  while redis.call('ZCOUNT', Q, place, place) > 0 do place = place + 1 end
+  return place
 end
 
 local function queue_lib(L, Q, W)
