@@ -875,3 +875,52 @@ async fn held_and_queue_come_in_pages() {
     }
     s.stop().await;
 }
+
+#[tokio::test]
+async fn priorities_order_waiters_and_name_bad_values() {
+    let (s, _) = memory_server().await;
+    let c = client();
+    let (_, h) = get(&c, &s.url("/api/locks/health")).await;
+    assert_eq!(h["data"]["capabilities"]["priorities"], true, "{h}");
+    let holder = acquire(&c, &s, "printer", "holder").await;
+    let mut waiters = Vec::new();
+    for (n, (client_id, priority)) in [("plain", 0), ("urgent", 20)].into_iter().enumerate() {
+        let (c2, base) = (c.clone(), s.url(""));
+        waiters.push(tokio::spawn(async move {
+            let body =
+                json!({"resource": "printer", "clientId": client_id, "priority": priority, "waitTimeout": 10000});
+            let (st, v) = post(&c2, &format!("{base}/api/locks/acquire"), body).await;
+            assert_eq!(st, 201, "{v}");
+            let lock = &v["data"];
+            let release = json!({"lockId": lock["lockId"], "clientId": client_id});
+            let (st, r) = post(&c2, &format!("{base}/api/locks/release"), release).await;
+            assert_eq!(st, 200, "{r}");
+            (lock["fencingToken"].as_u64().unwrap_or_default(), client_id)
+        }));
+        wait_queue_len(&c, &s, "printer", n as u64 + 1).await;
+    }
+    let (_, q) = get(&c, &s.url("/api/locks/queue?resource=printer")).await;
+    assert_eq!(q["data"]["queue"][0]["clientId"], "urgent", "{q}");
+    let (st, v) = post(
+        &c,
+        &s.url("/api/locks/release"),
+        json!({"lockId": holder["lockId"], "clientId": "holder"}),
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
+    let mut granted = Vec::new();
+    for w in waiters {
+        granted.push(w.await.expect("waiter"));
+    }
+    granted.sort();
+    assert_eq!(granted.iter().map(|(_, c)| *c).collect::<Vec<_>>(), ["urgent", "plain"]);
+
+    let (st, v) = post(
+        &c,
+        &s.url("/api/locks/acquire"),
+        json!({"resource": "printer", "clientId": "x", "priority": 101}),
+    )
+    .await;
+    assert_error(st, &v, 400, "invalid_request");
+    assert_eq!(v["field"], "priority", "{v}");
+}

@@ -85,7 +85,7 @@ pub(crate) async fn acquire_impl(
     if let Some(ms) = b.max_hold {
         builder = builder.max_hold(Duration::from_millis(ms));
     }
-    builder = builder.condition(b.condition()?);
+    builder = builder.condition(b.condition()?).priority(b.priority.unwrap_or(0));
     let acquire = builder.acquire_lease();
     // Dropping this future (client disconnected, shutdown) leaves the queue at once: see LockBuilder::acquire.
     let result = tokio::select! {

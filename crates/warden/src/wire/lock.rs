@@ -45,6 +45,12 @@ pub struct AcquireBody {
     /// most the backend's retention). Otherwise 412 `condition_failed`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub if_not_granted_within: Option<u64>,
+    /// The waiter's priority, -100..=100 (an addition; default 0, plain FIFO): higher priorities are granted
+    /// first, FIFO within one; a waiter queues as if it had arrived priority × 100 ms earlier, so it is overtaken
+    /// only by higher-priority waiters arriving within the difference × 100 ms after it. 400 on a backend
+    /// without priorities (`capabilities.priorities`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<i32>,
 }
 
 impl AcquireBody {

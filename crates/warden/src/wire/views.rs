@@ -142,6 +142,9 @@ pub struct CapabilitiesDto {
     /// Conditional acquires (`ifFencingToken`, `ifNotGrantedWithin`); absent from older servers.
     #[serde(default)]
     pub conditions: bool,
+    /// Waiter priorities (`priority`); absent from older servers.
+    #[serde(default)]
+    pub priorities: bool,
 }
 
 impl From<Capabilities> for CapabilitiesDto {
@@ -158,6 +161,7 @@ impl From<Capabilities> for CapabilitiesDto {
             fencing_survives_data_loss: c.fencing_survives_data_loss,
             shared_across_processes: c.shared_across_processes,
             conditions: c.conditions,
+            priorities: c.priorities,
         }
     }
 }

@@ -147,6 +147,7 @@ impl HttpBackend {
             permits: (req.kind == crate::types::LockKind::Semaphore).then_some(req.permits),
             if_fencing_token: None,
             if_not_granted_within: None,
+            priority: (req.priority != 0).then_some(req.priority),
         };
         body.set_condition(req.condition);
         let (status, bytes) = self
@@ -211,6 +212,7 @@ pub(super) fn known_field(field: Option<&str>) -> &'static str {
         "permits",
         "ifFencingToken",
         "ifNotGrantedWithin",
+        "priority",
     ];
     field
         .and_then(|f| FIELDS.iter().find(|k| **k == f))

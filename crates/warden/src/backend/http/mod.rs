@@ -169,6 +169,7 @@ impl HttpBackend {
         backend.caps.shared = c.shared;
         backend.caps.semaphores = c.semaphores;
         backend.caps.conditions = c.conditions;
+        backend.caps.priorities = c.priorities;
         backend.caps.fifo = if c.fifo == "best-effort" {
             FifoGuarantee::BestEffort
         } else {
