@@ -32,6 +32,8 @@ export interface AcquireOptions {
   ifFencingToken?: number;
   /** Granted only if nobody was granted the resource within this many ms (1..=86400000; else ConditionFailedError). */
   ifNotGrantedWithin?: number;
+  /** Wait with this priority, -100..=100 (default 0): queued as if arrived priority x 100 ms earlier. */
+  priority?: number;
 }
 
 /** A lock object as the server shows it. */

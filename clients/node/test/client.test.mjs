@@ -105,6 +105,24 @@ test('every API error is a typed error carrying its code', async () => {
   await (await client.acquire('job', { ifFencingToken: first.fencingToken })).release();
   await expectCode(client.acquire('job', { ifFencingToken: first.fencingToken }), w.ConditionFailedError, 'condition_failed');
   await expectCode(client.acquire('job', { ifFencingToken: 0 }), w.InvalidRequestError, 'invalid_request');
+  // Priorities: a later, higher-priority waiter is granted first.
+  const queued = async (n) => {
+    for (let i = 0; i < 250 && (await client.queue('prio')).waitingClients !== n; i++) await sleep(20);
+    assert.equal((await client.queue('prio')).waitingClients, n);
+  };
+  const prioHolder = await client.acquire('prio');
+  const plainP = client.acquire('prio', { wait: 10000, clientId: 'plain' });
+  await queued(1);
+  const urgentP = client.acquire('prio', { wait: 10000, clientId: 'urgent', priority: 20 });
+  await queued(2);
+  assert.equal((await client.queue('prio')).queue[0].clientId, 'urgent');
+  await prioHolder.release();
+  const urgent = await urgentP;
+  await urgent.release();
+  const plain = await plainP;
+  await plain.release();
+  assert.ok(urgent.fencingToken < plain.fencingToken);
+  await expectCode(client.acquire('prio', { priority: 101 }), w.InvalidRequestError, 'invalid_request');
   const short = await client.acquire('short', { ttl: 20 });
   await sleep(60);
   await assert.rejects(short.renew(), (e) => e instanceof w.LeaseLostError || e instanceof w.NotFoundError);

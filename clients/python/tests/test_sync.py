@@ -112,6 +112,7 @@ def test_every_api_error_is_a_typed_error_with_its_code(serve, server):
     raises(w.ConditionFailedError, "condition_failed", c.acquire, "job", if_fencing_token=first.fencing_token)
     raises(w.InvalidRequestError, "invalid_request", c.acquire, "job", if_fencing_token=0)
     raises(w.InvalidRequestError, "invalid_request", c.acquire, "job", if_fencing_token=1, if_not_granted_within=1)
+    raises(w.InvalidRequestError, "invalid_request", c.acquire, "job", priority=101)
     raises(w.UnreachableError, "unreachable", w.Client("http://127.0.0.1:1").stats)
 
     app, entry = keygen("app", "client", ["a:*"])
@@ -164,6 +165,30 @@ def test_every_api_error_is_a_typed_error_with_its_code(serve, server):
     closing.stop("term")
     t.join()
     assert got and isinstance(got[0], w.ShuttingDownError) and got[0].code == "shutting_down", got
+
+
+def test_a_later_higher_priority_waiter_is_granted_first(server):
+    c = w.Client(server.url)
+    holder = c.acquire("prio")
+    granted: list[tuple[int, str]] = []
+
+    def wait(client_id: str, priority: int) -> None:
+        lease = c.acquire("prio", wait=10, client_id=client_id, priority=priority)
+        granted.append((lease.fencing_token, client_id))
+        lease.release()
+
+    threads = []
+    for n, (client_id, priority) in enumerate([("plain", 0), ("urgent", 20)]):
+        threads.append(threading.Thread(target=wait, args=(client_id, priority)))
+        threads[-1].start()
+        deadline = time.monotonic() + 5
+        while c.queue("prio")["waitingClients"] != n + 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+    assert c.queue("prio")["queue"][0]["clientId"] == "urgent"
+    holder.release()
+    for t in threads:
+        t.join()
+    assert [name for _, name in sorted(granted)] == ["urgent", "plain"]
 
 
 def test_an_election_hands_over_on_resign_and_observe_sees_it(server):

@@ -56,6 +56,7 @@ def acquire_body(
     permits: int | None = None,
     if_fencing_token: int | None = None,
     if_not_granted_within: float | None = None,
+    priority: int = 0,
 ) -> dict[str, Any]:
     if mode not in MODES:
         raise InvalidRequestError(f"mode must be exclusive, shared, read or write, got {mode!r}", "invalid_request")
@@ -89,6 +90,10 @@ def acquire_body(
         body["ifFencingToken"] = if_fencing_token
     if if_not_granted_within is not None:
         body["ifNotGrantedWithin"] = ms("if_not_granted_within", if_not_granted_within, 1, 86_400_000)
+    if priority != 0:
+        if not isinstance(priority, int) or isinstance(priority, bool) or not -100 <= priority <= 100:
+            raise InvalidRequestError(f"priority must be a whole number from -100 to 100, got {priority!r}", "invalid_request")
+        body["priority"] = priority
     return body
 
 

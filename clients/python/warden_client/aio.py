@@ -56,12 +56,23 @@ class AsyncClient:
         permits: int | None = None,
         if_fencing_token: int | None = None,
         if_not_granted_within: float | None = None,
+        priority: int = 0,
     ) -> AsyncLease:
         who = client_id or self.client_id
         left = wait
         while True:
             body = acquire_body(
-                resource, ttl, left, mode, who, max_renewals, max_hold, permits, if_fencing_token, if_not_granted_within
+                resource,
+                ttl,
+                left,
+                mode,
+                who,
+                max_renewals,
+                max_hold,
+                permits,
+                if_fencing_token,
+                if_not_granted_within,
+                priority,
             )
             sent = now()
             try:

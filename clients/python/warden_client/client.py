@@ -47,18 +47,30 @@ class Client:
         permits: int | None = None,
         if_fencing_token: int | None = None,
         if_not_granted_within: float | None = None,
+        priority: int = 0,
     ) -> Lease:
         """Acquires, waiting up to ``wait`` seconds in the FIFO queue (0: try once; ``float('inf')``: until granted).
         Nothing renews the lease: use it as a context manager, or call ``start_renewing()``. ``permits=N`` takes one
         of N permits of a semaphore instead of a lock (every user of the resource passes the same N).
         ``if_fencing_token=T`` grants only if nobody held the resource since the lease that got T;
         ``if_not_granted_within=S`` only if nobody was granted it in the last S seconds; else
-        ``ConditionFailedError``."""
+        ``ConditionFailedError``. ``priority=N`` (-100..=100) waits ahead of lower priorities: a waiter queues as if
+        it had arrived N x 100 ms earlier (servers over memory or Redis)."""
         who = client_id or self.client_id
         left = wait
         while True:
             body = acquire_body(
-                resource, ttl, left, mode, who, max_renewals, max_hold, permits, if_fencing_token, if_not_granted_within
+                resource,
+                ttl,
+                left,
+                mode,
+                who,
+                max_renewals,
+                max_hold,
+                permits,
+                if_fencing_token,
+                if_not_granted_within,
+                priority,
             )
             sent = now()
             try:

@@ -151,6 +151,16 @@ pub struct ConditionArgs {
     pub if_not_granted_within: Option<Duration>,
 }
 
+/// `--priority N`: the waiter's priority.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct PriorityArg {
+    /// Wait with this priority, -100..=100 (default 0): higher priorities are granted first, FIFO within one; a
+    /// waiter queues as if it had arrived N x 100 ms earlier, so none starves. Backends: memory, redis (single,
+    /// Cluster, Sentinel) and a warden server over them.
+    #[arg(long, value_name = "N", default_value_t = 0, allow_negative_numbers = true)]
+    pub priority: i32,
+}
+
 impl ConditionArgs {
     /// The condition asked for, if any.
     pub fn condition(&self) -> Option<warden::Condition> {

@@ -31,6 +31,7 @@ pub async fn acquire(warden: &Warden, a: &AcquireArgs, client: &str) -> CliResul
         .wait(a.wait)
         .client_id(client)
         .condition(a.condition.condition())
+        .priority(a.priority.priority)
         .acquire_leases()
         .await;
     let leases = match r {

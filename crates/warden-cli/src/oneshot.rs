@@ -45,6 +45,8 @@ pub struct AcquireArgs {
     #[command(flatten)]
     pub condition: ConditionArgs,
     #[command(flatten)]
+    pub priority: PriorityArg,
+    #[command(flatten)]
     pub conn: Conn,
 }
 
@@ -155,6 +157,7 @@ pub async fn acquire(a: AcquireArgs) -> CliResult<u8> {
         .wait(a.wait)
         .client_id(client.as_str())
         .condition(a.condition.condition())
+        .priority(a.priority.priority)
         .acquire_lease()
         .await;
     let l = match r {

@@ -35,6 +35,8 @@ pub struct RunArgs {
     pub with: Vec<String>,
     #[command(flatten)]
     pub condition: ConditionArgs,
+    #[command(flatten)]
+    pub priority: PriorityArg,
     /// Exit 0 instead of 75 when the lock is held by someone else, or an --if-* condition does not hold (for
     /// cron).
     #[arg(long)]
@@ -81,6 +83,7 @@ pub async fn run(a: RunArgs) -> CliResult<u8> {
                 .wait(wait)
                 .client_id(client.as_str())
                 .condition(condition)
+                .priority(a.priority.priority)
                 .acquire()
                 .await;
             match r {

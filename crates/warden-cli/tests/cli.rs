@@ -544,6 +544,14 @@ fn one_shot_commands_against_a_warden_server() {
     let (c, _, err) = run(&["status", &id]);
     assert_eq!(c, Some(1));
     assert!(err.contains("no lease"), "{err}");
+    // A priority: taken as any waiter's; out of range, the sentence names it.
+    let (c, out, err) = run(&["acquire", "prio", "--priority", "-5", "--client-id", "ops"]);
+    assert_eq!(c, Some(0), "{err}");
+    let (c, _, _) = run(&["release", out.trim(), "--client-id", "ops"]);
+    assert_eq!(c, Some(0));
+    let (c, _, err) = run(&["acquire", "prio", "--priority", "101"]);
+    assert_eq!(c, Some(2), "{err}");
+    assert!(err.contains("priority") && err.contains("-100..=100"), "{err}");
     // Several locks as one: stdout is the group id, which renew and release take like a lock id.
     let (c, out, err) = run(&["acquire", "b-acct", "--with", "a-acct", "--client-id", "ops"]);
     assert_eq!(c, Some(0), "{err}");

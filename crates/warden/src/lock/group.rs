@@ -83,6 +83,11 @@ impl<'a> GroupBuilder<'a> {
         self.options = self.options.condition(condition);
         self
     }
+    /// Every member waits with this priority (see [`LockBuilder::priority`]).
+    pub fn priority(mut self, priority: i32) -> Self {
+        self.options = self.options.priority(priority);
+        self
+    }
 
     /// Every member's request, in the global order, validated.
     fn requests(&self) -> Result<Vec<AcquireRequest>> {
