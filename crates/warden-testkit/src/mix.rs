@@ -1,5 +1,6 @@
 //! The randomized checker: many clients take random holds (exclusive, shared, read, write, semaphore permits,
-//! groups of two or three of these held as one, and, where the backend offers them, conditional acquires) on a
+//! groups of two or three of these held as one, and, where the backend offers them, conditional acquires and
+//! waiter priorities) on a
 //! few resources for a given number of operations, and the recorded history is checked afterwards: no two
 //! incompatible holds overlap, no semaphore has more holders than permits, no fencing token repeats on a
 //! resource, no conditional grant broke its condition (another grant between the token it named and its own, or
@@ -157,7 +158,7 @@ pub fn check_mixed(holds: &[MixedHold]) -> Result<MixSummary, String> {
 /// each member in its own random mode. Panics with what broke.
 pub async fn random_mix(h: &dyn Harness, tasks: usize, resources: usize, cycles: usize, seed: u64) -> MixSummary {
     let caps = h.client().await.capabilities();
-    let (semaphores, conditions) = (caps.semaphores, caps.conditions);
+    let (semaphores, conditions, priorities) = (caps.semaphores, caps.conditions, caps.priorities);
     let log = Arc::new(Mutex::new(Vec::with_capacity(cycles)));
     // The latest token any client saw granted on each resource: what a conditional acquire names.
     let last_seen: Arc<Vec<AtomicU64>> = Arc::new((0..resources).map(|_| AtomicU64::new(0)).collect());
@@ -197,6 +198,8 @@ pub async fn random_mix(h: &dyn Harness, tasks: usize, resources: usize, cycles:
                         Condition::NotGrantedWithin(Duration::from_millis(rng.random_range(1..=3)))
                     }
                 });
+                // Where offered, every acquire waits with a priority of -3..=3: aging must still grant each in time.
+                let priority = if priorities { rng.random_range(-3..=3) } else { 0 };
                 let (start, valid_until, fences, release) = if let [(r, kind, permits, held)] = members[..] {
                     let b = w.lock(format!("mix:{r}"));
                     let b = if kind == LockKind::Semaphore {
@@ -208,6 +211,7 @@ pub async fn random_mix(h: &dyn Harness, tasks: usize, resources: usize, cycles:
                         .ttl(Duration::from_secs(10))
                         .wait(Duration::from_secs(30))
                         .condition(condition)
+                        .priority(priority)
                         .acquire()
                         .await;
                     let mut g = match acquired {
@@ -233,6 +237,7 @@ pub async fn random_mix(h: &dyn Harness, tasks: usize, resources: usize, cycles:
                     let mut g = b
                         .ttl(Duration::from_secs(10))
                         .wait(Duration::from_secs(30))
+                        .priority(priority)
                         .acquire()
                         .await
                         .unwrap_or_else(|e| panic!("group {members:?} failed: {e}"));

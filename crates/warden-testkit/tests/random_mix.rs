@@ -1,7 +1,8 @@
 //! The randomized checker on real backends: concurrent clients mixing exclusive, shared, read, write and
-//! semaphore holds, alone or grouped, some conditional, on a few resources; the history must show no incompatible
-//! overlap, no semaphore over its permits, no fencing token twice, no conditional grant that broke its condition,
-//! and no acquire that timed out (a deadlock or a starved waiter).
+//! semaphore holds, alone or grouped, some conditional, with waiter priorities where offered, on a few
+//! resources; the history must show no incompatible overlap, no semaphore over its permits, no fencing token
+//! twice, no conditional grant that broke its condition, and no acquire that timed out (a deadlock or a starved
+//! waiter).
 
 use warden_testkit::harness::{Harness, MemoryHarness, RedisHarness};
 use warden_testkit::mix::random_mix;
