@@ -111,4 +111,79 @@ pub async fn priority_order(h: &dyn Harness) {
     tasks.extend(queue_up(h, "prio-aging", 1, &[("behind", 2), ("ahead", 30)]).await);
     holder.release().await.expect("release");
     assert_eq!(grant_order(tasks).await, ["ahead", "waited", "behind"]);
+    aging_under_a_stream(h).await;
+}
+
+/// A plain waiter under a constant stream of priority-3 waiters (one every 20 ms, each holding 30 ms: more
+/// than the lock can serve) is granted: only those sent within 300 ms (their head start) after it queued go
+/// first; without aging it would wait for the whole stream.
+async fn aging_under_a_stream(h: &dyn Harness) {
+    let a = h.client().await;
+    let mut holder = a.lock("prio-stream").ttl(30 * SEC).acquire().await.expect("holder");
+    let low = queue_up(h, "prio-stream", 0, &[("low", 0)]).await;
+    // Its place is at most now: whoever is sent 300 ms (and a clock tick) after this must queue behind it.
+    let queued = Instant::now();
+    let stream_end = queued + ms(1500);
+    let mut stream = Vec::new();
+    let (mut released, mut overtook) = (false, 0);
+    while Instant::now() < stream_end {
+        let w = h.client().await;
+        let sent = Instant::now();
+        stream.push(tokio::spawn(async move {
+            let mut g = w
+                .lock("prio-stream")
+                .priority(3)
+                .ttl(10 * SEC)
+                .wait(30 * SEC)
+                .acquire()
+                .await
+                .expect("stream waiter");
+            // The hold under test, not a synchronisation: the stream asks for more than the lock can serve.
+            tokio::time::sleep(ms(30)).await;
+            let fence = g.fencing_token();
+            g.release().await.expect("release");
+            (sent, fence)
+        }));
+        // Once three of the stream queued, the holder lets go (a release hands the lock to the head of the
+        // queue at once on some backends); those then ahead of the plain waiter must go first.
+        if !released && stream.len() >= 3 {
+            let probe = a.clone();
+            let ahead = eventually(5 * SEC, || async {
+                probe
+                    .inspect("prio-stream")
+                    .await
+                    .map(|r| r.queue.len() >= 4)
+                    .unwrap_or(false)
+            });
+            assert!(ahead.await, "the stream's first waiters never queued");
+            let q = a.inspect("prio-stream").await.expect("inspect").queue;
+            overtook = q.iter().take_while(|w| w.client_id != "low").count();
+            holder.release().await.expect("release");
+            released = true;
+        }
+        tokio::time::sleep(ms(20)).await;
+    }
+    let low_fence = low.into_iter().next().expect("low").await.expect("low waiter").1;
+    let (mut before, mut after) = (0, 0);
+    for s in stream {
+        let (sent, fence) = s.await.expect("stream waiter");
+        if fence < low_fence {
+            before += 1;
+            assert!(
+                sent < queued + ms(310),
+                "a waiter sent {:?} after the plain one queued went ahead of it: its head start is 300 ms",
+                sent - queued
+            );
+        } else {
+            after += 1;
+        }
+    }
+    assert!(
+        before >= overtook,
+        "{overtook} queued ahead of the plain waiter, but {before} went first"
+    );
+    assert!(
+        after > 0,
+        "the plain waiter was granted only after the whole stream ({before} went first)"
+    );
 }
