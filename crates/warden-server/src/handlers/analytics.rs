@@ -40,8 +40,10 @@ pub async fn analytics(
             format!("`top` must be 1..={MAX_TOP}, got {top}"),
         ));
     }
-    let by = q.by.unwrap_or_else(|| "grants".into());
-    let order: AnalyticsOrder = by.parse()?;
+    let order = match q.by {
+        Some(by) => by.parse()?,
+        None => AnalyticsOrder::default(),
+    };
     let report = state.warden().analytics().report(top, order);
-    Ok(ok(StatusCode::OK, AnalyticsDto::new(&report, &by)))
+    Ok(ok(StatusCode::OK, AnalyticsDto::new(&report)))
 }

@@ -167,6 +167,7 @@ impl Analytics {
         all.truncate(top);
         AnalyticsReport {
             since: self.since,
+            order,
             tracked,
             forgotten,
             resources: all,
@@ -268,18 +269,24 @@ pub enum AnalyticsOrder {
 }
 
 impl AnalyticsOrder {
-    /// Every order, by its name.
-    pub const ALL: [(&'static str, AnalyticsOrder); 5] = [
-        ("grants", AnalyticsOrder::Grants),
-        ("contention", AnalyticsOrder::Contention),
-        ("wait", AnalyticsOrder::Wait),
-        ("hold", AnalyticsOrder::Hold),
-        ("expiries", AnalyticsOrder::Expiries),
+    /// Every order.
+    pub const ALL: [AnalyticsOrder; 5] = [
+        AnalyticsOrder::Grants,
+        AnalyticsOrder::Contention,
+        AnalyticsOrder::Wait,
+        AnalyticsOrder::Hold,
+        AnalyticsOrder::Expiries,
     ];
 
     /// The order's name, as [`FromStr`] reads it.
     pub fn as_str(self) -> &'static str {
-        Self::ALL.iter().find(|(_, o)| *o == self).map_or("grants", |(n, _)| n)
+        match self {
+            AnalyticsOrder::Grants => "grants",
+            AnalyticsOrder::Contention => "contention",
+            AnalyticsOrder::Wait => "wait",
+            AnalyticsOrder::Hold => "hold",
+            AnalyticsOrder::Expiries => "expiries",
+        }
     }
 
     fn cmp(self, a: &ResourceAnalytics, b: &ResourceAnalytics) -> std::cmp::Ordering {
@@ -301,7 +308,7 @@ impl FromStr for AnalyticsOrder {
     type Err = crate::Error;
 
     fn from_str(s: &str) -> crate::Result<Self> {
-        Self::ALL.iter().find(|(n, _)| *n == s).map(|(_, o)| *o).ok_or_else(|| {
+        Self::ALL.into_iter().find(|o| o.as_str() == s).ok_or_else(|| {
             crate::Error::invalid(
                 "by",
                 format!("`{s}` is not an order: use grants, contention, wait, hold or expiries"),
@@ -316,6 +323,8 @@ impl FromStr for AnalyticsOrder {
 pub struct AnalyticsReport {
     /// When this handle began recording.
     pub since: SystemTime,
+    /// What the resources are ranked by.
+    pub order: AnalyticsOrder,
     /// Resources tracked now.
     pub tracked: usize,
     /// Resources forgotten to stay within [`MAX_TRACKED`].

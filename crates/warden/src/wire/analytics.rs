@@ -101,12 +101,12 @@ pub struct AnalyticsDto {
 }
 
 impl AnalyticsDto {
-    /// The wire form of `report`, ranked `by`.
-    pub fn new(report: &AnalyticsReport, by: &str) -> Self {
+    /// The wire form of `report`.
+    pub fn new(report: &AnalyticsReport) -> Self {
         AnalyticsDto {
             scope: "instance".into(),
             since: super::rfc3339(report.since),
-            by: by.into(),
+            by: report.order.as_str().into(),
             tracked: report.tracked as u64,
             forgotten: report.forgotten,
             resources: report.resources.iter().map(Into::into).collect(),
