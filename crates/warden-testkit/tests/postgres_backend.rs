@@ -5,7 +5,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use warden::{Error, Warden};
 use warden_testkit::postgres_harness::{connect, PostgresHarness};
-use warden_testkit::sql_faults;
+use warden_testkit::sql_faults::{self, Database};
 
 const SEC: Duration = Duration::from_secs(1);
 
@@ -28,8 +28,32 @@ async fn many_processes_starting_at_once_create_the_schema_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_version_one_schema_upgrades_with_its_leases() {
     let version = warden::backend::postgres::SCHEMA_VERSION;
-    let to_v1 = ["ALTER TABLE up_resources DROP COLUMN permits"];
-    sql_faults::a_version_one_schema_upgrades_with_its_leases(&PostgresHarness::new(), &to_v1, version).await;
+    let to_v1 = [
+        "ALTER TABLE up_resources DROP COLUMN permits",
+        "ALTER TABLE up_waiters DROP COLUMN place",
+    ];
+    let h = PostgresHarness::new();
+    sql_faults::a_version_one_schema_upgrades_with_its_leases(&h, &to_v1, version).await;
+    // A process of the previous version, still running through the upgrade, calls the functions of its own
+    // signature: they still answer (waiting with priority 0).
+    let granted = h
+        .ints(
+            "SELECT count(*) FROM up_acquire('older', 0, 'older-id', 'exclusive', 1000, 'c', 'w', 1000, NULL, \
+             NULL, 10) WHERE status = 'granted'",
+        )
+        .await;
+    assert_eq!(granted, vec![1], "the acquire of the previous version's signature");
+    let queued = h
+        .ints(
+            "SELECT count(*) FROM up_acquire_if('g0', 'older', 0, 'older-2', 'exclusive', 1000, 'c', 'w2', 1000, \
+             NULL, NULL, 10) WHERE status = 'queued'",
+        )
+        .await;
+    assert_eq!(
+        queued,
+        vec![1],
+        "the conditional acquire of the previous version's signature"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -125,6 +125,7 @@ async fn call(db: &Db, jobs: &[Job]) -> Result<Vec<Option<Reply>>> {
     let (mut resource, mut lock_id, mut kind, mut client, mut waiter) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (mut ttl, mut waiter_lease, mut max_renewals, mut max_hold) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut priority: Vec<Option<i32>> = Vec::with_capacity(n);
     let keys: Vec<u32> = jobs.iter().map(|j| order_key(&j.op)).collect();
     let mut order: Vec<usize> = (0..n).collect();
     order.sort_by_key(|&i| keys[i]);
@@ -154,6 +155,7 @@ async fn call(db: &Db, jobs: &[Job]) -> Result<Vec<Option<Reply>>> {
                 waiter_lease.push(Some(millis(req.waiter_lease)));
                 max_renewals.push(req.max_renewals.map(|n| n.min(i32::MAX as u32) as i32));
                 max_hold.push(req.max_hold.map(millis));
+                priority.push(Some(req.priority));
             }
             Op::Release { lock_id: l, client: c }
             | Op::Renew {
@@ -173,6 +175,7 @@ async fn call(db: &Db, jobs: &[Job]) -> Result<Vec<Option<Reply>>> {
                 waiter_lease.push(None);
                 max_renewals.push(None);
                 max_hold.push(None);
+                priority.push(None);
             }
         }
     }
@@ -191,6 +194,7 @@ async fn call(db: &Db, jobs: &[Job]) -> Result<Vec<Option<Reply>>> {
                 &waiter_lease,
                 &max_renewals,
                 &max_hold,
+                &priority,
                 &MAX_WAITERS_PER_RESOURCE,
             ],
         )

@@ -17,7 +17,7 @@ pub(super) struct Sql {
 impl Sql {
     fn new(p: &str) -> Self {
         Sql {
-            batch: format!("SELECT * FROM {p}batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"),
+            batch: format!("SELECT * FROM {p}batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"),
             leave: format!("SELECT {p}leave($1, $2)"),
             sweep: format!("SELECT {p}sweep($1)"),
             prefix: p.to_string(),

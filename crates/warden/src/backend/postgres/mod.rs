@@ -108,7 +108,7 @@ impl Backend for PostgresBackend {
             fencing_survives_data_loss: true,
             shared_across_processes: true,
             conditions: true,
-            priorities: false,
+            priorities: true,
             remote_wait: false,
         }
     }

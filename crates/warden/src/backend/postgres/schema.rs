@@ -30,6 +30,16 @@ const STEPS: &[&str] = &[
         include_str!("sql/v4/conditions.sql"),
         include_str!("sql/v1/batch.sql"),
     ),
+    // Version 5 adds waiter priorities: each waiter's place in its queue, and the acquires and batch that take a
+    // priority (those of version 4 stay, waiting with priority 0, for processes of that version still running).
+    concat!(
+        include_str!("sql/v5/priorities.sql"),
+        include_str!("sql/v1/queue.sql"),
+        include_str!("sql/v1/acquire.sql"),
+        include_str!("sql/v4/conditions.sql"),
+        include_str!("sql/v1/batch.sql"),
+        include_str!("sql/v5/compat.sql"),
+    ),
 ];
 
 /// The schema version this build writes and reads.

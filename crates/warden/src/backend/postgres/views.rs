@@ -53,7 +53,7 @@ impl PostgresBackend {
         let holders = self.db.query(&sql, &[&resource]).await?;
         let sql = format!(
             "SELECT waiter_id, client_id, kind, ttl_ms FROM {p}waiters \
-             WHERE resource = $1 AND deadline_us >= {p}now_us() ORDER BY seq LIMIT 10000"
+             WHERE resource = $1 AND deadline_us >= {p}now_us() ORDER BY place, seq LIMIT 10000"
         );
         let queue = self.db.query(&sql, &[&resource]).await?;
         let mut info = ResourceInfo {

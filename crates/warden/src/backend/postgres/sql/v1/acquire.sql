@@ -53,11 +53,13 @@ $$;
 -- leases live in {p}leases as shared ones do, and the resource's row keeps its permits while it is in use.
 CREATE OR REPLACE FUNCTION {p}acquire(
     p_resource text, p_hash integer, p_lock_id text, p_kind text, p_ttl_ms bigint, p_client text,
-    p_waiter text, p_waiter_lease_ms bigint, p_max_renewals integer, p_max_hold_ms bigint, p_max_waiters integer
+    p_waiter text, p_waiter_lease_ms bigint, p_max_renewals integer, p_max_hold_ms bigint, p_max_waiters integer,
+    p_priority integer
 ) RETURNS {p}reply LANGUAGE plpgsql AS $$
 DECLARE
     o {p}reply;
     r {p}resources;
+    v_place bigint;
     v_now bigint := (extract(epoch FROM clock_timestamp()) * 1000000)::bigint;
     v_excl boolean := p_kind IN ('exclusive', 'write');
     v_permits integer := CASE WHEN p_kind LIKE 'semaphore:%' THEN substr(p_kind, 11)::integer ELSE 0 END;
@@ -115,16 +117,21 @@ BEGIN
         END IF;
         RETURN o;
     END IF;
-    -- FIFO: only the head (or a shared waiter ahead of every live exclusive one) may go. Dead waiters met on the
-    -- way leave (the ones further back leave when they reach the head, or by the sweep).
+    -- Its place, were it to join the queue now: the clock less its priority's head start (see
+    -- {p}waiters.place). A queued waiter's own place is at most that (it joined earlier with the same priority).
+    v_place := v_now - coalesce(p_priority, 0)::bigint * 100000;
+    -- Only the first in the queue's order (or a shared waiter ahead of every live exclusive one) may go, the
+    -- queue being the waiters before this one's place. Dead waiters met on the way leave (the ones further
+    -- back leave when they reach the head, or by the sweep).
     IF r.queued > 0 THEN
-        FOR w IN SELECT waiter_id, kind, deadline_us FROM {p}waiters WHERE resource = p_resource ORDER BY seq LOOP
+        FOR w IN SELECT waiter_id, kind, deadline_us, place FROM {p}waiters WHERE resource = p_resource
+                 ORDER BY place, seq LOOP
             IF w.deadline_us < v_now THEN
                 DELETE FROM {p}waiters WHERE resource = p_resource AND waiter_id = w.waiter_id;
                 v_n := v_n + 1;
                 CONTINUE;
             END IF;
-            EXIT WHEN w.waiter_id = p_waiter;
+            EXIT WHEN w.waiter_id = p_waiter OR w.place > v_place;
             IF v_permits > 0 THEN
                 v_ahead := v_ahead + 1;
                 EXIT WHEN v_ahead >= v_permits;
@@ -192,9 +199,9 @@ BEGIN
                 RETURN o;
             END IF;
             INSERT INTO {p}waiters (resource, waiter_id, client_id, kind, ttl_ms, deadline_us, lock_id,
-                                    max_renewals, max_hold_ms, waiter_lease_ms)
+                                    max_renewals, max_hold_ms, waiter_lease_ms, place)
                 VALUES (p_resource, p_waiter, p_client, p_kind, p_ttl_ms, v_now + p_waiter_lease_ms * 1000,
-                        p_lock_id, p_max_renewals, p_max_hold_ms, p_waiter_lease_ms);
+                        p_lock_id, p_max_renewals, p_max_hold_ms, p_waiter_lease_ms, v_place);
             r.queued := r.queued + 1;
             v_queue_changed := true;
         END IF;

@@ -1,13 +1,14 @@
 -- Group commit and housekeeping. `{p}` is the table prefix.
 
 -- Several operations in one call and one transaction (the client's group commit: one round trip and one WAL
--- flush for all). p_op[i] is 'acquire', 'acquire if ' || condition (see {p}acquire_if), 'release' or 'renew'; the other arrays hold each operation's
--- arguments (null where unused), p_hash its resource's hash. The client sends them in the order of that hash
--- (see the top of this file); each answers one row, o_i naming it.
+-- flush for all). p_op[i] is 'acquire', 'acquire if ' || condition (see {p}acquire_if), 'release' or 'renew';
+-- the other arrays hold each operation's arguments (null where unused; p_priority: see {p}waiters.place), p_hash
+-- its resource's hash. The client sends them in the order of that hash (see the top of the acquire file); each
+-- answers one row, o_i naming it.
 CREATE OR REPLACE FUNCTION {p}batch(
     p_op text[], p_resource text[], p_hash integer[], p_lock_id text[], p_kind text[], p_ttl_ms bigint[],
     p_client text[], p_waiter text[], p_waiter_lease_ms bigint[], p_max_renewals integer[],
-    p_max_hold_ms bigint[], p_max_waiters integer
+    p_max_hold_ms bigint[], p_priority integer[], p_max_waiters integer
 ) RETURNS TABLE (
     o_i integer, o_status text, o_resource text, o_kind text, o_client text, o_fence bigint, o_now_us bigint,
     o_expires_us bigint, o_remaining_us bigint, o_retry_us bigint, o_held_us bigint, o_acquired_us bigint,
@@ -19,11 +20,12 @@ BEGIN
     FOR i IN 1 .. coalesce(array_length(p_op, 1), 0) LOOP
         IF p_op[i] = 'acquire' THEN
             v := {p}acquire(p_resource[i], p_hash[i], p_lock_id[i], p_kind[i], p_ttl_ms[i], p_client[i],
-                            p_waiter[i], p_waiter_lease_ms[i], p_max_renewals[i], p_max_hold_ms[i], p_max_waiters);
+                            p_waiter[i], p_waiter_lease_ms[i], p_max_renewals[i], p_max_hold_ms[i], p_max_waiters,
+                            p_priority[i]);
         ELSIF left(p_op[i], 11) = 'acquire if ' THEN
             v := {p}acquire_if(substr(p_op[i], 12), p_resource[i], p_hash[i], p_lock_id[i], p_kind[i], p_ttl_ms[i],
                                p_client[i], p_waiter[i], p_waiter_lease_ms[i], p_max_renewals[i],
-                               p_max_hold_ms[i], p_max_waiters);
+                               p_max_hold_ms[i], p_max_waiters, p_priority[i]);
         ELSIF p_op[i] = 'release' THEN
             v := {p}release(p_lock_id[i], p_client[i], p_hash[i]);
         ELSE

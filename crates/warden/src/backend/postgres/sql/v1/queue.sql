@@ -1,9 +1,9 @@
--- The FIFO queue: who may go when a lock frees, the direct handoff of a release, leaving. `{p}` is the table
--- prefix.
+-- The queue, in order of place (see {p}waiters.place), then arrival: who may go when a lock frees, the direct
+-- handoff of a release, leaving. `{p}` is the table prefix.
 
 -- The waiters that may proceed now: the exclusive head of a free lock, the run of shared waiters at the head
--- while no exclusive lease is held, or a semaphore's first waiters, one per free permit. Each is sent a notification on channel `{p}wake`. `r` is the
--- resource's row, locked by the caller.
+-- while no exclusive lease is held, or a semaphore's first waiters, one per free permit. Each is sent a
+-- notification on channel `{p}wake`. `r` is the resource's row, locked by the caller.
 CREATE OR REPLACE FUNCTION {p}wake_eligible(r {p}resources, p_now bigint) RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
     v_ids text := '';
@@ -17,7 +17,7 @@ BEGIN
         SELECT r.permits - count(*) INTO v_left FROM {p}leases WHERE resource = r.resource AND expires_us > p_now;
     END IF;
     FOR w IN SELECT waiter_id, kind FROM {p}waiters
-             WHERE resource = r.resource AND deadline_us >= p_now ORDER BY seq LIMIT 1000 LOOP
+             WHERE resource = r.resource AND deadline_us >= p_now ORDER BY place, seq LIMIT 1000 LOOP
         IF w.kind IN ('exclusive', 'write') THEN
             IF v_ids = '' AND r.shared_until <= p_now THEN
                 v_ids := w.waiter_id;
@@ -66,7 +66,7 @@ BEGIN
         SELECT r.permits - count(*) INTO v_left FROM {p}leases WHERE resource = r.resource AND expires_us > p_now;
     END IF;
     o.now_us := p_now;
-    FOR w IN SELECT * FROM {p}waiters WHERE resource = r.resource ORDER BY seq LIMIT 1000 LOOP
+    FOR w IN SELECT * FROM {p}waiters WHERE resource = r.resource ORDER BY place, seq LIMIT 1000 LOOP
         IF w.deadline_us < p_now THEN
             DELETE FROM {p}waiters WHERE resource = r.resource AND waiter_id = w.waiter_id;
             v_gone := v_gone + 1;

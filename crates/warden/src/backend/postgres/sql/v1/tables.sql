@@ -49,7 +49,7 @@ CREATE TABLE IF NOT EXISTS {p}leases (
 );
 CREATE INDEX IF NOT EXISTS {p}leases_resource ON {p}leases (resource, expires_us);
 
--- FIFO queues: a waiter stays while its deadline (its waiter lease, refreshed by each attempt) is ahead.
+-- Queues (version 5 adds each waiter's place): a waiter stays while its deadline (its waiter lease, refreshed by each attempt) is ahead.
 CREATE TABLE IF NOT EXISTS {p}waiters (
     resource text NOT NULL,
     waiter_id text NOT NULL,

@@ -9,7 +9,8 @@
 -- handing it the lock.
 CREATE OR REPLACE FUNCTION {p}acquire_if(
     p_cond text, p_resource text, p_hash integer, p_lock_id text, p_kind text, p_ttl_ms bigint, p_client text,
-    p_waiter text, p_waiter_lease_ms bigint, p_max_renewals integer, p_max_hold_ms bigint, p_max_waiters integer
+    p_waiter text, p_waiter_lease_ms bigint, p_max_renewals integer, p_max_hold_ms bigint, p_max_waiters integer,
+    p_priority integer
 ) RETURNS {p}reply LANGUAGE plpgsql AS $$
 DECLARE
     o {p}reply;
@@ -34,7 +35,7 @@ BEGIN
         RETURN o;
     END IF;
     o := {p}acquire(p_resource, p_hash, p_lock_id, p_kind, p_ttl_ms, p_client, p_waiter, p_waiter_lease_ms,
-                    p_max_renewals, p_max_hold_ms, p_max_waiters);
+                    p_max_renewals, p_max_hold_ms, p_max_waiters, p_priority);
     IF o.status = 'queued' AND p_waiter IS NOT NULL THEN
         UPDATE {p}waiters SET lock_id = NULL WHERE resource = p_resource AND waiter_id = p_waiter;
     END IF;
