@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use warden::{Error, Warden};
 use warden_testkit::mysql_harness::{connect, MysqlHarness};
-use warden_testkit::sql_faults;
+use warden_testkit::sql_faults::{self, Database};
 
 const SEC: Duration = Duration::from_secs(1);
 
@@ -33,9 +33,23 @@ async fn a_version_one_schema_upgrades_with_its_leases() {
     let to_v1 = [
         "ALTER TABLE up_resources DROP COLUMN permits, MODIFY holder_kind VARCHAR(9) CHARACTER SET ascii NULL",
         "ALTER TABLE up_leases MODIFY kind VARCHAR(9) CHARACTER SET ascii NOT NULL",
-        "ALTER TABLE up_waiters MODIFY kind VARCHAR(9) CHARACTER SET ascii NOT NULL",
+        "ALTER TABLE up_waiters MODIFY kind VARCHAR(9) CHARACTER SET ascii NOT NULL, DROP KEY waiters_place, \
+         DROP COLUMN place, ADD KEY waiters_order (resource, seq)",
     ];
-    sql_faults::a_version_one_schema_upgrades_with_its_leases(&MysqlHarness::new(), &to_v1, version).await;
+    let h = MysqlHarness::new();
+    sql_faults::a_version_one_schema_upgrades_with_its_leases(&h, &to_v1, version).await;
+    // A process of an earlier version, still running through the upgrade, calls the procedures of its own
+    // signature: they still answer (waiting with priority 0).
+    h.exec("CALL up_acquire_if(NULL, 'older', 0, 'older-id', 'exclusive', 1000, 'c', 'w', 1000, NULL, NULL, 10, NULL)")
+        .await;
+    let held = h
+        .ints("SELECT COUNT(*) FROM up_resources WHERE holder = 'older-id'")
+        .await;
+    assert_eq!(held, vec![1], "the acquire_if of an earlier version's signature");
+    h.exec("CALL up_acquire('older', 0, 'older-2', 'exclusive', 1000, 'c', 'w2', 1000, NULL, NULL, 10, NULL)")
+        .await;
+    let queued = h.ints("SELECT COUNT(*) FROM up_waiters WHERE waiter_id = 'w2'").await;
+    assert_eq!(queued, vec![1], "the acquire of an earlier version's signature");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -118,7 +118,7 @@ impl Backend for MysqlBackend {
             fencing_survives_data_loss: true,
             shared_across_processes: true,
             conditions: true,
-            priorities: false,
+            priorities: true,
             remote_wait: false,
         }
     }
@@ -154,8 +154,9 @@ impl Backend for MysqlBackend {
             req.max_hold.map(|d| Value::from(millis(d))).unwrap_or(Value::NULL),
             MAX_WAITERS_PER_RESOURCE.into(),
             self.bell.id().map(Value::from).unwrap_or(Value::NULL),
+            req.priority.into(),
         ];
-        let r = self.db.call("acquire_if", params).await?;
+        let r = self.db.call("acquire_with", params).await?;
         self.tell(&r);
         r.attempt(req, |what| self.db.unexpected("acquire", what))
     }

@@ -29,6 +29,9 @@ const STEPS: &[&str] = &[
     // Version 3 changes no table: it installs acquire_if (conditional acquires; `acquire` stays, calling it) and
     // the handover that wakes a conditional waiter instead of handing it the lock.
     procedures!(),
+    // Version 4 adds waiter priorities: each waiter's place in its queue, and acquire_with, which takes a
+    // priority (acquire_if and acquire stay, waiting with priority 0, for processes of earlier versions).
+    concat!(include_str!("sql/v4/priorities.sql"), "\n$$\n", procedures!()),
 ];
 
 /// The schema version this build writes and reads.

@@ -61,7 +61,7 @@ impl MysqlBackend {
             .await?;
         let sql = format!(
             "SELECT waiter_id, client_id, kind, ttl_ms FROM {p}waiters \
-             WHERE resource = ? AND deadline_us >= {p}now_us() ORDER BY seq LIMIT 10000"
+             WHERE resource = ? AND deadline_us >= {p}now_us() ORDER BY place, seq LIMIT 10000"
         );
         let mut info = ResourceInfo {
             holders,

@@ -13,13 +13,14 @@
 -- forgot had no grant for the retention period, which the client checks covers the window), judged while the
 -- resource's row is locked, in the transaction that grants. 'condition': fence is the last fence (null: not
 -- remembered). A conditional waiter is queued without its lock id, so a release wakes it rather than handing it
--- the lock.
-DROP PROCEDURE IF EXISTS {p}acquire_if
+-- the lock. p_priority (-100..=100) sets the place the waiter joins at (see {p}waiters.place).
+DROP PROCEDURE IF EXISTS {p}acquire_with
 $$
-CREATE PROCEDURE {p}acquire_if(
-    IN p_cond VARCHAR(32), IN p_resource VARBINARY(512), IN p_hash INT UNSIGNED, IN p_lock_id VARBINARY(64), IN p_kind VARCHAR(16), IN p_ttl_ms BIGINT,
-    IN p_client VARBINARY(256), IN p_waiter VARBINARY(64), IN p_waiter_lease_ms BIGINT, IN p_max_renewals INT,
-    IN p_max_hold_ms BIGINT, IN p_max_waiters INT, IN p_own BIGINT
+CREATE PROCEDURE {p}acquire_with(
+    IN p_cond VARCHAR(32), IN p_resource VARBINARY(512), IN p_hash INT UNSIGNED, IN p_lock_id VARBINARY(64),
+    IN p_kind VARCHAR(16), IN p_ttl_ms BIGINT, IN p_client VARBINARY(256), IN p_waiter VARBINARY(64),
+    IN p_waiter_lease_ms BIGINT, IN p_max_renewals INT, IN p_max_hold_ms BIGINT, IN p_max_waiters INT,
+    IN p_own BIGINT, IN p_priority INT
 )
 proc: BEGIN
     DECLARE v_now, v_fence, v_excl_until, v_shared_until, v_expires, v_retry, v_mine BIGINT;
@@ -29,8 +30,9 @@ proc: BEGIN
     DECLARE v_excl BOOLEAN DEFAULT p_kind IN ('exclusive', 'write');
     DECLARE v_allowed BOOLEAN DEFAULT TRUE;
     DECLARE v_holds BOOLEAN;
-    DECLARE v_seq BIGINT DEFAULT 0;
-    DECLARE w_seq, w_deadline BIGINT;
+    DECLARE v_seq, v_place BIGINT DEFAULT 0;
+    DECLARE v_at BIGINT DEFAULT -9223372036854775807;
+    DECLARE w_seq, w_place, w_deadline BIGINT;
     DECLARE w_id VARBINARY(64);
     DECLARE w_kind VARCHAR(16);
     DECLARE v_permits INT DEFAULT IF(p_kind LIKE 'semaphore:%', CAST(SUBSTRING(p_kind, 11) AS UNSIGNED), 0);
@@ -69,23 +71,29 @@ proc: BEGIN
             FROM {p}resources WHERE resource = p_resource FOR UPDATE;
     END IF;
     SET v_now = CAST(UNIX_TIMESTAMP(SYSDATE(6)) * 1000000 AS SIGNED);
-    -- FIFO: only the head (or a shared waiter ahead of every live exclusive one) may go. Dead waiters met on the
-    -- way leave (the ones further back leave when they reach the head, or by the sweep).
+    -- Its place, were it to join the queue now: the clock less its priority's head start (see
+    -- {p}waiters.place). A queued waiter's own place is at most that (it joined earlier with the same priority).
+    SET v_place = v_now - COALESCE(p_priority, 0) * 100000;
+    -- Only the first in the queue's order (or a shared waiter ahead of every live exclusive one) may go, the
+    -- queue being the waiters before this one's place. Dead waiters met on the way leave (the ones further
+    -- back leave when they reach the head, or by the sweep).
     IF v_queued > 0 THEN
         scan: LOOP
             SET w_seq = NULL;
-            SELECT seq, waiter_id, kind, deadline_us INTO w_seq, w_id, w_kind, w_deadline
-                FROM {p}waiters WHERE resource = p_resource AND seq > v_seq ORDER BY seq LIMIT 1;
+            SELECT seq, place, waiter_id, kind, deadline_us INTO w_seq, w_place, w_id, w_kind, w_deadline
+                FROM {p}waiters
+                WHERE resource = p_resource AND (place > v_at OR (place = v_at AND seq > v_seq))
+                ORDER BY place, seq LIMIT 1;
             IF w_seq IS NULL THEN
                 LEAVE scan;
             END IF;
-            SET v_seq = w_seq;
+            SET v_at = w_place, v_seq = w_seq;
             IF w_deadline < v_now THEN
                 DELETE FROM {p}waiters WHERE seq = w_seq;
                 SET v_gone = v_gone + 1;
                 ITERATE scan;
             END IF;
-            IF w_id = p_waiter THEN
+            IF w_id = p_waiter OR w_place > v_place THEN
                 LEAVE scan;
             END IF;
             IF v_permits > 0 THEN
@@ -194,10 +202,10 @@ proc: BEGIN
             LEAVE proc;
         END IF;
         INSERT INTO {p}waiters (resource, waiter_id, client_id, kind, ttl_ms, deadline_us, lock_id, max_renewals,
-                                max_hold_ms, waiter_lease_ms, bell)
+                                max_hold_ms, waiter_lease_ms, bell, place)
             VALUES (p_resource, p_waiter, p_client, p_kind, p_ttl_ms, v_now + p_waiter_lease_ms * 1000,
                     IF(p_cond IS NULL, p_lock_id, ''),
-                    p_max_renewals, p_max_hold_ms, p_waiter_lease_ms, p_own)
+                    p_max_renewals, p_max_hold_ms, p_waiter_lease_ms, p_own, v_place)
             ON DUPLICATE KEY UPDATE deadline_us = VALUES(deadline_us), bell = VALUES(bell);
         -- 1: a new row (2 or 0: an existing one, updated or not).
         IF ROW_COUNT() = 1 THEN
@@ -214,7 +222,21 @@ proc: BEGIN
            v_bells;
 END
 $$
--- The acquire of schema versions 1 and 2, for processes of an earlier build while an upgrade rolls out.
+-- The acquires of schema versions 1 to 3, for processes of an earlier build while an upgrade rolls out: they
+-- wait with priority 0.
+DROP PROCEDURE IF EXISTS {p}acquire_if
+$$
+CREATE PROCEDURE {p}acquire_if(
+    IN p_cond VARCHAR(32), IN p_resource VARBINARY(512), IN p_hash INT UNSIGNED, IN p_lock_id VARBINARY(64),
+    IN p_kind VARCHAR(16), IN p_ttl_ms BIGINT, IN p_client VARBINARY(256), IN p_waiter VARBINARY(64),
+    IN p_waiter_lease_ms BIGINT, IN p_max_renewals INT, IN p_max_hold_ms BIGINT, IN p_max_waiters INT,
+    IN p_own BIGINT
+)
+BEGIN
+    CALL {p}acquire_with(p_cond, p_resource, p_hash, p_lock_id, p_kind, p_ttl_ms, p_client, p_waiter,
+                         p_waiter_lease_ms, p_max_renewals, p_max_hold_ms, p_max_waiters, p_own, 0);
+END
+$$
 DROP PROCEDURE IF EXISTS {p}acquire
 $$
 CREATE PROCEDURE {p}acquire(
@@ -223,6 +245,6 @@ CREATE PROCEDURE {p}acquire(
     IN p_max_hold_ms BIGINT, IN p_max_waiters INT, IN p_own BIGINT
 )
 BEGIN
-    CALL {p}acquire_if(NULL, p_resource, p_hash, p_lock_id, p_kind, p_ttl_ms, p_client, p_waiter, p_waiter_lease_ms,
-                       p_max_renewals, p_max_hold_ms, p_max_waiters, p_own);
+    CALL {p}acquire_with(NULL, p_resource, p_hash, p_lock_id, p_kind, p_ttl_ms, p_client, p_waiter,
+                         p_waiter_lease_ms, p_max_renewals, p_max_hold_ms, p_max_waiters, p_own, 0);
 END

@@ -1,4 +1,5 @@
--- The FIFO queue: the direct handoff of a release and what waiters are told. `{p}` is the table prefix.
+-- The queue, in order of place (see {p}waiters.place), then arrival: the direct handoff of a release and what
+-- waiters are told. `{p}` is the table prefix.
 
 -- Hands the lock over in the caller's transaction (the resource's row locked): to the exclusive head of a free
 -- lock, to the run of shared waiters at the head while no exclusive lease is held, or to a semaphore's first
@@ -16,10 +17,11 @@ CREATE PROCEDURE {p}hand_over(
 proc: BEGIN
     DECLARE v_fence, v_excl_until, v_shared_until, v_expires, v_head_ms BIGINT;
     DECLARE v_seq BIGINT DEFAULT 0;
+    DECLARE v_at BIGINT DEFAULT -9223372036854775807;
     DECLARE v_gone, v_granted, v_seen INT DEFAULT 0;
     DECLARE v_shared, v_stop BOOLEAN DEFAULT FALSE;
     DECLARE v_msg VARBINARY(200);
-    DECLARE w_seq, w_ttl, w_deadline, w_max_hold, w_lease, w_bell BIGINT;
+    DECLARE w_seq, w_place, w_ttl, w_deadline, w_max_hold, w_lease, w_bell BIGINT;
     DECLARE w_max_renewals INT;
     DECLARE w_id, w_lock VARBINARY(64);
     DECLARE w_client VARBINARY(256);
@@ -40,15 +42,16 @@ proc: BEGIN
         IF v_seen > 1000 THEN
             LEAVE scan;
         END IF;
-        SELECT seq, waiter_id, kind, client_id, ttl_ms, deadline_us, lock_id, max_renewals, max_hold_ms,
+        SELECT seq, place, waiter_id, kind, client_id, ttl_ms, deadline_us, lock_id, max_renewals, max_hold_ms,
                waiter_lease_ms, bell
-            INTO w_seq, w_id, w_kind, w_client, w_ttl, w_deadline, w_lock, w_max_renewals, w_max_hold, w_lease,
-                 w_bell
-            FROM {p}waiters WHERE resource = p_resource AND seq > v_seq ORDER BY seq LIMIT 1;
+            INTO w_seq, w_place, w_id, w_kind, w_client, w_ttl, w_deadline, w_lock, w_max_renewals, w_max_hold,
+                 w_lease, w_bell
+            FROM {p}waiters WHERE resource = p_resource AND (place > v_at OR (place = v_at AND seq > v_seq))
+            ORDER BY place, seq LIMIT 1;
         IF w_seq IS NULL THEN
             LEAVE scan;
         END IF;
-        SET v_seq = w_seq;
+        SET v_at = w_place, v_seq = w_seq;
         IF w_deadline < p_now THEN
             DELETE FROM {p}waiters WHERE seq = w_seq;
             SET v_gone = v_gone + 1;

@@ -50,7 +50,7 @@ CREATE TABLE IF NOT EXISTS {p}leases (
     KEY leases_client (client_id)
 ) ENGINE = InnoDB
 $$
--- FIFO queues: a waiter stays while its deadline (its waiter lease, refreshed by each attempt) is ahead. It
+-- Queues (version 4 adds each waiter's place): a waiter stays while its deadline (its waiter lease, refreshed by each attempt) is ahead. It
 -- carries its acquire's lock id and caps, so a release hands the lock over in its own transaction, and the
 -- bell (the listening connection) of its process, which that release rings.
 CREATE TABLE IF NOT EXISTS {p}waiters (
