@@ -47,7 +47,7 @@ pub use backend::Backend;
 pub use condition::Condition;
 pub use election::{Election, LeaderInfo, Leadership};
 pub use error::{Error, Result};
-pub use lock::{GroupBuilder, GroupGuard, LeaseContext, LockBuilder, LockGuard, Warden};
+pub use lock::{GroupBuilder, GroupGuard, LeaseContext, LockBuilder, LockGuard, PathBuilder, Warden};
 pub use token::lease_handle;
 pub use types::{
     AcquireRequest, Attempt, Capabilities, FifoGuarantee, Grant, Health, HealthStatus, LeaseInfo, LockKind, NodeHealth,

@@ -20,12 +20,42 @@ pub enum LockKind {
     /// One of a semaphore's permits: up to [`AcquireRequest::permits`] holders at once, each with its own
     /// lease, lock id and fencing token.
     Semaphore,
+    /// Intention to lock something below this resource shared (multi-granularity locking, IS): coexists with
+    /// every kind but exclusive and write. Taken on the ancestors of a shared path lock ([`crate::Warden::path`]).
+    IntentShared,
+    /// Intention to lock something below this resource exclusively (IX): coexists with intentions only. Taken
+    /// on the ancestors of an exclusive path lock.
+    IntentExclusive,
 }
 
 impl LockKind {
     /// Whether this kind excludes every other holder.
     pub fn is_exclusive(self) -> bool {
         matches!(self, LockKind::Exclusive | LockKind::Write)
+    }
+    /// Whether a holder of this kind and one of `other` may hold one resource at once. Semaphore permits
+    /// coexist with each other only; otherwise the matrix of multi-granularity locking, shared and read
+    /// being S, exclusive and write X:
+    ///
+    /// ```
+    /// use warden::LockKind::{Exclusive, IntentExclusive, IntentShared, Shared};
+    /// assert!(IntentExclusive.compatible_with(IntentExclusive) && IntentShared.compatible_with(Shared));
+    /// assert!(!IntentExclusive.compatible_with(Shared) && !IntentShared.compatible_with(Exclusive));
+    /// ```
+    pub fn compatible_with(self, other: LockKind) -> bool {
+        use LockKind::*;
+        match (self, other) {
+            (Semaphore, o) | (o, Semaphore) => o == Semaphore,
+            (Exclusive | Write, _) | (_, Exclusive | Write) => false,
+            (IntentShared, _) | (_, IntentShared) => true,
+            (IntentExclusive, IntentExclusive) => true,
+            (IntentExclusive, _) | (_, IntentExclusive) => false,
+            _ => true,
+        }
+    }
+    /// Whether this kind is an intention ([`LockKind::IntentShared`], [`LockKind::IntentExclusive`]).
+    pub fn is_intention(self) -> bool {
+        matches!(self, LockKind::IntentShared | LockKind::IntentExclusive)
     }
     /// The stable lowercase name used in storage and on the wire.
     pub fn as_str(self) -> &'static str {
@@ -35,6 +65,8 @@ impl LockKind {
             LockKind::Read => "read",
             LockKind::Write => "write",
             LockKind::Semaphore => "semaphore",
+            LockKind::IntentShared => "intent-shared",
+            LockKind::IntentExclusive => "intent-exclusive",
         }
     }
     /// The REST API's names for this kind: (`type`, `mode`), e.g. `("read-write", Some("read"))`.
@@ -52,6 +84,8 @@ impl LockKind {
             LockKind::Read => ("read-write", Some("read")),
             LockKind::Write => ("read-write", Some("write")),
             LockKind::Semaphore => ("semaphore", None),
+            LockKind::IntentShared => ("intent", Some("shared")),
+            LockKind::IntentExclusive => ("intent", Some("exclusive")),
         }
     }
 
@@ -72,8 +106,17 @@ impl LockKind {
                 )),
                 None => Err("`mode` is required for type read-write: \"read\" or \"write\"".into()),
             },
+            "intent" => match mode {
+                Some("shared") => Ok(LockKind::IntentShared),
+                Some("exclusive") => Ok(LockKind::IntentExclusive),
+                Some(other) => Err(format!(
+                    "`mode` must be \"shared\" or \"exclusive\" for type intent, got {:?}",
+                    shown(other)
+                )),
+                None => Err("`mode` is required for type intent: \"shared\" or \"exclusive\"".into()),
+            },
             other => Err(format!(
-                "`type` must be \"exclusive\", \"shared\", \"read-write\" or \"semaphore\", got {:?}",
+                "`type` must be \"exclusive\", \"shared\", \"read-write\", \"semaphore\" or \"intent\", got {:?}",
                 shown(other)
             )),
         }
@@ -87,6 +130,8 @@ impl LockKind {
             "read" => LockKind::Read,
             "write" => LockKind::Write,
             "semaphore" => LockKind::Semaphore,
+            "intent-shared" => LockKind::IntentShared,
+            "intent-exclusive" => LockKind::IntentExclusive,
             _ => return None,
         })
     }
@@ -387,6 +432,9 @@ pub struct Capabilities {
     pub conditions: bool,
     /// Waiter priorities ([`AcquireRequest::priority`]): higher first, FIFO within one, aged by waiting time.
     pub priorities: bool,
+    /// Intention kinds ([`LockKind::IntentShared`], [`LockKind::IntentExclusive`]), and so path locks
+    /// ([`crate::Warden::path`]).
+    pub intentions: bool,
     /// Waiting happens on the far side (a warden server): the backend implements
     /// [`crate::Backend::acquire_waiting`], and a waiter that goes away leaves the queue when its connection
     /// closes rather than by its waiter lease.
@@ -413,6 +461,7 @@ impl Capabilities {
             shared_across_processes: false,
             conditions: false,
             priorities: false,
+            intentions: false,
             remote_wait: false,
         }
     }

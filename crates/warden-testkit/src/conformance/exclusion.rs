@@ -58,8 +58,10 @@ pub async fn mutual_exclusion(h: &dyn Harness) {
     log.assert_consistent();
 }
 
-/// Shared holders coexist; shared excludes exclusive; exclusive excludes both.
+/// Shared holders coexist; shared excludes exclusive; exclusive excludes both. (First: intention kinds and path
+/// locks, see `path_locks`.)
 pub async fn compatibility_matrix(h: &dyn Harness) {
+    path_locks(h).await;
     let a = h.client().await;
     let b = h.client().await;
     if !a.capabilities().shared {

@@ -154,6 +154,9 @@ impl LockBuilder<'_> {
         if self.priority != 0 && !self.warden.backend.capabilities().priorities {
             return Err(self.warden.backend.unsupported("waiter priorities"));
         }
+        if self.kind.is_intention() && !self.warden.backend.capabilities().intentions {
+            return Err(self.warden.backend.unsupported("intention kinds (path locks)"));
+        }
         if let Some(c) = &self.condition {
             validate::condition(c)?;
             if !self.warden.backend.capabilities().conditions {

@@ -10,6 +10,7 @@
 mod builder;
 mod group;
 mod guard;
+mod path;
 mod renew;
 mod wait;
 
@@ -18,6 +19,7 @@ use builder::*;
 pub use group::{group_id, group_lock_ids, GroupBuilder, GroupGuard};
 use guard::*;
 pub use guard::{LeaseContext, LockGuard};
+pub use path::PathBuilder;
 use renew::*;
 use wait::*;
 

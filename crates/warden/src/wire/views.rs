@@ -145,6 +145,9 @@ pub struct CapabilitiesDto {
     /// Waiter priorities (`priority`); absent from older servers.
     #[serde(default)]
     pub priorities: bool,
+    /// Intention kinds (`type: intent`) and so path locks (`/api/paths`); absent from older servers.
+    #[serde(default)]
+    pub intentions: bool,
 }
 
 impl From<Capabilities> for CapabilitiesDto {
@@ -162,6 +165,7 @@ impl From<Capabilities> for CapabilitiesDto {
             shared_across_processes: c.shared_across_processes,
             conditions: c.conditions,
             priorities: c.priorities,
+            intentions: c.intentions,
         }
     }
 }

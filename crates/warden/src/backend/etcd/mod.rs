@@ -92,6 +92,7 @@ impl crate::backend::Backend for EtcdBackend {
             shared_across_processes: true,
             conditions: false,
             priorities: false,
+            intentions: false,
             remote_wait: false,
         }
     }

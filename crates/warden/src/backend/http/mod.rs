@@ -154,6 +154,7 @@ impl HttpBackend {
                 shared_across_processes: true,
                 conditions: false,
                 priorities: false,
+                intentions: false,
                 remote_wait: true,
             },
             router: Arc::new(WakeRouter::default()),
@@ -170,6 +171,7 @@ impl HttpBackend {
         backend.caps.semaphores = c.semaphores;
         backend.caps.conditions = c.conditions;
         backend.caps.priorities = c.priorities;
+        backend.caps.intentions = c.intentions;
         backend.caps.fifo = if c.fifo == "best-effort" {
             FifoGuarantee::BestEffort
         } else {

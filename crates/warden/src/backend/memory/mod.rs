@@ -79,7 +79,7 @@ impl MemoryBackend {
         if let Some(res) = st.resources.get_mut(resource) {
             res.exclusive = NO_TOK;
             if let Some(m) = res.more.as_mut() {
-                m.readers.clear();
+                m.clear_readers();
             }
             res.shrink();
             let ids = res.eligible(now);
@@ -110,6 +110,7 @@ impl Backend for MemoryBackend {
             shared_across_processes: false,
             conditions: true,
             priorities: true,
+            intentions: true,
             remote_wait: false,
         }
     }
@@ -154,7 +155,7 @@ impl Backend for MemoryBackend {
             if req.kind.is_exclusive() {
                 res.exclusive = t;
             } else {
-                res.more_mut().readers.push(t);
+                res.more_mut().add_reader(t, req.kind);
             }
             if let Some(w) = waiter_id {
                 if let Some(m) = res.more.as_mut() {
@@ -195,7 +196,13 @@ impl Backend for MemoryBackend {
         } else if req.kind.is_exclusive() || req.kind == LockKind::Semaphore {
             res.readers().to_vec()
         } else {
-            Vec::new()
+            // Shared and intention holders that exclude this kind.
+            let leases = &st.leases;
+            res.readers()
+                .iter()
+                .copied()
+                .filter(|t| leases.get(t).is_some_and(|l| !req.kind.compatible_with(l.kind)))
+                .collect()
         };
         let mut woke_for_order = false;
         if let Some(w) = waiter_id {
@@ -290,7 +297,7 @@ impl Backend for MemoryBackend {
             let held_us = now_us.saturating_sub(l.acquired);
             st.released[kind_index(l.kind)] += 1;
             st.hold_ms += held_us / 1000;
-            st.drop_holder(&l.resource, t, now, &self.router);
+            st.drop_holder(&l.resource, t, l.kind, now, &self.router);
             Ok(Released::after(Some(Duration::from_micros(held_us))))
         } else {
             st.expired[kind_index(l.kind)] += 1;

@@ -14,6 +14,10 @@ pub(super) struct Res {
 #[derive(Debug, Default)]
 pub(super) struct More {
     pub(super) readers: Vec<Tok>,
+    /// How many of the readers are shared (or read) holders, and how many intend exclusive locks below (the
+    /// kinds that exclude each other without excluding themselves).
+    pub(super) shared_readers: u32,
+    pub(super) intent_x_readers: u32,
     pub(super) queue: VecDeque<Waiter>,
     /// A semaphore's permits (its holders are the readers); 0: a lock. Lives as long as the resource is in use.
     pub(super) permits: u32,
@@ -31,6 +35,33 @@ pub(super) struct Waiter {
 }
 
 impl More {
+    /// Adds a holder of a non-exclusive `kind`.
+    pub(super) fn add_reader(&mut self, t: Tok, kind: LockKind) {
+        self.readers.push(t);
+        match kind {
+            LockKind::Shared | LockKind::Read => self.shared_readers += 1,
+            LockKind::IntentExclusive => self.intent_x_readers += 1,
+            _ => {}
+        }
+    }
+    /// Removes the holder `t`, of `kind`, if it holds.
+    pub(super) fn remove_reader(&mut self, t: Tok, kind: LockKind) {
+        let Some(at) = self.readers.iter().position(|r| *r == t) else {
+            return;
+        };
+        self.readers.swap_remove(at);
+        match kind {
+            LockKind::Shared | LockKind::Read => self.shared_readers -= 1,
+            LockKind::IntentExclusive => self.intent_x_readers -= 1,
+            _ => {}
+        }
+    }
+    /// Forgets every non-exclusive holder.
+    pub(super) fn clear_readers(&mut self) {
+        self.readers.clear();
+        self.shared_readers = 0;
+        self.intent_x_readers = 0;
+    }
     /// Queues `w` after every waiter whose place is not later (FIFO within a place). Returns whether it went
     /// ahead of someone.
     pub(super) fn enqueue(&mut self, w: Waiter) -> bool {
@@ -117,28 +148,37 @@ impl Res {
             }
             return ahead < free;
         }
+        // Any other kind goes ahead of waiters it is compatible with (they wait for a holder that blocks it too,
+        // or may go with it), never ahead of one it would block.
         for w in self.queue() {
             if me == Some(w.id.as_str()) {
                 return true;
             }
-            if w.deadline >= now && w.kind.is_exclusive() {
+            if w.deadline >= now && !kind.compatible_with(w.kind) {
                 return false;
             }
         }
         true
     }
     pub(super) fn compatible(&self, kind: LockKind) -> bool {
-        if kind == LockKind::Semaphore {
-            return self.exclusive == NO_TOK && self.free_permits() > 0;
+        if self.exclusive != NO_TOK {
+            return false;
         }
-        if kind.is_exclusive() {
-            self.exclusive == NO_TOK && self.readers().is_empty()
-        } else {
-            self.exclusive == NO_TOK
+        let (shared, intent_x) = self
+            .more
+            .as_ref()
+            .map_or((0, 0), |m| (m.shared_readers, m.intent_x_readers));
+        match kind {
+            LockKind::Semaphore => self.free_permits() > 0,
+            LockKind::Exclusive | LockKind::Write => self.readers().is_empty(),
+            LockKind::Shared | LockKind::Read => intent_x == 0,
+            LockKind::IntentExclusive => shared == 0,
+            _ => true,
         }
     }
-    /// Waiters that may proceed now: the exclusive head of a free lock, the run of shared waiters at the head,
-    /// or as many of a semaphore's first waiters as permits are free.
+    /// Waiters that may proceed now: as many of a semaphore's first waiters as permits are free, or else the
+    /// run at the head of waiters compatible with the holders and with each other (the exclusive head of a free
+    /// lock, shared waiters, intentions that coexist).
     pub(super) fn eligible(&self, now: Instant) -> Vec<String> {
         let Some(head) = self.queue_head() else {
             return Vec::new();
@@ -151,20 +191,27 @@ impl Res {
                 .map(|w| w.id.clone())
                 .collect();
         }
-        if head.kind.is_exclusive() {
-            if self.compatible(head.kind) {
-                return vec![head.id.clone()];
+        // The kinds in the run so far: (any, shared, intent-exclusive).
+        let (mut any, mut shared, mut intent_x) = (false, false, false);
+        let mut run = Vec::new();
+        for w in self.queue().filter(|w| w.deadline >= now).take(1000) {
+            let fits = match w.kind {
+                LockKind::Exclusive | LockKind::Write => !any,
+                LockKind::Shared | LockKind::Read => !intent_x,
+                LockKind::IntentExclusive => !shared,
+                _ => true,
+            };
+            if !fits || !self.compatible(w.kind) {
+                break;
             }
-            return Vec::new();
+            any = true;
+            shared |= matches!(w.kind, LockKind::Shared | LockKind::Read);
+            intent_x |= w.kind == LockKind::IntentExclusive;
+            run.push(w.id.clone());
+            if w.kind.is_exclusive() {
+                break;
+            }
         }
-        if self.exclusive != NO_TOK {
-            return Vec::new();
-        }
-        self.queue()
-            .filter(|w| w.deadline >= now)
-            .take_while(|w| !w.kind.is_exclusive())
-            .take(1000)
-            .map(|w| w.id.clone())
-            .collect()
+        run
     }
 }

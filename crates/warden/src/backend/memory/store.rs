@@ -78,7 +78,8 @@ pub(super) fn kind_index(k: LockKind) -> usize {
     match k {
         LockKind::Exclusive => 0,
         // Semaphore permits count as shared holds in the statistics.
-        LockKind::Shared | LockKind::Semaphore => 1,
+        // So do intentions.
+        LockKind::Shared | LockKind::Semaphore | LockKind::IntentShared | LockKind::IntentExclusive => 1,
         LockKind::Read => 2,
         LockKind::Write => 3,
     }
@@ -135,7 +136,7 @@ impl State {
         self.hold_ms += (l.expires - l.acquired) / 1000;
         tracing::debug!(resource = %l.resource, client = %l.client, fence = l.fence, "lease expired");
         self.forget_client(&l.client);
-        self.drop_holder(&l.resource, t, now, router);
+        self.drop_holder(&l.resource, t, l.kind, now, router);
         true
     }
 
@@ -223,7 +224,14 @@ impl State {
     }
 
     /// Removes `t` from the holders of `resource`, wakes the next waiters, forgets idle resources.
-    pub(super) fn drop_holder(&mut self, resource: &Arc<str>, t: Tok, now: Instant, router: &WakeRouter) {
+    pub(super) fn drop_holder(
+        &mut self,
+        resource: &Arc<str>,
+        t: Tok,
+        kind: LockKind,
+        now: Instant,
+        router: &WakeRouter,
+    ) {
         let Some(res) = self.resources.get_mut(resource) else {
             return;
         };
@@ -231,7 +239,7 @@ impl State {
             res.exclusive = NO_TOK;
         }
         if let Some(m) = res.more.as_mut() {
-            m.readers.retain(|r| *r != t);
+            m.remove_reader(t, kind);
         }
         res.clean_head(now);
         let ids = res.eligible(now);

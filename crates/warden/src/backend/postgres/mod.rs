@@ -109,6 +109,7 @@ impl Backend for PostgresBackend {
             shared_across_processes: true,
             conditions: true,
             priorities: true,
+            intentions: false,
             remote_wait: false,
         }
     }

@@ -87,6 +87,7 @@ impl crate::backend::Backend for ZkBackend {
             shared_across_processes: true,
             conditions: false,
             priorities: false,
+            intentions: false,
             remote_wait: false,
         }
     }

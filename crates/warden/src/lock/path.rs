@@ -1,0 +1,149 @@
+//! Path locks: resources named as paths in a tree (`orders/eu/42`), locked as databases lock tables and rows
+//! (multi-granularity locking). A lock on a path holds an intention on each of its ancestors (intent-exclusive
+//! above an exclusive lock, intent-shared above a shared one) and the lock itself on the path, as one group:
+//! so a lock on `orders/eu` excludes locks on anything below it (they hold intentions on `orders/eu`, which its
+//! exclusive lock excludes) and above it (an exclusive lock on `orders` excludes its intention), while locks on
+//! siblings only share intentions, which coexist. Every member waits in its resource's FIFO queue, where a
+//! newcomer never goes ahead of a waiter it would block: a parent waiting for the children that hold it is
+//! granted before any child that comes after it.
+//!
+//! Every lock on a tree must be a path lock with the same separator: a plain lock on a node excludes path locks
+//! at and below it, but not those above it.
+
+#[allow(unused_imports)]
+use super::*;
+use crate::validate::MAX_GROUP_MEMBERS;
+
+/// Options of one path lock. Created by [`Warden::path`].
+#[derive(Debug, Clone)]
+#[must_use = "a PathBuilder does nothing until acquire() is awaited"]
+pub struct PathBuilder<'a> {
+    group: GroupBuilder<'a>,
+    warden: &'a Warden,
+    path: String,
+    separator: char,
+    shared: bool,
+}
+
+impl<'a> PathBuilder<'a> {
+    /// The character between a path's segments (default `/`).
+    pub fn separator(mut self, separator: char) -> Self {
+        self.separator = separator;
+        self
+    }
+    /// Locks the path shared (intent-shared above it): coexists with other shared locks at and below it, and
+    /// with shared locks above it.
+    pub fn shared(mut self) -> Self {
+        self.shared = true;
+        self
+    }
+    /// Lease length of every member (10 ms ..= 24 h).
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.group = self.group.ttl(ttl);
+        self
+    }
+    /// How long to wait for the whole path (0 = try once; at most 10 min).
+    pub fn wait(mut self, wait: Duration) -> Self {
+        self.group = self.group.wait(wait);
+        self
+    }
+    /// Client id of the leases (defaults to the handle's).
+    pub fn client_id(mut self, id: impl Into<String>) -> Self {
+        self.group = self.group.client_id(id);
+        self
+    }
+    /// Waits with this priority at every level (see [`LockBuilder::priority`]).
+    pub fn priority(mut self, priority: i32) -> Self {
+        self.group = self.group.priority(priority);
+        self
+    }
+    /// Renew automatically about every ttl/3 (default true).
+    pub fn auto_renew(mut self, on: bool) -> Self {
+        self.group = self.group.auto_renew(on);
+        self
+    }
+
+    /// The path's nodes from the root down, each checked: `a/b/c` is `a`, `a/b`, `a/b/c`.
+    fn nodes(&self) -> Result<Vec<String>> {
+        let sep = self.separator;
+        if sep.is_control() || sep.is_whitespace() {
+            return Err(Error::invalid(
+                "separator",
+                format!("must be a visible character, got {:?}", sep.escape_debug().to_string()),
+            ));
+        }
+        let segments: Vec<&str> = self.path.split(sep).collect();
+        if segments.iter().any(|s| s.is_empty()) {
+            return Err(Error::invalid(
+                "path",
+                format!("segments separated by `{sep}`, none empty (no leading, trailing or doubled `{sep}`)"),
+            ));
+        }
+        if segments.len() > MAX_GROUP_MEMBERS {
+            return Err(Error::invalid(
+                "path",
+                format!("at most {MAX_GROUP_MEMBERS} levels, got {}", segments.len()),
+            ));
+        }
+        let mut nodes = Vec::with_capacity(segments.len());
+        let mut end = 0;
+        for s in &segments {
+            end += s.len();
+            nodes.push(self.path[..end].to_string());
+            end += sep.len_utf8();
+        }
+        Ok(nodes)
+    }
+
+    /// The group this path lock is: intentions on the ancestors, the lock on the path.
+    fn build(self) -> Result<GroupBuilder<'a>> {
+        if !self.warden.backend.capabilities().intentions {
+            return Err(self.warden.backend.unsupported("path locks (intention kinds)"));
+        }
+        let mut nodes = self.nodes()?;
+        let (intent, kind) = match self.shared {
+            true => (LockKind::IntentShared, LockKind::Shared),
+            false => (LockKind::IntentExclusive, LockKind::Exclusive),
+        };
+        let node = nodes.pop().unwrap_or_default();
+        let group = nodes.into_iter().fold(self.group, |g, n| g.member(n, intent, 0));
+        Ok(group.member(node, kind, 0))
+    }
+
+    /// Acquires the path (its ancestors' intentions and itself, all or nothing), waiting up to the configured
+    /// wait. [`GroupGuard::fencing_token`] of the path is the token to pass to what it guards.
+    pub async fn acquire(self) -> Result<GroupGuard> {
+        self.build()?.acquire().await
+    }
+
+    /// Tries once without waiting; `Ok(None)` if anything in the way is held.
+    pub async fn try_acquire(self) -> Result<Option<GroupGuard>> {
+        self.build()?.try_acquire().await
+    }
+}
+
+impl Warden {
+    /// Starts building an exclusive lock on the path `path` (segments separated by `/`, see
+    /// [`PathBuilder::separator`]): it excludes locks on anything below it and above it, never on its siblings.
+    /// Needs a backend with `capabilities().intentions`.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let w = warden::Warden::connect("memory://").await.unwrap();
+    /// let eu = w.path("orders/eu").acquire().await.unwrap();
+    /// assert!(w.path("orders/us/7").try_acquire().await.unwrap().is_some(), "a sibling's child");
+    /// assert!(w.path("orders/eu/42").try_acquire().await.unwrap().is_none(), "below the held path");
+    /// assert!(w.path("orders").try_acquire().await.unwrap().is_none(), "above the held path");
+    /// assert!(eu.fencing_token("orders/eu").is_some());
+    /// # });
+    /// ```
+    pub fn path(&self, path: impl Into<String>) -> PathBuilder<'_> {
+        PathBuilder {
+            group: GroupBuilder::new(self),
+            warden: self,
+            path: path.into(),
+            separator: '/',
+            shared: false,
+        }
+    }
+}
