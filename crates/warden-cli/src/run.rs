@@ -33,6 +33,13 @@ pub struct RunArgs {
     /// group, in one global order, so two commands naming the same locks in any order never deadlock.
     #[arg(long = "with", value_name = "NAME", conflicts_with = "permits")]
     pub with: Vec<String>,
+    /// NAME is a path in a tree (`orders/eu/42`): the lock excludes locks on anything below and above it, never
+    /// its siblings (every lock on the tree must be taken with --path).
+    #[arg(long, conflicts_with_all = ["permits", "with"])]
+    pub path: bool,
+    /// The character between a path's segments.
+    #[arg(long, value_name = "C", default_value = "/", requires = "path")]
+    pub separator: char,
     #[command(flatten)]
     pub condition: ConditionArgs,
     #[command(flatten)]
@@ -74,10 +81,18 @@ pub async fn run(a: RunArgs) -> CliResult<u8> {
         loop {
             // One lock is a group of one: the same waiting, renewal, lost signal and release.
             let (kind, permits) = kind(a.shared, a.permits);
-            let r = std::iter::once(&name)
-                .chain(&a.with)
-                .fold(warden.group(Vec::<String>::new()), |g, n| {
-                    g.member(n.as_str(), kind, permits)
+            // A path is a group too: an intention on each ancestor, then the path itself.
+            let members = match a.path {
+                true => warden::lock::path_members(&name, a.separator, a.shared)?,
+                false => std::iter::once(&name)
+                    .chain(&a.with)
+                    .map(|n| (n.clone(), kind))
+                    .collect(),
+            };
+            let r = members
+                .into_iter()
+                .fold(warden.group(Vec::<String>::new()), |g, (n, kind)| {
+                    g.member(n, kind, permits)
                 })
                 .ttl(a.ttl)
                 .wait(wait)

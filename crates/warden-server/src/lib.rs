@@ -158,6 +158,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/locks/shared", post(handlers::shared))
         .route("/api/locks/read-write", post(handlers::read_write))
         .route("/api/groups/acquire", post(handlers::acquire_group))
+        .route("/api/paths/acquire", post(handlers::acquire_path))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             waiting_deadline,

@@ -167,3 +167,56 @@ async fn bad_groups_are_refused_naming_the_member_and_field() {
     }
     s.stop().await;
 }
+
+#[tokio::test]
+async fn a_path_lock_excludes_below_and_above_never_siblings() {
+    let s = server().await;
+    let c = client();
+    let path = |client: &str, path: &str| json!({"path": path, "clientId": client, "waitTimeout": 0});
+    let (st, v) = post(&c, &s.url("/api/paths/acquire"), path("alice", "orders/eu")).await;
+    assert_eq!(st, 201, "{v}");
+    let locks = v["data"]["locks"].as_array().expect("locks").clone();
+    let names: Vec<&str> = locks.iter().filter_map(|l| l["resource"].as_str()).collect();
+    assert_eq!(names, ["orders", "orders/eu"], "{v}");
+    assert_eq!(locks[0]["type"], "intent", "{v}");
+    assert_eq!(locks[0]["mode"], "exclusive", "{v}");
+    assert_eq!(locks[1]["type"], "exclusive", "{v}");
+    let group_id = v["data"]["groupId"].as_str().expect("groupId").to_string();
+
+    for held in ["orders/eu/42", "orders"] {
+        let (st, v) = post(&c, &s.url("/api/paths/acquire"), path("bob", held)).await;
+        assert_error(st, &v, 409, "lock_timeout");
+    }
+    let mut shared = path("bob", "orders/eu/42");
+    shared["mode"] = json!("shared");
+    let (st, v) = post(&c, &s.url("/api/paths/acquire"), shared).await;
+    assert_error(st, &v, 409, "lock_timeout");
+    let (st, v) = post(&c, &s.url("/api/paths/acquire"), path("bob", "orders/us/7")).await;
+    assert_eq!(st, 201, "a sibling's child: {v}");
+    let mut colon = path("carol", "jobs:eu");
+    colon["separator"] = json!(":");
+    let (st, v) = post(&c, &s.url("/api/paths/acquire"), colon).await;
+    assert_eq!(st, 201, "{v}");
+    assert_eq!(v["data"]["locks"][0]["resource"], "jobs", "{v}");
+
+    let (st, v) = post(
+        &c,
+        &s.url("/api/groups/release"),
+        json!({"groupId": group_id, "clientId": "alice"}),
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
+    let (st, v) = post(&c, &s.url("/api/paths/acquire"), path("bob", "orders/eu/42")).await;
+    assert_eq!(st, 201, "after the release: {v}");
+
+    for (body, field) in [
+        (path("a", "orders//eu"), "path"),
+        (path("a", "/orders"), "path"),
+        (json!({"path": "a", "clientId": "a", "separator": "::"}), "separator"),
+        (json!({"path": "a", "clientId": "a", "mode": "write"}), "mode"),
+    ] {
+        let (st, v) = post(&c, &s.url("/api/paths/acquire"), body).await;
+        assert_error(st, &v, 400, "invalid_request");
+        assert_eq!(v["field"], field, "{v}");
+    }
+}

@@ -2,7 +2,7 @@
 
 #[allow(unused_imports)]
 use super::*;
-use warden::wire::{Group, GroupAcquireBody, GroupReleaseBody, GroupRenewBody};
+use warden::wire::{Group, GroupAcquireBody, GroupMember, GroupReleaseBody, GroupRenewBody, PathAcquireBody};
 
 /// An error about member `i`: its field becomes `members[i].<field>` and the sentence names the member.
 fn in_member(i: usize, resource: &str, mut e: ApiError) -> ApiError {
@@ -28,6 +28,71 @@ pub async fn acquire_group(
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     let b: GroupAcquireBody = parse_body(body, state.config().max_body_bytes)?;
+    grant_group(state, caller, b).await
+}
+
+/// Lock a path in a tree (`orders/eu/42`): it excludes locks on anything below and above it, never its
+/// siblings. The answer is a group (an intention on each ancestor, then the path itself; release and renew it
+/// with `/api/groups/*`); the path's own lease carries the fencing token to use.
+#[utoipa::path(post, path = "/api/paths/acquire", tag = "groups", request_body = PathAcquireBody,
+    responses((status = 201, description = "The path and its ancestors' intentions granted", body = GroupEnvelope),
+              (status = 400, description = "Invalid request, or a backend without intentions", body = ErrorBody),
+              (status = 409, description = "lock_timeout (naming the member still held)", body = ErrorBody),
+              (status = 429, description = "too_many_waiters", body = ErrorBody),
+              (status = 503, description = "backend_unavailable / shutting_down", body = ErrorBody)))]
+pub async fn acquire_path(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let b: PathAcquireBody = parse_body(body, state.config().max_body_bytes)?;
+    let separator = match b.separator.as_deref() {
+        None => '/',
+        Some(s) => {
+            let mut chars = s.chars();
+            match (chars.next(), chars.next()) {
+                (Some(c), None) => c,
+                _ => return Err(ApiError::invalid_field("separator", "must be one character")),
+            }
+        }
+    };
+    let shared = match b.mode.as_deref() {
+        None | Some("exclusive") => false,
+        Some("shared") => true,
+        Some(_) => return Err(ApiError::invalid_field("mode", "must be \"exclusive\" or \"shared\"")),
+    };
+    if !state.warden().capabilities().intentions {
+        return Err(warden::Error::Unsupported {
+            backend: state.warden().backend().kind(),
+            what: "path locks (intention kinds)".into(),
+        }
+        .into());
+    }
+    let members = warden::lock::path_members(&b.path, separator, shared)?
+        .into_iter()
+        .map(|(resource, kind)| {
+            let (lock_type, mode) = kind.to_wire();
+            GroupMember {
+                resource,
+                lock_type: Some(lock_type.into()),
+                mode: mode.map(String::from),
+                permits: None,
+            }
+        })
+        .collect();
+    let group = GroupAcquireBody {
+        members,
+        ttl: b.ttl,
+        wait_timeout: b.wait_timeout,
+        client_id: b.client_id,
+        max_renewals: b.max_renewals,
+        max_hold: b.max_hold,
+    };
+    grant_group(state, caller, group).await
+}
+
+/// Grants every member of `b` or none.
+async fn grant_group(state: AppState, caller: Caller, b: GroupAcquireBody) -> ApiResult {
     let most = validate::MAX_GROUP_MEMBERS;
     if b.members.is_empty() || b.members.len() > most {
         return Err(ApiError::invalid_field(

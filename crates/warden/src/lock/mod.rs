@@ -19,7 +19,7 @@ use builder::*;
 pub use group::{group_id, group_lock_ids, GroupBuilder, GroupGuard};
 use guard::*;
 pub use guard::{LeaseContext, LockGuard};
-pub use path::PathBuilder;
+pub use path::{path_members, PathBuilder};
 use renew::*;
 use wait::*;
 

@@ -63,51 +63,15 @@ impl<'a> PathBuilder<'a> {
         self
     }
 
-    /// The path's nodes from the root down, each checked: `a/b/c` is `a`, `a/b`, `a/b/c`.
-    fn nodes(&self) -> Result<Vec<String>> {
-        let sep = self.separator;
-        if sep.is_control() || sep.is_whitespace() {
-            return Err(Error::invalid(
-                "separator",
-                format!("must be a visible character, got {:?}", sep.escape_debug().to_string()),
-            ));
-        }
-        let segments: Vec<&str> = self.path.split(sep).collect();
-        if segments.iter().any(|s| s.is_empty()) {
-            return Err(Error::invalid(
-                "path",
-                format!("segments separated by `{sep}`, none empty (no leading, trailing or doubled `{sep}`)"),
-            ));
-        }
-        if segments.len() > MAX_GROUP_MEMBERS {
-            return Err(Error::invalid(
-                "path",
-                format!("at most {MAX_GROUP_MEMBERS} levels, got {}", segments.len()),
-            ));
-        }
-        let mut nodes = Vec::with_capacity(segments.len());
-        let mut end = 0;
-        for s in &segments {
-            end += s.len();
-            nodes.push(self.path[..end].to_string());
-            end += sep.len_utf8();
-        }
-        Ok(nodes)
-    }
-
     /// The group this path lock is: intentions on the ancestors, the lock on the path.
     fn build(self) -> Result<GroupBuilder<'a>> {
         if !self.warden.backend.capabilities().intentions {
             return Err(self.warden.backend.unsupported("path locks (intention kinds)"));
         }
-        let mut nodes = self.nodes()?;
-        let (intent, kind) = match self.shared {
-            true => (LockKind::IntentShared, LockKind::Shared),
-            false => (LockKind::IntentExclusive, LockKind::Exclusive),
-        };
-        let node = nodes.pop().unwrap_or_default();
-        let group = nodes.into_iter().fold(self.group, |g, n| g.member(n, intent, 0));
-        Ok(group.member(node, kind, 0))
+        let members = path_members(&self.path, self.separator, self.shared)?;
+        Ok(members
+            .into_iter()
+            .fold(self.group, |g, (n, kind)| g.member(n, kind, 0)))
     }
 
     /// Acquires the path (its ancestors' intentions and itself, all or nothing), waiting up to the configured
@@ -120,6 +84,51 @@ impl<'a> PathBuilder<'a> {
     pub async fn try_acquire(self) -> Result<Option<GroupGuard>> {
         self.build()?.try_acquire().await
     }
+}
+
+/// The members of a lock on `path` (segments separated by `separator`), from the root down, each checked: for
+/// `a/b/c`, `a` and `a/b` with an intention and `a/b/c` exclusive or shared.
+///
+/// ```
+/// use warden::LockKind::{Exclusive, IntentExclusive};
+/// let members = warden::lock::path_members("a/b/c", '/', false).unwrap();
+/// assert_eq!(members, vec![("a".into(), IntentExclusive), ("a/b".into(), IntentExclusive), ("a/b/c".into(), Exclusive)]);
+/// assert!(warden::lock::path_members("a//c", '/', false).is_err());
+/// ```
+pub fn path_members(path: &str, separator: char, shared: bool) -> Result<Vec<(String, LockKind)>> {
+    let sep = separator;
+    if sep.is_control() || sep.is_whitespace() {
+        return Err(Error::invalid(
+            "separator",
+            format!("must be a visible character, got {:?}", sep.escape_debug().to_string()),
+        ));
+    }
+    let segments: Vec<&str> = path.split(sep).collect();
+    if segments.iter().any(|s| s.is_empty()) {
+        return Err(Error::invalid(
+            "path",
+            format!("segments separated by `{sep}`, none empty (no leading, trailing or doubled `{sep}`)"),
+        ));
+    }
+    if segments.len() > MAX_GROUP_MEMBERS {
+        return Err(Error::invalid(
+            "path",
+            format!("at most {MAX_GROUP_MEMBERS} levels, got {}", segments.len()),
+        ));
+    }
+    let (intent, kind) = match shared {
+        true => (LockKind::IntentShared, LockKind::Shared),
+        false => (LockKind::IntentExclusive, LockKind::Exclusive),
+    };
+    let mut members = Vec::with_capacity(segments.len());
+    let mut end = 0;
+    for (i, s) in segments.iter().enumerate() {
+        end += s.len();
+        let last = i + 1 == segments.len();
+        members.push((path[..end].to_string(), if last { kind } else { intent }));
+        end += sep.len_utf8();
+    }
+    Ok(members)
 }
 
 impl Warden {

@@ -1,4 +1,4 @@
-//! Lock groups on the wire: the bodies of group acquire, release and renew, and the Group object.
+//! Lock groups on the wire: the bodies of group (and path) acquire, release and renew, and the Group object.
 
 use super::lock::Lock;
 use serde::{Deserialize, Serialize};
@@ -34,6 +34,37 @@ pub struct GroupAcquireBody {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl: Option<u64>,
     /// How long to wait for the whole group in ms: 0 = try once, max 600000, default 5000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait_timeout: Option<u64>,
+    /// Who asks: 1..=256 bytes.
+    pub client_id: String,
+    /// Most renewals allowed for each member's lease (default unlimited).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_renewals: Option<u32>,
+    /// Longest total hold time in ms, renewals included (10..=86400000, default unlimited).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_hold: Option<u64>,
+}
+
+/// Body of `POST /api/paths/acquire`: a lock on a path in a tree (`orders/eu/42`), which excludes locks on
+/// anything below and above it, never its siblings. It is a group (release and renew it with
+/// `/api/groups/*`): an intention on each ancestor (`type: intent`), the lock on the path.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct PathAcquireBody {
+    /// The path: 1..=32 segments, none empty, joined by `separator`.
+    pub path: String,
+    /// One character between segments (default `/`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub separator: Option<String>,
+    /// `exclusive` (default) or `shared`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+    /// Lease length of every member in ms: 10..=86400000, default 30000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<u64>,
+    /// How long to wait for the whole path in ms: 0 = try once, max 600000, default 5000.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wait_timeout: Option<u64>,
     /// Who asks: 1..=256 bytes.

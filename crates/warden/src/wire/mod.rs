@@ -18,7 +18,7 @@ mod watch;
 
 pub use analytics::{AnalyticsDto, PercentilesDto, ResourceAnalyticsDto};
 pub use error::{ErrorBody, ErrorCode};
-pub use group::{Group, GroupAcquireBody, GroupMember, GroupReleaseBody, GroupRenewBody};
+pub use group::{Group, GroupAcquireBody, GroupMember, GroupReleaseBody, GroupRenewBody, PathAcquireBody};
 pub use lock::{AcquireBody, ForceReleaseBody, ForceReleased, Lock, LockStatus, ReleaseBody, RenewBody};
 pub use views::{
     CapabilitiesDto, HealthDto, Liveness, LockTypes, NodeDto, QueueDto, QueueEntryDto, StatsDto, TopResource,
