@@ -1,11 +1,11 @@
 //! The randomized checker: many clients take random holds (exclusive, shared, read, write, semaphore permits,
-//! groups of two or three of these held as one, and, where the backend offers them, conditional acquires and
-//! waiter priorities) on a
-//! few resources for a given number of operations, and the recorded history is checked afterwards: no two
-//! incompatible holds overlap, no semaphore has more holders than permits, no fencing token repeats on a
-//! resource, no conditional grant broke its condition (another grant between the token it named and its own, or
-//! one within its window), and every acquire is granted within its wait (a deadlock or a starved waiter would
-//! time out).
+//! groups of two or three of these held as one, and, where the backend offers them, conditional acquires, waiter
+//! priorities and path locks on a small tree) on a few resources for a given number of operations, and the
+//! recorded history is checked afterwards: no two incompatible holds overlap (intentions included), no two
+//! paths one at or below the other are held at once unless both shared, no semaphore has more holders than
+//! permits, no fencing token repeats on a resource, no conditional grant broke its condition (another grant
+//! between the token it named and its own, or one within its window), and every acquire is granted within its
+//! wait (a deadlock or a starved waiter would time out).
 
 use crate::harness::Harness;
 use rand::rngs::StdRng;
@@ -25,7 +25,14 @@ pub enum Held {
     Shared,
     /// One of this many permits.
     Permit(u32),
+    /// An intention to hold something below shared (IS).
+    IntentShared,
+    /// An intention to hold something below exclusively (IX).
+    IntentExclusive,
 }
+
+/// The tree that path locks are taken on: each node is a resource of its own, after the plain ones.
+pub const TREE: [&str; 6] = ["tree", "tree/a", "tree/b", "tree/a/x", "tree/a/y", "tree/b/x"];
 
 /// One observed hold: [grant seen, min(release sent, validity deadline)], so it lies inside the real lease.
 #[derive(Debug, Clone, Copy)]
@@ -44,6 +51,8 @@ pub struct MixedHold {
     pub by: (usize, usize),
     /// The condition it was granted under, if any.
     pub condition: Option<Condition>,
+    /// The path, if this is the lock itself of a path lock (not one of its ancestors' intentions).
+    pub path: Option<&'static str>,
 }
 
 /// What a checked run did.
@@ -63,6 +72,8 @@ pub struct MixSummary {
     pub conditional: usize,
     /// Conditional acquires refused because their condition did not hold.
     pub conditions_failed: usize,
+    /// Path locks completed (each also counted once per level in `cycles`).
+    pub paths: usize,
 }
 
 /// Checks a history of holds: per resource, at every instant, either one exclusive holder alone, or any number
@@ -108,7 +119,7 @@ pub fn check_mixed(holds: &[MixedHold]) -> Result<MixSummary, String> {
             }
         }
         events.sort_by_key(|(t, start, _)| (*t, *start));
-        let (mut excl, mut shared, mut permits) = (0usize, 0usize, 0usize);
+        let (mut excl, mut shared, mut permits, mut is, mut ix) = (0usize, 0usize, 0usize, 0usize, 0usize);
         let mut active: Vec<&MixedHold> = Vec::new();
         for (_, start, h) in events {
             if start {
@@ -127,15 +138,20 @@ pub fn check_mixed(holds: &[MixedHold]) -> Result<MixSummary, String> {
                 Held::Exclusive => delta(&mut excl),
                 Held::Shared => delta(&mut shared),
                 Held::Permit(_) => delta(&mut permits),
+                Held::IntentShared => delta(&mut is),
+                Held::IntentExclusive => delta(&mut ix),
             }
             if !start {
                 continue;
             }
-            let kinds = [excl, shared, permits].iter().filter(|n| **n > 0).count();
-            if excl > 1 || kinds > 1 {
+            // Exclusive alone; permits alone; shared beside intent-shared; intentions beside each other.
+            let others = shared + permits + is + ix;
+            let broken =
+                (excl > 0 && (excl > 1 || others > 0)) || (permits > 0 && permits < others) || (shared > 0 && ix > 0);
+            if broken {
                 return Err(format!(
                     "resource {r}: incompatible holds overlap at {h:?}: {excl} exclusive, {shared} shared, {permits} \
-                     permits; holding then: {active:?}"
+                     permits, {is} intent-shared, {ix} intent-exclusive; holding then: {active:?}"
                 ));
             }
             if let Held::Permit(n) = h.held {
@@ -149,7 +165,42 @@ pub fn check_mixed(holds: &[MixedHold]) -> Result<MixSummary, String> {
             summary.most_readers = summary.most_readers.max(shared);
         }
     }
+    check_paths(holds)?;
     Ok(summary)
+}
+
+/// Checks the path locks of a history on their own terms: no two overlapping holds of paths one at or below the
+/// other, unless both are shared.
+fn check_paths(holds: &[MixedHold]) -> Result<(), String> {
+    let below = |a: &str, b: &str| a == b || b.strip_prefix(a).is_some_and(|rest| rest.starts_with('/'));
+    let mut events: Vec<(Instant, bool, &MixedHold)> = Vec::new();
+    for h in holds.iter().filter(|h| h.path.is_some() && h.end > h.start) {
+        events.push((h.start, true, h));
+        events.push((h.end, false, h));
+    }
+    events.sort_by_key(|(t, start, _)| (*t, *start));
+    let mut active: Vec<&MixedHold> = Vec::new();
+    for (_, start, h) in events {
+        if !start {
+            if let Some(i) = active.iter().position(|a| std::ptr::eq(*a, h)) {
+                active.swap_remove(i);
+            }
+            continue;
+        }
+        let p = h.path.unwrap_or_default();
+        for a in &active {
+            let q = a.path.unwrap_or_default();
+            let related = below(p, q) || below(q, p);
+            if related && !(h.held == Held::Shared && a.held == Held::Shared) {
+                return Err(format!(
+                    "paths `{q}` ({:?}) and `{p}` ({:?}) held at once: {a:?} and {h:?}",
+                    a.held, h.held
+                ));
+            }
+        }
+        active.push(h);
+    }
+    Ok(())
 }
 
 /// Runs `cycles` random acquire + release pairs from `tasks` clients over `resources` resources and checks the
@@ -159,6 +210,7 @@ pub fn check_mixed(holds: &[MixedHold]) -> Result<MixSummary, String> {
 pub async fn random_mix(h: &dyn Harness, tasks: usize, resources: usize, cycles: usize, seed: u64) -> MixSummary {
     let caps = h.client().await.capabilities();
     let (semaphores, conditions, priorities) = (caps.semaphores, caps.conditions, caps.priorities);
+    let intentions = caps.intentions;
     let log = Arc::new(Mutex::new(Vec::with_capacity(cycles)));
     // The latest token any client saw granted on each resource: what a conditional acquire names.
     let last_seen: Arc<Vec<AtomicU64>> = Arc::new((0..resources).map(|_| AtomicU64::new(0)).collect());
@@ -171,8 +223,51 @@ pub async fn random_mix(h: &dyn Harness, tasks: usize, resources: usize, cycles:
         let mut rng = StdRng::seed_from_u64(seed.wrapping_add(t as u64));
         joins.push(tokio::spawn(async move {
             let mut mine = Vec::with_capacity(per_task);
-            let (mut groups, mut conditional, mut refused) = (0, 0, 0);
+            let (mut groups, mut conditional, mut refused, mut paths) = (0, 0, 0, 0);
             for _ in 0..per_task {
+                // Where offered, one cycle in five locks a path of the tree (shared or exclusive).
+                if intentions && rng.random_range(0..5) == 0 {
+                    let path = TREE[rng.random_range(0..TREE.len())];
+                    let shared = rng.random_bool(0.5);
+                    let b = w.path(path);
+                    let b = if shared { b.shared() } else { b };
+                    let priority = if priorities { rng.random_range(-3..=3) } else { 0 };
+                    let mut g = b
+                        .ttl(Duration::from_secs(10))
+                        .wait(Duration::from_secs(30))
+                        .priority(priority)
+                        .acquire()
+                        .await
+                        .unwrap_or_else(|e| panic!("path {path} (shared: {shared}) failed: {e}"));
+                    let start = Instant::now();
+                    let until = start + g.remaining();
+                    for _ in 0..rng.random_range(0..3) {
+                        tokio::task::yield_now().await;
+                    }
+                    let end = Instant::now().min(until);
+                    let members = warden::lock::path_members(path, '/', shared).expect("a tree path");
+                    for (node, kind) in &members {
+                        let at = TREE.iter().position(|n| n == node).expect("a node of the tree");
+                        mine.push(MixedHold {
+                            resource: resources + at,
+                            start,
+                            end,
+                            fence: g.fencing_token(node).expect("member"),
+                            held: match kind {
+                                LockKind::IntentShared => Held::IntentShared,
+                                LockKind::IntentExclusive => Held::IntentExclusive,
+                                LockKind::Shared => Held::Shared,
+                                _ => Held::Exclusive,
+                            },
+                            by: (t, members.len()),
+                            condition: None,
+                            path: (node == path).then_some(path),
+                        });
+                    }
+                    g.release().await.expect("release path");
+                    paths += 1;
+                    continue;
+                }
                 // One cycle in four takes two or three distinct resources as one group.
                 let size = if rng.random_range(0..4) == 0 {
                     rng.random_range(2..=3)
@@ -268,19 +363,21 @@ pub async fn random_mix(h: &dyn Harness, tasks: usize, resources: usize, cycles:
                         held,
                         by: (t, members.len()),
                         condition,
+                        path: None,
                     });
                 }
                 release.await.expect("release");
             }
             log.lock().expect("log").extend(mine);
-            (groups, conditional, refused)
+            (groups, conditional, refused, paths)
         }));
     }
-    // What each client counted: groups, conditional grants, refused conditions.
-    let (mut groups, mut conditional, mut conditions_failed) = (0, 0, 0);
+    // What each client counted: groups, conditional grants, refused conditions, path locks.
+    let (mut groups, mut conditional, mut conditions_failed, mut paths) = (0, 0, 0, 0);
     for j in joins {
-        let (g, c, f) = j.await.expect("task");
-        (groups, conditional, conditions_failed) = (groups + g, conditional + c, conditions_failed + f);
+        let (g, c, f, p) = j.await.expect("task");
+        (groups, conditional, conditions_failed, paths) =
+            (groups + g, conditional + c, conditions_failed + f, paths + p);
     }
     let holds = log.lock().expect("log").clone();
     match check_mixed(&holds) {
@@ -288,6 +385,7 @@ pub async fn random_mix(h: &dyn Harness, tasks: usize, resources: usize, cycles:
             groups,
             conditional,
             conditions_failed,
+            paths,
             ..s
         },
         Err(e) => panic!("{e}"),
@@ -325,6 +423,7 @@ mod tests {
             held,
             by: (0, 1),
             condition: None,
+            path: None,
         }
     }
 
@@ -363,5 +462,30 @@ mod tests {
         let window = Condition::NotGrantedWithin(Duration::from_millis(1));
         assert!(check_mixed(&[hold(0, 10, 1_000, Held::Exclusive), on(2_000, window)]).is_ok());
         assert!(check_mixed(&[hold(0, 10, 1_500, Held::Exclusive), on(2_000, window)]).is_err());
+        // Intentions coexist with each other; intent-exclusive excludes shared; exclusive excludes intentions.
+        let intents = [
+            hold(0, 10, 1, Held::IntentExclusive),
+            hold(1, 10, 2, Held::IntentShared),
+        ];
+        assert!(check_mixed(&intents).is_ok());
+        let ix_s = [hold(0, 10, 1, Held::IntentExclusive), hold(1, 10, 2, Held::Shared)];
+        assert!(check_mixed(&ix_s).unwrap_err().contains("1 intent-exclusive"));
+        let x_is = [hold(0, 10, 1, Held::IntentShared), hold(1, 10, 2, Held::Exclusive)];
+        assert!(check_mixed(&x_is).is_err());
+        // Paths one below the other overlap only when both are shared.
+        let at = |resource: usize, start: u64, fence: u64, held: Held, path: &'static str| MixedHold {
+            resource,
+            path: Some(path),
+            ..hold(start, start + 10, fence, held)
+        };
+        assert!(check_mixed(&[at(1, 0, 1, Held::Shared, "t/a"), at(2, 5, 2, Held::Shared, "t/a/x")]).is_ok());
+        assert!(check_mixed(&[at(1, 0, 1, Held::Exclusive, "t/a"), at(2, 5, 2, Held::Exclusive, "t/b")]).is_ok());
+        let nested = [at(1, 0, 1, Held::Exclusive, "t/a"), at(2, 5, 2, Held::Shared, "t/a/x")];
+        assert!(check_mixed(&nested).unwrap_err().contains("held at once"));
+        let prefix = [
+            at(1, 0, 1, Held::Exclusive, "t/a"),
+            at(2, 5, 2, Held::Exclusive, "t/ab"),
+        ];
+        assert!(check_mixed(&prefix).is_ok(), "t/ab is not below t/a");
     }
 }

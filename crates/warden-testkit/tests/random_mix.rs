@@ -1,6 +1,7 @@
 //! The randomized checker on real backends: concurrent clients mixing exclusive, shared, read, write and
-//! semaphore holds, alone or grouped, some conditional, with waiter priorities where offered, on a few
-//! resources; the history must show no incompatible overlap, no semaphore over its permits, no fencing token
+//! semaphore holds, alone or grouped, some conditional, with waiter priorities and path locks on a small tree
+//! where offered, on a few resources; the history must show no incompatible overlap (nor two paths one at or
+//! below the other held at once unless both shared), no semaphore over its permits, no fencing token
 //! twice, no conditional grant that broke its condition, and no acquire that timed out (a deadlock or a starved
 //! waiter).
 
@@ -14,6 +15,9 @@ async fn check(h: &dyn Harness, cycles: usize, seed: u64) -> warden_testkit::mix
     assert!(s.operations >= 2 * cycles, "{s:?}");
     assert!(s.most_permits_in_use >= 2, "no semaphore ever had two holders: {s:?}");
     assert!(s.groups >= cycles / 8, "too few groups: {s:?}");
+    if h.client().await.capabilities().intentions {
+        assert!(s.paths >= cycles / 10, "too few path locks: {s:?}");
+    }
     if h.client().await.capabilities().conditions {
         assert!(
             s.conditional >= cycles / 200 && s.conditions_failed >= cycles / 200,
