@@ -15,6 +15,7 @@ const ENDPOINTS = [
   ['get', '/api/locks/analytics'],
   ['get', '/api/locks/health'],
   ['post', '/api/groups/acquire'],
+  ['post', '/api/paths/acquire'],
   ['post', '/api/groups/release'],
   ['post', '/api/groups/renew'],
 ];
@@ -213,6 +214,27 @@ class Warden {
     if (opts.maxHold !== undefined) body.maxHold = opts.maxHold;
     const sent = Date.now();
     const { data } = await this._call('POST', '/api/groups/acquire', body, wait);
+    return new Group(this, data, sent, body.clientId);
+  }
+
+  /**
+   * Locks a path in a tree (`orders/eu/42`): excludes locks on anything below and above it, never its siblings.
+   * It is a group (an intention on each ancestor, then the path itself); `group.fencingToken(path)` is the token to
+   * pass on. `opts.shared` takes it shared; `opts.separator` (default `/`) splits the path.
+   * @returns {Promise<Group>}
+   */
+  async acquirePath(path, opts = {}) {
+    if (typeof path !== 'string' || path === '') throw new InvalidRequestError('path must be a non-empty string', 'invalid_request', 0);
+    const ttl = positive('ttl', opts.ttl ?? 30000, 10, 86400000);
+    const wait = positive('wait', opts.wait ?? 5000, 0, MAX_WAIT);
+    const body = {
+      path, mode: opts.shared ? 'shared' : 'exclusive', ttl, waitTimeout: wait, clientId: opts.clientId || this.clientId,
+    };
+    if (opts.separator !== undefined) body.separator = opts.separator;
+    if (opts.maxRenewals !== undefined) body.maxRenewals = opts.maxRenewals;
+    if (opts.maxHold !== undefined) body.maxHold = opts.maxHold;
+    const sent = Date.now();
+    const { data } = await this._call('POST', '/api/paths/acquire', body, wait);
     return new Group(this, data, sent, body.clientId);
   }
 

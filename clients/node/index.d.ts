@@ -104,6 +104,13 @@ export interface GroupOptions {
   maxHold?: number;
 }
 
+export interface PathOptions extends GroupOptions {
+  /** Take the path shared (default exclusive). */
+  shared?: boolean;
+  /** The character between segments (default `/`). */
+  separator?: string;
+}
+
 /** A held group: one lease per member, renewed, lost and released together. */
 export class Group {
   /** The group's secret id: with the client id it renews and releases every member. */
@@ -167,6 +174,9 @@ export class Warden {
   acquire(resource: string, opts?: AcquireOptions): Promise<Lease>;
   /** Every member or none; taken in one global order, so groups never deadlock. */
   acquireGroup(members: GroupMember[], opts?: GroupOptions): Promise<Group>;
+  /** A path in a tree (`orders/eu/42`): excludes below and above, never siblings; a group of the ancestors'
+   * intentions and the path. */
+  acquirePath(path: string, opts?: PathOptions): Promise<Group>;
   release(lockId: string, clientId?: string): Promise<void>;
   renew(lockId: string, ttl?: number, clientId?: string): Promise<LockInfo>;
   status(lockId: string): Promise<LockInfo>;

@@ -223,6 +223,22 @@ test('a group is granted whole or not at all, and released with one call', async
   await expectCode(a.acquireGroup(['x', 'x']), w.InvalidRequestError, 'invalid_request');
 });
 
+test('a path lock excludes below and above, never siblings', async () => {
+  const a = new w.Warden({ url: main.url, clientId: 'path-a' });
+  const b = new w.Warden({ url: main.url, clientId: 'path-b' });
+  const eu = await a.acquirePath('shop/eu');
+  assert.deepEqual(eu.locks.map((l) => l.resource), ['shop', 'shop/eu']);
+  assert.ok(eu.fencingToken('shop/eu') > 0);
+  for (const held of ['shop/eu/42', 'shop']) {
+    await expectCode(b.acquirePath(held, { wait: 0 }), w.LockTimeoutError, 'lock_timeout');
+  }
+  await expectCode(b.acquirePath('shop/eu/42', { wait: 0, shared: true }), w.LockTimeoutError, 'lock_timeout');
+  await (await b.acquirePath('shop/us/7', { wait: 0 })).release();
+  await eu.release();
+  await (await b.acquirePath('shop:eu:42', { wait: 0, separator: ':' })).release();
+  await expectCode(a.acquirePath('shop//eu'), w.InvalidRequestError, 'invalid_request');
+});
+
 test('every endpoint and acquire field the client uses is in the served OpenAPI document', async () => {
   const doc = await (await fetch(`${main.url}/openapi.json`)).json();
   for (const [method, path] of w.ENDPOINTS) {

@@ -118,3 +118,17 @@ def test_a_group_is_granted_whole_or_not_at_all(server):
         await again.release()
 
     asyncio.run(main())
+
+
+def test_a_path_lock_excludes_below_and_above(server):
+    async def main() -> None:
+        a = w.AsyncClient(server.url, client_id="apath-a")
+        b = w.AsyncClient(server.url, client_id="apath-b")
+        async with await a.acquire_path("ashop/eu") as eu:
+            assert [m.resource for m in eu.locks] == ["ashop", "ashop/eu"]
+            with pytest.raises(w.LockTimeoutError):
+                await b.acquire_path("ashop/eu/1", wait=0)
+            await (await b.acquire_path("ashop/us/1", wait=0)).release()
+        await (await b.acquire_path("ashop/eu/1", shared=True, wait=0)).release()
+
+    asyncio.run(main())

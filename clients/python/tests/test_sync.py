@@ -290,3 +290,23 @@ def test_a_group_is_granted_whole_or_not_at_all(server):
     again.release()
     with pytest.raises(w.InvalidRequestError):
         a.acquire_group(["x", "x"])
+
+
+def test_a_path_lock_excludes_below_and_above_never_siblings(server):
+    a = w.Client(server.url, client_id="path-a")
+    b = w.Client(server.url, client_id="path-b")
+    with a.acquire_path("shop/eu") as eu:
+        assert [m.resource for m in eu.locks] == ["shop", "shop/eu"]
+        assert eu.fencing_tokens["shop/eu"] > 0
+        for held in ["shop/eu/42", "shop"]:
+            with pytest.raises(w.LockTimeoutError):
+                b.acquire_path(held, wait=0)
+        with pytest.raises(w.LockTimeoutError):
+            b.acquire_path("shop/eu/42", shared=True, wait=0)
+        b.acquire_path("shop/us/7", wait=0).release()
+    b.acquire_path("shop:eu:42", separator=":", wait=0).release()
+    b.acquire_path("shop/eu/42", wait=0).release()
+    with pytest.raises(w.InvalidRequestError):
+        a.acquire_path("shop//eu")
+    with pytest.raises(w.InvalidRequestError):
+        a.acquire_path("shop", separator="::")

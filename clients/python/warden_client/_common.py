@@ -21,6 +21,7 @@ ENDPOINTS = [
     ("get", "/api/locks/analytics"),
     ("get", "/api/locks/health"),
     ("post", "/api/groups/acquire"),
+    ("post", "/api/paths/acquire"),
     ("post", "/api/groups/release"),
     ("post", "/api/groups/renew"),
 ]
@@ -120,6 +121,26 @@ def group_body(
     if wait > MAX_WAIT:
         raise InvalidRequestError(f"a group waits at most {MAX_WAIT} seconds, got {wait}", "invalid_request")
     return {"members": wire, **body}
+
+
+def path_body(
+    path: str,
+    shared: bool,
+    separator: str,
+    ttl: float,
+    wait: float,
+    client_id: str,
+    max_renewals: int | None,
+    max_hold: float | None,
+) -> dict[str, Any]:
+    """The body of a path lock: the options of a group, the path, its separator and its mode."""
+    if not isinstance(path, str) or not path:
+        raise InvalidRequestError("path must be a non-empty string", "invalid_request")
+    if not isinstance(separator, str) or len(separator) != 1:
+        raise InvalidRequestError(f"separator must be one character, got {separator!r}", "invalid_request")
+    body = group_body([], ttl, wait, client_id, max_renewals, max_hold)
+    del body["members"]
+    return {"path": path, "separator": separator, "mode": "shared" if shared else "exclusive", **body}
 
 
 def group_from_wire(data: dict[str, Any], sent: float) -> tuple[str, list[LeaseInfo]]:

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from collections.abc import AsyncIterator
 from typing import Any
 
-from ._common import GroupFields, LeaseInfo, acquire_body, group_body, now, quoted
+from ._common import GroupFields, LeaseInfo, acquire_body, group_body, now, path_body, quoted
 from ._transport import Transport
 from .errors import LeaseLostError, LockTimeoutError, NotFoundError, NotOwnerError, WardenError
 
@@ -104,6 +104,27 @@ class AsyncClient:
         body = group_body(members, ttl, wait, who, max_renewals, max_hold)
         sent = now()
         data = (await self._call("POST", "/api/groups/acquire", body, body["waitTimeout"] / 1000))["data"]
+        return AsyncGroup(self, data, sent, who)
+
+    async def acquire_path(
+        self,
+        path: str,
+        *,
+        shared: bool = False,
+        separator: str = "/",
+        ttl: float = 30.0,
+        wait: float = 5.0,
+        client_id: str | None = None,
+        max_renewals: int | None = None,
+        max_hold: float | None = None,
+    ) -> AsyncGroup:
+        """Locks a path in a tree (``orders/eu/42``): it excludes locks on anything below and above it, never its
+        siblings. It is a group (an intention on each ancestor, then the path); ``fencing_tokens[path]`` is the token
+        to pass on."""
+        who = client_id or self.client_id
+        body = path_body(path, shared, separator, ttl, wait, who, max_renewals, max_hold)
+        sent = now()
+        data = (await self._call("POST", "/api/paths/acquire", body, body["waitTimeout"] / 1000))["data"]
         return AsyncGroup(self, data, sent, who)
 
     async def release(self, lock_id: str, client_id: str | None = None) -> None:

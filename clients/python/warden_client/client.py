@@ -9,7 +9,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from ._common import GroupFields, LeaseInfo, acquire_body, group_body, now, quoted
+from ._common import GroupFields, LeaseInfo, acquire_body, group_body, now, path_body, quoted
 from ._transport import Transport
 from .errors import LeaseLostError, LockTimeoutError, NotFoundError, NotOwnerError, WardenError
 
@@ -103,6 +103,27 @@ class Client:
         body = group_body(members, ttl, wait, who, max_renewals, max_hold)
         sent = now()
         data = (self._t.call("POST", "/api/groups/acquire", body, wait=body["waitTimeout"] / 1000))["data"]
+        return Group(self, data, sent, who)
+
+    def acquire_path(
+        self,
+        path: str,
+        *,
+        shared: bool = False,
+        separator: str = "/",
+        ttl: float = 30.0,
+        wait: float = 5.0,
+        client_id: str | None = None,
+        max_renewals: int | None = None,
+        max_hold: float | None = None,
+    ) -> Group:
+        """Locks a path in a tree (``orders/eu/42``): it excludes locks on anything below and above it, never its
+        siblings. It is a group (an intention on each ancestor, then the path); ``fencing_tokens[path]`` is the token
+        to pass on."""
+        who = client_id or self.client_id
+        body = path_body(path, shared, separator, ttl, wait, who, max_renewals, max_hold)
+        sent = now()
+        data = (self._t.call("POST", "/api/paths/acquire", body, wait=body["waitTimeout"] / 1000))["data"]
         return Group(self, data, sent, who)
 
     def release(self, lock_id: str, client_id: str | None = None) -> None:
