@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 use warden::backend::redis::keys::{slot, tag_for};
-use warden::{Error, Warden};
+use warden::{Error, LockKind, Warden};
 use warden_testkit::monitor::Monitor;
 use warden_testkit::{eventually, RedisServer};
 
@@ -61,6 +61,17 @@ async fn every_key_an_operation_touches_is_in_its_resource_slot() {
         let mut r2 = b.lock(name).shared().acquire().await.unwrap();
         r1.release().await.unwrap();
         r2.release().await.unwrap();
+        // Intentions (kept in sets of their own beside the lock key), renewed, and a shared waiter handed the
+        // lock when the intent-exclusive holder goes.
+        let mut ix = a.lock(name).kind(LockKind::IntentExclusive).acquire().await.unwrap();
+        let mut is = b.lock(name).kind(LockKind::IntentShared).acquire().await.unwrap();
+        a.renew(ix.lock_id(), None, None).await.unwrap();
+        let b2 = b.clone();
+        let reader = tokio::spawn(async move { b2.lock(name).shared().ttl(5 * SEC).wait(5 * SEC).acquire().await });
+        assert!(eventually(5 * SEC, || async { a.inspect(name).await.unwrap().queue.len() == 1 }).await);
+        ix.release().await.unwrap();
+        reader.await.unwrap().unwrap().release().await.unwrap();
+        is.release().await.unwrap();
     }
     let seen = monitor.stop();
     // A script's commands are a run of `lua` lines (a script is atomic: nothing interleaves).

@@ -49,8 +49,8 @@ impl Pending {
 }
 
 fn kind_index(kind: &[u8]) -> Option<usize> {
-    // A semaphore's permits (`semaphore:N`) count as shared holds.
-    if kind.starts_with(b"semaphore:") {
+    // A semaphore's permits (`semaphore:N`) and intentions count as shared holds.
+    if kind.starts_with(b"semaphore:") || kind.starts_with(b"intent-") {
         return Some(1);
     }
     KINDS.iter().position(|k| k.as_bytes() == kind)

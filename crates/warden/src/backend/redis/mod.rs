@@ -73,7 +73,7 @@ pub(crate) const CAPABILITIES: Capabilities = Capabilities {
     shared_across_processes: true,
     conditions: true,
     priorities: true,
-    intentions: false,
+    intentions: true,
     remote_wait: false,
 };
 

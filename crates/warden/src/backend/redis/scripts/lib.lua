@@ -9,6 +9,7 @@
 --   '{tag}\1f' .. L        the last fence (string), expires retain_ms after the last grant
 --   '{tag}\1q' .. L        queue: sorted set waiter_id -> arrival order
 --   '{tag}\1w' .. L        waiters: hash waiter_id -> waiter_info()
+--   '{tag}\1x' .. L, '{tag}\1i' .. L   intent-exclusive and intent-shared holders (also in L): token -> expiry
 --   '{tag}\1h' .. prefix   the slot's leases: hash token -> record(); a record whose lease expired unreleased
 --                          is marked '!' by the sweep (counted once) and dropped retain_ms later
 local PREFIX, CHAN, HANDOFF, RETAINS = ARGV[1], ARGV[2], ARGV[3] ~= '', ARGV[4]
@@ -29,6 +30,38 @@ local function is_excl(kind) return kind == 'exclusive' or kind == 'write' end
 -- A semaphore's kind carries its permits: 'semaphore:3'.
 local function is_sem(kind) return string.sub(kind, 1, 10) == 'semaphore:' end
 local function permits_of(kind) return tonumber(string.sub(kind, 11)) end
+-- Whether holders of kinds a and b may hold one resource at once (semaphores aside: they never share a name
+-- with a lock): the matrix of multi-granularity locking, shared and read being S, exclusive and write X.
+local function compatible(a, b)
+  if is_excl(a) or is_excl(b) then return false end
+  if a == 'intent-shared' or b == 'intent-shared' then return true end
+  if a == 'intent-exclusive' or b == 'intent-exclusive' then return a == b end
+  return true
+end
+-- The set that also keeps the holders of an intention kind (b: the resource's '{tag}\1'), or nil.
+local function intent_key(b, L, kind)
+  if kind == 'intent-exclusive' then return b .. 'x' .. L end
+  if kind == 'intent-shared' then return b .. 'i' .. L end
+  return nil
+end
+local function live(Z) return redis.call('ZCOUNT', Z, NOWS, '+inf') end
+-- Whether a live holder excludes a non-exclusive kind: shared (or read) and intent-exclusive exclude each
+-- other. Shared holders are the live members of L that are no intention: plain shared locks pay nothing.
+local function shared_rivals(b, L, kind)
+  if kind == 'shared' or kind == 'read' then return live(b .. 'x' .. L) > 0 end
+  if kind == 'intent-exclusive' then return live(L) - live(b .. 'x' .. L) - live(b .. 'i' .. L) > 0 end
+  return false
+end
+-- Adds (or renews, with 'XX') a non-exclusive holder: to L, and an intention to its own set too. Every key
+-- expires with its last holder.
+local function add_holder(b, L, kind, tok, exps, xx)
+  local keys = { L, intent_key(b, L, kind) }
+  for _, K in ipairs(keys) do
+    if xx then redis.call('ZADD', K, 'XX', exps, tok) else redis.call('ZADD', K, exps, tok) end
+    local top = redis.call('ZRANGE', K, -1, -1, 'WITHSCORES')
+    redis.call('PEXPIREAT', K, top[2])
+  end
+end
 -- Kinds as the low two bits of a release's integer reply.
 local KIND_BITS = { exclusive = 0, shared = 1, read = 2, write = 3 }
 

@@ -103,12 +103,12 @@ local function acquire_slow(i, tag, L, F, Q, W, exp, exps, excl, fence_t, queued
       for _, id in ipairs(redis.call('ZRANGE', Q, 0, -1)) do
         if id == me then break end
         local w = q.waiter(id)
-        if w and w.deadline >= NOW and is_excl(w.kind) then allowed = false break end
+        if w and w.deadline >= NOW and not compatible(kind, w.kind) then allowed = false break end
       end
     end
   end
 
-  if allowed and (st == 'free' or (st == 'shared' and not excl)) then
+  if allowed and (st == 'free' or (st == 'shared' and not excl and not shared_rivals(base(tag), L, kind))) then
     if me ~= '' and head and not pinned then
       redis.call('ZREM', Q, me)
       redis.call('HDEL', W, me)
@@ -116,9 +116,7 @@ local function acquire_slow(i, tag, L, F, Q, W, exp, exps, excl, fence_t, queued
     if excl then
       redis.call('SET', L, held_value(tok, Q), 'PXAT', exps)
     else
-      redis.call('ZADD', L, exps, tok)
-      local top = redis.call('ZRANGE', L, -1, -1, 'WITHSCORES')
-      redis.call('PEXPIREAT', L, top[2])
+      add_holder(base(tag), L, kind, tok, exps)
     end
     return grant()
   end
@@ -135,7 +133,8 @@ local function acquire_slow(i, tag, L, F, Q, W, exp, exps, excl, fence_t, queued
   local retry = -1
   if st == 'held' then
     retry = redis.call('PTTL', L)
-  elseif st == 'shared' and (excl or sem) then
+  elseif st == 'shared' and (excl or sem or shared_rivals(base(tag), L, kind)) then
+    -- (For an intention or a shared lock, the first holder to end: perhaps not the one in the way.)
     local first = redis.call('ZRANGE', L, 0, 0, 'WITHSCORES')
     if #first == 2 then retry = tonumber(first[2]) - NOW end
   end
@@ -247,6 +246,8 @@ local function release(i)
     if not marked then return (NOW - acq) * 4 + KIND_BITS[kind] end
   else
     redis.call('ZREM', L, tok)
+    local I = intent_key(base(tag), L, kind)
+    if I then redis.call('ZREM', I, tok) end
     local top = redis.call('ZRANGE', L, -1, -1, 'WITHSCORES')
     if #top == 2 then redis.call('PEXPIREAT', L, top[2]) end
   end
@@ -277,9 +278,7 @@ local function renew(i)
   if excl then
     redis.call('PEXPIREAT', L, exps)
   else
-    redis.call('ZADD', L, 'XX', exps, tok)
-    local top = redis.call('ZRANGE', L, -1, -1, 'WITHSCORES')
-    redis.call('PEXPIREAT', L, top[2])
+    add_holder(base(string.sub(tok, 1, 3)), L, r.kind, tok, exps, true)
   end
   local nrec = record(r.kind, r.client, ms(r.acq), exps, ms(ttl), r.fence, ms(r.renewals + 1), ms(r.max_renewals),
     ms(r.max_hold), r.resource)

@@ -51,9 +51,9 @@ local function queue_lib(L, Q, W)
     end
     return 'held'
   end
-  -- Lets the waiters that may proceed now do so: the exclusive head of a free lock, the run of shared
-  -- waiters at the head of a free or shared lock, or a semaphore's first waiters, one per free permit (dead
-  -- ones skipped).
+  -- Lets the waiters that may proceed now do so: the exclusive head of a free lock, the run of non-exclusive
+  -- waiters at the head of a free or shared lock whose kinds suit the holders and each other, or a semaphore's
+  -- first waiters, one per free permit (dead ones skipped).
   -- Without K they are woken (their own attempt takes the lock). With K (the resource's tag, fence key and
   -- name; a release passes them) the lock is handed to them in this step (direct handoff), published as
   -- 'waiter_id:fence:acquired_ms:expires_ms', so the next holder needs no round trip of its own. A handed
@@ -71,7 +71,7 @@ local function queue_lib(L, Q, W)
       if is_excl(w.kind) then
         redis.call('SET', L, held_value(w.tok, Q), 'PXAT', exps)
       else
-        redis.call('ZADD', L, exps, w.tok)
+        add_holder(string.sub(Q, 1, 6), L, w.kind, w.tok, exps)
       end
       local fs = record_grant(K.F, w.tok, w.kind, w.client, w.ttls, exps, exp - NOW < w.ttl, w.mrens, w.mholds,
         K.resource)
@@ -99,11 +99,17 @@ local function queue_lib(L, Q, W)
     -- A semaphore lets as many of its first waiters proceed as permits are free.
     local left = nil
     if is_sem(hw.kind) then left = permits_of(hw.kind) - (st == 'free' and 0 or redis.call('ZCARD', L)) end
+    -- Otherwise the run at the head whose kinds suit the holders and each other goes (shared and
+    -- intent-exclusive exclude each other; what is handed over joins the holders).
+    local b, run_s, run_x = string.sub(Q, 1, 6), false, false
     for _, id in ipairs(redis.call('ZRANGE', Q, 0, 999)) do
       if left and left <= 0 then break end
       local w = q.waiter(id)
       if w and w.deadline >= NOW then
         if is_excl(w.kind) then break end
+        local s, x = w.kind == 'shared' or w.kind == 'read', w.kind == 'intent-exclusive'
+        if (s and run_x) or (x and run_s) or ((s or x) and shared_rivals(b, L, w.kind)) then break end
+        run_s, run_x = run_s or s, run_x or x
         msgs[#msgs + 1] = proceed(id, w)
         if left then left = left - 1 end
       end
