@@ -74,5 +74,6 @@ pub(crate) async fn handoff(cfg: &Config, warden: Warden) -> anyhow::Result<Repo
         permits: None,
         max_holders: None,
         group: None,
+        path: None,
     })
 }

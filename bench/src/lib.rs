@@ -66,6 +66,9 @@ pub struct Config {
     /// Take this many resources per cycle as one lock group (uniform: spread over the keys; hot: the same
     /// ones for every worker).
     pub group: Option<usize>,
+    /// Lock a path of this many levels per cycle instead (`tree/…/{key}`: every worker shares the upper levels'
+    /// intentions; uniform: the leaves spread over the keys; hot: one leaf for every worker).
+    pub path: Option<usize>,
 }
 
 /// The figures of one run. Serialises to the one-line JSON of `warden bench --json`.
@@ -101,6 +104,9 @@ pub struct Report {
     /// Resources per cycle, taken as one lock group (absent: one lock per cycle).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub group: Option<usize>,
+    /// Levels of the path locked per cycle (absent: no path lock).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<usize>,
 }
 
 pub use warden::validate::parse_duration;
@@ -134,6 +140,11 @@ pub async fn run(cfg: &Config, progress: impl Fn(f64) + Send + Sync + 'static) -
             anyhow::bail!("--group must be 1..=32 and at most --keys");
         }
     }
+    if let Some(n) = cfg.path {
+        if n == 0 || n > warden::validate::MAX_GROUP_MEMBERS || cfg.group.is_some() || cfg.permits.is_some() {
+            anyhow::bail!("--path must be 1..=32 levels, without --group or --permits");
+        }
+    }
     match cfg.workload {
         Workload::Uniform | Workload::Hot => closed_loop(cfg, warden, progress).await,
         Workload::Handoff => handoff::handoff(cfg, warden).await,
@@ -154,6 +165,7 @@ async fn closed_loop(
     let max_holders = Arc::new(AtomicU64::new(0));
     let permits = cfg.permits;
     let group = cfg.group;
+    let path = cfg.path;
     let start = Instant::now();
     let mut tasks = Vec::new();
     for w in 0..cfg.workers {
@@ -188,8 +200,27 @@ async fn closed_loop(
                 // spawns, would never run.
                 tokio::task::coop::consume_budget().await;
                 let t0 = Instant::now();
-                let r = match group {
-                    None => {
+                let r = match (group, path) {
+                    (_, Some(levels)) => {
+                        // tree/8/…/{key}: the levels above the leaf are shared by every worker (intentions).
+                        let leaf = if hot { 0 } else { (i % keys) as u64 };
+                        let mut p = String::from("tree");
+                        for _ in 2..levels {
+                            p.push_str(&format!("/{}", leaf % 8));
+                        }
+                        if levels > 1 {
+                            p.push_str(&format!("/{leaf}"));
+                        }
+                        warden
+                            .path(p)
+                            .ttl(ttl)
+                            .wait(Duration::from_secs(10))
+                            .auto_renew(false)
+                            .acquire()
+                            .await
+                            .map(Hold::Path)
+                    }
+                    (None, None) => {
                         let mut b = warden.lock(resource);
                         if let Some(n) = permits {
                             b = b.permits(n);
@@ -201,7 +232,7 @@ async fn closed_loop(
                             .await
                             .map(Hold::Lock)
                     }
-                    Some(n) => {
+                    (Some(n), None) => {
                         let (kind, p) = match permits {
                             Some(p) => (warden::LockKind::Semaphore, p),
                             None => (warden::LockKind::Exclusive, 0),
@@ -284,28 +315,31 @@ async fn closed_loop(
         permits,
         max_holders: hot.then(|| max_holders.load(Ordering::SeqCst)),
         group,
+        path,
     })
 }
 
-/// What one cycle holds: a lock, or a group.
+/// What one cycle holds: a lock, a group, or a path (a group whose last member is the path itself).
 enum Hold {
     Lock(warden::LockGuard),
     Group(warden::GroupGuard),
+    Path(warden::GroupGuard),
 }
 
 impl Hold {
-    /// The fencing token of the (first) resource.
+    /// The fencing token of the (first) resource, or of the path.
     fn fence(&self) -> u64 {
         match self {
             Hold::Lock(g) => g.fencing_token(),
             Hold::Group(g) => g.members().first().map(|m| m.fencing_token()).unwrap_or_default(),
+            Hold::Path(g) => g.members().last().map(|m| m.fencing_token()).unwrap_or_default(),
         }
     }
 
     async fn release(&mut self) -> warden::Result<()> {
         match self {
             Hold::Lock(g) => g.release().await,
-            Hold::Group(g) => g.release().await,
+            Hold::Group(g) | Hold::Path(g) => g.release().await,
         }
     }
 }

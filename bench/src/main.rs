@@ -44,6 +44,9 @@ struct Args {
     /// Take N resources per cycle as one lock group (uniform: spread over the keys; hot: the same N for all).
     #[arg(long, value_name = "N")]
     group: Option<usize>,
+    /// Lock a path of N levels per cycle (`tree/…/{key}`; hot: one leaf for all).
+    #[arg(long, value_name = "N")]
+    path: Option<usize>,
     /// Print one JSON line instead of text.
     #[arg(long)]
     json: bool,
@@ -102,6 +105,7 @@ async fn main() -> anyhow::Result<()> {
         fifo_slack: a.fifo_slack,
         permits: a.permits,
         group: a.group,
+        path: a.path,
     };
     let ceiling = match &a.ceiling {
         Some(hp) => {
@@ -136,6 +140,9 @@ async fn main() -> anyhow::Result<()> {
         }
         if let Some(n) = report.group {
             out!("         each cycle took {n} resources as one lock group");
+        }
+        if let Some(n) = report.path {
+            out!("         each cycle locked a path of {n} levels");
         }
     }
     if a.floor {

@@ -157,6 +157,7 @@ where
         permits: None,
         max_holders: None,
         group: None,
+        path: None,
     })
 }
 

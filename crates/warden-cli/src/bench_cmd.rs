@@ -32,6 +32,9 @@ pub struct BenchArgs {
     /// Take N resources per cycle as one lock group (uniform: spread over the keys; hot: the same N for all).
     #[arg(long, value_name = "N")]
     pub group: Option<usize>,
+    /// Lock a path of N levels per cycle (`tree/…/{key}`; hot: one leaf for all).
+    #[arg(long, value_name = "N")]
+    pub path: Option<usize>,
     /// Print exactly one JSON line.
     #[arg(long)]
     pub json: bool,
@@ -53,6 +56,7 @@ pub async fn bench(a: BenchArgs) -> CliResult<u8> {
         fifo_slack: std::time::Duration::from_millis(1),
         permits: a.permits,
         group: a.group,
+        path: a.path,
     };
     let report = warden_bench::run_with_progress(&cfg, std::io::stderr().is_terminal() && !a.json)
         .await
@@ -70,6 +74,9 @@ pub async fn bench(a: BenchArgs) -> CliResult<u8> {
             if let Some(most) = report.max_holders {
                 line["max_holders"] = most.into();
             }
+        }
+        if let Some(n) = report.path {
+            line["path"] = n.into();
         }
         if let Some(n) = report.group {
             line["group"] = n.into();
@@ -97,6 +104,9 @@ pub async fn bench(a: BenchArgs) -> CliResult<u8> {
         }
         if let Some(n) = report.group {
             println!("each cycle took {n} resources as one lock group");
+        }
+        if let Some(n) = report.path {
+            println!("each cycle locked a path of {n} levels");
         }
     }
     Ok(0)
