@@ -87,7 +87,7 @@ impl crate::backend::Backend for ZkBackend {
             shared_across_processes: true,
             conditions: false,
             priorities: false,
-            intentions: false,
+            intentions: true,
             remote_wait: false,
         }
     }

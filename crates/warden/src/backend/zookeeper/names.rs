@@ -57,6 +57,8 @@ pub(crate) fn count(hash: &str) -> String {
 pub(crate) fn stem(kind: LockKind, permits: u32, lock_id: &str) -> String {
     match kind {
         LockKind::Semaphore => format!("m{permits}_{}-", tag(lock_id)),
+        LockKind::IntentShared => format!("i{}-", tag(lock_id)),
+        LockKind::IntentExclusive => format!("y{}-", tag(lock_id)),
         k if k.is_exclusive() => format!("x{}-", tag(lock_id)),
         _ => format!("s{}-", tag(lock_id)),
     }
@@ -66,7 +68,8 @@ pub(crate) fn stem(kind: LockKind, permits: u32, lock_id: &str) -> String {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Entry {
     pub name: String,
-    pub exclusive: bool,
+    /// Exclusive, shared, semaphore or an intention: what the node's first letter says.
+    pub kind: LockKind,
     /// A semaphore's permits (0: a lock's node).
     pub permits: u32,
     pub tag: String,
@@ -76,19 +79,21 @@ pub(crate) struct Entry {
 impl Entry {
     /// A child name of ours, or `None` for anything else found there.
     pub fn parse(name: &str) -> Option<Entry> {
-        let (exclusive, permits, rest) = match name.as_bytes().first()? {
-            b'x' => (true, 0, &name[1..]),
-            b's' => (false, 0, &name[1..]),
+        let (kind, permits, rest) = match name.as_bytes().first()? {
+            b'x' => (LockKind::Exclusive, 0, &name[1..]),
+            b's' => (LockKind::Shared, 0, &name[1..]),
+            b'i' => (LockKind::IntentShared, 0, &name[1..]),
+            b'y' => (LockKind::IntentExclusive, 0, &name[1..]),
             b'm' => {
                 let (n, rest) = name[1..].split_once('_')?;
-                (false, n.parse().ok().filter(|n| *n > 0)?, rest)
+                (LockKind::Semaphore, n.parse().ok().filter(|n| *n > 0)?, rest)
             }
             _ => return None,
         };
         let (tag, seq) = rest.split_once('-')?;
         Some(Entry {
             name: name.to_string(),
-            exclusive,
+            kind,
             permits,
             tag: tag.to_string(),
             seq: seq.parse().ok()?,
@@ -103,13 +108,14 @@ impl Entry {
     }
 }
 
-/// What blocks the entry `seq` with tag `tag` in `queue` (in queue order): the nearest entry ahead of it, or
-/// for a shared request the nearest exclusive one. Entries with the same tag are this request's own (an
-/// earlier create whose answer was lost) and block nothing.
-pub(crate) fn blocker<'a>(queue: &'a [Entry], exclusive: bool, seq: i64, tag: &str) -> Option<&'a Entry> {
+/// What blocks the entry `seq` of `kind` with tag `tag` in `queue` (in queue order): the nearest entry ahead of
+/// it that its kind is not compatible with (for an exclusive request, the nearest; for a shared one, the nearest
+/// exclusive or intent-exclusive one). Entries with the same tag are this request's own (an earlier create whose
+/// answer was lost) and block nothing.
+pub(crate) fn blocker<'a>(queue: &'a [Entry], kind: LockKind, seq: i64, tag: &str) -> Option<&'a Entry> {
     queue
         .iter()
-        .rfind(|e| e.seq < seq && e.tag != tag && (exclusive || e.exclusive))
+        .rfind(|e| e.seq < seq && e.tag != tag && !kind.compatible_with(e.kind))
 }
 
 /// What blocks a semaphore's entry `seq` (tag `tag`) of `permits`: as many entries ahead of it as permits (the
@@ -134,7 +140,7 @@ mod tests {
         let s = stem(LockKind::Write, 0, &id);
         assert!(s.starts_with('x') && s.ends_with('-') && s.len() == 18);
         let m = Entry::parse(&format!("{}0000000009", stem(LockKind::Semaphore, 3, &id))).expect("a semaphore's");
-        assert_eq!((m.permits, m.exclusive, m.seq), (3, false, 9));
+        assert_eq!((m.permits, m.kind, m.seq), (3, LockKind::Semaphore, 9));
         let sems: Vec<Entry> = ["m2_aa-0000000001", "m2_bb-0000000002", "m2_cc-0000000003"]
             .map(|n| Entry::parse(n).expect("name"))
             .to_vec();
@@ -151,9 +157,15 @@ mod tests {
         .to_vec();
         let q = Entry::queue(&names);
         assert_eq!(q.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2, 3, 4]);
-        assert_eq!(blocker(&q, false, 3, "00aa").map(|e| e.seq), Some(1));
-        assert_eq!(blocker(&q, true, 3, "00aa").map(|e| e.seq), Some(2));
-        assert_eq!(blocker(&q, true, 2, "bb"), None, "its own earlier node blocks nothing");
-        assert_eq!(blocker(&q, true, 1, "bb"), None);
+        assert_eq!(blocker(&q, LockKind::Shared, 3, "00aa").map(|e| e.seq), Some(1));
+        assert_eq!(blocker(&q, LockKind::Exclusive, 3, "00aa").map(|e| e.seq), Some(2));
+        assert_eq!(blocker(&q, LockKind::Exclusive, 2, "bb"), None, "its own earlier node blocks nothing");
+        assert_eq!(blocker(&q, LockKind::Exclusive, 1, "bb"), None);
+        // Intentions: intent-shared passes shared and intent-exclusive nodes; shared waits for intent-exclusive.
+        let q = Entry::queue(&["ydd-0000000001", "see-0000000002", "iff-0000000003"].map(String::from));
+        assert_eq!(q[0].kind, LockKind::IntentExclusive);
+        assert_eq!(blocker(&q, LockKind::IntentShared, 4, "gg"), None);
+        assert_eq!(blocker(&q, LockKind::Shared, 2, "ee").map(|e| e.seq), Some(1));
+        assert_eq!(blocker(&q, LockKind::IntentExclusive, 4, "gg").map(|e| e.seq), Some(2));
     }
 }

@@ -101,7 +101,7 @@ impl ZkBackend {
         let blocking = if sem {
             sem_blocker(&queue, req.permits, node.seq, &mine)
         } else {
-            blocker(&queue, req.kind.is_exclusive(), node.seq, &mine)
+            blocker(&queue, req.kind, node.seq, &mine)
         };
         let Some(ahead) = blocking else {
             if node.created {
