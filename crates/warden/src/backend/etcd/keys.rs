@@ -90,19 +90,42 @@ impl Keys {
     pub fn semaphore(&self, hash: &str) -> String {
         format!("{}l/{hash}/m/", self.prefix)
     }
-    /// The key of one lease.
+    /// The key of one lease. Its side names its kind: `i` intent-shared, `m` semaphore, `s` shared, `x`
+    /// exclusive, `y` intent-exclusive, in that order, so that what blocks each kind is one range of keys (see
+    /// [`Keys::blocking`]).
     pub fn member(&self, hash: &str, kind: LockKind, lock_id: &str) -> String {
         let side = match kind {
             LockKind::Semaphore => "m",
+            LockKind::IntentShared => "i",
+            LockKind::IntentExclusive => "y",
             k if k.is_exclusive() => "x",
             _ => "s",
         };
         format!("{}l/{hash}/{side}/{}", self.prefix, member_name(lock_id))
     }
+    /// The range `[start, end)` of the keys of one resource that block a request of `kind` when ahead of it:
+    /// every key (exclusive, semaphore), exclusive and intent-exclusive ones (shared), shared and exclusive ones
+    /// (intent-exclusive), exclusive ones (intent-shared).
+    pub fn blocking(&self, hash: &str, kind: LockKind) -> (String, String) {
+        let at = |side: &str| format!("{}l/{hash}/{side}", self.prefix);
+        match kind {
+            LockKind::IntentShared => (at("x/"), at("x0")),
+            LockKind::IntentExclusive => (at("s/"), at("y")),
+            LockKind::Shared | LockKind::Read => (at("x/"), at("z")),
+            _ => (self.resource(hash), format!("{}l/{hash}0", self.prefix)),
+        }
+    }
     /// Every key a lock id may have (its kind is not in the id).
-    pub fn every(&self, lock_id: &str) -> Option<[String; 3]> {
+    pub fn every(&self, lock_id: &str) -> Option<[String; 5]> {
         let hash = lock_hash(lock_id)?;
-        Some([LockKind::Exclusive, LockKind::Shared, LockKind::Semaphore].map(|k| self.member(hash, k, lock_id)))
+        let kinds = [
+            LockKind::Exclusive,
+            LockKind::Shared,
+            LockKind::Semaphore,
+            LockKind::IntentShared,
+            LockKind::IntentExclusive,
+        ];
+        Some(kinds.map(|k| self.member(hash, k, lock_id)))
     }
     /// The cluster-wide counters.
     pub fn stats(&self) -> String {
@@ -137,6 +160,19 @@ mod tests {
         assert_eq!(keys.hash_of(&k), Some(hash));
         assert!(keys.every(&id).expect("keys").contains(&k));
         assert!(lock_hash(&crate::token::lock_id()).is_none());
+        // A key of kind b lies in the range that blocks kind a exactly when a is not compatible with b.
+        use LockKind::*;
+        let kinds = [Exclusive, Shared, Read, Write, IntentShared, IntentExclusive];
+        for a in kinds {
+            let (start, end) = keys.blocking(hash, a);
+            for b in kinds {
+                let key = keys.member(hash, b, &id);
+                let inside = start <= key && key < end;
+                assert_eq!(inside, !a.compatible_with(b), "{a:?} blocked by {b:?}: {key} in [{start}, {end})");
+            }
+            let (start, end) = keys.blocking(hash, Semaphore);
+            assert!(start <= keys.member(hash, a, &id) && keys.member(hash, a, &id) < end);
+        }
         assert_ne!(
             new_lock_id("a", 1, 1),
             new_lock_id("a", 1, 1),

@@ -92,7 +92,7 @@ impl crate::backend::Backend for EtcdBackend {
             shared_across_processes: true,
             conditions: false,
             priorities: false,
-            intentions: false,
+            intentions: true,
             remote_wait: false,
         }
     }

@@ -49,13 +49,9 @@ impl EtcdBackend {
         let all = self.keys.resource(&hash);
         let sem = req.kind == LockKind::Semaphore;
         let permits = i64::from(req.permits);
-        // What blocks this request: any key ahead (exclusive), an exclusive key ahead (shared), as many keys ahead
-        // as permits (a semaphore).
-        let blocking = if req.kind.is_exclusive() || sem {
-            all.clone()
-        } else {
-            self.keys.exclusive(&hash)
-        };
+        // What blocks this request: any key ahead (exclusive), a key ahead of a kind it is not compatible with
+        // (shared, intentions), as many keys ahead as permits (a semaphore).
+        let (blocking, blocking_end) = self.keys.blocking(&hash, req.kind);
         let head = TxnOp::get(
             all.clone(),
             Some(
@@ -75,7 +71,7 @@ impl EtcdBackend {
         });
         let behind = |max_create: Option<i64>, limit: i64| {
             let mut o = GetOptions::new()
-                .with_prefix()
+                .with_range(blocking_end.clone())
                 .with_sort(SortTarget::Create, SortOrder::Descend)
                 .with_limit(limit)
                 .with_keys_only();
@@ -108,7 +104,7 @@ impl EtcdBackend {
             }
             // New: granted at once if nothing blocks it; else queued (a waiter) or nothing written (a try).
             None => {
-                let free = Compare::version(blocking.clone(), CompareOp::Equal, 0).with_prefix();
+                let free = Compare::version(blocking.clone(), CompareOp::Equal, 0).with_range(blocking_end.clone());
                 let absent = Compare::version(key.clone(), CompareOp::Equal, 0);
                 // Shared leases never join a semaphore's holders (an exclusive request sees every key anyway).
                 let no_semaphore = Compare::version(self.keys.semaphore(&hash), CompareOp::Equal, 0).with_prefix();
