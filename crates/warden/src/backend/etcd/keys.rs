@@ -82,10 +82,6 @@ impl Keys {
     pub fn resource(&self, hash: &str) -> String {
         format!("{}l/{hash}/", self.prefix)
     }
-    /// The exclusive keys of one resource.
-    pub fn exclusive(&self, hash: &str) -> String {
-        format!("{}l/{hash}/x/", self.prefix)
-    }
     /// The semaphore keys of one resource.
     pub fn semaphore(&self, hash: &str) -> String {
         format!("{}l/{hash}/m/", self.prefix)
@@ -156,7 +152,7 @@ mod tests {
         let hash = lock_hash(&id).expect("hash");
         assert_eq!(hash, resource_hash("orders/{7}"));
         let k = keys.member(hash, LockKind::Write, &id);
-        assert!(k.starts_with(&keys.exclusive(hash)));
+        assert!(k.starts_with(&format!("w/l/{hash}/x/")));
         assert_eq!(keys.hash_of(&k), Some(hash));
         assert!(keys.every(&id).expect("keys").contains(&k));
         assert!(lock_hash(&crate::token::lock_id()).is_none());
