@@ -29,7 +29,7 @@ async fn many_processes_starting_at_once_create_the_schema_once() {
 async fn a_version_one_schema_upgrades_with_its_leases() {
     let version = warden::backend::postgres::SCHEMA_VERSION;
     let to_v1 = [
-        "ALTER TABLE up_resources DROP COLUMN permits",
+        "ALTER TABLE up_resources DROP COLUMN permits, DROP COLUMN intent_until",
         "ALTER TABLE up_waiters DROP COLUMN place",
     ];
     let h = PostgresHarness::new();

@@ -164,7 +164,11 @@ mod tests {
             for b in kinds {
                 let key = keys.member(hash, b, &id);
                 let inside = start <= key && key < end;
-                assert_eq!(inside, !a.compatible_with(b), "{a:?} blocked by {b:?}: {key} in [{start}, {end})");
+                assert_eq!(
+                    inside,
+                    !a.compatible_with(b),
+                    "{a:?} blocked by {b:?}: {key} in [{start}, {end})"
+                );
             }
             let (start, end) = keys.blocking(hash, Semaphore);
             assert!(start <= keys.member(hash, a, &id) && keys.member(hash, a, &id) < end);

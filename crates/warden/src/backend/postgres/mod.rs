@@ -109,7 +109,7 @@ impl Backend for PostgresBackend {
             shared_across_processes: true,
             conditions: true,
             priorities: true,
-            intentions: false,
+            intentions: true,
             remote_wait: false,
         }
     }

@@ -40,6 +40,14 @@ const STEPS: &[&str] = &[
         include_str!("sql/v1/batch.sql"),
         include_str!("sql/v5/compat.sql"),
     ),
+    // Version 6 adds intention kinds: each resource's latest intention expiry, and the acquire, handover and
+    // renewal that judge them.
+    concat!(
+        include_str!("sql/v6/intentions.sql"),
+        include_str!("sql/v1/queue.sql"),
+        include_str!("sql/v1/acquire.sql"),
+        include_str!("sql/v1/release.sql"),
+    ),
 ];
 
 /// The schema version this build writes and reads.

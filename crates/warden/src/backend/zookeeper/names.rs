@@ -159,7 +159,11 @@ mod tests {
         assert_eq!(q.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2, 3, 4]);
         assert_eq!(blocker(&q, LockKind::Shared, 3, "00aa").map(|e| e.seq), Some(1));
         assert_eq!(blocker(&q, LockKind::Exclusive, 3, "00aa").map(|e| e.seq), Some(2));
-        assert_eq!(blocker(&q, LockKind::Exclusive, 2, "bb"), None, "its own earlier node blocks nothing");
+        assert_eq!(
+            blocker(&q, LockKind::Exclusive, 2, "bb"),
+            None,
+            "its own earlier node blocks nothing"
+        );
         assert_eq!(blocker(&q, LockKind::Exclusive, 1, "bb"), None);
         // Intentions: intent-shared passes shared and intent-exclusive nodes; shared waits for intent-exclusive.
         let q = Entry::queue(&["ydd-0000000001", "see-0000000002", "iff-0000000003"].map(String::from));

@@ -40,6 +40,8 @@ BEGIN
     IF NOT FOUND THEN
         SELECT fence, expires_us INTO o.fence, o.expires_us FROM {p}leases WHERE lock_id = p_lock_id;
         o.remaining_us := greatest(o.expires_us - o.now_us, 0);
+    ELSIF p_kind LIKE 'intent-%' THEN
+        UPDATE {p}resources SET intent_until = greatest(intent_until, o.expires_us) WHERE resource = p_resource;
     END IF;
     o.status := 'granted';
     RETURN o;
@@ -68,6 +70,7 @@ DECLARE
     v_allowed boolean := true;
     v_n integer := 0;
     v_queue_changed boolean := false;
+    v_rivals boolean := false;
     w record;
 BEGIN
     o.now_us := v_now;
@@ -88,12 +91,14 @@ BEGIN
             RETURN o;
         END IF;
     ELSE
-        -- A shared lease joins live shared ones (never a semaphore's); a semaphore's first permit needs an idle
-        -- resource.
+        -- A shared lease joins live shared ones (never a semaphore's) while no intention is live, an
+        -- intent-shared one joins any; a semaphore's first permit and an intent-exclusive lease need an idle
+        -- resource here (the rest is judged below).
         UPDATE {p}resources SET fence = greatest(fence + 1, v_now),
                 shared_until = greatest(shared_until, o.expires_us), permits = v_permits
             WHERE resource = p_resource AND holder_until <= v_now AND queued = 0
-                AND (shared_until <= v_now OR (permits = 0 AND v_permits = 0))
+                AND (shared_until <= v_now OR (permits = 0 AND v_permits = 0
+                    AND (p_kind = 'intent-shared' OR (p_kind <> 'intent-exclusive' AND intent_until <= v_now))))
             RETURNING fence INTO o.fence;
         IF FOUND THEN
             RETURN {p}grant_shared(o, p_resource, p_lock_id, p_kind, p_ttl_ms, p_client, p_max_renewals,
@@ -137,7 +142,7 @@ BEGIN
                 EXIT WHEN v_ahead >= v_permits;
                 CONTINUE;
             END IF;
-            IF v_excl OR w.kind IN ('exclusive', 'write') THEN
+            IF NOT {p}compatible(p_kind, w.kind) THEN
                 v_allowed := false;
                 EXIT;
             END IF;
@@ -159,7 +164,8 @@ BEGIN
         SELECT count(*) INTO v_live FROM {p}leases WHERE resource = p_resource AND expires_us > v_now;
         v_allowed := v_live + v_ahead < v_permits;
     END IF;
-    IF v_allowed AND r.holder_until <= v_now AND (NOT v_excl OR r.shared_until <= v_now) THEN
+    v_rivals := NOT v_excl AND {p}rivals(r, p_kind, v_now);
+    IF v_allowed AND r.holder_until <= v_now AND (NOT v_excl OR r.shared_until <= v_now) AND NOT v_rivals THEN
         o.fence := greatest(r.fence + 1, v_now);
         IF p_waiter IS NOT NULL AND r.queued > 0 THEN
             DELETE FROM {p}waiters WHERE resource = p_resource AND waiter_id = p_waiter;
@@ -186,7 +192,7 @@ BEGIN
     o.expires_us := NULL;
     IF r.holder_until > v_now THEN
         o.retry_us := r.holder_until - v_now;
-    ELSIF (v_excl OR v_permits > 0) AND r.shared_until > v_now THEN
+    ELSIF (v_excl OR v_permits > 0 OR v_rivals) AND r.shared_until > v_now THEN
         SELECT min(expires_us) - v_now INTO o.retry_us FROM {p}leases
             WHERE resource = p_resource AND expires_us > v_now;
     END IF;

@@ -1,13 +1,18 @@
 -- The queue, in order of place (see {p}waiters.place), then arrival: who may go when a lock frees, the direct
 -- handoff of a release, leaving. `{p}` is the table prefix.
 
--- The waiters that may proceed now: the exclusive head of a free lock, the run of shared waiters at the head
--- while no exclusive lease is held, or a semaphore's first waiters, one per free permit. Each is sent a
--- notification on channel `{p}wake`. `r` is the resource's row, locked by the caller.
+-- The waiters that may proceed now: the exclusive head of a free lock, the run of non-exclusive waiters at the
+-- head whose kinds suit the holders and each other while no exclusive lease is held, or a semaphore's first
+-- waiters, one per free permit. Each is sent a notification on channel `{p}wake`. `r` is the resource's row,
+-- locked by the caller.
 CREATE OR REPLACE FUNCTION {p}wake_eligible(r {p}resources, p_now bigint) RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
     v_ids text := '';
     v_left integer;
+    v_s boolean;
+    v_x boolean;
+    v_run_s boolean := false;
+    v_run_x boolean := false;
     w record;
 BEGIN
     IF r.holder_until > p_now THEN
@@ -28,6 +33,12 @@ BEGIN
             EXIT WHEN v_left <= 0;
             v_left := v_left - 1;
         END IF;
+        -- Shared and intent-exclusive waiters exclude each other, in the run and among the holders.
+        v_s := w.kind IN ('shared', 'read');
+        v_x := w.kind = 'intent-exclusive';
+        EXIT WHEN (v_s AND v_run_x) OR (v_x AND v_run_s) OR ((v_s OR v_x) AND {p}rivals(r, w.kind, p_now));
+        v_run_s := v_run_s OR v_s;
+        v_run_x := v_run_x OR v_x;
         IF length(v_ids) > 7000 THEN
             PERFORM pg_notify('{p}wake', v_ids);
             v_ids := '';
@@ -41,7 +52,7 @@ END
 $$;
 
 -- Hands the lock over in the caller's transaction (a release's): to the exclusive head of a free lock, to the
--- run of shared waiters at the head while no exclusive lease is held, or to a semaphore's first waiters, one
+-- run of non-exclusive waiters at the head whose kinds suit the holders and each other, or to a semaphore's first waiters, one
 -- per free permit; dead waiters on the way leave. Each is
 -- told on channel `{p}wake` as 'waiter_id:fence:acquired_ms:expires_ms', and after an exclusive handover the
 -- next in line as 'waiter_id@ms' (when that lease ends), so nobody needs a round trip of its own. A handed
@@ -57,6 +68,10 @@ DECLARE
     v_head {p}waiters;
     o {p}reply;
     v_left integer;
+    v_s boolean;
+    v_x boolean;
+    v_run_s boolean := false;
+    v_run_x boolean := false;
     w record;
 BEGIN
     IF r.holder_until > p_now THEN
@@ -93,6 +108,12 @@ BEGIN
             EXIT WHEN v_left <= 0;
             v_left := v_left - 1;
         END IF;
+        -- Shared and intent-exclusive waiters exclude each other, in the run and among the holders.
+        v_s := w.kind IN ('shared', 'read');
+        v_x := w.kind = 'intent-exclusive';
+        EXIT WHEN (v_s AND v_run_x) OR (v_x AND v_run_s) OR ((v_s OR v_x) AND {p}rivals(r, w.kind, p_now));
+        v_run_s := v_run_s OR v_s;
+        v_run_x := v_run_x OR v_x;
         v_item := w.waiter_id;
         IF w.lock_id IS NOT NULL THEN
             UPDATE {p}resources SET fence = greatest(fence + 1, p_now),

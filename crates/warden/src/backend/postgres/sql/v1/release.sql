@@ -157,7 +157,10 @@ BEGIN
     ELSE
         UPDATE {p}leases SET expires_us = v_new, ttl_ms = o.ttl_ms, renewals = o.renewals
             WHERE lock_id = p_lock_id;
-        UPDATE {p}resources SET shared_until = greatest(shared_until, v_new) WHERE resource = l.resource;
+        UPDATE {p}resources SET shared_until = greatest(shared_until, v_new),
+                intent_until = CASE WHEN l.kind LIKE 'intent-%' THEN greatest(intent_until, v_new)
+                                    ELSE intent_until END
+            WHERE resource = l.resource;
     END IF;
     RETURN o;
 END
