@@ -119,7 +119,7 @@ impl Backend for MysqlBackend {
             shared_across_processes: true,
             conditions: true,
             priorities: true,
-            intentions: false,
+            intentions: true,
             remote_wait: false,
         }
     }

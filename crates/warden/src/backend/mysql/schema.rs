@@ -32,6 +32,9 @@ const STEPS: &[&str] = &[
     // Version 4 adds waiter priorities: each waiter's place in its queue, and acquire_with, which takes a
     // priority (acquire_if and acquire stay, waiting with priority 0, for processes of earlier versions).
     concat!(include_str!("sql/v4/priorities.sql"), "\n$$\n", procedures!()),
+    // Version 5 adds intention kinds: each resource's latest intention expiry, read by the acquire, the
+    // handover and the renewal.
+    concat!(include_str!("sql/v5/intentions.sql"), "\n$$\n", procedures!()),
 ];
 
 /// The schema version this build writes and reads.

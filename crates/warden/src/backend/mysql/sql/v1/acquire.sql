@@ -23,7 +23,8 @@ CREATE PROCEDURE {p}acquire_with(
     IN p_own BIGINT, IN p_priority INT
 )
 proc: BEGIN
-    DECLARE v_now, v_fence, v_excl_until, v_shared_until, v_expires, v_retry, v_mine BIGINT;
+    DECLARE v_now, v_fence, v_excl_until, v_shared_until, v_intent_until, v_expires, v_retry, v_mine BIGINT;
+    DECLARE v_rivals BOOLEAN DEFAULT FALSE;
     DECLARE v_holder VARBINARY(64);
     DECLARE v_queued INT;
     DECLARE v_gone INT DEFAULT 0;
@@ -60,14 +61,14 @@ proc: BEGIN
         END IF;
     END IF;
     START TRANSACTION;
-    SELECT fence, holder, excl_until, shared_until, queued, permits
-        INTO v_fence, v_holder, v_excl_until, v_shared_until, v_queued, v_use
+    SELECT fence, holder, excl_until, shared_until, queued, permits, intent_until
+        INTO v_fence, v_holder, v_excl_until, v_shared_until, v_queued, v_use, v_intent_until
         FROM {p}resources WHERE resource = p_resource FOR UPDATE;
     IF v_fence IS NULL THEN
         INSERT INTO {p}resources (resource, key_hash) VALUES (p_resource, p_hash)
             ON DUPLICATE KEY UPDATE fence = fence;
-        SELECT fence, holder, excl_until, shared_until, queued, permits
-            INTO v_fence, v_holder, v_excl_until, v_shared_until, v_queued, v_use
+        SELECT fence, holder, excl_until, shared_until, queued, permits, intent_until
+            INTO v_fence, v_holder, v_excl_until, v_shared_until, v_queued, v_use, v_intent_until
             FROM {p}resources WHERE resource = p_resource FOR UPDATE;
     END IF;
     SET v_now = CAST(UNIX_TIMESTAMP(SYSDATE(6)) * 1000000 AS SIGNED);
@@ -103,7 +104,9 @@ proc: BEGIN
                 END IF;
                 ITERATE scan;
             END IF;
-            IF v_excl OR w_kind IN ('exclusive', 'write') THEN
+            -- Not ahead of a waiter it is not compatible with (shared and intent-exclusive exclude each other).
+            IF v_excl OR w_kind IN ('exclusive', 'write') OR (p_kind IN ('shared', 'read') AND w_kind = 'intent-exclusive')
+               OR (p_kind = 'intent-exclusive' AND w_kind IN ('shared', 'read')) THEN
                 SET v_allowed = FALSE;
                 LEAVE scan;
             END IF;
@@ -158,7 +161,15 @@ proc: BEGIN
         SELECT COUNT(*) INTO v_live FROM {p}leases WHERE resource = p_resource AND expires_us > v_now;
         SET v_allowed = v_live + v_ahead < v_permits;
     END IF;
-    IF v_allowed AND v_excl_until <= v_now AND (NOT v_excl OR v_shared_until <= v_now) THEN
+    -- A live lease that excludes this kind: shared and intent-exclusive exclude each other.
+    IF p_kind IN ('shared', 'read') AND v_intent_until > v_now THEN
+        SET v_rivals = EXISTS (SELECT 1 FROM {p}leases WHERE resource = p_resource AND expires_us > v_now
+                                   AND kind = 'intent-exclusive');
+    ELSEIF p_kind = 'intent-exclusive' AND v_shared_until > v_now THEN
+        SET v_rivals = EXISTS (SELECT 1 FROM {p}leases WHERE resource = p_resource AND expires_us > v_now
+                                   AND kind IN ('shared', 'read'));
+    END IF;
+    IF v_allowed AND v_excl_until <= v_now AND (NOT v_excl OR v_shared_until <= v_now) AND NOT v_rivals THEN
         SET v_fence = GREATEST(v_fence + 1, v_now), v_expires = v_now + p_ttl_ms * 1000;
         IF p_waiter IS NOT NULL AND v_queued > 0 THEN
             DELETE FROM {p}waiters WHERE resource = p_resource AND waiter_id = p_waiter;
@@ -179,7 +190,8 @@ proc: BEGIN
                 VALUES (p_lock_id, p_resource, p_kind, p_client, v_now, v_expires, p_ttl_ms, v_fence,
                         p_max_renewals, p_max_hold_ms);
             UPDATE {p}resources SET fence = v_fence, queued = v_queued, grants = grants + 1,
-                    shared_until = GREATEST(shared_until, v_expires), permits = v_permits
+                    shared_until = GREATEST(shared_until, v_expires), permits = v_permits,
+                    intent_until = IF(p_kind LIKE 'intent-%', GREATEST(intent_until, v_expires), intent_until)
                 WHERE resource = p_resource;
         END IF;
         COMMIT;
@@ -189,7 +201,7 @@ proc: BEGIN
     END IF;
     IF v_excl_until > v_now THEN
         SET v_retry = v_excl_until - v_now;
-    ELSEIF (v_excl OR v_permits > 0) AND v_shared_until > v_now THEN
+    ELSEIF (v_excl OR v_permits > 0 OR v_rivals) AND v_shared_until > v_now THEN
         SELECT MIN(expires_us) - v_now INTO v_retry FROM {p}leases
             WHERE resource = p_resource AND expires_us > v_now;
     END IF;

@@ -15,7 +15,8 @@ CREATE PROCEDURE {p}hand_over(
     INOUT io_told MEDIUMTEXT CHARACTER SET ascii, INOUT io_bells MEDIUMTEXT CHARACTER SET ascii
 )
 proc: BEGIN
-    DECLARE v_fence, v_excl_until, v_shared_until, v_expires, v_head_ms BIGINT;
+    DECLARE v_fence, v_excl_until, v_shared_until, v_intent_until, v_expires, v_head_ms BIGINT;
+    DECLARE v_run_s, v_run_x BOOLEAN DEFAULT FALSE;
     DECLARE v_seq BIGINT DEFAULT 0;
     DECLARE v_at BIGINT DEFAULT -9223372036854775807;
     DECLARE v_gone, v_granted, v_seen INT DEFAULT 0;
@@ -28,7 +29,8 @@ proc: BEGIN
     DECLARE w_kind VARCHAR(16);
     DECLARE v_permits, v_left INT;
     DECLARE CONTINUE HANDLER FOR NOT FOUND BEGIN END;
-    SELECT fence, excl_until, shared_until, permits INTO v_fence, v_excl_until, v_shared_until, v_permits
+    SELECT fence, excl_until, shared_until, permits, intent_until
+        INTO v_fence, v_excl_until, v_shared_until, v_permits, v_intent_until
         FROM {p}resources WHERE resource = p_resource;
     IF v_excl_until > p_now THEN
         LEAVE proc;
@@ -64,6 +66,16 @@ proc: BEGIN
             IF w_kind IN ('exclusive', 'write') AND (v_shared OR v_shared_until > p_now) THEN
                 LEAVE scan;
             END IF;
+            -- Shared and intent-exclusive waiters exclude each other, in the run and among the holders.
+            IF w_kind IN ('shared', 'read') AND (v_run_x OR (v_intent_until > p_now AND EXISTS (SELECT 1 FROM
+                   {p}leases WHERE resource = p_resource AND expires_us > p_now AND kind = 'intent-exclusive'))) THEN
+                LEAVE scan;
+            END IF;
+            IF w_kind = 'intent-exclusive' AND (v_run_s OR (v_shared_until > p_now AND EXISTS (SELECT 1 FROM
+                   {p}leases WHERE resource = p_resource AND expires_us > p_now AND kind IN ('shared', 'read')))) THEN
+                LEAVE scan;
+            END IF;
+            SET v_run_s = v_run_s OR w_kind IN ('shared', 'read'), v_run_x = v_run_x OR w_kind = 'intent-exclusive';
             IF v_left IS NOT NULL THEN
                 IF v_left <= 0 THEN
                     LEAVE scan;
@@ -93,6 +105,9 @@ proc: BEGIN
                         VALUES (w_lock, p_resource, w_kind, w_client, p_now, v_expires, w_ttl, v_fence,
                                 w_max_renewals, w_max_hold);
                     SET v_shared = TRUE, v_shared_until = GREATEST(v_shared_until, v_expires);
+                    IF w_kind LIKE 'intent-%' THEN
+                        SET v_intent_until = GREATEST(v_intent_until, v_expires);
+                    END IF;
                 END IF;
             END IF;
         END IF;
@@ -109,7 +124,7 @@ proc: BEGIN
     END LOOP;
     IF v_gone > 0 THEN
         UPDATE {p}resources SET fence = v_fence, shared_until = v_shared_until, queued = queued - v_gone,
-                grants = grants + v_granted
+                grants = grants + v_granted, intent_until = v_intent_until
             WHERE resource = p_resource;
     END IF;
 END

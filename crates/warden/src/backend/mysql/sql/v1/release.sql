@@ -161,7 +161,9 @@ proc: BEGIN
             WHERE resource = v_resource;
     ELSE
         UPDATE {p}leases SET expires_us = v_new, ttl_ms = v_ttl, renewals = v_renewals WHERE lock_id = p_lock_id;
-        UPDATE {p}resources SET shared_until = GREATEST(shared_until, v_new) WHERE resource = v_resource;
+        UPDATE {p}resources SET shared_until = GREATEST(shared_until, v_new),
+                intent_until = IF(v_kind LIKE 'intent-%', GREATEST(intent_until, v_new), intent_until)
+            WHERE resource = v_resource;
     END IF;
     COMMIT;
     SELECT 'renewed', v_resource, v_kind, v_client, v_fence, v_now, v_new, NULL, NULL, NULL, v_acquired, v_ttl,
