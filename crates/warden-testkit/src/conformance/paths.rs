@@ -71,6 +71,12 @@ pub async fn path_locks(h: &dyn Harness) {
     );
     sibling.release().await.expect("release sibling");
     eu.release().await.expect("release orders/eu");
+    // A try of a free path is granted, whichever of its levels' answers comes first (twenty times: a try once
+    // let go of a level whose answer beat the root's, and gave up).
+    for _ in 0..20 {
+        let mut g = b.path("orders/eu/7").try_acquire().await.expect("try").expect("a free path");
+        g.release().await.expect("release");
+    }
     // Shared paths share, down the tree too.
     let mut r1 = a
         .path("orders/eu")

@@ -200,10 +200,17 @@ async fn acquire_all(
     // can come of a try).
     let mut first = Box::pin(one(reqs[0].clone(), wait));
     let mut tries = std::pin::pin!(join_all(reqs[1..].iter().cloned().map(|r| one(r, Duration::ZERO))));
-    let (first_now, tried) = tokio::select! {
-        biased;
-        f = &mut first => (Some(f), (&mut tries).await),
-        t = &mut tries => (first.as_mut().now_or_never(), t),
+    let (first_now, tried) = if wait.is_zero() {
+        // A try of the whole group: the first member is only tried too, and nobody waits, so what the other
+        // tries took is kept whichever answer comes first.
+        let (f, t) = tokio::join!(&mut first, &mut tries);
+        (Some(f), t)
+    } else {
+        tokio::select! {
+            biased;
+            f = &mut first => (Some(f), (&mut tries).await),
+            t = &mut tries => (first.as_mut().now_or_never(), t),
+        }
     };
     let first_waits = first_now.is_none();
     let mut held = Vec::with_capacity(reqs.len());
