@@ -2,16 +2,7 @@
 
 mod common;
 
-use std::process::Command;
-
-fn warden(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_warden"))
-        .env_remove("WARDEN_BACKEND")
-        .env_remove("WARDEN_CLIENT_ID")
-        .args(args)
-        .output()
-        .expect("run warden")
-}
+use common::warden;
 
 #[test]
 fn analytics_ranks_what_a_server_served() {

@@ -2,17 +2,8 @@
 
 mod common;
 
-use std::process::Command;
+use common::warden;
 use warden::Warden;
-
-fn warden(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_warden"))
-        .env_remove("WARDEN_BACKEND")
-        .env_remove("WARDEN_CLIENT_ID")
-        .args(args)
-        .output()
-        .expect("run warden")
-}
 
 #[test]
 fn run_path_excludes_below_and_above_never_siblings() {

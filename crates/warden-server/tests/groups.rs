@@ -219,4 +219,16 @@ async fn a_path_lock_excludes_below_and_above_never_siblings() {
         assert_error(st, &v, 400, "invalid_request");
         assert_eq!(v["field"], field, "{v}");
     }
+    // An intention names its mode.
+    let (st, v) = post(
+        &c,
+        &s.url("/api/locks/acquire"),
+        json!({"resource": "orders", "type": "intent", "clientId": "a"}),
+    )
+    .await;
+    assert!(
+        assert_error(st, &v, 400, "invalid_request").contains("\"shared\" or \"exclusive\""),
+        "{v}"
+    );
+    assert_eq!(v["field"], "mode", "{v}");
 }

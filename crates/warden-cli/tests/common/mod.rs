@@ -4,6 +4,17 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+/// Runs the `warden` binary with `args`, without the environment's backend or client id.
+#[allow(dead_code)] // not every test binary that shares this module runs one-shot commands
+pub fn warden(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_warden"))
+        .env_remove("WARDEN_BACKEND")
+        .env_remove("WARDEN_CLIENT_ID")
+        .args(args)
+        .output()
+        .expect("run warden")
+}
+
 /// The instances' waiter lease.
 pub const WAITER_LEASE: Duration = Duration::from_millis(600);
 

@@ -13,8 +13,8 @@ pub(crate) fn own(caller: &Caller, l: &LeaseInfo) -> Lock {
 /// The kind a body's `type`, `mode` and `permits` ask for; the error names the field that is wrong.
 pub(crate) fn kind_of(lock_type: Option<&str>, mode: Option<&str>, permits: Option<u32>) -> Result<LockKind, ApiError> {
     let kind = LockKind::from_wire(lock_type, mode).map_err(|e| {
-        // A read-write lock's problem is its mode; any other, its type.
-        let field = if lock_type == Some("read-write") {
+        // A read-write lock's or an intention's problem is its mode; any other, its type.
+        let field = if matches!(lock_type, Some("read-write" | "intent")) {
             "mode"
         } else {
             "type"

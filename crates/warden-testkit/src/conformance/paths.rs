@@ -74,7 +74,12 @@ pub async fn path_locks(h: &dyn Harness) {
     // A try of a free path is granted, whichever of its levels' answers comes first (twenty times: a try once
     // let go of a level whose answer beat the root's, and gave up).
     for _ in 0..20 {
-        let mut g = b.path("orders/eu/7").try_acquire().await.expect("try").expect("a free path");
+        let mut g = b
+            .path("orders/eu/7")
+            .try_acquire()
+            .await
+            .expect("try")
+            .expect("a free path");
         g.release().await.expect("release");
     }
     // Shared paths share, down the tree too.

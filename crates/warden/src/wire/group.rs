@@ -10,11 +10,11 @@ use serde::{Deserialize, Serialize};
 pub struct GroupMember {
     /// 1..=512 bytes of UTF-8, no control characters; each resource once per group.
     pub resource: String,
-    /// `exclusive` (default), `shared`, `read-write` (then `mode` is required) or `semaphore` (then `permits` is
-    /// required), as in `POST /api/locks/acquire`.
+    /// `exclusive` (default), `shared`, `read-write` (then `mode` is required), `semaphore` (then `permits` is
+    /// required) or `intent` (then `mode` is required), as in `POST /api/locks/acquire`.
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
     pub lock_type: Option<String>,
-    /// `read` or `write`, for `type: read-write`.
+    /// `read` or `write`, for `type: read-write`; `shared` or `exclusive`, for `type: intent`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<String>,
     /// For `type: semaphore`: the resource's number of permits, 1..=1000.

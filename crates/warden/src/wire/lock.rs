@@ -12,11 +12,11 @@ use std::time::{Duration, SystemTime};
 pub struct AcquireBody {
     /// 1..=512 bytes of UTF-8, no control characters.
     pub resource: String,
-    /// `exclusive` (default), `shared`, `read-write` (then `mode` is required) or `semaphore` (then `permits` is
-    /// required).
+    /// `exclusive` (default), `shared`, `read-write` (then `mode` is required), `semaphore` (then `permits` is
+    /// required) or `intent` (an intention of multi-granularity locking; then `mode` is required).
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
     pub lock_type: Option<String>,
-    /// `read` or `write`, for `type: read-write`.
+    /// `read` or `write`, for `type: read-write`; `shared` or `exclusive`, for `type: intent`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<String>,
     /// For `type: semaphore`: the resource's number of permits, 1..=1000 (up to that many holders at once). The
@@ -129,7 +129,8 @@ pub struct Lock {
     /// `exclusive`, `shared`, `read-write` or `semaphore`.
     #[serde(rename = "type")]
     pub lock_type: String,
-    /// `read` or `write` for read-write leases (an addition to the v1 shape).
+    /// `read` or `write` for read-write leases, `shared` or `exclusive` for intentions (an addition to the v1
+    /// shape).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<String>,
     /// Who holds it.

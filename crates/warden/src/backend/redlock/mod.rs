@@ -168,8 +168,6 @@ impl Backend for RedlockBackend {
             // Each node would judge the condition by its own last fence; not offered yet.
             conditions: false,
             priorities: false,
-            // Not offered yet.
-            intentions: false,
             ..super::redis::CAPABILITIES
         }
     }
