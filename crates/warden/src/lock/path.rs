@@ -52,6 +52,16 @@ impl<'a> PathBuilder<'a> {
         self.group = self.group.client_id(id);
         self
     }
+    /// Refuse renewals after `n`.
+    pub fn max_renewals(mut self, n: u32) -> Self {
+        self.group = self.group.max_renewals(n);
+        self
+    }
+    /// Never extend the leases past this long after their grant.
+    pub fn max_hold(mut self, d: Duration) -> Self {
+        self.group = self.group.max_hold(d);
+        self
+    }
     /// Waits with this priority at every level (see [`LockBuilder::priority`]).
     pub fn priority(mut self, priority: i32) -> Self {
         self.group = self.group.priority(priority);
