@@ -204,17 +204,8 @@ class Warden {
    */
   async acquireGroup(members, opts = {}) {
     if (!Array.isArray(members)) throw new InvalidRequestError('members must be an array of names or {resource, mode?, permits?}', 'invalid_request', 0);
-    const ttl = positive('ttl', opts.ttl ?? 30000, 10, 86400000);
-    const wait = positive('wait', opts.wait ?? 5000, 0, MAX_WAIT);
-    const body = {
-      members: members.map((m) => (typeof m === 'string' ? { resource: m } : { resource: m.resource, ...modeOf(m) })),
-      ttl, waitTimeout: wait, clientId: opts.clientId || this.clientId,
-    };
-    if (opts.maxRenewals !== undefined) body.maxRenewals = opts.maxRenewals;
-    if (opts.maxHold !== undefined) body.maxHold = opts.maxHold;
-    const sent = Date.now();
-    const { data } = await this._call('POST', '/api/groups/acquire', body, wait);
-    return new Group(this, data, sent, body.clientId);
+    const m = members.map((x) => (typeof x === 'string' ? { resource: x } : { resource: x.resource, ...modeOf(x) }));
+    return this._group('/api/groups/acquire', { members: m }, opts);
   }
 
   /**
@@ -225,16 +216,20 @@ class Warden {
    */
   async acquirePath(path, opts = {}) {
     if (typeof path !== 'string' || path === '') throw new InvalidRequestError('path must be a non-empty string', 'invalid_request', 0);
+    const what = { path, mode: opts.shared ? 'shared' : 'exclusive' };
+    if (opts.separator !== undefined) what.separator = opts.separator;
+    return this._group('/api/paths/acquire', what, opts);
+  }
+
+  /** A group acquire at `endpoint`: `what` (its members, or its path) with the group's options from `opts`. */
+  async _group(endpoint, what, opts) {
     const ttl = positive('ttl', opts.ttl ?? 30000, 10, 86400000);
     const wait = positive('wait', opts.wait ?? 5000, 0, MAX_WAIT);
-    const body = {
-      path, mode: opts.shared ? 'shared' : 'exclusive', ttl, waitTimeout: wait, clientId: opts.clientId || this.clientId,
-    };
-    if (opts.separator !== undefined) body.separator = opts.separator;
+    const body = { ...what, ttl, waitTimeout: wait, clientId: opts.clientId || this.clientId };
     if (opts.maxRenewals !== undefined) body.maxRenewals = opts.maxRenewals;
     if (opts.maxHold !== undefined) body.maxHold = opts.maxHold;
     const sent = Date.now();
-    const { data } = await this._call('POST', '/api/paths/acquire', body, wait);
+    const { data } = await this._call('POST', endpoint, body, wait);
     return new Group(this, data, sent, body.clientId);
   }
 

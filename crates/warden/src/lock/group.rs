@@ -30,6 +30,10 @@ impl<'a> GroupBuilder<'a> {
             members: Vec::new(),
         }
     }
+    /// The handle the group is taken through.
+    pub(super) fn warden(&self) -> &'a Warden {
+        self.options.warden
+    }
     /// Adds `resource` in any [`LockKind`] (`permits` only for [`LockKind::Semaphore`], else 0).
     pub fn member(mut self, resource: impl Into<String>, kind: LockKind, permits: u32) -> Self {
         self.members.push((resource.into(), kind, permits));

@@ -19,7 +19,6 @@ use crate::validate::MAX_GROUP_MEMBERS;
 #[must_use = "a PathBuilder does nothing until acquire() is awaited"]
 pub struct PathBuilder<'a> {
     group: GroupBuilder<'a>,
-    warden: &'a Warden,
     path: String,
     separator: char,
     shared: bool,
@@ -75,8 +74,9 @@ impl<'a> PathBuilder<'a> {
 
     /// The group this path lock is: intentions on the ancestors, the lock on the path.
     fn build(self) -> Result<GroupBuilder<'a>> {
-        if !self.warden.backend.capabilities().intentions {
-            return Err(self.warden.backend.unsupported("path locks (intention kinds)"));
+        let backend = &self.group.warden().backend;
+        if !backend.capabilities().intentions {
+            return Err(backend.unsupported("path locks (intention kinds)"));
         }
         let members = path_members(&self.path, self.separator, self.shared)?;
         Ok(members
@@ -159,7 +159,6 @@ impl Warden {
     pub fn path(&self, path: impl Into<String>) -> PathBuilder<'_> {
         PathBuilder {
             group: GroupBuilder::new(self),
-            warden: self,
             path: path.into(),
             separator: '/',
             shared: false,
