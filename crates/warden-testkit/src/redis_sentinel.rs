@@ -24,6 +24,20 @@ impl Sentinel {
     /// Starts a sentinel watching the primary on `primary_port` (quorum 2; down after `down_after`). With
     /// `tls` (the directory of a TLS node's CA, certificate and key), it speaks TLS only, to clients and nodes.
     pub fn start(primary_port: u16, down_after: Duration, tls: Option<&Path>) -> Self {
+        // A sentinel that exits before it monitors lost its free port to another process started meanwhile:
+        // it starts again on another.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match Self::try_start(primary_port, down_after, tls) {
+                Ok(s) => return s,
+                Err(mpsc::RecvTimeoutError::Disconnected) if attempt < 3 => continue,
+                Err(e) => panic!("the sentinel did not start within 10 s: {e:?}"),
+            }
+        }
+    }
+
+    fn try_start(primary_port: u16, down_after: Duration, tls: Option<&Path>) -> Result<Self, mpsc::RecvTimeoutError> {
         let dir = tempfile::tempdir().expect("a temp dir for the sentinel");
         let port = crate::free_port().expect("a free port for the sentinel");
         let conf = dir.path().join("sentinel.conf");
@@ -66,13 +80,16 @@ impl Sentinel {
                 }
             }
         });
-        rx.recv_timeout(Duration::from_secs(10))
-            .expect("the sentinel did not start within 10 s");
-        Sentinel {
+        if let Err(e) = rx.recv_timeout(Duration::from_secs(10)) {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(e);
+        }
+        Ok(Sentinel {
             child: Some(child),
             port,
             _dir: dir,
-        }
+        })
     }
 
     /// The port it listens on.
