@@ -178,21 +178,24 @@ impl Record {
     }
 }
 
-/// A queue's entries in queue order, split into holders (with their fence) and waiters: the first exclusive
-/// entry alone, the shared entries before the first exclusive one, or a semaphore's first entries, one per
-/// permit.
+/// A queue's entries in queue order, split into holders (with their fence) and waiters, as the backends that
+/// keep such queues grant: an entry holds when nothing ahead of it is of a kind it is incompatible with (a
+/// semaphore's, when fewer entries than permits are ahead of it).
 pub(crate) fn split(entries: impl IntoIterator<Item = (Record, u64)>) -> (Vec<(Record, u64)>, Vec<Record>) {
     let mut holders = Vec::new();
     let mut queue = Vec::new();
-    let mut blocked = false;
+    let mut ahead: Vec<LockKind> = Vec::new();
     for (rec, fence) in entries {
-        let exclusive = rec.kind().is_exclusive();
-        let full = rec.kind() == LockKind::Semaphore && holders.len() >= crate::types::stored_permits(&rec.k) as usize;
-        if !blocked && !full && (holders.is_empty() || !exclusive) {
-            blocked = exclusive;
+        let kind = rec.kind();
+        let holds = if kind == LockKind::Semaphore {
+            ahead.len() < crate::types::stored_permits(&rec.k) as usize
+        } else {
+            ahead.iter().all(|k| kind.compatible_with(*k))
+        };
+        ahead.push(kind);
+        if holds {
             holders.push((rec, fence));
         } else {
-            blocked = true;
             queue.push(rec);
         }
     }
@@ -294,6 +297,7 @@ mod tests {
             Duration::from_secs(1),
         );
         let mut rec = Record::new(&req, None);
+        let rec_base = rec.clone();
         rec.mr = Some(1);
         let (next, granted) = rec.renewed(None).expect("one renewal allowed");
         assert_eq!((next.n, granted), (1, Duration::from_secs(1)));
@@ -303,5 +307,23 @@ mod tests {
         let (holders, queue) = split([(rec.clone(), 1), (rec.clone(), 2), (x, 3), (rec, 4)]);
         assert_eq!(holders.iter().map(|h| h.1).collect::<Vec<_>>(), [1, 2]);
         assert_eq!(queue.len(), 2);
+        // Intentions: IX and IS hold together; S waits behind the IX; the IS behind that S holds too.
+        let of = |k: &str| Record {
+            k: k.into(),
+            ..rec_base.clone()
+        };
+        let entries = [
+            (of("intent-exclusive"), 1),
+            (of("intent-shared"), 2),
+            (of("shared"), 3),
+            (of("intent-shared"), 4),
+            (of("exclusive"), 5),
+        ];
+        let (holders, queue) = split(entries);
+        assert_eq!(holders.iter().map(|h| h.1).collect::<Vec<_>>(), [1, 2, 4]);
+        assert_eq!(
+            queue.iter().map(|r| r.k.as_str()).collect::<Vec<_>>(),
+            ["shared", "exclusive"]
+        );
     }
 }

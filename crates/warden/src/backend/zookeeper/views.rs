@@ -82,13 +82,16 @@ impl ZkBackend {
         Ok(ResourceInfo {
             holders: holders.into_iter().map(|(rec, fence)| rec.lease_info(fence)).collect(),
             foreign_holder: false,
+            // A try's node (no waiter id) goes again as soon as its try has read the queue: not a waiter.
             queue: queue
                 .into_iter()
-                .map(|rec| QueueEntry {
-                    waiter_id: rec.w.clone().unwrap_or_else(|| crate::lease_handle(&rec.i)),
-                    client_id: rec.c.clone(),
-                    kind: rec.kind(),
-                    ttl: Duration::from_millis(rec.t),
+                .filter_map(|rec| {
+                    Some(QueueEntry {
+                        kind: rec.kind(),
+                        ttl: Duration::from_millis(rec.t),
+                        client_id: rec.c,
+                        waiter_id: rec.w?,
+                    })
                 })
                 .collect(),
         })
