@@ -1,4 +1,4 @@
-//! The conformance harness over etcd: one member, or three.
+//! The conformance harness over etcd: one member, or three; recording grants or not.
 
 use crate::etcd_server::EtcdCluster;
 use crate::harness::{Counter, Harness};
@@ -21,8 +21,17 @@ impl EtcdHarness {
 
     /// `n` members.
     pub fn with_members(n: usize) -> Self {
+        Self::start(n, "")
+    }
+
+    /// One member, recording grants (`conditions=on`: conditional acquires offered).
+    pub fn recording() -> Self {
+        Self::start(1, "&conditions=on")
+    }
+
+    fn start(n: usize, options: &str) -> Self {
         let cluster = EtcdCluster::start(n);
-        let url = format!("{}?timeout_ms=500", cluster.url());
+        let url = format!("{}?timeout_ms=500{options}", cluster.url());
         EtcdHarness {
             cluster: Mutex::new(cluster),
             url,

@@ -82,14 +82,20 @@ impl Condition {
     /// `now_us` (µs since the Unix epoch on the backend's clock). For backends whose fencing tokens are at least
     /// the grant's time in µs (every backend that seeds them from its clock), so a token is a grant's latest time.
     pub(crate) fn check(&self, resource: &str, last: Option<u64>, now_us: u64) -> crate::Result<()> {
+        self.check_record(resource, last.map(|l| (l, l)), now_us)
+    }
+
+    /// [`Condition::check`] for a backend that records the last grant's token and time apart (µs since the
+    /// Unix epoch): `last` is `(token, granted at)`.
+    pub(crate) fn check_record(&self, resource: &str, last: Option<(u64, u64)>, now_us: u64) -> crate::Result<()> {
         let why = match (self, last) {
-            (Condition::FencingToken(t), Some(l)) if l == *t => return Ok(()),
-            (Condition::FencingToken(_), Some(l)) => format!("its last fencing token is {l}"),
+            (Condition::FencingToken(t), Some((l, _))) if l == *t => return Ok(()),
+            (Condition::FencingToken(_), Some((l, _))) => format!("its last fencing token is {l}"),
             (Condition::FencingToken(_), None) => {
                 "its last fencing token is no longer known (it has been idle longer than the backend keeps it)".into()
             }
             (Condition::NotGrantedWithin(_), None) => return Ok(()),
-            (Condition::NotGrantedWithin(d), Some(l)) => {
+            (Condition::NotGrantedWithin(d), Some((_, l))) => {
                 let ago = now_us.saturating_sub(l);
                 if ago >= d.as_micros() as u64 {
                     return Ok(());

@@ -123,6 +123,14 @@ impl Keys {
         ];
         Some(kinds.map(|k| self.member(hash, k, lock_id)))
     }
+    /// A resource's grant record (see [`super::records`]).
+    pub fn grant(&self, hash: &str) -> String {
+        format!("{}g/{hash}", self.prefix)
+    }
+    /// Whether the store records grants for conditional acquires.
+    pub fn conditions_setting(&self) -> String {
+        format!("{}settings/conditions", self.prefix)
+    }
     /// The cluster-wide counters.
     pub fn stats(&self) -> String {
         format!("{}stats", self.prefix)

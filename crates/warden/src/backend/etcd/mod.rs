@@ -14,6 +14,7 @@ mod keys;
 mod local;
 mod ops;
 mod options;
+mod records;
 mod session;
 mod tasks;
 mod views;
@@ -35,6 +36,8 @@ pub struct EtcdBackend {
     keys: Keys,
     local: Arc<local::Shared>,
     router: Arc<WakeRouter>,
+    /// Set when the store records grants (conditional acquires offered).
+    records: Option<records::Records>,
     _tasks: tasks::Tasks,
 }
 
@@ -56,6 +59,7 @@ impl EtcdBackend {
             prefix: opts.prefix.clone(),
         };
         let etcd = Etcd::connect(opts).await?;
+        let records = Self::records(&etcd, &keys).await?;
         let local = Arc::new(local::Shared::default());
         let router = Arc::new(WakeRouter::default());
         let tasks = tasks::Tasks::start(etcd.clone(), keys.clone(), local.clone(), router.clone()).await?;
@@ -64,8 +68,23 @@ impl EtcdBackend {
             keys,
             local,
             router,
+            records,
             _tasks: tasks,
         })
+    }
+
+    /// Whether this process records grants: asked to (then the store remembers it for every process that
+    /// connects later), or the store says so.
+    async fn records(etcd: &Arc<Etcd>, keys: &Keys) -> Result<Option<records::Records>> {
+        let setting = keys.conditions_setting();
+        let on = if etcd.opts.conditions {
+            let put = etcd_client::TxnOp::put(setting, "on", None);
+            etcd.txn(etcd_client::Txn::new().and_then([put])).await?;
+            true
+        } else {
+            !etcd.get(setting, None).await?.kvs().is_empty()
+        };
+        Ok(on.then(|| records::Records::new(etcd.clone(), keys.clone(), etcd.opts.retain)))
     }
 
     /// The key prefix under which `resource`'s holders and waiters live (for tools and tests).
@@ -90,7 +109,7 @@ impl crate::backend::Backend for EtcdBackend {
             // Revisions start again from 1 on a cluster rebuilt from nothing.
             fencing_survives_data_loss: false,
             shared_across_processes: true,
-            conditions: false,
+            conditions: self.records.is_some(),
             priorities: false,
             intentions: true,
             remote_wait: false,

@@ -2,6 +2,7 @@
 
 use super::keys::{lock_hash, now_ms, resource_hash, Record};
 use super::local::{Held, Waiting};
+use super::records::Seen;
 use super::EtcdBackend;
 use crate::error::{Error, Result};
 use crate::types::{AcquireRequest, Attempt, Grant, LockKind, Released, Renewal};
@@ -44,6 +45,27 @@ impl EtcdBackend {
         let epoch = self.etcd.session().epoch;
         let hash = resource_hash(&req.resource);
         let key = self.keys.member(&hash, req.kind, &req.lock_id);
+        // A store that records grants: the lease its records hang on, and what a conditional request saw.
+        let recording = match &self.records {
+            Some(r) => Some(r.lease().await?),
+            None => None,
+        };
+        let seen = match (&self.records, &req.condition) {
+            (Some(r), Some(c)) => match r.judge(&req.resource, &hash, c).await {
+                Ok(seen) => Some(seen),
+                Err(e) => {
+                    if let Some(w) = waiter {
+                        // Not granted, and never will be: a key this waiter queued goes (its name is its own).
+                        self.local.with(|l| l.drop_waiter(w));
+                        self.etcd
+                            .txn(Txn::new().and_then([TxnOp::delete(key.clone(), None)]))
+                            .await?;
+                    }
+                    return Err(e);
+                }
+            },
+            _ => None,
+        };
         let record = Record::new(req, waiter);
         let put = TxnOp::put(key.clone(), record.encode(), Some(PutOptions::new().with_lease(lease)));
         let all = self.keys.resource(&hash);
@@ -119,7 +141,12 @@ impl EtcdBackend {
                 if !req.kind.is_exclusive() {
                     when.push(no_semaphore);
                 }
-                Txn::new().when(when).and_then([put]).or_else(queued)
+                let mut grant = vec![put];
+                if let (Some(r), Some(lease)) = (&self.records, recording) {
+                    grant.push(r.put(&hash, 0, lease));
+                    when.extend(seen.map(|s| r.unchanged(&hash, s)));
+                }
+                Txn::new().when(when).and_then(grant).or_else(queued)
             }
         };
         let sent = Instant::now();
@@ -192,13 +219,21 @@ impl EtcdBackend {
         };
         if blocker.is_none() {
             if let (Some(c), Some(w), Some(kv)) = (known, waiter, &mine) {
-                return self.handed(req, w, key, c, kv, record, left).await;
+                return self.handed(req, w, key, c, kv, record, left, seen).await;
             }
             if let Some(kv) = &mine {
-                // Our own key from a first try whose answer was lost, and nothing ahead of it.
+                // Our own key (a semaphore's, a waiter's just queued, or a first try's whose answer was lost),
+                // and nothing ahead of it.
                 let stored = Record::decode(kv.value()).unwrap_or(record);
                 let (c, m) = (kv.create_revision(), kv.mod_revision());
+                if recording.is_some() && !self.record_grant(&hash, &key, c, seen).await? {
+                    return Ok(None);
+                }
                 return Ok(Some(self.written(req, waiter, key, (c, m), stored, sent, left)));
+            }
+            if seen.is_some() && known.is_none() {
+                // Nothing blocks it, yet it was not granted: the record changed since it was judged.
+                return Ok(None);
             }
         }
         if let (None, Some(kv)) = (waiter, &mine) {
@@ -213,6 +248,20 @@ impl EtcdBackend {
         };
         let create_rev = create_rev.unwrap_or(0);
         self.not_granted(req, waiter, key, create_rev, epoch, q).await
+    }
+
+    /// Records the grant of this request's key (created at `create_rev`), if the key is still that one and, for
+    /// a conditional request, the record is as it was judged. False if not.
+    async fn record_grant(&self, hash: &str, key: &str, create_rev: i64, seen: Option<Seen>) -> Result<bool> {
+        let Some(r) = &self.records else {
+            return Ok(true);
+        };
+        let mut when = vec![Compare::create_revision(key, CompareOp::Equal, create_rev)];
+        when.extend(seen.map(|s| r.unchanged(hash, s)));
+        let txn = Txn::new()
+            .when(when)
+            .and_then([r.put(hash, create_rev, r.lease().await?)]);
+        Ok(self.etcd.txn(txn).await?.succeeded())
     }
 
     /// Deletes this request's own key, unless it was made again since (another create revision).
@@ -331,11 +380,13 @@ impl EtcdBackend {
         kv: &KeyValue,
         record: Record,
         session_left: Duration,
+        seen: Option<Seen>,
     ) -> Result<Option<Attempt>> {
         let now = Instant::now();
         let since = self.local.with(|l| l.waiting.get(waiter).map(|w| w.last_blocked));
         let left = since.map_or(Duration::ZERO, |t| (t + req.ttl).saturating_duration_since(now));
-        if left >= req.ttl / 2 {
+        // A store that records grants takes every handed lock with the claim's write, which carries the record.
+        if left >= req.ttl / 2 && self.records.is_none() {
             let mut stored = Record::decode(kv.value()).unwrap_or(record);
             stored.a = now_ms().saturating_sub(crate::backend::queue_record::ms(req.ttl - left));
             stored.w = None;
@@ -350,17 +401,25 @@ impl EtcdBackend {
             return Ok(Some(self.granted(req, Some(waiter), held, left.min(session_left))));
         }
         let (lease, _) = self.etcd.session_left()?;
-        let claim = Txn::new()
-            .when([Compare::create_revision(key.clone(), CompareOp::Equal, create_rev)])
-            .and_then([TxnOp::put(
-                key.clone(),
-                record.encode(),
-                Some(PutOptions::new().with_lease(lease)),
-            )]);
+        let mut when = vec![Compare::create_revision(key.clone(), CompareOp::Equal, create_rev)];
+        let mut then = vec![TxnOp::put(
+            key.clone(),
+            record.encode(),
+            Some(PutOptions::new().with_lease(lease)),
+        )];
+        if let Some(r) = &self.records {
+            let hash = resource_hash(&req.resource);
+            then.push(r.put(&hash, create_rev, r.lease().await?));
+            when.extend(seen.map(|s| r.unchanged(&hash, s)));
+        }
+        let claim = Txn::new().when(when).and_then(then);
         let sent = Instant::now();
         let r = self.etcd.txn(claim).await?;
         if !r.succeeded() {
-            self.local.with(|l| l.drop_waiter(waiter));
+            // The key is gone; or, for a conditional request, maybe the record changed: it is judged again.
+            if seen.is_none() {
+                self.local.with(|l| l.drop_waiter(waiter));
+            }
             return Ok(None);
         }
         let revision = r.header().map_or(0, |h| h.revision());

@@ -23,6 +23,10 @@ pub(crate) struct Options {
     /// TLS to every member: the CA that signed their certificates (`ca=/path/ca.pem`) and, for a cluster that
     /// checks client certificates, this client's certificate and key in one PEM file (`identity=/path/client.pem`).
     pub tls: Option<Tls>,
+    /// Record every grant, so that conditional acquires are offered (`conditions=on`; see `super::records`).
+    pub conditions: bool,
+    /// How long a grant record outlives its grant at least (`retain_ms`, default 60000).
+    pub retain: Duration,
 }
 
 /// Where the TLS files are.
@@ -38,8 +42,8 @@ impl std::fmt::Debug for Options {
     }
 }
 
-const USAGE: &str =
-    "use etcd://host:2379[,host:2379...][/?prefix=warden/&timeout_ms=2000&session_ttl=10s&ca=/path/ca.pem]";
+const USAGE: &str = "use etcd://host:2379[,host:2379...][/?prefix=warden/&timeout_ms=2000&session_ttl=10s\
+                     &conditions=on&retain_ms=60000&ca=/path/ca.pem]";
 
 /// Parses an `etcd://` URL. Errors never repeat the URL (it may hold a password).
 pub(crate) fn parse_url(url: &str) -> Result<Options> {
@@ -91,6 +95,8 @@ pub(crate) fn parse_url(url: &str) -> Result<Options> {
         timeout: Duration::from_millis(2000),
         session_ttl: Duration::from_secs(10),
         tls: None,
+        conditions: false,
+        retain: Duration::from_millis(60_000),
     };
     let (mut ca, mut identity): (Option<String>, Option<String>) = (None, None);
     for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
@@ -107,13 +113,21 @@ pub(crate) fn parse_url(url: &str) -> Result<Options> {
                 }
                 opts.session_ttl = d;
             }
+            "conditions" => {
+                opts.conditions = match &*v {
+                    "on" | "true" => true,
+                    "off" | "false" => false,
+                    _ => return Err(Error::invalid("conditions", "must be on or off")),
+                }
+            }
+            "retain_ms" => opts.retain = Duration::from_millis(ranged("retain_ms", &v, 1000..=86_400_000)?),
             "ca" => ca = Some(v.into_owned()),
             "identity" => identity = Some(v.into_owned()),
             other => {
                 return Err(Error::invalid(
                     "backend",
                     format!(
-                        "unknown etcd option `{}`; known: prefix, timeout_ms, session_ttl, ca, identity",
+                        "unknown etcd option `{}`; known: prefix, timeout_ms, session_ttl, conditions, retain_ms, ca, identity",
                         shown(other)
                     ),
                 ))
@@ -161,6 +175,9 @@ mod tests {
             (o.prefix.as_str(), o.timeout.as_millis(), o.session_ttl.as_secs()),
             ("app/", 300, 5)
         );
+        assert!(!o.conditions);
+        let o = parse_url("etcd://a:1/?conditions=on&retain_ms=5000").expect("parse");
+        assert_eq!((o.conditions, o.retain.as_millis()), (true, 5000));
         let o = parse_url("etcd://me:s%40cret@a:1").expect("parse");
         assert_eq!(o.user, Some(("me".into(), "s@cret".into())));
         assert_eq!(o.address, "etcd://a:1");
@@ -169,6 +186,8 @@ mod tests {
             "etcd://a:1/x",
             "etcd://a:1?x=1",
             "etcd://a:1?session_ttl=500ms",
+            "etcd://a:1?conditions=maybe",
+            "etcd://a:1?retain_ms=5",
             "etcd://:1",
         ] {
             let e = parse_url(bad).expect_err(bad).to_string();
