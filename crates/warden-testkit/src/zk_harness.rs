@@ -1,4 +1,4 @@
-//! The conformance harness over ZooKeeper: one standalone server, or an ensemble of three.
+//! The conformance harness over ZooKeeper: one standalone server, or an ensemble of three; recording grants or not.
 
 use crate::harness::{Counter, Harness};
 use crate::zk_server::ZkEnsemble;
@@ -22,8 +22,17 @@ impl ZkHarness {
 
     /// `n` servers.
     pub fn with_members(n: usize) -> Self {
+        Self::start(n, "")
+    }
+
+    /// One server, recording grants (`conditions=on`: conditional acquires offered).
+    pub fn recording() -> Self {
+        Self::start(1, "&conditions=on")
+    }
+
+    fn start(n: usize, options: &str) -> Self {
         let ensemble = ZkEnsemble::start(n);
-        let url = format!("{}/warden?timeout_ms=500&session_timeout=4s", ensemble.url());
+        let url = format!("{}/warden?timeout_ms=500&session_timeout=4s{options}", ensemble.url());
         ZkHarness {
             ensemble: Mutex::new(ensemble),
             url,

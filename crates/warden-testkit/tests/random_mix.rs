@@ -50,10 +50,10 @@ async fn mariadb_two_thousand_cycles() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcd_two_thousand_cycles() {
-    let _ = check(&warden_testkit::etcd_harness::EtcdHarness::new(), 2_000, 0xe7cd).await;
+    let _ = check(&warden_testkit::etcd_harness::EtcdHarness::recording(), 2_000, 0xe7cd).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zookeeper_two_thousand_cycles() {
-    let _ = check(&warden_testkit::zk_harness::ZkHarness::new(), 2_000, 0x200c).await;
+    let _ = check(&warden_testkit::zk_harness::ZkHarness::recording(), 2_000, 0x200c).await;
 }

@@ -143,8 +143,10 @@ impl EtcdBackend {
                 }
                 let mut grant = vec![put];
                 if let (Some(r), Some(lease)) = (&self.records, recording) {
-                    grant.push(r.put(&hash, 0, lease));
-                    when.extend(seen.map(|s| r.unchanged(&hash, s)));
+                    grant.push(r.put(&hash, 0, None, lease));
+                    if let Some(s) = seen {
+                        when.extend([r.unchanged(&hash, s), r.none_newer(&hash, s)]);
+                    }
                 }
                 Txn::new().when(when).and_then(grant).or_else(queued)
             }
@@ -226,13 +228,19 @@ impl EtcdBackend {
                 // and nothing ahead of it.
                 let stored = Record::decode(kv.value()).unwrap_or(record);
                 let (c, m) = (kv.create_revision(), kv.mod_revision());
-                if recording.is_some() && !self.record_grant(&hash, &key, c, seen).await? {
-                    return Ok(None);
+                if recording.is_some() {
+                    self.none_newer_ahead(req, waiter, &hash, &key, seen, c).await?;
+                    let own = [Compare::create_revision(key.clone(), CompareOp::Equal, c)];
+                    if self.with_record(req, &hash, own, [], c, seen).await?.is_none() {
+                        return Ok(None);
+                    }
                 }
                 return Ok(Some(self.written(req, waiter, key, (c, m), stored, sent, left)));
             }
             if seen.is_some() && known.is_none() {
-                // Nothing blocks it, yet it was not granted: the record changed since it was judged.
+                // Nothing blocks it, yet it was not granted: a holder newer than the record is ahead of it (the
+                // condition fails), or the record changed since it was judged (judged again).
+                self.none_newer_ahead(req, waiter, &hash, &key, seen, 0).await?;
                 return Ok(None);
             }
         }
@@ -250,18 +258,68 @@ impl EtcdBackend {
         self.not_granted(req, waiter, key, create_rev, epoch, q).await
     }
 
-    /// Records the grant of this request's key (created at `create_rev`), if the key is still that one and, for
-    /// a conditional request, the record is as it was judged. False if not.
-    async fn record_grant(&self, hash: &str, key: &str, create_rev: i64, seen: Option<Seen>) -> Result<bool> {
-        let Some(r) = &self.records else {
-            return Ok(true);
+    /// For a conditional request about to be granted (its key made at `mine`, or not made yet: 0): fails with
+    /// the condition's error, after deleting its key, if a key newer than the record is ahead of it.
+    async fn none_newer_ahead(
+        &self,
+        req: &AcquireRequest,
+        waiter: Option<&str>,
+        hash: &str,
+        key: &str,
+        seen: Option<Seen>,
+        mine: i64,
+    ) -> Result<()> {
+        let (Some(r), Some(c), Some(s)) = (&self.records, &req.condition, seen) else {
+            return Ok(());
         };
-        let mut when = vec![Compare::create_revision(key, CompareOp::Equal, create_rev)];
-        when.extend(seen.map(|s| r.unchanged(hash, s)));
-        let txn = Txn::new()
-            .when(when)
-            .and_then([r.put(hash, create_rev, r.lease().await?)]);
-        Ok(self.etcd.txn(txn).await?.succeeded())
+        if let Err(e) = r.newer_ahead(&req.resource, hash, c, s, mine).await {
+            if let Some(w) = waiter {
+                self.local.with(|l| l.drop_waiter(w));
+            }
+            self.etcd.txn(Txn::new().and_then([TxnOp::delete(key, None)])).await?;
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Commits this grant's own writes (`then`, under `when`) with the record of a grant of `create_rev`: the
+    /// record as a conditional request judged it (`seen`), or, for a kind whose holders are not granted in
+    /// token order, as read just before (so that it keeps the newest token), or whatever it was. `None` if
+    /// the grant's own compares failed, or the record is no longer as judged.
+    async fn with_record(
+        &self,
+        req: &AcquireRequest,
+        hash: &str,
+        when: impl IntoIterator<Item = Compare>,
+        then: impl IntoIterator<Item = TxnOp>,
+        create_rev: i64,
+        seen: Option<Seen>,
+    ) -> Result<Option<TxnResponse>> {
+        let (when, then): (Vec<Compare>, Vec<TxnOp>) = (when.into_iter().collect(), then.into_iter().collect());
+        let Some(r) = &self.records else {
+            let r = self.etcd.txn(Txn::new().when(when).and_then(then)).await?;
+            return Ok(r.succeeded().then_some(r));
+        };
+        let newest_wins = !req.kind.is_exclusive();
+        for _ in 0..4 {
+            let base = match seen {
+                Some(s) => Some(s),
+                None if newest_wins => Some(r.current(hash).await?),
+                None => None,
+            };
+            let mut w = when.clone();
+            w.extend(base.map(|s| r.unchanged(hash, s)));
+            let mut t = then.clone();
+            t.push(r.put(hash, create_rev, base, r.lease().await?));
+            let resp = self.etcd.txn(Txn::new().when(w).and_then(t)).await?;
+            if resp.succeeded() {
+                return Ok(Some(resp));
+            }
+            if seen.is_some() || !newest_wins {
+                return Ok(None);
+            }
+        }
+        Ok(None)
     }
 
     /// Deletes this request's own key, unless it was made again since (another create revision).
@@ -401,27 +459,23 @@ impl EtcdBackend {
             return Ok(Some(self.granted(req, Some(waiter), held, left.min(session_left))));
         }
         let (lease, _) = self.etcd.session_left()?;
-        let mut when = vec![Compare::create_revision(key.clone(), CompareOp::Equal, create_rev)];
-        let mut then = vec![TxnOp::put(
+        let hash = resource_hash(&req.resource);
+        self.none_newer_ahead(req, Some(waiter), &hash, &key, seen, create_rev)
+            .await?;
+        let when = [Compare::create_revision(key.clone(), CompareOp::Equal, create_rev)];
+        let then = [TxnOp::put(
             key.clone(),
             record.encode(),
             Some(PutOptions::new().with_lease(lease)),
         )];
-        if let Some(r) = &self.records {
-            let hash = resource_hash(&req.resource);
-            then.push(r.put(&hash, create_rev, r.lease().await?));
-            when.extend(seen.map(|s| r.unchanged(&hash, s)));
-        }
-        let claim = Txn::new().when(when).and_then(then);
         let sent = Instant::now();
-        let r = self.etcd.txn(claim).await?;
-        if !r.succeeded() {
+        let Some(r) = self.with_record(req, &hash, when, then, create_rev, seen).await? else {
             // The key is gone; or, for a conditional request, maybe the record changed: it is judged again.
             if seen.is_none() {
                 self.local.with(|l| l.drop_waiter(waiter));
             }
             return Ok(None);
-        }
+        };
         let revision = r.header().map_or(0, |h| h.revision());
         let attempt = self.written(
             req,

@@ -32,9 +32,13 @@ struct Value {
     a: u64,
 }
 
-/// What a conditional request saw: the record's mod revision (0: none), to be found unchanged by the grant.
+/// The record as read: its mod revision (0: none), to be found unchanged by the grant that writes it, and the
+/// last token it names (0: none).
 #[derive(Debug, Clone, Copy)]
-pub(super) struct Seen(i64);
+pub(super) struct Seen {
+    rev: i64,
+    pub last: i64,
+}
 
 pub(super) struct Records {
     etcd: Arc<Etcd>,
@@ -53,14 +57,14 @@ impl Records {
         }
     }
 
-    fn current(&self) -> Option<(i64, Instant)> {
+    fn current_lease(&self) -> Option<(i64, Instant)> {
         self.lease.lock().map_or(None, |l| *l)
     }
 
     /// The lease a record written now hangs on: granted at most `retain` ago, with a ttl of twice that.
     pub async fn lease(&self) -> Result<i64> {
         let now = Instant::now();
-        if let Some((id, _)) = self.current().filter(|(_, at)| now < *at + self.retain) {
+        if let Some((id, _)) = self.current_lease().filter(|(_, at)| now < *at + self.retain) {
             return Ok(id);
         }
         let ttl = (2 * self.retain).as_secs() as i64 + 1;
@@ -74,8 +78,14 @@ impl Records {
         Ok(r.id())
     }
 
-    /// Puts the record of a grant of `fence` (0: the revision of the transaction this put is part of).
-    pub fn put(&self, hash: &str, fence: i64, lease: i64) -> TxnOp {
+    /// Puts the record of a grant of `fence` (0: the revision of the transaction this put is part of), or of
+    /// the token the record named when read (`seen`), if newer: shared and semaphore holders are not granted
+    /// in token order, and the record keeps the newest.
+    pub fn put(&self, hash: &str, fence: i64, seen: Option<Seen>, lease: i64) -> TxnOp {
+        let fence = match seen {
+            Some(s) if fence > 0 => fence.max(s.last),
+            _ => fence,
+        };
         let v = Value {
             f: fence.max(0) as u64,
             a: now_ms(),
@@ -86,7 +96,55 @@ impl Records {
 
     /// The compare a conditional grant makes: the record as `seen`.
     pub fn unchanged(&self, hash: &str, seen: Seen) -> Compare {
-        Compare::mod_revision(self.keys.grant(hash), CompareOp::Equal, seen.0)
+        Compare::mod_revision(self.keys.grant(hash), CompareOp::Equal, seen.rev)
+    }
+
+    /// Reads the resource's record.
+    pub async fn current(&self, hash: &str) -> Result<Seen> {
+        let r = self.etcd.get(self.keys.grant(hash), None).await?;
+        Ok(r.kvs().first().map_or(Seen { rev: 0, last: 0 }, |kv| {
+            let v: Value = serde_json::from_slice(kv.value()).unwrap_or_default();
+            let last = if v.f == 0 { kv.mod_revision() } else { v.f as i64 };
+            Seen {
+                rev: kv.mod_revision(),
+                last,
+            }
+        }))
+    }
+
+    /// The compare a conditional grant that writes its key makes: no key of the resource is newer than the
+    /// record's token (a shared or semaphore holder granted since, its claim not written yet).
+    pub fn none_newer(&self, hash: &str, seen: Seen) -> Compare {
+        let (start, end) = (self.keys.resource(hash), format!("{}l/{hash}0", self.keys.prefix));
+        Compare::create_revision(start, CompareOp::Less, seen.last + 1).with_range(end)
+    }
+
+    /// At a conditional grant of the key made at `mine` (or of a key not made yet): whether a key of the
+    /// resource newer than the record's token is ahead of it; such a holder counts as granted just now.
+    pub async fn newer_ahead(
+        &self,
+        resource: &str,
+        hash: &str,
+        condition: &Condition,
+        seen: Seen,
+        mine: i64,
+    ) -> Result<()> {
+        let end = format!("{}l/{hash}0", self.keys.prefix);
+        let mut o = etcd_client::GetOptions::new()
+            .with_range(end)
+            .with_min_create_revision(seen.last + 1)
+            .with_sort(etcd_client::SortTarget::Create, etcd_client::SortOrder::Descend)
+            .with_limit(1)
+            .with_keys_only();
+        if mine > 0 {
+            o = o.with_max_create_revision(mine - 1);
+        }
+        let r = self.etcd.get(self.keys.resource(hash), Some(o)).await?;
+        if let Some(kv) = r.kvs().first() {
+            let now = now_ms() * 1000;
+            condition.check_record(resource, Some((kv.create_revision() as u64, now)), now)?;
+        }
+        Ok(())
     }
 
     /// Reads the resource's record and judges `condition` by it (and the retention period).
@@ -95,11 +153,14 @@ impl Records {
         let r = self.etcd.get(self.keys.grant(hash), None).await?;
         let Some(kv) = r.kvs().first() else {
             condition.check_record(resource, None, now_ms() * 1000)?;
-            return Ok(Seen(0));
+            return Ok(Seen { rev: 0, last: 0 });
         };
         let v: Value = serde_json::from_slice(kv.value()).unwrap_or_default();
         let fence = if v.f == 0 { kv.mod_revision() as u64 } else { v.f };
         condition.check_record(resource, Some((fence, v.a * 1000)), now_ms() * 1000)?;
-        Ok(Seen(kv.mod_revision()))
+        Ok(Seen {
+            rev: kv.mod_revision(),
+            last: fence as i64,
+        })
     }
 }

@@ -16,6 +16,7 @@ mod local;
 mod names;
 mod ops;
 mod options;
+mod records;
 mod session;
 mod tasks;
 mod views;
@@ -35,7 +36,10 @@ pub struct ZkBackend {
     zk: Arc<Zk>,
     local: Arc<local::Shared>,
     router: Arc<WakeRouter>,
+    /// Set when the ensemble records grants (conditional acquires offered).
+    records: Option<records::Records>,
     _tasks: tasks::Tasks,
+    _forget: Option<tasks::Abort>,
 }
 
 impl std::fmt::Debug for ZkBackend {
@@ -53,14 +57,43 @@ impl ZkBackend {
     pub async fn connect(url: &str) -> Result<Self> {
         let opts = options::parse_url(url)?;
         let zk = Zk::connect(opts).await?;
+        let records = Self::records(&zk).await?;
+        let forget = records
+            .as_ref()
+            .map(|r| tasks::Abort(tokio::spawn(records::forget(Arc::downgrade(&zk), r.retain))));
         let local = Arc::new(local::Shared::default());
         let tasks = tasks::Tasks::start(zk.clone(), local.clone());
         Ok(ZkBackend {
             zk,
             local,
             router: Arc::new(WakeRouter::default()),
+            records,
             _tasks: tasks,
+            _forget: forget,
         })
+    }
+
+    /// Whether this process records grants: asked to (then the ensemble remembers it for every process that
+    /// connects later), or the ensemble says so.
+    async fn records(zk: &Arc<Zk>) -> Result<Option<records::Records>> {
+        let opts = &zookeeper_client::CreateMode::Persistent.with_acls(zk.acls());
+        let on = if zk.opts.conditions {
+            for p in [records::SETTINGS, records::SETTING, names::GRANTS] {
+                zk.run(|c| async move {
+                    match c.create(p, b"on", opts).await {
+                        Ok(_) | Err(zookeeper_client::Error::NodeExists) => Ok(()),
+                        Err(e) => Err(e),
+                    }
+                })
+                .await?;
+            }
+            true
+        } else {
+            zk.run(|c| async move { c.check_stat(records::SETTING).await })
+                .await?
+                .is_some()
+        };
+        Ok(on.then(|| records::Records::new(zk.clone(), zk.opts.retain)))
     }
 
     /// The directory (under the chroot) holding `resource`'s holders and waiters (for tools and tests).
@@ -85,7 +118,7 @@ impl crate::backend::Backend for ZkBackend {
             // Transaction ids start again on an ensemble rebuilt from nothing.
             fencing_survives_data_loss: false,
             shared_across_processes: true,
-            conditions: false,
+            conditions: self.records.is_some(),
             priorities: false,
             intentions: true,
             remote_wait: false,

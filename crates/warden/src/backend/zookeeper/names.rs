@@ -42,6 +42,8 @@ pub(crate) const LOCKS: &str = "/l";
 pub(crate) const STATS: &str = "/stats";
 /// Grants per resource.
 pub(crate) const COUNTS: &str = "/counts";
+/// Each resource's last grant, when the ensemble records grants.
+pub(crate) const GRANTS: &str = "/g";
 
 /// The directory of one resource.
 pub(crate) fn dir(hash: &str) -> String {

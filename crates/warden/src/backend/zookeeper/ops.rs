@@ -6,6 +6,7 @@
 
 use super::local::{Held, Waiting};
 use super::names::{blocker, dir, lock_hash, sem_blocker, stem, tag, Entry};
+use super::records::{Judged, Written};
 use super::session::ZkResult;
 use super::ZkBackend;
 use crate::backend::queue_record::{ms, now_ms, resource_hash, Record};
@@ -14,7 +15,7 @@ use crate::types::{AcquireRequest, Attempt, Grant, LockKind};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
-use zookeeper_client::{Client, CreateMode, Error as Z};
+use zookeeper_client::{Client, CreateMode, Error as Z, MultiWriteResult};
 
 /// A request's node as this attempt knows it.
 struct Node {
@@ -43,7 +44,22 @@ impl ZkBackend {
     async fn attempt_once(&self, req: &AcquireRequest, waiter: Option<&str>) -> Result<Option<Attempt>> {
         let left = self.zk.session_left()?;
         let epoch = self.zk.epoch();
-        let dir = dir(&resource_hash(&req.resource));
+        let hash = resource_hash(&req.resource);
+        let dir = dir(&hash);
+        // A conditional request on an ensemble that records grants: judged by the record, granted only by a
+        // multi that finds it as judged.
+        let seen = match (&self.records, &req.condition) {
+            (Some(r), Some(c)) => match r.judge(&req.resource, &hash, c).await {
+                Ok(seen) => Some(seen),
+                Err(e) => {
+                    if let Some(w) = waiter {
+                        self.leave(w).await?;
+                    }
+                    return Err(e);
+                }
+            },
+            _ => None,
+        };
         let known = waiter.and_then(|w| {
             self.local.with(|l| {
                 l.waiting
@@ -65,9 +81,10 @@ impl ZkBackend {
         let sent = Instant::now();
         // Known to be at the head (see `Local::free`): no read. Its node could be gone only if someone deleted
         // it behind this process's back (a revoke); its guard then learns so at its first renewal, the claim.
-        let free = known.is_some() && waiter.is_some_and(|w| self.local.with(|l| l.free.remove(w)));
+        // (A conditional request reads the queue anyway: what holds ahead of it counts.)
+        let free = seen.is_none() && known.is_some() && waiter.is_some_and(|w| self.local.with(|l| l.free.remove(w)));
         let (node, children) = match known {
-            Some(node) if free => return self.handed(req, waiter, node, left).await,
+            Some(node) if free => return self.handed(req, waiter, node, left, seen).await,
             Some(node) => {
                 let d = &dir;
                 let children = self.zk.run(|c| async move { c.list_children(d).await }).await?;
@@ -104,7 +121,34 @@ impl ZkBackend {
             blocker(&queue, req.kind, node.seq, &mine)
         };
         let Some(ahead) = blocking else {
+            if let (Some(r), Some(c), Some(judged)) = (&self.records, &req.condition, seen) {
+                let newest = self.newest_ahead(&dir, &queue, node.seq, &mine).await?;
+                if let Err(e) = r.newer_ahead(&req.resource, c, judged, newest) {
+                    let p = &node.path;
+                    self.zk.run(|c| async move { gone_ok(c.delete(p, None).await) }).await?;
+                    if let Some(w) = waiter {
+                        self.local.with(|l| l.drop_waiter(w));
+                    }
+                    return Err(e);
+                }
+            }
             if node.created {
+                if let Some(r) = &self.records {
+                    let p = &node.path;
+                    if !matches!(
+                        r.write(&hash, node.fence, seen, !req.kind.is_exclusive(), 1, |m| m
+                            .add_check_version(p, -1))
+                            .await?,
+                        Written::Yes(_)
+                    ) {
+                        // Its node is gone, or the record moved since it was judged: judged again, from the back.
+                        self.zk.run(|c| async move { gone_ok(c.delete(p, None).await) }).await?;
+                        if let Some(w) = waiter {
+                            self.local.with(|l| l.drop_waiter(w));
+                        }
+                        return Ok(None);
+                    }
+                }
                 let held = Held {
                     path: node.path,
                     fence: node.fence,
@@ -114,7 +158,7 @@ impl ZkBackend {
                 };
                 return Ok(Some(self.granted(req, waiter, held, req.ttl.min(left))));
             }
-            return self.handed(req, waiter, node, left).await;
+            return self.handed(req, waiter, node, left, seen).await;
         };
         // A semaphore's waiter may go when any node ahead of it goes: it watches the directory's children.
         let ahead = if sem {
@@ -176,6 +220,31 @@ impl ZkBackend {
         Ok((node, children))
     }
 
+    /// The newest fencing token (czxid) among the entries ahead of `seq` that are not this request's (0: none).
+    async fn newest_ahead(&self, dir: &str, queue: &[Entry], seq: i64, mine: &str) -> Result<i64> {
+        let paths: Vec<String> = queue
+            .iter()
+            .filter(|e| e.seq < seq && e.tag != mine)
+            .map(|e| format!("{dir}/{}", e.name))
+            .collect();
+        if paths.is_empty() {
+            return Ok(0);
+        }
+        let paths = &paths;
+        self.zk
+            .run(|c| async move {
+                let stats = futures::future::join_all(paths.iter().map(|p| c.check_stat(p))).await;
+                let mut newest = 0;
+                for s in stats {
+                    if let Some(stat) = s? {
+                        newest = newest.max(stat.czxid);
+                    }
+                }
+                Ok(newest)
+            })
+            .await
+    }
+
     /// Nodes of this very request from creates whose answer was lost: deleted in the background.
     fn drop_orphans(&self, dir: &str, queue: &[Entry], tag: &str, seq: i64) {
         let orphans: Vec<String> = queue
@@ -221,13 +290,15 @@ impl ZkBackend {
         waiter: Option<&str>,
         node: Node,
         session_left: Duration,
+        seen: Option<Judged>,
     ) -> Result<Option<Attempt>> {
         let now = Instant::now();
         let since = waiter.and_then(|w| self.local.with(|l| l.waiting.get(w).map(|w| w.last_blocked)));
         let left = since.map_or(Duration::ZERO, |t| (t + req.ttl).saturating_duration_since(now));
         let mut record = node.record;
         record.w = None;
-        if left >= req.ttl / 2 {
+        // An ensemble that records grants takes every handed lock with the claim's write, which carries the record.
+        if left >= req.ttl / 2 && self.records.is_none() {
             record.a = now_ms().saturating_sub(ms(req.ttl - left));
             record.h = true;
             let held = Held {
@@ -242,16 +313,39 @@ impl ZkBackend {
         record.a = now_ms();
         let (data, p) = (&record.encode(), &node.path);
         let sent = Instant::now();
-        let set = self
-            .zk
-            .run(|c| async move {
-                match c.set_data(p, data, Some(0)).await {
-                    Ok(stat) => Ok(Some(stat)),
-                    Err(Z::NoNode | Z::BadVersion) => Ok(None),
-                    Err(e) => Err(e),
+        let set = match &self.records {
+            Some(r) => {
+                let hash = resource_hash(&req.resource);
+                match r
+                    .write(&hash, node.fence, seen, !req.kind.is_exclusive(), 1, |m| {
+                        m.add_set_data(p, data, Some(0))
+                    })
+                    .await?
+                {
+                    Written::Yes(done) => done.into_iter().find_map(|w| match w {
+                        MultiWriteResult::SetData { stat } => Some(stat),
+                        _ => None,
+                    }),
+                    Written::Lost => None,
+                    Written::Moved => {
+                        // The record moved since it was judged: this waiter leaves, and is judged again.
+                        self.zk.run(|c| async move { gone_ok(c.delete(p, None).await) }).await?;
+                        None
+                    }
                 }
-            })
-            .await?;
+            }
+            None => {
+                self.zk
+                    .run(|c| async move {
+                        match c.set_data(p, data, Some(0)).await {
+                            Ok(stat) => Ok(Some(stat)),
+                            Err(Z::NoNode | Z::BadVersion) => Ok(None),
+                            Err(e) => Err(e),
+                        }
+                    })
+                    .await?
+            }
+        };
         let Some(stat) = set else {
             if let Some(w) = waiter {
                 self.local.with(|l| l.drop_waiter(w));

@@ -21,6 +21,10 @@ pub(crate) struct Options {
     /// 2..20 ticks): a process that dies or loses the ensemble loses its holders and waiters at most this long
     /// after.
     pub session_timeout: Duration,
+    /// Record every grant, so that conditional acquires are offered (`conditions=on`; see `super::records`).
+    pub conditions: bool,
+    /// How long a grant record outlives its grant at least (`retain_ms`, default 60000).
+    pub retain: Duration,
 }
 
 impl std::fmt::Debug for Options {
@@ -29,7 +33,8 @@ impl std::fmt::Debug for Options {
     }
 }
 
-const USAGE: &str = "use zk://host:2181[,host:2181...][/chroot][?timeout_ms=2000&session_timeout=10s]";
+const USAGE: &str =
+    "use zk://host:2181[,host:2181...][/chroot][?timeout_ms=2000&session_timeout=10s&conditions=on&retain_ms=60000]";
 
 /// Parses a `zk://` URL. Errors never repeat the URL (it may hold a password).
 pub(crate) fn parse_url(url: &str) -> Result<Options> {
@@ -79,6 +84,8 @@ pub(crate) fn parse_url(url: &str) -> Result<Options> {
         digest,
         timeout: Duration::from_millis(2000),
         session_timeout: Duration::from_secs(10),
+        conditions: false,
+        retain: Duration::from_millis(60_000),
     };
     for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
         match &*k {
@@ -91,11 +98,19 @@ pub(crate) fn parse_url(url: &str) -> Result<Options> {
                 }
                 opts.session_timeout = d;
             }
+            "conditions" => {
+                opts.conditions = match &*v {
+                    "on" | "true" => true,
+                    "off" | "false" => false,
+                    _ => return Err(Error::invalid("conditions", "must be on or off")),
+                }
+            }
+            "retain_ms" => opts.retain = Duration::from_millis(ranged("retain_ms", &v, 1000..=86_400_000)?),
             other => {
                 return Err(Error::invalid(
                     "backend",
                     format!(
-                        "unknown ZooKeeper option `{}`; known: timeout_ms, session_timeout",
+                        "unknown ZooKeeper option `{}`; known: timeout_ms, session_timeout, conditions, retain_ms",
                         shown(other)
                     ),
                 ))
