@@ -15,7 +15,9 @@ use super::keys::{now_ms, Keys};
 use super::session::Etcd;
 use crate::condition::Condition;
 use crate::error::Result;
+use crate::types::AcquireRequest;
 use etcd_client::{Compare, CompareOp, PutOptions, TxnOp};
+use etcd_client::{Txn, TxnResponse};
 use serde::{Deserialize, Serialize};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -162,5 +164,71 @@ impl Records {
             rev: kv.mod_revision(),
             last: fence as i64,
         })
+    }
+}
+
+impl super::EtcdBackend {
+    /// For a conditional request about to be granted (its key made at `mine`, or not made yet: 0): fails with
+    /// the condition's error, after deleting its key, if a key newer than the record is ahead of it.
+    pub(super) async fn none_newer_ahead(
+        &self,
+        req: &AcquireRequest,
+        waiter: Option<&str>,
+        hash: &str,
+        key: &str,
+        seen: Option<Seen>,
+        mine: i64,
+    ) -> Result<()> {
+        let (Some(r), Some(c), Some(s)) = (&self.records, &req.condition, seen) else {
+            return Ok(());
+        };
+        if let Err(e) = r.newer_ahead(&req.resource, hash, c, s, mine).await {
+            if let Some(w) = waiter {
+                self.local.with(|l| l.drop_waiter(w));
+            }
+            self.etcd.txn(Txn::new().and_then([TxnOp::delete(key, None)])).await?;
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Commits this grant's own writes (`then`, under `when`) with the record of a grant of `create_rev`: the
+    /// record as a conditional request judged it (`seen`), or, for a kind whose holders are not granted in
+    /// token order, as read just before (so that it keeps the newest token), or whatever it was. `None` if
+    /// the grant's own compares failed, or the record is no longer as judged.
+    pub(super) async fn with_record(
+        &self,
+        req: &AcquireRequest,
+        hash: &str,
+        when: impl IntoIterator<Item = Compare>,
+        then: impl IntoIterator<Item = TxnOp>,
+        create_rev: i64,
+        seen: Option<Seen>,
+    ) -> Result<Option<TxnResponse>> {
+        let (when, then): (Vec<Compare>, Vec<TxnOp>) = (when.into_iter().collect(), then.into_iter().collect());
+        let Some(r) = &self.records else {
+            let r = self.etcd.txn(Txn::new().when(when).and_then(then)).await?;
+            return Ok(r.succeeded().then_some(r));
+        };
+        let newest_wins = !req.kind.is_exclusive();
+        for _ in 0..4 {
+            let base = match seen {
+                Some(s) => Some(s),
+                None if newest_wins => Some(r.current(hash).await?),
+                None => None,
+            };
+            let mut w = when.clone();
+            w.extend(base.map(|s| r.unchanged(hash, s)));
+            let mut t = then.clone();
+            t.push(r.put(hash, create_rev, base, r.lease().await?));
+            let resp = self.etcd.txn(Txn::new().when(w).and_then(t)).await?;
+            if resp.succeeded() {
+                return Ok(Some(resp));
+            }
+            if seen.is_some() || !newest_wins {
+                return Ok(None);
+            }
+        }
+        Ok(None)
     }
 }

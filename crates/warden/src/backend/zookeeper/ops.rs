@@ -220,31 +220,6 @@ impl ZkBackend {
         Ok((node, children))
     }
 
-    /// The newest fencing token (czxid) among the entries ahead of `seq` that are not this request's (0: none).
-    async fn newest_ahead(&self, dir: &str, queue: &[Entry], seq: i64, mine: &str) -> Result<i64> {
-        let paths: Vec<String> = queue
-            .iter()
-            .filter(|e| e.seq < seq && e.tag != mine)
-            .map(|e| format!("{dir}/{}", e.name))
-            .collect();
-        if paths.is_empty() {
-            return Ok(0);
-        }
-        let paths = &paths;
-        self.zk
-            .run(|c| async move {
-                let stats = futures::future::join_all(paths.iter().map(|p| c.check_stat(p))).await;
-                let mut newest = 0;
-                for s in stats {
-                    if let Some(stat) = s? {
-                        newest = newest.max(stat.czxid);
-                    }
-                }
-                Ok(newest)
-            })
-            .await
-    }
-
     /// Nodes of this very request from creates whose answer was lost: deleted in the background.
     fn drop_orphans(&self, dir: &str, queue: &[Entry], tag: &str, seq: i64) {
         let orphans: Vec<String> = queue

@@ -8,7 +8,7 @@
 //! `conditions=on` creates `/settings/conditions`, and every process that connects later records too. Records
 //! older than the retention period are deleted by a background pass of each recording process.
 
-use super::names::GRANTS;
+use super::names::{Entry, GRANTS};
 use super::session::Zk;
 use crate::backend::queue_record::now_ms;
 use crate::condition::Condition;
@@ -219,4 +219,31 @@ async fn forget_once(zk: &Zk, retain: Duration) -> Result<()> {
             .await;
     }
     Ok(())
+}
+
+impl super::ZkBackend {
+    /// The newest fencing token (czxid) among the entries ahead of `seq` that are not this request's (0: none).
+    pub(super) async fn newest_ahead(&self, dir: &str, queue: &[Entry], seq: i64, mine: &str) -> Result<i64> {
+        let paths: Vec<String> = queue
+            .iter()
+            .filter(|e| e.seq < seq && e.tag != mine)
+            .map(|e| format!("{dir}/{}", e.name))
+            .collect();
+        if paths.is_empty() {
+            return Ok(0);
+        }
+        let paths = &paths;
+        self.zk
+            .run(|c| async move {
+                let stats = futures::future::join_all(paths.iter().map(|p| c.check_stat(p))).await;
+                let mut newest = 0;
+                for s in stats {
+                    if let Some(stat) = s? {
+                        newest = newest.max(stat.czxid);
+                    }
+                }
+                Ok(newest)
+            })
+            .await
+    }
 }
