@@ -245,3 +245,45 @@ pub async fn condition_atomic(h: &dyn Harness) {
         assert_eq!(won, 1, "round {round}: exactly one conditional acquire may win");
     }
 }
+
+/// For a backend whose conditions are a setting of the store (`conditions=on` in the URL): off by default; a
+/// process that connects later without asking follows the store, and a grant made by the recording process is
+/// what the later one's condition sees. `h` runs the backend in its default mode.
+pub async fn conditions_setting(h: &dyn Harness, url: &str) {
+    let before = h.client().await;
+    assert!(!before.capabilities().conditions, "off by default");
+    let r = before.lock("r").if_fencing_token(1).try_acquire().await;
+    assert!(matches!(r, Err(Error::Unsupported { .. })), "{r:?}");
+    let on = warden::Warden::connect(&format!("{url}&conditions=on"))
+        .await
+        .expect("connect recording");
+    assert!(on.capabilities().conditions);
+    let later = h.client().await;
+    assert!(later.capabilities().conditions, "a later process follows the store");
+    let mut g = on.lock("r").try_acquire().await.expect("try").expect("free");
+    let t = g.fencing_token();
+    g.release().await.expect("release");
+    let mut again = later
+        .lock("r")
+        .if_fencing_token(t)
+        .try_acquire()
+        .await
+        .expect("resume")
+        .expect("t is the last token");
+    again.release().await.expect("release");
+    condition_failed(
+        later.lock("r").if_fencing_token(t).try_acquire().await,
+        "granted since t",
+    );
+    let r = warden::Warden::connect(&format!("{url}&conditions=maybe")).await;
+    assert!(
+        matches!(
+            r,
+            Err(Error::InvalidArgument {
+                field: "conditions",
+                ..
+            })
+        ),
+        "{r:?}"
+    );
+}

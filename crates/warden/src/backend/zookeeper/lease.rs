@@ -58,17 +58,7 @@ impl ZkBackend {
             .ok_or_else(not_found)?;
         let path = format!("{dir}/{}", entry.name);
         let p = &path;
-        let (data, stat) = self
-            .zk
-            .run(|c| async move {
-                match c.get_data(p).await {
-                    Ok(d) => Ok(Some(d)),
-                    Err(Z::NoNode) => Ok(None),
-                    Err(e) => Err(e),
-                }
-            })
-            .await?
-            .ok_or_else(not_found)?;
+        let (data, stat) = self.zk.data(p).await?.ok_or_else(not_found)?;
         let record = Record::decode(&data).filter(|r| r.i == lock_id).ok_or_else(not_found)?;
         Ok(Held {
             path,

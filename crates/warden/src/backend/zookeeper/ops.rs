@@ -381,16 +381,7 @@ impl ZkBackend {
         let mut retry_in = None;
         if let Some(h) = head.filter(|h| *h != node.path) {
             let p = &h;
-            let found = self
-                .zk
-                .run(|c| async move {
-                    match c.get_data(p).await {
-                        Ok(d) => Ok(Some(d)),
-                        Err(Z::NoNode) => Ok(None),
-                        Err(e) => Err(e),
-                    }
-                })
-                .await?;
+            let found = self.zk.data(p).await?;
             let Some((data, stat)) = found else {
                 // Gone since the list: the queue moved on, and a waiter hears of it from its watch.
                 return Ok(Some(Attempt::NotGranted {

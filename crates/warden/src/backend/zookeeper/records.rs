@@ -73,16 +73,7 @@ impl Records {
     pub async fn judge(&self, resource: &str, hash: &str, condition: &Condition) -> Result<Judged> {
         condition.within_retention(self.retain)?;
         let p = &path(hash);
-        let found = self
-            .zk
-            .run(|c| async move {
-                match c.get_data(p).await {
-                    Ok(d) => Ok(Some(d)),
-                    Err(Z::NoNode) => Ok(None),
-                    Err(e) => Err(e),
-                }
-            })
-            .await?;
+        let found = self.zk.data(p).await?;
         let now_us = now_ms() * 1000;
         let Some((data, stat)) = found else {
             condition.check_record(resource, None, now_us)?;

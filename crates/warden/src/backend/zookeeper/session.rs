@@ -162,6 +162,18 @@ impl Zk {
         Ok(self.run_counted(f).await?.0)
     }
 
+    /// A node's data and stat through [`Zk::run`], or `None` if it is gone.
+    pub async fn data(&self, path: &str) -> Result<Option<(Vec<u8>, zookeeper_client::Stat)>> {
+        self.run(|c| async move {
+            match c.get_data(path).await {
+                Ok(d) => Ok(Some(d)),
+                Err(zookeeper_client::Error::NoNode) => Ok(None),
+                Err(e) => Err(e),
+            }
+        })
+        .await
+    }
+
     fn epoch_of(&self, client: &Client) -> u64 {
         if client.session_id() == self.client().session_id() {
             self.epoch()
