@@ -275,6 +275,27 @@ pub async fn conditions_setting(h: &dyn Harness, url: &str) {
         later.lock("r").if_fencing_token(t).try_acquire().await,
         "granted since t",
     );
+    // A record is forgotten once older than the process's retention period (`retain_ms`, here 1 s): the token
+    // no longer known, and a window within the period passes. What is tested here is time itself.
+    let short = warden::Warden::connect(&format!("{url}&retain_ms=1000"))
+        .await
+        .expect("connect with a short retention");
+    let mut g = short.lock("kept").try_acquire().await.expect("try").expect("free");
+    let (t, granted) = (g.fencing_token(), Instant::now());
+    g.release().await.expect("release");
+    tokio::time::sleep_until(granted + ms(1100)).await;
+    condition_failed(
+        short.lock("kept").if_fencing_token(t).try_acquire().await,
+        "a token older than the retention period",
+    );
+    let mut g = short
+        .lock("kept")
+        .if_not_granted_within(ms(900))
+        .try_acquire()
+        .await
+        .expect("window")
+        .expect("no grant remembered within the window");
+    g.release().await.expect("release");
     let r = warden::Warden::connect(&format!("{url}&conditions=maybe")).await;
     assert!(
         matches!(

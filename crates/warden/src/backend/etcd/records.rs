@@ -159,7 +159,9 @@ impl Records {
         };
         let v: Value = serde_json::from_slice(kv.value()).unwrap_or_default();
         let fence = if v.f == 0 { kv.mod_revision() as u64 } else { v.f };
-        condition.check_record(resource, Some((fence, v.a * 1000)), now_ms() * 1000)?;
+        // Older than the retention period: forgotten, though its lease may keep it a while longer.
+        let last = (v.a + self.retain.as_millis() as u64 > now_ms()).then_some((fence, v.a * 1000));
+        condition.check_record(resource, last, now_ms() * 1000)?;
         Ok(Seen {
             rev: kv.mod_revision(),
             last: fence as i64,

@@ -88,7 +88,7 @@ impl Records {
         condition.check_record(resource, last, now_us)?;
         Ok(Judged {
             seen: Seen::Version(stat.version),
-            last: last.map_or(0, |(f, _)| f as i64),
+            last: v.f as i64,
         })
     }
 
