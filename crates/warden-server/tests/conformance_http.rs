@@ -73,10 +73,10 @@ impl HttpHarness {
         Self::over(Box::new(MysqlHarness::new()), true).await
     }
     async fn etcd() -> Self {
-        Self::over(Box::new(EtcdHarness::new()), true).await
+        Self::over(Box::new(EtcdHarness::recording()), true).await
     }
     async fn zookeeper() -> Self {
-        Self::over(Box::new(ZkHarness::new()), true).await
+        Self::over(Box::new(ZkHarness::recording()), true).await
     }
 }
 
