@@ -143,7 +143,7 @@ impl EtcdBackend {
                 }
                 let mut grant = vec![put];
                 if let (Some(r), Some(lease)) = (&self.records, recording) {
-                    grant.push(r.put(&hash, 0, None, lease));
+                    grant.push(r.put_made(&hash, lease));
                     if let Some(s) = seen {
                         when.extend([r.unchanged(&hash, s), r.none_newer(&hash, s)]);
                     }
@@ -231,7 +231,11 @@ impl EtcdBackend {
                 if recording.is_some() {
                     self.none_newer_ahead(req, waiter, &hash, &key, seen, c).await?;
                     let own = [Compare::create_revision(key.clone(), CompareOp::Equal, c)];
-                    if self.with_record(req, &hash, own, [], c, seen).await?.is_none() {
+                    if self.with_record(&hash, own, [], c, seen).await?.is_none() {
+                        if waiter.is_none() {
+                            // A try's key goes with the try (its name may serve this process's next lock id).
+                            self.delete_unchanged(&key, c).await?;
+                        }
                         return Ok(None);
                     }
                 }
@@ -405,7 +409,7 @@ impl EtcdBackend {
             Some(PutOptions::new().with_lease(lease)),
         )];
         let sent = Instant::now();
-        let Some(r) = self.with_record(req, &hash, when, then, create_rev, seen).await? else {
+        let Some(r) = self.with_record(&hash, when, then, create_rev, seen).await? else {
             // The key is gone; or, for a conditional request, maybe the record changed: it is judged again.
             if seen.is_none() {
                 self.local.with(|l| l.drop_waiter(waiter));

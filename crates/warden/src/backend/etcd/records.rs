@@ -18,20 +18,27 @@ use crate::error::Result;
 use crate::types::AcquireRequest;
 use etcd_client::{Compare, CompareOp, PutOptions, TxnOp};
 use etcd_client::{Txn, TxnResponse};
-use serde::{Deserialize, Serialize};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// The record's value.
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct Value {
-    /// The last fencing token; 0: the record's own mod revision (written by the very transaction that made the
-    /// key, whose create revision is the token).
-    #[serde(default)]
-    f: u64,
-    /// When it was granted, ms since the epoch on the writing process's clock (etcd has none).
-    a: u64,
+/// The record's value: `{token, 20 digits}|{granted at}` for a grant of a key made earlier, or `~|{granted at}`
+/// for one granted by the very transaction that made its key (the token is then the record's own mod revision).
+/// The fixed-width token lets a compare of values tell whose token is newer; `~` sorts after every digit. The
+/// time is ms since the epoch on the writing process's clock (etcd has none).
+fn value(fence: Option<i64>) -> String {
+    match fence {
+        Some(f) => format!("{:020}|{}", f.max(0), now_ms()),
+        None => format!("~|{}", now_ms()),
+    }
+}
+
+/// A record's token and time.
+fn parse(kv: &etcd_client::KeyValue) -> (u64, u64) {
+    let text = String::from_utf8_lossy(kv.value());
+    let (f, a) = text.split_once('|').unwrap_or(("~", "0"));
+    let fence = f.parse().unwrap_or(kv.mod_revision().max(0) as u64);
+    (fence, a.parse().unwrap_or(0))
 }
 
 /// The record as read: its mod revision (0: none), to be found unchanged by the grant that writes it, and the
@@ -80,38 +87,38 @@ impl Records {
         Ok(r.id())
     }
 
-    /// Puts the record of a grant of `fence` (0: the revision of the transaction this put is part of), or of
-    /// the token the record named when read (`seen`), if newer: shared and semaphore holders are not granted
-    /// in token order, and the record keeps the newest.
-    pub fn put(&self, hash: &str, fence: i64, seen: Option<Seen>, lease: i64) -> TxnOp {
-        let fence = match seen {
-            Some(s) if fence > 0 => fence.max(s.last),
-            _ => fence,
-        };
-        let v = Value {
-            f: fence.max(0) as u64,
-            a: now_ms(),
-        };
-        let bytes = serde_json::to_vec(&v).unwrap_or_default();
-        TxnOp::put(self.keys.grant(hash), bytes, Some(PutOptions::new().with_lease(lease)))
+    /// Puts the record of a grant by the transaction this put is part of, which made the grant's key.
+    pub fn put_made(&self, hash: &str, lease: i64) -> TxnOp {
+        TxnOp::put(
+            self.keys.grant(hash),
+            value(None),
+            Some(PutOptions::new().with_lease(lease)),
+        )
+    }
+
+    /// Records a grant of the key made at `fence`, in the transaction that claims it. A conditional grant
+    /// (`seen`) writes the newer of its token and the one it judged (its transaction finds the record as
+    /// judged). Any other writes only if the record names an older token: shared and semaphore holders are not
+    /// granted in token order, and the record keeps the newest (no read: a record written before the key was
+    /// made is older, and a later one names its token in its value).
+    pub fn put_claimed(&self, hash: &str, fence: i64, seen: Option<Seen>, lease: i64) -> TxnOp {
+        let key = self.keys.grant(hash);
+        let put = |f: i64| TxnOp::put(key.clone(), value(Some(f)), Some(PutOptions::new().with_lease(lease)));
+        if let Some(s) = seen {
+            return put(fence.max(s.last));
+        }
+        let older_value = Compare::value(key.clone(), CompareOp::Less, format!("{fence:020}"));
+        TxnOp::txn(
+            Txn::new()
+                .when([Compare::mod_revision(key.clone(), CompareOp::Less, fence)])
+                .and_then([put(fence)])
+                .or_else([TxnOp::txn(Txn::new().when([older_value]).and_then([put(fence)]))]),
+        )
     }
 
     /// The compare a conditional grant makes: the record as `seen`.
     pub fn unchanged(&self, hash: &str, seen: Seen) -> Compare {
         Compare::mod_revision(self.keys.grant(hash), CompareOp::Equal, seen.rev)
-    }
-
-    /// Reads the resource's record.
-    pub async fn current(&self, hash: &str) -> Result<Seen> {
-        let r = self.etcd.get(self.keys.grant(hash), None).await?;
-        Ok(r.kvs().first().map_or(Seen { rev: 0, last: 0 }, |kv| {
-            let v: Value = serde_json::from_slice(kv.value()).unwrap_or_default();
-            let last = if v.f == 0 { kv.mod_revision() } else { v.f as i64 };
-            Seen {
-                rev: kv.mod_revision(),
-                last,
-            }
-        }))
     }
 
     /// The compare a conditional grant that writes its key makes: no key of the resource is newer than the
@@ -157,10 +164,9 @@ impl Records {
             condition.check_record(resource, None, now_ms() * 1000)?;
             return Ok(Seen { rev: 0, last: 0 });
         };
-        let v: Value = serde_json::from_slice(kv.value()).unwrap_or_default();
-        let fence = if v.f == 0 { kv.mod_revision() as u64 } else { v.f };
+        let (fence, at) = parse(kv);
         // Older than the retention period: forgotten, though its lease may keep it a while longer.
-        let last = (v.a + self.retain.as_millis() as u64 > now_ms()).then_some((fence, v.a * 1000));
+        let last = (at + self.retain.as_millis() as u64 > now_ms()).then_some((fence, at * 1000));
         condition.check_record(resource, last, now_ms() * 1000)?;
         Ok(Seen {
             rev: kv.mod_revision(),
@@ -194,43 +200,24 @@ impl super::EtcdBackend {
         Ok(())
     }
 
-    /// Commits this grant's own writes (`then`, under `when`) with the record of a grant of `create_rev`: the
-    /// record as a conditional request judged it (`seen`), or, for a kind whose holders are not granted in
-    /// token order, as read just before (so that it keeps the newest token), or whatever it was. `None` if
-    /// the grant's own compares failed, or the record is no longer as judged.
+    /// Commits this grant's own writes (`then`, under `when`) with the record of a grant of `create_rev` (see
+    /// [`Records::put_claimed`]), in one transaction. `None` if the grant's own compares failed, or the record
+    /// is no longer as a conditional request judged it (`seen`).
     pub(super) async fn with_record(
         &self,
-        req: &AcquireRequest,
         hash: &str,
         when: impl IntoIterator<Item = Compare>,
         then: impl IntoIterator<Item = TxnOp>,
         create_rev: i64,
         seen: Option<Seen>,
     ) -> Result<Option<TxnResponse>> {
-        let (when, then): (Vec<Compare>, Vec<TxnOp>) = (when.into_iter().collect(), then.into_iter().collect());
-        let Some(r) = &self.records else {
-            let r = self.etcd.txn(Txn::new().when(when).and_then(then)).await?;
-            return Ok(r.succeeded().then_some(r));
-        };
-        let newest_wins = !req.kind.is_exclusive();
-        for _ in 0..4 {
-            let base = match seen {
-                Some(s) => Some(s),
-                None if newest_wins => Some(r.current(hash).await?),
-                None => None,
-            };
-            let mut w = when.clone();
-            w.extend(base.map(|s| r.unchanged(hash, s)));
-            let mut t = then.clone();
-            t.push(r.put(hash, create_rev, base, r.lease().await?));
-            let resp = self.etcd.txn(Txn::new().when(w).and_then(t)).await?;
-            if resp.succeeded() {
-                return Ok(Some(resp));
-            }
-            if seen.is_some() || !newest_wins {
-                return Ok(None);
-            }
+        let mut when: Vec<Compare> = when.into_iter().collect();
+        let mut then: Vec<TxnOp> = then.into_iter().collect();
+        if let Some(r) = &self.records {
+            when.extend(seen.map(|s| r.unchanged(hash, s)));
+            then.push(r.put_claimed(hash, create_rev, seen, r.lease().await?));
         }
-        Ok(None)
+        let resp = self.etcd.txn(Txn::new().when(when).and_then(then)).await?;
+        Ok(resp.succeeded().then_some(resp))
     }
 }
