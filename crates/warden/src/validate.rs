@@ -160,6 +160,18 @@ pub(crate) fn url_number(name: &'static str, v: &str, range: std::ops::RangeIncl
         .ok_or_else(|| Error::invalid(name, format!("must be {}..={}, got `{v}`", range.start(), range.end())))
 }
 
+/// A switch option of a backend URL (`conditions=on`, `tls=true`): on, true or 1; off, false or 0.
+pub(crate) fn url_switch(name: &'static str, v: &str) -> Result<bool> {
+    match v {
+        "on" | "true" | "1" => Ok(true),
+        "off" | "false" | "0" => Ok(false),
+        _ => Err(Error::invalid(
+            name,
+            format!("must be on or off (true or false), got `{v}`"),
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

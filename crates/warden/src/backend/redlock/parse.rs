@@ -29,13 +29,7 @@ pub(super) fn parse_url(url: &str) -> Result<(Vec<(String, String)>, Duration)> 
             }
             "prefix" | "retain_ms" | "sweep_ms" | "inflight" => pass_on.push(pair.to_string()),
             // TLS to every node (rediss://), checked against the system's roots or the CA file of `ca`.
-            "tls" => {
-                tls = match v {
-                    "true" | "1" => true,
-                    "false" | "0" => false,
-                    _ => return Err(Error::invalid("tls", "must be true or false")),
-                }
-            }
+            "tls" => tls = crate::validate::url_switch("tls", v)?,
             "ca" => {
                 tls = true;
                 pass_on.push(pair.to_string());

@@ -98,13 +98,7 @@ pub(crate) fn parse_url(url: &str) -> Result<Options> {
                 }
                 opts.session_timeout = d;
             }
-            "conditions" => {
-                opts.conditions = match &*v {
-                    "on" | "true" => true,
-                    "off" | "false" => false,
-                    _ => return Err(Error::invalid("conditions", "must be on or off")),
-                }
-            }
+            "conditions" => opts.conditions = crate::validate::url_switch("conditions", &v)?,
             "retain_ms" => opts.retain = Duration::from_millis(ranged("retain_ms", &v, 1000..=86_400_000)?),
             other => {
                 return Err(Error::invalid(
