@@ -18,6 +18,9 @@ pub(crate) struct Held {
     pub record: Record,
     /// When this process deletes it unless renewed (its ttl after the write that granted or renewed it).
     pub deadline: Instant,
+    /// A release was sent and its outcome is unknown (no answer within the timeout): if the key is gone when
+    /// the caller tries again, that release is taken to have done it.
+    pub release_sent: bool,
 }
 
 /// A waiter of this process with its key in a queue.

@@ -303,6 +303,7 @@ impl EtcdBackend {
             mod_rev,
             record,
             deadline: Instant::now().max(sent) + req.ttl,
+            release_sent: false,
         };
         self.granted(req, waiter, held, req.ttl.min(session_left))
     }
@@ -395,6 +396,7 @@ impl EtcdBackend {
                 mod_rev: kv.mod_revision(),
                 record: stored,
                 deadline: now + left,
+                release_sent: false,
             };
             return Ok(Some(self.granted(req, Some(waiter), held, left.min(session_left))));
         }
@@ -478,6 +480,7 @@ impl EtcdBackend {
             mod_rev: kv.mod_revision(),
             record,
             deadline: Instant::now(),
+            release_sent: false,
         })
     }
 
@@ -496,10 +499,13 @@ impl EtcdBackend {
                 lock_id: lock_id.to_string(),
             });
         }
-        let had = self.local.with(|l| l.held.get(lock_id).map(|h| h.record.clone()));
-        // A delete that was repeated on another member after a try with no answer may have been applied by
-        // that try: then the key being gone is this release's own doing.
-        let mut maybe_done: Option<Record> = None;
+        let (had, sent) = self.local.with(|l| match l.held.get(lock_id) {
+            Some(h) => (Some(h.record.clone()), h.release_sent),
+            None => (None, false),
+        });
+        // A delete that was repeated on another member after a try with no answer, or an earlier release that
+        // failed with no answer, may have been applied: then the key being gone is this release's own doing.
+        let mut maybe_done: Option<Record> = if sent { had.clone() } else { None };
         for _ in 0..3 {
             let h = match (self.current(lock_id).await, &had, &maybe_done) {
                 (Err(Error::NotFound { .. }), _, Some(rec)) => {
@@ -514,7 +520,17 @@ impl EtcdBackend {
             let txn = Txn::new()
                 .when([Compare::mod_revision(h.key.clone(), CompareOp::Equal, h.mod_rev)])
                 .and_then([TxnOp::delete(h.key.clone(), None)]);
-            let (r, repeated) = self.etcd.txn_counted(txn).await?;
+            let (r, repeated) = match self.etcd.txn_counted(txn).await {
+                Ok(answer) => answer,
+                Err(e) => {
+                    self.local.with(|l| {
+                        if let Some(h) = l.held.get_mut(lock_id) {
+                            h.release_sent = true;
+                        }
+                    });
+                    return Err(e);
+                }
+            };
             self.local.with(|l| l.held.remove(lock_id));
             if repeated && !r.succeeded() {
                 maybe_done = Some(h.record.clone());
@@ -586,6 +602,7 @@ impl EtcdBackend {
                         mod_rev,
                         record: next,
                         deadline: sent + granted,
+                        release_sent: false,
                     },
                 )
             });

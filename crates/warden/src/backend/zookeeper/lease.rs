@@ -66,13 +66,19 @@ impl ZkBackend {
             version: stat.version,
             record,
             deadline: Instant::now(),
+            release_sent: false,
         })
     }
 
     pub(super) async fn release_now(&self, lock_id: &str, client: Option<&str>) -> Result<Released> {
-        let had = self.local.with(|l| l.held.get(lock_id).map(|h| h.record.clone()));
+        let (had, sent) = self.local.with(|l| match l.held.get(lock_id) {
+            Some(h) => (Some(h.record.clone()), h.release_sent),
+            None => (None, false),
+        });
         for _ in 0..3 {
             let h = match (self.current(lock_id).await, &had) {
+                // An earlier release of this lease got no answer: it may have been applied.
+                (Err(Error::NotFound { .. }), Some(rec)) if sent => return Ok(released(rec)),
                 // This process held it and it is gone: it expired or was taken away.
                 (Err(Error::NotFound { .. }), Some(rec)) => return Err(rec.lost()),
                 (r, _) => r?,
@@ -88,9 +94,14 @@ impl ZkBackend {
             if done {
                 self.deleted_here(&h.path);
             }
+            let answered = r.is_ok();
             self.local.with(|l| {
                 l.releasing.remove(&h.path);
-                l.held.remove(lock_id)
+                if answered {
+                    l.held.remove(lock_id);
+                } else if let Some(h) = l.held.get_mut(lock_id) {
+                    h.release_sent = true;
+                }
             });
             let (r, repeated) = r?;
             match r {
@@ -174,6 +185,7 @@ impl ZkBackend {
                         version: stat.version,
                         record: next,
                         deadline: sent + granted,
+                        release_sent: false,
                     },
                 )
             });

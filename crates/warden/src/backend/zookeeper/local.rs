@@ -20,6 +20,9 @@ pub(crate) struct Held {
     pub record: Record,
     /// When this process deletes it unless renewed.
     pub deadline: Instant,
+    /// A release was sent and its outcome is unknown (no answer within the timeout): if the node is gone when
+    /// the caller tries again, that release is taken to have done it.
+    pub release_sent: bool,
 }
 
 /// A waiter of this process with its node in a queue.
@@ -231,6 +234,7 @@ mod tests {
             version: 0,
             record: record.clone(),
             deadline: Instant::now(),
+            release_sent: false,
         };
         l.held.insert("a".into(), held("/l/h/xa-0"));
         l.held.insert("b".into(), held("/l/h/xb-0"));

@@ -155,6 +155,7 @@ impl ZkBackend {
                     version: 0,
                     record: node.record,
                     deadline: Instant::now().max(sent) + req.ttl,
+                    release_sent: false,
                 };
                 return Ok(Some(self.granted(req, waiter, held, req.ttl.min(left))));
             }
@@ -282,6 +283,7 @@ impl ZkBackend {
                 version: 0,
                 record,
                 deadline: now + left,
+                release_sent: false,
             };
             return Ok(Some(self.granted(req, waiter, held, left.min(session_left))));
         }
@@ -333,6 +335,7 @@ impl ZkBackend {
             version: stat.version,
             record,
             deadline: sent + req.ttl,
+            release_sent: false,
         };
         Ok(Some(self.granted(req, waiter, held, req.ttl.min(session_left))))
     }
