@@ -59,6 +59,8 @@ pub(crate) struct Local {
     pub releasing: HashSet<String>,
     /// Nodes with a watch of this process on them.
     pub watched: HashSet<String>,
+    /// The children versions behind the watches on semaphores' directories.
+    pub dirs: super::dir_watch::DirWatches,
     /// Heads of queues seen by this process: (path, mzxid) → first seen.
     pub heads: HashMap<(String, i64), Instant>,
     /// (directory, name stem) of creates whose answer was lost: the node may exist, unknown to anyone.
@@ -112,6 +114,7 @@ impl Local {
     /// an exclusive lease of its own, they are at the head now.
     pub fn deleted(&mut self, path: &str, gone: bool) -> Vec<String> {
         self.watched.remove(path);
+        self.dirs.ended(path);
         self.heads.retain(|(p, _), _| p != path);
         let ids = self.behind.remove(path).unwrap_or_default();
         for id in &ids {

@@ -11,6 +11,7 @@
 //! the head of a queue unchanged for its ttl may delete it too (the same clock-rate assumption as every
 //! lease). See the README's guarantees table.
 
+mod dir_watch;
 mod lease;
 mod local;
 mod names;

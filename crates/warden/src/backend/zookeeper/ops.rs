@@ -15,7 +15,7 @@ use crate::types::{AcquireRequest, Attempt, Grant, LockKind};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
-use zookeeper_client::{Client, CreateMode, Error as Z, MultiWriteResult};
+use zookeeper_client::{Client, CreateMode, Error as Z, MultiWriteResult, Stat};
 
 /// A request's node as this attempt knows it.
 struct Node {
@@ -83,11 +83,11 @@ impl ZkBackend {
         // it behind this process's back (a revoke); its guard then learns so at its first renewal, the claim.
         // (A conditional request reads the queue anyway: what holds ahead of it counts.)
         let free = seen.is_none() && known.is_some() && waiter.is_some_and(|w| self.local.with(|l| l.free.remove(w)));
-        let (node, children) = match known {
+        let (node, (children, listed)) = match known {
             Some(node) if free => return self.handed(req, waiter, node, left, seen).await,
             Some(node) => {
                 let d = &dir;
-                let children = self.zk.run(|c| async move { c.list_children(d).await }).await?;
+                let children = self.zk.run(|c| async move { c.get_children(d).await }).await?;
                 (node, children)
             }
             None => self.create(req, waiter, &dir).await?,
@@ -173,11 +173,17 @@ impl ZkBackend {
             let p = &node.path;
             self.zk.run(|c| async move { gone_ok(c.delete(p, None).await) }).await?;
         }
-        self.blocked(req, waiter, node, epoch, ahead, head, sent).await
+        self.blocked(req, waiter, node, epoch, ahead, head, (sent, listed.cversion))
+            .await
     }
 
     /// Creates this request's node and lists the queue behind it, in one round trip.
-    async fn create(&self, req: &AcquireRequest, waiter: Option<&str>, dir: &str) -> Result<(Node, Vec<String>)> {
+    async fn create(
+        &self,
+        req: &AcquireRequest,
+        waiter: Option<&str>,
+        dir: &str,
+    ) -> Result<(Node, (Vec<String>, Stat))> {
         let record = Record::new(req, waiter);
         let data = record.encode();
         let prefix = format!("{dir}/{}", stem(req.kind, req.permits, &req.lock_id));
@@ -189,7 +195,7 @@ impl ZkBackend {
             .run(|c: Client| async move {
                 for _ in 0..3 {
                     let create = c.create(prefix, data, opts);
-                    let list = c.list_children(dir);
+                    let list = c.get_children(dir);
                     match futures::join!(create, list) {
                         (Ok((stat, seq)), Ok(children)) => return Ok((stat, seq, children)),
                         (Err(Z::NoNode), _) => match c.create(dir, b"", dir_opts).await {
@@ -351,11 +357,11 @@ impl ZkBackend {
         epoch: u64,
         ahead: String,
         head: Option<String>,
-        sent: Instant,
+        (sent, listed): (Instant, i32),
     ) -> Result<Option<Attempt>> {
         let now = Instant::now();
         if let Some(w) = waiter {
-            let watch = self.local.with(|l| {
+            let (watch, missed) = self.local.with(|l| {
                 let entry = l.waiting.entry(w.to_string()).or_insert_with(|| Waiting {
                     path: node.path.clone(),
                     seq: node.seq,
@@ -369,8 +375,13 @@ impl ZkBackend {
                 });
                 entry.deadline = now + req.waiter_lease;
                 entry.last_blocked = sent;
-                l.wait_behind(w, Some(ahead.clone()))
+                let watch = l.wait_behind(w, Some(ahead.clone()));
+                // A directory's watch may have been set after a change this read did not see.
+                (watch, ahead.ends_with('/') && l.dirs.seen(&ahead, listed))
             });
+            if missed {
+                self.router.wake([w]);
+            }
             if watch {
                 tokio::spawn(super::tasks::watch(
                     Arc::downgrade(&self.zk),

@@ -98,12 +98,15 @@ async fn watch_children(zk: Weak<Zk>, local: Arc<Shared>, router: Arc<WakeRouter
     };
     let d = &dir;
     let set = zk
-        .run(|c| async move { c.get_and_watch_children(d).await.map(|(_, _, w)| w) })
+        .run(|c| async move { c.get_and_watch_children(d).await.map(|(_, stat, w)| (stat, w)) })
         .await;
     drop(zk);
     match set {
-        Ok(w) => {
-            w.changed().await;
+        Ok((stat, w)) => {
+            // Set after a change a waiter behind it did not see: they look again now.
+            if !local.with(|l| l.dirs.set(&key, stat.cversion)) {
+                w.changed().await;
+            }
         }
         Err(e) => tracing::debug!(error = %e, "ZooKeeper children watch not set"),
     }
