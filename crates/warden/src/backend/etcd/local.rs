@@ -4,7 +4,7 @@
 
 use super::keys::Record;
 pub(crate) use crate::backend::queue_record::Counts;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Mutex;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -51,6 +51,11 @@ pub(crate) struct Local {
     pub counts: Counts,
     /// Key names in use by this process, per resource hash: slot → the lock id that has it.
     pub slots: HashMap<String, std::collections::BTreeMap<u32, String>>,
+    /// Keys of exclusive leases this process is releasing right now.
+    pub releasing: HashSet<String>,
+    /// Waiters known to be at the head of their queue: the exclusive lease just ahead of them was released by
+    /// this process, and nothing can come ahead of a holder. Their next attempt needs no read.
+    pub free: HashSet<String>,
 }
 
 /// Deletions remembered to close the race between a waiter's read and its registration behind a key.
@@ -65,6 +70,7 @@ impl Local {
         let Some(w) = self.waiting.get_mut(id) else {
             return false;
         };
+        self.free.remove(id);
         let old = std::mem::replace(&mut w.behind, key.clone());
         if let Some(old) = old {
             self.unlink(&old, id);
@@ -90,6 +96,7 @@ impl Local {
 
     /// Forgets a waiter.
     pub fn drop_waiter(&mut self, id: &str) -> Option<Waiting> {
+        self.free.remove(id);
         let w = self.waiting.remove(id)?;
         if let Some(k) = &w.behind {
             self.unlink(k, id);
@@ -97,7 +104,8 @@ impl Local {
         Some(w)
     }
 
-    /// A key was deleted at `rev`: the waiters behind it, to wake.
+    /// A key was deleted at `rev`: the waiters behind it, to wake. If this process was releasing it as an
+    /// exclusive lease of its own, they are at the head now (a semaphore's waiters, behind the resource, are not).
     pub fn deleted(&mut self, key: &str, rev: i64) -> Vec<String> {
         self.deleted.push_back((key.to_string(), rev));
         if self.deleted.len() > DELETIONS_KEPT {
@@ -105,6 +113,14 @@ impl Local {
         }
         self.heads.retain(|(k, _), _| k != key);
         let mut ids = self.behind.remove(key).unwrap_or_default();
+        for id in &ids {
+            if let Some(w) = self.waiting.get_mut(id) {
+                w.behind = None;
+            }
+        }
+        if self.releasing.contains(key) {
+            self.free.extend(ids.iter().cloned());
+        }
         // The waiters of the key's resource as a whole (`{prefix}l/{hash}/`): a semaphore's.
         if let Some(resource) = key.rsplitn(3, '/').nth(2) {
             ids.extend(self.behind.remove(&format!("{resource}/")).unwrap_or_default());
@@ -190,5 +206,50 @@ impl Shared {
             Ok(mut g) => f(&mut g),
             Err(p) => f(&mut p.into_inner()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn waiter(l: &mut Local, id: &str, behind: &str) {
+        l.waiting.insert(
+            id.into(),
+            Waiting {
+                key: format!("w/l/h/x/{id}"),
+                lock_id: format!("lock-{id}"),
+                create_rev: 10,
+                behind: None,
+                deadline: Instant::now(),
+                session_epoch: 1,
+                last_blocked: Instant::now(),
+            },
+        );
+        assert!(!l.wait_behind(id, Some(behind.into()), 10), "not deleted yet");
+    }
+
+    #[test]
+    fn only_an_own_release_of_an_exclusive_lease_skips_the_next_read() {
+        let mut l = Local::default();
+        waiter(&mut l, "w1", "w/l/h/x/a");
+        waiter(&mut l, "w2", "w/l/h/x/b");
+        waiter(&mut l, "w3", "w/l/h/");
+        // Deleted by someone else (a revoke may have taken w1's key too): w1 must look.
+        assert_eq!(l.deleted("w/l/h/x/a", 11), ["w1", "w3"]);
+        assert!(!l.free.contains("w1"));
+        assert!(
+            l.wait_behind("w3", Some("w/l/h/".into()), 10),
+            "a deletion under it since its read"
+        );
+        // Deleted by this process's release of an exclusive lease: w2 is at the head; the semaphore's waiter
+        // behind the whole resource is woken, and must look.
+        l.releasing.insert("w/l/h/x/b".into());
+        assert_eq!(l.deleted("w/l/h/x/b", 12), ["w2", "w3"]);
+        assert!(l.free.contains("w2"));
+        assert!(!l.free.contains("w3"));
+        // Queued behind another key again: the flag goes.
+        assert!(!l.wait_behind("w2", Some("w/l/h/x/c".into()), 12));
+        assert!(!l.free.contains("w2"));
     }
 }

@@ -91,6 +91,13 @@ impl EtcdBackend {
                     .map(|x| x.create_rev)
             })
         });
+        // Known to be at the head (see `Local::free`): no read. Its key could be gone only if someone deleted it
+        // behind this process's back (a revoke); its guard then learns so at its first renewal.
+        if let (Some(c), Some(w), None) = (known, waiter, seen) {
+            if self.local.with(|l| l.free.remove(w)) {
+                return self.handed(req, w, key, c, None, record, left, seen).await;
+            }
+        }
         let behind = |max_create: Option<i64>, limit: i64| {
             let mut o = GetOptions::new()
                 .with_range(blocking_end.clone())
@@ -103,7 +110,6 @@ impl EtcdBackend {
             TxnOp::get(blocking.clone(), Some(o))
         };
         let txn = match known {
-            // Queued before: refresh the key (it claims the lock if nothing is ahead any more) and read the queue.
             // Queued before: read the queue, no write (a read costs etcd no disk sync). If nothing is ahead any
             // more, the lock is this waiter's (see `handed`).
             Some(c) => Txn::new()
@@ -221,7 +227,7 @@ impl EtcdBackend {
         };
         if blocker.is_none() {
             if let (Some(c), Some(w), Some(kv)) = (known, waiter, &mine) {
-                return self.handed(req, w, key, c, kv, record, left, seen).await;
+                return self.handed(req, w, key, c, Some(kv), record, left, seen).await;
             }
             if let Some(kv) = &mine {
                 // Our own key (a semaphore's, a waiter's just queued, or a first try's whose answer was lost),
@@ -376,7 +382,7 @@ impl EtcdBackend {
         waiter: &str,
         key: String,
         create_rev: i64,
-        kv: &KeyValue,
+        kv: Option<&KeyValue>,
         record: Record,
         session_left: Duration,
         seen: Option<Seen>,
@@ -386,14 +392,15 @@ impl EtcdBackend {
         let left = since.map_or(Duration::ZERO, |t| (t + req.ttl).saturating_duration_since(now));
         // A store that records grants takes every handed lock with the claim's write, which carries the record.
         if left >= req.ttl / 2 && self.records.is_none() {
-            let mut stored = Record::decode(kv.value()).unwrap_or(record);
+            // Without a read (`kv` none), the key is as this process queued it: a waiter's key is written once.
+            let mut stored = kv.and_then(|kv| Record::decode(kv.value())).unwrap_or(record);
             stored.a = now_ms().saturating_sub(crate::backend::queue_record::ms(req.ttl - left));
             stored.w = None;
             stored.h = true;
             let held = Held {
                 key,
                 create_rev,
-                mod_rev: kv.mod_revision(),
+                mod_rev: kv.map_or(create_rev, KeyValue::mod_revision),
                 record: stored,
                 deadline: now + left,
                 release_sent: false,
@@ -520,23 +527,36 @@ impl EtcdBackend {
             let txn = Txn::new()
                 .when([Compare::mod_revision(h.key.clone(), CompareOp::Equal, h.mod_rev)])
                 .and_then([TxnOp::delete(h.key.clone(), None)]);
-            let (r, repeated) = match self.etcd.txn_counted(txn).await {
-                Ok(answer) => answer,
-                Err(e) => {
-                    self.local.with(|l| {
+            // An exclusive lease this process was granted is the head of its queue: whoever waits right behind it
+            // is at the head once it goes (see `Local::deleted`).
+            let own_exclusive = had.is_some() && h.record.kind() == LockKind::Exclusive;
+            if own_exclusive {
+                self.local.with(|l| l.releasing.insert(h.key.clone()));
+            }
+            let answer = self.etcd.txn_counted(txn).await;
+            if let Ok((r, _)) = &answer {
+                if r.succeeded() {
+                    self.deleted_here(&h.key, r);
+                }
+            }
+            self.local.with(|l| {
+                l.releasing.remove(&h.key);
+                match &answer {
+                    Ok(_) => {
+                        l.held.remove(lock_id);
+                    }
+                    Err(_) => {
                         if let Some(h) = l.held.get_mut(lock_id) {
                             h.release_sent = true;
                         }
-                    });
-                    return Err(e);
+                    }
                 }
-            };
-            self.local.with(|l| l.held.remove(lock_id));
+            });
+            let (r, repeated) = answer?;
             if repeated && !r.succeeded() {
                 maybe_done = Some(h.record.clone());
             }
             if r.succeeded() {
-                self.deleted_here(&h.key, &r);
                 let held = now_ms().saturating_sub(h.record.a);
                 self.local.with(|l| {
                     l.counts.released += 1;
