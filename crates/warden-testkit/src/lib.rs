@@ -14,6 +14,7 @@ pub mod mariadb_server;
 pub mod mix;
 pub mod monitor;
 pub mod mysql_harness;
+pub mod one_process;
 pub mod postgres_harness;
 pub mod postgres_server;
 pub mod proxy;

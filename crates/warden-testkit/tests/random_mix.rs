@@ -53,6 +53,14 @@ async fn etcd_two_thousand_cycles() {
     let _ = check(&warden_testkit::etcd_harness::EtcdHarness::recording(), 2_000, 0xe7cd).await;
 }
 
+/// Every client one process, grants not recorded: the tasks' writes share transactions (group commit) and
+/// handoffs between them take no read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_one_process_two_thousand_cycles() {
+    let h = warden_testkit::one_process::OneProcess::new(warden_testkit::etcd_harness::EtcdHarness::new());
+    let _ = check(&h, 2_000, 0xe7ce).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zookeeper_two_thousand_cycles() {
     let _ = check(&warden_testkit::zk_harness::ZkHarness::recording(), 2_000, 0x200c).await;

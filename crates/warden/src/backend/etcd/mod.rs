@@ -10,6 +10,7 @@
 //! the ttl passes unrenewed, and any process that sees it at the head of a queue unchanged for its ttl may
 //! delete it too (the same clock-rate assumption as every lease). See the README's guarantees table.
 
+mod batch;
 mod keys;
 mod local;
 mod ops;
@@ -38,6 +39,8 @@ pub struct EtcdBackend {
     router: Arc<WakeRouter>,
     /// Set when the store records grants (conditional acquires offered).
     records: Option<records::Records>,
+    /// Releases and new keys, sent together (group commit).
+    batch: batch::Batcher,
     _tasks: tasks::Tasks,
 }
 
@@ -64,6 +67,7 @@ impl EtcdBackend {
         let router = Arc::new(WakeRouter::default());
         let tasks = tasks::Tasks::start(etcd.clone(), keys.clone(), local.clone(), router.clone()).await?;
         Ok(EtcdBackend {
+            batch: batch::Batcher::start(etcd.clone()),
             etcd,
             keys,
             local,

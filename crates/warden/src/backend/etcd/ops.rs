@@ -1,5 +1,6 @@
 //! The lease core on etcd: attempt, leave, release, renew. Each is one transaction in the common case.
 
+use super::batch::{Answer, Write};
 use super::keys::{lock_hash, now_ms, resource_hash, Record};
 use super::local::{Held, Waiting};
 use super::records::Seen;
@@ -158,8 +159,21 @@ impl EtcdBackend {
             }
         };
         let sent = Instant::now();
-        let r = self.etcd.txn(txn).await?;
-        let revision = r.header().map_or(0, |h| h.revision());
+        // A new key goes with the process's other writes (see `batch`), unless it compares a record.
+        let (r, revision) = if known.is_none() && recording.is_none() {
+            let write = Write {
+                hash: hash.clone(),
+                key: key.clone(),
+                creates: true,
+                txn,
+            };
+            let a = self.batch.run(write).await?;
+            (a.r, a.revision)
+        } else {
+            let r = self.etcd.txn(txn).await?;
+            let revision = revision_of(&r);
+            (r, revision)
+        };
         match (known, r.succeeded()) {
             (None, true) if !sem => {
                 return Ok(Some(self.written(
@@ -446,7 +460,7 @@ impl EtcdBackend {
         let r = self.etcd.txn(txn).await?;
         if r.succeeded() {
             self.local.with(|l| l.counts.expired += 1);
-            self.deleted_here(&String::from_utf8_lossy(&key), &r);
+            self.deleted_here(&String::from_utf8_lossy(&key), revision_of(&r));
         }
         Ok(())
     }
@@ -461,7 +475,7 @@ impl EtcdBackend {
         let r = self.etcd.txn(txn).await?;
         if r.succeeded() {
             self.local.with(|l| l.free_slot(&w.lock_id));
-            self.deleted_here(&w.key, &r);
+            self.deleted_here(&w.key, revision_of(&r));
         }
         Ok(r.succeeded())
     }
@@ -533,10 +547,16 @@ impl EtcdBackend {
             if own_exclusive {
                 self.local.with(|l| l.releasing.insert(h.key.clone()));
             }
-            let answer = self.etcd.txn_counted(txn).await;
-            if let Ok((r, _)) = &answer {
-                if r.succeeded() {
-                    self.deleted_here(&h.key, r);
+            let write = Write {
+                hash: lock_hash(lock_id).unwrap_or_default().to_string(),
+                key: h.key.clone(),
+                creates: false,
+                txn,
+            };
+            let answer = self.batch.run(write).await;
+            if let Ok(a) = &answer {
+                if a.r.succeeded() {
+                    self.deleted_here(&h.key, a.revision);
                 }
             }
             self.local.with(|l| {
@@ -552,7 +572,7 @@ impl EtcdBackend {
                     }
                 }
             });
-            let (r, repeated) = answer?;
+            let Answer { r, repeated, .. } = answer?;
             if repeated && !r.succeeded() {
                 maybe_done = Some(h.record.clone());
             }
@@ -640,11 +660,14 @@ impl EtcdBackend {
 
 impl EtcdBackend {
     /// This process deleted `key`: its own waiters behind it need not wait for the watch to say so.
-    fn deleted_here(&self, key: &str, r: &TxnResponse) {
-        let rev = r.header().map_or(0, |h| h.revision());
+    fn deleted_here(&self, key: &str, rev: i64) {
         let ids = self.local.with(|l| l.deleted(key, rev));
         self.router.wake(ids.iter().map(String::as_str));
     }
+}
+
+fn revision_of(r: &TxnResponse) -> i64 {
+    r.header().map_or(0, |h| h.revision())
 }
 
 fn first_kv(r: &TxnResponse) -> Option<KeyValue> {
