@@ -156,7 +156,7 @@ async fn send(etcd: &Etcd, jobs: Vec<Job>) {
     if let [_] = jobs.as_slice() {
         for job in jobs {
             let answer = etcd.txn_counted(job.write.txn).await.map(|(r, repeated)| Answer {
-                revision: r.header().map_or(0, |h| h.revision()),
+                revision: revision_of(&r),
                 r,
                 repeated,
             });
@@ -172,7 +172,7 @@ async fn send(etcd: &Etcd, jobs: Vec<Job>) {
     let outer = Txn::new().and_then(nested);
     match etcd.txn_counted(outer).await {
         Ok((r, repeated)) => {
-            let revision = r.header().map_or(0, |h| h.revision());
+            let revision = revision_of(&r);
             let mut answers: Vec<Option<TxnResponse>> = jobs.iter().map(|_| None).collect();
             for (&i, op) in order.iter().zip(r.op_responses()) {
                 if let TxnOpResponse::Txn(nested) = op {
@@ -192,6 +192,11 @@ async fn send(etcd: &Etcd, jobs: Vec<Job>) {
             }
         }
     }
+}
+
+/// The store's revision after a transaction (a nested one's header says nothing).
+pub(super) fn revision_of(r: &TxnResponse) -> i64 {
+    r.header().map_or(0, |h| h.revision())
 }
 
 #[cfg(test)]

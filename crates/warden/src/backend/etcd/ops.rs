@@ -1,6 +1,6 @@
 //! The lease core on etcd: attempt, leave, release, renew. Each is one transaction in the common case.
 
-use super::batch::{Answer, Write};
+use super::batch::{revision_of, Answer, Write};
 use super::keys::{lock_hash, now_ms, resource_hash, Record};
 use super::local::{Held, Waiting};
 use super::records::Seen;
@@ -439,7 +439,7 @@ impl EtcdBackend {
             }
             return Ok(None);
         };
-        let revision = r.header().map_or(0, |h| h.revision());
+        let revision = revision_of(&r);
         let attempt = self.written(
             req,
             Some(waiter),
@@ -631,7 +631,7 @@ impl EtcdBackend {
                 self.local.with(|l| l.held.remove(lock_id));
                 continue;
             }
-            let mod_rev = r.header().map_or(0, |h| h.revision());
+            let mod_rev = revision_of(&r);
             let info = next.lease_info(h.create_rev as u64);
             self.local.with(|l| {
                 l.held.insert(
@@ -664,10 +664,6 @@ impl EtcdBackend {
         let ids = self.local.with(|l| l.deleted(key, rev));
         self.router.wake(ids.iter().map(String::as_str));
     }
-}
-
-fn revision_of(r: &TxnResponse) -> i64 {
-    r.header().map_or(0, |h| h.revision())
 }
 
 fn first_kv(r: &TxnResponse) -> Option<KeyValue> {
