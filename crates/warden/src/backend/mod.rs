@@ -22,6 +22,16 @@ pub mod redis_sentinel;
 #[cfg(feature = "redis")]
 pub mod redlock;
 mod registry;
+
+/// Aborts a task when dropped: what a backend keeps of the background tasks that must end with it.
+#[allow(dead_code)] // Every backend that spawns tasks is behind a feature.
+pub(crate) struct AbortOnDrop(pub(crate) tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
 #[cfg(any(feature = "postgres", feature = "mysql"))]
 mod sql_common;
 #[cfg(feature = "zookeeper")]

@@ -226,14 +226,7 @@ pub(crate) fn unavailable(address: &str, reason: impl std::fmt::Display) -> Erro
     }
 }
 
-/// Aborts a task when dropped.
-pub(crate) struct AbortOnDrop(pub(crate) tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
+pub(crate) use super::AbortOnDrop;
 
 /// A stable 32-bit hash of a resource name (FNV-1a): the order in which a batch takes resources.
 pub(crate) fn resource_hash(resource: &str) -> u32 {

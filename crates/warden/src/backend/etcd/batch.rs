@@ -15,12 +15,12 @@
 //! sent here. etcd-client sends one request per call and cannot merge calls: that is the part written here.
 
 use super::session::{unavailable, Etcd};
+use crate::backend::AbortOnDrop;
 use crate::error::{Error, Result};
 use etcd_client::{Txn, TxnOp, TxnOpResponse, TxnResponse};
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, Semaphore};
-use tokio::task::JoinHandle;
 
 /// Lanes: writes of different resources may be in flight at once, up to this many transactions.
 const LANES: usize = 4;
@@ -55,16 +55,8 @@ struct Job {
 /// Hands writes to the lanes; dropping it stops them.
 pub(super) struct Batcher {
     lanes: Vec<mpsc::UnboundedSender<Job>>,
-    tasks: Vec<JoinHandle<()>>,
+    _tasks: Vec<AbortOnDrop>,
     etcd: Arc<Etcd>,
-}
-
-impl Drop for Batcher {
-    fn drop(&mut self) {
-        for t in &self.tasks {
-            t.abort();
-        }
-    }
 }
 
 impl Batcher {
@@ -73,9 +65,13 @@ impl Batcher {
         for _ in 0..LANES {
             let (tx, rx) = mpsc::unbounded_channel();
             lanes.push(tx);
-            tasks.push(tokio::spawn(lane(etcd.clone(), rx)));
+            tasks.push(AbortOnDrop(tokio::spawn(lane(etcd.clone(), rx))));
         }
-        Batcher { lanes, tasks, etcd }
+        Batcher {
+            lanes,
+            _tasks: tasks,
+            etcd,
+        }
     }
 
     /// Runs `write` in its lane's next transaction. Bounded by twice the timeout: the transaction in flight

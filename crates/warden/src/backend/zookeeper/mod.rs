@@ -40,7 +40,7 @@ pub struct ZkBackend {
     /// Set when the ensemble records grants (conditional acquires offered).
     records: Option<records::Records>,
     _tasks: tasks::Tasks,
-    _forget: Option<tasks::Abort>,
+    _forget: Option<crate::backend::AbortOnDrop>,
 }
 
 impl std::fmt::Debug for ZkBackend {
@@ -61,7 +61,7 @@ impl ZkBackend {
         let records = Self::records(&zk).await?;
         let forget = records
             .as_ref()
-            .map(|r| tasks::Abort(tokio::spawn(records::forget(Arc::downgrade(&zk), r.retain))));
+            .map(|r| crate::backend::AbortOnDrop(tokio::spawn(records::forget(Arc::downgrade(&zk), r.retain))));
         let local = Arc::new(local::Shared::default());
         let tasks = tasks::Tasks::start(zk.clone(), local.clone());
         Ok(ZkBackend {

@@ -31,15 +31,6 @@ impl Drop for Tasks {
     }
 }
 
-/// One more task, stopped when this is dropped.
-pub(crate) struct Abort(pub JoinHandle<()>);
-
-impl Drop for Abort {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 impl Tasks {
     pub fn start(zk: Arc<Zk>, local: Arc<Shared>) -> Self {
         let handles = vec![
