@@ -186,3 +186,77 @@ async fn tls_handshakes(admin: &mut mysql_async::Conn) -> u64 {
         .expect("status");
     row.map(|r| r.1).unwrap_or(0)
 }
+
+/// A global status counter of the database.
+async fn status(admin: &mut mysql_async::Conn, name: &str) -> u64 {
+    let row: Option<(String, u64)> = admin
+        .query_first(format!("SHOW GLOBAL STATUS LIKE '{name}'"))
+        .await
+        .expect("status");
+    row.expect("status row").1
+}
+
+/// One process's uncontended grants and releases share transactions (group commit of the fast paths, no
+/// procedure call), on names no SQL literal could hold, and answer exactly as the procedures do: increasing
+/// fences, exact counts, a stranger refused, a lease that ended reported lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uncontended_grants_and_releases_share_transactions_and_answer_as_the_procedures_do() {
+    let h = MysqlHarness::new();
+    let w = Warden::connect(h.url()).await.expect("connect");
+    let names: Vec<String> = (0..40).map(|i| format!("batch/{i}/it's \"q\" \\ %_ é;--")).collect();
+    let cycle = |name: String| {
+        let w = w.clone();
+        async move {
+            let mut g = w.lock(&name).auto_renew(false).acquire().await.expect("acquire");
+            let fence = g.fencing_token();
+            g.release().await.expect("release");
+            fence
+        }
+    };
+    // The first grant of each name makes its row (a procedure call).
+    let mut last: Vec<u64> = futures::future::join_all(names.iter().cloned().map(cycle)).await;
+    let mut admin = connect(&h.server_url()).await;
+    let (calls, commits) = (
+        status(&mut admin, "Com_call_procedure").await,
+        status(&mut admin, "Com_commit").await,
+    );
+    let before = w.stats().await.expect("stats");
+    let rounds = 10;
+    for _ in 0..rounds {
+        let fences = futures::future::join_all(names.iter().cloned().map(cycle)).await;
+        for (i, f) in fences.iter().enumerate() {
+            assert!(*f > last[i], "{}: fence {f} after {}", names[i], last[i]);
+        }
+        last = fences;
+    }
+    let ops = (2 * rounds * names.len()) as u64;
+    let calls = status(&mut admin, "Com_call_procedure").await - calls;
+    let commits = status(&mut admin, "Com_commit").await - commits;
+    assert!(calls <= 2, "{calls} procedure calls for {ops} uncontended operations");
+    assert!(
+        commits < ops,
+        "{commits} transactions for {ops} operations: none shared"
+    );
+    let after = w.stats().await.expect("stats");
+    assert_eq!(after.total_locks - before.total_locks, (rounds * names.len()) as u64);
+    assert_eq!(after.active_locks, 0);
+    assert_eq!(after.expired_locks, before.expired_locks);
+    // A stranger is refused and the holder keeps its lease; a lease that ended is reported lost.
+    let g = w.lock(&names[0]).auto_renew(false).acquire().await.expect("acquire");
+    let r = w.release(g.lock_id(), Some("someone else")).await;
+    assert!(matches!(r, Err(Error::NotOwner { .. })), "{r:?}");
+    let info = w.inspect(&names[0]).await.expect("inspect");
+    assert_eq!(info.holders.len(), 1);
+    assert!(w.release(g.lock_id(), None).await.is_ok());
+    let short = w
+        .lock(&names[1])
+        .ttl(Duration::from_millis(100))
+        .auto_renew(false)
+        .acquire()
+        .await
+        .expect("acquire");
+    // Past its end on the database clock (the lease ends 100 ms after its grant there).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let r = w.release(short.lock_id(), None).await;
+    assert!(matches!(r, Err(Error::LeaseLost { .. })), "{r:?}");
+}

@@ -48,6 +48,14 @@ async fn mariadb_two_thousand_cycles() {
     let _ = check(&warden_testkit::mysql_harness::MysqlHarness::new(), 2_000, 0xcafe).await;
 }
 
+/// Every client one process: uncontended grants and releases share the fast path's transactions, contended
+/// ones go to the procedures, on the same resources.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mariadb_one_process_two_thousand_cycles() {
+    let h = warden_testkit::one_process::OneProcess::new(warden_testkit::mysql_harness::MysqlHarness::new());
+    let _ = check(&h, 2_000, 0xcaff).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcd_two_thousand_cycles() {
     let _ = check(&warden_testkit::etcd_harness::EtcdHarness::recording(), 2_000, 0xe7cd).await;

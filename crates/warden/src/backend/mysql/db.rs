@@ -15,12 +15,16 @@ pub(super) struct Db {
     pub prefix: String,
     pub address: String,
     pub opts: Options,
+    /// The connection options without a pool: for a connection of its own (the batch lane's).
+    pub conn_opts: mysql_async::Opts,
 }
 
 impl Db {
     pub(super) fn new(builder: mysql_async::OptsBuilder, address: String, opts: Options) -> Self {
+        let conn_opts = mysql_async::Opts::from(builder.clone());
         let pool = Pool::new(builder.pool_opts(opts.pool()));
         Db {
+            conn_opts,
             pool,
             turns: tokio::sync::Semaphore::new(opts.pool_size),
             prefix: opts.prefix.clone(),

@@ -8,6 +8,7 @@
 //! any process can renew or release a lease by its lock id. The schema is created and upgraded at connect
 //! ([`SCHEMA_VERSION`]).
 
+mod batch;
 mod bell;
 mod db;
 mod options;
@@ -36,6 +37,7 @@ pub struct MysqlBackend {
     db: Arc<Db>,
     router: Arc<WakeRouter>,
     bell: Arc<bell::Bell>,
+    fast: batch::Batcher,
     _tasks: Vec<AbortOnDrop>,
 }
 
@@ -79,11 +81,13 @@ impl MysqlBackend {
         .await?;
         let db = Arc::new(Db::new(builder, address, opts));
         let sweeper = db.spawn_sweeper();
+        let (fast, lane) = batch::Batcher::start(db.clone());
         Ok(MysqlBackend {
             db,
             router,
             bell,
-            _tasks: vec![AbortOnDrop(listener), sweeper],
+            fast,
+            _tasks: vec![AbortOnDrop(listener), sweeper, lane],
         })
     }
 
@@ -134,6 +138,11 @@ impl Backend for MysqlBackend {
     }
 
     async fn attempt(&self, req: &AcquireRequest, waiter_id: Option<&str>) -> Result<Attempt> {
+        let unexpected = |what: &str| self.db.unexpected("acquire", what);
+        if let Some(r) = self.fast.acquire(req).await? {
+            self.fast.noted(&req.resource, Some(&req.lock_id), false);
+            return r.attempt(req, unexpected);
+        }
         let condition = match &req.condition {
             Some(c) => {
                 c.within_retention(self.db.opts.retain)?;
@@ -159,7 +168,10 @@ impl Backend for MysqlBackend {
         ];
         let r = self.db.call("acquire_with", params).await?;
         self.tell(&r);
-        r.attempt(req, |what| self.db.unexpected("acquire", what))
+        let granted = r.status == "granted";
+        self.fast
+            .noted(&req.resource, granted.then_some(req.lock_id.as_str()), !granted);
+        r.attempt(req, unexpected)
     }
 
     async fn leave_queue(&self, resource: &str, waiter_id: &str) -> Result<bool> {
@@ -174,13 +186,25 @@ impl Backend for MysqlBackend {
     }
 
     async fn release(&self, lock_id: &str, client_id: Option<&str>) -> Result<Released> {
-        let own = self.bell.id().map(Value::from).unwrap_or(Value::NULL);
-        let hash = lock_hash(lock_id);
-        let r = self
-            .db
-            .call("release", vec![lock_id.into(), hash.into(), opt(client_id), own])
-            .await?;
-        self.tell(&r);
+        let r = match self.fast.release(lock_id, client_id).await? {
+            Some(r) => r,
+            None => {
+                let own = self.bell.id().map(Value::from).unwrap_or(Value::NULL);
+                let hash = lock_hash(lock_id);
+                let r = self
+                    .db
+                    .call("release", vec![lock_id.into(), hash.into(), opt(client_id), own])
+                    .await?;
+                self.tell(&r);
+                if let Some(resource) = &r.resource {
+                    self.fast.noted(resource, None, r.told.is_some());
+                }
+                r
+            }
+        };
+        if r.status != "not_owner" {
+            self.fast.forget(lock_id);
+        }
         r.released(lock_id, client_id, |what| self.db.unexpected("release", what))
     }
 
