@@ -14,12 +14,12 @@
 //! so a process's operations on one resource reach the database in the order they were made. mysql_async sends
 //! statements; merging several callers' operations into one transaction is the part written here.
 
+use super::batch_plan::Plan;
 #[allow(unused_imports)]
 use super::*;
 use mysql_async::prelude::Queryable;
 use mysql_async::Row;
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
@@ -44,7 +44,7 @@ pub(super) enum FastOp {
 }
 
 impl FastOp {
-    fn resource(&self) -> &str {
+    pub(super) fn resource(&self) -> &str {
         match self {
             FastOp::Acquire(req) => &req.resource,
             FastOp::Release { resource, .. } => resource,
@@ -55,8 +55,8 @@ impl FastOp {
 /// `None`: not done here; the caller makes its procedure call.
 type Outcome = Result<Option<Reply>>;
 
-struct Job {
-    op: FastOp,
+pub(super) struct Job {
+    pub(super) op: FastOp,
     reply: oneshot::Sender<Outcome>,
 }
 
@@ -238,129 +238,6 @@ impl LaneConn {
     }
 }
 
-/// A byte string as a SQL hex literal: any bytes, nothing to escape.
-fn hex(s: &str) -> String {
-    let mut out = String::with_capacity(3 + 2 * s.len());
-    out.push_str("X'");
-    for b in s.bytes() {
-        let _ = write!(out, "{b:02x}");
-    }
-    out.push('\'');
-    out
-}
-
-fn int_or_null(v: Option<i64>) -> String {
-    v.map_or_else(|| "NULL".into(), |n| n.to_string())
-}
-
-/// The operations of one batch: the releases, and the first acquire of each resource (later ones in the same
-/// batch go to the procedures).
-struct Plan<'a> {
-    releases: Vec<(usize, &'a str, &'a str, Option<&'a str>)>,
-    acquires: Vec<(usize, &'a AcquireRequest)>,
-}
-
-impl<'a> Plan<'a> {
-    fn of(jobs: &'a [Job]) -> Self {
-        let mut plan = Plan {
-            releases: Vec::new(),
-            acquires: Vec::new(),
-        };
-        for (i, j) in jobs.iter().enumerate() {
-            match &j.op {
-                FastOp::Release {
-                    resource,
-                    lock_id,
-                    client,
-                } => plan.releases.push((i, resource, lock_id, client.as_deref())),
-                FastOp::Acquire(req) if plan.acquires.iter().any(|(_, r)| r.resource == req.resource) => {}
-                FastOp::Acquire(req) => plan.acquires.push((i, req)),
-            }
-        }
-        plan
-    }
-
-    /// The batch's statements: the clock; every row locked by key in key order and read; the releases'
-    /// `UPDATE`; the grants' `UPDATE` (the procedure's fast path, per row); how many rows each changed; the
-    /// commit.
-    fn sql(&self, p: &str, jobs: &[Job]) -> String {
-        let list = |names: &mut dyn Iterator<Item = &str>| names.map(hex).collect::<Vec<_>>().join(",");
-        let mut rows: Vec<&str> = jobs.iter().map(|j| j.op.resource()).collect();
-        rows.sort_unstable();
-        rows.dedup();
-        let mut sql = format!(
-            "SET @now = CAST(UNIX_TIMESTAMP(SYSDATE(6)) * 1000000 AS SIGNED), @released = 0, @granted = 0; \
-             SELECT resource, holder, holder_client, holder_acquired, excl_until, queued, fence, holder_fence, \
-             shared_until, @now FROM {p}resources WHERE resource IN ({}) ORDER BY resource FOR UPDATE; ",
-            list(&mut rows.into_iter())
-        );
-        if !self.releases.is_empty() {
-            // (resource, lock id) pairs, and a conjunction each for the releases that name their client.
-            let (mut pairs, mut named) = (Vec::new(), Vec::new());
-            for &(_, resource, lock_id, client) in &self.releases {
-                let (r, l) = (hex(resource), hex(lock_id));
-                match client {
-                    None => pairs.push(format!("({r},{l})")),
-                    Some(c) => named.push(format!(
-                        "(resource = {r} AND holder = {l} AND holder_client = {})",
-                        hex(c)
-                    )),
-                }
-            }
-            if !pairs.is_empty() {
-                named.push(format!("(resource, holder) IN ({})", pairs.join(",")));
-            }
-            let _ = write!(
-                sql,
-                "UPDATE {p}resources SET released = released + 1, \
-                 hold_ms = hold_ms + GREATEST(@now - holder_acquired, 0) DIV 1000, holder = NULL, excl_until = 0 \
-                 WHERE resource IN ({}) AND excl_until > @now AND queued = 0 AND ({}); \
-                 SET @released = ROW_COUNT(); ",
-                list(&mut self.releases.iter().map(|r| r.1)),
-                named.join(" OR ")
-            );
-        }
-        if !self.acquires.is_empty() {
-            // A column's value per row; one constant when every grant gives it the same (each statement is
-            // parsed anew: parsing is a large part of its cost).
-            let case = |value: &dyn Fn(&AcquireRequest) -> String| {
-                let values: Vec<String> = self.acquires.iter().map(|(_, r)| value(r)).collect();
-                if values.iter().all(|v| *v == values[0]) {
-                    return values[0].clone();
-                }
-                let mut s = String::from("CASE resource");
-                for ((_, r), v) in self.acquires.iter().zip(&values) {
-                    let _ = write!(s, " WHEN {} THEN {v}", hex(&r.resource));
-                }
-                s.push_str(" END");
-                s
-            };
-            // An ended lease still on the row is counted as expired as it is replaced.
-            let _ = write!(
-                sql,
-                "UPDATE {p}resources SET expired = expired + (holder IS NOT NULL), \
-                 hold_ms = hold_ms + COALESCE((excl_until - holder_acquired) DIV 1000, 0), \
-                 fence = GREATEST(fence + 1, @now), holder_fence = fence, holder = {}, holder_kind = {}, \
-                 holder_client = {}, holder_acquired = @now, excl_until = @now + {} * 1000, holder_ttl_ms = {}, \
-                 holder_renewals = 0, holder_max_renewals = {}, holder_max_hold_ms = {}, grants = grants + 1, \
-                 permits = 0 \
-                 WHERE resource IN ({}) AND excl_until <= @now AND shared_until <= @now AND queued = 0; \
-                 SET @granted = ROW_COUNT(); ",
-                case(&|r| hex(&r.lock_id)),
-                case(&|r| format!("'{}'", r.kind.as_str())),
-                case(&|r| hex(&r.client_id)),
-                case(&|r| millis(r.ttl).to_string()),
-                case(&|r| millis(r.ttl).to_string()),
-                case(&|r| int_or_null(r.max_renewals.map(i64::from))),
-                case(&|r| int_or_null(r.max_hold.map(millis))),
-                list(&mut self.acquires.iter().map(|(_, r)| r.resource.as_str())),
-            );
-        }
-        sql.push_str("SELECT @released, @granted; COMMIT");
-        sql
-    }
-}
-
 /// One batch for `jobs` on the lane's connection (made anew when there is none): the outcomes in the jobs' order.
 async fn batch(db: &Db, conn: &mut LaneConn, jobs: &[Job]) -> Result<Vec<Option<Reply>>> {
     let plan = Plan::of(jobs);
@@ -377,93 +254,4 @@ async fn batch(db: &Db, conn: &mut LaneConn, jobs: &[Job]) -> Result<Vec<Option<
     let mut counts = rows.pop().ok_or_else(|| db.unexpected("batch", "no counts"))?;
     let (released, granted): (i64, i64) = (db.get(&mut counts, 0)?, db.get(&mut counts, 1)?);
     plan.read(db, jobs.len(), rows, released, granted)
-}
-
-/// A row as the batch found it, locked.
-struct Before {
-    holder: Option<Vec<u8>>,
-    client: Option<Vec<u8>>,
-    acquired: Option<i64>,
-    until: i64,
-    queued: i64,
-    fence: i64,
-    holder_fence: Option<i64>,
-    shared_until: i64,
-}
-
-impl Plan<'_> {
-    /// Each operation's outcome, judged from the locked rows as the `UPDATE`s judged them, and checked against
-    /// the rows they changed.
-    fn read(&self, db: &Db, n: usize, rows: Vec<Row>, released: i64, granted: i64) -> Result<Vec<Option<Reply>>> {
-        let mut before: HashMap<Vec<u8>, Before> = HashMap::new();
-        let mut now: Option<i64> = None;
-        for mut row in rows {
-            now = Some(db.get(&mut row, 9)?);
-            let b = Before {
-                holder: db.get(&mut row, 1)?,
-                client: db.get(&mut row, 2)?,
-                acquired: db.get(&mut row, 3)?,
-                until: db.get(&mut row, 4)?,
-                queued: db.get(&mut row, 5)?,
-                fence: db.get(&mut row, 6)?,
-                holder_fence: db.get(&mut row, 7)?,
-                shared_until: db.get(&mut row, 8)?,
-            };
-            before.insert(db.get(&mut row, 0)?, b);
-        }
-        let mut out: Vec<Option<Reply>> = (0..n).map(|_| None).collect();
-        let Some(now) = now else {
-            // No row of these resources exists yet: the procedures make them.
-            return Ok(out);
-        };
-        let mut counted = (0, 0);
-        for &(i, resource, lock_id, client) in &self.releases {
-            let Some(b) = before.get_mut(resource.as_bytes()) else {
-                continue;
-            };
-            let ok = b.holder.as_deref() == Some(lock_id.as_bytes())
-                && b.until > now
-                && b.queued == 0
-                && client.is_none_or(|c| b.client.as_deref() == Some(c.as_bytes()));
-            if ok {
-                counted.0 += 1;
-                out[i] = Some(Reply {
-                    status: "released".into(),
-                    resource: Some(resource.into()),
-                    now_us: Some(now),
-                    held_us: Some((now - b.acquired.unwrap_or(now)).max(0)),
-                    ..Reply::default()
-                });
-                (b.holder, b.until) = (None, 0);
-            }
-        }
-        for &(i, req) in &self.acquires {
-            let Some(b) = before.get(req.resource.as_bytes()) else {
-                continue;
-            };
-            let reply = |fence, expires, remaining| Reply {
-                status: "granted".into(),
-                resource: Some(req.resource.clone()),
-                fence: Some(fence),
-                now_us: Some(now),
-                expires_us: Some(expires),
-                remaining_us: remaining,
-                ..Reply::default()
-            };
-            if b.until <= now && b.shared_until <= now && b.queued == 0 {
-                counted.1 += 1;
-                out[i] = Some(reply((b.fence + 1).max(now), now + millis(req.ttl) * 1000, None));
-            } else if b.holder.as_deref() == Some(req.lock_id.as_bytes()) && b.until > now {
-                // Granted by an earlier attempt with this lock id, its answer lost: what is left of it.
-                out[i] = Some(reply(b.holder_fence.unwrap_or(b.fence), b.until, Some(b.until - now)));
-            }
-        }
-        if counted != (released, granted) {
-            return Err(db.unexpected(
-                "batch",
-                &format!("{released} releases and {granted} grants where {counted:?} were judged to be"),
-            ));
-        }
-        Ok(out)
-    }
 }

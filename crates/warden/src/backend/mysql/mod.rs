@@ -9,6 +9,7 @@
 //! ([`SCHEMA_VERSION`]).
 
 mod batch;
+mod batch_plan;
 mod bell;
 mod db;
 mod options;
