@@ -19,7 +19,7 @@ use super::batch_plan::Plan;
 use super::*;
 use mysql_async::prelude::Queryable;
 use mysql_async::Row;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
@@ -88,7 +88,7 @@ impl Batcher {
 
     /// Tries an exclusive grant of a free resource (`None`: not here).
     pub(super) async fn acquire(&self, req: &AcquireRequest) -> Outcome {
-        if !req.kind.is_exclusive() || req.condition.is_some() || self.contention.recent(&req.resource) {
+        if !req.kind.is_exclusive() || req.condition.is_some() {
             return Ok(None);
         }
         self.run(FastOp::Acquire(req.clone())).await
@@ -97,7 +97,7 @@ impl Batcher {
     /// Tries a release of a lease this process was granted on a resource nobody waits for (`None`: not here).
     pub(super) async fn release(&self, lock_id: &str, client: Option<&str>) -> Outcome {
         let resource = match self.owned.lock().map(|m| m.get(lock_id).cloned()) {
-            Ok(Some(r)) if !self.contention.recent(&r) => r,
+            Ok(Some(r)) => r,
             _ => return Ok(None),
         };
         let op = FastOp::Release {
@@ -108,9 +108,11 @@ impl Batcher {
         self.run(op).await
     }
 
-    /// Notes what a procedure call (or a batch) found: a grant (of `lock_id`), or contention on `resource`.
+    /// Notes what a procedure call found: a grant (of `lock_id`), or contention on `resource`.
     pub(super) fn noted(&self, resource: &str, lock_id: Option<&str>, contended: bool) {
-        self.contention.note(resource, contended);
+        if contended {
+            self.contention.mark(resource);
+        }
         if let (Some(id), Ok(mut owned)) = (lock_id, self.owned.lock()) {
             if owned.len() >= MAX_OWNED {
                 owned.clear();
@@ -126,7 +128,12 @@ impl Batcher {
         }
     }
 
+    /// Runs `op` in the lane's next batch, unless its resource is contended (`None` at once: the caller goes to
+    /// the procedures in the order it came, behind no batch).
     async fn run(&self, op: FastOp) -> Outcome {
+        let Some(_claim) = self.contention.claim(op.resource()) else {
+            return Ok(None);
+        };
         let (reply, rx) = oneshot::channel();
         let resource = op.resource().to_owned();
         self.lane
@@ -141,32 +148,64 @@ impl Batcher {
             )),
         };
         if let Ok(None) = out {
-            self.contention.note(&resource, true);
+            self.contention.mark(&resource);
         }
         out
     }
 }
 
-/// Resources where the fast path failed lately (held, queued), so that their operations skip it. An answer
-/// that shows no contention clears the mark; marks end by themselves after [`CONTENDED_FOR`].
+/// Resources where the fast path failed lately (held, queued) or that two operations of this process were
+/// about to take through it at once, so that their operations skip it: a contended resource's operations then
+/// reach the procedures in the order they were made, each without a batch's round trip first. Marks end
+/// [`CONTENDED_FOR`] after the last sign of contention.
 #[derive(Default)]
-struct Contention(Mutex<HashMap<String, Instant>>);
+struct Contention(Mutex<Marks>);
+
+#[derive(Default)]
+struct Marks {
+    at: HashMap<String, Instant>,
+    /// Resources with a fast-path operation in flight (at most one each).
+    busy: HashSet<String>,
+}
+
+impl Marks {
+    fn mark(&mut self, resource: &str) {
+        if self.at.len() >= 4096 {
+            self.at.retain(|_, at| at.elapsed() < CONTENDED_FOR);
+        }
+        self.at.insert(resource.into(), Instant::now());
+    }
+}
 
 impl Contention {
-    fn recent(&self, resource: &str) -> bool {
-        let Ok(marks) = self.0.lock() else { return false };
-        marks.get(resource).is_some_and(|at| at.elapsed() < CONTENDED_FOR)
+    /// A place in the fast path for an operation on `resource`, unless it is contended.
+    fn claim(&self, resource: &str) -> Option<Claim<'_>> {
+        let mut m = self.0.lock().ok()?;
+        if m.at.get(resource).is_some_and(|at| at.elapsed() < CONTENDED_FOR) {
+            return None;
+        }
+        if m.busy.contains(resource) {
+            m.mark(resource);
+            return None;
+        }
+        m.busy.insert(resource.into());
+        Some(Claim(self, resource.into()))
     }
 
-    fn note(&self, resource: &str, contended: bool) {
-        let Ok(mut marks) = self.0.lock() else { return };
-        if contended {
-            if marks.len() >= 4096 {
-                marks.retain(|_, at| at.elapsed() < CONTENDED_FOR);
-            }
-            marks.insert(resource.into(), Instant::now());
-        } else if !marks.is_empty() {
-            marks.remove(resource);
+    fn mark(&self, resource: &str) {
+        if let Ok(mut m) = self.0.lock() {
+            m.mark(resource);
+        }
+    }
+}
+
+/// An operation's place in the fast path, given back when it ends (or its caller gives up).
+struct Claim<'a>(&'a Contention, String);
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut m) = self.0 .0.lock() {
+            m.busy.remove(&self.1);
         }
     }
 }
