@@ -14,7 +14,7 @@
 //! so a process's operations on one resource reach the database in the order they were made. mysql_async sends
 //! statements; merging several callers' operations into one transaction is the part written here.
 
-use super::batch_plan::Plan;
+use super::batch_plan::{Fast, Plan};
 #[allow(unused_imports)]
 use super::*;
 use mysql_async::prelude::Queryable;
@@ -28,6 +28,8 @@ use tokio::sync::{mpsc, oneshot};
 const MAX_OPS: usize = 128;
 /// How long a resource where the fast path failed goes to the procedures directly.
 const CONTENDED_FOR: Duration = Duration::from_millis(500);
+/// MySQL's error code for a transaction rolled back as a deadlock's victim.
+const DEADLOCK: u16 = 1213;
 /// Idle time after which the lane's connection is checked before use.
 const CHECK_AFTER: Duration = Duration::from_secs(1);
 /// Most lock ids remembered with their resource (leases that end unreleased are forgotten in bulk past it).
@@ -57,7 +59,7 @@ type Outcome = Result<Option<Reply>>;
 
 pub(super) struct Job {
     pub(super) op: FastOp,
-    reply: oneshot::Sender<Outcome>,
+    reply: oneshot::Sender<Result<Fast>>,
 }
 
 /// Hands fast-path operations to the lanes, and remembers what routes an operation past them.
@@ -140,17 +142,23 @@ impl Batcher {
             .send(Job { op, reply })
             .map_err(|_| Error::ShuttingDown("the MySQL backend was dropped".into()))?;
         let out = match tokio::time::timeout(self.timeout, rx).await {
-            Ok(Ok(r)) => r,
-            Ok(Err(_)) => Err(unavailable(&self.address, "the call was lost")),
-            Err(_) => Err(unavailable(
-                &self.address,
-                format!("no answer within {} ms", self.timeout.as_millis()),
-            )),
+            Ok(Ok(r)) => r?,
+            Ok(Err(_)) => return Err(unavailable(&self.address, "the call was lost")),
+            Err(_) => {
+                return Err(unavailable(
+                    &self.address,
+                    format!("no answer within {} ms", self.timeout.as_millis()),
+                ))
+            }
         };
-        if let Ok(None) = out {
-            self.contention.mark(&resource);
-        }
-        out
+        Ok(match out {
+            Fast::Done(r) => Some(*r),
+            Fast::Contended => {
+                self.contention.mark(&resource);
+                None
+            }
+            Fast::Elsewhere => None,
+        })
     }
 }
 
@@ -269,7 +277,14 @@ impl LaneConn {
             Some(c) => c,
             None => {
                 let mut c = mysql_async::Conn::new(db.conn_opts.clone()).await.map_err(fail)?;
-                c.query_drop("SET autocommit = 0").await.map_err(fail)?;
+                // Read committed: a locking read of a row not yet made takes no gap lock, which a procedure
+                // making that row would wait for while holding another.
+                for sql in [
+                    "SET autocommit = 0",
+                    "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
+                ] {
+                    c.query_drop(sql).await.map_err(fail)?;
+                }
                 c
             }
         };
@@ -277,18 +292,30 @@ impl LaneConn {
     }
 }
 
-/// One batch for `jobs` on the lane's connection (made anew when there is none): the outcomes in the jobs' order.
-async fn batch(db: &Db, conn: &mut LaneConn, jobs: &[Job]) -> Result<Vec<Option<Reply>>> {
-    let plan = Plan::of(jobs);
-    let sql = plan.sql(&db.prefix, jobs);
-    let fail = |e| db_error(&db.address, e);
-    let c = conn.get(db).await?;
-    let mut result = c.query_iter(sql).await.map_err(fail)?;
+/// Runs a batch's statements and answers all their rows.
+async fn run(c: &mut mysql_async::Conn, sql: &str) -> std::result::Result<Vec<Row>, mysql_async::Error> {
+    let mut result = c.query_iter(sql).await?;
     let mut rows: Vec<Row> = Vec::new();
     while !result.is_empty() {
-        rows.extend(result.collect::<Row>().await.map_err(fail)?);
+        rows.extend(result.collect::<Row>().await?);
     }
-    drop(result);
+    Ok(rows)
+}
+
+/// One batch for `jobs` on the lane's connection (made anew when there is none): the outcomes in the jobs' order.
+async fn batch(db: &Db, conn: &mut LaneConn, jobs: &[Job]) -> Result<Vec<Fast>> {
+    let plan = Plan::of(jobs);
+    let sql = plan.sql(&db.prefix, jobs);
+    let c = conn.get(db).await?;
+    // A transaction InnoDB chose as a deadlock's victim was rolled back whole: it is run again.
+    let mut tries = 0;
+    let mut rows = loop {
+        tries += 1;
+        match run(c, &sql).await {
+            Err(mysql_async::Error::Server(e)) if e.code == DEADLOCK && tries < 3 => continue,
+            other => break other.map_err(|e| db_error(&db.address, e))?,
+        }
+    };
     // The last row holds the counts of rows the UPDATEs changed.
     let mut counts = rows.pop().ok_or_else(|| db.unexpected("batch", "no counts"))?;
     let (released, granted): (i64, i64) = (db.get(&mut counts, 0)?, db.get(&mut counts, 1)?);

@@ -26,9 +26,20 @@ fn int_or_null(v: Option<i64>) -> String {
 
 /// The operations of one batch: the releases, and the first acquire of each resource (later ones in the same
 /// batch go to the procedures).
+/// What the batch did with one operation.
+pub(super) enum Fast {
+    Done(Box<Reply>),
+    /// Not done: the resource is held or has waiters, or another operation of the batch took it.
+    Contended,
+    /// Not done, for another reason: no row yet, or not this lease's (ended, or another client's).
+    Elsewhere,
+}
+
 pub(super) struct Plan<'a> {
     releases: Vec<(usize, &'a str, &'a str, Option<&'a str>)>,
     acquires: Vec<(usize, &'a AcquireRequest)>,
+    /// Acquires of a resource another acquire of the batch goes first on.
+    behind: Vec<usize>,
 }
 
 impl<'a> Plan<'a> {
@@ -36,6 +47,7 @@ impl<'a> Plan<'a> {
         let mut plan = Plan {
             releases: Vec::new(),
             acquires: Vec::new(),
+            behind: Vec::new(),
         };
         for (i, j) in jobs.iter().enumerate() {
             match &j.op {
@@ -44,7 +56,9 @@ impl<'a> Plan<'a> {
                     lock_id,
                     client,
                 } => plan.releases.push((i, resource, lock_id, client.as_deref())),
-                FastOp::Acquire(req) if plan.acquires.iter().any(|(_, r)| r.resource == req.resource) => {}
+                FastOp::Acquire(req) if plan.acquires.iter().any(|(_, r)| r.resource == req.resource) => {
+                    plan.behind.push(i)
+                }
                 FastOp::Acquire(req) => plan.acquires.push((i, req)),
             }
         }
@@ -147,14 +161,7 @@ struct Before {
 impl Plan<'_> {
     /// Each operation's outcome, judged from the locked rows as the `UPDATE`s judged them, and checked against
     /// the rows they changed.
-    pub(super) fn read(
-        &self,
-        db: &Db,
-        n: usize,
-        rows: Vec<Row>,
-        released: i64,
-        granted: i64,
-    ) -> Result<Vec<Option<Reply>>> {
+    pub(super) fn read(&self, db: &Db, n: usize, rows: Vec<Row>, released: i64, granted: i64) -> Result<Vec<Fast>> {
         let mut before: HashMap<Vec<u8>, Before> = HashMap::new();
         let mut now: Option<i64> = None;
         for mut row in rows {
@@ -171,7 +178,10 @@ impl Plan<'_> {
             };
             before.insert(db.get(&mut row, 0)?, b);
         }
-        let mut out: Vec<Option<Reply>> = (0..n).map(|_| None).collect();
+        let mut out: Vec<Fast> = (0..n).map(|_| Fast::Elsewhere).collect();
+        for &i in &self.behind {
+            out[i] = Fast::Contended;
+        }
         let Some(now) = now else {
             // No row of these resources exists yet: the procedures make them.
             return Ok(out);
@@ -181,19 +191,20 @@ impl Plan<'_> {
             let Some(b) = before.get_mut(resource.as_bytes()) else {
                 continue;
             };
-            let ok = b.holder.as_deref() == Some(lock_id.as_bytes())
+            let live = b.holder.as_deref() == Some(lock_id.as_bytes())
                 && b.until > now
-                && b.queued == 0
                 && client.is_none_or(|c| b.client.as_deref() == Some(c.as_bytes()));
-            if ok {
+            if live && b.queued > 0 {
+                out[i] = Fast::Contended;
+            } else if live {
                 counted.0 += 1;
-                out[i] = Some(Reply {
+                out[i] = Fast::Done(Box::new(Reply {
                     status: "released".into(),
                     resource: Some(resource.into()),
                     now_us: Some(now),
                     held_us: Some((now - b.acquired.unwrap_or(now)).max(0)),
                     ..Reply::default()
-                });
+                }));
                 (b.holder, b.until) = (None, 0);
             }
         }
@@ -201,21 +212,25 @@ impl Plan<'_> {
             let Some(b) = before.get(req.resource.as_bytes()) else {
                 continue;
             };
-            let reply = |fence, expires, remaining| Reply {
-                status: "granted".into(),
-                resource: Some(req.resource.clone()),
-                fence: Some(fence),
-                now_us: Some(now),
-                expires_us: Some(expires),
-                remaining_us: remaining,
-                ..Reply::default()
+            let reply = |fence, expires, remaining| {
+                Fast::Done(Box::new(Reply {
+                    status: "granted".into(),
+                    resource: Some(req.resource.clone()),
+                    fence: Some(fence),
+                    now_us: Some(now),
+                    expires_us: Some(expires),
+                    remaining_us: remaining,
+                    ..Reply::default()
+                }))
             };
             if b.until <= now && b.shared_until <= now && b.queued == 0 {
                 counted.1 += 1;
-                out[i] = Some(reply((b.fence + 1).max(now), now + millis(req.ttl) * 1000, None));
+                out[i] = reply((b.fence + 1).max(now), now + millis(req.ttl) * 1000, None);
             } else if b.holder.as_deref() == Some(req.lock_id.as_bytes()) && b.until > now {
                 // Granted by an earlier attempt with this lock id, its answer lost: what is left of it.
-                out[i] = Some(reply(b.holder_fence.unwrap_or(b.fence), b.until, Some(b.until - now)));
+                out[i] = reply(b.holder_fence.unwrap_or(b.fence), b.until, Some(b.until - now));
+            } else {
+                out[i] = Fast::Contended;
             }
         }
         if counted != (released, granted) {
