@@ -1,14 +1,14 @@
 //! Group commit of the fast paths: a process's exclusive grants of free resources and releases with nobody
 //! queued share one round trip, one transaction and one statement per kind, instead of a procedure call each.
 //!
-//! A stored procedure runs each of its statements at a fixed price (measured: ~200 µs of server time per call of
-//! the four-statement fast path on a 2-core VM), so a cycle's cost is the number of statements it runs, and
-//! every call commits (a disk flush). A batch instead locks its rows (by key, in key order: two batches never
-//! wait on each other in a circle), releases with one `UPDATE`, grants with one `UPDATE`, reads the outcome
-//! back and commits once, one multi-statement round trip for all of them. Whatever it cannot do (a resource held
-//! or queued, a row not yet made, a lease of another process, any other kind or a condition) comes back as
-//! "not here", and the caller makes its procedure call as before. Resources where that happened lately go to the
-//! procedures directly ([`Contention`]), so a contended lock pays no extra round trip.
+//! A stored procedure runs each of its statements at a fixed price (measured: ~200 µs of server time per call on
+//! a 2-core VM), so a cycle's cost is the number of statements it runs, and every call commits (a disk flush). A
+//! batch instead locks and reads its rows (by key, in key order: two batches never wait on each other in a
+//! circle), releases with one `UPDATE`, grants with one `UPDATE` and commits once, one multi-statement round trip
+//! for all of them ([`Plan`]). Whatever it cannot do (a resource held or queued, a row not yet made, a lease of
+//! another process, any other kind or a condition) comes back as "not here", and the caller makes its procedure
+//! call as before. Contended resources go to the procedures directly ([`Contention`]), so a contended lock pays
+//! no extra round trip.
 //!
 //! One lane runs one batch at a time with everything queued meanwhile (no timer: a lone operation never waits),
 //! so a process's operations on one resource reach the database in the order they were made. mysql_async sends

@@ -24,8 +24,6 @@ fn int_or_null(v: Option<i64>) -> String {
     v.map_or_else(|| "NULL".into(), |n| n.to_string())
 }
 
-/// The operations of one batch: the releases, and the first acquire of each resource (later ones in the same
-/// batch go to the procedures).
 /// What the batch did with one operation.
 pub(super) enum Fast {
     Done(Box<Reply>),
@@ -35,6 +33,8 @@ pub(super) enum Fast {
     Elsewhere,
 }
 
+/// The operations of one batch: the releases, and the first acquire of each resource (later ones in the same
+/// batch go to the procedures).
 pub(super) struct Plan<'a> {
     releases: Vec<(usize, &'a str, &'a str, Option<&'a str>)>,
     acquires: Vec<(usize, &'a AcquireRequest)>,
