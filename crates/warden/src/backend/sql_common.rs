@@ -228,6 +228,23 @@ pub(crate) fn unavailable(address: &str, reason: impl std::fmt::Display) -> Erro
 
 pub(crate) use super::AbortOnDrop;
 
+/// A group commit lane's next batch: the next operation, then, after one turn of the scheduler, everything
+/// queued meanwhile, up to `max`; `None` once the senders are gone. The turn lets the tasks the lane's last
+/// answer woke (a holder handed the lock, a worker about to queue again) put their operations in this batch
+/// rather than the next transaction. No timer: nothing waits longer than the tasks already runnable take to run.
+pub(crate) async fn next_batch<T>(rx: &mut tokio::sync::mpsc::UnboundedReceiver<T>, max: usize) -> Option<Vec<T>> {
+    let first = rx.recv().await?;
+    tokio::task::yield_now().await;
+    let mut jobs = vec![first];
+    while jobs.len() < max {
+        match rx.try_recv() {
+            Ok(j) => jobs.push(j),
+            Err(_) => break,
+        }
+    }
+    Some(jobs)
+}
+
 /// A stable 32-bit hash of a resource name (FNV-1a): the order in which a batch takes resources.
 pub(crate) fn resource_hash(resource: &str) -> u32 {
     resource

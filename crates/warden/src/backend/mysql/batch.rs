@@ -228,16 +228,7 @@ async fn lane(db: Arc<Db>, mut rx: mpsc::UnboundedReceiver<Job>) {
         conn: None,
         used: Instant::now(),
     };
-    while let Some(first) = rx.recv().await {
-        // One scheduler turn first, so that the operations of the tasks the last answer woke join this batch.
-        tokio::task::yield_now().await;
-        let mut jobs = vec![first];
-        while jobs.len() < MAX_OPS {
-            match rx.try_recv() {
-                Ok(j) => jobs.push(j),
-                Err(_) => break,
-            }
-        }
+    while let Some(jobs) = next_batch(&mut rx, MAX_OPS).await {
         match db.bounded(batch(&db, &mut conn, &jobs)).await {
             Ok(outcomes) => {
                 for (job, out) in jobs.into_iter().zip(outcomes) {

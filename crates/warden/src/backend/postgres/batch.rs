@@ -81,18 +81,7 @@ impl Batcher {
 
 /// One lane: a call at a time, with everything queued since the last one.
 async fn lane(db: Arc<Db>, mut rx: mpsc::UnboundedReceiver<Job>) {
-    while let Some(first) = rx.recv().await {
-        // One turn of the scheduler before taking the queue: the tasks this lane's last answer woke (a holder
-        // handed the lock, a worker about to queue again) put their operations in this call rather than the
-        // next transaction. No timer: nothing waits longer than the tasks already runnable take to run.
-        tokio::task::yield_now().await;
-        let mut jobs = vec![first];
-        while jobs.len() < MAX_OPS {
-            match rx.try_recv() {
-                Ok(j) => jobs.push(j),
-                Err(_) => break,
-            }
-        }
+    while let Some(jobs) = next_batch(&mut rx, MAX_OPS).await {
         match call(&db, &jobs).await {
             Ok(mut replies) => {
                 for (job, reply) in jobs.into_iter().zip(replies.drain(..)) {
