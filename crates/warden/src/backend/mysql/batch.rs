@@ -93,7 +93,11 @@ impl Batcher {
         if !req.kind.is_exclusive() || req.condition.is_some() {
             return Ok(None);
         }
-        self.run(FastOp::Acquire(req.clone())).await
+        let granted = self.run(FastOp::Acquire(req.clone())).await?;
+        if granted.is_some() {
+            self.owns(&req.lock_id, &req.resource);
+        }
+        Ok(granted)
     }
 
     /// Tries a release of a lease this process was granted on a resource nobody waits for (`None`: not here).
@@ -107,7 +111,11 @@ impl Batcher {
             lock_id: lock_id.into(),
             client: client.map(Into::into),
         };
-        self.run(op).await
+        let released = self.run(op).await?;
+        if released.is_some() {
+            self.forget(lock_id);
+        }
+        Ok(released)
     }
 
     /// Notes what a procedure call found: a grant (of `lock_id`), or contention on `resource`.
@@ -115,11 +123,17 @@ impl Batcher {
         if contended {
             self.contention.mark(resource);
         }
-        if let (Some(id), Ok(mut owned)) = (lock_id, self.owned.lock()) {
+        if let Some(id) = lock_id {
+            self.owns(id, resource);
+        }
+    }
+
+    fn owns(&self, lock_id: &str, resource: &str) {
+        if let Ok(mut owned) = self.owned.lock() {
             if owned.len() >= MAX_OWNED {
                 owned.clear();
             }
-            owned.insert(id.into(), resource.into());
+            owned.insert(lock_id.into(), resource.into());
         }
     }
 

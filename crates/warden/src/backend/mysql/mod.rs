@@ -3,8 +3,8 @@
 //! Each operation is one call of a stored procedure (one round trip, one transaction) that first locks the
 //! resource's row, except the common case: a process's uncontended exclusive grants and releases share one
 //! transaction of plain statements ([`batch`]). Times come from the database server's clock; fencing tokens are
-//! seeded from it (they keep growing after a restore of an older backup); waiters queue in a table with waiter leases, and a release hands
-//! the lock to the head of the queue in its own transaction. MySQL has no notifications: each process parks one
+//! seeded from it (they keep growing after a restore of an older backup); waiters queue in a table with waiter
+//! leases, and a release hands the lock to the head of the queue in its own transaction. MySQL has no notifications: each process parks one
 //! listening connection that a release interrupts with `KILL QUERY` ([`bell`]). Leases outlive connections:
 //! any process can renew or release a lease by its lock id. The schema is created and upgraded at connect
 //! ([`SCHEMA_VERSION`]).
@@ -142,7 +142,6 @@ impl Backend for MysqlBackend {
     async fn attempt(&self, req: &AcquireRequest, waiter_id: Option<&str>) -> Result<Attempt> {
         let unexpected = |what: &str| self.db.unexpected("acquire", what);
         if let Some(r) = self.fast.acquire(req).await? {
-            self.fast.noted(&req.resource, Some(&req.lock_id), false);
             return r.attempt(req, unexpected);
         }
         let condition = match &req.condition {
@@ -188,22 +187,20 @@ impl Backend for MysqlBackend {
     }
 
     async fn release(&self, lock_id: &str, client_id: Option<&str>) -> Result<Released> {
-        let r = match self.fast.release(lock_id, client_id).await? {
-            Some(r) => r,
-            None => {
-                let own = self.bell.id().map(Value::from).unwrap_or(Value::NULL);
-                let hash = lock_hash(lock_id);
-                let r = self
-                    .db
-                    .call("release", vec![lock_id.into(), hash.into(), opt(client_id), own])
-                    .await?;
-                self.tell(&r);
-                if let Some(resource) = &r.resource {
-                    self.fast.noted(resource, None, r.told.is_some());
-                }
-                r
-            }
-        };
+        if let Some(r) = self.fast.release(lock_id, client_id).await? {
+            return r.released(lock_id, client_id, |what| self.db.unexpected("release", what));
+        }
+        let own = self.bell.id().map(Value::from).unwrap_or(Value::NULL);
+        let hash = lock_hash(lock_id);
+        let r = self
+            .db
+            .call("release", vec![lock_id.into(), hash.into(), opt(client_id), own])
+            .await?;
+        self.tell(&r);
+        if let Some(resource) = &r.resource {
+            self.fast.noted(resource, None, r.told.is_some());
+        }
+        // A stranger's refused release leaves the lease its owner's.
         if r.status != "not_owner" {
             self.fast.forget(lock_id);
         }
