@@ -32,8 +32,21 @@ impl Drop for AbortOnDrop {
         self.0.abort();
     }
 }
+
+/// Runs its closure once when dropped: marks that must end with a call however it ends (an error, or a caller
+/// that stopped waiting for it).
+#[allow(dead_code)] // Used by backends behind features.
+pub(crate) struct OnDrop<F: FnMut()>(pub(crate) F);
+
+impl<F: FnMut()> Drop for OnDrop<F> {
+    fn drop(&mut self) {
+        (self.0)();
+    }
+}
 #[cfg(any(feature = "postgres", feature = "mysql"))]
 mod sql_common;
+#[cfg(any(feature = "etcd", feature = "zookeeper"))]
+mod table;
 #[cfg(feature = "zookeeper")]
 pub mod zookeeper;
 

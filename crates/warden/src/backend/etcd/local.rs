@@ -5,7 +5,7 @@
 use super::keys::Record;
 pub(crate) use crate::backend::queue_record::Counts;
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::Mutex;
+
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -36,6 +36,8 @@ pub(crate) struct Waiting {
     pub session_epoch: u64,
     /// When the last attempt that found something ahead of it was sent.
     pub last_blocked: Instant,
+    /// Attempts of it under way: the sweep leaves it alone meanwhile (see [`Table::attempting`](crate::backend::table::Table::attempting)).
+    pub attempts: u32,
 }
 
 #[derive(Debug, Default)]
@@ -56,12 +58,20 @@ pub(crate) struct Local {
     /// Waiters known to be at the head of their queue: the exclusive lease just ahead of them was released by
     /// this process, and nothing can come ahead of a holder. Their next attempt needs no read.
     pub free: HashSet<String>,
+    /// Waiters' keys (key, create revision) the sweep is deleting or may have deleted (no answer): never granted.
+    /// A grant does not change a key's create revision, which is all the sweep's delete compares; so a grant of
+    /// such a key could be deleted behind its holder.
+    pub swept: HashMap<(String, i64), Instant>,
 }
 
 /// Deletions remembered to close the race between a waiter's read and its registration behind a key.
 const DELETIONS_KEPT: usize = 4096;
 /// Queue heads remembered at most (the oldest are dropped).
 const HEADS_KEPT: usize = 65_536;
+/// Swept keys remembered at most; past it, those older than [`SWEPT_FOR`] are forgotten (a delete with no answer
+/// is applied within an election or never).
+const SWEPT_KEPT: usize = 4096;
+const SWEPT_FOR: Duration = Duration::from_secs(60);
 
 impl Local {
     /// Registers waiter `id` behind `key` (read at `rev`). True if that key was deleted after `rev` already. A
@@ -173,7 +183,13 @@ impl Local {
         *self.counts.per_resource.entry(resource.to_string()).or_default() += 1;
     }
 
-    /// Leases past their deadline and waiters past their waiter lease, taken out of the tables.
+    /// Whether `key` at `create_rev` was dropped by the sweep: it must not be granted.
+    pub fn is_swept(&self, key: &str, create_rev: i64) -> bool {
+        !self.swept.is_empty() && self.swept.contains_key(&(key.to_string(), create_rev))
+    }
+
+    /// Leases past their deadline, and waiters past their waiter lease with no attempt under way, taken out of
+    /// the tables; the waiters' keys are marked swept until [`Local::swept_done`].
     pub fn overdue(&mut self, now: Instant) -> (Vec<Held>, Vec<(String, Waiting)>) {
         let held: Vec<String> = self
             .held
@@ -185,33 +201,41 @@ impl Local {
         let waiting: Vec<String> = self
             .waiting
             .iter()
-            .filter(|(_, w)| w.deadline <= now)
+            .filter(|(_, w)| w.deadline <= now && w.attempts == 0)
             .map(|(k, _)| k.clone())
             .collect();
-        let waiting = waiting
+        let waiting: Vec<(String, Waiting)> = waiting
             .into_iter()
             .filter_map(|id| self.drop_waiter(&id).map(|w| (id, w)))
             .collect();
+        if !waiting.is_empty() && self.swept.len() >= SWEPT_KEPT {
+            self.swept.retain(|_, t| now.saturating_duration_since(*t) < SWEPT_FOR);
+        }
+        for (_, w) in &waiting {
+            self.swept.insert((w.key.clone(), w.create_rev), now);
+        }
         (held, waiting)
+    }
+
+    /// The sweep's delete of a waiter's key got an answer: the key at that revision is gone either way.
+    pub fn swept_done(&mut self, key: &str, create_rev: i64) {
+        self.swept.remove(&(key.to_string(), create_rev));
     }
 }
 
-/// The table behind a mutex, with a poison-proof accessor.
-#[derive(Debug, Default)]
-pub(crate) struct Shared(Mutex<Local>);
+/// The table behind a mutex.
+pub(crate) type Shared = crate::backend::table::Table<Local>;
 
-impl Shared {
-    pub fn with<T>(&self, f: impl FnOnce(&mut Local) -> T) -> T {
-        match self.0.lock() {
-            Ok(mut g) => f(&mut g),
-            Err(p) => f(&mut p.into_inner()),
-        }
+impl crate::backend::table::Waiters for Local {
+    fn waiter_mut(&mut self, id: &str) -> Option<(&mut u32, &mut Instant)> {
+        self.waiting.get_mut(id).map(|w| (&mut w.attempts, &mut w.deadline))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     fn waiter(l: &mut Local, id: &str, behind: &str) {
         l.waiting.insert(
@@ -224,6 +248,7 @@ mod tests {
                 deadline: Instant::now(),
                 session_epoch: 1,
                 last_blocked: Instant::now(),
+                attempts: 0,
             },
         );
         assert!(!l.wait_behind(id, Some(behind.into()), 10), "not deleted yet");
@@ -251,5 +276,29 @@ mod tests {
         // Queued behind another key again: the flag goes.
         assert!(!l.wait_behind("w2", Some("w/l/h/x/c".into()), 12));
         assert!(!l.free.contains("w2"));
+    }
+
+    #[test]
+    fn a_waiter_being_attempted_is_never_swept_and_a_swept_key_is_never_granted() {
+        let shared = Arc::new(Shared::default());
+        shared.with(|l| waiter(l, "w1", "w/l/h/x/a"));
+        let later = Instant::now() + Duration::from_secs(10);
+        {
+            // Its waiter lease runs out while an attempt of it is under way: the sweep leaves it alone.
+            let _mark = shared.attempting("w1", Duration::from_millis(1));
+            let (_, swept) = shared.with(|l| l.overdue(later));
+            assert!(swept.is_empty());
+        }
+        // Once the attempt is over (ended however) and the lease ran out, it goes, and its key at that create
+        // revision may never be granted until the sweep's delete is answered.
+        let (_, swept) = shared.with(|l| l.overdue(later));
+        assert_eq!(swept.len(), 1);
+        assert!(shared.with(|l| l.is_swept("w/l/h/x/w1", 10)));
+        assert!(
+            !shared.with(|l| l.is_swept("w/l/h/x/w1", 11)),
+            "the same name made again is another key"
+        );
+        shared.with(|l| l.swept_done("w/l/h/x/w1", 10));
+        assert!(!shared.with(|l| l.is_swept("w/l/h/x/w1", 10)));
     }
 }

@@ -25,6 +25,7 @@ struct Queue {
 
 impl EtcdBackend {
     pub(super) async fn attempt_now(&self, req: &AcquireRequest, waiter: Option<&str>) -> Result<Attempt> {
+        let _attempting = waiter.map(|w| self.local.attempting(w, req.waiter_lease));
         // A head found expired is deleted and the attempt made again, at most twice.
         for _ in 0..3 {
             if let Some(done) = self.attempt_once(req, waiter).await? {
@@ -176,15 +177,8 @@ impl EtcdBackend {
         };
         match (known, r.succeeded()) {
             (None, true) if !sem => {
-                return Ok(Some(self.written(
-                    req,
-                    waiter,
-                    key,
-                    (revision, revision),
-                    record,
-                    sent,
-                    left,
-                )));
+                let attempt = self.written(req, waiter, key.clone(), (revision, revision), record, sent, left);
+                return self.claimed(attempt, &key, revision).await;
             }
             (Some(_), false) => {
                 // Our key is gone (expired, revoked, or the session was lost): queue again from the back.
@@ -259,7 +253,8 @@ impl EtcdBackend {
                         return Ok(None);
                     }
                 }
-                return Ok(Some(self.written(req, waiter, key, (c, m), stored, sent, left)));
+                let attempt = self.written(req, waiter, key.clone(), (c, m), stored, sent, left);
+                return self.claimed(attempt, &key, c).await;
             }
             if seen.is_some() && known.is_none() {
                 // Nothing blocks it, yet it was not granted: a holder newer than the record is ahead of it (the
@@ -290,18 +285,32 @@ impl EtcdBackend {
         self.etcd.txn(txn).await.map(drop)
     }
 
-    /// A lease this process just wrote or was handed: from now on its own, trusted for `left`.
-    fn granted(&self, req: &AcquireRequest, waiter: Option<&str>, held: Held, left: Duration) -> Attempt {
+    /// A lease this process just wrote or was handed: from now on its own, trusted for `left`. None if its key
+    /// is one this process's sweep dropped (see [`Local::swept`](super::local::Local::swept)).
+    fn granted(&self, req: &AcquireRequest, waiter: Option<&str>, held: Held, left: Duration) -> Option<Attempt> {
         let acquired = held.record.acquired();
         let grant = Grant::new(held.create_rev as u64, acquired, acquired + req.ttl);
-        self.local.with(|l| {
+        let ok = self.local.with(|l| {
             if let Some(w) = waiter {
                 l.drop_waiter(w);
             }
+            if l.is_swept(&held.key, held.create_rev) {
+                return false;
+            }
             l.granted(&req.resource);
             l.held.insert(req.lock_id.clone(), held);
+            true
         });
-        Attempt::Granted(grant.found_with(left))
+        ok.then(|| Attempt::Granted(grant.found_with(left)))
+    }
+
+    /// What a grant came to: refused ([`EtcdBackend::granted`]), its key goes (in case the sweep's own delete
+    /// never got through) and the attempt is made again from the back.
+    async fn claimed(&self, attempt: Option<Attempt>, key: &str, create_rev: i64) -> Result<Option<Attempt>> {
+        if attempt.is_none() {
+            self.delete_unchanged(key, create_rev).await?;
+        }
+        Ok(attempt)
     }
 
     /// The lease a write sent at `sent` made: this process deletes it a ttl after that unless renewed, and trusts
@@ -316,7 +325,7 @@ impl EtcdBackend {
         record: Record,
         sent: Instant,
         session_left: Duration,
-    ) -> Attempt {
+    ) -> Option<Attempt> {
         let held = Held {
             key,
             create_rev,
@@ -368,6 +377,7 @@ impl EtcdBackend {
                     deadline: now,
                     session_epoch: epoch,
                     last_blocked: q.sent,
+                    attempts: 0,
                 });
                 entry.deadline = now + req.waiter_lease;
                 entry.last_blocked = q.sent;
@@ -412,14 +422,15 @@ impl EtcdBackend {
             stored.w = None;
             stored.h = true;
             let held = Held {
-                key,
+                key: key.clone(),
                 create_rev,
                 mod_rev: kv.map_or(create_rev, KeyValue::mod_revision),
                 record: stored,
                 deadline: now + left,
                 release_sent: false,
             };
-            return Ok(Some(self.granted(req, Some(waiter), held, left.min(session_left))));
+            let attempt = self.granted(req, Some(waiter), held, left.min(session_left));
+            return self.claimed(attempt, &key, create_rev).await;
         }
         let (lease, _) = self.etcd.session_left()?;
         let hash = resource_hash(&req.resource);
@@ -443,13 +454,13 @@ impl EtcdBackend {
         let attempt = self.written(
             req,
             Some(waiter),
-            key,
+            key.clone(),
             (create_rev, revision),
             record,
             sent,
             session_left,
         );
-        Ok(Some(attempt))
+        self.claimed(attempt, &key, create_rev).await
     }
 
     /// Deletes a head of queue found unchanged for its ttl, unless it changed meanwhile; counts the expiry.

@@ -106,8 +106,11 @@ async fn sweep(etcd: Arc<Etcd>, local: Arc<Shared>) {
         for (_, w) in waiting {
             let txn = Txn::new()
                 .when([Compare::create_revision(w.key.clone(), CompareOp::Equal, w.create_rev)])
-                .and_then([TxnOp::delete(w.key, None)]);
-            let _ = etcd.txn(txn).await;
+                .and_then([TxnOp::delete(w.key.clone(), None)]);
+            if etcd.txn(txn).await.is_ok() {
+                // Answered: the key at that create revision is gone, whoever deleted it.
+                local.with(|l| l.swept_done(&w.key, w.create_rev));
+            }
         }
     }
 }

@@ -5,7 +5,7 @@
 pub(crate) use crate::backend::queue_record::Counts;
 use crate::backend::queue_record::Record;
 use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
+
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -42,6 +42,8 @@ pub(crate) struct Waiting {
     pub epoch: u64,
     /// When the last attempt that found something ahead of it was sent.
     pub last_blocked: Instant,
+    /// Attempts of it under way: the sweep leaves it alone meanwhile (see [`Table::attempting`](crate::backend::table::Table::attempting)).
+    pub attempts: u32,
 }
 
 #[derive(Debug, Default)]
@@ -164,7 +166,7 @@ impl Local {
         let waiting: Vec<String> = self
             .waiting
             .iter()
-            .filter(|(_, w)| w.deadline <= now)
+            .filter(|(_, w)| w.deadline <= now && w.attempts == 0)
             .map(|(k, _)| k.clone())
             .collect();
         let waiting = waiting.into_iter().filter_map(|id| self.drop_waiter(&id)).collect();
@@ -177,16 +179,12 @@ impl Local {
     }
 }
 
-/// The table behind a mutex, with a poison-proof accessor.
-#[derive(Debug, Default)]
-pub(crate) struct Shared(Mutex<Local>);
+/// The table behind a mutex.
+pub(crate) type Shared = crate::backend::table::Table<Local>;
 
-impl Shared {
-    pub fn with<T>(&self, f: impl FnOnce(&mut Local) -> T) -> T {
-        match self.0.lock() {
-            Ok(mut g) => f(&mut g),
-            Err(p) => f(&mut p.into_inner()),
-        }
+impl crate::backend::table::Waiters for Local {
+    fn waiter_mut(&mut self, id: &str) -> Option<(&mut u32, &mut Instant)> {
+        self.waiting.get_mut(id).map(|w| (&mut w.attempts, &mut w.deadline))
     }
 }
 
@@ -215,6 +213,7 @@ mod tests {
                 deadline: Instant::now(),
                 epoch: 0,
                 last_blocked: Instant::now(),
+                attempts: 0,
             },
         );
         assert!(

@@ -29,6 +29,7 @@ struct Node {
 
 impl ZkBackend {
     pub(super) async fn attempt_now(&self, req: &AcquireRequest, waiter: Option<&str>) -> Result<Attempt> {
+        let _attempting = waiter.map(|w| self.local.attempting(w, req.waiter_lease));
         // A head found expired is deleted and the attempt made again, at most twice.
         for _ in 0..3 {
             if let Some(done) = self.attempt_once(req, waiter).await? {
@@ -372,6 +373,7 @@ impl ZkBackend {
                     deadline: now,
                     epoch,
                     last_blocked: sent,
+                    attempts: 0,
                 });
                 entry.deadline = now + req.waiter_lease;
                 entry.last_blocked = sent;
