@@ -2,7 +2,8 @@
 //! survive a crash of the whole server and work resumes on the same client; a stopped (SIGSTOPped) server fails
 //! every call fast, naming the host, and a holder learns it lost before its lease can have ended; many processes
 //! starting at once create the schema once; a version 1 schema upgrades under held leases; 20 processes share a
-//! counter under the lock; the sweep forgets what ended without losing counts or fence order.
+//! counter under the lock; the sweep forgets what ended without losing counts or fence order; uncontended
+//! cycles batched by one process answer as one by one would.
 
 use std::time::Duration;
 use tokio::time::Instant;
@@ -318,4 +319,64 @@ impl Database for crate::mysql_harness::MysqlHarness {
     fn resume(&self) {
         self.server.lock().expect("server").resume();
     }
+}
+
+/// Names no SQL literal could hold as they are (quotes, backslash, `%`, `_`, `;--`, non-ASCII), for batches.
+pub fn batch_names(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("batch/{i}/it's \"q\" \\ %_ é;--")).collect()
+}
+
+/// One uncontended cycle on every name at once (one process: its operations share calls), `rounds` times:
+/// each name's fence grows from round to round (`last`: each name's fence before), and the shared statistics
+/// count every grant exactly, none active or expired after. Returns the last round's fences.
+pub async fn cycles_at_once(w: &Warden, names: &[String], rounds: usize, mut last: Vec<u64>) -> Vec<u64> {
+    let cycle = |name: String| {
+        let w = w.clone();
+        async move {
+            let mut g = w.lock(&name).auto_renew(false).acquire().await.expect("acquire");
+            let fence = g.fencing_token();
+            g.release().await.expect("release");
+            fence
+        }
+    };
+    let before = w.stats().await.expect("stats");
+    for _ in 0..rounds {
+        let fences = futures::future::join_all(names.iter().cloned().map(cycle)).await;
+        for (i, f) in fences.iter().enumerate() {
+            let was = last.get(i).copied().unwrap_or(0);
+            assert!(*f > was, "{}: fence {f} after {was}", names[i]);
+        }
+        last = fences;
+    }
+    let after = w.stats().await.expect("stats");
+    assert_eq!(after.total_locks - before.total_locks, (rounds * names.len()) as u64);
+    assert_eq!(after.active_locks, 0);
+    assert_eq!(after.expired_locks, before.expired_locks);
+    last
+}
+
+/// A stranger's release of `names[0]` is refused and the holder keeps its lease; a lease of `names[1]` that
+/// ended (on the database's clock) is reported lost to its holder's release.
+pub async fn a_stranger_is_refused_and_an_ended_lease_is_lost(w: &Warden, names: &[String]) {
+    let g = w.lock(&names[0]).auto_renew(false).acquire().await.expect("acquire");
+    let r = w.release(g.lock_id(), Some("someone else")).await;
+    assert!(matches!(r, Err(Error::NotOwner { .. })), "{r:?}");
+    let info = w.inspect(&names[0]).await.expect("inspect");
+    assert_eq!(info.holders.len(), 1);
+    assert!(w.release(g.lock_id(), None).await.is_ok());
+    let short = w
+        .lock(&names[1])
+        .ttl(Duration::from_millis(100))
+        .auto_renew(false)
+        .acquire()
+        .await
+        .expect("acquire");
+    // Until the database's own view no longer shows it held (it ends 100 ms after its grant, on its clock).
+    let deadline = Instant::now() + 5 * SEC;
+    while !w.inspect(&names[1]).await.expect("inspect").holders.is_empty() {
+        assert!(Instant::now() < deadline, "the lease never ended");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let r = w.release(short.lock_id(), None).await;
+    assert!(matches!(r, Err(Error::LeaseLost { .. })), "{r:?}");
 }

@@ -203,32 +203,16 @@ async fn status(admin: &mut mysql_async::Conn, name: &str) -> u64 {
 async fn uncontended_grants_and_releases_share_transactions_and_answer_as_the_procedures_do() {
     let h = MysqlHarness::new();
     let w = Warden::connect(h.url()).await.expect("connect");
-    let names: Vec<String> = (0..40).map(|i| format!("batch/{i}/it's \"q\" \\ %_ é;--")).collect();
-    let cycle = |name: String| {
-        let w = w.clone();
-        async move {
-            let mut g = w.lock(&name).auto_renew(false).acquire().await.expect("acquire");
-            let fence = g.fencing_token();
-            g.release().await.expect("release");
-            fence
-        }
-    };
+    let names = sql_faults::batch_names(40);
     // The first grant of each name makes its row (a procedure call).
-    let mut last: Vec<u64> = futures::future::join_all(names.iter().cloned().map(cycle)).await;
+    let last = sql_faults::cycles_at_once(&w, &names, 1, Vec::new()).await;
     let mut admin = connect(&h.server_url()).await;
     let (calls, commits) = (
         status(&mut admin, "Com_call_procedure").await,
         status(&mut admin, "Com_commit").await,
     );
-    let before = w.stats().await.expect("stats");
     let rounds = 10;
-    for _ in 0..rounds {
-        let fences = futures::future::join_all(names.iter().cloned().map(cycle)).await;
-        for (i, f) in fences.iter().enumerate() {
-            assert!(*f > last[i], "{}: fence {f} after {}", names[i], last[i]);
-        }
-        last = fences;
-    }
+    sql_faults::cycles_at_once(&w, &names, rounds, last).await;
     let ops = (2 * rounds * names.len()) as u64;
     let calls = status(&mut admin, "Com_call_procedure").await - calls;
     let commits = status(&mut admin, "Com_commit").await - commits;
@@ -238,30 +222,5 @@ async fn uncontended_grants_and_releases_share_transactions_and_answer_as_the_pr
         commits < ops,
         "{commits} transactions for {ops} operations: none shared"
     );
-    let after = w.stats().await.expect("stats");
-    assert_eq!(after.total_locks - before.total_locks, (rounds * names.len()) as u64);
-    assert_eq!(after.active_locks, 0);
-    assert_eq!(after.expired_locks, before.expired_locks);
-    // A stranger is refused and the holder keeps its lease; a lease that ended is reported lost.
-    let g = w.lock(&names[0]).auto_renew(false).acquire().await.expect("acquire");
-    let r = w.release(g.lock_id(), Some("someone else")).await;
-    assert!(matches!(r, Err(Error::NotOwner { .. })), "{r:?}");
-    let info = w.inspect(&names[0]).await.expect("inspect");
-    assert_eq!(info.holders.len(), 1);
-    assert!(w.release(g.lock_id(), None).await.is_ok());
-    let short = w
-        .lock(&names[1])
-        .ttl(Duration::from_millis(100))
-        .auto_renew(false)
-        .acquire()
-        .await
-        .expect("acquire");
-    // Until the database's own view no longer shows it held (it ends 100 ms after its grant, on its clock).
-    let deadline = Instant::now() + 5 * SEC;
-    while !w.inspect(&names[1]).await.expect("inspect").holders.is_empty() {
-        assert!(Instant::now() < deadline, "the lease never ended");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let r = w.release(short.lock_id(), None).await;
-    assert!(matches!(r, Err(Error::LeaseLost { .. })), "{r:?}");
+    sql_faults::a_stranger_is_refused_and_an_ended_lease_is_lost(&w, &names).await;
 }

@@ -1,5 +1,6 @@
 //! `postgres://` beyond the conformance suite: durability across a crash, a database that stops answering,
-//! the schema created by many processes at once, table prefixes, and 20 processes sharing a counter.
+//! the schema created by many processes at once, table prefixes, 20 processes sharing a counter, and a call's
+//! uncontended operations run as one statement each.
 
 use std::time::Duration;
 use tokio::time::Instant;
@@ -174,4 +175,28 @@ async fn a_waiter_whose_listening_connection_dies_still_gets_the_lock_handed_to_
         .expect("B acquires");
     assert!(released.elapsed() < 2 * SEC, "B learned late: {:?}", released.elapsed());
     assert!(g.fencing_token() > held.fencing_token());
+}
+
+/// One process's uncontended exclusive grants and releases in one call run as one statement each (every grant
+/// of such a statement carries the same database clock reading, where one by one each reads its own), on names
+/// no SQL literal could hold, and answer exactly as one by one: increasing fences, exact counts, a stranger
+/// refused, a lease that ended reported lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uncontended_operations_of_a_call_run_as_one_statement_each_and_answer_as_one_by_one() {
+    let h = PostgresHarness::new();
+    let w = Warden::connect(h.url()).await.expect("connect");
+    let names = sql_faults::batch_names(40);
+    // The first grant of each name makes its row (one by one).
+    let last = sql_faults::cycles_at_once(&w, &names, 1, Vec::new()).await;
+    sql_faults::cycles_at_once(&w, &names, 10, last).await;
+    let moments = h
+        .ints("SELECT count(DISTINCT holder_acquired) FROM warden_resources WHERE resource LIKE 'batch/%'")
+        .await;
+    assert!(
+        moments[0] < names.len() as i64 / 2,
+        "{} grant times for the last round's {} grants: few shared a statement",
+        moments[0],
+        names.len()
+    );
+    sql_faults::a_stranger_is_refused_and_an_ended_lease_is_lost(&w, &names).await;
 }

@@ -43,6 +43,14 @@ async fn postgres_two_thousand_cycles() {
     let _ = check(&warden_testkit::postgres_harness::PostgresHarness::new(), 2_000, 0xbeef).await;
 }
 
+/// Every client one process: a call mixes every kind on the same resources, its uncontended exclusive
+/// releases and grants run as one statement each, the rest one by one after them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_one_process_two_thousand_cycles() {
+    let h = warden_testkit::one_process::OneProcess::new(warden_testkit::postgres_harness::PostgresHarness::new());
+    let _ = check(&h, 2_000, 0xbef0).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mariadb_two_thousand_cycles() {
     let _ = check(&warden_testkit::mysql_harness::MysqlHarness::new(), 2_000, 0xcafe).await;

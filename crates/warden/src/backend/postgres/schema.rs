@@ -48,6 +48,9 @@ const STEPS: &[&str] = &[
         include_str!("sql/v1/acquire.sql"),
         include_str!("sql/v1/release.sql"),
     ),
+    // Version 7 changes no table: it installs the batch that runs a call's uncontended exclusive releases and
+    // grants as one statement each.
+    include_str!("sql/v1/batch.sql"),
 ];
 
 /// The schema version this build writes and reads.

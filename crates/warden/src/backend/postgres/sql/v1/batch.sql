@@ -16,8 +16,78 @@ CREATE OR REPLACE FUNCTION {p}batch(
 ) LANGUAGE plpgsql AS $$
 DECLARE
     v {p}reply;
+    n integer := coalesce(array_length(p_op, 1), 0);
+    v_now bigint;
+    v_done boolean[];
+    f record;
 BEGIN
-    FOR i IN 1 .. coalesce(array_length(p_op, 1), 0) LOOP
+    IF n > 1 THEN
+        -- Several operations: the uncontended exclusive releases and grants go first, each kind as one statement
+        -- over the whole call (a statement per operation costs the database more in start-up than in work).
+        -- Every row of the call's resources is locked first, in the order every call takes them (hash, name), so
+        -- that two calls never wait for each other in a circle. (A shared lease's release or renewal then locks
+        -- the lease's row after its resource's; alone in a call, before it: only two calls on that very lease at
+        -- once, from two processes, could wait on each other, and PostgreSQL breaks that after deadlock_timeout.)
+        v_done := array_fill(false, ARRAY[n]);
+        PERFORM 1 FROM {p}resources WHERE key_hash = ANY(p_hash) ORDER BY key_hash, resource FOR UPDATE;
+        v_now := (extract(epoch FROM clock_timestamp()) * 1000000)::bigint;
+        -- Releases of live exclusive leases with nobody queued (as {p}release's first statement).
+        FOR f IN
+            WITH ops AS (
+                SELECT t.i::integer AS i, t.lock_id, t.client, t.hash
+                FROM unnest(p_op, p_lock_id, p_client, p_hash) WITH ORDINALITY AS t(op, lock_id, client, hash, i)
+                WHERE t.op = 'release')
+            UPDATE {p}resources r SET holder = NULL, holder_until = 0,
+                    last_release_us = greatest(v_now - r.holder_acquired, 0),
+                    released = r.released + 1,
+                    hold_ms = r.hold_ms + (v_now - r.holder_acquired) / 1000
+                FROM ops
+                WHERE r.key_hash = ops.hash AND r.holder = ops.lock_id AND r.holder_until > v_now AND r.queued = 0
+                    AND (ops.client IS NULL OR r.holder_client = ops.client)
+                RETURNING ops.i, r.resource, r.last_release_us
+        LOOP
+            v_done[f.i] := true;
+            o_i := f.i;
+            o_status := 'released';
+            o_resource := f.resource;
+            o_held_us := f.last_release_us;
+            RETURN NEXT;
+        END LOOP;
+        o_held_us := NULL;
+        -- Exclusive grants of free resources with nobody queued (as {p}acquire's first statement), each
+        -- resource's first operation of the call only: the operations on one resource keep their order.
+        FOR f IN
+            WITH named AS (
+                SELECT t.i::integer AS i, t.op, t.resource, t.lock_id, t.kind, t.ttl_ms, t.client,
+                       t.max_renewals, t.max_hold_ms,
+                       min(t.i) OVER (PARTITION BY t.resource) AS first_i
+                FROM unnest(p_op, p_resource, p_lock_id, p_kind, p_ttl_ms, p_client, p_max_renewals, p_max_hold_ms)
+                    WITH ORDINALITY AS t(op, resource, lock_id, kind, ttl_ms, client, max_renewals, max_hold_ms, i)
+                WHERE t.resource IS NOT NULL),
+            ops AS (SELECT * FROM named WHERE i = first_i AND op = 'acquire' AND kind IN ('exclusive', 'write'))
+            UPDATE {p}resources r SET fence = greatest(r.fence + 1, v_now), holder_fence = greatest(r.fence + 1, v_now),
+                    expired = r.expired + (r.holder IS NOT NULL)::integer,
+                    hold_ms = r.hold_ms + coalesce((r.holder_until - r.holder_acquired) / 1000, 0),
+                    holder = ops.lock_id, holder_kind = ops.kind, holder_client = ops.client, holder_acquired = v_now,
+                    holder_until = v_now + ops.ttl_ms * 1000, holder_ttl_ms = ops.ttl_ms, holder_renewals = 0,
+                    holder_max_renewals = ops.max_renewals, holder_max_hold_ms = ops.max_hold_ms, permits = 0
+                FROM ops
+                WHERE r.resource = ops.resource AND r.holder_until <= v_now AND r.shared_until <= v_now
+                    AND r.queued = 0
+                RETURNING ops.i, r.fence, r.holder_until
+        LOOP
+            v_done[f.i] := true;
+            o_i := f.i;
+            o_status := 'granted';
+            o_resource := NULL;
+            o_fence := f.fence;
+            o_now_us := v_now;
+            o_expires_us := f.holder_until;
+            RETURN NEXT;
+        END LOOP;
+    END IF;
+    FOR i IN 1 .. n LOOP
+        CONTINUE WHEN v_done[i];
         IF p_op[i] = 'acquire' THEN
             v := {p}acquire(p_resource[i], p_hash[i], p_lock_id[i], p_kind[i], p_ttl_ms[i], p_client[i],
                             p_waiter[i], p_waiter_lease_ms[i], p_max_renewals[i], p_max_hold_ms[i], p_max_waiters,
@@ -64,6 +134,10 @@ DECLARE
 BEGIN
     FOR l IN SELECT lock_id, resource, acquired_us, expires_us FROM {p}leases WHERE expires_us < v_before
              LIMIT 1000 FOR UPDATE SKIP LOCKED LOOP
+        -- Its resource's row is skipped too while a call holds it: a call locks resource rows before lease rows,
+        -- and waiting here, holding lease rows, could close a circle with it.
+        PERFORM 1 FROM {p}resources WHERE resource = l.resource FOR UPDATE SKIP LOCKED;
+        CONTINUE WHEN NOT FOUND AND EXISTS (SELECT 1 FROM {p}resources WHERE resource = l.resource);
         UPDATE {p}resources SET expired = expired + 1, hold_ms = hold_ms + (l.expires_us - l.acquired_us) / 1000
             WHERE resource = l.resource;
         DELETE FROM {p}leases WHERE lock_id = l.lock_id;
