@@ -5,7 +5,6 @@
 use super::keys::Record;
 pub(crate) use crate::backend::queue_record::Counts;
 use std::collections::{HashMap, HashSet, VecDeque};
-
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -36,7 +35,8 @@ pub(crate) struct Waiting {
     pub session_epoch: u64,
     /// When the last attempt that found something ahead of it was sent.
     pub last_blocked: Instant,
-    /// Attempts of it under way: the sweep leaves it alone meanwhile (see [`Table::attempting`](crate::backend::table::Table::attempting)).
+    /// Attempts of it under way: the sweep leaves it alone meanwhile (see
+    /// [`Table::attempting`](crate::backend::table::Table::attempting)).
     pub attempts: u32,
 }
 

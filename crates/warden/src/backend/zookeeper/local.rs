@@ -5,7 +5,6 @@
 pub(crate) use crate::backend::queue_record::Counts;
 use crate::backend::queue_record::Record;
 use std::collections::{HashMap, HashSet};
-
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -42,7 +41,8 @@ pub(crate) struct Waiting {
     pub epoch: u64,
     /// When the last attempt that found something ahead of it was sent.
     pub last_blocked: Instant,
-    /// Attempts of it under way: the sweep leaves it alone meanwhile (see [`Table::attempting`](crate::backend::table::Table::attempting)).
+    /// Attempts of it under way: the sweep leaves it alone meanwhile (see
+    /// [`Table::attempting`](crate::backend::table::Table::attempting)).
     pub attempts: u32,
 }
 
