@@ -40,8 +40,16 @@ pub struct MysqlBackend {
     router: Arc<WakeRouter>,
     bell: Arc<bell::Bell>,
     fast: batch::Batcher,
+    /// Turns of the acquires that go to the procedure, by their resource's hash: a process's acquires of one
+    /// resource reach the database one at a time, in the order they were made (tokio's mutex is fair), so its
+    /// waiters queue in the order they asked, whatever order the pool's connections or the row lock would take
+    /// them in.
+    turns: Vec<tokio::sync::Mutex<()>>,
     _tasks: Vec<AbortOnDrop>,
 }
+
+/// Stripes of [`MysqlBackend::turns`]: resources that share one take turns with each other too.
+const TURNS: u32 = 64;
 
 impl std::fmt::Debug for MysqlBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -89,6 +97,7 @@ impl MysqlBackend {
             router,
             bell,
             fast,
+            turns: (0..TURNS).map(|_| tokio::sync::Mutex::new(())).collect(),
             _tasks: vec![AbortOnDrop(listener), sweeper, lane],
         })
     }
@@ -167,7 +176,10 @@ impl Backend for MysqlBackend {
             self.bell.id().map(Value::from).unwrap_or(Value::NULL),
             req.priority.into(),
         ];
-        let r = self.db.call("acquire_with", params).await?;
+        let turn = self.turns[(resource_hash(&req.resource) % TURNS) as usize].lock().await;
+        let r = self.db.call("acquire_with", params).await;
+        drop(turn);
+        let r = r?;
         self.tell(&r);
         let granted = r.status == "granted";
         self.fast
