@@ -15,6 +15,7 @@ mod bell;
 mod db;
 mod options;
 mod schema;
+mod turns;
 mod views;
 
 use db::*;
@@ -40,16 +41,10 @@ pub struct MysqlBackend {
     router: Arc<WakeRouter>,
     bell: Arc<bell::Bell>,
     fast: batch::Batcher,
-    /// Turns of the acquires that go to the procedure, by their resource's hash: a process's acquires of one
-    /// resource reach the database one at a time, in the order they were made (tokio's mutex is fair), so its
-    /// waiters queue in the order they asked, whatever order the pool's connections or the row lock would take
-    /// them in.
-    turns: Vec<tokio::sync::Mutex<()>>,
+    /// A process's acquires of one resource go one at a time, in the order they were made.
+    turns: turns::Turns,
     _tasks: Vec<AbortOnDrop>,
 }
-
-/// Stripes of [`MysqlBackend::turns`]: resources that share one take turns with each other too.
-const TURNS: u32 = 64;
 
 impl std::fmt::Debug for MysqlBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -97,7 +92,7 @@ impl MysqlBackend {
             router,
             bell,
             fast,
-            turns: (0..TURNS).map(|_| tokio::sync::Mutex::new(())).collect(),
+            turns: turns::Turns::default(),
             _tasks: vec![AbortOnDrop(listener), sweeper, lane],
         })
     }
@@ -150,6 +145,7 @@ impl Backend for MysqlBackend {
 
     async fn attempt(&self, req: &AcquireRequest, waiter_id: Option<&str>) -> Result<Attempt> {
         let unexpected = |what: &str| self.db.unexpected("acquire", what);
+        let _turn = self.turns.take(&req.resource).await;
         if let Some(r) = self.fast.acquire(req).await? {
             return r.attempt(req, unexpected);
         }
@@ -176,10 +172,7 @@ impl Backend for MysqlBackend {
             self.bell.id().map(Value::from).unwrap_or(Value::NULL),
             req.priority.into(),
         ];
-        let turn = self.turns[(resource_hash(&req.resource) % TURNS) as usize].lock().await;
-        let r = self.db.call("acquire_with", params).await;
-        drop(turn);
-        let r = r?;
+        let r = self.db.call("acquire_with", params).await?;
         self.tell(&r);
         let granted = r.status == "granted";
         self.fast
