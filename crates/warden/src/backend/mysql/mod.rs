@@ -2,7 +2,7 @@
 //!
 //! Each operation is one call of a stored procedure (one round trip, one transaction) that first locks the
 //! resource's row, except the common case: a process's uncontended exclusive grants and releases share one
-//! transaction of plain statements ([`batch`]). Times come from the database server's clock; fencing tokens are
+//! transaction of plain statements ([`batch`]). A process's acquires of one resource take turns ([`turns`]). Times come from the database server's clock; fencing tokens are
 //! seeded from it (they keep growing after a restore of an older backup); waiters queue in a table with waiter
 //! leases, and a release hands the lock to the head of the queue in its own transaction. MySQL has no notifications: each process parks one
 //! listening connection that a release interrupts with `KILL QUERY` ([`bell`]). Leases outlive connections:
