@@ -33,16 +33,6 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// Runs its closure once when dropped: marks that must end with a call however it ends (an error, or a caller
-/// that stopped waiting for it).
-#[allow(dead_code)] // Used by backends behind features.
-pub(crate) struct OnDrop<F: FnMut()>(pub(crate) F);
-
-impl<F: FnMut()> Drop for OnDrop<F> {
-    fn drop(&mut self) {
-        (self.0)();
-    }
-}
 #[cfg(any(feature = "postgres", feature = "mysql"))]
 mod sql_common;
 #[cfg(any(feature = "etcd", feature = "zookeeper"))]

@@ -2,7 +2,6 @@
 //! mark that keeps a waiter out of the sweep while one of its attempts is under way. Shared by the backends
 //! whose waiters have keys of their own in the store (etcd, ZooKeeper).
 
-use super::OnDrop;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -28,20 +27,32 @@ impl<L: Waiters + Send + 'static> Table<L> {
     /// Marks an attempt of waiter `id` under way until the mark is dropped: the waiter is alive (its waiter
     /// lease runs again from now) and must not be counted overdue meanwhile, so the sweep cannot delete its
     /// key while the attempt may be granting it.
-    pub fn attempting(self: &Arc<Self>, id: &str, waiter_lease: Duration) -> OnDrop<impl FnMut()> {
+    pub fn attempting(self: &Arc<Self>, id: &str, waiter_lease: Duration) -> Attempting<L> {
         self.with(|l| {
             if let Some((attempts, deadline)) = l.waiter_mut(id) {
                 *attempts += 1;
                 *deadline = (*deadline).max(Instant::now() + waiter_lease);
             }
         });
-        let (table, id) = (self.clone(), id.to_string());
-        OnDrop(move || {
-            table.with(|l| {
-                if let Some((attempts, _)) = l.waiter_mut(&id) {
-                    *attempts = attempts.saturating_sub(1);
-                }
-            })
+        Attempting {
+            table: self.clone(),
+            id: id.to_string(),
+        }
+    }
+}
+
+/// An attempt of a waiter under way (see [`Table::attempting`]); ends when dropped, however the attempt ended.
+pub(crate) struct Attempting<L: Waiters + Send + 'static> {
+    table: Arc<Table<L>>,
+    id: String,
+}
+
+impl<L: Waiters + Send + 'static> Drop for Attempting<L> {
+    fn drop(&mut self) {
+        self.table.with(|l| {
+            if let Some((attempts, _)) = l.waiter_mut(&self.id) {
+                *attempts = attempts.saturating_sub(1);
+            }
         })
     }
 }
