@@ -8,7 +8,7 @@ n = int(sys.argv[1])
 a = ["", "bench:chan", "1", "60000", "10000"]
 tags = ["%03d" % (i * 7) for i in range(n)]
 for i in range(n):
-    a += ["A", tags[i] + "%032d" % i, "exclusive", "10000", "client1", "", "3000", "-1", "0", "res%d" % i, "", ""]
+    a += ["A", tags[i] + "%032d" % i, "exclusive", "10000", "client1", "", "3000", "-1", "0", "res%d" % i, "", "", "", ""]
 for i in range(n):
     a += ["R", tags[i] + "%032d" % i, ""]
 print("\n".join(a))
