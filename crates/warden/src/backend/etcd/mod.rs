@@ -10,12 +10,14 @@
 //! the ttl passes unrenewed, and any process that sees it at the head of a queue unchanged for its ttl may
 //! delete it too (the same clock-rate assumption as every lease). See the README's guarantees table.
 
+mod acquire;
 mod batch;
 mod keys;
 mod local;
-mod ops;
 mod options;
+mod queued;
 mod records;
+mod release;
 mod session;
 mod tasks;
 mod views;
