@@ -11,12 +11,13 @@
 //! the head of a queue unchanged for its ttl may delete it too (the same clock-rate assumption as every
 //! lease). See the README's guarantees table.
 
+mod acquire;
 mod dir_watch;
 mod lease;
 mod local;
 mod names;
-mod ops;
 mod options;
+mod queued;
 mod records;
 mod session;
 mod tasks;

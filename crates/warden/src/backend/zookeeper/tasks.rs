@@ -149,7 +149,7 @@ async fn drop_suspect(zk: &Zk, local: &Shared, dir: &str, stem: &str) -> crate::
         let path = format!("{dir}/{}", e.name);
         if !local.with(|l| l.owns(&path)) {
             let p = &path;
-            zk.run(|c| async move { super::ops::gone_ok(c.delete(p, None).await) })
+            zk.run(|c| async move { super::queued::gone_ok(c.delete(p, None).await) })
                 .await?;
         }
     }
