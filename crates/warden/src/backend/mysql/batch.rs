@@ -28,8 +28,6 @@ use tokio::sync::{mpsc, oneshot};
 const MAX_OPS: usize = 128;
 /// How long a resource where the fast path failed goes to the procedures directly.
 const CONTENDED_FOR: Duration = Duration::from_millis(500);
-/// MySQL's error code for a transaction rolled back as a deadlock's victim.
-const DEADLOCK: u16 = 1213;
 /// Idle time after which the lane's connection is checked before use.
 const CHECK_AFTER: Duration = Duration::from_secs(1);
 /// Most lock ids remembered with their resource (leases that end unreleased are forgotten in bulk past it).

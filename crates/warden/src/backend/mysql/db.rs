@@ -37,8 +37,20 @@ impl Db {
     pub(super) async fn call(&self, name: &str, params: Vec<Value>) -> Result<Reply> {
         let marks = vec!["?"; params.len()].join(", ");
         let sql = format!("CALL {}{name}({marks})", self.prefix);
+        // A procedure writes in one transaction (its handler rolls it back on any error) or in one statement that
+        // commits by itself: a deadlock's victim left nothing behind, and is called again.
         let row = self
-            .first(&sql, params)
+            .bounded(async {
+                let mut conn = self.pool.get_conn().await.map_err(|e| db_error(&self.address, e))?;
+                let mut tries = 0;
+                loop {
+                    tries += 1;
+                    match conn.exec_first(&sql, params.clone()).await {
+                        Err(mysql_async::Error::Server(e)) if e.code == DEADLOCK && tries < 3 => continue,
+                        other => break other.map_err(|e| db_error(&self.address, e)),
+                    }
+                }
+            })
             .await?
             .ok_or_else(|| self.unexpected(name, "no row"))?;
         self.reply(row)
@@ -166,6 +178,9 @@ impl Db {
 /// A driver error as a warden error: a lost or refused connection, a server shutting down, out of connections,
 /// or a transaction it broke off (deadlock, lock wait timeout) is [`Error::BackendUnavailable`] (retryable); any
 /// other SQL error is [`Error::Protocol`]. The server's message is shown without the statement's values.
+/// MySQL's error code for a transaction rolled back as a deadlock's victim.
+pub(super) const DEADLOCK: u16 = 1213;
+
 pub(super) fn db_error(address: &str, e: mysql_async::Error) -> Error {
     match e {
         mysql_async::Error::Server(s) => {
