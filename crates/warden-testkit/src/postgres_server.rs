@@ -158,6 +158,9 @@ impl PostgresServer {
                 "fsync=off",
                 "-c",
                 "max_connections=200",
+                // A deadlock is broken (and its victim's call run again) well within the tests' short timeouts.
+                "-c",
+                "deadlock_timeout=100ms",
             ])
             .args(self.settings.iter().flat_map(|kv| ["-c", kv.as_str()]))
             .stdout(Stdio::null())

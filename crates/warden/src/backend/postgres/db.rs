@@ -72,10 +72,22 @@ impl Db {
                 .prepare_cached(sql)
                 .await
                 .map_err(|e| db_error(&self.address, e))?;
-            client
-                .query(&stmt, params)
-                .await
-                .map_err(|e| db_error(&self.address, e))
+            // Each statement here runs by itself, so one chosen as a deadlock's victim was rolled back whole:
+            // it is run again. (A release and a renewal of one shared lease from two connections at once can
+            // lock its lease row and its resource row in opposite orders; PostgreSQL breaks that after
+            // `deadlock_timeout`.)
+            let mut tries = 0;
+            loop {
+                tries += 1;
+                match client.query(&stmt, params).await {
+                    Err(e)
+                        if tries < 3 && e.code() == Some(&tokio_postgres::error::SqlState::T_R_DEADLOCK_DETECTED) =>
+                    {
+                        continue
+                    }
+                    other => break other.map_err(|e| db_error(&self.address, e)),
+                }
+            }
         };
         self.bounded(run).await
     }
