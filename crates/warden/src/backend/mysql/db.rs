@@ -175,12 +175,12 @@ impl Db {
     }
 }
 
-/// A driver error as a warden error: a lost or refused connection, a server shutting down, out of connections,
-/// or a transaction it broke off (deadlock, lock wait timeout) is [`Error::BackendUnavailable`] (retryable); any
-/// other SQL error is [`Error::Protocol`]. The server's message is shown without the statement's values.
 /// MySQL's error code for a transaction rolled back as a deadlock's victim.
 pub(super) const DEADLOCK: u16 = 1213;
 
+/// A driver error as a warden error: a lost or refused connection, a server shutting down, out of connections,
+/// or a transaction it broke off (deadlock, lock wait timeout) is [`Error::BackendUnavailable`] (retryable); any
+/// other SQL error is [`Error::Protocol`]. The server's message is shown without the statement's values.
 pub(super) fn db_error(address: &str, e: mysql_async::Error) -> Error {
     match e {
         mysql_async::Error::Server(s) => {
