@@ -200,3 +200,61 @@ async fn uncontended_operations_of_a_call_run_as_one_statement_each_and_answer_a
     );
     sql_faults::a_stranger_is_refused_and_an_ended_lease_is_lost(&w, &names).await;
 }
+
+/// A shared lease's release and renewal lock its resource's row before the lease's, the order a call of several
+/// operations takes them in: while another transaction holds the resource's row (as a batch does), the waiting
+/// release has not touched the lease's row, so the two cannot wait for each other in a circle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_lease_is_released_and_renewed_resource_row_first_as_a_batch_locks_them() {
+    let h = PostgresHarness::new();
+    let w = Warden::connect(h.url()).await.expect("connect");
+    let g = w.lock("order").shared().ttl(30 * SEC).acquire().await.expect("shared");
+    let lock_id = g.lock_id().to_string();
+    for call in [
+        "SELECT status FROM warden_renew($1, NULL, NULL, 0)",
+        "SELECT status FROM warden_release($1, NULL, 0)",
+    ] {
+        let batch = connect(&h.server_url()).await;
+        let single = connect(&h.server_url()).await;
+        batch
+            .batch_execute("BEGIN; SELECT 1 FROM warden_resources WHERE resource = 'order' FOR UPDATE")
+            .await
+            .expect("the resource's row");
+        let pid: i32 = single
+            .query_one("SELECT pg_backend_pid()", &[])
+            .await
+            .expect("pid")
+            .get(0);
+        let id = lock_id.clone();
+        let op = tokio::spawn(async move {
+            single
+                .query_one(call, &[&id])
+                .await
+                .map(|r| r.get::<_, Option<String>>(0))
+        });
+        let waiting = warden_testkit::eventually(5 * SEC, || async {
+            h.ints(&format!(
+                "SELECT count(*) FROM pg_stat_activity WHERE pid = {pid} AND wait_event_type = 'Lock'"
+            ))
+            .await
+                == [1]
+        })
+        .await;
+        assert!(waiting, "{call}: never waited for the resource's row");
+        let lease = batch
+            .query(
+                "SELECT 1 FROM warden_leases WHERE lock_id = $1 FOR UPDATE NOWAIT",
+                &[&lock_id],
+            )
+            .await;
+        assert!(lease.is_ok(), "{call} locked the lease's row first: {lease:?}");
+        batch.batch_execute("COMMIT").await.expect("commit");
+        let status = tokio::time::timeout(5 * SEC, op)
+            .await
+            .expect("the call ends")
+            .expect("task")
+            .expect("the call");
+        let want = if call.contains("renew") { "renewed" } else { "released" };
+        assert_eq!(status.as_deref(), Some(want), "{call}");
+    }
+}

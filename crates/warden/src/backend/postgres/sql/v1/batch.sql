@@ -25,9 +25,8 @@ BEGIN
         -- Several operations: the uncontended exclusive releases and grants go first, each kind as one statement
         -- over the whole call (a statement per operation costs the database more in start-up than in work).
         -- Every row of the call's resources is locked first, in the order every call takes them (hash, name), so
-        -- that two calls never wait for each other in a circle. (A shared lease's release or renewal then locks
-        -- the lease's row after its resource's; alone in a call, before it: only two calls on that very lease at
-        -- once, from two processes, could wait on each other, and PostgreSQL breaks that after deadlock_timeout.)
+        -- that two calls never wait for each other in a circle (a shared lease's release or renewal, here or
+        -- alone in a call, locks the lease's row after its resource's).
         v_done := array_fill(false, ARRAY[n]);
         PERFORM 1 FROM {p}resources WHERE key_hash = ANY(p_hash) ORDER BY key_hash, resource FOR UPDATE;
         v_now := (extract(epoch FROM clock_timestamp()) * 1000000)::bigint;

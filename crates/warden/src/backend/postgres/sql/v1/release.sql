@@ -34,6 +34,13 @@ BEGIN
         END IF;
         RETURN o;
     END IF;
+    -- A shared lease: its resource's row is locked first, by a statement of its own, as every call takes them
+    -- (resource, then lease: a batch locks all its resources first, and two calls never wait in a circle).
+    -- Locking it before the shared leases are counted also matters: an UPDATE that waits for that lock would
+    -- count them in the snapshot taken before it waited, missing a lease that an acquire holding the lock was
+    -- adding, and let an exclusive acquire through while that lease lives.
+    PERFORM 1 FROM {p}resources WHERE resource = (SELECT resource FROM {p}leases WHERE lock_id = p_lock_id)
+        FOR UPDATE;
     DELETE FROM {p}leases WHERE lock_id = p_lock_id AND (p_client IS NULL OR client_id = p_client)
         RETURNING * INTO l;
     IF NOT FOUND THEN
@@ -52,10 +59,6 @@ BEGIN
         o.status := 'released';
         o.held_us := greatest(v_now - l.acquired_us, 0);
     END IF;
-    -- The resource's row is locked by a statement of its own before the shared leases are counted: an UPDATE
-    -- that waits for that lock would count them in the snapshot taken before it waited, missing a lease that an
-    -- acquire holding the lock was adding, and let an exclusive acquire through while that lease lives.
-    PERFORM 1 FROM {p}resources WHERE resource = l.resource FOR UPDATE;
     UPDATE {p}resources SET
             released = released + (o.status = 'released')::integer,
             expired = expired + (o.status = 'lost')::integer,
@@ -117,6 +120,9 @@ BEGIN
         v_max_renewals := r.holder_max_renewals;
         v_max_hold := r.holder_max_hold_ms;
     ELSE
+        -- A shared lease: its resource's row first (see {p}release).
+        PERFORM 1 FROM {p}resources WHERE resource = (SELECT resource FROM {p}leases WHERE lock_id = p_lock_id)
+            FOR UPDATE;
         SELECT * INTO l FROM {p}leases WHERE lock_id = p_lock_id FOR UPDATE;
         IF NOT FOUND THEN
             o.status := 'not_found';
