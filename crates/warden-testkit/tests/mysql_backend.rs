@@ -31,7 +31,7 @@ async fn many_processes_starting_at_once_create_the_schema_once() {
 async fn a_version_one_schema_upgrades_with_its_leases() {
     let version = warden::backend::mysql::SCHEMA_VERSION;
     let to_v1 = [
-        "ALTER TABLE up_resources DROP COLUMN permits, DROP COLUMN intent_until, \
+        "ALTER TABLE up_resources DROP COLUMN permits, DROP COLUMN intent_until, DROP COLUMN head_place, \
          MODIFY holder_kind VARCHAR(9) CHARACTER SET ascii NULL",
         "ALTER TABLE up_leases MODIFY kind VARCHAR(9) CHARACTER SET ascii NOT NULL",
         "ALTER TABLE up_waiters MODIFY kind VARCHAR(9) CHARACTER SET ascii NOT NULL, DROP KEY waiters_place, \

@@ -35,6 +35,8 @@ const STEPS: &[&str] = &[
     // Version 5 adds intention kinds: each resource's latest intention expiry, read by the acquire, the
     // handover and the renewal.
     concat!(include_str!("sql/v5/intentions.sql"), "\n$$\n", procedures!()),
+    // Version 6 adds where each queue's live waiters begin, read and kept by the acquire and the handover.
+    concat!(include_str!("sql/v6/queue_head.sql"), "\n$$\n", procedures!()),
 ];
 
 /// The schema version this build writes and reads.

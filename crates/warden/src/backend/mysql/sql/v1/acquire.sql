@@ -24,7 +24,7 @@ CREATE PROCEDURE {p}acquire_with(
 )
 proc: BEGIN
     DECLARE v_now, v_fence, v_excl_until, v_shared_until, v_intent_until, v_expires, v_retry, v_mine BIGINT;
-    DECLARE v_rivals BOOLEAN DEFAULT FALSE;
+    DECLARE v_rivals, v_joined BOOLEAN DEFAULT FALSE;
     DECLARE v_holder VARBINARY(64);
     DECLARE v_queued INT;
     DECLARE v_gone INT DEFAULT 0;
@@ -61,14 +61,14 @@ proc: BEGIN
         END IF;
     END IF;
     START TRANSACTION;
-    SELECT fence, holder, excl_until, shared_until, queued, permits, intent_until
-        INTO v_fence, v_holder, v_excl_until, v_shared_until, v_queued, v_use, v_intent_until
+    SELECT fence, holder, excl_until, shared_until, queued, permits, intent_until, head_place
+        INTO v_fence, v_holder, v_excl_until, v_shared_until, v_queued, v_use, v_intent_until, v_at
         FROM {p}resources WHERE resource = p_resource FOR UPDATE;
     IF v_fence IS NULL THEN
         INSERT INTO {p}resources (resource, key_hash) VALUES (p_resource, p_hash)
             ON DUPLICATE KEY UPDATE fence = fence;
-        SELECT fence, holder, excl_until, shared_until, queued, permits, intent_until
-            INTO v_fence, v_holder, v_excl_until, v_shared_until, v_queued, v_use, v_intent_until
+        SELECT fence, holder, excl_until, shared_until, queued, permits, intent_until, head_place
+            INTO v_fence, v_holder, v_excl_until, v_shared_until, v_queued, v_use, v_intent_until, v_at
             FROM {p}resources WHERE resource = p_resource FOR UPDATE;
     END IF;
     SET v_now = CAST(UNIX_TIMESTAMP(SYSDATE(6)) * 1000000 AS SIGNED);
@@ -76,9 +76,11 @@ proc: BEGIN
     -- {p}waiters.place). A queued waiter's own place is at most that (it joined earlier with the same priority).
     SET v_place = v_now - COALESCE(p_priority, 0) * 100000;
     -- Only the first in the queue's order (or a shared waiter ahead of every live exclusive one) may go, the
-    -- queue being the waiters before this one's place. Dead waiters met on the way leave (the ones further
-    -- back leave when they reach the head, or by the sweep).
-    IF v_queued > 0 THEN
+    -- queue being the waiters before this one's place, from where its live waiters begin (see
+    -- {p}resources.head_place). Dead waiters met on the way leave (the ones further back leave when they
+    -- reach the head, or by the sweep). While an exclusive lease lives nobody may go, and the scan is skipped
+    -- (the release that ends it hands the lock over).
+    IF v_queued > 0 AND v_excl_until <= v_now THEN
         scan: LOOP
             SET w_seq = NULL;
             SELECT seq, place, waiter_id, kind, deadline_us INTO w_seq, w_place, w_id, w_kind, w_deadline
@@ -219,12 +221,13 @@ proc: BEGIN
                     IF(p_cond IS NULL, p_lock_id, ''),
                     p_max_renewals, p_max_hold_ms, p_waiter_lease_ms, p_own, v_place)
             ON DUPLICATE KEY UPDATE deadline_us = VALUES(deadline_us), bell = VALUES(bell);
-        -- 1: a new row (2 or 0: an existing one, updated or not).
+        -- 1: a new row (2 or 0: an existing one, updated or not), which may be ahead of every other.
         IF ROW_COUNT() = 1 THEN
-            SET v_queued = v_queued + 1;
+            SET v_queued = v_queued + 1, v_joined = TRUE;
         END IF;
     END IF;
-    UPDATE {p}resources SET queued = v_queued WHERE resource = p_resource AND queued <> v_queued;
+    UPDATE {p}resources SET queued = v_queued, head_place = IF(v_joined, LEAST(head_place, v_place), head_place)
+        WHERE resource = p_resource AND (queued <> v_queued OR v_joined);
     IF v_gone > 0 THEN
         -- Dead waiters left: whoever is now at the head may go.
         CALL {p}hand_over(p_resource, v_now, p_own, v_told, v_bells);

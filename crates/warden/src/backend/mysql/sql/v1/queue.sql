@@ -29,8 +29,9 @@ proc: BEGIN
     DECLARE w_kind VARCHAR(16);
     DECLARE v_permits, v_left INT;
     DECLARE CONTINUE HANDLER FOR NOT FOUND BEGIN END;
-    SELECT fence, excl_until, shared_until, permits, intent_until
-        INTO v_fence, v_excl_until, v_shared_until, v_permits, v_intent_until
+    -- The scan starts where the queue's live waiters begin (see {p}resources.head_place).
+    SELECT fence, excl_until, shared_until, permits, intent_until, head_place
+        INTO v_fence, v_excl_until, v_shared_until, v_permits, v_intent_until, v_at
         FROM {p}resources WHERE resource = p_resource;
     IF v_excl_until > p_now THEN
         LEAVE proc;
@@ -123,8 +124,9 @@ proc: BEGIN
         END IF;
     END LOOP;
     IF v_gone > 0 THEN
+        -- Every waiter before the last one seen left the queue: the next scan starts at that one's place.
         UPDATE {p}resources SET fence = v_fence, shared_until = v_shared_until, queued = queued - v_gone,
-                grants = grants + v_granted, intent_until = v_intent_until
+                grants = grants + v_granted, intent_until = v_intent_until, head_place = v_at
             WHERE resource = p_resource;
     END IF;
 END
