@@ -30,7 +30,7 @@ async fn many_processes_starting_at_once_create_the_schema_once() {
 async fn a_version_one_schema_upgrades_with_its_leases() {
     let version = warden::backend::postgres::SCHEMA_VERSION;
     let to_v1 = [
-        "ALTER TABLE up_resources DROP COLUMN permits, DROP COLUMN intent_until",
+        "ALTER TABLE up_resources DROP COLUMN permits, DROP COLUMN intent_until, DROP COLUMN head_place",
         "ALTER TABLE up_waiters DROP COLUMN place",
     ];
     let h = PostgresHarness::new();
@@ -257,4 +257,43 @@ async fn a_shared_lease_is_released_and_renewed_resource_row_first_as_a_batch_lo
         let want = if call.contains("renew") { "renewed" } else { "released" };
         assert_eq!(status.as_deref(), Some(want), "{call}");
     }
+}
+
+/// Joining a queue commits without waiting for the disk: a crash of the database right after may forget the
+/// waiter. It asks again when its listener reconnects, and is still granted the lock once the holder (whose
+/// lease was committed durably) releases it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiter_that_joined_just_before_a_crash_still_gets_the_lock() {
+    let h = PostgresHarness::new();
+    let a = Warden::connect(h.url()).await.expect("A");
+    let b = Warden::connect(h.url()).await.expect("B");
+    let mut held = a
+        .lock("crash-queue")
+        .ttl(10 * SEC)
+        .auto_renew(false)
+        .acquire()
+        .await
+        .expect("A holds");
+    let waiter = tokio::spawn(async move { b.lock("crash-queue").ttl(10 * SEC).wait(20 * SEC).acquire().await });
+    let queued = warden_testkit::eventually(5 * SEC, || async {
+        a.inspect("crash-queue").await.map(|i| i.queue.len()) == Ok(1)
+    })
+    .await;
+    assert!(queued, "B never queued");
+    Database::restart(&h);
+    // Retry while the pool finds out its connections died with the server.
+    let deadline = Instant::now() + 5 * SEC;
+    let released = loop {
+        match held.release().await {
+            Err(e) if e.is_retryable() && Instant::now() < deadline => continue,
+            other => break other,
+        }
+    };
+    released.expect("the holder's lease survived the crash and is released");
+    let g = tokio::time::timeout(15 * SEC, waiter)
+        .await
+        .expect("B was never granted")
+        .expect("task")
+        .expect("B acquires");
+    assert!(g.fencing_token() > held.fencing_token());
 }

@@ -51,10 +51,18 @@ const STEPS: &[&str] = &[
     // Version 7 changes no table: it installs the batch that runs a call's uncontended exclusive releases and
     // grants as one statement each.
     include_str!("sql/v1/batch.sql"),
-    // Version 8 changes no table: it installs the release and renewal of a shared lease that lock its
-    // resource's row before the lease's, the order a batch takes them in (before, a batch and a release of
-    // one resource's shared lease could wait for each other in a circle until PostgreSQL broke it).
-    include_str!("sql/v1/release.sql"),
+    // Version 8 adds where each queue's live waiters begin, read and kept by the acquire and the handover; it
+    // installs the release and renewal of a shared lease that lock its resource's row before the lease's, the
+    // order a batch takes them in (before, a batch and a release of one resource's shared lease could wait
+    // for each other in a circle until PostgreSQL broke it), and the batch whose commit waits for the disk
+    // only when it granted, released, renewed or handed over.
+    concat!(
+        include_str!("sql/v8/queue_head.sql"),
+        include_str!("sql/v1/queue.sql"),
+        include_str!("sql/v1/acquire.sql"),
+        include_str!("sql/v1/release.sql"),
+        include_str!("sql/v1/batch.sql"),
+    ),
 ];
 
 /// The schema version this build writes and reads.

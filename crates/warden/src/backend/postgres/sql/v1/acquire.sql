@@ -70,6 +70,7 @@ DECLARE
     v_allowed boolean := true;
     v_n integer := 0;
     v_queue_changed boolean := false;
+    v_joined boolean := false;
     v_rivals boolean := false;
     w record;
 BEGIN
@@ -126,11 +127,13 @@ BEGIN
     -- {p}waiters.place). A queued waiter's own place is at most that (it joined earlier with the same priority).
     v_place := v_now - coalesce(p_priority, 0)::bigint * 100000;
     -- Only the first in the queue's order (or a shared waiter ahead of every live exclusive one) may go, the
-    -- queue being the waiters before this one's place. Dead waiters met on the way leave (the ones further
-    -- back leave when they reach the head, or by the sweep).
-    IF r.queued > 0 THEN
-        FOR w IN SELECT waiter_id, kind, deadline_us, place FROM {p}waiters WHERE resource = p_resource
-                 ORDER BY place, seq LOOP
+    -- queue being the waiters before this one's place, from where its live waiters begin (see
+    -- {p}resources.head_place). Dead waiters met on the way leave (the ones further back leave when they
+    -- reach the head, or by the sweep). While an exclusive lease lives nobody may go, and the scan is skipped
+    -- (the release that ends it hands the lock over).
+    IF r.queued > 0 AND r.holder_until <= v_now THEN
+        FOR w IN SELECT waiter_id, kind, deadline_us, place FROM {p}waiters
+                 WHERE resource = p_resource AND place >= r.head_place ORDER BY place, seq LOOP
             IF w.deadline_us < v_now THEN
                 DELETE FROM {p}waiters WHERE resource = p_resource AND waiter_id = w.waiter_id;
                 v_n := v_n + 1;
@@ -209,11 +212,16 @@ BEGIN
                 VALUES (p_resource, p_waiter, p_client, p_kind, p_ttl_ms, v_now + p_waiter_lease_ms * 1000,
                         p_lock_id, p_max_renewals, p_max_hold_ms, p_waiter_lease_ms, v_place);
             r.queued := r.queued + 1;
+            r.head_place := least(r.head_place, v_place);
             v_queue_changed := true;
+            v_joined := true;
         END IF;
     END IF;
     IF v_queue_changed THEN
-        UPDATE {p}resources SET queued = r.queued, permits = v_permits WHERE resource = p_resource;
+        -- A new waiter may be ahead of every other.
+        UPDATE {p}resources SET queued = r.queued, permits = v_permits,
+                head_place = CASE WHEN v_joined THEN least(head_place, v_place) ELSE head_place END
+            WHERE resource = p_resource;
     END IF;
     IF v_n > 0 THEN
         PERFORM {p}wake_eligible(r, v_now);

@@ -20,6 +20,8 @@ DECLARE
     v_now bigint;
     v_done boolean[];
     f record;
+    -- Whether an operation granted, released, renewed or handed over: the commit then waits for the disk.
+    v_flush boolean := false;
 BEGIN
     IF n > 1 THEN
         -- Several operations: the uncontended exclusive releases and grants go first, each kind as one statement
@@ -46,6 +48,7 @@ BEGIN
                 RETURNING ops.i, r.resource, r.last_release_us
         LOOP
             v_done[f.i] := true;
+            v_flush := true;
             o_i := f.i;
             o_status := 'released';
             o_resource := f.resource;
@@ -76,6 +79,7 @@ BEGIN
                 RETURNING ops.i, r.fence, r.holder_until
         LOOP
             v_done[f.i] := true;
+            v_flush := true;
             o_i := f.i;
             o_status := 'granted';
             o_resource := NULL;
@@ -115,8 +119,18 @@ BEGIN
         o_ttl_ms := v.ttl_ms;
         o_renewals := v.renewals;
         o_handed := v.handed;
+        v_flush := v_flush OR v.handed IS NOT NULL
+            OR v.status NOT IN ('queued', 'full', 'conflict', 'condition', 'not_found', 'not_owner', 'capped');
         RETURN NEXT;
     END LOOP;
+    -- Nothing was granted, released, renewed or handed over: waiters only joined a queue or kept their place
+    -- in it. Their commit does not wait for the disk (the WAL writer flushes it within moments, and any later
+    -- commit that waits flushes it too), nor does the release waiting for this resource's row. A crash of the
+    -- database may forget a waiter that joined in its last moments: that waiter joins again, at the back, when
+    -- its heartbeat or the listener's reconnection makes it ask again.
+    IF NOT v_flush THEN
+        PERFORM set_config('synchronous_commit', 'off', true);
+    END IF;
 END
 $$;
 

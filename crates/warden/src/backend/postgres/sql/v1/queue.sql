@@ -22,7 +22,8 @@ BEGIN
         SELECT r.permits - count(*) INTO v_left FROM {p}leases WHERE resource = r.resource AND expires_us > p_now;
     END IF;
     FOR w IN SELECT waiter_id, kind FROM {p}waiters
-             WHERE resource = r.resource AND deadline_us >= p_now ORDER BY place, seq LIMIT 1000 LOOP
+             WHERE resource = r.resource AND place >= r.head_place AND deadline_us >= p_now
+             ORDER BY place, seq LIMIT 1000 LOOP
         IF w.kind IN ('exclusive', 'write') THEN
             IF v_ids = '' AND r.shared_until <= p_now THEN
                 v_ids := w.waiter_id;
@@ -72,6 +73,8 @@ DECLARE
     v_x boolean;
     v_run_s boolean := false;
     v_run_x boolean := false;
+    -- The place of the last waiter seen: every one before it left the queue.
+    v_at bigint := r.head_place;
     w record;
 BEGIN
     IF r.holder_until > p_now THEN
@@ -81,7 +84,10 @@ BEGIN
         SELECT r.permits - count(*) INTO v_left FROM {p}leases WHERE resource = r.resource AND expires_us > p_now;
     END IF;
     o.now_us := p_now;
-    FOR w IN SELECT * FROM {p}waiters WHERE resource = r.resource ORDER BY place, seq LIMIT 1000 LOOP
+    -- From where the queue's live waiters begin (see {p}resources.head_place).
+    FOR w IN SELECT * FROM {p}waiters WHERE resource = r.resource AND place >= r.head_place
+             ORDER BY place, seq LIMIT 1000 LOOP
+        v_at := w.place;
         IF w.deadline_us < p_now THEN
             DELETE FROM {p}waiters WHERE resource = r.resource AND waiter_id = w.waiter_id;
             v_gone := v_gone + 1;
@@ -141,11 +147,11 @@ BEGIN
                 holder = v_head.lock_id, holder_kind = v_head.kind, holder_client = v_head.client_id,
                 holder_acquired = p_now, holder_until = o.expires_us, holder_ttl_ms = v_head.ttl_ms,
                 holder_renewals = 0, holder_max_renewals = v_head.max_renewals,
-                holder_max_hold_ms = v_head.max_hold_ms
+                holder_max_hold_ms = v_head.max_hold_ms, head_place = v_at
             WHERE resource = r.resource RETURNING fence INTO o.fence;
         v_msg := v_head.waiter_id || ':' || o.fence || ':' || p_now / 1000 || ':' || o.expires_us / 1000 || v_msg;
     ELSIF v_gone > 0 THEN
-        UPDATE {p}resources SET queued = queued - v_gone WHERE resource = r.resource;
+        UPDATE {p}resources SET queued = queued - v_gone, head_place = v_at WHERE resource = r.resource;
     END IF;
     IF v_msg <> '' THEN
         PERFORM pg_notify('{p}wake', v_msg);

@@ -18,8 +18,8 @@ BEGIN
             expired = expired + (holder_until <= v_now)::integer,
             hold_ms = hold_ms + (least(holder_until, v_now) - holder_acquired) / 1000
         WHERE key_hash = p_hash AND holder = p_lock_id AND (p_client IS NULL OR holder_client = p_client)
-        RETURNING resource, shared_until, queued, last_release_us
-        INTO r.resource, r.shared_until, r.queued, v_held;
+        RETURNING resource, shared_until, queued, head_place, last_release_us
+        INTO r.resource, r.shared_until, r.queued, r.head_place, v_held;
     IF FOUND THEN
         r.holder_until := 0;
         o.resource := r.resource;
