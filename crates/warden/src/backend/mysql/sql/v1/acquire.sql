@@ -43,9 +43,12 @@ proc: BEGIN
     DECLARE CONTINUE HANDLER FOR NOT FOUND BEGIN END;
     DECLARE EXIT HANDLER FOR SQLEXCEPTION BEGIN ROLLBACK; RESIGNAL; END;
     SET v_now = CAST(UNIX_TIMESTAMP(SYSDATE(6)) * 1000000 AS SIGNED);
-    IF v_excl AND p_cond IS NULL THEN
-        -- The common case in one statement (committed by itself): a free resource with nobody queued. An ended
-        -- lease still on the row is counted as expired as it is replaced. The fence comes back as LAST_INSERT_ID.
+    -- The common case in one statement (committed by itself): a free resource with nobody queued. An ended lease
+    -- still on the row is counted as expired as it is replaced. The fence comes back as LAST_INSERT_ID. Tried
+    -- only when a read without a lock finds the resource free: an acquire that will queue (most that come here:
+    -- a process's uncontended grants go through its batches) takes the row's lock once, not twice.
+    IF v_excl AND p_cond IS NULL AND NOT EXISTS (SELECT 1 FROM {p}resources WHERE resource = p_resource
+                                                    AND (excl_until > v_now OR queued > 0)) THEN
         UPDATE {p}resources SET expired = expired + (holder IS NOT NULL),
                 hold_ms = hold_ms + COALESCE((excl_until - holder_acquired) DIV 1000, 0),
                 fence = LAST_INSERT_ID(GREATEST(fence + 1, v_now)), holder_fence = fence, holder = p_lock_id,

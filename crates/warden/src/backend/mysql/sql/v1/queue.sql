@@ -45,12 +45,21 @@ proc: BEGIN
         IF v_seen > 1000 THEN
             LEAVE scan;
         END IF;
-        SELECT seq, place, waiter_id, kind, client_id, ttl_ms, deadline_us, lock_id, max_renewals, max_hold_ms,
-               waiter_lease_ms, bell
-            INTO w_seq, w_place, w_id, w_kind, w_client, w_ttl, w_deadline, w_lock, w_max_renewals, w_max_hold,
-                 w_lease, w_bell
-            FROM {p}waiters WHERE resource = p_resource AND (place > v_at OR (place = v_at AND seq > v_seq))
-            ORDER BY place, seq LIMIT 1;
+        -- The first one by a plain range (the database spends a third less on it than on the pair of ranges).
+        IF v_seq = 0 THEN
+            SELECT seq, place, waiter_id, kind, client_id, ttl_ms, deadline_us, lock_id, max_renewals, max_hold_ms,
+                   waiter_lease_ms, bell
+                INTO w_seq, w_place, w_id, w_kind, w_client, w_ttl, w_deadline, w_lock, w_max_renewals, w_max_hold,
+                     w_lease, w_bell
+                FROM {p}waiters WHERE resource = p_resource AND place >= v_at ORDER BY place, seq LIMIT 1;
+        ELSE
+            SELECT seq, place, waiter_id, kind, client_id, ttl_ms, deadline_us, lock_id, max_renewals, max_hold_ms,
+                   waiter_lease_ms, bell
+                INTO w_seq, w_place, w_id, w_kind, w_client, w_ttl, w_deadline, w_lock, w_max_renewals, w_max_hold,
+                     w_lease, w_bell
+                FROM {p}waiters WHERE resource = p_resource AND (place > v_at OR (place = v_at AND seq > v_seq))
+                ORDER BY place, seq LIMIT 1;
+        END IF;
         IF w_seq IS NULL THEN
             LEAVE scan;
         END IF;

@@ -23,17 +23,20 @@ proc: BEGIN
     SET v_now = CAST(UNIX_TIMESTAMP(SYSDATE(6)) * 1000000 AS SIGNED);
     -- An exclusive lease: its row found without a lock, then, when it is live and nobody is queued, one
     -- statement by key (committed by itself; the time it was held comes back as LAST_INSERT_ID).
-    SELECT resource INTO v_resource FROM {p}resources WHERE key_hash = p_hash AND holder = p_lock_id;
+    SELECT resource, queued INTO v_resource, v_queued
+        FROM {p}resources WHERE key_hash = p_hash AND holder = p_lock_id;
     IF v_resource IS NOT NULL THEN
-        UPDATE {p}resources SET released = released + 1,
-                hold_ms = hold_ms + CAST(LAST_INSERT_ID(GREATEST(v_now - holder_acquired, 0)) AS SIGNED) DIV 1000,
-                holder = NULL, excl_until = 0
-            WHERE resource = v_resource AND holder = p_lock_id AND excl_until > v_now AND queued = 0
-              AND (p_client IS NULL OR holder_client = p_client);
-        IF ROW_COUNT() > 0 THEN
-            SELECT 'released', v_resource, NULL, NULL, NULL, v_now, NULL, NULL, NULL, LAST_INSERT_ID(), NULL, NULL,
-                   NULL, NULL, NULL;
-            LEAVE proc;
+        IF v_queued = 0 THEN
+            UPDATE {p}resources SET released = released + 1,
+                    hold_ms = hold_ms + CAST(LAST_INSERT_ID(GREATEST(v_now - holder_acquired, 0)) AS SIGNED) DIV 1000,
+                    holder = NULL, excl_until = 0
+                WHERE resource = v_resource AND holder = p_lock_id AND excl_until > v_now AND queued = 0
+                  AND (p_client IS NULL OR holder_client = p_client);
+            IF ROW_COUNT() > 0 THEN
+                SELECT 'released', v_resource, NULL, NULL, NULL, v_now, NULL, NULL, NULL, LAST_INSERT_ID(), NULL,
+                       NULL, NULL, NULL, NULL;
+                LEAVE proc;
+            END IF;
         END IF;
         START TRANSACTION;
         SELECT holder, holder_kind, holder_client, holder_acquired, excl_until, queued
@@ -70,9 +73,7 @@ proc: BEGIN
     ELSE
         SET v_status = 'released', v_held = GREATEST(v_now - v_acquired, 0);
     END IF;
-    IF v_on_row THEN
-        UPDATE {p}resources SET holder = NULL, excl_until = 0 WHERE resource = v_resource;
-    ELSE
+    IF NOT v_on_row THEN
         DELETE FROM {p}leases WHERE lock_id = p_lock_id;
         SELECT COALESCE(MAX(expires_us), 0) INTO v_shared_until FROM {p}leases
             WHERE resource = v_resource AND expires_us > v_now;
@@ -80,7 +81,8 @@ proc: BEGIN
     UPDATE {p}resources SET
             released = released + (v_status = 'released'), expired = expired + (v_status = 'lost'),
             hold_ms = hold_ms + COALESCE(v_held, v_expires - v_acquired) DIV 1000,
-            shared_until = COALESCE(v_shared_until, shared_until)
+            shared_until = COALESCE(v_shared_until, shared_until),
+            holder = IF(v_on_row, NULL, holder), excl_until = IF(v_on_row, 0, excl_until)
         WHERE resource = v_resource;
     IF v_queued > 0 THEN
         CALL {p}hand_over(v_resource, v_now, p_own, v_told, v_bells);
