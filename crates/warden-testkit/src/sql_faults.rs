@@ -355,6 +355,32 @@ pub async fn cycles_at_once(w: &Warden, names: &[String], rounds: usize, mut las
     last
 }
 
+/// Releases at once of leases on every name, half by their guards (naming their client) and half by lock id
+/// alone (as the service may): one process's call mixes both kinds, and every one is released exactly once.
+pub async fn releases_with_and_without_a_client_at_once(w: &Warden, names: &[String]) {
+    let mut held = Vec::new();
+    for name in names {
+        held.push(w.lock(name).auto_renew(false).acquire().await.expect("acquire"));
+    }
+    let releases = held.into_iter().enumerate().map(|(i, mut g)| {
+        let w = w.clone();
+        async move {
+            if i % 2 == 0 {
+                g.release().await.map(|_| ())
+            } else {
+                w.release(g.lock_id(), None).await.map(|_| ())
+            }
+        }
+    });
+    for r in futures::future::join_all(releases).await {
+        r.expect("release");
+    }
+    for name in names {
+        let info = w.inspect(name).await.expect("inspect");
+        assert!(info.holders.is_empty(), "{name} still held: {info:?}");
+    }
+}
+
 /// A stranger's release of `names[0]` is refused and the holder keeps its lease; a lease of `names[1]` that
 /// ended (on the database's clock) is reported lost to its holder's release.
 pub async fn a_stranger_is_refused_and_an_ended_lease_is_lost(w: &Warden, names: &[String]) {

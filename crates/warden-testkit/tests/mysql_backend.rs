@@ -222,5 +222,6 @@ async fn uncontended_grants_and_releases_share_transactions_and_answer_as_the_pr
         commits < ops,
         "{commits} transactions for {ops} operations: none shared"
     );
+    sql_faults::releases_with_and_without_a_client_at_once(&w, &names).await;
     sql_faults::a_stranger_is_refused_and_an_ended_lease_is_lost(&w, &names).await;
 }

@@ -198,6 +198,7 @@ async fn uncontended_operations_of_a_call_run_as_one_statement_each_and_answer_a
         moments[0],
         names.len()
     );
+    sql_faults::releases_with_and_without_a_client_at_once(&w, &names).await;
     sql_faults::a_stranger_is_refused_and_an_ended_lease_is_lost(&w, &names).await;
 }
 

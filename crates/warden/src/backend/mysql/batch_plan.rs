@@ -11,10 +11,13 @@ use std::fmt::Write as _;
 
 /// A byte string as a SQL hex literal: any bytes, nothing to escape.
 fn hex(s: &str) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(3 + 2 * s.len());
     out.push_str("X'");
     for b in s.bytes() {
-        let _ = write!(out, "{b:02x}");
+        // By table: a formatter call per byte was 5% of a uniform run's client time.
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0xf)]));
     }
     out.push('\'');
     out
@@ -80,29 +83,39 @@ impl<'a> Plan<'a> {
             list(&mut rows.into_iter())
         );
         if !self.releases.is_empty() {
-            // (resource, lock id) pairs, and a conjunction each for the releases that name their client.
-            let (mut pairs, mut named) = (Vec::new(), Vec::new());
+            // (resource, lock id) pairs, and (resource, lock id, client) triples for the releases that name
+            // their client. The database finds the rows of either list by key (a range on the primary key);
+            // of both lists joined by OR it would scan the table, so then the names are listed once more.
+            let (mut pairs, mut triples) = (Vec::new(), Vec::new());
             for &(_, resource, lock_id, client) in &self.releases {
                 let (r, l) = (hex(resource), hex(lock_id));
                 match client {
                     None => pairs.push(format!("({r},{l})")),
-                    Some(c) => named.push(format!(
-                        "(resource = {r} AND holder = {l} AND holder_client = {})",
-                        hex(c)
-                    )),
+                    Some(c) => triples.push(format!("({r},{l},{})", hex(c))),
                 }
             }
+            let mut which = Vec::new();
             if !pairs.is_empty() {
-                named.push(format!("(resource, holder) IN ({})", pairs.join(",")));
+                which.push(format!("(resource, holder) IN ({})", pairs.join(",")));
             }
+            if !triples.is_empty() {
+                which.push(format!("(resource, holder, holder_client) IN ({})", triples.join(",")));
+            }
+            let rows = if which.len() > 1 {
+                format!(
+                    "resource IN ({}) AND ({})",
+                    list(&mut self.releases.iter().map(|r| r.1)),
+                    which.join(" OR ")
+                )
+            } else {
+                which.join("")
+            };
             let _ = write!(
                 sql,
                 "UPDATE {p}resources SET released = released + 1, \
                  hold_ms = hold_ms + GREATEST(@now - holder_acquired, 0) DIV 1000, holder = NULL, excl_until = 0 \
-                 WHERE resource IN ({}) AND excl_until > @now AND queued = 0 AND ({}); \
-                 SET @released = ROW_COUNT(); ",
-                list(&mut self.releases.iter().map(|r| r.1)),
-                named.join(" OR ")
+                 WHERE {rows} AND excl_until > @now AND queued = 0; \
+                 SET @released = ROW_COUNT(); "
             );
         }
         if !self.acquires.is_empty() {
@@ -240,5 +253,14 @@ impl Plan<'_> {
             ));
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn any_bytes_become_a_hex_literal() {
+        assert_eq!(super::hex("a'\u{0}é"), "X'612700c3a9'");
+        assert_eq!(super::hex(""), "X''");
     }
 }
