@@ -298,3 +298,61 @@ async fn a_waiter_that_joined_just_before_a_crash_still_gets_the_lock() {
         .expect("B acquires");
     assert!(g.fencing_token() > held.fencing_token());
 }
+
+/// Where a queue's live waiters begin stays at or before every waiter still queued: a handover that wakes a
+/// conditional waiter (which stays queued, its own attempt judges its condition) and grants the shared waiter
+/// behind it must not move the start past the conditional one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handover_past_a_woken_conditional_waiter_keeps_it_in_sight() {
+    let h = PostgresHarness::new();
+    let a = Warden::connect(h.url()).await.expect("A");
+    let mut held = a.lock("keep").ttl(30 * SEC).acquire().await.expect("A holds");
+    // A conditional shared waiter of a process that is slow to answer its wake-up: queued first.
+    h.sql(
+        "INSERT INTO warden_waiters (resource, waiter_id, client_id, kind, ttl_ms, deadline_us, lock_id, \
+         waiter_lease_ms, place) VALUES ('keep', 'slow-conditional', 'c', 'shared', 30000, \
+         (extract(epoch FROM clock_timestamp()) * 1000000)::bigint + 60000000, NULL, 60000, 1); \
+         UPDATE warden_resources SET queued = queued + 1, head_place = least(head_place, 1) \
+         WHERE resource = 'keep'",
+    )
+    .await;
+    let (b, c) = (a.clone(), a.clone());
+    let shared = tokio::spawn(async move { b.lock("keep").shared().ttl(30 * SEC).wait(20 * SEC).acquire().await });
+    assert!(
+        warden_testkit::eventually(5 * SEC, || async {
+            a.inspect("keep").await.map(|i| i.queue.len()) == Ok(2)
+        })
+        .await
+    );
+    let exclusive = tokio::spawn(async move { c.lock("keep").ttl(30 * SEC).wait(20 * SEC).acquire().await });
+    assert!(
+        warden_testkit::eventually(5 * SEC, || async {
+            a.inspect("keep").await.map(|i| i.queue.len()) == Ok(3)
+        })
+        .await
+    );
+    held.release().await.expect("release");
+    let mut s = tokio::time::timeout(5 * SEC, shared)
+        .await
+        .expect("the shared waiter is granted")
+        .expect("task")
+        .expect("shared");
+    let ahead = h
+        .ints(
+            "SELECT count(*) FROM warden_waiters w JOIN warden_resources r USING (resource) \
+             WHERE resource = 'keep' AND w.place < r.head_place",
+        )
+        .await;
+    assert_eq!(
+        ahead,
+        [0],
+        "a queued waiter lies before where the queue's searches start"
+    );
+    s.release().await.expect("release shared");
+    h.sql(
+        "DELETE FROM warden_waiters WHERE waiter_id = 'slow-conditional'; \
+         UPDATE warden_resources SET queued = queued - 1 WHERE resource = 'keep'",
+    )
+    .await;
+    exclusive.abort();
+}

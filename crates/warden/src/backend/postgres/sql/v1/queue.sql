@@ -73,8 +73,10 @@ DECLARE
     v_x boolean;
     v_run_s boolean := false;
     v_run_x boolean := false;
-    -- The place of the last waiter seen: every one before it left the queue.
+    -- The place of the last waiter seen, and of the first one seen that stays queued: every waiter before the
+    -- lesser of the two left the queue.
     v_at bigint := r.head_place;
+    v_kept bigint;
     w record;
 BEGIN
     IF r.holder_until > p_now THEN
@@ -130,6 +132,9 @@ BEGIN
             DELETE FROM {p}waiters WHERE resource = r.resource AND waiter_id = w.waiter_id;
             v_gone := v_gone + 1;
             v_item := v_item || ':' || o.fence || ':' || p_now / 1000 || ':' || o.expires_us / 1000;
+        ELSE
+            -- A conditional waiter, woken and left queued while the run goes on behind it.
+            v_kept := coalesce(v_kept, w.place);
         END IF;
         IF length(v_msg) > 7000 THEN
             PERFORM pg_notify('{p}wake', v_msg);
@@ -147,11 +152,12 @@ BEGIN
                 holder = v_head.lock_id, holder_kind = v_head.kind, holder_client = v_head.client_id,
                 holder_acquired = p_now, holder_until = o.expires_us, holder_ttl_ms = v_head.ttl_ms,
                 holder_renewals = 0, holder_max_renewals = v_head.max_renewals,
-                holder_max_hold_ms = v_head.max_hold_ms, head_place = v_at
+                holder_max_hold_ms = v_head.max_hold_ms, head_place = coalesce(v_kept, v_at)
             WHERE resource = r.resource RETURNING fence INTO o.fence;
         v_msg := v_head.waiter_id || ':' || o.fence || ':' || p_now / 1000 || ':' || o.expires_us / 1000 || v_msg;
     ELSIF v_gone > 0 THEN
-        UPDATE {p}resources SET queued = queued - v_gone, head_place = v_at WHERE resource = r.resource;
+        UPDATE {p}resources SET queued = queued - v_gone, head_place = coalesce(v_kept, v_at)
+            WHERE resource = r.resource;
     END IF;
     IF v_msg <> '' THEN
         PERFORM pg_notify('{p}wake', v_msg);
