@@ -70,7 +70,6 @@ DECLARE
     v_allowed boolean := true;
     v_n integer := 0;
     v_queue_changed boolean := false;
-    v_joined boolean := false;
     v_rivals boolean := false;
     w record;
 BEGIN
@@ -212,15 +211,13 @@ BEGIN
                 VALUES (p_resource, p_waiter, p_client, p_kind, p_ttl_ms, v_now + p_waiter_lease_ms * 1000,
                         p_lock_id, p_max_renewals, p_max_hold_ms, p_waiter_lease_ms, v_place);
             r.queued := r.queued + 1;
+            -- A new waiter may be ahead of every other.
             r.head_place := least(r.head_place, v_place);
             v_queue_changed := true;
-            v_joined := true;
         END IF;
     END IF;
     IF v_queue_changed THEN
-        -- A new waiter may be ahead of every other.
-        UPDATE {p}resources SET queued = r.queued, permits = v_permits,
-                head_place = CASE WHEN v_joined THEN least(head_place, v_place) ELSE head_place END
+        UPDATE {p}resources SET queued = r.queued, permits = v_permits, head_place = r.head_place
             WHERE resource = p_resource;
     END IF;
     IF v_n > 0 THEN
