@@ -3,11 +3,10 @@
 //!
 //! A stored procedure runs each of its statements at a fixed price (measured: ~200 µs of server time per call on
 //! a 2-core VM), so a cycle's cost is the number of statements it runs, and every call commits (a disk flush). A
-//! batch instead locks and reads its rows (by key, in key order: two batches never wait on each other in a
-//! circle), releases with one `UPDATE`, grants with one `UPDATE` and commits once, one multi-statement round trip
-//! for all of them ([`Plan`]). Whatever it cannot do (a resource held or queued, a row not yet made, a lease of
-//! another process, any other kind or a condition) comes back as "not here", and the caller makes its procedure
-//! call as before. Contended resources go to the procedures directly ([`Contention`]), so a contended lock pays
+//! batch instead releases with one `UPDATE`, grants with one `UPDATE` (each finds its rows by key) and commits
+//! once, one multi-statement round trip for all of them ([`Plan`]). Whatever it cannot do (a resource held or
+//! queued, a row not yet made, a lease ended or of another process, any other kind or a condition) comes back as
+//! "not here", and the caller makes its procedure call as before. Contended resources go to the procedures directly ([`Contention`]), so a contended lock pays
 //! no extra round trip.
 //!
 //! One lane runs one batch at a time with everything queued meanwhile (no timer: a lone operation never waits),
@@ -308,7 +307,7 @@ async fn run(c: &mut mysql_async::Conn, sql: &str) -> std::result::Result<Vec<Ro
 /// One batch for `jobs` on the lane's connection (made anew when there is none): the outcomes in the jobs' order.
 async fn batch(db: &Db, conn: &mut LaneConn, jobs: &[Job]) -> Result<Vec<Fast>> {
     let plan = Plan::of(jobs);
-    let sql = plan.sql(&db.prefix, jobs);
+    let sql = plan.sql(&db.prefix);
     let c = conn.get(db).await?;
     // A transaction InnoDB chose as a deadlock's victim was rolled back whole: it is run again.
     let mut tries = 0;
@@ -319,8 +318,7 @@ async fn batch(db: &Db, conn: &mut LaneConn, jobs: &[Job]) -> Result<Vec<Fast>> 
             other => break other.map_err(|e| db_error(&db.address, e))?,
         }
     };
-    // The last row holds the counts of rows the UPDATEs changed.
-    let mut counts = rows.pop().ok_or_else(|| db.unexpected("batch", "no counts"))?;
-    let (released, granted): (i64, i64) = (db.get(&mut counts, 0)?, db.get(&mut counts, 1)?);
-    plan.read(db, jobs.len(), rows, released, granted)
+    // The one row: the clock and what each `UPDATE` changed.
+    let row = rows.pop().ok_or_else(|| db.unexpected("batch", "no answer"))?;
+    plan.read(db, jobs.len(), row)
 }
