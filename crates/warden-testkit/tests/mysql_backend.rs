@@ -225,3 +225,56 @@ async fn uncontended_grants_and_releases_share_transactions_and_answer_as_the_pr
     sql_faults::releases_with_and_without_a_client_at_once(&w, &names).await;
     sql_faults::a_stranger_is_refused_and_an_ended_lease_is_lost(&w, &names).await;
 }
+
+/// On a server that assigns an `UPDATE`'s columns all at once (MariaDB's `SIMULTANEOUS_ASSIGNMENT` in its
+/// `sql_mode`, not the default), every grant still gets a fence above the last one, batched or handed over by
+/// the procedures, and each lease's record shows the fence its holder was given.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fences_hold_on_a_server_that_assigns_columns_all_at_once() {
+    let db = warden_testkit::MariaDbServer::start();
+    let mut admin = connect(&db.url()).await;
+    admin.query_drop("CREATE DATABASE warden").await.expect("database");
+    admin
+        .query_drop("SET GLOBAL sql_mode = CONCAT(@@sql_mode, ',SIMULTANEOUS_ASSIGNMENT')")
+        .await
+        .expect("sql_mode");
+    let url = format!("mysql://root@127.0.0.1:{}/warden", db.port());
+    let w = Warden::connect(&url).await.expect("connect");
+    let names = sql_faults::batch_names(20);
+    // The first round makes the rows (procedure calls); the next ones share batches.
+    sql_faults::cycles_at_once(&w, &names, 3, Vec::new()).await;
+    let g = w.lock(&names[0]).auto_renew(false).acquire().await.expect("acquire");
+    let lease = w.lease(g.lock_id()).await.expect("lease").expect("held");
+    assert_eq!(lease.fencing_token, g.fencing_token(), "a batched grant's record");
+    // A waiter, handed the lock by the release.
+    let queued = {
+        let (w, name) = (w.clone(), names[0].clone());
+        tokio::spawn(async move { w.lock(&name).auto_renew(false).acquire().await })
+    };
+    let waiting = warden_testkit::eventually(10 * SEC, || async {
+        w.inspect(&names[0]).await.is_ok_and(|i| i.queue.len() == 1)
+    })
+    .await;
+    assert!(waiting, "the waiter never queued");
+    let mut g = g;
+    g.release().await.expect("release");
+    let next = queued.await.expect("task").expect("acquire");
+    assert!(next.fencing_token() > g.fencing_token());
+    let lease = w.lease(next.lock_id()).await.expect("lease").expect("held");
+    assert_eq!(
+        lease.fencing_token,
+        next.fencing_token(),
+        "a handed-over grant's record"
+    );
+    // The resource is known contended now: its next grant is the procedure's own one-statement grant.
+    let mut next = next;
+    next.release().await.expect("release");
+    let again = w.lock(&names[0]).auto_renew(false).acquire().await.expect("acquire");
+    assert!(again.fencing_token() > next.fencing_token());
+    let lease = w.lease(again.lock_id()).await.expect("lease").expect("held");
+    assert_eq!(
+        lease.fencing_token,
+        again.fencing_token(),
+        "a procedure's grant's record"
+    );
+}

@@ -134,17 +134,17 @@ impl<'a> Plan<'a> {
                 s.push_str(" END");
                 s
             };
-            // An ended lease still on the row is counted as expired as it is replaced. Assignments run left to
-            // right: `holder_fence` and the note read the new fence. `permits` becomes 0 as before; the
-            // expression also notes the row and its fence.
+            // An ended lease still on the row is counted as expired as it is replaced. The new fence is kept in
+            // a variable for `holder_fence` and the note, whatever order the server assigns columns in.
+            // `permits` becomes 0 as before; the expression also notes the row and its fence.
             let _ = write!(
                 sql,
                 "UPDATE {p}resources SET expired = expired + (holder IS NOT NULL), \
                  hold_ms = hold_ms + COALESCE((excl_until - holder_acquired) DIV 1000, 0), \
-                 fence = GREATEST(fence + 1, @now), holder_fence = fence, holder = {}, holder_kind = {}, \
+                 fence = (@fence := GREATEST(fence + 1, @now)), holder_fence = @fence, holder = {}, holder_kind = {}, \
                  holder_client = {}, holder_acquired = @now, excl_until = @now + {} * 1000, holder_ttl_ms = {}, \
                  holder_renewals = 0, holder_max_renewals = {}, holder_max_hold_ms = {}, grants = grants + 1, \
-                 permits = LEAST(0, LENGTH(@granted := CONCAT(@granted, HEX(resource), ' ', fence, ' '))) \
+                 permits = LEAST(0, LENGTH(@granted := CONCAT(@granted, HEX(resource), ' ', @fence, ' '))) \
                  WHERE resource IN ({}) AND excl_until <= @now AND shared_until <= @now AND queued = 0; ",
                 case(&|r| hex(&r.lock_id)),
                 case(&|r| format!("'{}'", r.kind.as_str())),

@@ -83,9 +83,13 @@ pub(crate) fn parse_url(url: &str) -> Result<(OptsBuilder, String, Options)> {
         // Stay on TCP: the driver would otherwise move to the server's socket when it runs on this host.
         .prefer_socket(false)
         .ssl_opts(ssl)
-        // Every session on UTC (the database's clock is read as a Unix time) and reading committed rows.
+        // Every session on UTC (the database's clock is read as a Unix time), assigning an UPDATE's columns
+        // left to right whatever the server's default (MariaDB's SIMULTANEOUS_ASSIGNMENT would give a grant's
+        // record the fence before it; procedures keep the mode they were created in), and reading committed rows.
         .init(vec![
-            "SET time_zone = '+00:00'".to_string(),
+            "SET time_zone = '+00:00', sql_mode = TRIM(BOTH ',' FROM \
+             REPLACE(CONCAT(',', @@sql_mode, ','), ',SIMULTANEOUS_ASSIGNMENT,', ','))"
+                .to_string(),
             "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED".to_string(),
         ]);
     Ok((builder, address, opts))

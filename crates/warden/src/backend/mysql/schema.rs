@@ -37,6 +37,10 @@ const STEPS: &[&str] = &[
     concat!(include_str!("sql/v5/intentions.sql"), "\n$$\n", procedures!()),
     // Version 6 adds where each queue's live waiters begin, read and kept by the acquire and the handover.
     concat!(include_str!("sql/v6/queue_head.sql"), "\n$$\n", procedures!()),
+    // Version 7 changes no table: it installs the procedures again from a session that assigns an UPDATE's
+    // columns left to right (a procedure runs in the `sql_mode` it was created in, and one created where the
+    // server's default assigned them all at once gave a grant's record the fence before it).
+    procedures!(),
 ];
 
 /// The schema version this build writes and reads.
