@@ -6,8 +6,8 @@
 //! batch instead releases with one `UPDATE`, grants with one `UPDATE` (each finds its rows by key) and commits
 //! once, one multi-statement round trip for all of them ([`Plan`]). Whatever it cannot do (a resource held or
 //! queued, a row not yet made, a lease ended or of another process, any other kind or a condition) comes back as
-//! "not here", and the caller makes its procedure call as before. Contended resources go to the procedures directly ([`Contention`]), so a contended lock pays
-//! no extra round trip.
+//! "not here", and the caller makes its procedure call as before. Contended resources go to the procedures
+//! directly ([`Contention`]), so a contended lock pays no extra round trip.
 //!
 //! One lane runs one batch at a time with everything queued meanwhile (no timer: a lone operation never waits),
 //! so a process's operations on one resource reach the database in the order they were made. mysql_async sends

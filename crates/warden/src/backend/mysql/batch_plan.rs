@@ -141,9 +141,10 @@ impl<'a> Plan<'a> {
                 sql,
                 "UPDATE {p}resources SET expired = expired + (holder IS NOT NULL), \
                  hold_ms = hold_ms + COALESCE((excl_until - holder_acquired) DIV 1000, 0), \
-                 fence = (@fence := GREATEST(fence + 1, @now)), holder_fence = @fence, holder = {}, holder_kind = {}, \
-                 holder_client = {}, holder_acquired = @now, excl_until = @now + {} * 1000, holder_ttl_ms = {}, \
-                 holder_renewals = 0, holder_max_renewals = {}, holder_max_hold_ms = {}, grants = grants + 1, \
+                 fence = (@fence := GREATEST(fence + 1, @now)), holder_fence = @fence, holder = {}, \
+                 holder_kind = {}, holder_client = {}, holder_acquired = @now, excl_until = @now + {} * 1000, \
+                 holder_ttl_ms = {}, holder_renewals = 0, holder_max_renewals = {}, holder_max_hold_ms = {}, \
+                 grants = grants + 1, \
                  permits = LEAST(0, LENGTH(@granted := CONCAT(@granted, HEX(resource), ' ', @fence, ' '))) \
                  WHERE resource IN ({}) AND excl_until <= @now AND shared_until <= @now AND queued = 0; ",
                 case(&|r| hex(&r.lock_id)),
