@@ -27,6 +27,13 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
+/// Each connection's kernel send buffer (Linux keeps twice this). Without a cap the kernel grows it to
+/// megabytes for a peer that stops reading, and an event stream whose reader has stopped goes on being
+/// written (every event, to every such reader) until that fills: measured, 100 such readers tripled the p99 of
+/// acquires on a 2-core machine. With it such a stream stalls within a few thousand events and costs nothing
+/// after; 128 KiB in flight still fills a 10 ms round trip at 100 Mbit/s.
+const SEND_BUFFER: usize = 64 * 1024;
+
 /// Serves `app` on `listener` until `shutdown` completes, then cancels `stopping`, stops accepting, lets every
 /// connection finish its in-flight request and returns once all are closed.
 ///
@@ -81,6 +88,7 @@ where
         };
         // Small JSON answers must not wait for Nagle's algorithm.
         let _ = tcp.set_nodelay(true);
+        let _ = socket2::SockRef::from(&tcp).set_send_buffer_size(SEND_BUFFER);
         let (http, service, watcher) = (http.clone(), service.clone(), graceful.watcher());
         let tls = tls.clone();
         tokio::spawn(async move {
