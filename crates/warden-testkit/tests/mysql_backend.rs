@@ -243,9 +243,8 @@ async fn fences_hold_on_a_server_that_assigns_columns_all_at_once() {
     let names = sql_faults::batch_names(20);
     // The first round makes the rows (procedure calls); the next ones share batches.
     sql_faults::cycles_at_once(&w, &names, 3, Vec::new()).await;
-    let g = w.lock(&names[0]).auto_renew(false).acquire().await.expect("acquire");
-    let lease = w.lease(g.lock_id()).await.expect("lease").expect("held");
-    assert_eq!(lease.fencing_token, g.fencing_token(), "a batched grant's record");
+    let mut g = w.lock(&names[0]).auto_renew(false).acquire().await.expect("acquire");
+    record_shows_its_fence(&w, &g, "a batched grant").await;
     // A waiter, handed the lock by the release.
     let queued = {
         let (w, name) = (w.clone(), names[0].clone());
@@ -256,25 +255,19 @@ async fn fences_hold_on_a_server_that_assigns_columns_all_at_once() {
     })
     .await;
     assert!(waiting, "the waiter never queued");
-    let mut g = g;
     g.release().await.expect("release");
-    let next = queued.await.expect("task").expect("acquire");
+    let mut next = queued.await.expect("task").expect("acquire");
     assert!(next.fencing_token() > g.fencing_token());
-    let lease = w.lease(next.lock_id()).await.expect("lease").expect("held");
-    assert_eq!(
-        lease.fencing_token,
-        next.fencing_token(),
-        "a handed-over grant's record"
-    );
+    record_shows_its_fence(&w, &next, "a handed-over grant").await;
     // The resource is known contended now: its next grant is the procedure's own one-statement grant.
-    let mut next = next;
     next.release().await.expect("release");
     let again = w.lock(&names[0]).auto_renew(false).acquire().await.expect("acquire");
     assert!(again.fencing_token() > next.fencing_token());
-    let lease = w.lease(again.lock_id()).await.expect("lease").expect("held");
-    assert_eq!(
-        lease.fencing_token,
-        again.fencing_token(),
-        "a procedure's grant's record"
-    );
+    record_shows_its_fence(&w, &again, "a procedure's grant").await;
+}
+
+/// The lease's record shows the fence its holder was given.
+async fn record_shows_its_fence(w: &Warden, g: &warden::LockGuard, what: &str) {
+    let lease = w.lease(g.lock_id()).await.expect("lease").expect("held");
+    assert_eq!(lease.fencing_token, g.fencing_token(), "{what}'s record");
 }
