@@ -146,7 +146,8 @@ impl Backend for MysqlBackend {
     async fn attempt(&self, req: &AcquireRequest, waiter_id: Option<&str>) -> Result<Attempt> {
         let unexpected = |what: &str| self.db.unexpected("acquire", what);
         let _turn = self.turns.take(&req.resource).await;
-        if let Some(r) = self.fast.acquire(req).await? {
+        let (fast, _busy) = self.fast.acquire(req).await?;
+        if let Some(r) = fast {
             return r.attempt(req, unexpected);
         }
         let condition = match &req.condition {
@@ -192,7 +193,8 @@ impl Backend for MysqlBackend {
     }
 
     async fn release(&self, lock_id: &str, client_id: Option<&str>) -> Result<Released> {
-        if let Some(r) = self.fast.release(lock_id, client_id).await? {
+        let (fast, _busy) = self.fast.release(lock_id, client_id).await?;
+        if let Some(r) = fast {
             return r.released(lock_id, client_id, |what| self.db.unexpected("release", what));
         }
         let own = self.bell.id().map(Value::from).unwrap_or(Value::NULL);
@@ -203,7 +205,11 @@ impl Backend for MysqlBackend {
             .await?;
         self.tell(&r);
         if let Some(resource) = &r.resource {
-            self.fast.noted(resource, None, r.told.is_some());
+            if r.told.is_some() || r.bells.is_some() {
+                self.fast.noted(resource, None, true);
+            } else if r.status == "released" {
+                self.fast.calm(resource);
+            }
         }
         // A stranger's refused release leaves the lease its owner's.
         if r.status != "not_owner" {
