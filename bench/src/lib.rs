@@ -13,6 +13,8 @@ pub mod zookeeper;
 pub use ceiling::{redis_ceiling, redis_evalsha_usec, redis_reset_stats, Ceiling};
 
 use hdrhistogram::Histogram;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -23,7 +25,7 @@ use warden::Warden;
 #[serde(rename_all = "lowercase")]
 #[non_exhaustive]
 pub enum Workload {
-    /// `workers` tasks over `keys` resources, acquire then release at once.
+    /// `workers` tasks over `keys` resources (each cycle's drawn uniformly at random), acquire then release at once.
     Uniform,
     /// `workers` tasks on one resource, waiting allowed; grants must follow FIFO.
     Hot,
@@ -180,9 +182,12 @@ async fn closed_loop(
         tasks.push(tokio::spawn(async move {
             let mut hist = histogram();
             let mut cycles = 0u64;
-            let mut i = w;
+            // Each cycle's key is drawn uniformly at random (a fixed seed per worker: the same sequence on every run). A shared stride
+            // instead would make a worker that once waited for another follow it to every later key, for good.
+            let mut keys_rng = StdRng::seed_from_u64(w as u64);
             let mut local = Vec::new();
             while !stop.load(Ordering::Relaxed) {
+                let i = keys_rng.random_range(0..keys);
                 // Uniform: member k of a group lies keys/n further on, so the members are distinct.
                 let name = |k: usize| {
                     if hot {
@@ -248,7 +253,6 @@ async fn closed_loop(
                             .map(Hold::Group)
                     }
                 };
-                i = i.wrapping_add(7919);
                 match r {
                     Ok(mut g) => {
                         let _ = hist.record(t0.elapsed().as_micros().max(1) as u64);

@@ -5,6 +5,8 @@
 
 use crate::{histogram, Report, Workload};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -116,10 +118,11 @@ where
         tasks.push(tokio::spawn(async move {
             let mut hist = histogram();
             let mut cycles = 0u64;
-            let mut i = w;
+            // Each cycle's key is drawn uniformly at random (a fixed seed per worker: the same sequence on every run). A shared stride
+            // instead would make a worker that once waited for another follow it to every later key, for good.
+            let mut keys_rng = StdRng::seed_from_u64(w as u64);
             while !stop.load(Ordering::Relaxed) {
-                let key = (i % keys) as i64;
-                i = i.wrapping_add(7919);
+                let key = keys_rng.random_range(0..keys) as i64;
                 let t0 = Instant::now();
                 match cycle(key).await {
                     Ok(Some(acquired)) => {
