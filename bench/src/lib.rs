@@ -182,8 +182,9 @@ async fn closed_loop(
         tasks.push(tokio::spawn(async move {
             let mut hist = histogram();
             let mut cycles = 0u64;
-            // Each cycle's key is drawn uniformly at random (a fixed seed per worker: the same sequence on every run). A shared stride
-            // instead would make a worker that once waited for another follow it to every later key, for good.
+            // Each cycle's key is drawn uniformly at random (a fixed seed per worker: the same sequence on every
+            // run). A shared stride instead would make a worker that once waited for another follow it to every
+            // later key, for good.
             let mut keys_rng = StdRng::seed_from_u64(w as u64);
             let mut local = Vec::new();
             while !stop.load(Ordering::Relaxed) {

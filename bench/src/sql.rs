@@ -1,7 +1,8 @@
 //! The floor of a SQL database as a lock service: its own lock primitive on the `uniform` workload, from the
 //! same client library and pool size warden uses (PostgreSQL: `pg_try_advisory_lock` then
-//! `pg_advisory_unlock` on one pooled connection; MySQL/MariaDB: `GET_LOCK` then `RELEASE_LOCK`). It keeps no lease, no queue, no fence and nothing that
-//! outlives the connection: what warden adds on top costs the difference.
+//! `pg_advisory_unlock` on one pooled connection; MySQL/MariaDB: `GET_LOCK` then `RELEASE_LOCK`). It keeps no
+//! lease, no queue, no fence and nothing that outlives the connection: what warden adds on top costs the
+//! difference.
 
 use crate::{histogram, Report, Workload};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
@@ -118,8 +119,9 @@ where
         tasks.push(tokio::spawn(async move {
             let mut hist = histogram();
             let mut cycles = 0u64;
-            // Each cycle's key is drawn uniformly at random (a fixed seed per worker: the same sequence on every run). A shared stride
-            // instead would make a worker that once waited for another follow it to every later key, for good.
+            // Each cycle's key is drawn uniformly at random (a fixed seed per worker: the same sequence on every
+            // run). A shared stride instead would make a worker that once waited for another follow it to every
+            // later key, for good.
             let mut keys_rng = StdRng::seed_from_u64(w as u64);
             while !stop.load(Ordering::Relaxed) {
                 let key = keys_rng.random_range(0..keys) as i64;
