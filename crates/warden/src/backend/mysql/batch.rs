@@ -87,15 +87,23 @@ impl Batcher {
 
     /// Tries an exclusive grant of a free resource (`None`: not here).
     pub(super) async fn acquire(&self, req: &AcquireRequest) -> Outcome<'_> {
-        let (busy, fast) = self.contention.enter(&req.resource);
-        if !fast || !req.kind.is_exclusive() || req.condition.is_some() {
-            return Ok((None, busy));
+        let eligible = req.kind.is_exclusive() && req.condition.is_none();
+        let (mut busy, fast) = self.contention.enter(&req.resource, eligible.then_some(Kind::Acquire));
+        if !fast {
+            return Ok((None, Some(busy)));
         }
-        let granted = self.run(FastOp::Acquire(req.clone())).await?;
-        if granted.is_some() {
-            self.owns(&req.lock_id, &req.resource);
+        let mut granted = self.run(FastOp::Acquire(req.clone())).await?;
+        // Held by a lease of this process whose release is on its way through the lane: this acquire, sent
+        // after it, goes in the same batch (releases go first) or a later one, and takes the lock there instead
+        // of joining the queue and waiting for a handover (three procedure calls).
+        if granted.is_none() && self.contention.releasing(&req.resource) {
+            granted = self.run(FastOp::Acquire(req.clone())).await?;
         }
-        Ok((granted, busy))
+        match granted {
+            Some(_) => self.owns(&req.lock_id, &req.resource),
+            None => busy.leave_lane(),
+        }
+        Ok((granted, Some(busy)))
     }
 
     /// Tries a release of a lease this process was granted on a resource nobody waits for (`None`: not here).
@@ -104,9 +112,9 @@ impl Batcher {
             Ok(Some(r)) => r,
             _ => return Ok((None, None)),
         };
-        let (busy, fast) = self.contention.enter(&resource);
+        let (mut busy, fast) = self.contention.enter(&resource, Some(Kind::Release));
         if !fast {
-            return Ok((None, busy));
+            return Ok((None, Some(busy)));
         }
         let op = FastOp::Release {
             resource,
@@ -114,10 +122,11 @@ impl Batcher {
             client: client.map(Into::into),
         };
         let released = self.run(op).await?;
-        if released.is_some() {
-            self.forget(lock_id);
+        match released {
+            Some(_) => self.forget(lock_id),
+            None => busy.leave_lane(),
         }
-        Ok((released, busy))
+        Ok((released, Some(busy)))
     }
 
     /// Notes what a procedure call found: a grant (of `lock_id`), or contention on `resource`.
@@ -180,20 +189,45 @@ impl Batcher {
     }
 }
 
-/// Resources where the fast path failed lately (held, queued) or that another operation of this process is
-/// working on (through the batch or a procedure), so that their operations skip the batch: a contended resource's
-/// operations then reach the procedures in the order they were made, each without a batch's round trip first,
-/// and a batch never waits for a row one of the process's own procedure calls holds (measured: such waits made
-/// every batch of a uniform run wait, halving its rate). Marks end [`CONTENDED_FOR`] after the last sign of
-/// contention, or when a release finds nobody queued ([`Batcher::calm`]).
+/// Resources where the fast path failed lately (held, queued) or that one of the process's procedure calls is
+/// working on, so that their operations skip the batch: a contended resource's operations then reach the
+/// procedures in the order they were made, each without a batch's round trip first, and a batch never waits for
+/// a row one of the process's own procedure calls holds (measured: such waits made every batch of a uniform run
+/// wait, halving its rate). A resource has at most one acquire and one release in the lane at a time (a batch
+/// reads its notes by resource). Marks end [`CONTENDED_FOR`] after the last sign of contention, or when a
+/// release finds nobody queued ([`Batcher::calm`]).
 #[derive(Default)]
 struct Contention(Mutex<Marks>);
 
 #[derive(Default)]
 struct Marks {
     at: HashMap<String, Instant>,
-    /// Resources with operations in flight, and how many.
-    busy: HashMap<String, usize>,
+    /// Resources with operations in flight.
+    busy: HashMap<String, Flight>,
+}
+
+/// A resource's operations in flight: procedure calls, and the lane's acquire and release.
+#[derive(Default)]
+struct Flight {
+    procedures: usize,
+    acquire: bool,
+    release: bool,
+}
+
+impl Flight {
+    fn lane(&mut self, kind: Kind) -> &mut bool {
+        match kind {
+            Kind::Acquire => &mut self.acquire,
+            Kind::Release => &mut self.release,
+        }
+    }
+}
+
+/// What a fast-path operation does to its resource's row.
+#[derive(Clone, Copy)]
+enum Kind {
+    Acquire,
+    Release,
 }
 
 impl Marks {
@@ -206,21 +240,44 @@ impl Marks {
 }
 
 impl Contention {
-    /// Notes an operation on `resource` for as long as the answer's [`Busy`] lives, and whether it may try the
-    /// batch: not while the resource is contended or another operation on it is in flight.
-    fn enter(&self, resource: &str) -> (Option<Busy<'_>>, bool) {
+    /// Notes an operation on `resource` for as long as the answer's [`Busy`] lives, and whether it goes to the
+    /// lane (`kind` given, the resource not contended, no procedure call on it in flight and no other operation
+    /// of its kind in the lane); otherwise it is a procedure call.
+    fn enter(&self, resource: &str, kind: Option<Kind>) -> (Busy<'_>, bool) {
+        let mut busy = Busy {
+            contention: self,
+            resource: resource.into(),
+            lane: None,
+        };
         let Ok(mut m) = self.0.lock() else {
-            return (None, false);
+            return (busy, false);
         };
-        let others = m.busy.get(resource).copied().unwrap_or(0);
-        *m.busy.entry(resource.into()).or_insert(0) += 1;
-        let fast = if others > 0 {
-            m.mark(resource);
-            false
-        } else {
-            m.at.get(resource).is_none_or(|at| at.elapsed() >= CONTENDED_FOR)
+        let marked = m.at.get(resource).is_some_and(|at| at.elapsed() < CONTENDED_FOR);
+        let flight = m.busy.entry(resource.into()).or_default();
+        let fast = match kind {
+            Some(k) if flight.procedures == 0 && !*flight.lane(k) => !marked,
+            Some(_) => {
+                m.mark(resource);
+                false
+            }
+            None => false,
         };
-        (Some(Busy(self, resource.into())), fast)
+        let flight = m.busy.entry(resource.into()).or_default();
+        match kind.filter(|_| fast) {
+            Some(k) => {
+                *flight.lane(k) = true;
+                busy.lane = Some(k);
+            }
+            None => flight.procedures += 1,
+        }
+        (busy, fast)
+    }
+
+    /// Whether a release of `resource` is in the lane.
+    fn releasing(&self, resource: &str) -> bool {
+        self.0
+            .lock()
+            .is_ok_and(|m| m.busy.get(resource).is_some_and(|f| f.release))
     }
 
     fn mark(&self, resource: &str) {
@@ -237,15 +294,34 @@ impl Contention {
 }
 
 /// An operation on a resource in flight; dropped when it ends (or its caller gives up).
-pub(super) struct Busy<'a>(&'a Contention, String);
+pub(super) struct Busy<'a> {
+    contention: &'a Contention,
+    resource: String,
+    /// In the lane, as this kind; `None`: a procedure call.
+    lane: Option<Kind>,
+}
+
+impl Busy<'_> {
+    /// The operation leaves the lane for a procedure call.
+    fn leave_lane(&mut self) {
+        if let (Some(k), Ok(mut m)) = (self.lane.take(), self.contention.0.lock()) {
+            let flight = m.busy.entry(self.resource.clone()).or_default();
+            *flight.lane(k) = false;
+            flight.procedures += 1;
+        }
+    }
+}
 
 impl Drop for Busy<'_> {
     fn drop(&mut self) {
-        if let Ok(mut m) = self.0 .0.lock() {
-            if let Some(n) = m.busy.get_mut(&self.1) {
-                *n -= 1;
-                if *n == 0 {
-                    m.busy.remove(&self.1);
+        if let Ok(mut m) = self.contention.0.lock() {
+            if let Some(f) = m.busy.get_mut(&self.resource) {
+                match self.lane {
+                    Some(k) => *f.lane(k) = false,
+                    None => f.procedures = f.procedures.saturating_sub(1),
+                }
+                if f.procedures == 0 && !f.acquire && !f.release {
+                    m.busy.remove(&self.resource);
                 }
             }
         }
@@ -348,27 +424,46 @@ async fn batch(db: &Db, conn: &mut LaneConn, jobs: &[Job]) -> Result<Vec<Fast>> 
 
 #[cfg(test)]
 mod tests {
-    use super::Contention;
+    use super::{Contention, Kind};
 
     #[test]
-    fn an_operation_in_flight_keeps_the_others_on_its_resource_out_of_the_batch() {
+    fn the_lane_takes_one_acquire_and_one_release_of_a_resource_and_nothing_beside_a_procedure_call() {
         let c = Contention::default();
-        let (first, fast) = c.enter("r");
-        assert!(fast, "the first operation on a quiet resource tries the batch");
-        let (second, fast) = c.enter("r");
-        assert!(!fast, "a second operation while the first is in flight");
-        let (_other, fast) = c.enter("s");
-        assert!(fast, "another resource is not concerned");
-        drop(first);
-        let (third, fast) = c.enter("r");
-        assert!(!fast, "one operation is still in flight");
-        drop((second, third));
-        let (fourth, fast) = c.enter("r");
+        let (acquire, fast) = c.enter("r", Some(Kind::Acquire));
+        assert!(fast, "the first operation on a quiet resource goes to the lane");
+        let (release, fast) = c.enter("r", Some(Kind::Release));
+        assert!(fast, "a release beside an acquire in the lane");
+        assert!(c.releasing("r"));
+        let (second, fast) = c.enter("r", Some(Kind::Release));
+        assert!(!fast, "a second release while one is in the lane");
+        drop((acquire, release, second));
+        assert!(!c.releasing("r"));
+        let (after, fast) = c.enter("r", Some(Kind::Acquire));
         assert!(!fast, "the overlap marked the resource contended");
-        drop(fourth);
+        drop(after);
         c.calm("r");
-        let (_fifth, fast) = c.enter("r");
+        let (calm, fast) = c.enter("r", Some(Kind::Acquire));
         assert!(fast, "a release that handed the resource to nobody ends the mark");
-        assert_eq!(c.0.lock().map(|m| m.busy.len()).ok(), Some(2));
+        drop(calm);
+
+        let (procedure, fast) = c.enter("s", None);
+        assert!(!fast, "not for the lane: a procedure call");
+        let (beside, fast) = c.enter("s", Some(Kind::Release));
+        assert!(
+            !fast,
+            "nothing goes to the lane while a procedure call works on the resource"
+        );
+        drop((procedure, beside));
+
+        let (mut left, fast) = c.enter("t", Some(Kind::Acquire));
+        assert!(fast);
+        left.leave_lane();
+        let (beside, fast) = c.enter("t", Some(Kind::Release));
+        assert!(
+            !fast,
+            "an operation that left the lane for a procedure call counts as one"
+        );
+        drop((left, beside));
+        assert_eq!(c.0.lock().map(|m| m.busy.len()).ok(), Some(0), "nothing left in flight");
     }
 }
