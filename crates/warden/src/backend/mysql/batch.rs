@@ -254,21 +254,18 @@ impl Contention {
         };
         let marked = m.at.get(resource).is_some_and(|at| at.elapsed() < CONTENDED_FOR);
         let flight = m.busy.entry(resource.into()).or_default();
-        let fast = match kind {
-            Some(k) if flight.procedures == 0 && !*flight.lane(k) => !marked,
-            Some(_) => {
-                m.mark(resource);
-                false
-            }
-            None => false,
-        };
-        let flight = m.busy.entry(resource.into()).or_default();
+        // Refused: a procedure call works on the resource, or an operation of this kind is in the lane.
+        let refused = kind.is_some_and(|k| flight.procedures > 0 || *flight.lane(k));
+        let fast = kind.is_some() && !refused && !marked;
         match kind.filter(|_| fast) {
             Some(k) => {
                 *flight.lane(k) = true;
                 busy.lane = Some(k);
             }
             None => flight.procedures += 1,
+        }
+        if refused {
+            m.mark(resource);
         }
         (busy, fast)
     }
