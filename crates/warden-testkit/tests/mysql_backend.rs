@@ -274,3 +274,53 @@ async fn record_shows_its_fence(w: &Warden, g: &warden::LockGuard, what: &str) {
     let lease = w.lease(g.lock_id()).await.expect("lease").expect("held");
     assert_eq!(lease.fencing_token, g.fencing_token(), "{what}'s record");
 }
+
+/// A lease handed to one of the process's waiters is released by its resource's row (`release_held`, without
+/// the look-up by lock id) and judged as any release: the next waiter is handed the lock in order, a stranger
+/// is refused and the lease stays its holder's, and a lease that ended is reported lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_handed_to_a_waiter_is_released_by_its_row_and_judged_as_any_other() {
+    let h = MysqlHarness::new();
+    let w = patient(h.url()).await;
+    let name = "handed";
+    let first = w.lock(name).auto_renew(false).acquire().await.expect("acquire");
+    let mut waiters = Vec::new();
+    for (i, ttl) in [(1, 30 * SEC), (2, 30 * SEC), (3, Duration::from_millis(100))] {
+        let w2 = w.clone();
+        waiters.push(tokio::spawn(async move {
+            w2.lock(name).ttl(ttl).auto_renew(false).acquire().await
+        }));
+        let queued = warden_testkit::eventually(10 * SEC, || async {
+            w.inspect(name).await.is_ok_and(|info| info.queue.len() == i)
+        })
+        .await;
+        assert!(queued, "waiter {i} never queued");
+    }
+    let mut waiters = waiters.into_iter();
+    let mut next = || waiters.next().expect("a waiter");
+    w.release(first.lock_id(), None).await.expect("release");
+    let second = next().await.expect("task").expect("handed");
+    assert!(second.fencing_token() > first.fencing_token());
+    // A stranger is refused, and the lease stays the holder's.
+    let r = w.release(second.lock_id(), Some("someone else")).await;
+    assert!(matches!(r, Err(Error::NotOwner { .. })), "{r:?}");
+    assert_eq!(w.inspect(name).await.expect("inspect").holders.len(), 1);
+    w.release(second.lock_id(), None).await.expect("release");
+    let third = next().await.expect("task").expect("handed");
+    assert!(third.fencing_token() > second.fencing_token());
+    // Released by its row: the last waiter is handed the lock.
+    let released = w.release(third.lock_id(), None).await.expect("release");
+    assert!(released.held_for.is_some(), "{released:?}");
+    let fourth = next().await.expect("task").expect("handed");
+    assert!(fourth.fencing_token() > third.fencing_token());
+    // Until the database's own view no longer shows it held (a handed lease of 100 ms, on its clock).
+    let deadline = Instant::now() + 5 * SEC;
+    while !w.inspect(name).await.expect("inspect").holders.is_empty() {
+        assert!(Instant::now() < deadline, "the lease never ended");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let r = w.release(fourth.lock_id(), None).await;
+    assert!(matches!(r, Err(Error::LeaseLost { .. })), "{r:?}");
+    let again = w.lock(name).auto_renew(false).acquire().await.expect("acquire");
+    assert!(again.fencing_token() > fourth.fencing_token());
+}

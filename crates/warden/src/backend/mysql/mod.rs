@@ -2,17 +2,19 @@
 //!
 //! Each operation is one call of a stored procedure (one round trip, one transaction) that first locks the
 //! resource's row, except the common case: a process's uncontended exclusive grants and releases share one
-//! transaction of plain statements ([`batch`]). A process's acquires of one resource take turns ([`turns`]). Times come from the database server's clock; fencing tokens are
-//! seeded from it (they keep growing after a restore of an older backup); waiters queue in a table with waiter
-//! leases, and a release hands the lock to the head of the queue in its own transaction. MySQL has no notifications: each process parks one
-//! listening connection that a release interrupts with `KILL QUERY` ([`bell`]). Leases outlive connections:
-//! any process can renew or release a lease by its lock id. The schema is created and upgraded at connect
-//! ([`SCHEMA_VERSION`]).
+//! transaction of plain statements ([`batch`]). A process's acquires of one resource take turns ([`turns`]), and
+//! a queue's releases go before the process's joins of it ([`handover`]). Times come from the database server's
+//! clock; fencing tokens are seeded from it (they keep growing after a restore of an older backup); waiters queue
+//! in a table with waiter leases, and a release hands the lock to the head of the queue in its own transaction.
+//! MySQL has no notifications: each process parks one listening connection that a release interrupts with
+//! `KILL QUERY` ([`bell`]). Leases outlive connections: any process can renew or release a lease by its lock id.
+//! The schema is created and upgraded at connect ([`SCHEMA_VERSION`]).
 
 mod batch;
 mod batch_plan;
 mod bell;
 mod db;
+mod handover;
 mod options;
 mod schema;
 mod turns;
@@ -43,6 +45,7 @@ pub struct MysqlBackend {
     fast: batch::Batcher,
     /// A process's acquires of one resource go one at a time, in the order they were made.
     turns: turns::Turns,
+    handovers: handover::Handovers,
     _tasks: Vec<AbortOnDrop>,
 }
 
@@ -93,6 +96,7 @@ impl MysqlBackend {
             bell,
             fast,
             turns: turns::Turns::default(),
+            handovers: handover::Handovers::default(),
             _tasks: vec![AbortOnDrop(listener), sweeper, lane],
         })
     }
@@ -150,6 +154,10 @@ impl Backend for MysqlBackend {
         if let Some(r) = fast {
             return r.attempt(req, unexpected);
         }
+        // A join of the queue goes after the release it would race (see `handover`).
+        if waiter_id.is_some() {
+            self.handovers.wait(resource_hash(&req.resource)).await;
+        }
         let condition = match &req.condition {
             Some(c) => {
                 c.within_retention(self.db.opts.retain)?;
@@ -176,6 +184,9 @@ impl Backend for MysqlBackend {
         let r = self.db.call("acquire_with", params).await?;
         self.tell(&r);
         let granted = r.status == "granted";
+        if r.status == "queued" && waiter_id.is_some() && req.kind.is_exclusive() && req.condition.is_none() {
+            self.handovers.queued(&req.lock_id, &req.resource);
+        }
         self.fast
             .noted(&req.resource, granted.then_some(req.lock_id.as_str()), !granted);
         r.attempt(req, unexpected)
@@ -199,12 +210,22 @@ impl Backend for MysqlBackend {
         }
         let own = self.bell.id().map(Value::from).unwrap_or(Value::NULL);
         let hash = lock_hash(lock_id);
-        let r = self
-            .db
-            .call("release", vec![lock_id.into(), hash.into(), opt(client_id), own])
-            .await?;
+        self.handovers.returned(hash);
+        let r = match self.handovers.take(lock_id) {
+            Some(resource) => {
+                let params = vec![resource.into(), lock_id.into(), hash.into(), opt(client_id), own];
+                self.db.call("release_held", params).await?
+            }
+            None => {
+                let params = vec![lock_id.into(), hash.into(), opt(client_id), own];
+                self.db.call("release", params).await?
+            }
+        };
         self.tell(&r);
         if let Some(resource) = &r.resource {
+            if r.bells.is_none() && r.told.as_deref().is_some_and(|t| t.contains(':')) {
+                self.handovers.passed(resource_hash(resource));
+            }
             if r.told.is_some() || r.bells.is_some() {
                 self.fast.noted(resource, None, true);
             } else if r.status == "released" {

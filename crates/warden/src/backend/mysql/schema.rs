@@ -41,6 +41,9 @@ const STEPS: &[&str] = &[
     // columns left to right (a procedure runs in the `sql_mode` it was created in, and one created where the
     // server's default assigned them all at once gave a grant's record the fence before it).
     procedures!(),
+    // Version 8 changes no table: it adds release_held, the release of a lease handed to a waiter, which locks
+    // the resource's row first.
+    procedures!(),
 ];
 
 /// The schema version this build writes and reads.

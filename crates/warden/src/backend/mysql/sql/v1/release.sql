@@ -92,6 +92,50 @@ proc: BEGIN
            v_bells;
 END
 $$
+-- Releases an exclusive lease its caller was handed on p_resource's row (a waiter's grant): the row is locked
+-- first, by key, without the look-up by lock id that `release` starts with (a queued resource's release is what
+-- its whole queue waits for). Anything else (the lease is not on the row any more, another client's) is
+-- `release`'s to judge. Answers as `release`.
+DROP PROCEDURE IF EXISTS {p}release_held
+$$
+CREATE PROCEDURE {p}release_held(IN p_resource VARBINARY(512), IN p_lock_id VARBINARY(64), IN p_hash INT UNSIGNED,
+                                 IN p_client VARBINARY(256), IN p_own BIGINT)
+proc: BEGIN
+    DECLARE v_status VARCHAR(9);
+    DECLARE v_client VARBINARY(256);
+    DECLARE v_holder VARBINARY(64);
+    DECLARE v_acquired, v_expires, v_now, v_held BIGINT;
+    DECLARE v_queued INT;
+    DECLARE v_told, v_bells MEDIUMTEXT CHARACTER SET ascii;
+    DECLARE CONTINUE HANDLER FOR NOT FOUND BEGIN END;
+    DECLARE EXIT HANDLER FOR SQLEXCEPTION BEGIN ROLLBACK; RESIGNAL; END;
+    START TRANSACTION;
+    SELECT holder, holder_client, holder_acquired, excl_until, queued
+        INTO v_holder, v_client, v_acquired, v_expires, v_queued
+        FROM {p}resources WHERE resource = p_resource FOR UPDATE;
+    IF v_holder IS NULL OR v_holder <> p_lock_id OR p_client IS NOT NULL AND v_client <> p_client THEN
+        COMMIT;
+        CALL {p}release(p_lock_id, p_hash, p_client, p_own);
+        LEAVE proc;
+    END IF;
+    SET v_now = CAST(UNIX_TIMESTAMP(SYSDATE(6)) * 1000000 AS SIGNED);
+    IF v_expires <= v_now THEN
+        SET v_status = 'lost';
+    ELSE
+        SET v_status = 'released', v_held = GREATEST(v_now - v_acquired, 0);
+    END IF;
+    UPDATE {p}resources SET
+            released = released + (v_status = 'released'), expired = expired + (v_status = 'lost'),
+            hold_ms = hold_ms + COALESCE(v_held, v_expires - v_acquired) DIV 1000, holder = NULL, excl_until = 0
+        WHERE resource = p_resource;
+    IF v_queued > 0 THEN
+        CALL {p}hand_over(p_resource, v_now, p_own, v_told, v_bells);
+    END IF;
+    COMMIT;
+    SELECT v_status, p_resource, NULL, NULL, NULL, v_now, NULL, NULL, NULL, v_held, NULL, NULL, NULL, v_told,
+           v_bells;
+END
+$$
 -- Extends a lease by p_ttl_ms from now (null: its own ttl): 'renewed' (the lease's new state), 'capped'
 -- (expires_us unchanged), 'lost', 'not_found', 'not_owner'.
 DROP PROCEDURE IF EXISTS {p}renew
