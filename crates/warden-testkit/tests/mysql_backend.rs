@@ -335,13 +335,19 @@ async fn batches_find_their_rows_by_key_in_a_table_of_a_thousand_resources() {
     let w = Warden::connect(&format!("{}&sweep_ms=3600000", h.url()))
         .await
         .expect("connect");
-    let others = sql_faults::batch_names(1000);
-    sql_faults::cycles_at_once(&w, &others, 1, Vec::new()).await;
+    let mut admin = connect(&h.server_url()).await;
+    // A thousand idle resources, as a thousand first grants would have left them.
+    admin
+        .query_drop(
+            "INSERT INTO warden.warden_resources (resource, key_hash) \
+             SELECT CONCAT('other/', seq), seq FROM seq_1_to_1000",
+        )
+        .await
+        .expect("resources");
     // The resource's row is made by its first grant (a procedure call).
     let name = "by-key";
     let mut g = w.lock(name).auto_renew(false).acquire().await.expect("acquire");
     g.release().await.expect("release");
-    let mut admin = connect(&h.server_url()).await;
     let calls = status(&mut admin, "Com_call_procedure").await;
     let before = index_reads(&mut admin).await;
     let cycles = 20;
