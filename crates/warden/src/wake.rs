@@ -91,16 +91,20 @@ impl WakeRouter {
         }
     }
 
-    /// Tells a waiter of this process that the lock was handed to it (unknown ids are ignored).
-    pub fn grant(&self, id: &str, grant: Grant) {
-        if let Ok(m) = self.waiters.lock() {
-            if let Some(s) = m.get(id) {
-                if let Ok(mut g) = s.grant.lock() {
-                    *g = Some(grant);
-                }
-                s.notify.notify_one();
-            }
+    /// Tells a waiter of this process that the lock was handed to it (unknown ids are ignored); whether `id` is
+    /// one of this process's waiters.
+    pub fn grant(&self, id: &str, grant: Grant) -> bool {
+        let Ok(m) = self.waiters.lock() else {
+            return false;
+        };
+        let Some(s) = m.get(id) else {
+            return false;
+        };
+        if let Ok(mut g) = s.grant.lock() {
+            *g = Some(grant);
         }
+        s.notify.notify_one();
+        true
     }
 
     /// Tells a waiter of this process when the lease now blocking it ends (unknown ids are ignored).
@@ -119,16 +123,18 @@ impl WakeRouter {
     /// either bare or, when a release handed the lock over, `waiter_id:fence:acquired_ms:expires_ms` (times in
     /// ms since the epoch on the backend's clock); after a handover, `waiter_id@ms` tells the next waiter in line
     /// that the lease just handed over ends in `ms`. Unknown ids and malformed items are ignored or only wake.
+    /// Answers how many grants went to this process's waiters.
     ///
     /// ```
     /// let router = std::sync::Arc::new(warden::wake::WakeRouter::default());
     /// let w = router.register("w1".into());
-    /// router.deliver("w1:42:1000:1300 w2@300");
+    /// assert_eq!(router.deliver("w1:42:1000:1300 w2@300 w3:43:1300:1600"), 1, "w3 waits elsewhere");
     /// let g = w.take_grant().expect("handed over");
     /// assert_eq!(g.fencing_token, 42);
     /// assert_eq!(g.remaining, Some(std::time::Duration::from_millis(300)));
     /// ```
-    pub fn deliver(&self, payload: &str) {
+    pub fn deliver(&self, payload: &str) -> usize {
+        let mut granted = 0;
         for item in payload.split(' ') {
             if let Some((id, ms)) = item.split_once('@') {
                 if let Ok(ms) = ms.parse::<u64>() {
@@ -146,11 +152,12 @@ impl WakeRouter {
                 (Some(fence), Some(acq), Some(exp)) if exp >= acq => {
                     let at = |ms: u64| std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
                     let g = Grant::new(fence, at(acq), at(exp)).found_with(std::time::Duration::from_millis(exp - acq));
-                    self.grant(id, g)
+                    granted += usize::from(self.grant(id, g));
                 }
                 _ => self.wake([id]),
             }
         }
+        granted
     }
 
     /// Wakes every local waiter (after a notification channel was interrupted, messages may be lost).
