@@ -14,6 +14,13 @@ pub fn spawn(argv: &[String], env: &[(&str, String)]) -> CliResult<Child> {
     let (prog, args) = argv
         .split_first()
         .ok_or_else(|| CliError::new(2, "no command given: put it after `--`, e.g. `-- ./job.sh`"))?;
+    // warden becomes the subreaper of what the command starts: a grandchild orphaned when the command exits is
+    // handed to warden (not to init), so that after a lost lease warden can wait until it is gone (`terminate`).
+    #[cfg(target_os = "linux")]
+    // SAFETY: prctl(2) sets a flag on this process; no memory is involved.
+    unsafe {
+        libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1);
+    }
     let mut cmd = Command::new(prog);
     cmd.args(args).kill_on_drop(true).process_group(0);
     for (k, v) in env {
@@ -45,7 +52,7 @@ pub fn send(group: i32, sig: i32) {
 }
 
 /// SIGTERM to the whole group, then SIGKILL to what is left of it after `grace` (or once the child exited);
-/// returns the child's exit status.
+/// returns the child's exit status once nothing of the group is left running.
 pub async fn terminate(child: &mut Child, group: i32, grace: Duration) -> Option<ExitStatus> {
     send(group, libc::SIGTERM);
     let status = match tokio::time::timeout(grace, child.wait()).await {
@@ -57,8 +64,31 @@ pub async fn terminate(child: &mut Child, group: i32, grace: Duration) -> Option
     };
     // Whatever the child left running in its group must not outlive the lease either.
     send(group, libc::SIGKILL);
+    reap_group(group).await;
     status
 }
+
+/// Waits until every member of the group has died: kill(2) only queues the signal, and a process is torn down a
+/// moment later, so without this warden could report the command stopped while a grandchild still runs. The
+/// members orphaned by the child's exit are warden's own children (it is their subreaper, see `spawn`), so
+/// waitpid(2) on the group waits for exactly them. A member that does not die within `REAP_WITHIN` (stuck in the
+/// kernel) is left to the system.
+#[cfg(target_os = "linux")]
+async fn reap_group(group: i32) {
+    const REAP_WITHIN: Duration = Duration::from_secs(5);
+    let reap = tokio::task::spawn_blocking(move || loop {
+        let mut status = 0;
+        // SAFETY: waitpid(2) for children in our child's process group, into a local status word.
+        let r = unsafe { libc::waitpid(-group, &mut status, 0) };
+        if r < 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            return; // ECHILD: none left
+        }
+    });
+    let _ = tokio::time::timeout(REAP_WITHIN, reap).await;
+}
+
+#[cfg(not(target_os = "linux"))]
+async fn reap_group(_group: i32) {}
 
 /// Our exit code for the child's status: its code, or 128 + the signal that ended it.
 pub fn exit_code(status: ExitStatus) -> u8 {
