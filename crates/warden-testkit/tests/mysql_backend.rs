@@ -372,3 +372,39 @@ async fn index_reads(admin: &mut mysql_async::Conn) -> u64 {
     }
     n
 }
+
+/// The sweep forgets a thousand idle resources a batch at a time (a few transactions, not one per resource, which
+/// would commit beside the live traffic as often as the burst that made them), and their counts stay in the
+/// statistics.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sweep_forgets_idle_resources_in_batches_and_keeps_their_counts() {
+    let h = MysqlHarness::new();
+    let w = Warden::connect(&format!("{}&sweep_ms=3600000", h.url()))
+        .await
+        .expect("connect");
+    let mut admin = connect(&h.server_url()).await;
+    // A thousand resources each released once, long ago (their fences are far in the past).
+    admin
+        .query_drop(
+            "INSERT INTO warden.warden_resources (resource, key_hash, fence, released, hold_ms) \
+             SELECT CONCAT('idle/', seq), seq, seq, 1, 2 FROM seq_1_to_1000",
+        )
+        .await
+        .expect("resources");
+    let mut g = w.lock("busy").auto_renew(false).acquire().await.expect("acquire");
+    let updates = status(&mut admin, "Handler_update").await;
+    let sweeper = Warden::connect(&format!("{}&sweep_ms=20&retain_ms=100", h.url()))
+        .await
+        .expect("connect");
+    let forgotten = warden_testkit::eventually(10 * SEC, || async {
+        h.ints("SELECT COUNT(*) FROM warden_resources").await == vec![1]
+    })
+    .await;
+    assert!(forgotten, "the idle resources were not forgotten");
+    let updates = status(&mut admin, "Handler_update").await - updates;
+    assert!(updates < 50, "{updates} rows updated to forget 1,000 idle resources");
+    // The held resource stays, and every count is kept.
+    g.release().await.expect("the held lease was kept");
+    let stats = sweeper.stats().await.expect("stats");
+    assert_eq!((stats.total_locks, stats.active_locks), (1_001, 0));
+}

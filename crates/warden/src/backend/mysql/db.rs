@@ -129,50 +129,6 @@ impl Db {
     pub(super) fn unexpected(&self, op: &str, status: &str) -> Error {
         Error::Protocol(format!("MySQL at {}: {op} answered `{status}`", self.address))
     }
-
-    /// The housekeeping task: forgets long-ended leases, dead waiters, unread wake-ups and idle resources, one
-    /// resource per transaction.
-    pub(super) fn spawn_sweeper(self: &Arc<Self>) -> AbortOnDrop {
-        let db = self.clone();
-        AbortOnDrop(tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(db.opts.sweep_every).await;
-                if let Err(e) = db.sweep().await {
-                    tracing::debug!(error = %e, "mysql sweep did not finish; trying again at the next one");
-                }
-            }
-        }))
-    }
-
-    async fn sweep(&self) -> Result<()> {
-        let p = &self.prefix;
-        let now: i64 = match self.first(&format!("SELECT {p}now_us()"), vec![]).await? {
-            Some(mut row) => self.get(&mut row, 0)?,
-            None => return Err(self.unexpected("now_us", "no row")),
-        };
-        let before = now - self.opts.retain.as_micros().min(i64::MAX as u128) as i64;
-        let sql = format!(
-            "(SELECT resource FROM {p}leases WHERE expires_us < ? LIMIT 500) \
-             UNION (SELECT resource FROM {p}waiters WHERE deadline_us < ? LIMIT 500) \
-             UNION (SELECT resource FROM {p}resources WHERE holder IS NOT NULL AND excl_until < ? LIMIT 500) \
-             UNION (SELECT resource FROM {p}resources WHERE queued = 0 AND fence < ? AND excl_until < ? \
-                    AND shared_until < ? LIMIT 500)"
-        );
-        let rows = self.rows(&sql, vec![before.into(); 6]).await?;
-        for mut row in rows {
-            let resource: Vec<u8> = self.get(&mut row, 0)?;
-            let sql = format!("CALL {p}sweep_one(?, ?)");
-            self.bounded(async {
-                let (_turn, mut conn) = self.conn().await?;
-                conn.exec_drop(sql, (resource, before))
-                    .await
-                    .map_err(|e| db_error(&self.address, e))
-            })
-            .await?;
-        }
-        let sql = format!("DELETE FROM {p}inbox WHERE at_us < ?");
-        self.rows(&sql, vec![before.into()]).await.map(drop)
-    }
 }
 
 /// MySQL's error code for a transaction rolled back as a deadlock's victim.

@@ -17,6 +17,7 @@ mod db;
 mod handover;
 mod options;
 mod schema;
+mod sweep;
 mod turns;
 mod views;
 
