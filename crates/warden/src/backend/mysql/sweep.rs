@@ -4,7 +4,7 @@
 #[allow(unused_imports)]
 use super::*;
 use mysql_async::prelude::Queryable;
-use mysql_async::{Row, TxOpts, Value};
+use mysql_async::{IsolationLevel, Row, TxOpts, Value};
 use std::collections::HashSet;
 
 /// Resources looked at per sweep, and idle ones forgotten per transaction.
@@ -70,8 +70,12 @@ impl Db {
         let marks = |n: usize| vec!["?"; n].join(", ");
         self.bounded(async {
             let (_turn, mut conn) = self.conn().await?;
+            // Read committed: the names no longer there (forgotten by another process's sweep) take no gap locks
+            // that a first grant of a new name would wait for, and the later reads see what the locks settled.
             // Dropped before its commit, the transaction rolls back.
-            let mut tx = conn.start_transaction(TxOpts::default()).await.map_err(err)?;
+            let mut opts = TxOpts::default();
+            opts.with_isolation_level(IsolationLevel::ReadCommitted);
+            let mut tx = conn.start_transaction(opts).await.map_err(err)?;
             let sql = format!(
                 "SELECT resource, released, expired, hold_ms FROM {p}resources WHERE resource IN ({}) \
                  AND queued = 0 AND holder IS NULL AND fence < ? AND excl_until < ? AND shared_until < ? FOR UPDATE",
