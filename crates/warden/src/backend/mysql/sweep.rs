@@ -78,7 +78,8 @@ impl Db {
             let mut tx = conn.start_transaction(opts).await.map_err(err)?;
             let sql = format!(
                 "SELECT resource, released, expired, hold_ms FROM {p}resources WHERE resource IN ({}) \
-                 AND queued = 0 AND holder IS NULL AND fence < ? AND excl_until < ? AND shared_until < ? FOR UPDATE",
+                 AND queued = 0 AND holder IS NULL AND fence < ? AND excl_until < ? AND shared_until < ? \
+                 FOR UPDATE",
                 marks(names.len())
             );
             let mut params: Vec<Value> = names.into_iter().map(Value::from).collect();
@@ -99,14 +100,16 @@ impl Db {
                  UNION SELECT resource FROM {p}waiters WHERE resource IN ({0})",
                 marks(listed.len())
             );
-            let busy: HashSet<Vec<u8>> = self.names(tx.exec(sql, [listed.clone(), listed].concat()).await.map_err(err)?)?.into_iter().collect();
+            let busy = tx.exec(sql, [listed.clone(), listed].concat()).await.map_err(err)?;
+            let busy: HashSet<Vec<u8>> = self.names(busy)?.into_iter().collect();
             rows.retain(|(n, _)| !busy.contains(n));
             if rows.is_empty() {
                 return Ok(());
             }
             let sum = |i: usize| rows.iter().map(|(_, c)| c[i]).sum::<i64>();
             let sql = format!(
-                "UPDATE {p}totals SET released = released + ?, expired = expired + ?, hold_ms = hold_ms + ? WHERE id = 1"
+                "UPDATE {p}totals SET released = released + ?, expired = expired + ?, hold_ms = hold_ms + ? \
+                 WHERE id = 1"
             );
             tx.exec_drop(sql, (sum(0), sum(1), sum(2))).await.map_err(err)?;
             let sql = format!("DELETE FROM {p}resources WHERE resource IN ({})", marks(rows.len()));
