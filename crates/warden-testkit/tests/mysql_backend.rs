@@ -330,20 +330,8 @@ async fn a_lease_handed_to_a_waiter_is_released_by_its_row_and_judged_as_any_oth
 /// tuple as a comparison of tuples, which an `UPDATE` cannot look up by key).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batches_find_their_rows_by_key_in_a_table_of_a_thousand_resources() {
-    let h = MysqlHarness::new();
-    // No housekeeping sweep during the test: it would read the table too.
-    let w = Warden::connect(&format!("{}&sweep_ms=3600000", h.url()))
-        .await
-        .expect("connect");
-    let mut admin = connect(&h.server_url()).await;
     // A thousand idle resources, as a thousand first grants would have left them.
-    admin
-        .query_drop(
-            "INSERT INTO warden.warden_resources (resource, key_hash) \
-             SELECT CONCAT('other/', seq), seq FROM seq_1_to_1000",
-        )
-        .await
-        .expect("resources");
+    let (_h, w, mut admin) = beside_a_thousand_resources("", "").await;
     // The resource's row is made by its first grant (a procedure call).
     let name = "by-key";
     let mut g = w.lock(name).auto_renew(false).acquire().await.expect("acquire");
@@ -364,6 +352,24 @@ async fn batches_find_their_rows_by_key_in_a_table_of_a_thousand_resources() {
     );
 }
 
+/// A database with a thousand resources made by one `INSERT` (`columns` and their `values` added to the name and
+/// hash), a `Warden` on it whose housekeeping sweep does not run, and an administrator's connection.
+async fn beside_a_thousand_resources(columns: &str, values: &str) -> (MysqlHarness, Warden, mysql_async::Conn) {
+    let h = MysqlHarness::new();
+    let w = Warden::connect(&format!("{}&sweep_ms=3600000", h.url()))
+        .await
+        .expect("connect");
+    let mut admin = connect(&h.server_url()).await;
+    admin
+        .query_drop(format!(
+            "INSERT INTO warden.warden_resources (resource, key_hash{columns}) \
+             SELECT CONCAT('other/', seq), seq{values} FROM seq_1_to_1000"
+        ))
+        .await
+        .expect("resources");
+    (h, w, admin)
+}
+
 /// Index entries and rows the server has read, in all.
 async fn index_reads(admin: &mut mysql_async::Conn) -> u64 {
     let mut n = 0;
@@ -378,19 +384,8 @@ async fn index_reads(admin: &mut mysql_async::Conn) -> u64 {
 /// statistics.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sweep_forgets_idle_resources_in_batches_and_keeps_their_counts() {
-    let h = MysqlHarness::new();
-    let w = Warden::connect(&format!("{}&sweep_ms=3600000", h.url()))
-        .await
-        .expect("connect");
-    let mut admin = connect(&h.server_url()).await;
     // A thousand resources each released once, long ago (their fences are far in the past).
-    admin
-        .query_drop(
-            "INSERT INTO warden.warden_resources (resource, key_hash, fence, released, hold_ms) \
-             SELECT CONCAT('idle/', seq), seq, seq, 1, 2 FROM seq_1_to_1000",
-        )
-        .await
-        .expect("resources");
+    let (h, w, mut admin) = beside_a_thousand_resources(", fence, released, hold_ms", ", seq, 1, 2").await;
     let mut g = w.lock("busy").auto_renew(false).acquire().await.expect("acquire");
     let updates = status(&mut admin, "Handler_update").await;
     let sweeper = Warden::connect(&format!("{}&sweep_ms=20&retain_ms=100", h.url()))
