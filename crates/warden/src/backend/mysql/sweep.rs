@@ -10,6 +10,10 @@ use std::collections::HashSet;
 /// Resources looked at per sweep, and idle ones forgotten per transaction.
 const BATCH: usize = 500;
 
+/// A resource nobody holds or waits for, last granted before the retention's start (the three `?`): one the sweep
+/// forgets. Listed where the candidates are found and again where their rows are locked, which decides.
+const IDLE: &str = "queued = 0 AND holder IS NULL AND fence < ? AND excl_until < ? AND shared_until < ?";
+
 impl Db {
     /// The housekeeping task, every `sweep_every`.
     pub(super) fn spawn_sweeper(self: &Arc<Self>) -> AbortOnDrop {
@@ -49,10 +53,7 @@ impl Db {
         }
         // Idle resources, all at once: after a burst over many resources, a transaction each would commit as
         // often as the burst did, beside the live traffic.
-        let sql = format!(
-            "SELECT resource FROM {p}resources WHERE queued = 0 AND holder IS NULL AND fence < ? AND excl_until < ? \
-             AND shared_until < ? LIMIT {BATCH}"
-        );
+        let sql = format!("SELECT resource FROM {p}resources WHERE {IDLE} LIMIT {BATCH}");
         let idle = self.names(self.rows(&sql, vec![before.into(); 3]).await?)?;
         if !idle.is_empty() {
             self.forget_idle(idle, before).await?;
@@ -77,8 +78,7 @@ impl Db {
             opts.with_isolation_level(IsolationLevel::ReadCommitted);
             let mut tx = conn.start_transaction(opts).await.map_err(err)?;
             let sql = format!(
-                "SELECT resource, released, expired, hold_ms FROM {p}resources WHERE resource IN ({}) \
-                 AND queued = 0 AND holder IS NULL AND fence < ? AND excl_until < ? AND shared_until < ? \
+                "SELECT resource, released, expired, hold_ms FROM {p}resources WHERE resource IN ({}) AND {IDLE} \
                  FOR UPDATE",
                 marks(names.len())
             );
