@@ -403,3 +403,56 @@ async fn the_sweep_forgets_idle_resources_in_batches_and_keeps_their_counts() {
     let stats = sweeper.stats().await.expect("stats");
     assert_eq!((stats.total_locks, stats.active_locks), (1_001, 0));
 }
+
+/// Callers of one process taking turns on one lock hand it to each other through the batches, about one
+/// transaction a handoff and no procedure call: a holder granted in a batch that releases at once, before the
+/// release ahead of it has returned to its caller, still goes to the lane (not to the procedures, as the lane's
+/// second release of the lock). The grants keep their order and fences.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handoff_between_callers_of_one_process_is_one_transaction() {
+    let h = MysqlHarness::new();
+    let w = Warden::connect(h.url()).await.expect("connect");
+    let name = "passed";
+    // The first grant makes the resource's row (a procedure call).
+    drop(
+        w.lock(name)
+            .auto_renew(false)
+            .acquire()
+            .await
+            .expect("acquire")
+            .release()
+            .await,
+    );
+    let mut admin = connect(&h.server_url()).await;
+    let (calls, commits) = (
+        status(&mut admin, "Com_call_procedure").await,
+        status(&mut admin, "Com_commit").await,
+    );
+    let (workers, rounds) = (4, 50);
+    let fences = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let cycle = |_| {
+        let (w, fences) = (w.clone(), fences.clone());
+        async move {
+            for _ in 0..rounds {
+                let mut g = w.lock(name).auto_renew(false).acquire().await.expect("acquire");
+                fences.lock().expect("fences").push(g.fencing_token());
+                g.release().await.expect("release");
+            }
+        }
+    };
+    futures::future::join_all((0..workers).map(cycle)).await;
+    let cycles = (workers * rounds) as u64;
+    let calls = status(&mut admin, "Com_call_procedure").await - calls;
+    let commits = status(&mut admin, "Com_commit").await - commits;
+    let fences = fences.lock().expect("fences").clone();
+    assert!(
+        fences.windows(2).all(|f| f[0] < f[1]),
+        "fences in grant order: {fences:?}"
+    );
+    assert_eq!(fences.len() as u64, cycles);
+    assert!(calls < cycles / 5, "{calls} procedure calls for {cycles} handoffs");
+    assert!(
+        commits <= cycles + cycles / 2,
+        "{commits} transactions for {cycles} handoffs"
+    );
+}

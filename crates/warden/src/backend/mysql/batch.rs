@@ -14,6 +14,7 @@
 //! statements; merging several callers' operations into one transaction is the part written here.
 
 use super::batch_plan::{Fast, Plan};
+use super::contention::{Busy, Contention, Kind, Ticket};
 #[allow(unused_imports)]
 use super::*;
 use mysql_async::prelude::Queryable;
@@ -25,8 +26,6 @@ use tokio::sync::{mpsc, oneshot};
 
 /// Most operations in one batch.
 const MAX_OPS: usize = 128;
-/// How long a resource where the fast path failed goes to the procedures directly.
-const CONTENDED_FOR: Duration = Duration::from_millis(500);
 /// Idle time after which the lane's connection is checked before use.
 const CHECK_AFTER: Duration = Duration::from_secs(1);
 /// Most lock ids remembered with their resource (leases that end unreleased are forgotten in bulk past it).
@@ -57,6 +56,8 @@ type Outcome<'a> = Result<(Option<Reply>, Option<Busy<'a>>)>;
 pub(super) struct Job {
     pub(super) op: FastOp,
     reply: oneshot::Sender<Result<Fast>>,
+    /// Its place in the lane, left when its batch lands.
+    ticket: Option<Ticket>,
 }
 
 /// Hands fast-path operations to the lanes, and remembers what routes an operation past them.
@@ -64,7 +65,7 @@ pub(super) struct Batcher {
     lane: mpsc::UnboundedSender<Job>,
     address: String,
     timeout: Duration,
-    contention: Contention,
+    contention: Arc<Contention>,
     /// Lock ids this process was granted, with their resource: what a fast release needs (a lock id names only
     /// its resource's hash).
     owned: Mutex<HashMap<String, String>>,
@@ -74,12 +75,13 @@ impl Batcher {
     /// Starts the lane over `db`.
     pub(super) fn start(db: Arc<Db>) -> (Self, AbortOnDrop) {
         let (tx, rx) = mpsc::unbounded_channel();
-        let task = AbortOnDrop(tokio::spawn(lane(db.clone(), rx)));
+        let contention = Arc::new(Contention::default());
+        let task = AbortOnDrop(tokio::spawn(lane(db.clone(), rx, contention.clone())));
         let batcher = Batcher {
             lane: tx,
             address: db.address.clone(),
             timeout: db.opts.timeout,
-            contention: Contention::default(),
+            contention,
             owned: Mutex::new(HashMap::new()),
         };
         (batcher, task)
@@ -92,12 +94,12 @@ impl Batcher {
         if !fast {
             return Ok((None, Some(busy)));
         }
-        let mut granted = self.run(FastOp::Acquire(req.clone())).await?;
+        let mut granted = self.run(FastOp::Acquire(req.clone()), &busy).await?;
         // Held by a lease of this process whose release is on its way through the lane: this acquire, sent
         // after it, goes in the same batch (releases go first) or a later one, and takes the lock there instead
         // of joining the queue and waiting for a handover (three procedure calls).
         if granted.is_none() && self.contention.releasing(&req.resource) {
-            granted = self.run(FastOp::Acquire(req.clone())).await?;
+            granted = self.run(FastOp::Acquire(req.clone()), &busy).await?;
         }
         match granted {
             Some(_) => self.owns(&req.lock_id, &req.resource),
@@ -121,7 +123,7 @@ impl Batcher {
             lock_id: lock_id.into(),
             client: client.map(Into::into),
         };
-        let released = self.run(op).await?;
+        let released = self.run(op, &busy).await?;
         match released {
             Some(_) => self.forget(lock_id),
             None => busy.leave_lane(),
@@ -162,11 +164,12 @@ impl Batcher {
     }
 
     /// Runs `op` in the lane's next batch (`None`: not done there).
-    async fn run(&self, op: FastOp) -> Result<Option<Reply>> {
+    async fn run(&self, op: FastOp, busy: &Busy<'_>) -> Result<Option<Reply>> {
         let (reply, rx) = oneshot::channel();
         let resource = op.resource().to_owned();
+        let ticket = busy.ticket();
         self.lane
-            .send(Job { op, reply })
+            .send(Job { op, reply, ticket })
             .map_err(|_| Error::ShuttingDown("the MySQL backend was dropped".into()))?;
         let out = match tokio::time::timeout(self.timeout, rx).await {
             Ok(Ok(r)) => r?,
@@ -189,154 +192,25 @@ impl Batcher {
     }
 }
 
-/// Resources where the fast path failed lately (held, queued) or that one of the process's procedure calls is
-/// working on, so that their operations skip the batch: a contended resource's operations then reach the
-/// procedures in the order they were made, each without a batch's round trip first, and a batch never waits for
-/// a row one of the process's own procedure calls holds (measured: such waits made every batch of a uniform run
-/// wait, halving its rate). A resource has at most one acquire and one release in the lane at a time (a batch
-/// reads its notes by resource). Marks end [`CONTENDED_FOR`] after the last sign of contention, or when a
-/// release finds nobody queued ([`Batcher::calm`]).
-#[derive(Default)]
-struct Contention(Mutex<Marks>);
-
-#[derive(Default)]
-struct Marks {
-    at: HashMap<String, Instant>,
-    /// Resources with operations in flight.
-    busy: HashMap<String, Flight>,
-}
-
-/// A resource's operations in flight: procedure calls, and the lane's acquire and release.
-#[derive(Default)]
-struct Flight {
-    procedures: usize,
-    acquire: bool,
-    release: bool,
-}
-
-impl Flight {
-    fn lane(&mut self, kind: Kind) -> &mut bool {
-        match kind {
-            Kind::Acquire => &mut self.acquire,
-            Kind::Release => &mut self.release,
-        }
-    }
-}
-
-/// What a fast-path operation does to its resource's row.
-#[derive(Clone, Copy)]
-enum Kind {
-    Acquire,
-    Release,
-}
-
-impl Marks {
-    fn mark(&mut self, resource: &str) {
-        if self.at.len() >= 4096 {
-            self.at.retain(|_, at| at.elapsed() < CONTENDED_FOR);
-        }
-        self.at.insert(resource.into(), Instant::now());
-    }
-}
-
-impl Contention {
-    /// Notes an operation on `resource` for as long as the answer's [`Busy`] lives, and whether it goes to the
-    /// lane (`kind` given, the resource not contended, no procedure call on it in flight and no other operation
-    /// of its kind in the lane); otherwise it is a procedure call.
-    fn enter(&self, resource: &str, kind: Option<Kind>) -> (Busy<'_>, bool) {
-        let mut busy = Busy {
-            contention: self,
-            resource: resource.into(),
-            lane: None,
-        };
-        let Ok(mut m) = self.0.lock() else {
-            return (busy, false);
-        };
-        let marked = m.at.get(resource).is_some_and(|at| at.elapsed() < CONTENDED_FOR);
-        let flight = m.busy.entry(resource.into()).or_default();
-        // Refused: a procedure call works on the resource, or an operation of this kind is in the lane.
-        let refused = kind.is_some_and(|k| flight.procedures > 0 || *flight.lane(k));
-        let fast = kind.is_some() && !refused && !marked;
-        match kind.filter(|_| fast) {
-            Some(k) => {
-                *flight.lane(k) = true;
-                busy.lane = Some(k);
-            }
-            None => flight.procedures += 1,
-        }
-        if refused {
-            m.mark(resource);
-        }
-        (busy, fast)
-    }
-
-    /// Whether a release of `resource` is in the lane.
-    fn releasing(&self, resource: &str) -> bool {
-        self.0
-            .lock()
-            .is_ok_and(|m| m.busy.get(resource).is_some_and(|f| f.release))
-    }
-
-    fn mark(&self, resource: &str) {
-        if let Ok(mut m) = self.0.lock() {
-            m.mark(resource);
-        }
-    }
-
-    fn calm(&self, resource: &str) {
-        if let Ok(mut m) = self.0.lock() {
-            m.at.remove(resource);
-        }
-    }
-}
-
-/// An operation on a resource in flight; dropped when it ends (or its caller gives up).
-pub(super) struct Busy<'a> {
-    contention: &'a Contention,
-    resource: String,
-    /// In the lane, as this kind; `None`: a procedure call.
-    lane: Option<Kind>,
-}
-
-impl Busy<'_> {
-    /// The operation leaves the lane for a procedure call.
-    fn leave_lane(&mut self) {
-        if let (Some(k), Ok(mut m)) = (self.lane.take(), self.contention.0.lock()) {
-            let flight = m.busy.entry(self.resource.clone()).or_default();
-            *flight.lane(k) = false;
-            flight.procedures += 1;
-        }
-    }
-}
-
-impl Drop for Busy<'_> {
-    fn drop(&mut self) {
-        if let Ok(mut m) = self.contention.0.lock() {
-            if let Some(f) = m.busy.get_mut(&self.resource) {
-                match self.lane {
-                    Some(k) => *f.lane(k) = false,
-                    None => f.procedures = f.procedures.saturating_sub(1),
-                }
-                if f.procedures == 0 && !f.acquire && !f.release {
-                    m.busy.remove(&self.resource);
-                }
-            }
-        }
-    }
-}
-
 /// The lane: one batch at a time, with everything queued meanwhile, on a connection of its own (not in
 /// autocommit mode: a batch's statements are one transaction without a `START TRANSACTION`). Measured on a
 /// 2-core VM (50 workers, 1000 resources): a batch costs the database a fixed price per statement, so fewer,
 /// larger batches serve more operations; one lane gave 17,000 cycles/s, two lanes by resource 16,500, three
 /// 14,200, and two batches in flight on one lane waited for each other's row locks.
-async fn lane(db: Arc<Db>, mut rx: mpsc::UnboundedReceiver<Job>) {
+async fn lane(db: Arc<Db>, mut rx: mpsc::UnboundedReceiver<Job>, contention: Arc<Contention>) {
     let mut conn = LaneConn {
         conn: None,
         used: Instant::now(),
     };
     while let Some(jobs) = next_batch(&mut rx, MAX_OPS).await {
-        match db.bounded(batch(&db, &mut conn, &jobs)).await {
+        let outcome = db.bounded(batch(&db, &mut conn, &jobs)).await;
+        // Out of the lane before their callers read the answers (see `contention::Flight`).
+        for job in &jobs {
+            if let Some(t) = job.ticket {
+                contention.landed(job.op.resource(), t);
+            }
+        }
+        match outcome {
             Ok(outcomes) => {
                 for (job, out) in jobs.into_iter().zip(outcomes) {
                     let _ = job.reply.send(Ok(out));
@@ -417,50 +291,4 @@ async fn batch(db: &Db, conn: &mut LaneConn, jobs: &[Job]) -> Result<Vec<Fast>> 
     // The one row: the clock and what each `UPDATE` changed.
     let row = rows.pop().ok_or_else(|| db.unexpected("batch", "no answer"))?;
     plan.read(db, jobs.len(), row)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{Contention, Kind};
-
-    #[test]
-    fn the_lane_takes_one_acquire_and_one_release_of_a_resource_and_nothing_beside_a_procedure_call() {
-        let c = Contention::default();
-        let (acquire, fast) = c.enter("r", Some(Kind::Acquire));
-        assert!(fast, "the first operation on a quiet resource goes to the lane");
-        let (release, fast) = c.enter("r", Some(Kind::Release));
-        assert!(fast, "a release beside an acquire in the lane");
-        assert!(c.releasing("r"));
-        let (second, fast) = c.enter("r", Some(Kind::Release));
-        assert!(!fast, "a second release while one is in the lane");
-        drop((acquire, release, second));
-        assert!(!c.releasing("r"));
-        let (after, fast) = c.enter("r", Some(Kind::Acquire));
-        assert!(!fast, "the overlap marked the resource contended");
-        drop(after);
-        c.calm("r");
-        let (calm, fast) = c.enter("r", Some(Kind::Acquire));
-        assert!(fast, "a release that handed the resource to nobody ends the mark");
-        drop(calm);
-
-        let (procedure, fast) = c.enter("s", None);
-        assert!(!fast, "not for the lane: a procedure call");
-        let (beside, fast) = c.enter("s", Some(Kind::Release));
-        assert!(
-            !fast,
-            "nothing goes to the lane while a procedure call works on the resource"
-        );
-        drop((procedure, beside));
-
-        let (mut left, fast) = c.enter("t", Some(Kind::Acquire));
-        assert!(fast);
-        left.leave_lane();
-        let (beside, fast) = c.enter("t", Some(Kind::Release));
-        assert!(
-            !fast,
-            "an operation that left the lane for a procedure call counts as one"
-        );
-        drop((left, beside));
-        assert_eq!(c.0.lock().map(|m| m.busy.len()).ok(), Some(0), "nothing left in flight");
-    }
 }

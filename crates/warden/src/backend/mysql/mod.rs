@@ -13,6 +13,7 @@
 mod batch;
 mod batch_plan;
 mod bell;
+mod contention;
 mod db;
 mod handover;
 mod options;
