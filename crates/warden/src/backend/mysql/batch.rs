@@ -98,7 +98,7 @@ impl Batcher {
         // Held by a lease of this process whose release is on its way through the lane: this acquire, sent
         // after it, goes in the same batch (releases go first) or a later one, and takes the lock there instead
         // of joining the queue and waiting for a handover (three procedure calls).
-        if granted.is_none() && self.contention.releasing(&req.resource) {
+        if granted.is_none() && self.contention.releasing(&req.resource) && busy.again() {
             granted = self.run(FastOp::Acquire(req.clone()), &busy).await?;
         }
         match granted {

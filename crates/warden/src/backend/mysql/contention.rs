@@ -157,6 +157,19 @@ impl Busy<'_> {
         self.lane
     }
 
+    /// The lane operation takes its place in the lane again, to be sent once more (its batch landed without
+    /// doing it); false when another operation of its kind took the place meanwhile.
+    pub(super) fn again(&self) -> bool {
+        let (Some((kind, serial)), Ok(mut m)) = (self.lane, self.contention.0.lock()) else {
+            return false;
+        };
+        let place = m.busy.entry(self.resource.clone()).or_default().lane(kind);
+        if *place == 0 {
+            *place = serial;
+        }
+        *place == serial
+    }
+
     /// The operation leaves the lane for a procedure call.
     pub(super) fn leave_lane(&mut self) {
         if let (Some(t), Ok(mut m)) = (self.lane.take(), self.contention.0.lock()) {
@@ -245,6 +258,22 @@ mod tests {
             "the first one's end does not end the next one's flight"
         );
         drop(next);
+        assert_eq!(c.0.lock().map(|m| m.busy.len()).ok(), Some(0));
+
+        // Sent again after its batch landed: back in its place, unless another one took it.
+        let (acquire, _) = c.enter("v", Some(Kind::Acquire));
+        let ticket = acquire.ticket().expect("in the lane");
+        c.landed("v", ticket);
+        assert!(acquire.again());
+        let (other, fast) = c.enter("v", Some(Kind::Acquire));
+        assert!(!fast, "its place is taken again");
+        drop((acquire, other));
+        let (acquire, _) = c.enter("w", Some(Kind::Acquire));
+        c.landed("w", acquire.ticket().expect("in the lane"));
+        let (other, fast) = c.enter("w", Some(Kind::Acquire));
+        assert!(fast);
+        assert!(!acquire.again(), "another acquire took the place meanwhile");
+        drop((acquire, other));
         assert_eq!(c.0.lock().map(|m| m.busy.len()).ok(), Some(0));
     }
 }
