@@ -414,15 +414,8 @@ async fn a_handoff_between_callers_of_one_process_is_one_transaction() {
     let w = Warden::connect(h.url()).await.expect("connect");
     let name = "passed";
     // The first grant makes the resource's row (a procedure call).
-    drop(
-        w.lock(name)
-            .auto_renew(false)
-            .acquire()
-            .await
-            .expect("acquire")
-            .release()
-            .await,
-    );
+    let mut first = w.lock(name).auto_renew(false).acquire().await.expect("acquire");
+    first.release().await.expect("release");
     let mut admin = connect(&h.server_url()).await;
     let (calls, commits) = (
         status(&mut admin, "Com_call_procedure").await,

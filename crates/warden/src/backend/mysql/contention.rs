@@ -56,7 +56,7 @@ impl Flight {
 pub(super) type Ticket = (Kind, u64);
 
 /// What a fast-path operation does to its resource's row.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, Copy)]
 pub(super) enum Kind {
     Acquire,
     Release,
@@ -70,16 +70,23 @@ impl Marks {
         self.at.insert(resource.into(), Instant::now());
     }
 
-    /// The lane operation `ticket` leaves `resource`'s flight, unless it left already.
-    fn leave(&mut self, resource: &str, (kind, serial): Ticket) {
+    /// Changes `resource`'s flight, if it has one, and forgets it once nothing is in flight.
+    fn settle(&mut self, resource: &str, change: impl FnOnce(&mut Flight)) {
         if let Some(f) = self.busy.get_mut(resource) {
-            if *f.lane(kind) == serial {
-                *f.lane(kind) = 0;
-            }
+            change(f);
             if f.idle() {
                 self.busy.remove(resource);
             }
         }
+    }
+
+    /// The lane operation `ticket` leaves `resource`'s flight, unless it left already.
+    fn leave(&mut self, resource: &str, (kind, serial): Ticket) {
+        self.settle(resource, |f| {
+            if *f.lane(kind) == serial {
+                *f.lane(kind) = 0;
+            }
+        });
     }
 }
 
@@ -185,14 +192,7 @@ impl Drop for Busy<'_> {
             match self.lane {
                 // Left already when its batch landed; here when it never reached one.
                 Some(t) => m.leave(&self.resource, t),
-                None => {
-                    if let Some(f) = m.busy.get_mut(&self.resource) {
-                        f.procedures = f.procedures.saturating_sub(1);
-                        if f.idle() {
-                            m.busy.remove(&self.resource);
-                        }
-                    }
-                }
+                None => m.settle(&self.resource, |f| f.procedures = f.procedures.saturating_sub(1)),
             }
         }
     }
