@@ -92,7 +92,7 @@ pub async fn prompt_handoff(h: &dyn Harness) {
     }
     // The heartbeat fallback would take 1 s (waiter lease / 3): anything well below proves the notification.
     assert!(worst < ms(250), "handoff took {worst:?}");
-    // Each handle counted its own: the holder's five grants at once, the waiter's five after a wait (a backend
+    // Each handle counted its own: the holder's five grants at once, the waiter's after a wait (a backend
     // that waits on the far side does not say it waited: its server counts that), and every hold.
     let count = |w: &Warden| {
         let report = w.analytics().report(1, AnalyticsOrder::Grants);
@@ -101,8 +101,18 @@ pub async fn prompt_handoff(h: &dyn Harness) {
         (r.resource, r.grants, r.waited, r.wait.map_or(0, |p| p.count), holds)
     };
     assert_eq!(count(&a), ("handoff".to_string(), 5, 0, 0, 5));
-    let waits = if b.capabilities().remote_wait { 0 } else { 5 };
-    assert_eq!(count(&b), ("handoff".to_string(), 5, waits, waits, 5));
+    let (resource, grants, waited, timed, holds) = count(&b);
+    assert_eq!((resource.as_str(), grants, holds), ("handoff", 5, 5));
+    assert_eq!(waited, timed, "every wait counted has its duration");
+    if b.capabilities().remote_wait {
+        assert_eq!(waited, 0);
+    } else {
+        // Counted as waits: the grants its first attempt did not make. Where queueing and judging the queue are
+        // two requests (ZooKeeper: the node's creation, then the queue's listing, which the server answers after
+        // the holder's release when that release slips between them, as seen under load), the queue was visible
+        // and the holder gone by the time the first attempt judged it: a grant without a wait.
+        assert!((3..=5).contains(&waited), "{waited} of 5 handoffs counted as waits");
+    }
 }
 
 /// A waiter that died (stopped heartbeating) leaves the queue within its waiter lease and blocks nobody.
